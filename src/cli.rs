@@ -1,0 +1,122 @@
+//! The `tripwire` command line (SPEC §9): argument definitions and the
+//! glue from each command to the library.
+
+use std::io::Write;
+use std::path::PathBuf;
+
+use clap::{Parser, Subcommand};
+
+use crate::config::Config;
+use crate::error::Error;
+use crate::import::{Format, ImportOptions, Progress, import};
+use crate::sql::output::{OutputFormat, render};
+use crate::sql::{SessionSpec, run_read_only, workspace_session};
+use crate::store::Store;
+
+#[derive(Debug, Parser)]
+#[command(
+    name = "tripwire",
+    version,
+    about = "SQL-first event triggers: import events, query them, fire flows"
+)]
+pub struct Cli {
+    /// The project's config (default ./tripwire.toml, else the embedded default).
+    #[arg(long, global = true, value_name = "PATH")]
+    pub config: Option<PathBuf>,
+    #[command(subcommand)]
+    pub command: Command,
+}
+
+#[derive(Debug, Subcommand)]
+pub enum Command {
+    /// Import events from NDJSON (plain or .gz), CSV or Parquet files or folders.
+    Import {
+        /// Files, or folders whose files are all imported.
+        #[arg(required = true)]
+        files: Vec<PathBuf>,
+        /// Workspace for events that do not name one (required when several are configured).
+        #[arg(long)]
+        workspace: Option<String>,
+        #[arg(long, value_enum, default_value = "auto")]
+        format: Format,
+        /// Import nothing from a file that has any bad line.
+        #[arg(long)]
+        strict: bool,
+    },
+    /// Run one read-only SQL statement over a workspace's tables.
+    Query {
+        /// The SQL; tables: events, identities, quarantine.
+        sql: String,
+        #[arg(long)]
+        workspace: Option<String>,
+        #[arg(long, value_enum, default_value = "table")]
+        format: OutputFormat,
+        /// Pin the clock (RFC 3339) that the identity TTL is measured against.
+        #[arg(long)]
+        now: Option<chrono::DateTime<chrono::Utc>>,
+    },
+}
+
+/// Runs one command.
+pub async fn run(cli: Cli) -> Result<(), Error> {
+    let config = Config::load(cli.config.as_deref())?;
+    match cli.command {
+        Command::Import {
+            files,
+            workspace,
+            format,
+            strict,
+        } => {
+            let options = ImportOptions {
+                paths: files,
+                workspace,
+                format,
+                strict,
+            };
+            warn_unchecked_secrets(&config);
+            let progress = Progress::on_stderr();
+            let report = import(&config, &options, &progress).await?;
+            println!("{}", report.summary());
+            Ok(())
+        }
+        Command::Query {
+            sql,
+            workspace,
+            format,
+            now,
+        } => {
+            let workspace = config
+                .pick_workspace(workspace.as_deref())
+                .map_err(Error::Usage)?;
+            let store = Store::new(config.storage.clone());
+            let spec = SessionSpec {
+                store: &store,
+                workspace: &workspace.id,
+                now: now.unwrap_or_else(chrono::Utc::now),
+                identity_ttl: config.identity_ttl,
+            };
+            let ctx = workspace_session(&spec).await?;
+            let batches = run_read_only(&ctx, &sql).await?;
+            let text = render(&batches, format)
+                .map_err(|e| Error::Query(crate::sql::QueryError::Engine(e.to_string())))?;
+            let mut stdout = std::io::stdout().lock();
+            let _ = stdout.write_all(text.as_bytes());
+            Ok(())
+        }
+    }
+}
+
+/// A workspace whose secret names an unset variable cannot check `partnerSecret`.
+fn warn_unchecked_secrets(config: &Config) {
+    for workspace in &config.workspaces {
+        if let Some(secret) = &workspace.secret
+            && secret.resolve().is_none()
+        {
+            eprintln!(
+                "note: workspace {:?}: {} is not set, so imported partnerSecret values are not checked",
+                workspace.id,
+                secret.describe()
+            );
+        }
+    }
+}

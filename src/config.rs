@@ -1,0 +1,369 @@
+//! `tripwire.toml`: the project's configuration (SPEC §2), its embedded
+//! default, and validation that names the offending key.
+
+use std::fmt;
+use std::net::SocketAddr;
+use std::path::{Path, PathBuf};
+use std::str::FromStr;
+use std::time::Duration;
+
+use serde::Deserialize;
+use url::Url;
+
+/// The configuration used when no `tripwire.toml` exists (SPEC §2, verbatim).
+pub const DEFAULT_CONFIG: &str = include_str!("default.toml");
+
+/// The file looked for when `--config` is not given.
+pub const DEFAULT_CONFIG_PATH: &str = "tripwire.toml";
+
+/// A configuration problem, always naming the file and key at fault.
+#[derive(Debug, thiserror::Error)]
+pub enum ConfigError {
+    #[error("cannot read config {path}: {source}")]
+    Read {
+        path: PathBuf,
+        source: std::io::Error,
+    },
+    #[error("{origin}: {message}")]
+    Invalid { origin: String, message: String },
+}
+
+/// The whole validated configuration.
+#[derive(Debug, Clone)]
+pub struct Config {
+    /// Where the config came from (a path, or "embedded default"), for messages.
+    pub origin: String,
+    /// Root URL of all durable state (DESIGN.md "Storage").
+    pub storage: Url,
+    pub listen: SocketAddr,
+    pub identity_ttl: Duration,
+    pub default_schedule: String,
+    pub workspaces: Vec<Workspace>,
+}
+
+/// One tenant: its id (also the collect envelope's `partnerId`) and secrets.
+#[derive(Debug, Clone)]
+pub struct Workspace {
+    pub id: String,
+    pub secret: Option<Secret>,
+    pub signing_secret: Option<Secret>,
+    pub learning: bool,
+    /// Keep rejected input in the workspace's quarantine table.
+    pub quarantine: bool,
+}
+
+/// A secret value or a reference to an environment variable (`env:NAME`).
+/// Its `Debug` never prints the value.
+#[derive(Clone, PartialEq, Eq)]
+pub enum Secret {
+    Literal(String),
+    Env(String),
+}
+
+impl Secret {
+    fn parse(text: &str) -> Secret {
+        match text.strip_prefix("env:") {
+            Some(name) => Secret::Env(name.to_string()),
+            None => Secret::Literal(text.to_string()),
+        }
+    }
+
+    /// The secret's value, or `None` when it names an unset variable.
+    pub fn resolve(&self) -> Option<String> {
+        match self {
+            Secret::Literal(value) => Some(value.clone()),
+            Secret::Env(name) => std::env::var(name).ok().filter(|v| !v.is_empty()),
+        }
+    }
+
+    /// Where the value comes from, safe to print.
+    pub fn describe(&self) -> String {
+        match self {
+            Secret::Literal(_) => "a literal in the config".to_string(),
+            Secret::Env(name) => format!("the environment variable {name}"),
+        }
+    }
+}
+
+impl fmt::Debug for Secret {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
+            Secret::Literal(_) => f.write_str("Secret(***)"),
+            Secret::Env(name) => write!(f, "Secret(env:{name})"),
+        }
+    }
+}
+
+/// The file's shape; `deny_unknown_fields` makes a typo an error naming the key.
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+struct RawConfig {
+    #[serde(default = "default_storage")]
+    storage: String,
+    #[serde(default = "default_listen")]
+    listen: String,
+    #[serde(default = "default_ttl")]
+    identity_ttl: String,
+    #[serde(default = "default_schedule")]
+    default_schedule: String,
+    #[serde(default)]
+    workspace: Vec<RawWorkspace>,
+}
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+struct RawWorkspace {
+    id: String,
+    secret: Option<String>,
+    signing_secret: Option<String>,
+    #[serde(default = "yes")]
+    learning: bool,
+    #[serde(default = "yes")]
+    quarantine: bool,
+}
+
+fn default_storage() -> String {
+    "./data".into()
+}
+fn default_listen() -> String {
+    "127.0.0.1:8080".into()
+}
+fn default_ttl() -> String {
+    "7d".into()
+}
+fn default_schedule() -> String {
+    "*/5 * * * *".into()
+}
+fn yes() -> bool {
+    true
+}
+
+impl Config {
+    /// Loads `path` if given (it must exist), else `./tripwire.toml` if it
+    /// exists, else the embedded default.
+    pub fn load(path: Option<&Path>) -> Result<Config, ConfigError> {
+        let chosen = match path {
+            Some(p) => Some(p.to_path_buf()),
+            None => Some(PathBuf::from(DEFAULT_CONFIG_PATH)).filter(|p| p.exists()),
+        };
+        match chosen {
+            Some(p) => {
+                let text = std::fs::read_to_string(&p).map_err(|source| ConfigError::Read {
+                    path: p.clone(),
+                    source,
+                })?;
+                let base = p.parent().map(Path::to_path_buf).unwrap_or_default();
+                Config::parse(&text, &p.display().to_string(), &base)
+            }
+            None => Config::parse(DEFAULT_CONFIG, "embedded default config", Path::new("")),
+        }
+    }
+
+    /// Parses and validates config text; relative storage paths resolve
+    /// against `base` (the config file's folder).
+    pub fn parse(text: &str, origin: &str, base: &Path) -> Result<Config, ConfigError> {
+        let invalid = |message: String| ConfigError::Invalid {
+            origin: origin.to_string(),
+            message,
+        };
+        let raw: RawConfig = toml::from_str(text).map_err(|e| invalid(e.to_string()))?;
+        let storage =
+            storage_url(&raw.storage, base).map_err(|m| invalid(format!("storage: {m}")))?;
+        let listen = raw.listen.parse().map_err(|_| {
+            invalid(format!(
+                "listen: {:?} is not an address like \"127.0.0.1:8080\"",
+                raw.listen
+            ))
+        })?;
+        let identity_ttl =
+            parse_duration(&raw.identity_ttl).map_err(|m| invalid(format!("identity_ttl: {m}")))?;
+        crate::schedule::Schedule::from_str(&raw.default_schedule)
+            .map_err(|m| invalid(format!("default_schedule: {m}")))?;
+        let workspaces = validate_workspaces(raw.workspace).map_err(invalid)?;
+        Ok(Config {
+            origin: origin.to_string(),
+            storage,
+            listen,
+            identity_ttl,
+            default_schedule: raw.default_schedule,
+            workspaces,
+        })
+    }
+
+    /// The workspace with this id.
+    pub fn workspace(&self, id: &str) -> Option<&Workspace> {
+        self.workspaces.iter().find(|w| w.id == id)
+    }
+
+    /// The workspace a command works on: the one named, or the only one.
+    pub fn pick_workspace(&self, id: Option<&str>) -> Result<&Workspace, String> {
+        match id {
+            Some(id) => self.workspace(id).ok_or_else(|| {
+                format!(
+                    "unknown workspace {id:?} (configured in {}: {})",
+                    self.origin,
+                    self.workspace_ids()
+                )
+            }),
+            None if self.workspaces.len() == 1 => Ok(&self.workspaces[0]),
+            None => Err(format!(
+                "{} workspaces are configured ({}): pass --workspace",
+                self.workspaces.len(),
+                self.workspace_ids()
+            )),
+        }
+    }
+
+    fn workspace_ids(&self) -> String {
+        let ids: Vec<&str> = self.workspaces.iter().map(|w| w.id.as_str()).collect();
+        ids.join(", ")
+    }
+}
+
+fn validate_workspaces(raw: Vec<RawWorkspace>) -> Result<Vec<Workspace>, String> {
+    if raw.is_empty() {
+        return Err("workspace: at least one [[workspace]] with an id is required".into());
+    }
+    let mut seen = std::collections::HashSet::new();
+    raw.into_iter()
+        .enumerate()
+        .map(|(i, w)| {
+            validate_workspace_id(&w.id).map_err(|m| format!("workspace[{i}].id: {m}"))?;
+            if !seen.insert(w.id.clone()) {
+                return Err(format!("workspace[{i}].id: {:?} is configured twice", w.id));
+            }
+            Ok(Workspace {
+                id: w.id,
+                secret: w.secret.as_deref().map(Secret::parse),
+                signing_secret: w.signing_secret.as_deref().map(Secret::parse),
+                learning: w.learning,
+                quarantine: w.quarantine,
+            })
+        })
+        .collect()
+}
+
+/// Workspace ids name folders under the storage root, so they are kept plain.
+fn validate_workspace_id(id: &str) -> Result<(), String> {
+    let plain = |c: char| c.is_ascii_alphanumeric() || c == '-' || c == '_';
+    if id.is_empty() || id.len() > 128 || !id.chars().all(plain) || id.starts_with(['-', '_']) {
+        return Err(format!(
+            "{id:?} must be 1-128 letters, digits, '-' or '_', starting with a letter or digit"
+        ));
+    }
+    Ok(())
+}
+
+/// Turns the `storage` value into a URL; plain paths become `file://` URLs.
+fn storage_url(value: &str, base: &Path) -> Result<Url, String> {
+    if value.is_empty() {
+        return Err("must not be empty".into());
+    }
+    if let Some((scheme, _)) = value.split_once("://") {
+        return match scheme {
+            "file" => Url::parse(value).map_err(|e| format!("{value:?} is not a URL: {e}")),
+            "s3" | "gs" | "az" | "abfss" => Err(format!(
+                "{value:?}: {scheme}:// storage is planned but not built into this version; use a local path"
+            )),
+            _ => Err(format!(
+                "{value:?}: unknown scheme {scheme}:// (use a path or file://)"
+            )),
+        };
+    }
+    let path = base.join(value);
+    let absolute = std::path::absolute(&path).map_err(|e| format!("{value:?}: {e}"))?;
+    Url::from_directory_path(&absolute).map_err(|_| format!("{value:?} is not a usable path"))
+}
+
+/// Parses durations like `30s`, `15m`, `24h`, `7d`, `2w`, `500ms`.
+pub fn parse_duration(text: &str) -> Result<Duration, String> {
+    let text = text.trim();
+    let split = text
+        .find(|c: char| !c.is_ascii_digit())
+        .ok_or_else(|| format!("{text:?} needs a unit: ms, s, m, h, d or w (e.g. \"7d\")"))?;
+    let (number, unit) = text.split_at(split);
+    let n: u64 = number
+        .parse()
+        .map_err(|_| format!("{text:?} is not a duration like \"30s\", \"24h\" or \"7d\""))?;
+    let seconds = match unit.trim() {
+        "ms" => return Ok(Duration::from_millis(n)),
+        "s" => 1,
+        "m" => 60,
+        "h" => 3600,
+        "d" => 86_400,
+        "w" => 604_800,
+        other => {
+            return Err(format!(
+                "{text:?}: unknown unit {other:?} (use ms, s, m, h, d or w)"
+            ));
+        }
+    };
+    Ok(Duration::from_secs(n.saturating_mul(seconds)))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn parse(text: &str) -> Result<Config, ConfigError> {
+        Config::parse(text, "t.toml", Path::new("/proj"))
+    }
+
+    #[test]
+    fn embedded_default_is_valid() {
+        let config = Config::parse(DEFAULT_CONFIG, "default", Path::new("/proj")).unwrap();
+        assert_eq!(config.workspaces[0].id, "shop");
+        assert_eq!(config.identity_ttl, Duration::from_secs(7 * 86_400));
+        assert_eq!(config.storage.as_str(), "file:///proj/data/");
+        assert_eq!(
+            config.workspaces[0].secret,
+            Some(Secret::Env("SHOP_SECRET".into()))
+        );
+    }
+
+    #[test]
+    fn unknown_key_is_named() {
+        let err = parse("storge = \"x\"\n[[workspace]]\nid = \"a\"").unwrap_err();
+        assert!(err.to_string().contains("storge"), "{err}");
+        let err = parse("[[workspace]]\nid = \"a\"\nsecert = \"x\"").unwrap_err();
+        assert!(err.to_string().contains("secert"), "{err}");
+    }
+
+    #[test]
+    fn bad_values_name_the_key() {
+        let cases = [
+            ("identity_ttl = \"7x\"", "identity_ttl"),
+            ("listen = \"nowhere\"", "listen"),
+            ("default_schedule = \"every day\"", "default_schedule"),
+            ("storage = \"s3://bucket/x\"", "storage"),
+        ];
+        for (line, key) in cases {
+            let err = parse(&format!("{line}\n[[workspace]]\nid = \"a\"")).unwrap_err();
+            assert!(err.to_string().contains(key), "{line}: {err}");
+        }
+    }
+
+    #[test]
+    fn workspaces_are_checked() {
+        assert!(parse("").unwrap_err().to_string().contains("workspace"));
+        let dup = parse("[[workspace]]\nid = \"a\"\n[[workspace]]\nid = \"a\"").unwrap_err();
+        assert!(dup.to_string().contains("workspace[1].id"), "{dup}");
+        let bad = parse("[[workspace]]\nid = \"../etc\"").unwrap_err();
+        assert!(bad.to_string().contains("workspace[0].id"), "{bad}");
+    }
+
+    #[test]
+    fn durations() {
+        assert_eq!(parse_duration("30s"), Ok(Duration::from_secs(30)));
+        assert_eq!(parse_duration("24h"), Ok(Duration::from_secs(86_400)));
+        assert_eq!(parse_duration("500ms"), Ok(Duration::from_millis(500)));
+        assert!(parse_duration("7").is_err());
+        assert!(parse_duration("d").is_err());
+    }
+
+    #[test]
+    fn secrets_do_not_print() {
+        let secret = Secret::parse("hunter2");
+        assert!(!format!("{secret:?}").contains("hunter2"));
+    }
+}

@@ -1,0 +1,175 @@
+//! A JSON object read once into (key, raw value) pairs, so each shape can pick
+//! the fields it maps to columns and keep every other field as it was sent.
+
+use std::borrow::Cow;
+use std::fmt;
+
+use serde::de::{Deserializer, MapAccess, Visitor};
+use serde_json::value::RawValue;
+
+/// The top-level fields of one JSON object, values left unparsed.
+pub struct Fields<'a> {
+    pairs: Vec<(Cow<'a, str>, &'a RawValue)>,
+}
+
+impl<'a> Fields<'a> {
+    /// Reads `text` as one JSON object.
+    pub fn parse(text: &'a str) -> Result<Fields<'a>, String> {
+        let mut de = serde_json::Deserializer::from_str(text);
+        let fields = de
+            .deserialize_map(FieldsVisitor)
+            .map_err(|e| describe_json_error(&e))?;
+        de.end().map_err(|e| describe_json_error(&e))?;
+        Ok(fields)
+    }
+
+    /// Reads a raw value that must be an object.
+    pub fn of(raw: &'a RawValue, name: &str) -> Result<Fields<'a>, String> {
+        if !raw.get().starts_with('{') {
+            return Err(format!("{name} must be a JSON object"));
+        }
+        Fields::parse(raw.get())
+    }
+
+    /// The raw value of `key` (the last one if repeated); JSON `null` counts as absent.
+    pub fn raw(&self, key: &str) -> Option<&'a RawValue> {
+        self.pairs
+            .iter()
+            .rev()
+            .find(|(k, _)| k == key)
+            .map(|(_, v)| *v)
+            .filter(|v| v.get() != "null")
+    }
+
+    pub fn has(&self, key: &str) -> bool {
+        self.pairs.iter().any(|(k, _)| k == key)
+    }
+
+    /// A string field; numbers are accepted as their text (ids are often numeric).
+    pub fn str(&self, key: &str) -> Result<Option<Cow<'a, str>>, String> {
+        self.raw(key).map(|raw| string_of(raw, key)).transpose()
+    }
+
+    /// A field that must be an object, kept as its JSON text.
+    pub fn object(&self, key: &str) -> Result<Option<&'a str>, String> {
+        match self.raw(key) {
+            Some(raw) if raw.get().starts_with('{') => Ok(Some(raw.get())),
+            Some(_) => Err(format!("{key} must be a JSON object")),
+            None => Ok(None),
+        }
+    }
+
+    pub fn bool(&self, key: &str) -> Result<Option<bool>, String> {
+        match self.raw(key).map(RawValue::get) {
+            Some("true") => Ok(Some(true)),
+            Some("false") => Ok(Some(false)),
+            Some(_) => Err(format!("{key} must be true or false")),
+            None => Ok(None),
+        }
+    }
+
+    /// A JSON object of every field whose key is not in `mapped`, or `None`
+    /// when nothing is left over.
+    pub fn rest(&self, mapped: &[&str]) -> Option<String> {
+        let mut out = String::new();
+        for (key, value) in &self.pairs {
+            if mapped.contains(&key.as_ref()) {
+                continue;
+            }
+            out.push(if out.is_empty() { '{' } else { ',' });
+            out.push_str(&serde_json::to_string(key.as_ref()).unwrap_or_default());
+            out.push(':');
+            out.push_str(value.get());
+        }
+        if out.is_empty() {
+            return None;
+        }
+        out.push('}');
+        Some(out)
+    }
+}
+
+/// A JSON string value, borrowed when it has no escapes; numbers as text.
+fn string_of<'a>(raw: &'a RawValue, key: &str) -> Result<Cow<'a, str>, String> {
+    let text = raw.get();
+    match text.as_bytes().first() {
+        Some(b'"') if !text.contains('\\') => Ok(Cow::Borrowed(&text[1..text.len() - 1])),
+        Some(b'"') => serde_json::from_str::<String>(text)
+            .map(Cow::Owned)
+            .map_err(|e| format!("{key}: {e}")),
+        Some(b'-' | b'0'..=b'9') => Ok(Cow::Borrowed(text)),
+        _ => Err(format!("{key} must be a string")),
+    }
+}
+
+/// serde_json's message without its line/column, which is always 1 for a line.
+fn describe_json_error(e: &serde_json::Error) -> String {
+    let text = e.to_string();
+    let message = match text.rfind(" at line ") {
+        Some(i) => &text[..i],
+        None => &text,
+    };
+    match e.classify() {
+        serde_json::error::Category::Data if message.starts_with("invalid type") => {
+            format!("not a JSON object ({message})")
+        }
+        serde_json::error::Category::Eof => format!("truncated JSON ({message})"),
+        _ => format!("invalid JSON: {message} at column {}", e.column()),
+    }
+}
+
+struct FieldsVisitor;
+
+impl<'de> Visitor<'de> for FieldsVisitor {
+    type Value = Fields<'de>;
+
+    fn expecting(&self, f: &mut fmt::Formatter) -> fmt::Result {
+        f.write_str("a JSON object")
+    }
+
+    fn visit_map<M: MapAccess<'de>>(self, mut map: M) -> Result<Fields<'de>, M::Error> {
+        let mut pairs = Vec::with_capacity(map.size_hint().unwrap_or(12));
+        while let Some(key) = map.next_key::<Cow<'de, str>>()? {
+            let value: &'de RawValue = map.next_value()?;
+            pairs.push((key, value));
+        }
+        Ok(Fields { pairs })
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn picks_fields_and_keeps_the_rest() {
+        let f = Fields::parse(r#"{"a":"x","n":12,"o":{"k":[1,2]},"z":null,"e":"q\"t"}"#).unwrap();
+        assert_eq!(f.str("a").unwrap().as_deref(), Some("x"));
+        assert_eq!(f.str("n").unwrap().as_deref(), Some("12"));
+        assert_eq!(f.str("e").unwrap().as_deref(), Some("q\"t"));
+        assert_eq!(f.object("o").unwrap(), Some(r#"{"k":[1,2]}"#));
+        assert!(f.raw("z").is_none());
+        assert_eq!(
+            f.rest(&["a", "n", "e"]).as_deref(),
+            Some(r#"{"o":{"k":[1,2]},"z":null}"#)
+        );
+        assert!(f.object("a").is_err());
+        assert!(f.str("o").is_err());
+    }
+
+    #[test]
+    fn errors_say_what_is_wrong() {
+        assert!(
+            Fields::parse("[1]")
+                .unwrap_err()
+                .contains("not a JSON object")
+        );
+        assert!(Fields::parse(r#"{"a":"#).unwrap_err().contains("truncated"));
+        assert!(
+            Fields::parse(r#"{"a" 1}"#)
+                .unwrap_err()
+                .contains("invalid JSON")
+        );
+        assert!(Fields::parse(r#"{"a":1} x"#).is_err());
+    }
+}

@@ -1,0 +1,115 @@
+//! A chunk of an input file: its raw lines, then the events and rejects
+//! parsed from them, grouped by workspace. A chunk is the unit of commit.
+
+use std::collections::BTreeMap;
+use std::sync::Arc;
+
+use super::route::Router;
+use crate::event::shapes::parse_event;
+use crate::event::{EventBatchBuilder, ParsedEvent};
+use crate::store::quarantine::Rejected;
+
+/// Complete lines read from an NDJSON file.
+pub struct RawChunk {
+    /// Position of the chunk in its file (0, 1, 2…).
+    pub index: u64,
+    /// Line number (1-based) of the first line in `data`.
+    pub first_line: u64,
+    pub data: Vec<u8>,
+}
+
+/// The events and rejects of one chunk, covering lines `first_line..=last_line`.
+pub struct ParsedChunk {
+    pub index: u64,
+    pub first_line: u64,
+    pub last_line: u64,
+    pub events: BTreeMap<String, EventBatchBuilder>,
+    /// Input that could not be stored, kept in the default workspace's quarantine.
+    pub rejected: Vec<Rejected>,
+}
+
+impl ParsedChunk {
+    pub fn new(index: u64, first_line: u64) -> ParsedChunk {
+        ParsedChunk {
+            index,
+            first_line,
+            last_line: first_line.saturating_sub(1),
+            events: BTreeMap::new(),
+            rejected: Vec::new(),
+        }
+    }
+
+    pub fn event_count(&self) -> usize {
+        self.events.values().map(EventBatchBuilder::len).sum()
+    }
+}
+
+/// Turns input lines and rows into a [`ParsedChunk`].
+#[derive(Clone)]
+pub struct ChunkParser {
+    pub router: Arc<Router>,
+    /// The file name used in messages and the quarantine's `source`.
+    pub source: Arc<str>,
+    /// When this import received the data (microseconds since the epoch).
+    pub received_at: i64,
+    /// Rows expected per chunk, to size the builders.
+    pub rows_hint: usize,
+}
+
+impl ChunkParser {
+    /// Parses every line of an NDJSON chunk.
+    pub fn parse_ndjson(&self, raw: RawChunk) -> ParsedChunk {
+        let mut chunk = ParsedChunk::new(raw.index, raw.first_line);
+        let body = raw.data.strip_suffix(b"\n").unwrap_or(&raw.data);
+        if raw.data.is_empty() {
+            return chunk;
+        }
+        for (i, line) in body.split(|b| *b == b'\n').enumerate() {
+            let line_no = raw.first_line + i as u64;
+            self.parse_line(&mut chunk, line, line_no);
+            chunk.last_line = line_no;
+        }
+        chunk
+    }
+
+    fn parse_line(&self, chunk: &mut ParsedChunk, line: &[u8], line_no: u64) {
+        let line = line.strip_suffix(b"\r").unwrap_or(line);
+        if line.iter().all(u8::is_ascii_whitespace) {
+            return;
+        }
+        match std::str::from_utf8(line) {
+            Ok(text) => {
+                let parsed = parse_event(text);
+                self.add(chunk, parsed, line_no, || text.to_string());
+            }
+            Err(e) => {
+                let reason = format!("not UTF-8 text ({e})");
+                let raw = String::from_utf8_lossy(line).into_owned();
+                self.add(chunk, Err(reason), line_no, || raw);
+            }
+        }
+    }
+
+    /// Routes one parsed event (or its parse error) into the chunk.
+    pub fn add(
+        &self,
+        chunk: &mut ParsedChunk,
+        parsed: Result<ParsedEvent, String>,
+        line: u64,
+        raw: impl FnOnce() -> String,
+    ) {
+        match parsed.and_then(|event| Ok((self.router.route(&event)?, event))) {
+            Ok((workspace, event)) => chunk
+                .events
+                .entry(workspace)
+                .or_insert_with(|| EventBatchBuilder::with_capacity(self.rows_hint))
+                .append(&event, line, self.received_at),
+            Err(reason) => chunk.rejected.push(Rejected {
+                source: self.source.to_string(),
+                line,
+                reason,
+                raw: raw(),
+            }),
+        }
+    }
+}

@@ -1,0 +1,339 @@
+//! Reading input files: format detection, gzip, and cutting a stream into
+//! chunks whose size is bounded whatever the file's size.
+
+use std::fs::File;
+use std::io::{self, BufReader, Read};
+use std::path::Path;
+use std::sync::Arc;
+use std::sync::atomic::{AtomicU64, Ordering};
+
+use arrow::array::{Array, StringArray};
+use arrow::compute::cast;
+use arrow::datatypes::DataType;
+use flate2::read::MultiGzDecoder;
+use parquet::arrow::arrow_reader::ParquetRecordBatchReaderBuilder;
+
+use super::chunk::{ChunkParser, ParsedChunk, RawChunk};
+use crate::event::tabular::Columns;
+
+/// Bytes of NDJSON per chunk (one commit per chunk and workspace).
+pub const CHUNK_BYTES: usize = 16 << 20;
+/// Rows of CSV or Parquet per chunk.
+pub const CHUNK_ROWS: usize = 50_000;
+/// A single line longer than this is refused rather than buffered.
+pub const MAX_LINE_BYTES: usize = 64 << 20;
+
+/// An input file format (`--format`).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, clap::ValueEnum)]
+pub enum Format {
+    Auto,
+    Ndjson,
+    Csv,
+    Parquet,
+}
+
+/// Decides the format from the extension, else from the first bytes.
+pub fn detect_format(path: &Path, requested: Format) -> io::Result<Format> {
+    if requested != Format::Auto {
+        return Ok(requested);
+    }
+    let name = path
+        .file_name()
+        .and_then(|n| n.to_str())
+        .unwrap_or_default();
+    let name = name
+        .strip_suffix(".gz")
+        .unwrap_or(name)
+        .to_ascii_lowercase();
+    if [".ndjson", ".jsonl", ".json"]
+        .iter()
+        .any(|e| name.ends_with(e))
+    {
+        return Ok(Format::Ndjson);
+    }
+    if name.ends_with(".csv") {
+        return Ok(Format::Csv);
+    }
+    if name.ends_with(".parquet") {
+        return Ok(Format::Parquet);
+    }
+    let mut head = [0u8; 4];
+    let n = File::open(path)?.read(&mut head)?;
+    if &head[..n] == b"PAR1" {
+        return Ok(Format::Parquet);
+    }
+    let mut text = Vec::new();
+    open_text(path, &Arc::new(AtomicU64::new(0)))?
+        .take(4096)
+        .read_to_end(&mut text)?;
+    let first = text.iter().find(|b| !b.is_ascii_whitespace());
+    Ok(if first == Some(&b'{') {
+        Format::Ndjson
+    } else {
+        Format::Csv
+    })
+}
+
+/// Opens a text file, gunzipping it when it starts with gzip's magic bytes;
+/// `read` counts the file bytes consumed, for progress.
+pub fn open_text(path: &Path, read: &Arc<AtomicU64>) -> io::Result<Box<dyn Read + Send>> {
+    let mut file = File::open(path)?;
+    let mut magic = [0u8; 2];
+    let n = file.read(&mut magic)?;
+    let file = Counting {
+        inner: io::Cursor::new(magic[..n].to_vec()).chain(file),
+        read: read.clone(),
+    };
+    if n == 2 && magic == [0x1f, 0x8b] {
+        Ok(Box::new(BufReader::with_capacity(
+            1 << 20,
+            MultiGzDecoder::new(BufReader::with_capacity(1 << 20, file)),
+        )))
+    } else {
+        Ok(Box::new(file))
+    }
+}
+
+/// Counts the bytes read through it.
+struct Counting<R> {
+    inner: R,
+    read: Arc<AtomicU64>,
+}
+
+impl<R: Read> Read for Counting<R> {
+    fn read(&mut self, buf: &mut [u8]) -> io::Result<usize> {
+        let n = self.inner.read(buf)?;
+        self.read.fetch_add(n as u64, Ordering::Relaxed);
+        Ok(n)
+    }
+}
+
+/// Cuts `input` into chunks of whole lines of about [`CHUNK_BYTES`] and hands
+/// each to `send`; stops early when `send` returns false.
+pub fn read_ndjson_chunks(
+    mut input: impl Read,
+    mut send: impl FnMut(RawChunk) -> bool,
+) -> io::Result<()> {
+    let mut carry: Vec<u8> = Vec::new();
+    let mut next_line = 1u64;
+    for index in 0.. {
+        let mut buf = std::mem::take(&mut carry);
+        buf.reserve(CHUNK_BYTES + (64 << 10));
+        let eof = fill(&mut input, &mut buf, CHUNK_BYTES)?;
+        let cut = match buf.iter().rposition(|b| *b == b'\n') {
+            Some(pos) => pos + 1,
+            None if eof => buf.len(),
+            None if buf.len() > MAX_LINE_BYTES => {
+                return Err(io::Error::new(
+                    io::ErrorKind::InvalidData,
+                    format!(
+                        "line {next_line} is longer than {} MiB",
+                        MAX_LINE_BYTES >> 20
+                    ),
+                ));
+            }
+            None => {
+                carry = buf;
+                continue;
+            }
+        };
+        carry = buf.split_off(cut);
+        if eof && !carry.is_empty() {
+            buf.append(&mut carry);
+        }
+        if buf.is_empty() {
+            return Ok(());
+        }
+        if buf.last() != Some(&b'\n') {
+            buf.push(b'\n');
+        }
+        let lines = buf.iter().filter(|b| **b == b'\n').count() as u64;
+        let chunk = RawChunk {
+            index,
+            first_line: next_line,
+            data: buf,
+        };
+        next_line += lines;
+        if !send(chunk) || eof {
+            return Ok(());
+        }
+    }
+    Ok(())
+}
+
+/// Reads until `buf` holds at least `want` bytes; true at end of input.
+fn fill(input: &mut impl Read, buf: &mut Vec<u8>, want: usize) -> io::Result<bool> {
+    let mut block = vec![0u8; 1 << 20];
+    while buf.len() < want {
+        match input.read(&mut block) {
+            Ok(0) => return Ok(true),
+            Ok(n) => buf.extend_from_slice(&block[..n]),
+            Err(e) if e.kind() == io::ErrorKind::Interrupted => {}
+            Err(e) => return Err(e),
+        }
+    }
+    Ok(false)
+}
+
+/// Parses a CSV file with a header row into chunks of [`CHUNK_ROWS`] rows.
+pub fn read_csv_chunks(
+    input: impl Read,
+    parser: &ChunkParser,
+    mut send: impl FnMut(ParsedChunk) -> bool,
+) -> io::Result<()> {
+    let mut reader = csv::ReaderBuilder::new().flexible(true).from_reader(input);
+    let header: Vec<String> = reader
+        .headers()
+        .map_err(invalid_data)?
+        .iter()
+        .map(|h| h.trim().to_string())
+        .collect();
+    let columns = Columns::new(header).map_err(|e| invalid_data(format!("line 1: {e}")))?;
+    let mut record = csv::StringRecord::new();
+    let mut chunk = ParsedChunk::new(0, 2);
+    let mut rows = 0;
+    loop {
+        let line = reader.position().line() + 1;
+        match reader.read_record(&mut record) {
+            Ok(false) => break,
+            Ok(true) => {
+                let line = record.position().map_or(line, |p| p.line());
+                let parsed = if record.len() == columns.len() {
+                    columns.parse_row(|i| record.get(i))
+                } else {
+                    Err(format!(
+                        "{} fields where the header has {}",
+                        record.len(),
+                        columns.len()
+                    ))
+                };
+                parser.add(&mut chunk, parsed, line, || {
+                    record.iter().collect::<Vec<_>>().join(",")
+                });
+                chunk.last_line = line;
+            }
+            Err(e) => {
+                let reason = format!("unreadable CSV: {e}");
+                parser.add(&mut chunk, Err(reason), line, String::new);
+                chunk.last_line = line;
+            }
+        }
+        rows += 1;
+        if rows % CHUNK_ROWS == 0 {
+            let next = ParsedChunk::new(chunk.index + 1, chunk.last_line + 1);
+            if !send(std::mem::replace(&mut chunk, next)) {
+                return Ok(());
+            }
+        }
+    }
+    send(chunk);
+    Ok(())
+}
+
+/// Parses a Parquet file whose columns are named as the events table's;
+/// the "line" of a row is its 1-based row number.
+pub fn read_parquet_chunks(
+    path: &Path,
+    parser: &ChunkParser,
+    mut send: impl FnMut(ParsedChunk) -> bool,
+) -> io::Result<()> {
+    let reader = ParquetRecordBatchReaderBuilder::try_new(File::open(path)?)
+        .map_err(invalid_data)?
+        .with_batch_size(CHUNK_ROWS)
+        .build()
+        .map_err(invalid_data)?;
+    let names: Vec<String> = arrow::record_batch::RecordBatchReader::schema(&reader)
+        .fields()
+        .iter()
+        .map(|f| f.name().clone())
+        .collect();
+    let columns = Columns::new(names.clone()).map_err(invalid_data)?;
+    let mut next_row = 1u64;
+    for (index, batch) in reader.enumerate() {
+        let batch = batch.map_err(invalid_data)?;
+        let text: Vec<StringArray> = batch
+            .columns()
+            .iter()
+            .zip(&names)
+            .map(|(column, name)| as_text(column, name))
+            .collect::<Result<_, _>>()?;
+        let mut chunk = ParsedChunk::new(index as u64, next_row);
+        for row in 0..batch.num_rows() {
+            let value = |i: usize| text[i].is_valid(row).then(|| text[i].value(row));
+            let line = next_row + row as u64;
+            parser.add(&mut chunk, columns.parse_row(value), line, || {
+                row_as_json(&names, &value)
+            });
+            chunk.last_line = line;
+        }
+        next_row += batch.num_rows() as u64;
+        if !send(chunk) {
+            break;
+        }
+    }
+    Ok(())
+}
+
+fn as_text(column: &Arc<dyn Array>, name: &str) -> io::Result<StringArray> {
+    let text = cast(column, &DataType::Utf8).map_err(|e| {
+        invalid_data(format!(
+            "column {name}: type {} cannot be read as text ({e}); store nested values as JSON text",
+            column.data_type()
+        ))
+    })?;
+    Ok(text
+        .as_any()
+        .downcast_ref::<StringArray>()
+        .cloned()
+        .unwrap_or_else(|| StringArray::from(Vec::<Option<&str>>::new())))
+}
+
+fn row_as_json<'a>(names: &[String], value: &impl Fn(usize) -> Option<&'a str>) -> String {
+    let object: serde_json::Map<String, serde_json::Value> = names
+        .iter()
+        .enumerate()
+        .filter_map(|(i, n)| value(i).map(|v| (n.clone(), serde_json::Value::from(v))))
+        .collect();
+    serde_json::Value::Object(object).to_string()
+}
+
+fn invalid_data(e: impl ToString) -> io::Error {
+    io::Error::new(io::ErrorKind::InvalidData, e.to_string())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn chunks(text: &str) -> Vec<(u64, String)> {
+        let mut out = Vec::new();
+        read_ndjson_chunks(text.as_bytes(), |c| {
+            out.push((c.first_line, String::from_utf8(c.data).unwrap()));
+            true
+        })
+        .unwrap();
+        out
+    }
+
+    #[test]
+    fn chunks_hold_whole_lines_and_end_with_a_newline() {
+        assert_eq!(chunks("a\nb\n"), vec![(1, "a\nb\n".to_string())]);
+        assert_eq!(chunks("a\nb"), vec![(1, "a\nb\n".to_string())]);
+        assert!(chunks("").is_empty());
+    }
+
+    #[test]
+    fn large_inputs_are_cut_at_line_ends() {
+        let line = format!("{}\n", "x".repeat(1000));
+        let text = line.repeat(40_000);
+        let got = chunks(&text);
+        assert!(got.len() > 1);
+        let mut expected_line = 1;
+        for (first, data) in &got {
+            assert_eq!(*first, expected_line);
+            assert!(data.ends_with('\n'));
+            expected_line += data.matches('\n').count() as u64;
+        }
+        assert_eq!(expected_line, 40_001);
+    }
+}

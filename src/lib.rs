@@ -1,0 +1,33 @@
+//! tripwire: a SQL-first event trigger engine.
+//!
+//! Apps send events (HTTP ingest) or operators import files; tripwire stores
+//! them as Delta tables of Parquet per workspace; analysts query them and
+//! write triggers in SQL.
+//!
+//! # Layout
+//! ```text
+//! file ──import──▶ event (parse 3 shapes, CSV, Parquet) ──▶ store (Delta: events, quarantine)
+//!                                                              │
+//! tripwire query ──▶ sql (DataFusion session: events, identities, JSON functions, read-only)
+//! ```
+//! - [`config`]: `tripwire.toml`, embedded default, validation naming the key.
+//! - [`event`]: the event model, the API shapes, the Arrow schema.
+//! - [`import`]: bulk import pipeline with idempotent, resumable commits.
+//! - [`store`]: per-workspace Delta tables on object_store.
+//! - [`sql`]: the query layer every reader of the tables uses.
+//! - [`schedule`]: cron and `every` schedules.
+//! - [`sample`]: the deterministic sample-event generator (examples, tests, benches).
+//! - [`cli`]: the `tripwire` command line; [`error`]: whose fault a failure is.
+
+pub mod cli;
+pub mod config;
+pub mod error;
+pub mod event;
+pub mod import;
+pub mod sample;
+pub mod schedule;
+pub mod sql;
+pub mod store;
+
+pub use config::Config;
+pub use error::Error;

@@ -1,0 +1,108 @@
+//! The storage root: per-workspace Delta tables on object_store
+//! (DESIGN.md "Storage").
+//!
+//! ```text
+//! <root>/<workspace>/events/       the events (SPEC §5), change data feed on
+//! <root>/<workspace>/quarantine/   rejected input with its reason
+//! ```
+
+pub mod quarantine;
+pub mod table;
+
+use arrow::datatypes::SchemaRef;
+use deltalake_core::DeltaTable;
+use url::Url;
+
+use crate::event::events_schema;
+
+/// A failure of the storage layer: whose fault is the storage's, not the user's.
+#[derive(Debug, thiserror::Error)]
+pub enum StoreError {
+    #[error("table {table}: {message}")]
+    Delta { table: String, message: String },
+    #[error("storage root {root}: {message}")]
+    Root { root: String, message: String },
+}
+
+impl StoreError {
+    pub fn delta(table: &Url, e: impl std::fmt::Display) -> StoreError {
+        StoreError::Delta {
+            table: table.to_string(),
+            message: e.to_string(),
+        }
+    }
+}
+
+/// The tables a workspace keeps.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+pub enum TableKind {
+    Events,
+    Quarantine,
+}
+
+impl TableKind {
+    fn folder(self) -> &'static str {
+        match self {
+            TableKind::Events => "events",
+            TableKind::Quarantine => "quarantine",
+        }
+    }
+
+    pub fn schema(self) -> SchemaRef {
+        match self {
+            TableKind::Events => events_schema(),
+            TableKind::Quarantine => quarantine::quarantine_schema(),
+        }
+    }
+}
+
+/// Where everything durable lives.
+#[derive(Debug, Clone)]
+pub struct Store {
+    root: Url,
+}
+
+impl Store {
+    pub fn new(root: Url) -> Store {
+        let mut root = root;
+        if !root.path().ends_with('/') {
+            root.set_path(&format!("{}/", root.path()));
+        }
+        Store { root }
+    }
+
+    pub fn root(&self) -> &Url {
+        &self.root
+    }
+
+    /// The URL of one workspace table.
+    pub fn table_url(&self, workspace: &str, kind: TableKind) -> Result<Url, StoreError> {
+        self.root
+            .join(&format!("{workspace}/{}/", kind.folder()))
+            .map_err(|e| StoreError::Root {
+                root: self.root.to_string(),
+                message: e.to_string(),
+            })
+    }
+
+    /// Opens a workspace table, creating it on first use.
+    pub async fn open_or_create(
+        &self,
+        workspace: &str,
+        kind: TableKind,
+    ) -> Result<DeltaTable, StoreError> {
+        let url = self.table_url(workspace, kind)?;
+        table::open_or_create(&url, &kind.schema()).await
+    }
+
+    /// Opens a workspace table if it exists.
+    pub async fn open(
+        &self,
+        workspace: &str,
+        kind: TableKind,
+    ) -> Result<Option<DeltaTable>, StoreError> {
+        let url = self.table_url(workspace, kind)?;
+        let table = table::open(&url).await?;
+        Ok(table.version().is_some().then_some(table))
+    }
+}

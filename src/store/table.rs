@@ -1,0 +1,139 @@
+//! One Delta table: open or create it, read an application transaction's
+//! progress, and append batches in one atomic, idempotent commit.
+
+use std::collections::HashMap;
+
+use arrow::array::RecordBatch;
+use arrow::datatypes::SchemaRef;
+use deltalake_core::kernel::engine::arrow_conversion::TryIntoKernel as _;
+use deltalake_core::kernel::transaction::{CommitBuilder, CommitProperties};
+use deltalake_core::kernel::{Action, StructType, Transaction};
+use deltalake_core::protocol::{DeltaOperation, SaveMode};
+use deltalake_core::writer::{DeltaWriter, RecordBatchWriter};
+use deltalake_core::{DeltaTable, DeltaTableBuilder, DeltaTableError};
+use parquet::basic::{Compression, ZstdLevel};
+use parquet::file::properties::WriterProperties;
+use url::Url;
+
+use super::StoreError;
+
+/// Opens the Delta table at `url`, creating it with `schema` if it does not
+/// exist yet. Safe when several processes race to create it.
+pub async fn open_or_create(url: &Url, schema: &SchemaRef) -> Result<DeltaTable, StoreError> {
+    let table = open(url).await?;
+    if table.version().is_some() {
+        return Ok(table);
+    }
+    let columns: StructType = schema
+        .as_ref()
+        .try_into_kernel()
+        .map_err(|e| StoreError::delta(url, e))?;
+    let created = table
+        .create()
+        .with_columns(columns.fields().cloned())
+        .with_configuration_property(
+            deltalake_core::TableProperty::EnableChangeDataFeed,
+            Some("true"),
+        )
+        .with_save_mode(SaveMode::Ignore)
+        .await;
+    match created {
+        Ok(table) if table.version().is_some() => Ok(table),
+        // Another process created it first: read what it made.
+        _ => {
+            let table = open(url).await?;
+            match table.version() {
+                Some(_) => Ok(table),
+                None => Err(StoreError::Delta {
+                    table: url.to_string(),
+                    message: "the table could not be created".into(),
+                }),
+            }
+        }
+    }
+}
+
+/// Opens the table at `url`; its version is `None` when nothing is there yet.
+pub async fn open(url: &Url) -> Result<DeltaTable, StoreError> {
+    let delta = |e: DeltaTableError| StoreError::delta(url, e);
+    let mut table = DeltaTableBuilder::from_url(url.clone())
+        .map_err(delta)?
+        .build()
+        .map_err(delta)?;
+    if table.verify_deltatable_existence().await.map_err(delta)? {
+        table.load().await.map_err(delta)?;
+    }
+    Ok(table)
+}
+
+/// How far application `app_id` has committed to `table` (Delta's `txn`).
+pub async fn app_progress(table: &DeltaTable, app_id: &str) -> Result<Option<i64>, StoreError> {
+    let state = table
+        .snapshot()
+        .map_err(|e| StoreError::delta(table.table_url(), e))?;
+    state
+        .transaction_version(table.log_store().as_ref(), app_id)
+        .await
+        .map_err(|e| StoreError::delta(table.table_url(), e))
+}
+
+/// The Parquet settings of every file tripwire writes.
+pub fn writer_properties() -> WriterProperties {
+    WriterProperties::builder()
+        .set_compression(Compression::ZSTD(ZstdLevel::try_new(1).unwrap_or_default()))
+        .set_max_row_group_row_count(Some(128 * 1024))
+        .build()
+}
+
+/// Writes `batches` as Parquet files and commits them in one Delta commit
+/// that also records `txn` (app id, progress), so a replay is detected.
+/// Returns the committed table version; the table handle is refreshed.
+pub async fn append(
+    table: &mut DeltaTable,
+    batches: Vec<RecordBatch>,
+    txn: Option<(&str, i64)>,
+) -> Result<i64, StoreError> {
+    let url = table.table_url().clone();
+    let delta = |e: DeltaTableError| StoreError::delta(&url, e);
+    let mut writer = RecordBatchWriter::for_table(table)
+        .map_err(delta)?
+        .with_writer_properties(writer_properties());
+    for batch in batches {
+        writer.write(batch).await.map_err(delta)?;
+    }
+    let adds = writer.flush().await.map_err(delta)?;
+    let mut properties = CommitProperties::default();
+    if let Some((app_id, version)) = txn {
+        properties = properties.with_application_transaction(Transaction::new(app_id, version));
+    }
+    let operation = DeltaOperation::Write {
+        mode: SaveMode::Append,
+        partition_by: None,
+        predicate: None,
+    };
+    let committed = CommitBuilder::from(properties)
+        .with_actions(adds.into_iter().map(Action::Add).collect())
+        .with_app_metadata(HashMap::new())
+        .build(
+            Some(table.snapshot().map_err(delta)?),
+            table.log_store(),
+            operation,
+        )
+        .await
+        .map_err(|e| delta(e.into()))?;
+    let version = committed.version();
+    table
+        .update_incremental(Some(version))
+        .await
+        .map_err(delta)?;
+    Ok(version as i64)
+}
+
+/// Refreshes `table` to its latest version.
+pub async fn refresh(table: &mut DeltaTable) -> Result<(), StoreError> {
+    let url = table.table_url().clone();
+    table
+        .update_incremental(None)
+        .await
+        .map_err(|e| StoreError::delta(&url, e))
+}

@@ -1,0 +1,19 @@
+//! tripwire's integration tests: the real `tripwire` binary on real files in
+//! a temporary project, results read back with `tripwire query` (and, in
+//! `interop`, with other engines).
+//!
+//! - `project`: the temp-project helper every test uses.
+//! - `import_formats`: each format and shape lands with the right values.
+//! - `bad_input`: bad lines are reported, quarantined, and `--strict` refuses.
+//! - `idempotent`: re-imports and `kill -9` mid-import neither lose nor duplicate.
+//! - `query`: read-only SQL, output formats, JSON functions and hints.
+//! - `config`: `--config` errors name the key.
+//! - `interop`: the stored tables read by the python `deltalake` package and DuckDB.
+
+mod bad_input;
+mod config;
+mod idempotent;
+mod import_formats;
+mod interop;
+mod project;
+mod query;

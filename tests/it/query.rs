@@ -1,0 +1,98 @@
+//! `tripwire query`: read-only SQL over a workspace, in three output formats.
+
+use crate::project::Project;
+
+fn project_with_events() -> Project {
+    let project = Project::new();
+    let file = project.path("e.ndjson");
+    std::fs::write(
+        &file,
+        concat!(
+            r#"{"name":"cart_abandoned","payload":{"cart_value":120.5,"tag":"vip"},"email":"a@x.com","timestamp":"2026-11-01T10:00:00Z"}"#, "\n",
+            r#"{"name":"cart_abandoned","payload":{"cart_value":20,"tag":"std"},"email":"b@x.com","timestamp":"2026-11-01T11:00:00Z"}"#, "\n",
+        ),
+    )
+    .unwrap();
+    project.import(&[&file]);
+    project
+}
+
+#[test]
+fn writes_are_refused_with_a_clear_error() {
+    let project = project_with_events();
+    for (sql, word) in [
+        ("CREATE TABLE t AS SELECT 1", "DDL"),
+        ("INSERT INTO events SELECT * FROM events", "INSERT"),
+        ("DELETE FROM events", "DELETE"),
+        ("COPY events TO '/tmp/x.parquet'", "COPY"),
+        ("SET datafusion.execution.batch_size = 1", "SET"),
+        ("DROP TABLE events", "DDL"),
+    ] {
+        let out = project.run(&["query", sql]);
+        assert_eq!(out.status.code(), Some(2), "{sql}");
+        let stderr = String::from_utf8_lossy(&out.stderr);
+        assert!(
+            stderr.contains(word) && stderr.contains("read-only"),
+            "{sql}: {stderr}"
+        );
+    }
+    assert_eq!(
+        project.number("SELECT count(*) FROM events"),
+        2.0,
+        "nothing changed"
+    );
+}
+
+#[test]
+fn output_formats() {
+    let project = project_with_events();
+    let sql =
+        "SELECT email, json_get_float(properties, 'cart_value') AS v FROM events ORDER BY email";
+    let csv = project.ok(&["query", sql, "--format", "csv"]);
+    assert_eq!(csv, "email,v\na@x.com,120.5\nb@x.com,20.0\n");
+    let json = project.ok(&["query", sql, "--format", "json"]);
+    assert_eq!(
+        json,
+        "{\"email\":\"a@x.com\",\"v\":120.5}\n{\"email\":\"b@x.com\",\"v\":20.0}\n"
+    );
+    let table = project.ok(&["query", sql]);
+    assert!(
+        table.contains("| email   | v     |") && table.contains("| a@x.com | 120.5 |"),
+        "{table}"
+    );
+}
+
+#[test]
+fn json_operators_work_and_their_precedence_gets_a_hint() {
+    let project = project_with_events();
+    let vip = project.query("SELECT email FROM events WHERE (properties->>'tag') = 'vip'");
+    assert_eq!(vip, vec![serde_json::json!({"email": "a@x.com"})]);
+    let out = project.run(&[
+        "query",
+        "SELECT email FROM events WHERE properties->>'tag' = 'vip'",
+    ]);
+    assert!(!out.status.success());
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert!(
+        stderr.contains("hint:") && stderr.contains("(properties->>'x') = 'v'"),
+        "{stderr}"
+    );
+}
+
+#[test]
+fn sql_errors_are_user_errors() {
+    let project = project_with_events();
+    let out = project.run(&["query", "SELECT nope FROM events"]);
+    assert_eq!(out.status.code(), Some(2));
+    assert!(String::from_utf8_lossy(&out.stderr).contains("nope"));
+    let out = project.run(&["query", "SELECT 1; SELECT 2"]);
+    assert!(String::from_utf8_lossy(&out.stderr).contains("exactly one SQL statement"));
+}
+
+#[test]
+fn an_empty_workspace_has_empty_tables() {
+    let project = Project::new();
+    assert_eq!(project.number("SELECT count(*) FROM events"), 0.0);
+    assert_eq!(project.number("SELECT count(*) FROM identities"), 0.0);
+    assert_eq!(project.number("SELECT count(*) FROM quarantine"), 0.0);
+}
