@@ -8,6 +8,7 @@ use serde::de::{Deserializer, MapAccess, Visitor};
 use serde_json::value::RawValue;
 
 /// The top-level fields of one JSON object, values left unparsed.
+#[derive(Debug)]
 pub struct Fields<'a> {
     pairs: Vec<(Cow<'a, str>, &'a RawValue)>,
 }

@@ -120,7 +120,7 @@ pub async fn append(
             operation,
         )
         .await
-        .map_err(|e| delta(e.into()))?;
+        .map_err(delta)?;
     let version = committed.version();
     table
         .update_incremental(Some(version))

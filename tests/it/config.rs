@@ -25,12 +25,15 @@ fn unknown_keys_and_bad_values_name_the_key() {
 
 #[test]
 fn a_missing_config_file_is_an_error_and_no_file_means_the_default() {
-    let project = Project::new();
-    let out = project.run(&["query", "SELECT 1", "--config", "absent.toml"]);
-    assert!(!out.status.success());
-    assert!(String::from_utf8_lossy(&out.stderr).contains("absent.toml"));
-    // Without --config and without ./tripwire.toml, the embedded default (workspace "shop") applies.
     let empty = tempfile::tempdir().unwrap();
+    let out = std::process::Command::new(env!("CARGO_BIN_EXE_tripwire"))
+        .args(["query", "SELECT 1", "--config", "absent.toml"])
+        .current_dir(empty.path())
+        .output()
+        .unwrap();
+    assert_eq!(out.status.code(), Some(2));
+    assert!(String::from_utf8_lossy(&out.stderr).contains("cannot read config absent.toml"));
+    // Without --config and without ./tripwire.toml, the embedded default (workspace "shop") applies.
     let out = std::process::Command::new(env!("CARGO_BIN_EXE_tripwire"))
         .args([
             "query",
