@@ -15,6 +15,8 @@ pub struct RawChunk {
     pub index: u64,
     /// Line number (1-based) of the first line in `data`.
     pub first_line: u64,
+    /// Bytes of the input file consumed when the chunk was cut (progress).
+    pub offset: u64,
     pub data: Vec<u8>,
 }
 
@@ -23,6 +25,8 @@ pub struct ParsedChunk {
     pub index: u64,
     pub first_line: u64,
     pub last_line: u64,
+    /// Bytes of the input file consumed when the chunk was cut (progress).
+    pub offset: u64,
     pub events: BTreeMap<String, EventBatchBuilder>,
     /// Input that could not be stored, kept in the default workspace's quarantine.
     pub rejected: Vec<Rejected>,
@@ -34,6 +38,7 @@ impl ParsedChunk {
             index,
             first_line,
             last_line: first_line.saturating_sub(1),
+            offset: 0,
             events: BTreeMap::new(),
             rejected: Vec::new(),
         }
@@ -60,6 +65,7 @@ impl ChunkParser {
     /// Parses every line of an NDJSON chunk.
     pub fn parse_ndjson(&self, raw: RawChunk) -> ParsedChunk {
         let mut chunk = ParsedChunk::new(raw.index, raw.first_line);
+        chunk.offset = raw.offset;
         let body = raw.data.strip_suffix(b"\n").unwrap_or(&raw.data);
         if raw.data.is_empty() {
             return chunk;

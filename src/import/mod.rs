@@ -125,7 +125,7 @@ pub async fn import(
         };
         if options.strict {
             let bad = job.run(None, progress).await?.bad_lines;
-            progress.restart_file();
+            progress.at(0);
             if bad > 0 {
                 return Err(ImportError::Strict {
                     path: file.display().to_string(),
@@ -167,7 +167,7 @@ impl FileJob {
         progress: &Progress,
     ) -> Result<ImportReport, ImportError> {
         let (sender, mut receiver) = tokio_mpsc::channel::<ParsedChunk>(PARSED_QUEUE);
-        let producer = self.spawn_producer(sender, progress.read_counter());
+        let producer = self.spawn_producer(sender);
         let mut report = ImportReport::default();
         let mut waiting = BTreeMap::new();
         let mut next = 0u64;
@@ -175,6 +175,7 @@ impl FileJob {
             waiting.insert(parsed.index, parsed);
             while let Some(chunk) = waiting.remove(&next) {
                 next += 1;
+                let chunk_offset = chunk.offset;
                 report.bad_lines += chunk.rejected.len() as u64;
                 for rejected in &chunk.rejected {
                     progress.bad_line(&format!(
@@ -190,7 +191,7 @@ impl FileJob {
                     }
                     None => report.events += chunk.event_count() as u64,
                 }
-                progress.advance();
+                progress.at(chunk_offset);
             }
         }
         producer
@@ -204,7 +205,6 @@ impl FileJob {
     fn spawn_producer(
         &self,
         sender: tokio_mpsc::Sender<ParsedChunk>,
-        read: Arc<AtomicU64>,
     ) -> std::thread::JoinHandle<std::io::Result<()>> {
         let parser = ChunkParser {
             router: self.router.clone(),
@@ -216,15 +216,16 @@ impl FileJob {
         let format = self.format;
         std::thread::spawn(move || {
             let send = |chunk: ParsedChunk| sender.blocking_send(chunk).is_ok();
+            let consumed = Arc::new(AtomicU64::new(0));
             match format {
                 Format::Parquet => source::read_parquet_chunks(&path, &parser, send),
                 Format::Csv => {
-                    let input = source::open_text(&path, &read)?;
-                    source::read_csv_chunks(input, &parser, send)
+                    let input = source::open_text(&path, &consumed)?;
+                    source::read_csv_chunks(input, &consumed, &parser, send)
                 }
                 Format::Ndjson | Format::Auto => {
-                    let input = source::open_text(&path, &read)?;
-                    parse_ndjson_in_parallel(input, parser, sender)
+                    let input = source::open_text(&path, &consumed)?;
+                    parse_ndjson_in_parallel(input, &consumed, parser, sender)
                 }
             }
         })
@@ -234,6 +235,7 @@ impl FileJob {
 /// Cuts NDJSON into raw chunks on this thread and parses them on a pool.
 fn parse_ndjson_in_parallel(
     input: Box<dyn Read + Send>,
+    consumed: &AtomicU64,
     parser: ChunkParser,
     sender: tokio_mpsc::Sender<ParsedChunk>,
 ) -> std::io::Result<()> {
@@ -257,7 +259,7 @@ fn parse_ndjson_in_parallel(
         })
         .collect();
     drop(sender);
-    let read = source::read_ndjson_chunks(input, |raw| raw_sender.send(raw).is_ok());
+    let read = source::read_ndjson_chunks(input, consumed, |raw| raw_sender.send(raw).is_ok());
     drop(raw_sender);
     for worker in pool {
         let _ = worker.join();

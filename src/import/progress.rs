@@ -2,8 +2,8 @@
 //! otherwise), and bad lines as they are found, capped so a broken file
 //! does not flood the screen.
 
-use std::sync::Arc;
 use std::sync::atomic::{AtomicU64, Ordering};
+use std::time::Duration;
 
 use indicatif::{ProgressBar, ProgressDrawTarget, ProgressStyle};
 
@@ -13,8 +13,6 @@ pub const BAD_LINES_SHOWN: u64 = 20;
 /// Progress of one import run.
 pub struct Progress {
     bar: ProgressBar,
-    /// Bytes of the current file read so far (fed by the reader).
-    read: Arc<AtomicU64>,
     /// Bytes of the files already finished.
     done: AtomicU64,
     bad: AtomicU64,
@@ -41,7 +39,6 @@ impl Progress {
         );
         Progress {
             bar,
-            read: Arc::new(AtomicU64::new(0)),
             done: AtomicU64::new(0),
             bad: AtomicU64::new(0),
         }
@@ -49,27 +46,18 @@ impl Progress {
 
     pub fn start(&self, total_bytes: u64) {
         self.bar.set_length(total_bytes);
+        self.bar.enable_steady_tick(Duration::from_millis(200));
     }
 
-    /// The counter a reader adds the bytes it reads to.
-    pub fn read_counter(&self) -> Arc<AtomicU64> {
-        self.read.clone()
-    }
-
-    pub fn advance(&self) {
-        let position = self.done.load(Ordering::Relaxed) + self.read.load(Ordering::Relaxed);
-        self.bar.set_position(position);
-    }
-
-    /// The current file is read again from its start (after `--strict`'s check).
-    pub fn restart_file(&self) {
-        self.read.store(0, Ordering::Relaxed);
-        self.advance();
+    /// The current file is stored up to byte `offset`.
+    pub fn at(&self, offset: u64) {
+        self.bar
+            .set_position(self.done.load(Ordering::Relaxed) + offset);
     }
 
     pub fn file_done(&self, size: u64) {
         self.done.fetch_add(size, Ordering::Relaxed);
-        self.restart_file();
+        self.at(0);
     }
 
     /// Reports one bad line (`file:line: reason`).

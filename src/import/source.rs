@@ -112,6 +112,7 @@ impl<R: Read> Read for Counting<R> {
 /// each to `send`; stops early when `send` returns false.
 pub fn read_ndjson_chunks(
     mut input: impl Read,
+    consumed: &AtomicU64,
     mut send: impl FnMut(RawChunk) -> bool,
 ) -> io::Result<()> {
     let mut carry: Vec<u8> = Vec::new();
@@ -151,6 +152,7 @@ pub fn read_ndjson_chunks(
         let chunk = RawChunk {
             index,
             first_line: next_line,
+            offset: consumed.load(Ordering::Relaxed),
             data: buf,
         };
         next_line += lines;
@@ -178,6 +180,7 @@ fn fill(input: &mut impl Read, buf: &mut Vec<u8>, want: usize) -> io::Result<boo
 /// Parses a CSV file with a header row into chunks of [`CHUNK_ROWS`] rows.
 pub fn read_csv_chunks(
     input: impl Read,
+    consumed: &AtomicU64,
     parser: &ChunkParser,
     mut send: impl FnMut(ParsedChunk) -> bool,
 ) -> io::Result<()> {
@@ -220,12 +223,14 @@ pub fn read_csv_chunks(
         }
         rows += 1;
         if rows % CHUNK_ROWS == 0 {
+            chunk.offset = consumed.load(Ordering::Relaxed);
             let next = ParsedChunk::new(chunk.index + 1, chunk.last_line + 1);
             if !send(std::mem::replace(&mut chunk, next)) {
                 return Ok(());
             }
         }
     }
+    chunk.offset = consumed.load(Ordering::Relaxed);
     send(chunk);
     Ok(())
 }
@@ -237,8 +242,11 @@ pub fn read_parquet_chunks(
     parser: &ChunkParser,
     mut send: impl FnMut(ParsedChunk) -> bool,
 ) -> io::Result<()> {
-    let reader = ParquetRecordBatchReaderBuilder::try_new(File::open(path)?)
-        .map_err(invalid_data)?
+    let builder =
+        ParquetRecordBatchReaderBuilder::try_new(File::open(path)?).map_err(invalid_data)?;
+    let total_rows = builder.metadata().file_metadata().num_rows().max(1) as u64;
+    let file_bytes = path.metadata()?.len();
+    let reader = builder
         .with_batch_size(CHUNK_ROWS)
         .build()
         .map_err(invalid_data)?;
@@ -267,6 +275,7 @@ pub fn read_parquet_chunks(
             chunk.last_line = line;
         }
         next_row += batch.num_rows() as u64;
+        chunk.offset = file_bytes * (next_row - 1) / total_rows;
         if !send(chunk) {
             break;
         }
@@ -307,7 +316,7 @@ mod tests {
 
     fn chunks(text: &str) -> Vec<(u64, String)> {
         let mut out = Vec::new();
-        read_ndjson_chunks(text.as_bytes(), |c| {
+        read_ndjson_chunks(text.as_bytes(), &AtomicU64::new(0), |c| {
             out.push((c.first_line, String::from_utf8(c.data).unwrap()));
             true
         })
