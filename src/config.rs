@@ -33,6 +33,9 @@ pub enum ConfigError {
 pub struct Config {
     /// Where the config came from (a path, or "embedded default"), for messages.
     pub origin: String,
+    /// The project folder: `queries/` and `flows/` live here (the config
+    /// file's folder, or the working directory for the embedded default).
+    pub project_dir: PathBuf,
     /// Root URL of all durable state (DESIGN.md "Storage").
     pub storage: Url,
     pub listen: SocketAddr,
@@ -182,6 +185,7 @@ impl Config {
         let workspaces = validate_workspaces(raw.workspace).map_err(invalid)?;
         Ok(Config {
             origin: origin.to_string(),
+            project_dir: base.to_path_buf(),
             storage,
             listen,
             identity_ttl,

@@ -28,6 +28,7 @@ pub mod sample;
 pub mod schedule;
 pub mod sql;
 pub mod store;
+pub mod trigger;
 
 pub use config::Config;
 pub use error::Error;

@@ -9,13 +9,15 @@ use std::time::Duration;
 
 use arrow::array::RecordBatch;
 use chrono::{DateTime, Utc};
-use datafusion::catalog::MemTable;
+use datafusion::catalog::{MemTable, TableProvider};
 use datafusion::execution::memory_pool::FairSpillPool;
 use datafusion::execution::runtime_env::RuntimeEnvBuilder;
-use datafusion::prelude::{SessionConfig, SessionContext};
+use datafusion::prelude::{DataFrame, SessionConfig, SessionContext};
+use datafusion::prelude::{col, lit};
 use datafusion::sql::sqlparser::ast::Statement;
 use datafusion::sql::sqlparser::dialect::GenericDialect;
 use datafusion::sql::sqlparser::parser::Parser;
+use deltalake_core::DeltaTable;
 
 use crate::store::{Store, StoreError, TableKind};
 
@@ -42,13 +44,25 @@ pub struct SessionSpec<'a> {
     /// The run's clock: `identities` keeps identify calls younger than `identity_ttl` at `now`.
     pub now: DateTime<Utc>,
     pub identity_ttl: Duration,
+    /// The events table at the version to read; `None` reads the latest.
+    pub events: Option<&'a DeltaTable>,
 }
 
 /// Builds the session with `events`, `identities` and `quarantine` registered.
 pub async fn workspace_session(spec: &SessionSpec<'_>) -> Result<SessionContext, QueryError> {
     let ctx = new_context()?;
-    register_delta(&ctx, spec, TableKind::Events, "events").await?;
-    register_delta(&ctx, spec, TableKind::Quarantine, "quarantine").await?;
+    let events = match spec.events {
+        Some(table) => Some(table.clone()),
+        None => spec.store.open(spec.workspace, TableKind::Events).await?,
+    };
+    register_delta(&ctx, events, TableKind::Events, "events").await?;
+    let quarantine = spec
+        .store
+        .open(spec.workspace, TableKind::Quarantine)
+        .await?;
+    register_delta(&ctx, quarantine, TableKind::Quarantine, "quarantine").await?;
+    let ledger = spec.store.open(spec.workspace, TableKind::Ledger).await?;
+    register_ledger_views(&ctx, ledger).await?;
     register_identities(&ctx, spec).await?;
     Ok(ctx)
 }
@@ -71,25 +85,89 @@ pub fn new_context() -> Result<SessionContext, QueryError> {
 /// Registers a workspace table under `name`; an empty one if never written.
 async fn register_delta(
     ctx: &SessionContext,
-    spec: &SessionSpec<'_>,
+    table: Option<DeltaTable>,
     kind: TableKind,
     name: &str,
 ) -> Result<(), QueryError> {
-    let engine = |e: datafusion::error::DataFusionError| QueryError::Engine(e.to_string());
-    match spec.store.open(spec.workspace, kind).await? {
+    let provider = delta_provider(ctx, table, kind).await?;
+    ctx.register_table(name, provider).map_err(engine)?;
+    Ok(())
+}
+
+/// A table provider over `table`, or an empty table of `kind`'s schema.
+async fn delta_provider(
+    ctx: &SessionContext,
+    table: Option<DeltaTable>,
+    kind: TableKind,
+) -> Result<Arc<dyn TableProvider>, QueryError> {
+    match table {
         Some(table) => {
             table
                 .update_datafusion_session(&ctx.state())
                 .map_err(|e| QueryError::Engine(e.to_string()))?;
-            let provider = table.table_provider().await.map_err(engine)?;
-            ctx.register_table(name, provider).map_err(engine)?;
+            table.table_provider().await.map_err(engine)
         }
-        None => {
-            let empty = MemTable::try_new(kind.schema(), vec![vec![]]).map_err(engine)?;
-            ctx.register_table(name, Arc::new(empty)).map_err(engine)?;
-        }
+        None => Ok(Arc::new(
+            MemTable::try_new(kind.schema(), vec![vec![]]).map_err(engine)?,
+        )),
+    }
+}
+
+/// `runs` and `matches`: the ledger's two kinds of row as two tables.
+async fn register_ledger_views(
+    ctx: &SessionContext,
+    ledger: Option<DeltaTable>,
+) -> Result<(), QueryError> {
+    let provider = delta_provider(ctx, ledger, TableKind::Ledger).await?;
+    let views: [(&str, &str, &[&str]); 2] = [
+        (
+            "runs",
+            "run",
+            &[
+                "run_id",
+                "trigger",
+                "from_version",
+                "to_version",
+                "started_at",
+                "finished_at",
+                "matched",
+                "resolved",
+                "unresolved",
+                "dropped",
+                "error",
+            ],
+        ),
+        (
+            "matches",
+            "match",
+            &[
+                "run_id",
+                "trigger",
+                "from_version",
+                "to_version",
+                "finished_at",
+                "match_key",
+                "email",
+                "user_id",
+                "client_id",
+                "data",
+            ],
+        ),
+    ];
+    for (name, record, columns) in views {
+        let view = ctx
+            .read_table(provider.clone())
+            .and_then(|frame| frame.filter(col("record").eq(lit(record))))
+            .and_then(|frame| frame.select_columns(columns))
+            .map_err(engine)?
+            .into_view();
+        ctx.register_table(name, view).map_err(engine)?;
     }
     Ok(())
+}
+
+fn engine(e: datafusion::error::DataFusionError) -> QueryError {
+    QueryError::Engine(e.to_string())
 }
 
 /// `identities`: the latest identify per `client_id`, younger than the TTL at `now`.
@@ -123,23 +201,27 @@ async fn register_identities(
     Ok(())
 }
 
-/// Runs one read-only statement and returns its rows. DDL, DML, COPY and
-/// SET are refused before anything runs.
+/// Runs one read-only statement and returns its rows.
 pub async fn run_read_only(
     ctx: &SessionContext,
     sql: &str,
 ) -> Result<Vec<RecordBatch>, QueryError> {
+    plan_read_only(ctx, sql)
+        .await?
+        .collect()
+        .await
+        .map_err(|e| QueryError::Sql(explain_error(sql, &e.to_string())))
+}
+
+/// Plans one read-only statement. DDL, DML, COPY and SET are refused before
+/// anything runs.
+pub async fn plan_read_only(ctx: &SessionContext, sql: &str) -> Result<DataFrame, QueryError> {
     refuse_writes(sql)?;
     let options = datafusion::execution::context::SQLOptions::new()
         .with_allow_ddl(false)
         .with_allow_dml(false)
         .with_allow_statements(false);
-    let frame = ctx
-        .sql_with_options(sql, options)
-        .await
-        .map_err(|e| QueryError::Sql(explain_error(sql, &e.to_string())))?;
-    frame
-        .collect()
+    ctx.sql_with_options(sql, options)
         .await
         .map_err(|e| QueryError::Sql(explain_error(sql, &e.to_string())))
 }

@@ -4,8 +4,10 @@
 //! ```text
 //! <root>/<workspace>/events/       the events (SPEC §5), change data feed on
 //! <root>/<workspace>/quarantine/   rejected input with its reason
+//! <root>/<workspace>/ledger/       trigger runs and their matches (the fire ledger)
 //! ```
 
+pub mod ledger;
 pub mod quarantine;
 pub mod table;
 
@@ -38,6 +40,7 @@ impl StoreError {
 pub enum TableKind {
     Events,
     Quarantine,
+    Ledger,
 }
 
 impl TableKind {
@@ -45,6 +48,7 @@ impl TableKind {
         match self {
             TableKind::Events => "events",
             TableKind::Quarantine => "quarantine",
+            TableKind::Ledger => "ledger",
         }
     }
 
@@ -52,6 +56,7 @@ impl TableKind {
         match self {
             TableKind::Events => events_schema(),
             TableKind::Quarantine => quarantine::quarantine_schema(),
+            TableKind::Ledger => ledger::ledger_schema(),
         }
     }
 }

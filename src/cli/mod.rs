@@ -1,6 +1,8 @@
 //! The `tripwire` command line (SPEC §9): argument definitions and the
 //! glue from each command to the library.
 
+mod triggers;
+
 use std::io::Write;
 use std::path::PathBuf;
 
@@ -45,7 +47,7 @@ pub enum Command {
     },
     /// Run one read-only SQL statement over a workspace's tables.
     Query {
-        /// The SQL; tables: events, identities, quarantine.
+        /// The SQL; tables: events, identities, quarantine, runs, matches.
         sql: String,
         #[arg(long)]
         workspace: Option<String>,
@@ -55,6 +57,29 @@ pub enum Command {
         #[arg(long)]
         now: Option<chrono::DateTime<chrono::Utc>>,
     },
+    /// Run triggers now (due or not) over the events since their last run, commit, exit.
+    Run {
+        /// Trigger names (file stems); all active triggers when none are given.
+        triggers: Vec<String>,
+        /// Pin the clock (RFC 3339) for identity TTL, so a run can be reproduced.
+        #[arg(long)]
+        now: Option<chrono::DateTime<chrono::Utc>>,
+    },
+    /// Dry run: the matches a trigger would produce now, with their contacts.
+    Preview {
+        trigger: String,
+        /// Over every event, not only those since the last run.
+        #[arg(long)]
+        all: bool,
+        #[arg(long)]
+        now: Option<chrono::DateTime<chrono::Utc>>,
+        #[arg(long, value_enum, default_value = "table")]
+        format: OutputFormat,
+    },
+    /// List triggers with their workspace, schedule and cursor.
+    Triggers,
+    /// Validate the config and every trigger (parsed and planned); non-zero exit on problems.
+    Check,
 }
 
 /// Runs one command.
@@ -94,6 +119,7 @@ pub async fn run(cli: Cli) -> Result<(), Error> {
                 workspace: &workspace.id,
                 now: now.unwrap_or_else(chrono::Utc::now),
                 identity_ttl: config.identity_ttl,
+                events: None,
             };
             let ctx = workspace_session(&spec).await?;
             let batches = run_read_only(&ctx, &sql).await?;
@@ -103,6 +129,18 @@ pub async fn run(cli: Cli) -> Result<(), Error> {
             let _ = stdout.write_all(text.as_bytes());
             Ok(())
         }
+        Command::Run {
+            triggers: names,
+            now,
+        } => triggers::run(&config, &names, now).await,
+        Command::Preview {
+            trigger,
+            all,
+            now,
+            format,
+        } => triggers::preview(&config, &trigger, all, now, format).await,
+        Command::Triggers => triggers::list(&config).await,
+        Command::Check => triggers::check(&config).await,
     }
 }
 

@@ -1,0 +1,270 @@
+//! The trigger commands: `run`, `preview`, `triggers`, `check`.
+
+use chrono::{DateTime, Utc};
+
+use crate::config::Config;
+use crate::error::Error;
+use crate::sql::output::{OutputFormat, render};
+use crate::sql::{SessionSpec, plan_read_only, workspace_session};
+use crate::store::ledger::cursor_app_id;
+use crate::store::{Store, TableKind, table};
+use crate::trigger::file::FileError;
+use crate::trigger::run::{RunOutcome, RunRequest, RunStatus, run_trigger};
+use crate::trigger::window::new_events_table;
+use crate::trigger::{TriggerFile, load_triggers};
+
+/// `tripwire run [TRIGGER...] [--now]`: runs the named (or all active) triggers once.
+pub async fn run(
+    config: &Config,
+    names: &[String],
+    now: Option<DateTime<Utc>>,
+) -> Result<(), Error> {
+    let triggers = chosen(config, names)?;
+    let store = Store::new(config.storage.clone());
+    let mut failed = 0;
+    for trigger in triggers.iter().filter(|t| t.active || !names.is_empty()) {
+        let workspace = workspace_of(config, trigger)?;
+        let request = RunRequest {
+            store: &store,
+            workspace,
+            trigger,
+            now: now.unwrap_or_else(Utc::now),
+            identity_ttl: config.identity_ttl,
+            commit: true,
+            whole_history: false,
+        };
+        match run_trigger(&request).await {
+            Ok(outcome) => println!("{}", describe(&outcome)),
+            Err(e) => {
+                failed += 1;
+                eprintln!("{e}");
+            }
+        }
+    }
+    match failed {
+        0 => Ok(()),
+        n => Err(Error::Usage(format!(
+            "{n} trigger run(s) failed; they will be retried with the same window"
+        ))),
+    }
+}
+
+/// `tripwire preview TRIGGER [--all]`: the matches a run would produce; commits nothing.
+pub async fn preview(
+    config: &Config,
+    name: &str,
+    all: bool,
+    now: Option<DateTime<Utc>>,
+    format: OutputFormat,
+) -> Result<(), Error> {
+    let triggers = chosen(config, &[name.to_string()])?;
+    let trigger = &triggers[0];
+    let store = Store::new(config.storage.clone());
+    let request = RunRequest {
+        store: &store,
+        workspace: workspace_of(config, trigger)?,
+        trigger,
+        now: now.unwrap_or_else(Utc::now),
+        identity_ttl: config.identity_ttl,
+        commit: false,
+        whole_history: all,
+    };
+    let outcome = run_trigger(&request)
+        .await
+        .map_err(|e| Error::Usage(e.to_string()))?;
+    eprintln!("{}", describe(&outcome));
+    let rows: Vec<serde_json::Value> = outcome
+        .matches
+        .iter()
+        .map(|m| {
+            serde_json::json!({
+                "email": m.email, "user_id": m.user_id, "client_id": m.client_id,
+                "match_key": m.match_key, "data": m.data,
+            })
+        })
+        .collect();
+    print_json_rows(&rows, format)
+}
+
+/// `tripwire triggers`: each trigger with its schedule, cursor and last run.
+pub async fn list(config: &Config) -> Result<(), Error> {
+    let (triggers, errors) = load_triggers(&config.project_dir);
+    let store = Store::new(config.storage.clone());
+    let mut rows = Vec::new();
+    for trigger in &triggers {
+        let workspace = workspace_of(config, trigger).unwrap_or("?");
+        let cursor = match store.open(workspace, TableKind::Ledger).await? {
+            Some(ledger) => table::app_progress(&ledger, &cursor_app_id(&trigger.name)).await?,
+            None => None,
+        };
+        rows.push(serde_json::json!({
+            "trigger": trigger.name,
+            "workspace": workspace,
+            "schedule": trigger.schedule.as_deref().unwrap_or(&config.default_schedule),
+            "active": trigger.active,
+            "cursor": cursor,
+            "description": trigger.description,
+        }));
+    }
+    for error in &errors {
+        eprintln!("{error}");
+    }
+    print_json_rows(&rows, OutputFormat::Table)
+}
+
+/// `tripwire check`: every trigger parsed and planned against the real schema.
+pub async fn check(config: &Config) -> Result<(), Error> {
+    let (triggers, mut errors) = load_triggers(&config.project_dir);
+    let store = Store::new(config.storage.clone());
+    for trigger in &triggers {
+        if let Err(e) = check_one(config, &store, trigger).await {
+            errors.push(e);
+        }
+    }
+    for error in &errors {
+        eprintln!("{error}");
+    }
+    match errors.len() {
+        0 => {
+            println!("ok: {} trigger(s) parse and plan", triggers.len());
+            Ok(())
+        }
+        n => Err(Error::Usage(format!(
+            "{n} problem(s) in {}",
+            config
+                .project_dir
+                .join(crate::trigger::TRIGGER_DIR)
+                .display()
+        ))),
+    }
+}
+
+async fn check_one(config: &Config, store: &Store, trigger: &TriggerFile) -> Result<(), FileError> {
+    let at = |reason: String| FileError {
+        path: trigger.path.display().to_string(),
+        line: sql_line(trigger, &reason),
+        reason,
+    };
+    let workspace = workspace_of(config, trigger).map_err(|e| at(e.to_string()))?;
+    let spec = SessionSpec {
+        store,
+        workspace,
+        now: Utc::now(),
+        identity_ttl: config.identity_ttl,
+        events: None,
+    };
+    let ctx = workspace_session(&spec)
+        .await
+        .map_err(|e| at(e.to_string()))?;
+    let empty = new_events_table(&[]).map_err(|e| at(e.to_string()))?;
+    ctx.register_table("new_events", empty)
+        .map_err(|e| at(e.to_string()))?;
+    let frame = plan_read_only(&ctx, &trigger.sql)
+        .await
+        .map_err(|e| at(e.to_string()))?;
+    let has = |c: &str| frame.schema().has_column_with_unqualified_name(c);
+    if !has("email") && !has("user_id") && !has("client_id") {
+        return Err(at(
+            "the query must return at least one of the columns email, user_id, client_id".into(),
+        ));
+    }
+    Ok(())
+}
+
+/// The file line an SQL error points at (the parser says "Line: N"), else the query's first line.
+fn sql_line(trigger: &TriggerFile, message: &str) -> usize {
+    let reported = message
+        .split("Line: ")
+        .nth(1)
+        .and_then(|rest| rest.split(|c: char| !c.is_ascii_digit()).next())
+        .and_then(|n| n.parse().ok());
+    reported.unwrap_or_else(|| {
+        trigger
+            .sql
+            .lines()
+            .position(|l| !l.trim().is_empty() && !l.trim().starts_with("--"))
+            .map_or(1, |i| i + 1)
+    })
+}
+
+/// The named triggers (all when none are named); an unknown name is an error.
+fn chosen(config: &Config, names: &[String]) -> Result<Vec<TriggerFile>, Error> {
+    let (triggers, errors) = load_triggers(&config.project_dir);
+    for error in &errors {
+        eprintln!("{error}");
+    }
+    if names.is_empty() {
+        return Ok(triggers);
+    }
+    names
+        .iter()
+        .map(|name| {
+            triggers
+                .iter()
+                .find(|t| &t.name == name)
+                .cloned()
+                .ok_or_else(|| {
+                    let known: Vec<&str> = triggers.iter().map(|t| t.name.as_str()).collect();
+                    Error::Usage(format!(
+                        "no trigger {name:?} in {} (known: {})",
+                        crate::trigger::TRIGGER_DIR,
+                        known.join(", ")
+                    ))
+                })
+        })
+        .collect()
+}
+
+fn workspace_of<'a>(config: &'a Config, trigger: &TriggerFile) -> Result<&'a str, Error> {
+    config
+        .pick_workspace(trigger.workspace.as_deref())
+        .map(|w| w.id.as_str())
+        .map_err(|e| Error::Usage(format!("{}: {e}", trigger.path.display())))
+}
+
+fn describe(outcome: &RunOutcome) -> String {
+    let run = &outcome.run;
+    let status = match outcome.status {
+        RunStatus::Committed => format!("committed run {}", run.run_id),
+        RunStatus::NothingNew => {
+            return format!(
+                "{}: no new events since version {}",
+                run.trigger, run.from_version
+            );
+        }
+        RunStatus::AlreadyCommitted => "another runner committed this window first".to_string(),
+        RunStatus::Preview => "preview, nothing committed".to_string(),
+    };
+    format!(
+        "{}: versions ({}, {}]: {} rows, {} resolved, {} unresolved ({} dropped) → {} matches; {status}",
+        run.trigger,
+        run.from_version,
+        run.to_version,
+        run.matched,
+        run.resolved,
+        run.unresolved,
+        run.dropped,
+        outcome.matches.len()
+    )
+}
+
+/// Prints JSON rows through the query output formats.
+fn print_json_rows(rows: &[serde_json::Value], format: OutputFormat) -> Result<(), Error> {
+    if rows.is_empty() {
+        return Ok(());
+    }
+    let text: String = rows.iter().map(|r| format!("{r}\n")).collect();
+    let bad = |e: arrow::error::ArrowError| Error::Usage(e.to_string());
+    let (schema, _) = arrow::json::reader::infer_json_schema_from_seekable(
+        std::io::Cursor::new(text.as_bytes()),
+        None,
+    )
+    .map_err(bad)?;
+    let batches = arrow::json::ReaderBuilder::new(std::sync::Arc::new(schema))
+        .build(std::io::Cursor::new(text.as_bytes()))
+        .map_err(bad)?
+        .collect::<Result<Vec<_>, _>>()
+        .map_err(bad)?;
+    print!("{}", render(&batches, format).map_err(bad)?);
+    Ok(())
+}

@@ -1,0 +1,185 @@
+//! Trigger files (SPEC §6): `queries/triggers/NAME.sql`, a header of SQL
+//! comments (`-- key: value`) followed by the analyst's query.
+
+use std::path::{Path, PathBuf};
+
+use crate::schedule::Schedule;
+
+/// The header keys a trigger file may set.
+pub const HEADER_KEYS: &[&str] = &[
+    "schedule",
+    "workspace",
+    "requires_identity",
+    "active",
+    "description",
+];
+
+/// One parsed trigger file.
+#[derive(Debug, Clone)]
+pub struct TriggerFile {
+    /// The file stem.
+    pub name: String,
+    pub path: PathBuf,
+    /// The `schedule` header as written (`None`: the config's default).
+    pub schedule: Option<String>,
+    pub workspace: Option<String>,
+    pub requires_identity: bool,
+    pub active: bool,
+    pub description: Option<String>,
+    /// The query, with the header lines blanked so line numbers match the file.
+    pub sql: String,
+}
+
+/// A problem in a trigger file, reported as `file:line: reason`.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+#[error("{path}:{line}: {reason}")]
+pub struct FileError {
+    pub path: String,
+    pub line: usize,
+    pub reason: String,
+}
+
+impl TriggerFile {
+    /// Parses the text of `path`.
+    pub fn parse(path: &Path, text: &str) -> Result<TriggerFile, FileError> {
+        let error = |line: usize, reason: String| FileError {
+            path: path.display().to_string(),
+            line,
+            reason,
+        };
+        let name = path
+            .file_stem()
+            .and_then(|s| s.to_str())
+            .ok_or_else(|| error(1, "the file name is not UTF-8".into()))?
+            .to_string();
+        let mut trigger = TriggerFile {
+            name,
+            path: path.to_path_buf(),
+            schedule: None,
+            workspace: None,
+            requires_identity: true,
+            active: true,
+            description: None,
+            sql: String::new(),
+        };
+        let mut sql_lines = Vec::new();
+        let mut in_header = true;
+        for (i, line) in text.lines().enumerate() {
+            let trimmed = line.trim();
+            if in_header && !trimmed.is_empty() && !trimmed.starts_with("--") {
+                in_header = false;
+            }
+            match header_entry(trimmed).filter(|_| in_header) {
+                Some((key, value)) => {
+                    trigger
+                        .set(key, value)
+                        .map_err(|reason| error(i + 1, reason))?;
+                    sql_lines.push("");
+                }
+                None => sql_lines.push(line),
+            }
+        }
+        trigger.sql = sql_lines.join("\n");
+        if trigger.sql.trim().is_empty() || in_header {
+            return Err(error(
+                text.lines().count().max(1),
+                "the file has no query after its header".into(),
+            ));
+        }
+        Ok(trigger)
+    }
+
+    fn set(&mut self, key: &str, value: &str) -> Result<(), String> {
+        match key {
+            "schedule" => {
+                value.parse::<Schedule>()?;
+                self.schedule = Some(value.to_string());
+            }
+            "workspace" => self.workspace = Some(value.to_string()),
+            "requires_identity" => self.requires_identity = parse_bool(key, value)?,
+            "active" => self.active = parse_bool(key, value)?,
+            "description" => self.description = Some(value.to_string()),
+            other => {
+                return Err(format!(
+                    "unknown header key {other:?} (known: {})",
+                    HEADER_KEYS.join(", ")
+                ));
+            }
+        }
+        Ok(())
+    }
+}
+
+/// `-- key: value` → (key, value); other comments are not header entries.
+fn header_entry(line: &str) -> Option<(&str, &str)> {
+    let body = line.strip_prefix("--")?.trim();
+    let (key, value) = body.split_once(':')?;
+    let key = key.trim();
+    let is_key = !key.is_empty() && key.chars().all(|c| c.is_ascii_lowercase() || c == '_');
+    is_key.then(|| (key, value.trim()))
+}
+
+fn parse_bool(key: &str, value: &str) -> Result<bool, String> {
+    match value {
+        "true" | "yes" => Ok(true),
+        "false" | "no" => Ok(false),
+        _ => Err(format!("{key}: {value:?} is not true or false")),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn parse(text: &str) -> Result<TriggerFile, FileError> {
+        TriggerFile::parse(Path::new("queries/triggers/cart_abandoned.sql"), text)
+    }
+
+    #[test]
+    fn the_spec_example() {
+        let t = parse(
+            "-- schedule: */10 * * * *\n-- workspace: shop\n-- requires_identity: true\n\
+             SELECT client_id, email FROM new_events\nWHERE event_name = 'cart_abandoned'\n",
+        )
+        .unwrap();
+        assert_eq!(t.name, "cart_abandoned");
+        assert_eq!(t.schedule.as_deref(), Some("*/10 * * * *"));
+        assert_eq!(t.workspace.as_deref(), Some("shop"));
+        assert!(t.requires_identity && t.active);
+        // Header lines are blanked, so the query keeps the file's line numbers.
+        assert_eq!(
+            t.sql.lines().nth(3),
+            Some("SELECT client_id, email FROM new_events")
+        );
+    }
+
+    #[test]
+    fn errors_name_the_line() {
+        let err = parse("-- schedule: every day\nSELECT 1").unwrap_err();
+        assert_eq!(
+            (err.line, err.path.as_str()),
+            (1, "queries/triggers/cart_abandoned.sql")
+        );
+        assert!(err.reason.contains("every day"));
+        let err = parse("-- description: x\n-- activ: false\nSELECT 1").unwrap_err();
+        assert_eq!(err.line, 2);
+        assert!(err.reason.contains("unknown header key \"activ\""));
+        let err = parse("-- active: maybe\nSELECT 1").unwrap_err();
+        assert!(err.reason.contains("active"));
+        assert!(
+            parse("-- active: false\n")
+                .unwrap_err()
+                .reason
+                .contains("no query")
+        );
+    }
+
+    #[test]
+    fn ordinary_comments_are_kept() {
+        let t =
+            parse("-- Fires when a cart is left behind.\n-- active: false\nSELECT 1 -- note: x")
+                .unwrap();
+        assert!(!t.active);
+        assert!(t.sql.contains("-- note: x"));
+    }
+}

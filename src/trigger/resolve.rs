@@ -1,0 +1,208 @@
+//! Identity resolution (SPEC §6): each row a trigger returns is resolved to
+//! a contact (its `email`, else `identities` from `client_id`, else from
+//! `user_id`), unresolved rows are dropped or kept per `requires_identity`,
+//! and rows of the same match key collapse to one match.
+
+use std::collections::HashMap;
+
+use arrow::array::{Array, AsArray, RecordBatch};
+use arrow::compute::cast;
+use arrow::datatypes::DataType;
+use datafusion::catalog::MemTable;
+use datafusion::prelude::SessionContext;
+
+use crate::store::ledger::MatchRecord;
+
+/// Columns with a meaning of their own; every other column is the match's data.
+const IDENTITY_COLUMNS: &[&str] = &["email", "user_id", "client_id", "requires_identity"];
+/// Columns the resolution query adds.
+const RESOLVED_EMAIL: &str = "__tripwire_email";
+const RESOLVED_USER: &str = "__tripwire_user_id";
+
+/// What resolution made of a trigger's rows.
+#[derive(Debug, Default, Clone, PartialEq)]
+pub struct Resolution {
+    /// Rows the query returned.
+    pub matched: i64,
+    /// Rows with a contact email, from the row or from identities.
+    pub resolved: i64,
+    pub unresolved: i64,
+    /// Unresolved rows dropped because they require an identity.
+    pub dropped: i64,
+    /// One per match key, in first-seen order.
+    pub matches: Vec<MatchRecord>,
+}
+
+/// Resolves `rows` (a trigger's result) against the session's `identities`.
+pub async fn resolve(
+    ctx: &SessionContext,
+    rows: Vec<RecordBatch>,
+    schema: arrow::datatypes::SchemaRef,
+    requires_identity_default: bool,
+) -> Result<Resolution, String> {
+    let has = |name: &str| schema.column_with_name(name).is_some();
+    if !has("email") && !has("user_id") && !has("client_id") {
+        return Err(
+            "the query must return at least one of the columns email, user_id, client_id".into(),
+        );
+    }
+    let table = MemTable::try_new(schema.clone(), vec![rows]).map_err(|e| e.to_string())?;
+    let scoped = ctx.clone();
+    scoped
+        .register_table("__tripwire_rows", std::sync::Arc::new(table))
+        .map_err(|e| e.to_string())?;
+    let column = |name: &str| {
+        if has(name) {
+            format!("r.{name}")
+        } else {
+            "CAST(NULL AS VARCHAR)".into()
+        }
+    };
+    let sql = format!(
+        "SELECT r.*,
+                COALESCE({email}, by_client.email, by_user.email) AS {RESOLVED_EMAIL},
+                COALESCE({user}, by_client.user_id) AS {RESOLVED_USER}
+         FROM __tripwire_rows r
+         LEFT JOIN identities by_client ON by_client.client_id = {client}
+         LEFT JOIN (
+           SELECT user_id, email FROM (
+             SELECT user_id, email,
+                    row_number() OVER (PARTITION BY user_id ORDER BY identified_at DESC) AS latest
+             FROM identities WHERE user_id IS NOT NULL AND email IS NOT NULL
+           ) WHERE latest = 1
+         ) by_user ON by_user.user_id = COALESCE({user}, by_client.user_id)",
+        email = column("email"),
+        user = column("user_id"),
+        client = column("client_id"),
+    );
+    let resolved = scoped
+        .sql(&sql)
+        .await
+        .map_err(|e| e.to_string())?
+        .collect()
+        .await
+        .map_err(|e| e.to_string())?;
+    let _ = scoped.deregister_table("__tripwire_rows");
+    Ok(collapse(&resolved, requires_identity_default))
+}
+
+/// Turns resolved rows into matches: one per contact (and `event_id`, if selected).
+fn collapse(batches: &[RecordBatch], requires_identity_default: bool) -> Resolution {
+    let mut out = Resolution::default();
+    let mut index: HashMap<String, (usize, Option<i64>)> = HashMap::new();
+    for batch in batches {
+        let text = |name: &str| {
+            batch
+                .column_by_name(name)
+                .and_then(|c| cast(c, &DataType::Utf8).ok())
+        };
+        let email = text(RESOLVED_EMAIL);
+        let user = text(RESOLVED_USER);
+        let client = text("client_id");
+        let event_id = text("event_id");
+        let requires = batch
+            .column_by_name("requires_identity")
+            .and_then(|c| cast(c, &DataType::Boolean).ok());
+        let seq = batch
+            .column_by_name("seq")
+            .and_then(|c| cast(c, &DataType::Int64).ok());
+        let data = data_json(batch);
+        for row in 0..batch.num_rows() {
+            out.matched += 1;
+            let get = |a: &Option<arrow::array::ArrayRef>| {
+                a.as_ref()
+                    .filter(|a| a.is_valid(row))
+                    .map(|a| a.as_string::<i32>().value(row).to_string())
+            };
+            let (email, user_id, client_id) = (get(&email), get(&user), get(&client));
+            let requires_identity = requires
+                .as_ref()
+                .filter(|a| a.is_valid(row))
+                .map_or(requires_identity_default, |a| a.as_boolean().value(row));
+            let contact = match (&email, &user_id, &client_id) {
+                (Some(e), _, _) => {
+                    out.resolved += 1;
+                    format!("email:{e}")
+                }
+                _ if requires_identity => {
+                    out.unresolved += 1;
+                    out.dropped += 1;
+                    continue;
+                }
+                (None, Some(u), _) => {
+                    out.unresolved += 1;
+                    format!("user_id:{u}")
+                }
+                (None, None, Some(c)) => {
+                    out.unresolved += 1;
+                    format!("client_id:{c}")
+                }
+                (None, None, None) => {
+                    out.unresolved += 1;
+                    out.dropped += 1;
+                    continue;
+                }
+            };
+            let match_key = match get(&event_id) {
+                Some(id) => format!("{contact}|event_id:{id}"),
+                None => contact,
+            };
+            let seq_value = seq
+                .as_ref()
+                .filter(|a| a.is_valid(row))
+                .map(|a| a.as_primitive::<arrow::datatypes::Int64Type>().value(row));
+            let record = MatchRecord {
+                match_key: match_key.clone(),
+                email,
+                user_id,
+                client_id,
+                data: data.get(row).cloned().unwrap_or_else(|| "{}".into()),
+            };
+            match index.get(&match_key) {
+                // The row with the highest seq wins, else the first.
+                Some((at, Some(best))) if seq_value.is_some_and(|s| s > *best) => {
+                    out.matches[*at] = record;
+                    index.insert(match_key, (*at, seq_value));
+                }
+                Some(_) => {}
+                None => {
+                    index.insert(match_key, (out.matches.len(), seq_value));
+                    out.matches.push(record);
+                }
+            }
+        }
+    }
+    out
+}
+
+/// Each row's data columns (all but the identity ones) as a JSON object.
+fn data_json(batch: &RecordBatch) -> Vec<String> {
+    let schema = batch.schema();
+    let keep: Vec<usize> = schema
+        .fields()
+        .iter()
+        .enumerate()
+        .filter(|(_, f)| {
+            !IDENTITY_COLUMNS.contains(&f.name().as_str()) && !f.name().starts_with("__tripwire")
+        })
+        .map(|(i, _)| i)
+        .collect();
+    let Ok(projected) = batch.project(&keep) else {
+        return Vec::new();
+    };
+    let mut out = Vec::new();
+    {
+        let mut writer = arrow::json::LineDelimitedWriter::new(&mut out);
+        if writer
+            .write(&projected)
+            .and_then(|_| writer.finish())
+            .is_err()
+        {
+            return Vec::new();
+        }
+    }
+    String::from_utf8_lossy(&out)
+        .lines()
+        .map(str::to_string)
+        .collect()
+}

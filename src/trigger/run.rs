@@ -1,0 +1,196 @@
+//! One trigger run: pick the window `(cursor, watermark]`, run the
+//! analyst's SQL over it, resolve contacts, and commit the run, its matches
+//! and the new cursor in one ledger commit (DESIGN.md invariants 1–3).
+
+use std::sync::Arc;
+use std::time::Duration;
+
+use chrono::{DateTime, Utc};
+use deltalake_core::DeltaTable;
+
+use super::file::TriggerFile;
+use super::resolve::{Resolution, resolve};
+use super::window::{Window, added_files, new_events_table};
+use crate::sql::{QueryError, SessionSpec, plan_read_only, workspace_session};
+use crate::store::ledger::{MatchRecord, RunRecord, cursor_app_id, run_batch};
+use crate::store::{Store, StoreError, TableKind, table};
+
+/// Why a run did not commit.
+#[derive(Debug, thiserror::Error)]
+pub enum RunError {
+    /// The trigger's SQL failed to plan or run (the analyst's to fix).
+    #[error("{path}: {message}")]
+    Query { path: String, message: String },
+    #[error(transparent)]
+    Store(#[from] StoreError),
+}
+
+/// What to run, and against what clock.
+pub struct RunRequest<'a> {
+    pub store: &'a Store,
+    pub workspace: &'a str,
+    pub trigger: &'a TriggerFile,
+    pub now: DateTime<Utc>,
+    pub identity_ttl: Duration,
+    /// `false` for a preview: read the window, commit nothing.
+    pub commit: bool,
+    /// Preview every event, not just the new ones.
+    pub whole_history: bool,
+}
+
+/// What a run did.
+#[derive(Debug, Clone)]
+pub struct RunOutcome {
+    pub run: RunRecord,
+    pub matches: Vec<MatchRecord>,
+    pub status: RunStatus,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum RunStatus {
+    /// The run and its cursor were committed.
+    Committed,
+    /// No events arrived since the last run: nothing to do.
+    NothingNew,
+    /// Another runner committed this window first.
+    AlreadyCommitted,
+    /// A preview: nothing was written.
+    Preview,
+}
+
+/// Runs `request.trigger` once.
+pub async fn run_trigger(request: &RunRequest<'_>) -> Result<RunOutcome, RunError> {
+    let started_at = Utc::now().timestamp_micros();
+    let events = request
+        .store
+        .open(request.workspace, TableKind::Events)
+        .await?;
+    let mut ledger = request
+        .store
+        .open_or_create(request.workspace, TableKind::Ledger)
+        .await?;
+    let app_id = cursor_app_id(&request.trigger.name);
+    let cursor = table::app_progress(&ledger, &app_id).await?.unwrap_or(-1);
+    let watermark = events
+        .as_ref()
+        .and_then(DeltaTable::version)
+        .map_or(-1, |v| v as i64);
+    let window = Window {
+        from: if request.whole_history { -1 } else { cursor },
+        to: watermark,
+    };
+    let mut run = RunRecord {
+        run_id: run_id(request.workspace, &request.trigger.name, window),
+        trigger: request.trigger.name.clone(),
+        from_version: window.from,
+        to_version: window.to,
+        started_at,
+        finished_at: started_at,
+        matched: 0,
+        resolved: 0,
+        unresolved: 0,
+        dropped: 0,
+        error: None,
+    };
+    if window.is_empty() {
+        let status = if request.commit {
+            RunStatus::NothingNew
+        } else {
+            RunStatus::Preview
+        };
+        return Ok(RunOutcome {
+            run,
+            matches: Vec::new(),
+            status,
+        });
+    }
+    let resolution = match evaluate(request, events.as_ref(), window).await {
+        Ok(resolution) => resolution,
+        Err(message) => {
+            run.error = Some(message.clone());
+            run.finished_at = Utc::now().timestamp_micros();
+            if request.commit {
+                // Recorded for the history, without moving the cursor.
+                run.run_id = format!("{}-failed-{}", run.run_id, run.started_at);
+                table::append(&mut ledger, vec![run_batch(&run, &[])], None).await?;
+            }
+            return Err(RunError::Query {
+                path: request.trigger.path.display().to_string(),
+                message,
+            });
+        }
+    };
+    run.matched = resolution.matched;
+    run.resolved = resolution.resolved;
+    run.unresolved = resolution.unresolved;
+    run.dropped = resolution.dropped;
+    run.finished_at = Utc::now().timestamp_micros();
+    let matches = resolution.matches;
+    if !request.commit {
+        return Ok(RunOutcome {
+            run,
+            matches,
+            status: RunStatus::Preview,
+        });
+    }
+    let batch = run_batch(&run, &matches);
+    let status = match table::append(&mut ledger, vec![batch], Some((&app_id, window.to))).await {
+        Ok(_) => RunStatus::Committed,
+        Err(e) => {
+            table::refresh(&mut ledger).await?;
+            match table::app_progress(&ledger, &app_id).await? {
+                Some(committed) if committed >= window.to => RunStatus::AlreadyCommitted,
+                _ => return Err(e.into()),
+            }
+        }
+    };
+    Ok(RunOutcome {
+        run,
+        matches,
+        status,
+    })
+}
+
+/// Runs the trigger's SQL over the window and resolves its rows.
+async fn evaluate(
+    request: &RunRequest<'_>,
+    events: Option<&DeltaTable>,
+    window: Window,
+) -> Result<Resolution, String> {
+    let spec = SessionSpec {
+        store: request.store,
+        workspace: request.workspace,
+        now: request.now,
+        identity_ttl: request.identity_ttl,
+        events,
+    };
+    let ctx = workspace_session(&spec).await.map_err(describe)?;
+    let files = match events {
+        Some(table) => added_files(table, window)
+            .await
+            .map_err(|e| e.to_string())?,
+        None => Vec::new(),
+    };
+    let new_events = new_events_table(&files).map_err(|e| e.to_string())?;
+    ctx.register_table("new_events", new_events)
+        .map_err(|e| e.to_string())?;
+    let frame = plan_read_only(&ctx, &request.trigger.sql)
+        .await
+        .map_err(describe)?;
+    let schema = Arc::new(frame.schema().as_arrow().clone());
+    let rows = frame.collect().await.map_err(|e| e.to_string())?;
+    resolve(&ctx, rows, schema, request.trigger.requires_identity).await
+}
+
+fn describe(e: QueryError) -> String {
+    e.to_string()
+}
+
+/// A run's id: the same for the same window, on every machine (invariant 4).
+pub fn run_id(workspace: &str, trigger: &str, window: Window) -> String {
+    let key = format!(
+        "{workspace}\u{1f}{trigger}\u{1f}{}\u{1f}{}",
+        window.from, window.to
+    );
+    format!("{:032x}", xxhash_rust::xxh3::xxh3_128(key.as_bytes()))
+}
