@@ -4,12 +4,17 @@ use std::process::ExitCode;
 
 use clap::Parser;
 
+/// Default log filter (`TRIPWIRE_LOG` overrides): warnings, without the Delta
+/// libraries' own reports of conflicts and missing tables that tripwire
+/// handles and reports itself.
+const QUIET_LIBRARIES: &str = "warn,deltalake_core=off,buoyant_kernel=off";
+
 fn main() -> ExitCode {
     let cli = tripwire::cli::Cli::parse();
     tracing_subscriber::fmt()
         .with_env_filter(
             tracing_subscriber::EnvFilter::try_from_env("TRIPWIRE_LOG")
-                .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("warn")),
+                .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new(QUIET_LIBRARIES)),
         )
         .with_writer(std::io::stderr)
         .init();

@@ -36,6 +36,9 @@ pub async fn open_or_create(url: &Url, schema: &SchemaRef) -> Result<DeltaTable,
             Some("true"),
         )
         .with_save_mode(SaveMode::Ignore)
+        // Version 0 or nothing: a racing creator must not commit a second
+        // metadata change on top of the winner's table.
+        .with_commit_properties(CommitProperties::default().with_max_retries(0))
         .await;
     match created {
         Ok(table) if table.version().is_some() => Ok(table),

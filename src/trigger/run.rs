@@ -134,6 +134,7 @@ pub async fn run_trigger(request: &RunRequest<'_>) -> Result<RunOutcome, RunErro
         });
     }
     let batch = run_batch(&run, &matches);
+    pause_before_commit_for_tests();
     let status = match table::append(&mut ledger, vec![batch], Some((&app_id, window.to))).await {
         Ok(_) => RunStatus::Committed,
         Err(e) => {
@@ -184,6 +185,18 @@ async fn evaluate(
 
 fn describe(e: QueryError) -> String {
     e.to_string()
+}
+
+/// Crash tests set `TRIPWIRE_PAUSE_BEFORE_COMMIT=<dir>` to stop a run with
+/// its window planned but not committed: the run creates `<dir>/paused` and
+/// waits there to be killed.
+fn pause_before_commit_for_tests() {
+    if let Some(dir) = std::env::var_os("TRIPWIRE_PAUSE_BEFORE_COMMIT") {
+        let _ = std::fs::write(std::path::Path::new(&dir).join("paused"), b"");
+        loop {
+            std::thread::park();
+        }
+    }
 }
 
 /// A run's id: the same for the same window, on every machine (invariant 4).

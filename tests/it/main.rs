@@ -8,6 +8,7 @@
 //! - `idempotent`: re-imports and `kill -9` mid-import neither lose nor duplicate.
 //! - `query`: read-only SQL, output formats, JSON functions and hints.
 //! - `config`: `--config` errors name the key.
+//! - `triggers`: runs see each event once, crash and concurrency safety, `check`.
 //! - `interop`: the stored tables read by the python `deltalake` package and DuckDB.
 
 mod bad_input;
@@ -17,3 +18,4 @@ mod import_formats;
 mod interop;
 mod project;
 mod query;
+mod triggers;

@@ -1,0 +1,268 @@
+//! Trigger runs: each event is seen once across runs, a failed or killed run
+//! leaves nothing behind, concurrent runners commit a window once, and
+//! `check` names the file and line of a problem.
+
+use std::process::Stdio;
+use std::time::{Duration, Instant};
+
+use crate::project::Project;
+
+/// Every event, keyed by its id, so each fires on its own.
+const ALL_EVENTS: &str =
+    "-- requires_identity: false\nSELECT event_id, email, user_id, client_id FROM new_events\n";
+
+fn with_trigger(project: &Project, name: &str, sql: &str) {
+    let dir = project.path("queries/triggers");
+    std::fs::create_dir_all(&dir).unwrap();
+    std::fs::write(dir.join(format!("{name}.sql")), sql).unwrap();
+}
+
+fn lines(path: &std::path::Path, from: usize, to: usize) -> String {
+    let text = std::fs::read_to_string(path).unwrap();
+    text.lines()
+        .skip(from)
+        .take(to - from)
+        .map(|l| format!("{l}\n"))
+        .collect()
+}
+
+#[test]
+fn each_event_is_seen_exactly_once_across_runs() {
+    let project = Project::new();
+    with_trigger(&project, "everything", ALL_EVENTS);
+    let (file, totals) = project.sample("all.ndjson", 1_200, 11);
+    // Batch 2 holds the oldest events: late arrivals are still seen once.
+    let (late, early) = (project.path("late.ndjson"), project.path("early.ndjson"));
+    std::fs::write(&early, lines(&file, 400, 1_200)).unwrap();
+    std::fs::write(&late, lines(&file, 0, 400)).unwrap();
+    project.import(&[&early]);
+    project.ok(&["run"]);
+    project.import(&[&late]);
+    project.ok(&["run"]);
+    let quiet = project.ok(&["run"]);
+    assert!(quiet.contains("no new events"), "{quiet}");
+    let runs = project.query("SELECT matched FROM runs ORDER BY to_version");
+    assert_eq!(runs.len(), 2);
+    assert_eq!(runs[0]["matched"], 800);
+    assert_eq!(runs[1]["matched"], 400);
+    let seen = project.number("SELECT count(DISTINCT match_key) FROM matches");
+    assert_eq!(seen as u64, totals.events);
+    assert_eq!(
+        project.number("SELECT count(*) FROM matches") as u64,
+        totals.events
+    );
+}
+
+#[test]
+fn rows_resolve_to_contacts_and_collapse_per_contact() {
+    let project = Project::new();
+    let file = project.path("e.ndjson");
+    std::fs::write(
+        &file,
+        concat!(
+            r#"{"type":"identify","anonymousId":"c1","userId":"u1","traits":{"email":"one@x.com"},"timestamp":"2026-11-01T00:00:00Z"}"#, "\n",
+            r#"{"type":"track","event":"cart","anonymousId":"c1","properties":{"v":1},"timestamp":"2026-11-01T01:00:00Z"}"#, "\n",
+            r#"{"type":"track","event":"cart","anonymousId":"c1","properties":{"v":2},"timestamp":"2026-11-01T02:00:00Z"}"#, "\n",
+            r#"{"type":"track","event":"cart","userId":"u1","properties":{"v":3},"timestamp":"2026-11-01T03:00:00Z"}"#, "\n",
+            r#"{"type":"track","event":"cart","anonymousId":"stranger","properties":{"v":4},"timestamp":"2026-11-01T04:00:00Z"}"#, "\n",
+            r#"{"name":"cart","payload":{"v":5},"email":"two@x.com","timestamp":"2026-11-01T05:00:00Z"}"#, "\n",
+        ),
+    )
+    .unwrap();
+    project.import(&[&file]);
+    with_trigger(
+        &project,
+        "carts",
+        "SELECT client_id, user_id, email, seq, json_get_int(properties, 'v') AS v FROM new_events WHERE event_name = 'cart'",
+    );
+    let out = project.ok(&["run", "--now", "2026-11-02T00:00:00Z"]);
+    assert!(
+        out.contains("5 rows, 4 resolved, 1 unresolved (1 dropped) → 2 matches"),
+        "{out}"
+    );
+    let matches =
+        project.query("SELECT email, json_get_int(data, 'v') AS v FROM matches ORDER BY email");
+    // one@x.com fired once, with its latest row (highest seq).
+    assert_eq!(
+        matches,
+        vec![
+            serde_json::json!({"email": "one@x.com", "v": 3}),
+            serde_json::json!({"email": "two@x.com", "v": 5})
+        ]
+    );
+}
+
+#[test]
+fn identity_ttl_is_measured_against_the_run_clock() {
+    let project = Project::new();
+    let file = project.path("e.ndjson");
+    std::fs::write(
+        &file,
+        concat!(
+            r#"{"type":"identify","anonymousId":"c1","userId":"u1","traits":{"email":"one@x.com"},"timestamp":"2026-11-01T00:00:00Z"}"#, "\n",
+            r#"{"type":"track","event":"cart","anonymousId":"c1","timestamp":"2026-11-09T00:00:00Z"}"#, "\n",
+        ),
+    )
+    .unwrap();
+    project.import(&[&file]);
+    with_trigger(
+        &project,
+        "carts",
+        "SELECT client_id FROM new_events WHERE event_name = 'cart'",
+    );
+    let fresh = project.ok(&["preview", "carts", "--now", "2026-11-07T00:00:00Z"]);
+    assert!(fresh.contains("one@x.com"), "{fresh}");
+    let stale = project.run(&["preview", "carts", "--now", "2026-11-09T00:00:01Z"]);
+    let stderr = String::from_utf8_lossy(&stale.stderr);
+    assert!(
+        stderr.contains("1 unresolved (1 dropped) → 0 matches"),
+        "{stderr}"
+    );
+    // The same clock gives the same answer.
+    assert_eq!(
+        fresh,
+        project.ok(&["preview", "carts", "--now", "2026-11-07T00:00:00Z"])
+    );
+}
+
+#[test]
+fn a_broken_trigger_is_reported_and_the_others_still_run() {
+    let project = Project::new();
+    let (file, _) = project.sample("e.ndjson", 200, 12);
+    project.import(&[&file]);
+    with_trigger(&project, "good", ALL_EVENTS);
+    with_trigger(
+        &project,
+        "bad_header",
+        "-- schedule: sometimes\nSELECT email FROM new_events\n",
+    );
+    with_trigger(
+        &project,
+        "bad_sql",
+        "-- workspace: shop\n\nSELECT email\nFROM new_events\nWHERE nope = 1\n",
+    );
+    with_trigger(
+        &project,
+        "no_contact",
+        "SELECT event_name FROM new_events\n",
+    );
+    let check = project.run(&["check"]);
+    assert!(!check.status.success());
+    let stderr = String::from_utf8_lossy(&check.stderr);
+    assert!(
+        stderr.contains("bad_header.sql:1: \"sometimes\" is not a schedule"),
+        "{stderr}"
+    );
+    assert!(
+        stderr.contains("bad_sql.sql:3: ") && stderr.contains("nope"),
+        "{stderr}"
+    );
+    assert!(
+        stderr.contains("no_contact.sql:1: the query must return at least one of the columns"),
+        "{stderr}"
+    );
+    let run = project.run(&["run"]);
+    assert!(
+        !run.status.success(),
+        "failed runs make the exit code non-zero"
+    );
+    assert!(String::from_utf8_lossy(&run.stdout).contains("good: versions (-1, 1]: 200 rows"));
+    let failed =
+        project.query("SELECT trigger, error IS NOT NULL AS failed FROM runs ORDER BY trigger");
+    assert_eq!(
+        failed.len(),
+        3,
+        "the good run and the two failed runs are recorded: {failed:?}"
+    );
+    // A failed run did not move its cursor: it retries the same window.
+    let retried = project.run(&["run", "bad_sql"]);
+    assert!(String::from_utf8_lossy(&retried.stderr).contains("nope"));
+}
+
+#[test]
+fn preview_commits_nothing() {
+    let project = Project::new();
+    let (file, _) = project.sample("e.ndjson", 300, 13);
+    project.import(&[&file]);
+    with_trigger(&project, "everything", ALL_EVENTS);
+    let preview = project.run(&["preview", "everything", "--format", "json"]);
+    assert!(preview.status.success());
+    assert_eq!(
+        String::from_utf8_lossy(&preview.stdout).lines().count(),
+        300
+    );
+    assert_eq!(project.number("SELECT count(*) FROM runs"), 0.0);
+    let out = project.ok(&["run"]);
+    assert!(out.contains("300 rows"), "{out}");
+}
+
+#[test]
+fn a_run_killed_before_its_commit_is_rerun_with_the_same_window() {
+    let project = Project::new();
+    let (file, totals) = project.sample("e.ndjson", 500, 14);
+    project.import(&[&file]);
+    with_trigger(&project, "everything", ALL_EVENTS);
+    let pause = tempfile::tempdir().unwrap();
+    let mut child = project
+        .command(&["run"])
+        .env("TRIPWIRE_PAUSE_BEFORE_COMMIT", pause.path())
+        .stdout(Stdio::piped())
+        .spawn()
+        .unwrap();
+    let deadline = Instant::now() + Duration::from_secs(120);
+    while !pause.path().join("paused").exists() {
+        assert!(
+            Instant::now() < deadline,
+            "the run never reached its commit"
+        );
+        assert!(child.try_wait().unwrap().is_none(), "the run ended early");
+        std::thread::sleep(Duration::from_millis(5));
+    }
+    child.kill().unwrap();
+    child.wait().unwrap();
+    assert_eq!(
+        project.number("SELECT count(*) FROM runs"),
+        0.0,
+        "nothing was committed"
+    );
+    let out = project.ok(&["run"]);
+    assert!(
+        out.contains("versions (-1, 1]"),
+        "same window after the crash: {out}"
+    );
+    assert_eq!(
+        project.number("SELECT count(*) FROM matches") as u64,
+        totals.events
+    );
+}
+
+#[test]
+fn two_runners_at_once_commit_each_window_once() {
+    let project = Project::new();
+    let (file, totals) = project.sample("e.ndjson", 2_000, 15);
+    project.import(&[&file]);
+    with_trigger(&project, "everything", ALL_EVENTS);
+    let runners: Vec<_> = (0..2)
+        .map(|_| {
+            project
+                .command(&["run"])
+                .stdout(Stdio::piped())
+                .stderr(Stdio::piped())
+                .spawn()
+                .unwrap()
+        })
+        .collect();
+    for runner in runners {
+        let out = runner.wait_with_output().unwrap();
+        assert!(
+            out.status.success(),
+            "{}",
+            String::from_utf8_lossy(&out.stderr)
+        );
+    }
+    assert_eq!(project.number("SELECT count(*) FROM runs"), 1.0);
+    assert_eq!(
+        project.number("SELECT count(*) FROM matches") as u64,
+        totals.events
+    );
+}
