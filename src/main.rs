@@ -4,6 +4,9 @@ use std::process::ExitCode;
 
 use clap::Parser;
 
+/// Stack of each async worker: SQL planning recurses once per nesting level.
+const WORKER_STACK_BYTES: usize = 512 << 20;
+
 /// Default log filter (`TRIPWIRE_LOG` overrides): warnings, without the Delta
 /// libraries' own reports of conflicts and missing tables that tripwire
 /// handles and reports itself.
@@ -18,14 +21,21 @@ fn main() -> ExitCode {
         )
         .with_writer(std::io::stderr)
         .init();
-    let runtime = match tokio::runtime::Runtime::new() {
+    let runtime = match tokio::runtime::Builder::new_multi_thread()
+        .enable_all()
+        .thread_stack_size(WORKER_STACK_BYTES)
+        .build()
+    {
         Ok(runtime) => runtime,
         Err(e) => {
             eprintln!("error: cannot start the async runtime: {e}");
             return ExitCode::from(70);
         }
     };
-    match runtime.block_on(tripwire::cli::run(cli)) {
+    // On a worker thread, whose large stack lets deeply nested SQL fail
+    // with an error instead of overflowing.
+    let outcome = runtime.block_on(async { tokio::spawn(tripwire::cli::run(cli)).await });
+    match outcome.unwrap_or_else(|e| Err(tripwire::Error::Usage(format!("internal error: {e}")))) {
         Ok(()) => ExitCode::SUCCESS,
         Err(e) => {
             eprintln!("error: {e}");

@@ -96,3 +96,19 @@ fn an_empty_workspace_has_empty_tables() {
     assert_eq!(project.number("SELECT count(*) FROM identities"), 0.0);
     assert_eq!(project.number("SELECT count(*) FROM quarantine"), 0.0);
 }
+
+#[test]
+fn deeply_nested_sql_is_an_answer_or_an_error_never_a_crash() {
+    let project = project_with_events();
+    // 2,000 terms: planned and answered.
+    let terms = vec!["json_get_int(properties, 'cart_value')"; 2_000].join(" + ");
+    let sum = project.number(&format!(
+        "SELECT sum({terms}) FROM events WHERE email = 'b@x.com'"
+    ));
+    assert_eq!(sum, 40_000.0);
+    // Deeper than the parser allows: a user error naming the reason.
+    let nested = format!("SELECT {}1{} AS x", "(".repeat(5_000), ")".repeat(5_000));
+    let out = project.run(&["query", &nested]);
+    assert_eq!(out.status.code(), Some(2), "killed by a signal: {out:?}");
+    assert!(String::from_utf8_lossy(&out.stderr).contains("recursion limit"));
+}
