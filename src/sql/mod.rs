@@ -2,6 +2,7 @@
 //! DataFusion session an analyst's SQL runs in, with the workspace's tables,
 //! the JSON functions, a memory cap, and read-only checks.
 
+mod identity;
 pub mod output;
 
 use std::sync::Arc;
@@ -63,7 +64,7 @@ pub async fn workspace_session(spec: &SessionSpec<'_>) -> Result<SessionContext,
     register_delta(&ctx, quarantine, TableKind::Quarantine, "quarantine").await?;
     let ledger = spec.store.open(spec.workspace, TableKind::Ledger).await?;
     register_ledger_views(&ctx, ledger).await?;
-    register_identities(&ctx, spec).await?;
+    identity::register(&ctx, spec).await?;
     Ok(ctx)
 }
 
@@ -168,37 +169,6 @@ async fn register_ledger_views(
 
 fn engine(e: datafusion::error::DataFusionError) -> QueryError {
     QueryError::Engine(e.to_string())
-}
-
-/// `identities`: the latest identify per `client_id`, younger than the TTL at `now`.
-async fn register_identities(
-    ctx: &SessionContext,
-    spec: &SessionSpec<'_>,
-) -> Result<(), QueryError> {
-    let ttl = chrono::Duration::from_std(spec.identity_ttl).unwrap_or(chrono::Duration::MAX);
-    let cutoff = spec
-        .now
-        .checked_sub_signed(ttl)
-        .unwrap_or(DateTime::<Utc>::MIN_UTC);
-    let sql = format!(
-        "SELECT client_id, user_id, email, traits, identified_at FROM (
-           SELECT client_id, user_id, email, traits, sent_at AS identified_at,
-                  row_number() OVER (PARTITION BY client_id ORDER BY sent_at DESC, seq DESC) AS latest
-           FROM events
-           WHERE type = 'identify' AND client_id IS NOT NULL
-             AND sent_at > TIMESTAMP '{}' AND sent_at <= TIMESTAMP '{}'
-         ) WHERE latest = 1",
-        cutoff.format("%Y-%m-%dT%H:%M:%S%.6fZ"),
-        spec.now.format("%Y-%m-%dT%H:%M:%S%.6fZ"),
-    );
-    let view = ctx
-        .sql(&sql)
-        .await
-        .map_err(|e| QueryError::Engine(e.to_string()))?
-        .into_view();
-    ctx.register_table("identities", view)
-        .map_err(|e| QueryError::Engine(e.to_string()))?;
-    Ok(())
 }
 
 /// Runs one read-only statement and returns its rows.
