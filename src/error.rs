@@ -29,13 +29,18 @@ pub enum Error {
     Store(#[from] StoreError),
     #[error("{0}")]
     Usage(String),
+    /// The server could not listen or serve.
+    #[error("server: {0}")]
+    Server(String),
 }
 
 impl Error {
     pub fn fault(&self) -> Fault {
         match self {
             Error::Config(_) | Error::Usage(_) => Fault::User,
-            Error::Import(ImportError::Store(_)) | Error::Store(_) => Fault::External,
+            Error::Import(ImportError::Store(_)) | Error::Store(_) | Error::Server(_) => {
+                Fault::External
+            }
             Error::Import(_) => Fault::User,
             Error::Query(QueryError::Sql(_)) => Fault::User,
             Error::Query(QueryError::Store(_)) => Fault::External,

@@ -8,7 +8,9 @@
 //! ```text
 //! file ──import──▶ event (parse 3 shapes, CSV, Parquet) ──▶ store (Delta: events, quarantine)
 //!                                                              │
-//! tripwire query ──▶ sql (DataFusion session: events, identities, JSON functions, read-only)
+//! tripwire query ──▶ sql (DataFusion session: events, identities, contacts, JSON functions, read-only)
+//!
+//! serve ──▶ scheduler (cron) ──▶ trigger run: window (cursor, v] ──▶ SQL ──▶ resolve ──▶ ledger commit
 //! ```
 //! - [`config`]: `tripwire.toml`, embedded default, validation naming the key.
 //! - [`event`]: the event model, the API shapes, the Arrow schema.
@@ -16,6 +18,9 @@
 //! - [`store`]: per-workspace Delta tables on object_store.
 //! - [`sql`]: the query layer every reader of the tables uses.
 //! - [`schedule`]: cron and `every` schedules.
+//! - [`trigger`]: trigger files, windows, identity resolution, runs, history.
+//! - [`scheduler`]: runs due triggers inside `tripwire serve`, picking up file edits.
+//! - [`server`]: `tripwire serve`'s HTTP API (axum) around the scheduler.
 //! - [`sample`]: the deterministic sample-event generator (examples, tests, benches).
 //! - [`cli`]: the `tripwire` command line; [`error`]: whose fault a failure is.
 
@@ -26,6 +31,8 @@ pub mod event;
 pub mod import;
 pub mod sample;
 pub mod schedule;
+pub mod scheduler;
+pub mod server;
 pub mod sql;
 pub mod store;
 pub mod trigger;

@@ -11,6 +11,7 @@ use clap::{Parser, Subcommand};
 use crate::config::Config;
 use crate::error::Error;
 use crate::import::{Format, ImportOptions, Progress, import};
+use crate::server::{App, shutdown_signal};
 use crate::sql::output::{OutputFormat, render};
 use crate::sql::{SessionSpec, run_read_only, workspace_session};
 use crate::store::Store;
@@ -80,6 +81,8 @@ pub enum Command {
     Triggers,
     /// Validate the config and every trigger (parsed and planned); non-zero exit on problems.
     Check,
+    /// Serve the HTTP API on `listen` and run each trigger on its schedule.
+    Serve,
 }
 
 /// Runs one command.
@@ -141,7 +144,37 @@ pub async fn run(cli: Cli) -> Result<(), Error> {
         } => triggers::preview(&config, &trigger, all, now, format).await,
         Command::Triggers => triggers::list(&config).await,
         Command::Check => triggers::check(&config).await,
+        Command::Serve => serve(config).await,
     }
+}
+
+/// `tripwire serve`: until Ctrl-C or SIGTERM.
+async fn serve(config: Config) -> Result<(), Error> {
+    let app = App::build(config.clone()).await?;
+    println!(
+        "tripwire serving on http://{} (storage {}, triggers in {})",
+        app.addr()?,
+        config.storage,
+        config
+            .project_dir
+            .join(crate::trigger::TRIGGER_DIR)
+            .display()
+    );
+    for workspace in &config.workspaces {
+        if workspace
+            .secret
+            .as_ref()
+            .and_then(|s| s.resolve())
+            .is_none()
+        {
+            eprintln!(
+                "note: workspace {:?} has no secret set, so its API needs no key",
+                workspace.id
+            );
+        }
+    }
+    let _ = std::io::stdout().flush();
+    app.run_until_stopped(shutdown_signal()).await
 }
 
 /// A workspace whose secret names an unset variable cannot check `partnerSecret`.

@@ -6,10 +6,10 @@ use crate::config::Config;
 use crate::error::Error;
 use crate::sql::output::{OutputFormat, render};
 use crate::sql::{SessionSpec, plan_read_only, workspace_session};
-use crate::store::ledger::cursor_app_id;
-use crate::store::{Store, TableKind, table};
+use crate::store::Store;
 use crate::trigger::file::FileError;
-use crate::trigger::run::{RunOutcome, RunRequest, RunStatus, run_trigger};
+use crate::trigger::run::{RunRequest, run_trigger};
+use crate::trigger::status::{self, trigger_rows};
 use crate::trigger::window::new_events_table;
 use crate::trigger::{TriggerFile, load_triggers};
 
@@ -34,7 +34,7 @@ pub async fn run(
             whole_history: false,
         };
         match run_trigger(&request).await {
-            Ok(outcome) => println!("{}", describe(&outcome)),
+            Ok(outcome) => println!("{outcome}"),
             Err(e) => {
                 failed += 1;
                 eprintln!("{e}");
@@ -72,7 +72,7 @@ pub async fn preview(
     let outcome = run_trigger(&request)
         .await
         .map_err(|e| Error::Usage(e.to_string()))?;
-    eprintln!("{}", describe(&outcome));
+    eprintln!("{outcome}");
     let rows: Vec<serde_json::Value> = outcome
         .matches
         .iter()
@@ -86,26 +86,10 @@ pub async fn preview(
     print_json_rows(&rows, format)
 }
 
-/// `tripwire triggers`: each trigger with its schedule, cursor and last run.
+/// `tripwire triggers`: each trigger with its schedule, cursor and next run.
 pub async fn list(config: &Config) -> Result<(), Error> {
-    let (triggers, errors) = load_triggers(&config.project_dir);
     let store = Store::new(config.storage.clone());
-    let mut rows = Vec::new();
-    for trigger in &triggers {
-        let workspace = workspace_of(config, trigger).unwrap_or("?");
-        let cursor = match store.open(workspace, TableKind::Ledger).await? {
-            Some(ledger) => table::app_progress(&ledger, &cursor_app_id(&trigger.name)).await?,
-            None => None,
-        };
-        rows.push(serde_json::json!({
-            "trigger": trigger.name,
-            "workspace": workspace,
-            "schedule": trigger.schedule.as_deref().unwrap_or(&config.default_schedule),
-            "active": trigger.active,
-            "cursor": cursor,
-            "description": trigger.description,
-        }));
-    }
+    let (rows, errors) = trigger_rows(config, &store, None, Utc::now()).await?;
     for error in &errors {
         eprintln!("{error}");
     }
@@ -216,36 +200,7 @@ fn chosen(config: &Config, names: &[String]) -> Result<Vec<TriggerFile>, Error> 
 }
 
 fn workspace_of<'a>(config: &'a Config, trigger: &TriggerFile) -> Result<&'a str, Error> {
-    config
-        .pick_workspace(trigger.workspace.as_deref())
-        .map(|w| w.id.as_str())
-        .map_err(|e| Error::Usage(format!("{}: {e}", trigger.path.display())))
-}
-
-fn describe(outcome: &RunOutcome) -> String {
-    let run = &outcome.run;
-    let status = match outcome.status {
-        RunStatus::Committed => format!("committed run {}", run.run_id),
-        RunStatus::NothingNew => {
-            return format!(
-                "{}: no new events since version {}",
-                run.trigger, run.from_version
-            );
-        }
-        RunStatus::AlreadyCommitted => "another runner committed this window first".to_string(),
-        RunStatus::Preview => "preview, nothing committed".to_string(),
-    };
-    format!(
-        "{}: versions ({}, {}]: {} rows, {} resolved, {} unresolved ({} dropped) → {} matches; {status}",
-        run.trigger,
-        run.from_version,
-        run.to_version,
-        run.matched,
-        run.resolved,
-        run.unresolved,
-        run.dropped,
-        outcome.matches.len()
-    )
+    status::workspace_of(config, trigger).map_err(Error::Usage)
 }
 
 /// Prints JSON rows through the query output formats.

@@ -5,10 +5,12 @@
 //! - `window`: the new events of a run, by table version.
 //! - `resolve`: identity resolution and collapsing rows to matches.
 //! - `run`: one run, committed atomically with its cursor.
+//! - `status`: what each trigger is doing, and its run history.
 
 pub mod file;
 pub mod resolve;
 pub mod run;
+pub mod status;
 pub mod window;
 
 use std::path::Path;

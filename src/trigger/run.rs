@@ -58,6 +58,44 @@ pub enum RunStatus {
     Preview,
 }
 
+impl RunOutcome {
+    /// Whether the run had a window to read (false: no new events).
+    pub fn matched_anything_new(&self) -> bool {
+        self.status != RunStatus::NothingNew
+    }
+}
+
+/// One line per run: its window, counts and what became of it.
+impl std::fmt::Display for RunOutcome {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        let run = &self.run;
+        let status = match self.status {
+            RunStatus::Committed => format!("committed run {}", run.run_id),
+            RunStatus::NothingNew => {
+                return write!(
+                    f,
+                    "{}: no new events since version {}",
+                    run.trigger, run.from_version
+                );
+            }
+            RunStatus::AlreadyCommitted => "another runner committed this window first".into(),
+            RunStatus::Preview => "preview, nothing committed".into(),
+        };
+        write!(
+            f,
+            "{}: versions ({}, {}]: {} rows, {} resolved, {} unresolved ({} dropped) → {} matches; {status}",
+            run.trigger,
+            run.from_version,
+            run.to_version,
+            run.matched,
+            run.resolved,
+            run.unresolved,
+            run.dropped,
+            self.matches.len()
+        )
+    }
+}
+
 /// Runs `request.trigger` once.
 pub async fn run_trigger(request: &RunRequest<'_>) -> Result<RunOutcome, RunError> {
     let started_at = Utc::now().timestamp_micros();

@@ -8,6 +8,7 @@
 //! - `idempotent`: re-imports and `kill -9` mid-import neither lose nor duplicate.
 //! - `query`: read-only SQL, output formats, JSON functions and hints.
 //! - `config`: `--config` errors name the key.
+//! - `serve`: the API and the scheduler of a real `tripwire serve` (hot reload).
 //! - `triggers`: runs see each event once, crash and concurrency safety, `check`.
 //! - `interop`: the stored tables read by the python `deltalake` package and DuckDB.
 
@@ -18,4 +19,5 @@ mod import_formats;
 mod interop;
 mod project;
 mod query;
+mod serve;
 mod triggers;

@@ -112,3 +112,54 @@ fn deeply_nested_sql_is_an_answer_or_an_error_never_a_crash() {
     assert_eq!(out.status.code(), Some(2), "killed by a signal: {out:?}");
     assert!(String::from_utf8_lossy(&out.stderr).contains("recursion limit"));
 }
+
+#[test]
+fn contacts_are_the_people_seen_keyed_by_email_else_user_id() {
+    let project = Project::new();
+    let file = project.path("people.ndjson");
+    std::fs::write(
+        &file,
+        concat!(
+            r#"{"type":"track","event":"view","anonymousId":"c1","timestamp":"2026-10-31T23:00:00Z"}"#, "\n",
+            r#"{"type":"identify","anonymousId":"c1","userId":"u1","traits":{"email":"one@x.com","plan":"pro"},"timestamp":"2026-11-01T00:00:00Z"}"#, "\n",
+            r#"{"type":"track","event":"view","userId":"u2","timestamp":"2026-11-01T01:00:00Z"}"#, "\n",
+            r#"{"name":"view","payload":{},"email":"two@x.com","timestamp":"2026-11-01T05:00:00Z"}"#, "\n",
+            r#"{"type":"track","event":"view","anonymousId":"stranger","timestamp":"2026-11-01T06:00:00Z"}"#, "\n",
+            r#"{"type":"track","event":"view","userId":"u1","timestamp":"2026-11-02T00:00:00Z"}"#, "\n",
+        ),
+    )
+    .unwrap();
+    project.import(&[&file]);
+    let contacts = |now: &str| {
+        project
+            .ok(&[
+                "query",
+                "--now",
+                now,
+                "--format",
+                "csv",
+                "SELECT email, user_id, json_get_str(traits, 'plan') AS plan, first_seen, last_seen \
+                 FROM contacts ORDER BY email NULLS LAST",
+            ])
+            .lines()
+            .skip(1)
+            .map(str::to_string)
+            .collect::<Vec<_>>()
+    };
+    assert_eq!(
+        contacts("2026-11-03T00:00:00Z"),
+        [
+            "one@x.com,u1,pro,2026-10-31T23:00:00Z,2026-11-02T00:00:00Z",
+            "two@x.com,,,2026-11-01T05:00:00Z,2026-11-01T05:00:00Z",
+            ",u2,,2026-11-01T01:00:00Z,2026-11-01T01:00:00Z",
+        ]
+    );
+    // The clock bounds what is known: u1's later visit is not seen yet.
+    assert_eq!(
+        contacts("2026-11-01T02:00:00Z"),
+        [
+            "one@x.com,u1,pro,2026-10-31T23:00:00Z,2026-11-01T00:00:00Z",
+            ",u2,,2026-11-01T01:00:00Z,2026-11-01T01:00:00Z",
+        ]
+    );
+}

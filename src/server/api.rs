@@ -1,0 +1,183 @@
+//! The trigger endpoints of the HTTP API (SPEC §3): `GET /v1/triggers`,
+//! `GET /v1/runs`, `POST /v1/triggers/{name}/preview`, and `GET /healthz`.
+//! Every failure is an [`ApiError`], mapped to a status in one place.
+
+use std::sync::Arc;
+
+use axum::Json;
+use axum::extract::{Path, Query, State};
+use axum::http::{HeaderMap, StatusCode};
+use axum::response::{IntoResponse, Response};
+use chrono::{DateTime, Utc};
+use serde::Deserialize;
+use serde_json::{Value, json};
+
+use super::AppState;
+use super::auth::{Refusal, authorize};
+use crate::config::Workspace;
+use crate::trigger::load_triggers;
+use crate::trigger::run::{RunRequest, run_trigger};
+use crate::trigger::status::{recent_runs, trigger_rows, workspace_of};
+
+/// Runs a history request returns unless `limit` says otherwise.
+const DEFAULT_RUNS: usize = 100;
+
+/// Why a request failed; the status each kind maps to is in `into_response`.
+#[derive(Debug)]
+pub enum ApiError {
+    BadRequest(String),
+    Unauthorized(String),
+    NotFound(String),
+    /// Storage or the engine failed: not the caller's fault.
+    Internal(String),
+}
+
+impl IntoResponse for ApiError {
+    fn into_response(self) -> Response {
+        let (status, message) = match self {
+            ApiError::BadRequest(m) => (StatusCode::BAD_REQUEST, m),
+            ApiError::Unauthorized(m) => (StatusCode::UNAUTHORIZED, m),
+            ApiError::NotFound(m) => (StatusCode::NOT_FOUND, m),
+            ApiError::Internal(m) => (StatusCode::INTERNAL_SERVER_ERROR, m),
+        };
+        (status, Json(json!({ "error": message }))).into_response()
+    }
+}
+
+fn internal(e: impl std::fmt::Display) -> ApiError {
+    ApiError::Internal(e.to_string())
+}
+
+/// The workspace a request names (or the only one), once its key checks out.
+fn authorized<'a>(
+    state: &'a AppState,
+    headers: &HeaderMap,
+    workspace: Option<&str>,
+) -> Result<&'a Workspace, ApiError> {
+    let workspace = state
+        .config
+        .pick_workspace(workspace)
+        .map_err(ApiError::BadRequest)?;
+    authorize(headers, workspace).map_err(|refusal| {
+        ApiError::Unauthorized(match refusal {
+            Refusal::Missing => format!(
+                "workspace {:?} needs its key as a Bearer token",
+                workspace.id
+            ),
+            Refusal::Wrong => format!("the key is not valid for workspace {:?}", workspace.id),
+        })
+    })?;
+    Ok(workspace)
+}
+
+pub async fn healthz() -> Json<Value> {
+    Json(json!({ "status": "ok" }))
+}
+
+#[derive(Debug, Deserialize)]
+pub struct TriggersQuery {
+    workspace: Option<String>,
+}
+
+/// `GET /v1/triggers[?workspace=W]`: the workspace's triggers and any broken files.
+pub async fn triggers(
+    State(state): State<Arc<AppState>>,
+    headers: HeaderMap,
+    Query(query): Query<TriggersQuery>,
+) -> Result<Json<Value>, ApiError> {
+    let workspace = authorized(&state, &headers, query.workspace.as_deref())?;
+    let (rows, errors) = trigger_rows(&state.config, &state.store, Some(&workspace.id), Utc::now())
+        .await
+        .map_err(internal)?;
+    let errors: Vec<Value> = errors
+        .iter()
+        .map(|e| json!({ "path": e.path, "line": e.line, "reason": e.reason }))
+        .collect();
+    Ok(Json(json!({ "triggers": rows, "errors": errors })))
+}
+
+#[derive(Debug, Deserialize)]
+pub struct RunsQuery {
+    workspace: Option<String>,
+    trigger: Option<String>,
+    limit: Option<usize>,
+}
+
+/// `GET /v1/runs[?trigger=NAME][&workspace=W][&limit=N]`: recent runs, newest first.
+pub async fn runs(
+    State(state): State<Arc<AppState>>,
+    headers: HeaderMap,
+    Query(query): Query<RunsQuery>,
+) -> Result<Json<Value>, ApiError> {
+    let workspace = authorized(&state, &headers, query.workspace.as_deref())?;
+    let limit = query.limit.unwrap_or(DEFAULT_RUNS);
+    let runs = recent_runs(
+        &state.config,
+        &state.store,
+        &workspace.id,
+        query.trigger.as_deref(),
+        limit,
+    )
+    .await
+    .map_err(internal)?;
+    Ok(Json(json!({ "runs": runs })))
+}
+
+#[derive(Debug, Deserialize)]
+pub struct PreviewQuery {
+    /// Over every event, not only those since the last run.
+    #[serde(default)]
+    all: bool,
+    /// The run's clock (RFC 3339), for identity TTL.
+    now: Option<DateTime<Utc>>,
+}
+
+/// `POST /v1/triggers/{name}/preview[?all=true][&now=T]`: a dry run; fires nothing.
+pub async fn preview(
+    State(state): State<Arc<AppState>>,
+    headers: HeaderMap,
+    Path(name): Path<String>,
+    Query(query): Query<PreviewQuery>,
+) -> Result<Json<Value>, ApiError> {
+    let (triggers, _) = load_triggers(&state.config.project_dir);
+    let trigger = triggers
+        .into_iter()
+        .find(|t| t.name == name)
+        .ok_or_else(|| ApiError::NotFound(format!("no trigger {name:?}")))?;
+    let workspace = workspace_of(&state.config, &trigger).map_err(ApiError::BadRequest)?;
+    authorized(&state, &headers, Some(workspace))?;
+    let request = RunRequest {
+        store: &state.store,
+        workspace,
+        trigger: &trigger,
+        now: query.now.unwrap_or_else(Utc::now),
+        identity_ttl: state.config.identity_ttl,
+        commit: false,
+        whole_history: query.all,
+    };
+    let outcome = run_trigger(&request)
+        .await
+        .map_err(|e| ApiError::BadRequest(e.to_string()))?;
+    let matches: Vec<Value> = outcome
+        .matches
+        .iter()
+        .map(|m| {
+            json!({
+                "email": m.email, "user_id": m.user_id, "client_id": m.client_id,
+                "match_key": m.match_key,
+                "data": serde_json::from_str::<Value>(&m.data).unwrap_or(Value::Null),
+            })
+        })
+        .collect();
+    let run = &outcome.run;
+    Ok(Json(json!({
+        "trigger": run.trigger,
+        "from_version": run.from_version,
+        "to_version": run.to_version,
+        "matched": run.matched,
+        "resolved": run.resolved,
+        "unresolved": run.unresolved,
+        "dropped": run.dropped,
+        "matches": matches,
+    })))
+}

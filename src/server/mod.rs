@@ -1,0 +1,105 @@
+//! `tripwire serve`: the HTTP API and the trigger scheduler in one process.
+//!
+//! The app is a value: [`App::build`] binds the listener (port 0 picks a
+//! free port, which [`App::addr`] reports), and [`App::run_until_stopped`]
+//! serves until its shutdown future resolves, then lets the scheduler finish
+//! the runs in flight.
+
+mod api;
+mod auth;
+
+use std::future::Future;
+use std::net::SocketAddr;
+use std::sync::Arc;
+
+use axum::Router;
+use axum::routing::{get, post};
+use tokio::net::TcpListener;
+use tokio::sync::watch;
+
+use crate::config::Config;
+use crate::error::Error;
+use crate::scheduler::run_scheduler;
+use crate::store::Store;
+
+/// What every handler can reach.
+pub struct AppState {
+    pub config: Arc<Config>,
+    pub store: Store,
+}
+
+/// A bound, not yet running server.
+pub struct App {
+    listener: TcpListener,
+    state: Arc<AppState>,
+}
+
+impl App {
+    /// Binds `config.listen`.
+    pub async fn build(config: Config) -> Result<App, Error> {
+        let listener = TcpListener::bind(config.listen)
+            .await
+            .map_err(|e| Error::Server(format!("cannot listen on {}: {e}", config.listen)))?;
+        let store = Store::new(config.storage.clone());
+        let state = Arc::new(AppState {
+            config: Arc::new(config),
+            store,
+        });
+        Ok(App { listener, state })
+    }
+
+    /// The address actually bound (the real port when the config said 0).
+    pub fn addr(&self) -> Result<SocketAddr, Error> {
+        self.listener
+            .local_addr()
+            .map_err(|e| Error::Server(e.to_string()))
+    }
+
+    /// Serves the API and runs the scheduler until `shutdown` resolves.
+    pub async fn run_until_stopped(
+        self,
+        shutdown: impl Future<Output = ()> + Send + 'static,
+    ) -> Result<(), Error> {
+        let (stop, stopped) = watch::channel(false);
+        let scheduler = tokio::spawn(run_scheduler(self.state.config.clone(), stopped));
+        let served = axum::serve(self.listener, router(self.state))
+            .with_graceful_shutdown(async move {
+                shutdown.await;
+                let _ = stop.send(true);
+            })
+            .await;
+        let _ = scheduler.await;
+        served.map_err(|e| Error::Server(e.to_string()))
+    }
+}
+
+fn router(state: Arc<AppState>) -> Router {
+    Router::new()
+        .route("/healthz", get(api::healthz))
+        .route("/v1/triggers", get(api::triggers))
+        .route("/v1/triggers/{name}/preview", post(api::preview))
+        .route("/v1/runs", get(api::runs))
+        .with_state(state)
+}
+
+/// Resolves on Ctrl-C or SIGTERM.
+pub async fn shutdown_signal() {
+    let interrupt = async {
+        let _ = tokio::signal::ctrl_c().await;
+    };
+    #[cfg(unix)]
+    let terminate = async {
+        match tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate()) {
+            Ok(mut signal) => {
+                signal.recv().await;
+            }
+            Err(_) => std::future::pending::<()>().await,
+        }
+    };
+    #[cfg(not(unix))]
+    let terminate = std::future::pending::<()>();
+    tokio::select! {
+        _ = interrupt => {}
+        _ = terminate => {}
+    }
+}
