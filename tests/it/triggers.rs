@@ -266,3 +266,25 @@ fn two_runners_at_once_commit_each_window_once() {
         totals.events
     );
 }
+
+#[test]
+fn a_run_pinned_with_now_is_reproduced_exactly_on_another_store() {
+    let sql = "SELECT client_id, email, json_get_float(properties, 'cart_value') AS cart_value \
+               FROM new_events WHERE event_name = 'cart_abandoned'";
+    let ledger_of = |seed_project: &Project| {
+        with_trigger(seed_project, "carts", sql);
+        seed_project.ok(&["run", "--now", "2026-11-05T00:00:00Z"]);
+        seed_project.query(
+            "SELECT run_id, match_key, email, user_id, client_id, data FROM matches ORDER BY match_key",
+        )
+    };
+    let (first, second) = (Project::new(), Project::new());
+    let (file, _) = first.sample("e.ndjson", 1_500, 31);
+    std::fs::copy(&file, second.path("e.ndjson")).unwrap();
+    first.import(&[&file]);
+    second.import(&[&second.path("e.ndjson")]);
+    let matches = ledger_of(&first);
+    assert!(matches.len() > 10, "{matches:?}");
+    assert!(matches.iter().all(|m| m["email"].is_string()));
+    assert_eq!(matches, ledger_of(&second));
+}
