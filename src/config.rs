@@ -42,6 +42,7 @@ pub struct Config {
     pub identity_ttl: Duration,
     pub default_schedule: String,
     pub workspaces: Vec<Workspace>,
+    pub ingest: Ingest,
 }
 
 /// One tenant: its id (also the collect envelope's `partnerId`) and secrets.
@@ -111,6 +112,84 @@ struct RawConfig {
     default_schedule: String,
     #[serde(default)]
     workspace: Vec<RawWorkspace>,
+    #[serde(default)]
+    ingest: RawIngest,
+}
+
+/// `[ingest]`: the HTTP ingest API's durability and limits.
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields, default)]
+struct RawIngest {
+    wal_dir: String,
+    flush_bytes: u64,
+    flush_age: String,
+    dedupe_window: String,
+    max_event_bytes: usize,
+    max_request_bytes: usize,
+    max_batch_items: usize,
+    queue: usize,
+}
+
+impl Default for RawIngest {
+    fn default() -> RawIngest {
+        RawIngest {
+            wal_dir: "./wal".into(),
+            flush_bytes: 16 << 20,
+            flush_age: "2s".into(),
+            dedupe_window: "24h".into(),
+            max_event_bytes: 32 << 10,
+            max_request_bytes: 4 << 20,
+            max_batch_items: 500,
+            queue: 4096,
+        }
+    }
+}
+
+/// The ingest API's settings (`[ingest]` in tripwire.toml).
+#[derive(Debug, Clone)]
+pub struct Ingest {
+    /// The write-ahead log's folder: the only local state, owned by one node.
+    pub wal_dir: PathBuf,
+    /// A WAL segment is committed to the tables once it holds this many bytes…
+    pub flush_bytes: u64,
+    /// …or once its oldest event is this old.
+    pub flush_age: Duration,
+    /// A repeated `event_id`/`messageId` within this window is stored once.
+    pub dedupe_window: Duration,
+    pub max_event_bytes: usize,
+    pub max_request_bytes: usize,
+    pub max_batch_items: usize,
+    /// Requests waiting for the WAL before new ones get 503.
+    pub queue: usize,
+}
+
+impl RawIngest {
+    fn validate(self, base: &Path) -> Result<Ingest, String> {
+        let duration =
+            |key: &str, text: &str| parse_duration(text).map_err(|m| format!("ingest.{key}: {m}"));
+        let positive = |key: &str, n: u64| match n {
+            0 => Err(format!("ingest.{key}: must be more than 0")),
+            n => Ok(n),
+        };
+        positive("flush_bytes", self.flush_bytes)?;
+        positive("max_event_bytes", self.max_event_bytes as u64)?;
+        positive("max_request_bytes", self.max_request_bytes as u64)?;
+        positive("max_batch_items", self.max_batch_items as u64)?;
+        positive("queue", self.queue as u64)?;
+        if self.wal_dir.is_empty() {
+            return Err("ingest.wal_dir: must not be empty".into());
+        }
+        Ok(Ingest {
+            wal_dir: base.join(&self.wal_dir),
+            flush_bytes: self.flush_bytes,
+            flush_age: duration("flush_age", &self.flush_age)?,
+            dedupe_window: duration("dedupe_window", &self.dedupe_window)?,
+            max_event_bytes: self.max_event_bytes,
+            max_request_bytes: self.max_request_bytes,
+            max_batch_items: self.max_batch_items,
+            queue: self.queue,
+        })
+    }
 }
 
 #[derive(Deserialize)]
@@ -183,6 +262,7 @@ impl Config {
         crate::schedule::Schedule::from_str(&raw.default_schedule)
             .map_err(|m| invalid(format!("default_schedule: {m}")))?;
         let workspaces = validate_workspaces(raw.workspace).map_err(invalid)?;
+        let ingest = raw.ingest.validate(base).map_err(invalid)?;
         Ok(Config {
             origin: origin.to_string(),
             project_dir: base.to_path_buf(),
@@ -191,6 +271,7 @@ impl Config {
             identity_ttl,
             default_schedule: raw.default_schedule,
             workspaces,
+            ingest,
         })
     }
 

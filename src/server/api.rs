@@ -1,19 +1,19 @@
 //! The trigger endpoints of the HTTP API (SPEC §3): `GET /v1/triggers`,
 //! `GET /v1/runs`, `POST /v1/triggers/{name}/preview`, and `GET /healthz`.
-//! Every failure is an [`ApiError`], mapped to a status in one place.
+//! Every failure is an [`ApiError`], mapped to a status in `server::error`.
 
 use std::sync::Arc;
 
 use axum::Json;
 use axum::extract::{Path, Query, State};
-use axum::http::{HeaderMap, StatusCode};
-use axum::response::{IntoResponse, Response};
+use axum::http::HeaderMap;
 use chrono::{DateTime, Utc};
 use serde::Deserialize;
 use serde_json::{Value, json};
 
 use super::AppState;
 use super::auth::{Refusal, authorize};
+pub use super::error::ApiError;
 use crate::config::Workspace;
 use crate::trigger::load_triggers;
 use crate::trigger::run::{RunRequest, run_trigger};
@@ -21,28 +21,6 @@ use crate::trigger::status::{recent_runs, trigger_rows, workspace_of};
 
 /// Runs a history request returns unless `limit` says otherwise.
 const DEFAULT_RUNS: usize = 100;
-
-/// Why a request failed; the status each kind maps to is in `into_response`.
-#[derive(Debug)]
-pub enum ApiError {
-    BadRequest(String),
-    Unauthorized(String),
-    NotFound(String),
-    /// Storage or the engine failed: not the caller's fault.
-    Internal(String),
-}
-
-impl IntoResponse for ApiError {
-    fn into_response(self) -> Response {
-        let (status, message) = match self {
-            ApiError::BadRequest(m) => (StatusCode::BAD_REQUEST, m),
-            ApiError::Unauthorized(m) => (StatusCode::UNAUTHORIZED, m),
-            ApiError::NotFound(m) => (StatusCode::NOT_FOUND, m),
-            ApiError::Internal(m) => (StatusCode::INTERNAL_SERVER_ERROR, m),
-        };
-        (status, Json(json!({ "error": message }))).into_response()
-    }
-}
 
 fn internal(e: impl std::fmt::Display) -> ApiError {
     ApiError::Internal(e.to_string())

@@ -6,7 +6,8 @@
 //! the runs in flight.
 
 mod api;
-mod auth;
+pub mod auth;
+pub mod error;
 
 use std::future::Future;
 use std::net::SocketAddr;

@@ -1,0 +1,66 @@
+//! Every way an API request fails, mapped to its HTTP status in one place.
+
+use axum::Json;
+use axum::http::{HeaderValue, StatusCode, header};
+use axum::response::{IntoResponse, Response};
+use serde_json::json;
+
+/// Seconds a client is asked to wait when the server is overloaded.
+pub const RETRY_AFTER_SECONDS: u32 = 1;
+
+/// Why a request failed; the status each kind maps to is in `into_response`.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum ApiError {
+    /// 400: malformed or invalid input.
+    BadRequest(String),
+    /// 401: no key, or a wrong one.
+    Unauthorized(String),
+    /// 403: a key not valid for a listed workspace.
+    Forbidden(String),
+    NotFound(String),
+    /// 413: over a size limit.
+    TooLarge(String),
+    /// 503: the write-ahead log's queue is full; retry after a moment.
+    Overloaded(String),
+    /// 500: storage or the engine failed, not the caller.
+    Internal(String),
+}
+
+impl ApiError {
+    pub fn status(&self) -> StatusCode {
+        match self {
+            ApiError::BadRequest(_) => StatusCode::BAD_REQUEST,
+            ApiError::Unauthorized(_) => StatusCode::UNAUTHORIZED,
+            ApiError::Forbidden(_) => StatusCode::FORBIDDEN,
+            ApiError::NotFound(_) => StatusCode::NOT_FOUND,
+            ApiError::TooLarge(_) => StatusCode::PAYLOAD_TOO_LARGE,
+            ApiError::Overloaded(_) => StatusCode::SERVICE_UNAVAILABLE,
+            ApiError::Internal(_) => StatusCode::INTERNAL_SERVER_ERROR,
+        }
+    }
+
+    fn message(self) -> String {
+        match self {
+            ApiError::BadRequest(m)
+            | ApiError::Unauthorized(m)
+            | ApiError::Forbidden(m)
+            | ApiError::NotFound(m)
+            | ApiError::TooLarge(m)
+            | ApiError::Overloaded(m)
+            | ApiError::Internal(m) => m,
+        }
+    }
+}
+
+impl IntoResponse for ApiError {
+    fn into_response(self) -> Response {
+        let status = self.status();
+        let mut response = (status, Json(json!({ "error": self.message() }))).into_response();
+        if status == StatusCode::SERVICE_UNAVAILABLE {
+            response
+                .headers_mut()
+                .insert(header::RETRY_AFTER, HeaderValue::from(RETRY_AFTER_SECONDS));
+        }
+        response
+    }
+}
