@@ -15,9 +15,8 @@ use datafusion::execution::memory_pool::FairSpillPool;
 use datafusion::execution::runtime_env::RuntimeEnvBuilder;
 use datafusion::prelude::{DataFrame, SessionConfig, SessionContext};
 use datafusion::prelude::{col, lit};
+use datafusion::sql::parser::{DFParser, Statement as DFStatement};
 use datafusion::sql::sqlparser::ast::Statement;
-use datafusion::sql::sqlparser::dialect::GenericDialect;
-use datafusion::sql::sqlparser::parser::Parser;
 use deltalake_core::DeltaTable;
 
 use crate::store::{Store, StoreError, TableKind};
@@ -183,46 +182,126 @@ pub async fn run_read_only(
         .map_err(|e| QueryError::Sql(explain_error(sql, &e.to_string())))
 }
 
-/// Plans one read-only statement. DDL, DML, COPY and SET are refused before
-/// anything runs.
+/// Plans one read-only statement, down to the physical plan so type errors
+/// surface here rather than mid-run. DDL, DML, COPY and SET are refused
+/// before anything runs.
 pub async fn plan_read_only(ctx: &SessionContext, sql: &str) -> Result<DataFrame, QueryError> {
     refuse_writes(sql)?;
+    if let Some(pitfall) = json_precedence_pitfall(sql) {
+        return Err(QueryError::Sql(pitfall));
+    }
     let options = datafusion::execution::context::SQLOptions::new()
         .with_allow_ddl(false)
         .with_allow_dml(false)
         .with_allow_statements(false);
-    ctx.sql_with_options(sql, options)
+    let explain =
+        |e: datafusion::error::DataFusionError| QueryError::Sql(explain_error(sql, &e.to_string()));
+    let frame = ctx.sql_with_options(sql, options).await.map_err(explain)?;
+    frame
+        .clone()
+        .create_physical_plan()
         .await
-        .map_err(|e| QueryError::Sql(explain_error(sql, &e.to_string())))
+        .map_err(explain)?;
+    Ok(frame)
 }
 
-/// Checks the statement kind up front, so the refusal names what was refused.
+/// Checks the statement kind up front (with DataFusion's own parser, which
+/// knows its `COPY … TO` and `CREATE EXTERNAL TABLE`), so the refusal names
+/// what was refused.
 fn refuse_writes(sql: &str) -> Result<(), QueryError> {
-    let statements = Parser::parse_sql(&GenericDialect {}, sql)
-        .map_err(|e| QueryError::Sql(format!("SQL syntax error: {e}")))?;
+    let statements =
+        DFParser::parse_sql(sql).map_err(|e| QueryError::Sql(format!("SQL syntax error: {e}")))?;
     if statements.len() != 1 {
         return Err(QueryError::Sql(format!(
             "give exactly one SQL statement (found {})",
             statements.len()
         )));
     }
-    let refused = match &statements[0] {
-        Statement::Query(_) | Statement::Explain { .. } => return Ok(()),
-        Statement::Copy { .. } | Statement::CopyIntoSnowflake { .. } => "COPY",
-        Statement::Set(_) => "SET",
-        Statement::Insert(_)
-        | Statement::Update { .. }
-        | Statement::Delete(_)
-        | Statement::Merge { .. } => "data changes (INSERT, UPDATE, DELETE, MERGE)",
-        _ => "DDL and other statements",
-    };
-    Err(QueryError::Sql(format!(
-        "{refused} refused: tripwire's SQL is read-only (SELECT, WITH, EXPLAIN)"
-    )))
+    match refused_kind(&statements[0]) {
+        None => Ok(()),
+        Some(refused) => Err(QueryError::Sql(format!(
+            "{refused} refused: tripwire's SQL is read-only (SELECT, WITH, EXPLAIN)"
+        ))),
+    }
+}
+
+/// What kind of write `statement` is, if it is one.
+fn refused_kind(statement: &DFStatement) -> Option<&'static str> {
+    match statement {
+        DFStatement::CopyTo(_) => Some("COPY"),
+        DFStatement::CreateExternalTable(_) => Some("DDL and other statements"),
+        DFStatement::Reset(_) => Some("SET"),
+        DFStatement::Explain(explain) => refused_kind(&explain.statement),
+        DFStatement::Statement(statement) => match statement.as_ref() {
+            Statement::Query(_) => None,
+            Statement::Explain { statement, .. } => {
+                refused_kind(&DFStatement::Statement(statement.clone()))
+            }
+            Statement::Copy { .. } | Statement::CopyIntoSnowflake { .. } => Some("COPY"),
+            Statement::Set(_) => Some("SET"),
+            Statement::Insert(_)
+            | Statement::Update { .. }
+            | Statement::Delete(_)
+            | Statement::Merge { .. } => Some("data changes (INSERT, UPDATE, DELETE, MERGE)"),
+            _ => Some("DDL and other statements"),
+        },
+    }
+}
+
+/// Operators that bind tighter than `->>`, so `x->>'k' = 'v'` means
+/// `x->>('k' = 'v')`: never what the analyst meant.
+const BINDS_TIGHTER: &[&str] = &[
+    "=", "<", ">", "!", "+", "-", "*", "/", "%", "|", "LIKE", "ILIKE", "IS ", "IN ", "IN(",
+];
+
+/// Finds `->'key' <op>` / `->>'key' <op>`, which DataFusion reads as the
+/// operator applied to the key. Found before planning so `tripwire check`
+/// reports it, not just the first run that reaches it.
+fn json_precedence_pitfall(sql: &str) -> Option<String> {
+    let mut from = 0;
+    while let Some(found) = sql[from..].find("->") {
+        let arrow = from + found;
+        let after_arrow = arrow
+            + if sql[arrow..].starts_with("->>") {
+                3
+            } else {
+                2
+            };
+        from = after_arrow;
+        let rest = sql[after_arrow..].trim_start();
+        let Some(key) = rest.strip_prefix('\'') else {
+            continue;
+        };
+        let Some(end) = key.find('\'') else {
+            continue;
+        };
+        let next = key[end + 1..].trim_start();
+        if next.starts_with("->") {
+            continue; // a chained path: x->'a'->>'b'
+        }
+        let upper = next.get(..6).unwrap_or(next).to_ascii_uppercase();
+        if BINDS_TIGHTER.iter().any(|op| upper.starts_with(op)) {
+            let line = sql[..arrow].matches('\n').count() + 1;
+            let operand = sql[..arrow]
+                .split_whitespace()
+                .last()
+                .unwrap_or("properties");
+            let key_text = &key[..end];
+            return Some(format!(
+                "at Line: {line}: `{operand}{}'{key_text}'` is followed by an operator, which \
+                 applies to '{key_text}' first: `->>` binds more loosely than comparisons and \
+                 arithmetic; write ({operand}{}'{key_text}') …, or json_get_float({operand}, \
+                 '{key_text}') for numbers",
+                &sql[arrow..after_arrow],
+                &sql[arrow..after_arrow],
+            ));
+        }
+    }
+    None
 }
 
 /// Adds a hint an analyst understands to errors the JSON operators cause.
-fn explain_error(sql: &str, message: &str) -> String {
+pub fn explain_error(sql: &str, message: &str) -> String {
     let json_operator = sql.contains("->>") || sql.contains("->");
     let type_trouble = [
         "coerce",
@@ -241,5 +320,44 @@ fn explain_error(sql: &str, message: &str) -> String {
         )
     } else {
         message.to_string()
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn the_json_operator_pitfall_is_found_with_its_line() {
+        let wrong = "SELECT 1\nFROM events WHERE properties->>'coupon' = 'FALL10'";
+        let message = json_precedence_pitfall(wrong).unwrap();
+        assert!(message.contains("Line: 2"), "{message}");
+        assert!(message.contains("(properties->>'coupon')"), "{message}");
+        assert!(json_precedence_pitfall("SELECT properties->'a' + 1 FROM events").is_some());
+        assert!(json_precedence_pitfall("SELECT x->>'k' LIKE 'a%' FROM t").is_some());
+        for right in [
+            "SELECT (properties->>'coupon') = 'FALL10' FROM events",
+            "SELECT properties->>'coupon' AS c FROM events",
+            "SELECT properties->>'coupon', 1 FROM events",
+            "SELECT properties->>'coupon' FROM events WHERE x = 1",
+            "SELECT properties->'shipping'->>'city' FROM events",
+        ] {
+            assert_eq!(json_precedence_pitfall(right), None, "{right}");
+        }
+    }
+
+    #[test]
+    fn writes_are_refused_by_kind_with_datafusion_syntax_too() {
+        let kind = |sql: &str| match refuse_writes(sql) {
+            Ok(()) => "allowed".to_string(),
+            Err(e) => e.to_string(),
+        };
+        assert!(
+            kind("COPY (SELECT 1) TO 'x.parquet' STORED AS PARQUET").starts_with("COPY refused")
+        );
+        assert!(kind("CREATE EXTERNAL TABLE t STORED AS CSV LOCATION 'x.csv'").starts_with("DDL"));
+        assert!(kind("EXPLAIN COPY (SELECT 1) TO 'x.parquet'").starts_with("COPY refused"));
+        assert_eq!(kind("WITH a AS (SELECT 1) SELECT * FROM a"), "allowed");
+        assert_eq!(kind("EXPLAIN SELECT 1"), "allowed");
     }
 }

@@ -18,6 +18,10 @@ const IDENTITY_COLUMNS: &[&str] = &["email", "user_id", "client_id", "requires_i
 /// Columns the resolution query adds.
 const RESOLVED_EMAIL: &str = "__tripwire_email";
 const RESOLVED_USER: &str = "__tripwire_user_id";
+/// True when `identities` knew the row's client or user.
+const IDENTIFIED: &str = "__tripwire_identified";
+/// The row's position in the query's result, to keep its order.
+const ROW: &str = "__tripwire_row";
 
 /// What resolution made of a trigger's rows.
 #[derive(Debug, Default, Clone, PartialEq)]
@@ -46,7 +50,8 @@ pub async fn resolve(
             "the query must return at least one of the columns email, user_id, client_id".into(),
         );
     }
-    let table = MemTable::try_new(schema.clone(), vec![rows]).map_err(|e| e.to_string())?;
+    let (numbered_schema, numbered) = number_rows(&schema, rows).map_err(|e| e.to_string())?;
+    let table = MemTable::try_new(numbered_schema, vec![numbered]).map_err(|e| e.to_string())?;
     let scoped = ctx.clone();
     scoped
         .register_table("__tripwire_rows", std::sync::Arc::new(table))
@@ -61,16 +66,16 @@ pub async fn resolve(
     let sql = format!(
         "SELECT r.*,
                 COALESCE({email}, by_client.email, by_user.email) AS {RESOLVED_EMAIL},
-                COALESCE({user}, by_client.user_id) AS {RESOLVED_USER}
+                COALESCE({user}, by_client.user_id) AS {RESOLVED_USER},
+                (by_client.client_id IS NOT NULL OR by_user.user_id IS NOT NULL) AS {IDENTIFIED}
          FROM __tripwire_rows r
          LEFT JOIN identities by_client ON by_client.client_id = {client}
          LEFT JOIN (
-           SELECT user_id, email FROM (
-             SELECT user_id, email,
-                    row_number() OVER (PARTITION BY user_id ORDER BY identified_at DESC) AS latest
-             FROM identities WHERE user_id IS NOT NULL AND email IS NOT NULL
-           ) WHERE latest = 1
-         ) by_user ON by_user.user_id = COALESCE({user}, by_client.user_id)",
+           SELECT user_id,
+                  first_value(email ORDER BY identified_at DESC) FILTER (WHERE email IS NOT NULL) AS email
+           FROM identities WHERE user_id IS NOT NULL GROUP BY user_id
+         ) by_user ON by_user.user_id = COALESCE({user}, by_client.user_id)
+         ORDER BY r.{ROW}",
         email = column("email"),
         user = column("user_id"),
         client = column("client_id"),
@@ -100,6 +105,9 @@ fn collapse(batches: &[RecordBatch], requires_identity_default: bool) -> Resolut
         let user = text(RESOLVED_USER);
         let client = text("client_id");
         let event_id = text("event_id");
+        let identified = batch
+            .column_by_name(IDENTIFIED)
+            .and_then(|c| cast(c, &DataType::Boolean).ok());
         let requires = batch
             .column_by_name("requires_identity")
             .and_then(|c| cast(c, &DataType::Boolean).ok());
@@ -119,10 +127,18 @@ fn collapse(batches: &[RecordBatch], requires_identity_default: bool) -> Resolut
                 .as_ref()
                 .filter(|a| a.is_valid(row))
                 .map_or(requires_identity_default, |a| a.as_boolean().value(row));
+            let known = identified
+                .as_ref()
+                .is_some_and(|a| a.is_valid(row) && a.as_boolean().value(row));
             let contact = match (&email, &user_id, &client_id) {
                 (Some(e), _, _) => {
                     out.resolved += 1;
                     format!("email:{e}")
+                }
+                // Known to identities by a user id only: a contact keyed by it.
+                (None, Some(u), _) if known => {
+                    out.resolved += 1;
+                    format!("user_id:{u}")
                 }
                 _ if requires_identity => {
                     out.unresolved += 1;
@@ -173,6 +189,32 @@ fn collapse(batches: &[RecordBatch], requires_identity_default: bool) -> Resolut
         }
     }
     out
+}
+
+/// `rows` with a row-number column appended, so resolution keeps their order.
+fn number_rows(
+    schema: &arrow::datatypes::SchemaRef,
+    rows: Vec<RecordBatch>,
+) -> Result<(arrow::datatypes::SchemaRef, Vec<RecordBatch>), arrow::error::ArrowError> {
+    let mut fields: Vec<_> = schema.fields().iter().cloned().collect();
+    fields.push(std::sync::Arc::new(arrow::datatypes::Field::new(
+        ROW,
+        DataType::Int64,
+        false,
+    )));
+    let numbered_schema = std::sync::Arc::new(arrow::datatypes::Schema::new(fields));
+    let mut next = 0i64;
+    let mut numbered = Vec::with_capacity(rows.len());
+    for batch in rows {
+        let count = batch.num_rows() as i64;
+        let mut columns = batch.columns().to_vec();
+        columns.push(std::sync::Arc::new(
+            arrow::array::Int64Array::from_iter_values(next..next + count),
+        ));
+        next += count;
+        numbered.push(RecordBatch::try_new(numbered_schema.clone(), columns)?);
+    }
+    Ok((numbered_schema, numbered))
 }
 
 /// Each row's data columns (all but the identity ones) as a JSON object.

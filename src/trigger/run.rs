@@ -217,7 +217,10 @@ async fn evaluate(
         .await
         .map_err(describe)?;
     let schema = Arc::new(frame.schema().as_arrow().clone());
-    let rows = frame.collect().await.map_err(|e| e.to_string())?;
+    let rows = frame
+        .collect()
+        .await
+        .map_err(|e| crate::sql::explain_error(&request.trigger.sql, &e.to_string()))?;
     resolve(&ctx, rows, schema, request.trigger.requires_identity).await
 }
 

@@ -146,6 +146,12 @@ fn a_broken_trigger_is_reported_and_the_others_still_run() {
         "no_contact",
         "SELECT event_name FROM new_events\n",
     );
+    // Plans, but could only fail at run time: found by check all the same.
+    with_trigger(
+        &project,
+        "json_precedence",
+        "SELECT email\nFROM new_events\nWHERE properties->>'sku' = 'SKU-1'\n",
+    );
     let check = project.run(&["check"]);
     assert!(!check.status.success());
     let stderr = String::from_utf8_lossy(&check.stderr);
@@ -161,6 +167,11 @@ fn a_broken_trigger_is_reported_and_the_others_still_run() {
         stderr.contains("no_contact.sql:1: the query must return at least one of the columns"),
         "{stderr}"
     );
+    assert!(
+        stderr.contains("json_precedence.sql:3: ")
+            && stderr.contains("binds more loosely than comparisons"),
+        "{stderr}"
+    );
     let run = project.run(&["run"]);
     assert!(
         !run.status.success(),
@@ -171,8 +182,8 @@ fn a_broken_trigger_is_reported_and_the_others_still_run() {
         project.query("SELECT trigger, error IS NOT NULL AS failed FROM runs ORDER BY trigger");
     assert_eq!(
         failed.len(),
-        3,
-        "the good run and the two failed runs are recorded: {failed:?}"
+        4,
+        "the good run and the three failed runs are recorded: {failed:?}"
     );
     // A failed run did not move its cursor: it retries the same window.
     let retried = project.run(&["run", "bad_sql"]);
