@@ -10,6 +10,7 @@
 //!                                                              │
 //! tripwire query ──▶ sql (DataFusion session: events, identities, contacts, JSON functions, read-only)
 //!
+//! app ──HTTP──▶ ingest (validate, dedupe) ──▶ WAL (fsync, group commit) ──ack; flusher ──▶ store
 //! serve ──▶ scheduler (cron) ──▶ trigger run: window (cursor, v] ──▶ SQL ──▶ resolve ──▶ ledger commit
 //! ```
 //! - [`config`]: `tripwire.toml`, embedded default, validation naming the key.
@@ -20,6 +21,7 @@
 //! - [`schedule`]: cron and `every` schedules.
 //! - [`trigger`]: trigger files, windows, identity resolution, runs, history.
 //! - [`scheduler`]: runs due triggers inside `tripwire serve`, picking up file edits.
+//! - [`ingest`]: the HTTP ingest API: durable acknowledgements through a WAL, flushed to the tables.
 //! - [`server`]: `tripwire serve`'s HTTP API (axum) around the scheduler.
 //! - [`sample`]: the deterministic sample-event generator (examples, tests, benches).
 //! - [`cli`]: the `tripwire` command line; [`error`]: whose fault a failure is.
@@ -29,6 +31,7 @@ pub mod config;
 pub mod error;
 pub mod event;
 pub mod import;
+pub mod ingest;
 pub mod sample;
 pub mod schedule;
 pub mod scheduler;

@@ -83,6 +83,13 @@ pub enum Command {
     Check,
     /// Serve the HTTP API on `listen` and run each trigger on its schedule.
     Serve,
+    /// The event names and fields a workspace has been sent (learned by `serve`).
+    Schema {
+        #[arg(long)]
+        workspace: Option<String>,
+        #[arg(long, value_enum, default_value = "table")]
+        format: OutputFormat,
+    },
 }
 
 /// Runs one command.
@@ -145,6 +152,20 @@ pub async fn run(cli: Cli) -> Result<(), Error> {
         Command::Triggers => triggers::list(&config).await,
         Command::Check => triggers::check(&config).await,
         Command::Serve => serve(config).await,
+        Command::Schema { workspace, format } => {
+            let workspace = config
+                .pick_workspace(workspace.as_deref())
+                .map_err(Error::Usage)?;
+            let store = Store::new(config.storage.clone());
+            let learned = crate::ingest::learn::load(&store, &workspace.id).await?;
+            if learned.events.is_empty() {
+                eprintln!(
+                    "nothing learned yet for {:?}: events sent to `tripwire serve` are learned when learning = true",
+                    workspace.id
+                );
+            }
+            triggers::print_json_rows(&crate::ingest::learn::rows(&learned), format)
+        }
     }
 }
 

@@ -204,7 +204,7 @@ fn workspace_of<'a>(config: &'a Config, trigger: &TriggerFile) -> Result<&'a str
 }
 
 /// Prints JSON rows through the query output formats.
-fn print_json_rows(rows: &[serde_json::Value], format: OutputFormat) -> Result<(), Error> {
+pub fn print_json_rows(rows: &[serde_json::Value], format: OutputFormat) -> Result<(), Error> {
     if rows.is_empty() {
         return Ok(());
     }

@@ -159,3 +159,35 @@ pub async fn preview(
         "matches": matches,
     })))
 }
+
+#[derive(Debug, Deserialize)]
+pub struct SchemaQuery {
+    workspace: Option<String>,
+}
+
+/// `GET /v1/schema[?workspace=W]`: learned event names and fields, with
+/// types, counts and first/last seen.
+pub async fn schema(
+    State(state): State<Arc<AppState>>,
+    headers: HeaderMap,
+    Query(query): Query<SchemaQuery>,
+) -> Result<Json<Value>, ApiError> {
+    let workspace = authorized(&state, &headers, query.workspace.as_deref())?;
+    let learned = state
+        .ingest
+        .schemas
+        .lock()
+        .map_err(|_| internal("the schema catalog is unusable"))?
+        .get(&workspace.id)
+        .cloned();
+    let Some(learned) = learned else {
+        return Err(ApiError::NotFound(format!(
+            "workspace {:?} does not learn (learning = false)",
+            workspace.id
+        )));
+    };
+    Ok(Json(json!({
+        "workspace": workspace.id,
+        "fields": crate::ingest::learn::rows(&learned),
+    })))
+}

@@ -1,4 +1,5 @@
-//! `tripwire serve`: the HTTP API and the trigger scheduler in one process.
+//! `tripwire serve`: the ingest API, its flusher, the trigger API and the
+//! scheduler in one process.
 //!
 //! The app is a value: [`App::build`] binds the listener (port 0 picks a
 //! free port, which [`App::addr`] reports), and [`App::run_until_stopped`]
@@ -20,6 +21,8 @@ use tokio::sync::watch;
 
 use crate::config::Config;
 use crate::error::Error;
+use crate::ingest::flusher::run_flusher;
+use crate::ingest::{self, Ingest};
 use crate::scheduler::run_scheduler;
 use crate::store::Store;
 
@@ -27,6 +30,7 @@ use crate::store::Store;
 pub struct AppState {
     pub config: Arc<Config>,
     pub store: Store,
+    pub ingest: Arc<Ingest>,
 }
 
 /// A bound, not yet running server.
@@ -36,15 +40,18 @@ pub struct App {
 }
 
 impl App {
-    /// Binds `config.listen`.
+    /// Binds `config.listen` and readies ingest: the WAL is opened and
+    /// what an earlier process left in it is committed first.
     pub async fn build(config: Config) -> Result<App, Error> {
         let listener = TcpListener::bind(config.listen)
             .await
             .map_err(|e| Error::Server(format!("cannot listen on {}: {e}", config.listen)))?;
         let store = Store::new(config.storage.clone());
+        let ingest = Arc::new(Ingest::start(&config, &store).await?);
         let state = Arc::new(AppState {
             config: Arc::new(config),
             store,
+            ingest,
         });
         Ok(App { listener, state })
     }
@@ -56,19 +63,30 @@ impl App {
             .map_err(|e| Error::Server(e.to_string()))
     }
 
-    /// Serves the API and runs the scheduler until `shutdown` resolves.
+    /// Serves the API, the flusher and the scheduler until `shutdown`
+    /// resolves; then answers the requests in flight, commits everything
+    /// acknowledged, and lets the runs in flight finish.
     pub async fn run_until_stopped(
         self,
         shutdown: impl Future<Output = ()> + Send + 'static,
     ) -> Result<(), Error> {
-        let (stop, stopped) = watch::channel(false);
-        let scheduler = tokio::spawn(run_scheduler(self.state.config.clone(), stopped));
+        let (stop_scheduler, scheduler_stopped) = watch::channel(false);
+        let (stop_flusher, flusher_stopped) = watch::channel(false);
+        let scheduler = tokio::spawn(run_scheduler(self.state.config.clone(), scheduler_stopped));
+        let flusher = tokio::spawn(run_flusher(
+            self.state.ingest.clone(),
+            self.state.store.clone(),
+            flusher_stopped,
+        ));
         let served = axum::serve(self.listener, router(self.state))
             .with_graceful_shutdown(async move {
                 shutdown.await;
-                let _ = stop.send(true);
+                let _ = stop_scheduler.send(true);
             })
             .await;
+        // Every acknowledged request is in the WAL now: commit it all.
+        let _ = stop_flusher.send(true);
+        let _ = flusher.await;
         let _ = scheduler.await;
         served.map_err(|e| Error::Server(e.to_string()))
     }
@@ -76,6 +94,8 @@ impl App {
 
 fn router(state: Arc<AppState>) -> Router {
     Router::new()
+        .merge(ingest::routes(&state.config))
+        .route("/v1/schema", get(api::schema))
         .route("/healthz", get(api::healthz))
         .route("/v1/triggers", get(api::triggers))
         .route("/v1/triggers/{name}/preview", post(api::preview))

@@ -8,6 +8,8 @@
 //! - `idempotent`: re-imports and `kill -9` mid-import neither lose nor duplicate.
 //! - `query`: read-only SQL, output formats, JSON functions and hints.
 //! - `config`: `--config` errors name the key.
+//! - `server`: a real `tripwire serve` child and an HTTP client for it.
+//! - `ingest`: the ingest API: each endpoint, auth, limits, idempotency, crashes.
 //! - `serve`: the API and the scheduler of a real `tripwire serve` (hot reload).
 //! - `triggers`: runs see each event once, crash and concurrency safety, `check`.
 //! - `interop`: the stored tables read by the python `deltalake` package and DuckDB.
@@ -16,8 +18,10 @@ mod bad_input;
 mod config;
 mod idempotent;
 mod import_formats;
+mod ingest;
 mod interop;
 mod project;
 mod query;
 mod serve;
+mod server;
 mod triggers;

@@ -1,0 +1,113 @@
+//! The one write path of every ingest endpoint: parse and validate each
+//! item, drop ids already stored, and append the events (and the rejects a
+//! workspace quarantines) to the WAL. It returns only once they are durable.
+
+use std::sync::atomic::Ordering;
+
+use super::Ingest;
+use super::record::{StoredEvent, StoredReject, WalRecord, without_secrets};
+use super::wal::WalError;
+use crate::config::Workspace;
+use crate::event::now_micros;
+use crate::event::shapes::parse_event;
+use crate::server::error::ApiError;
+
+/// What became of a request's items.
+#[derive(Debug, Default, Clone, PartialEq, Eq)]
+pub struct Accepted {
+    /// Events stored (counted once per workspace they went to).
+    pub stored: usize,
+    /// Events whose id the workspace already had within the dedupe window.
+    pub duplicates: usize,
+    /// Items that are not valid events: (index in the request, reason).
+    pub rejected: Vec<(usize, String)>,
+}
+
+/// Stores `items` (raw JSON objects) in each of `workspaces`. Invalid items
+/// are rejected with their reason and, when `quarantine` is set, kept in
+/// the quarantine of every workspace that keeps one.
+pub async fn accept(
+    ingest: &Ingest,
+    workspaces: &[&Workspace],
+    items: &[&str],
+    source: &'static str,
+    quarantine: bool,
+) -> Result<Accepted, ApiError> {
+    let received_at = now_micros();
+    let mut accepted = Accepted::default();
+    let mut records = Vec::with_capacity(items.len() * workspaces.len());
+    let mut reserved: Vec<(String, String)> = Vec::new();
+    {
+        let mut seen = ingest.seen.lock().map_err(|_| internal_poisoned())?;
+        for (index, raw) in items.iter().enumerate() {
+            let event = match parse_event(raw) {
+                Ok(event) => event,
+                Err(reason) => {
+                    for workspace in workspaces.iter().filter(|w| quarantine && w.quarantine) {
+                        records.push(WalRecord::Rejected(StoredReject {
+                            workspace: workspace.id.clone(),
+                            received_at,
+                            source: source.to_string(),
+                            item: index as u64,
+                            reason: reason.clone(),
+                            raw: without_secrets(raw),
+                        }));
+                    }
+                    accepted.rejected.push((index, reason));
+                    continue;
+                }
+            };
+            for workspace in workspaces {
+                if let Some(id) = event.event_id.as_deref() {
+                    if !seen.first_time(&workspace.id, id, received_at) {
+                        accepted.duplicates += 1;
+                        continue;
+                    }
+                    reserved.push((workspace.id.clone(), id.to_string()));
+                }
+                let stored = StoredEvent::new(&workspace.id, &event, received_at);
+                records.push(WalRecord::Event(stored));
+                accepted.stored += 1;
+            }
+        }
+    }
+    if records.is_empty() {
+        return Ok(accepted);
+    }
+    let bytes = records.iter().map(WalRecord::encode).collect();
+    if let Err(e) = ingest.wal.append(bytes).await {
+        forget(ingest, &reserved);
+        return Err(match e {
+            WalError::Full => ApiError::Overloaded(
+                "the server is busy writing earlier events: retry shortly".into(),
+            ),
+            WalError::Closed => ApiError::Overloaded("the server is shutting down".into()),
+            other => ApiError::Internal(format!("write-ahead log: {other}")),
+        });
+    }
+    ingest.note_unflushed(received_at);
+    let metrics = &ingest.metrics;
+    metrics
+        .events_accepted
+        .fetch_add(accepted.stored as u64, Ordering::Relaxed);
+    metrics
+        .events_rejected
+        .fetch_add(accepted.rejected.len() as u64, Ordering::Relaxed);
+    metrics
+        .events_duplicate
+        .fetch_add(accepted.duplicates as u64, Ordering::Relaxed);
+    Ok(accepted)
+}
+
+/// Un-reserves ids whose request was not acknowledged, so a retry is stored.
+fn forget(ingest: &Ingest, reserved: &[(String, String)]) {
+    if let Ok(mut seen) = ingest.seen.lock() {
+        for (workspace, id) in reserved {
+            seen.forget(workspace, id);
+        }
+    }
+}
+
+fn internal_poisoned() -> ApiError {
+    ApiError::Internal("the dedupe index is unusable after a panic".into())
+}

@@ -1,0 +1,339 @@
+//! The ingest endpoints (SPEC §3): the Simon-style collect envelope, the
+//! Segment HTTP Tracking API (`/v1/track`, `/v1/identify`, `/v1/batch`) and
+//! the name/payload shape (`/v1/events`). Each reads and checks the body and
+//! the key, then hands the items to [`accept`].
+
+use std::io::Read as _;
+use std::sync::Arc;
+
+use axum::Json;
+use axum::body::Bytes;
+use axum::extract::State;
+use axum::extract::rejection::BytesRejection;
+use axum::http::{HeaderMap, StatusCode, header};
+use axum::response::{IntoResponse, Response};
+use serde::Deserialize;
+use serde_json::value::RawValue;
+use serde_json::{Map, Value, json};
+
+use super::accept::{Accepted, accept};
+use crate::config::Workspace;
+use crate::server::AppState;
+use crate::server::auth::{WriteRefusal, header_key, workspace_list, writable};
+use crate::server::error::ApiError;
+
+type Answer = Result<(StatusCode, Value), ApiError>;
+
+/// Counts the request and turns the answer into a response.
+fn respond(state: &AppState, endpoint: &'static str, answer: Answer) -> Response {
+    let response = match answer {
+        Ok((status, body)) => (status, Json(body)).into_response(),
+        Err(e) => e.into_response(),
+    };
+    state
+        .ingest
+        .metrics
+        .request(endpoint, response.status().as_u16());
+    response
+}
+
+/// `POST /http/v1/collect`: one collect envelope.
+pub async fn collect(
+    State(state): State<Arc<AppState>>,
+    headers: HeaderMap,
+    body: Result<Bytes, BytesRejection>,
+) -> Response {
+    let answer = collect_answer(&state, &headers, body).await;
+    respond(&state, "/http/v1/collect", answer)
+}
+
+async fn collect_answer(
+    state: &AppState,
+    headers: &HeaderMap,
+    body: Result<Bytes, BytesRejection>,
+) -> Answer {
+    let text = body_text(state, headers, body)?;
+    check_event_size(state, &text, None)?;
+    let envelope = json_object(&text)?;
+    let debug = envelope
+        .get("context")
+        .and_then(|c| c.get("debug"))
+        .and_then(Value::as_bool)
+        .unwrap_or(false);
+    let key = string_field(&envelope, "partnerSecret").or_else(|| header_key(headers));
+    let mut listed = listed_workspaces(headers, &envelope);
+    if listed.is_empty() {
+        let partner = string_field(&envelope, "partnerId")
+            .ok_or_else(|| ApiError::BadRequest("partnerId is required".into()))?;
+        listed.push(partner);
+    }
+    let workspaces = writable_or_refuse(state, key.as_deref(), &listed)?;
+    let accepted = accept(
+        &state.ingest,
+        &workspaces,
+        &[&text],
+        "POST /http/v1/collect",
+        !debug,
+    )
+    .await?;
+    match accepted.rejected.first() {
+        // Only a debugging sender hears why; the others' input is quarantined.
+        Some((_, reason)) if debug => Err(ApiError::BadRequest(reason.clone())),
+        _ => Ok((StatusCode::ACCEPTED, json!({ "success": true }))),
+    }
+}
+
+/// `POST /v1/track`: one Segment track call.
+pub async fn track(
+    State(state): State<Arc<AppState>>,
+    headers: HeaderMap,
+    body: Result<Bytes, BytesRejection>,
+) -> Response {
+    let answer = single_call(&state, &headers, body, "track", "POST /v1/track").await;
+    respond(&state, "/v1/track", answer)
+}
+
+/// `POST /v1/identify`: one Segment identify call.
+pub async fn identify(
+    State(state): State<Arc<AppState>>,
+    headers: HeaderMap,
+    body: Result<Bytes, BytesRejection>,
+) -> Response {
+    let answer = single_call(&state, &headers, body, "identify", "POST /v1/identify").await;
+    respond(&state, "/v1/identify", answer)
+}
+
+async fn single_call(
+    state: &AppState,
+    headers: &HeaderMap,
+    body: Result<Bytes, BytesRejection>,
+    kind: &str,
+    source: &'static str,
+) -> Answer {
+    let text = body_text(state, headers, body)?;
+    check_event_size(state, &text, None)?;
+    let mut call = json_object(&text)?;
+    call.entry("type").or_insert_with(|| Value::from(kind));
+    let key = header_key(headers).or_else(|| string_field(&call, "writeKey"));
+    let workspaces = writable_or_refuse(state, key.as_deref(), &listed_workspaces(headers, &call))?;
+    let item = Value::Object(call).to_string();
+    let accepted = accept(&state.ingest, &workspaces, &[&item], source, false).await?;
+    match accepted.rejected.first() {
+        Some((_, reason)) => Err(ApiError::BadRequest(reason.clone())),
+        None => Ok((StatusCode::OK, json!({ "success": true }))),
+    }
+}
+
+/// A batch body: Segment's `{"batch": [...]}`.
+#[derive(Deserialize)]
+struct BatchBody<'a> {
+    #[serde(borrow)]
+    batch: Vec<&'a RawValue>,
+    #[serde(rename = "writeKey")]
+    write_key: Option<String>,
+    workspaces: Option<Value>,
+}
+
+/// `POST /v1/batch`: many calls; invalid items are answered with their
+/// index and reason and kept in quarantine, the others stored.
+pub async fn batch(
+    State(state): State<Arc<AppState>>,
+    headers: HeaderMap,
+    body: Result<Bytes, BytesRejection>,
+) -> Response {
+    let answer = batch_answer(&state, &headers, body).await;
+    respond(&state, "/v1/batch", answer)
+}
+
+async fn batch_answer(
+    state: &AppState,
+    headers: &HeaderMap,
+    body: Result<Bytes, BytesRejection>,
+) -> Answer {
+    let text = body_text(state, headers, body)?;
+    let body: BatchBody = serde_json::from_str(&text)
+        .map_err(|e| ApiError::BadRequest(format!("the body is not {{\"batch\": [...]}}: {e}")))?;
+    let items: Vec<&str> = body.batch.iter().map(|raw| raw.get()).collect();
+    check_batch(state, &items)?;
+    let key = header_key(headers).or(body.write_key);
+    let mut listed = header_workspaces(headers);
+    if listed.is_empty() {
+        listed = body.workspaces.as_ref().map(list_value).unwrap_or_default();
+    }
+    let workspaces = writable_or_refuse(state, key.as_deref(), &listed)?;
+    let accepted = accept(&state.ingest, &workspaces, &items, "POST /v1/batch", true).await?;
+    let mut answer = json!({ "success": true });
+    add_rejections(&mut answer, &accepted);
+    Ok((StatusCode::OK, answer))
+}
+
+/// `POST /v1/events`: one `{"name", "payload", …}` event, or an array of them.
+pub async fn events(
+    State(state): State<Arc<AppState>>,
+    headers: HeaderMap,
+    body: Result<Bytes, BytesRejection>,
+) -> Response {
+    let answer = events_answer(&state, &headers, body).await;
+    respond(&state, "/v1/events", answer)
+}
+
+async fn events_answer(
+    state: &AppState,
+    headers: &HeaderMap,
+    body: Result<Bytes, BytesRejection>,
+) -> Answer {
+    let text = body_text(state, headers, body)?;
+    let items: Vec<&str> = if text.trim_start().starts_with('[') {
+        let raws: Vec<&RawValue> = serde_json::from_str(&text)
+            .map_err(|e| ApiError::BadRequest(format!("the body is not a JSON array: {e}")))?;
+        raws.iter().map(|raw| raw.get()).collect()
+    } else {
+        json_object(&text)?;
+        vec![text.as_str()]
+    };
+    check_batch(state, &items)?;
+    let listed = header_workspaces(headers);
+    let workspaces = writable_or_refuse(state, header_key(headers).as_deref(), &listed)?;
+    let single = items.len() == 1;
+    let accepted = accept(
+        &state.ingest,
+        &workspaces,
+        &items,
+        "POST /v1/events",
+        !single,
+    )
+    .await?;
+    if single && let Some((_, reason)) = accepted.rejected.first() {
+        return Err(ApiError::BadRequest(reason.clone()));
+    }
+    let mut answer = json!({ "accepted": items.len() - accepted.rejected.len() });
+    add_rejections(&mut answer, &accepted);
+    Ok((StatusCode::CREATED, answer))
+}
+
+fn add_rejections(answer: &mut Value, accepted: &Accepted) {
+    if accepted.rejected.is_empty() {
+        return;
+    }
+    let rejected: Vec<Value> = accepted
+        .rejected
+        .iter()
+        .map(|(index, reason)| json!({ "index": index, "reason": reason }))
+        .collect();
+    answer["rejected"] = Value::from(rejected);
+}
+
+/// The body as text: size-limited, gunzipped when `Content-Encoding: gzip`.
+fn body_text(
+    state: &AppState,
+    headers: &HeaderMap,
+    body: Result<Bytes, BytesRejection>,
+) -> Result<String, ApiError> {
+    let limit = state.config.ingest.max_request_bytes;
+    let too_large =
+        || ApiError::TooLarge(format!("the request is over the limit of {limit} bytes"));
+    let bytes = body.map_err(|e| match e.status() {
+        StatusCode::PAYLOAD_TOO_LARGE => too_large(),
+        _ => ApiError::BadRequest(e.body_text()),
+    })?;
+    let gzipped = headers
+        .get(header::CONTENT_ENCODING)
+        .and_then(|v| v.to_str().ok())
+        .is_some_and(|v| v.trim().eq_ignore_ascii_case("gzip"));
+    let bytes = if gzipped {
+        let mut inflated = Vec::new();
+        flate2::read::GzDecoder::new(&bytes[..])
+            .take(limit as u64 + 1)
+            .read_to_end(&mut inflated)
+            .map_err(|e| ApiError::BadRequest(format!("the gzip body does not inflate: {e}")))?;
+        if inflated.len() > limit {
+            return Err(too_large());
+        }
+        inflated
+    } else {
+        bytes.to_vec()
+    };
+    String::from_utf8(bytes).map_err(|_| ApiError::BadRequest("the body is not UTF-8".into()))
+}
+
+fn check_event_size(state: &AppState, text: &str, index: Option<usize>) -> Result<(), ApiError> {
+    let limit = state.config.ingest.max_event_bytes;
+    if text.len() <= limit {
+        return Ok(());
+    }
+    let which = index.map_or("the event".to_string(), |i| format!("item {i}"));
+    Err(ApiError::TooLarge(format!(
+        "{which} is {} bytes, over the limit of {limit} bytes per event",
+        text.len()
+    )))
+}
+
+fn check_batch(state: &AppState, items: &[&str]) -> Result<(), ApiError> {
+    let limit = state.config.ingest.max_batch_items;
+    if items.len() > limit {
+        return Err(ApiError::TooLarge(format!(
+            "the batch has {} items, over the limit of {limit}",
+            items.len()
+        )));
+    }
+    items
+        .iter()
+        .enumerate()
+        .try_for_each(|(i, item)| check_event_size(state, item, Some(i)))
+}
+
+fn json_object(text: &str) -> Result<Map<String, Value>, ApiError> {
+    match serde_json::from_str::<Value>(text) {
+        Ok(Value::Object(object)) => Ok(object),
+        Ok(_) => Err(ApiError::BadRequest(
+            "the body must be a JSON object".into(),
+        )),
+        Err(e) => Err(ApiError::BadRequest(format!("the body is not JSON: {e}"))),
+    }
+}
+
+fn string_field(object: &Map<String, Value>, key: &str) -> Option<String> {
+    object.get(key).and_then(Value::as_str).map(str::to_string)
+}
+
+/// Fan-out targets: the `X-Workspaces` header, else the body's `workspaces`.
+fn listed_workspaces(headers: &HeaderMap, body: &Map<String, Value>) -> Vec<String> {
+    let listed = header_workspaces(headers);
+    if !listed.is_empty() {
+        return listed;
+    }
+    body.get("workspaces").map(list_value).unwrap_or_default()
+}
+
+fn header_workspaces(headers: &HeaderMap) -> Vec<String> {
+    headers
+        .get("x-workspaces")
+        .and_then(|v| v.to_str().ok())
+        .map(workspace_list)
+        .unwrap_or_default()
+}
+
+/// `"a,b"` or `["a", "b"]`.
+fn list_value(value: &Value) -> Vec<String> {
+    match value {
+        Value::String(text) => workspace_list(text),
+        Value::Array(items) => items
+            .iter()
+            .filter_map(Value::as_str)
+            .map(str::to_string)
+            .collect(),
+        _ => Vec::new(),
+    }
+}
+
+fn writable_or_refuse<'a>(
+    state: &'a AppState,
+    key: Option<&str>,
+    listed: &[String],
+) -> Result<Vec<&'a Workspace>, ApiError> {
+    writable(&state.config, key, listed).map_err(|refusal| match refusal {
+        WriteRefusal::Unauthorized(m) => ApiError::Unauthorized(m),
+        WriteRefusal::Forbidden(m) => ApiError::Forbidden(m),
+        WriteRefusal::Unknown(m) => ApiError::BadRequest(m),
+    })
+}

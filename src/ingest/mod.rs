@@ -1,0 +1,220 @@
+//! The HTTP ingest API (SPEC §3) with durable acknowledgements: a request is
+//! answered 2xx only once its events are fsynced in the write-ahead log;
+//! the flusher then commits WAL segments to the workspaces' tables.
+//!
+//! - `handlers`: the endpoints (collect, Segment's API, name/payload).
+//! - `accept`: the one write path: validate, dedupe, append to the WAL.
+//! - `record`: what a WAL record holds.
+//! - `wal`: the write-ahead log with group commit.
+//! - `flusher`: WAL segments → Delta commits, idempotent per segment.
+//! - `dedupe`: repeated event ids within the window are stored once.
+//! - `metrics`: `GET /metrics`.
+//! - `learn`: the event names and fields each workspace receives.
+
+pub mod accept;
+pub mod dedupe;
+pub mod flusher;
+pub mod handlers;
+pub mod learn;
+pub mod metrics;
+pub mod record;
+pub mod wal;
+
+use std::collections::{BTreeMap, BTreeSet};
+use std::sync::atomic::Ordering;
+use std::sync::{Arc, Mutex};
+
+use arrow::array::{Array, AsArray};
+use arrow::datatypes::TimestampMicrosecondType;
+use axum::Router;
+use axum::extract::{DefaultBodyLimit, State};
+use axum::routing::{get, post};
+use chrono::Utc;
+
+use self::dedupe::{MAX_REMEMBERED, Seen};
+use self::flusher::Flusher;
+use self::learn::Schema;
+use self::metrics::{Metrics, WalGauges};
+use self::record::StoredEvent;
+use self::wal::{Wal, WalConfig};
+use crate::config::Config;
+use crate::error::Error;
+use crate::event::now_micros;
+use crate::server::AppState;
+use crate::sql::{SessionSpec, run_read_only, workspace_session};
+use crate::store::Store;
+
+/// The ingest side of a running server.
+pub struct Ingest {
+    pub wal: Wal,
+    pub seen: Mutex<Seen>,
+    pub metrics: Metrics,
+    /// What each learning workspace has been sent; fed by the flusher.
+    pub schemas: Mutex<BTreeMap<String, Schema>>,
+    /// Workspaces whose schema changed since it was last saved.
+    unsaved: Mutex<BTreeSet<String>>,
+}
+
+impl Ingest {
+    /// Opens the WAL, commits whatever an earlier process acknowledged but
+    /// did not commit, and remembers the ids stored within the dedupe window.
+    pub async fn start(config: &Config, store: &Store) -> Result<Ingest, Error> {
+        let settings = &config.ingest;
+        let wal = Wal::open(WalConfig {
+            dir: settings.wal_dir.clone(),
+            segment_bytes: settings.flush_bytes,
+            segment_age: settings.flush_age,
+            queue: settings.queue,
+        })
+        .map_err(|e| {
+            Error::Server(format!(
+                "write-ahead log {}: {e}",
+                settings.wal_dir.display()
+            ))
+        })?;
+        let mut schemas = BTreeMap::new();
+        for workspace in config.workspaces.iter().filter(|w| w.learning) {
+            schemas.insert(
+                workspace.id.clone(),
+                learn::load(store, &workspace.id).await?,
+            );
+        }
+        let ingest = Ingest {
+            wal,
+            seen: Mutex::new(Seen::new(settings.dedupe_window, MAX_REMEMBERED)),
+            metrics: Metrics::default(),
+            schemas: Mutex::new(schemas),
+            unsaved: Mutex::new(BTreeSet::new()),
+        };
+        let replayed = Flusher::new(store.clone(), ingest.wal.node_id())
+            .flush_sealed(&ingest)
+            .await?;
+        if replayed > 0 {
+            eprintln!("replayed {replayed} acknowledged events from the write-ahead log");
+        }
+        ingest.remember_stored_ids(config, store).await?;
+        ingest.save_schemas(store).await?;
+        Ok(ingest)
+    }
+
+    /// Learns from events just committed to `workspace` (if it learns).
+    pub fn learn(&self, workspace: &str, events: &[StoredEvent]) {
+        let Ok(mut schemas) = self.schemas.lock() else {
+            return;
+        };
+        let Some(schema) = schemas.get_mut(workspace) else {
+            return;
+        };
+        for event in events {
+            schema.observe(event);
+        }
+        if let Ok(mut unsaved) = self.unsaved.lock() {
+            unsaved.insert(workspace.to_string());
+        }
+    }
+
+    /// Saves the schemas that changed since they were last saved.
+    pub async fn save_schemas(&self, store: &Store) -> Result<(), crate::store::StoreError> {
+        let changed: Vec<String> = match self.unsaved.lock() {
+            Ok(mut unsaved) => std::mem::take(&mut *unsaved).into_iter().collect(),
+            Err(_) => return Ok(()),
+        };
+        for workspace in changed {
+            let schema = self
+                .schemas
+                .lock()
+                .ok()
+                .and_then(|s| s.get(&workspace).cloned());
+            if let Some(schema) = schema {
+                learn::save(store, &workspace, &schema).await?;
+            }
+        }
+        Ok(())
+    }
+
+    /// Loads the ids each workspace received within the dedupe window.
+    async fn remember_stored_ids(&self, config: &Config, store: &Store) -> Result<(), Error> {
+        let window = chrono::Duration::from_std(config.ingest.dedupe_window)
+            .unwrap_or(chrono::Duration::MAX);
+        let since = Utc::now()
+            .checked_sub_signed(window)
+            .unwrap_or(chrono::DateTime::<Utc>::MIN_UTC);
+        for workspace in &config.workspaces {
+            let spec = SessionSpec {
+                store,
+                workspace: &workspace.id,
+                now: Utc::now(),
+                identity_ttl: config.identity_ttl,
+                events: None,
+            };
+            let ctx = workspace_session(&spec).await?;
+            let sql = format!(
+                "SELECT event_id, received_at FROM events WHERE received_at > TIMESTAMP '{}'",
+                since.format("%Y-%m-%dT%H:%M:%S%.6fZ")
+            );
+            let batches = run_read_only(&ctx, &sql).await?;
+            let mut seen = self
+                .seen
+                .lock()
+                .map_err(|_| Error::Server("the dedupe index is unusable".into()))?;
+            for batch in &batches {
+                let ids = arrow::compute::cast(batch.column(0), &arrow::datatypes::DataType::Utf8)
+                    .map_err(|e| Error::Server(format!("reading stored event ids: {e}")))?;
+                let ids = ids.as_string::<i32>();
+                let times = batch.column(1).as_primitive::<TimestampMicrosecondType>();
+                for row in 0..batch.num_rows() {
+                    if ids.is_valid(row) {
+                        seen.insert(&workspace.id, ids.value(row), times.value(row));
+                    }
+                }
+            }
+        }
+        Ok(())
+    }
+
+    /// An event acknowledged at `at` now waits for the flusher.
+    pub fn note_unflushed(&self, at: i64) {
+        let _ = self.metrics.oldest_unflushed.compare_exchange(
+            0,
+            at,
+            Ordering::Relaxed,
+            Ordering::Relaxed,
+        );
+    }
+
+    /// The flusher committed everything sealed; the lag restarts when the
+    /// WAL holds nothing else.
+    pub fn note_flushed(&self) {
+        if self.wal.stats().bytes_pending == 0 {
+            self.metrics.oldest_unflushed.store(0, Ordering::Relaxed);
+        }
+    }
+
+    fn gauges(&self) -> WalGauges {
+        let stats = self.wal.stats();
+        WalGauges {
+            bytes_written: stats.bytes_written,
+            fsyncs: stats.fsyncs,
+            bytes_pending: stats.bytes_pending,
+        }
+    }
+}
+
+/// The ingest endpoints, with the request size limit applied.
+pub fn routes(config: &Config) -> Router<Arc<AppState>> {
+    Router::new()
+        .route("/http/v1/collect", post(handlers::collect))
+        .route("/v1/track", post(handlers::track))
+        .route("/v1/identify", post(handlers::identify))
+        .route("/v1/batch", post(handlers::batch))
+        .route("/v1/events", post(handlers::events))
+        .layer(DefaultBodyLimit::max(config.ingest.max_request_bytes))
+        .route("/metrics", get(metrics_page))
+}
+
+async fn metrics_page(State(state): State<Arc<AppState>>) -> String {
+    state
+        .ingest
+        .metrics
+        .render(state.ingest.gauges(), now_micros())
+}

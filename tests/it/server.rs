@@ -1,0 +1,186 @@
+//! A real `tripwire serve` child process on a free loopback port, and an
+//! HTTP client for it: what the `serve` and `ingest` tests share.
+
+use std::io::{BufRead, BufReader};
+use std::process::{Child, ExitStatus, Stdio};
+use std::time::{Duration, Instant};
+
+use serde_json::Value;
+
+use crate::project::{Project, SECRET};
+
+/// How long a test waits for the server to get somewhere before failing.
+pub const PATIENCE: Duration = Duration::from_secs(90);
+
+/// A project serving on a free port; its WAL flushes after 200 ms.
+pub fn serving_project() -> Project {
+    serving_project_with("", "")
+}
+
+/// [`serving_project`] with more workspaces and `[ingest]` keys.
+pub fn serving_project_with(workspaces: &str, ingest: &str) -> Project {
+    Project::with_config(&format!(
+        "storage = \"./store\"\nlisten = \"127.0.0.1:0\"\n\
+         [[workspace]]\nid = \"shop\"\nsecret = \"{SECRET}\"\n{workspaces}\n\
+         [ingest]\nflush_age = \"200ms\"\n{ingest}"
+    ))
+}
+
+/// One HTTP request to the server.
+pub struct Request<'a> {
+    pub method: &'a str,
+    pub path: &'a str,
+    pub headers: Vec<(&'a str, String)>,
+    pub body: Vec<u8>,
+}
+
+impl<'a> Request<'a> {
+    pub fn post(path: &'a str, body: impl Into<Vec<u8>>) -> Request<'a> {
+        Request {
+            method: "POST",
+            path,
+            headers: vec![("content-type", "application/json".into())],
+            body: body.into(),
+        }
+    }
+
+    pub fn header(mut self, name: &'a str, value: impl Into<String>) -> Request<'a> {
+        self.headers.push((name, value.into()));
+        self
+    }
+
+    pub fn bearer(self, key: &str) -> Request<'a> {
+        self.header("authorization", format!("Bearer {key}"))
+    }
+}
+
+/// A running `tripwire serve`, killed when dropped unless stopped first.
+pub struct Server {
+    child: Child,
+    pub base: String,
+    runtime: tokio::runtime::Runtime,
+    client: reqwest::Client,
+}
+
+impl Server {
+    pub fn start(project: &Project) -> Server {
+        let mut child = project
+            .command(&["serve"])
+            .stdout(Stdio::piped())
+            .stderr(Stdio::inherit())
+            .spawn()
+            .expect("start tripwire serve");
+        let stdout = child.stdout.take().expect("stdout");
+        let mut lines = BufReader::new(stdout).lines();
+        let first = lines.next().expect("a first line").expect("utf-8");
+        let base = first
+            .split_whitespace()
+            .find(|w| w.starts_with("http://"))
+            .unwrap_or_else(|| panic!("no address in {first:?}"))
+            .to_string();
+        // Keep draining stdout (run reports) so the child never blocks on it.
+        std::thread::spawn(move || lines.for_each(drop));
+        let runtime = tokio::runtime::Builder::new_current_thread()
+            .enable_all()
+            .build()
+            .expect("runtime");
+        Server {
+            child,
+            base,
+            runtime,
+            client: reqwest::Client::new(),
+        }
+    }
+
+    /// Sends `request`; returns the status and the JSON body (Null if none).
+    pub fn send(&self, request: Request) -> (u16, Value) {
+        self.runtime.block_on(async {
+            let url = format!("{}{}", self.base, request.path);
+            let method = request.method.parse().expect("a method");
+            let mut builder = self.client.request(method, url).body(request.body);
+            for (name, value) in request.headers {
+                builder = builder.header(name, value);
+            }
+            let response = builder.send().await.expect("HTTP request");
+            let status = response.status().as_u16();
+            (status, response.json().await.unwrap_or(Value::Null))
+        })
+    }
+
+    pub fn call(&self, method: &str, path: &str, key: Option<&str>) -> (u16, Value) {
+        let mut request = Request {
+            method,
+            path,
+            headers: Vec::new(),
+            body: Vec::new(),
+        };
+        if let Some(key) = key {
+            request = request.bearer(key);
+        }
+        self.send(request)
+    }
+
+    /// `GET path` as text (no key).
+    pub fn text(&self, path: &str) -> String {
+        self.runtime.block_on(async {
+            let url = format!("{}{path}", self.base);
+            let response = self.client.get(url).send().await.expect("HTTP request");
+            response.text().await.expect("a text body")
+        })
+    }
+
+    /// `GET path` with the workspace key; must answer 200.
+    pub fn get(&self, path: &str) -> Value {
+        let (status, body) = self.call("GET", path, Some(SECRET));
+        assert_eq!(status, 200, "GET {path}: {body}");
+        body
+    }
+
+    pub fn runs(&self, trigger: &str) -> Vec<Value> {
+        self.get(&format!("/v1/runs?trigger={trigger}"))["runs"]
+            .as_array()
+            .cloned()
+            .unwrap_or_default()
+    }
+
+    /// Polls the run history until `done` holds for `trigger`'s runs.
+    pub fn wait_for_runs(
+        &self,
+        trigger: &str,
+        what: &str,
+        done: impl Fn(&[Value]) -> bool,
+    ) -> Vec<Value> {
+        let started = Instant::now();
+        loop {
+            let runs = self.runs(trigger);
+            if done(&runs) {
+                return runs;
+            }
+            assert!(
+                started.elapsed() < PATIENCE,
+                "waited {PATIENCE:?} for {trigger}: {what}; runs: {runs:?}"
+            );
+            std::thread::sleep(Duration::from_millis(200));
+        }
+    }
+
+    /// SIGTERM, then waits: a graceful stop commits everything acknowledged.
+    pub fn stop(mut self) -> ExitStatus {
+        // SAFETY: kill(2) with a pid we own and a valid signal number.
+        unsafe { libc::kill(self.child.id() as libc::pid_t, libc::SIGTERM) };
+        self.child.wait().expect("wait for serve")
+    }
+
+    /// `kill -9`: no chance to flush or clean up.
+    pub fn crash(mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+impl Drop for Server {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
