@@ -13,6 +13,7 @@
 //! - `serve`: the API and the scheduler of a real `tripwire serve` (hot reload).
 //! - `triggers`: runs see each event once, crash and concurrency safety, `check`.
 //! - `interop`: the stored tables read by the python `deltalake` package and DuckDB.
+//! - `segment_client`: Segment's own python library sends to a real server.
 
 mod bad_input;
 mod config;
@@ -22,6 +23,7 @@ mod ingest;
 mod interop;
 mod project;
 mod query;
+mod segment_client;
 mod serve;
 mod server;
 mod triggers;
