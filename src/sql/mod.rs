@@ -113,13 +113,13 @@ async fn delta_provider(
     }
 }
 
-/// `runs` and `matches`: the ledger's two kinds of row as two tables.
+/// `runs`, `matches` and `deliveries`: the ledger's kinds of row as tables.
 async fn register_ledger_views(
     ctx: &SessionContext,
     ledger: Option<DeltaTable>,
 ) -> Result<(), QueryError> {
     let provider = delta_provider(ctx, ledger, TableKind::Ledger).await?;
-    let views: [(&str, &str, &[&str]); 2] = [
+    let views: [(&str, &str, &[&str]); 3] = [
         (
             "runs",
             "run",
@@ -151,6 +151,27 @@ async fn register_ledger_views(
                 "user_id",
                 "client_id",
                 "data",
+            ],
+        ),
+        (
+            "deliveries",
+            "delivery",
+            &[
+                "delivery_id",
+                "run_id",
+                "trigger",
+                "flow",
+                "action",
+                "email",
+                "user_id",
+                "client_id",
+                "variant",
+                "branch",
+                "status",
+                "reason",
+                "data",
+                "payload",
+                "finished_at",
             ],
         ),
     ];

@@ -1,7 +1,8 @@
-//! The fire ledger: one Delta table per workspace holding trigger runs and
-//! their matches. A committed run, its matches and its cursor move land in
-//! one commit (`txn("trigger:<name>", watermark)`, DESIGN.md invariant 2),
-//! so the cursor is simply that application transaction's version.
+//! The fire ledger: one Delta table per workspace holding trigger runs,
+//! their matches and their planned deliveries. A committed run, its matches,
+//! its deliveries and its cursor move land in one commit
+//! (`txn("trigger:<name>", watermark)`, DESIGN.md invariant 2), so the
+//! cursor is simply that application transaction's version.
 
 use std::sync::{Arc, LazyLock};
 
@@ -38,6 +39,14 @@ static LEDGER_SCHEMA: LazyLock<SchemaRef> = LazyLock::new(|| {
         text("user_id", true),
         text("client_id", true),
         text("data", true),
+        text("delivery_id", true),
+        text("flow", true),
+        text("action", true),
+        text("variant", true),
+        number("branch"),
+        text("status", true),
+        text("reason", true),
+        text("payload", true),
     ]))
 });
 
@@ -78,23 +87,64 @@ pub struct MatchRecord {
     pub data: String,
 }
 
-/// The ledger rows of one run: the run itself, then its matches.
-pub fn run_batch(run: &RunRecord, matches: &[MatchRecord]) -> RecordBatch {
-    let rows = 1 + matches.len();
+/// One planned delivery: an action a flow takes for one contact in one run,
+/// or the record of why it does not (`held_out`, `filtered`).
+#[derive(Debug, Clone, PartialEq)]
+pub struct DeliveryRecord {
+    /// Deterministic (DESIGN.md invariant 4): the same for a re-run window.
+    pub delivery_id: String,
+    pub flow: String,
+    pub action: String,
+    pub match_key: String,
+    pub email: Option<String>,
+    pub user_id: Option<String>,
+    pub client_id: Option<String>,
+    /// The experiment arm (`holdout` for the held-out), if the flow has one.
+    pub variant: Option<String>,
+    /// The branch taken (its index in the flow file).
+    pub branch: Option<i64>,
+    /// `pending`, `held_out` or `filtered`.
+    pub status: String,
+    /// Why a delivery is held out or filtered.
+    pub reason: Option<String>,
+    /// The match's data (JSON object).
+    pub data: String,
+    /// What to do, rendered when planned (JSON; see `deliver`). Never holds a secret.
+    pub payload: Option<String>,
+}
+
+/// The ledger rows of one run: the run itself, its matches, its deliveries.
+pub fn run_batch(
+    run: &RunRecord,
+    matches: &[MatchRecord],
+    deliveries: &[DeliveryRecord],
+) -> RecordBatch {
+    let rows = 1 + matches.len() + deliveries.len();
     let mut b = Builders::new(rows);
     b.push_common("run", run);
-    b.match_key.append_null();
-    b.email.append_null();
-    b.user_id.append_null();
-    b.client_id.append_null();
-    b.data.append_null();
+    b.push_contact(None, None, None, None, None);
+    b.push_delivery(None);
     for m in matches {
         b.push_common("match", run);
-        b.match_key.append_value(&m.match_key);
-        b.email.append_option(m.email.as_deref());
-        b.user_id.append_option(m.user_id.as_deref());
-        b.client_id.append_option(m.client_id.as_deref());
-        b.data.append_value(&m.data);
+        b.push_contact(
+            Some(&m.match_key),
+            m.email.as_deref(),
+            m.user_id.as_deref(),
+            m.client_id.as_deref(),
+            Some(&m.data),
+        );
+        b.push_delivery(None);
+    }
+    for d in deliveries {
+        b.push_common("delivery", run);
+        b.push_contact(
+            Some(&d.match_key),
+            d.email.as_deref(),
+            d.user_id.as_deref(),
+            d.client_id.as_deref(),
+            Some(&d.data),
+        );
+        b.push_delivery(Some(d));
     }
     b.finish()
 }
@@ -117,6 +167,14 @@ struct Builders {
     user_id: StringBuilder,
     client_id: StringBuilder,
     data: StringBuilder,
+    delivery_id: StringBuilder,
+    flow: StringBuilder,
+    action: StringBuilder,
+    variant: StringBuilder,
+    branch: Int64Builder,
+    status: StringBuilder,
+    reason: StringBuilder,
+    payload: StringBuilder,
 }
 
 impl Builders {
@@ -142,7 +200,43 @@ impl Builders {
             user_id: text(),
             client_id: text(),
             data: text(),
+            delivery_id: text(),
+            flow: text(),
+            action: text(),
+            variant: text(),
+            branch: number(),
+            status: text(),
+            reason: text(),
+            payload: text(),
         }
+    }
+
+    fn push_contact(
+        &mut self,
+        match_key: Option<&str>,
+        email: Option<&str>,
+        user_id: Option<&str>,
+        client_id: Option<&str>,
+        data: Option<&str>,
+    ) {
+        self.match_key.append_option(match_key);
+        self.email.append_option(email);
+        self.user_id.append_option(user_id);
+        self.client_id.append_option(client_id);
+        self.data.append_option(data);
+    }
+
+    fn push_delivery(&mut self, delivery: Option<&DeliveryRecord>) {
+        let text = |f: fn(&DeliveryRecord) -> Option<&str>| delivery.and_then(f);
+        self.delivery_id
+            .append_option(text(|d| Some(&d.delivery_id)));
+        self.flow.append_option(text(|d| Some(&d.flow)));
+        self.action.append_option(text(|d| Some(&d.action)));
+        self.variant.append_option(text(|d| d.variant.as_deref()));
+        self.branch.append_option(delivery.and_then(|d| d.branch));
+        self.status.append_option(text(|d| Some(&d.status)));
+        self.reason.append_option(text(|d| d.reason.as_deref()));
+        self.payload.append_option(text(|d| d.payload.as_deref()));
     }
 
     /// The columns a run and its matches share; counts only on the run row.
@@ -189,6 +283,14 @@ impl Builders {
             Arc::new(self.user_id.finish()),
             Arc::new(self.client_id.finish()),
             Arc::new(self.data.finish()),
+            Arc::new(self.delivery_id.finish()),
+            Arc::new(self.flow.finish()),
+            Arc::new(self.action.finish()),
+            Arc::new(self.variant.finish()),
+            Arc::new(self.branch.finish()),
+            Arc::new(self.status.finish()),
+            Arc::new(self.reason.finish()),
+            Arc::new(self.payload.finish()),
         ];
         RecordBatch::try_new(ledger_schema(), columns)
             .expect("every column is built to the ledger schema")

@@ -150,7 +150,7 @@ pub async fn run_trigger(request: &RunRequest<'_>) -> Result<RunOutcome, RunErro
             if request.commit {
                 // Recorded for the history, without moving the cursor.
                 run.run_id = format!("{}-failed-{}", run.run_id, run.started_at);
-                table::append(&mut ledger, vec![run_batch(&run, &[])], None).await?;
+                table::append(&mut ledger, vec![run_batch(&run, &[], &[])], None).await?;
             }
             return Err(RunError::Query {
                 path: request.trigger.path.display().to_string(),
@@ -171,7 +171,7 @@ pub async fn run_trigger(request: &RunRequest<'_>) -> Result<RunOutcome, RunErro
             status: RunStatus::Preview,
         });
     }
-    let batch = run_batch(&run, &matches);
+    let batch = run_batch(&run, &matches, &[]);
     pause_before_commit_for_tests();
     let status = match table::append(&mut ledger, vec![batch], Some((&app_id, window.to))).await {
         Ok(_) => RunStatus::Committed,
