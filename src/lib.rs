@@ -20,6 +20,7 @@
 //! - [`sql`]: the query layer every reader of the tables uses.
 //! - [`schedule`]: cron and `every` schedules.
 //! - [`trigger`]: trigger files, windows, identity resolution, runs, history.
+//! - [`flow`]: flow files, segments, caps, experiments, branches → planned deliveries.
 //! - [`scheduler`]: runs due triggers inside `tripwire serve`, picking up file edits.
 //! - [`ingest`]: the HTTP ingest API: durable acknowledgements through a WAL, flushed to the tables.
 //! - [`server`]: `tripwire serve`'s HTTP API (axum) around the scheduler.
@@ -30,6 +31,7 @@ pub mod cli;
 pub mod config;
 pub mod error;
 pub mod event;
+pub mod flow;
 pub mod import;
 pub mod ingest;
 pub mod sample;

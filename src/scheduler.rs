@@ -150,6 +150,16 @@ async fn run_once(
             return trigger.name;
         }
     };
+    let setup = match crate::flow::FlowSetup::load(config, store, &workspace).await {
+        Ok(setup) => setup,
+        Err(e) => {
+            eprintln!(
+                "{}: {e} (retried at the next due time)",
+                trigger.path.display()
+            );
+            return trigger.name;
+        }
+    };
     let request = RunRequest {
         store,
         workspace: &workspace,
@@ -158,6 +168,9 @@ async fn run_once(
         identity_ttl: config.identity_ttl,
         commit: true,
         whole_history: false,
+        flows: &setup.flows,
+        segments: &setup.segments,
+        flow_errors: &setup.errors,
     };
     match run_trigger(&request).await {
         Ok(outcome) if outcome.matched_anything_new() => println!("{outcome}"),

@@ -45,6 +45,10 @@ pub enum Command {
         /// Import nothing from a file that has any bad line.
         #[arg(long)]
         strict: bool,
+        /// Load a CSV of contacts (`email` and/or `user_id` columns) as this
+        /// static segment, replacing its earlier list.
+        #[arg(long, value_name = "NAME")]
+        segment: Option<String>,
     },
     /// Run one read-only SQL statement over a workspace's tables.
     Query {
@@ -99,8 +103,15 @@ pub async fn run(cli: Cli) -> Result<(), Error> {
         Command::Import {
             files,
             workspace,
+            segment: Some(name),
+            ..
+        } => import_segment(&config, &name, &files, workspace.as_deref()).await,
+        Command::Import {
+            files,
+            workspace,
             format,
             strict,
+            segment: None,
         } => {
             let options = ImportOptions {
                 paths: files,
@@ -167,6 +178,29 @@ pub async fn run(cli: Cli) -> Result<(), Error> {
             triggers::print_json_rows(&crate::ingest::learn::rows(&learned), format)
         }
     }
+}
+
+/// `tripwire import --segment NAME contacts.csv`.
+async fn import_segment(
+    config: &Config,
+    name: &str,
+    files: &[PathBuf],
+    workspace: Option<&str>,
+) -> Result<(), Error> {
+    crate::flow::segment::check_name(name)?;
+    let [file] = files else {
+        return Err(Error::Usage("--segment takes exactly one CSV file".into()));
+    };
+    let workspace = config.pick_workspace(workspace).map_err(Error::Usage)?;
+    let members = crate::flow::segment::read_csv(file).map_err(Error::Usage)?;
+    let store = Store::new(config.storage.clone());
+    crate::flow::segment::save_list(&store, &workspace.id, name, &members).await?;
+    println!(
+        "segment {name}: {} contacts in workspace {} (any earlier list replaced)",
+        members.len(),
+        workspace.id
+    );
+    Ok(())
 }
 
 /// `tripwire serve`: until Ctrl-C or SIGTERM.

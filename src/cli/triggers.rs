@@ -4,6 +4,7 @@ use chrono::{DateTime, Utc};
 
 use crate::config::Config;
 use crate::error::Error;
+use crate::flow::FlowSetup;
 use crate::sql::output::{OutputFormat, render};
 use crate::sql::{SessionSpec, plan_read_only, workspace_session};
 use crate::store::Store;
@@ -24,6 +25,7 @@ pub async fn run(
     let mut failed = 0;
     for trigger in triggers.iter().filter(|t| t.active || !names.is_empty()) {
         let workspace = workspace_of(config, trigger)?;
+        let setup = FlowSetup::load(config, &store, workspace).await?;
         let request = RunRequest {
             store: &store,
             workspace,
@@ -32,6 +34,9 @@ pub async fn run(
             identity_ttl: config.identity_ttl,
             commit: true,
             whole_history: false,
+            flows: &setup.flows,
+            segments: &setup.segments,
+            flow_errors: &setup.errors,
         };
         match run_trigger(&request).await {
             Ok(outcome) => println!("{outcome}"),
@@ -60,19 +65,30 @@ pub async fn preview(
     let triggers = chosen(config, &[name.to_string()])?;
     let trigger = &triggers[0];
     let store = Store::new(config.storage.clone());
+    let workspace = workspace_of(config, trigger)?;
+    let setup = FlowSetup::load(config, &store, workspace).await?;
+    for error in &setup.errors {
+        eprintln!("{error}");
+    }
     let request = RunRequest {
         store: &store,
-        workspace: workspace_of(config, trigger)?,
+        workspace,
         trigger,
         now: now.unwrap_or_else(Utc::now),
         identity_ttl: config.identity_ttl,
         commit: false,
         whole_history: all,
+        flows: &setup.flows,
+        segments: &setup.segments,
+        flow_errors: &setup.errors,
     };
     let outcome = run_trigger(&request)
         .await
         .map_err(|e| Error::Usage(e.to_string()))?;
     eprintln!("{outcome}");
+    if !outcome.deliveries.is_empty() {
+        return print_json_rows(&delivery_rows(&outcome.deliveries), format);
+    }
     let rows: Vec<serde_json::Value> = outcome
         .matches
         .iter()
@@ -84,6 +100,20 @@ pub async fn preview(
         })
         .collect();
     print_json_rows(&rows, format)
+}
+
+/// Per contact and flow: what would happen, and why not when nothing would.
+fn delivery_rows(deliveries: &[crate::store::ledger::DeliveryRecord]) -> Vec<serde_json::Value> {
+    deliveries
+        .iter()
+        .map(|d| {
+            serde_json::json!({
+                "contact": crate::flow::plan::contact_of(&d.match_key),
+                "flow": d.flow, "variant": d.variant, "branch": d.branch,
+                "action": d.action, "status": d.status, "reason": d.reason,
+            })
+        })
+        .collect()
 }
 
 /// `tripwire triggers`: each trigger with its schedule, cursor and next run.
@@ -105,20 +135,24 @@ pub async fn check(config: &Config) -> Result<(), Error> {
             errors.push(e);
         }
     }
+    let (flows, flow_errors) = crate::flow::load_flows(&config.project_dir);
+    errors.extend(flow_errors);
+    errors.extend(crate::flow::check_flows(config, &store, &triggers, &flows).await);
     for error in &errors {
         eprintln!("{error}");
     }
     match errors.len() {
         0 => {
-            println!("ok: {} trigger(s) parse and plan", triggers.len());
+            println!(
+                "ok: {} trigger(s) and {} flow(s) parse and plan",
+                triggers.len(),
+                flows.len()
+            );
             Ok(())
         }
         n => Err(Error::Usage(format!(
             "{n} problem(s) in {}",
-            config
-                .project_dir
-                .join(crate::trigger::TRIGGER_DIR)
-                .display()
+            config.project_dir.display()
         ))),
     }
 }

@@ -124,6 +124,9 @@ pub async fn preview(
         .ok_or_else(|| ApiError::NotFound(format!("no trigger {name:?}")))?;
     let workspace = workspace_of(&state.config, &trigger).map_err(ApiError::BadRequest)?;
     authorized(&state, &headers, Some(workspace))?;
+    let setup = crate::flow::FlowSetup::load(&state.config, &state.store, workspace)
+        .await
+        .map_err(internal)?;
     let request = RunRequest {
         store: &state.store,
         workspace,
@@ -132,6 +135,9 @@ pub async fn preview(
         identity_ttl: state.config.identity_ttl,
         commit: false,
         whole_history: query.all,
+        flows: &setup.flows,
+        segments: &setup.segments,
+        flow_errors: &setup.errors,
     };
     let outcome = run_trigger(&request)
         .await

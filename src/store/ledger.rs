@@ -29,6 +29,7 @@ static LEDGER_SCHEMA: LazyLock<SchemaRef> = LazyLock::new(|| {
         number("to_version"),
         time("started_at"),
         time("finished_at"),
+        time("clock"),
         number("matched"),
         number("resolved"),
         number("unresolved"),
@@ -69,6 +70,9 @@ pub struct RunRecord {
     pub to_version: i64,
     pub started_at: i64,
     pub finished_at: i64,
+    /// The run's clock (`--now`, else the time it started): identity TTL
+    /// and frequency caps are measured against it.
+    pub clock: i64,
     pub matched: i64,
     pub resolved: i64,
     pub unresolved: i64,
@@ -157,6 +161,7 @@ struct Builders {
     to_version: Int64Builder,
     started_at: TimestampMicrosecondBuilder,
     finished_at: TimestampMicrosecondBuilder,
+    clock: TimestampMicrosecondBuilder,
     matched: Int64Builder,
     resolved: Int64Builder,
     unresolved: Int64Builder,
@@ -190,6 +195,7 @@ impl Builders {
             to_version: number(),
             started_at: time(),
             finished_at: time(),
+            clock: time(),
             matched: number(),
             resolved: number(),
             unresolved: number(),
@@ -249,6 +255,7 @@ impl Builders {
         self.to_version.append_value(run.to_version);
         self.started_at.append_value(run.started_at);
         self.finished_at.append_value(run.finished_at);
+        self.clock.append_value(run.clock);
         for (builder, value) in [
             (&mut self.matched, run.matched),
             (&mut self.resolved, run.resolved),
@@ -273,6 +280,7 @@ impl Builders {
             Arc::new(self.to_version.finish()),
             utc(&mut self.started_at),
             utc(&mut self.finished_at),
+            utc(&mut self.clock),
             Arc::new(self.matched.finish()),
             Arc::new(self.resolved.finish()),
             Arc::new(self.unresolved.finish()),

@@ -14,7 +14,7 @@ use datafusion::prelude::SessionContext;
 use crate::store::ledger::MatchRecord;
 
 /// Columns with a meaning of their own; every other column is the match's data.
-const IDENTITY_COLUMNS: &[&str] = &["email", "user_id", "client_id", "requires_identity"];
+pub const IDENTITY_COLUMNS: &[&str] = &["email", "user_id", "client_id", "requires_identity"];
 /// Columns the resolution query adds.
 const RESOLVED_EMAIL: &str = "__tripwire_email";
 const RESOLVED_USER: &str = "__tripwire_user_id";
@@ -35,6 +35,10 @@ pub struct Resolution {
     pub dropped: i64,
     /// One per match key, in first-seen order.
     pub matches: Vec<MatchRecord>,
+    /// The resolved rows, with the query's columns.
+    pub rows: Vec<RecordBatch>,
+    /// For each match, the (batch, row) in `rows` it was made from.
+    pub chosen: Vec<(usize, usize)>,
 }
 
 /// Resolves `rows` (a trigger's result) against the session's `identities`.
@@ -88,14 +92,16 @@ pub async fn resolve(
         .await
         .map_err(|e| e.to_string())?;
     let _ = scoped.deregister_table("__tripwire_rows");
-    Ok(collapse(&resolved, requires_identity_default))
+    let mut resolution = collapse(&resolved, requires_identity_default);
+    resolution.rows = resolved;
+    Ok(resolution)
 }
 
 /// Turns resolved rows into matches: one per contact (and `event_id`, if selected).
 fn collapse(batches: &[RecordBatch], requires_identity_default: bool) -> Resolution {
     let mut out = Resolution::default();
     let mut index: HashMap<String, (usize, Option<i64>)> = HashMap::new();
-    for batch in batches {
+    for (batch_index, batch) in batches.iter().enumerate() {
         let text = |name: &str| {
             batch
                 .column_by_name(name)
@@ -178,12 +184,14 @@ fn collapse(batches: &[RecordBatch], requires_identity_default: bool) -> Resolut
                 // The row with the highest seq wins, else the first.
                 Some((at, Some(best))) if seq_value.is_some_and(|s| s > *best) => {
                     out.matches[*at] = record;
+                    out.chosen[*at] = (batch_index, row);
                     index.insert(match_key, (*at, seq_value));
                 }
                 Some(_) => {}
                 None => {
                     index.insert(match_key, (out.matches.len(), seq_value));
                     out.matches.push(record);
+                    out.chosen.push((batch_index, row));
                 }
             }
         }

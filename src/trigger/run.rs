@@ -8,11 +8,14 @@ use std::time::Duration;
 use chrono::{DateTime, Utc};
 use deltalake_core::DeltaTable;
 
-use super::file::TriggerFile;
+use super::file::{FileError, TriggerFile};
 use super::resolve::{Resolution, resolve};
 use super::window::{Window, added_files, new_events_table};
+use crate::flow::Flow;
+use crate::flow::plan::{PlanRequest, plan_deliveries};
+use crate::flow::segment::SegmentSource;
 use crate::sql::{QueryError, SessionSpec, plan_read_only, workspace_session};
-use crate::store::ledger::{MatchRecord, RunRecord, cursor_app_id, run_batch};
+use crate::store::ledger::{DeliveryRecord, MatchRecord, RunRecord, cursor_app_id, run_batch};
 use crate::store::{Store, StoreError, TableKind, table};
 
 /// Why a run did not commit.
@@ -36,6 +39,13 @@ pub struct RunRequest<'a> {
     pub commit: bool,
     /// Preview every event, not just the new ones.
     pub whole_history: bool,
+    /// The project's flows (those of other triggers are ignored).
+    pub flows: &'a [Flow],
+    /// The segments the flows may name.
+    pub segments: &'a [(String, SegmentSource)],
+    /// Flow files that do not parse: one that may listen to this trigger
+    /// stops it from committing (its deliveries would be lost).
+    pub flow_errors: &'a [FileError],
 }
 
 /// What a run did.
@@ -43,6 +53,8 @@ pub struct RunRequest<'a> {
 pub struct RunOutcome {
     pub run: RunRecord,
     pub matches: Vec<MatchRecord>,
+    /// What the flows planned for the matches (committed with the run).
+    pub deliveries: Vec<DeliveryRecord>,
     pub status: RunStatus,
 }
 
@@ -83,7 +95,7 @@ impl std::fmt::Display for RunOutcome {
         };
         write!(
             f,
-            "{}: versions ({}, {}]: {} rows, {} resolved, {} unresolved ({} dropped) → {} matches; {status}",
+            "{}: versions ({}, {}]: {} rows, {} resolved, {} unresolved ({} dropped) → {} matches, {} deliveries planned; {status}",
             run.trigger,
             run.from_version,
             run.to_version,
@@ -91,13 +103,26 @@ impl std::fmt::Display for RunOutcome {
             run.resolved,
             run.unresolved,
             run.dropped,
-            self.matches.len()
+            self.matches.len(),
+            self.deliveries
+                .iter()
+                .filter(|d| d.status == "pending")
+                .count()
         )
     }
 }
 
 /// Runs `request.trigger` once.
 pub async fn run_trigger(request: &RunRequest<'_>) -> Result<RunOutcome, RunError> {
+    if request.commit
+        && let Some(broken) =
+            crate::flow::blocking_error(request.flow_errors, &request.trigger.name)
+    {
+        return Err(RunError::Query {
+            path: request.trigger.path.display().to_string(),
+            message: format!("not run while a flow file that may listen to it is broken: {broken}"),
+        });
+    }
     let started_at = Utc::now().timestamp_micros();
     let events = request
         .store
@@ -124,6 +149,7 @@ pub async fn run_trigger(request: &RunRequest<'_>) -> Result<RunOutcome, RunErro
         to_version: window.to,
         started_at,
         finished_at: started_at,
+        clock: request.now.timestamp_micros(),
         matched: 0,
         resolved: 0,
         unresolved: 0,
@@ -139,11 +165,14 @@ pub async fn run_trigger(request: &RunRequest<'_>) -> Result<RunOutcome, RunErro
         return Ok(RunOutcome {
             run,
             matches: Vec::new(),
+            deliveries: Vec::new(),
             status,
         });
     }
-    let resolution = match evaluate(request, events.as_ref(), window).await {
-        Ok(resolution) => resolution,
+    let run_id = run.run_id.clone();
+    let evaluated = evaluate(request, events.as_ref(), window, &run_id, &ledger).await;
+    let (resolution, deliveries) = match evaluated {
+        Ok(evaluated) => evaluated,
         Err(message) => {
             run.error = Some(message.clone());
             run.finished_at = Utc::now().timestamp_micros();
@@ -168,10 +197,11 @@ pub async fn run_trigger(request: &RunRequest<'_>) -> Result<RunOutcome, RunErro
         return Ok(RunOutcome {
             run,
             matches,
+            deliveries,
             status: RunStatus::Preview,
         });
     }
-    let batch = run_batch(&run, &matches, &[]);
+    let batch = run_batch(&run, &matches, &deliveries);
     pause_before_commit_for_tests();
     let status = match table::append(&mut ledger, vec![batch], Some((&app_id, window.to))).await {
         Ok(_) => RunStatus::Committed,
@@ -186,16 +216,20 @@ pub async fn run_trigger(request: &RunRequest<'_>) -> Result<RunOutcome, RunErro
     Ok(RunOutcome {
         run,
         matches,
+        deliveries,
         status,
     })
 }
 
-/// Runs the trigger's SQL over the window and resolves its rows.
+/// Runs the trigger's SQL over the window, resolves its rows, and plans
+/// what the flows do with them.
 async fn evaluate(
     request: &RunRequest<'_>,
     events: Option<&DeltaTable>,
     window: Window,
-) -> Result<Resolution, String> {
+    run_id: &str,
+    ledger: &DeltaTable,
+) -> Result<(Resolution, Vec<DeliveryRecord>), String> {
     let spec = SessionSpec {
         store: request.store,
         workspace: request.workspace,
@@ -221,7 +255,19 @@ async fn evaluate(
         .collect()
         .await
         .map_err(|e| crate::sql::explain_error(&request.trigger.sql, &e.to_string()))?;
-    resolve(&ctx, rows, schema, request.trigger.requires_identity).await
+    let resolution = resolve(&ctx, rows, schema, request.trigger.requires_identity).await?;
+    let plan = PlanRequest {
+        workspace: request.workspace,
+        trigger: &request.trigger.name,
+        run_id,
+        window,
+        now: request.now,
+        flows: request.flows,
+        segments: request.segments,
+        ledger: ledger.version().is_some().then_some(ledger),
+    };
+    let deliveries = plan_deliveries(&ctx, &plan, &resolution).await?;
+    Ok((resolution, deliveries))
 }
 
 fn describe(e: QueryError) -> String {

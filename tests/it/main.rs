@@ -7,6 +7,7 @@
 //! - `bad_input`: bad lines are reported, quarantined, and `--strict` refuses.
 //! - `idempotent`: re-imports and `kill -9` mid-import neither lose nor duplicate.
 //! - `query`: read-only SQL, output formats, JSON functions and hints.
+//! - `flows`: segments, caps, branches, experiment arms, `check` and broken flow files.
 //! - `config`: `--config` errors name the key.
 //! - `server`: a real `tripwire serve` child and an HTTP client for it.
 //! - `ingest`: the ingest API: each endpoint, auth, limits, idempotency, crashes.
@@ -17,6 +18,7 @@
 
 mod bad_input;
 mod config;
+mod flows;
 mod idempotent;
 mod import_formats;
 mod ingest;

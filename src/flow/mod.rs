@@ -1,0 +1,227 @@
+//! Flows (SPEC §7): what happens to a trigger's matches.
+//!
+//! - `file`: flow files and their validation.
+//! - `segment`: SQL segments and imported lists.
+//! - `plan`: segment filters, frequency caps, experiments and branches,
+//!   set-based over a run's matches → planned deliveries.
+//! - `render`: the payload each delivery will send.
+
+pub mod file;
+pub mod plan;
+pub mod render;
+pub mod segment;
+
+use std::path::Path;
+use std::sync::Arc;
+
+use arrow::array::RecordBatch;
+use arrow::datatypes::{DataType, Field, Schema};
+use datafusion::catalog::MemTable;
+
+pub use file::Flow;
+use segment::SegmentSource;
+
+use crate::config::Config;
+use crate::sql::{SessionSpec, plan_read_only, workspace_session};
+use crate::store::{Store, StoreError};
+use crate::trigger::resolve::IDENTITY_COLUMNS;
+use crate::trigger::window::new_events_table;
+use crate::trigger::{FileError, TriggerFile};
+
+/// Folder of flow files inside a project.
+pub const FLOW_DIR: &str = "flows";
+
+/// Every `flows/*.toml`, sorted by name; files that do not parse are errors.
+pub fn load_flows(project_dir: &Path) -> (Vec<Flow>, Vec<FileError>) {
+    let dir = project_dir.join(FLOW_DIR);
+    let mut paths: Vec<_> = std::fs::read_dir(&dir)
+        .map(|entries| {
+            entries
+                .filter_map(|e| e.ok().map(|e| e.path()))
+                .filter(|p| p.extension().is_some_and(|x| x == "toml"))
+                .collect()
+        })
+        .unwrap_or_default();
+    paths.sort();
+    let mut flows = Vec::new();
+    let mut errors = Vec::new();
+    for path in paths {
+        let parsed = std::fs::read_to_string(&path)
+            .map_err(|e| FileError {
+                path: path.display().to_string(),
+                line: 1,
+                reason: e.to_string(),
+            })
+            .and_then(|text| Flow::parse(&path, &text, project_dir));
+        match parsed {
+            Ok(flow) => flows.push(flow),
+            Err(e) => errors.push(e),
+        }
+    }
+    (flows, errors)
+}
+
+/// The first broken flow file that names `trigger`, or whose trigger
+/// cannot be read at all.
+pub fn blocking_error<'a>(errors: &'a [FileError], trigger: &str) -> Option<&'a FileError> {
+    errors.iter().find(|e| {
+        let text = std::fs::read_to_string(&e.path).unwrap_or_default();
+        let named = text.lines().find_map(|line| {
+            let (key, value) = line.split_once('=')?;
+            (key.trim() == "trigger").then(|| value.trim().trim_matches('"').to_string())
+        });
+        named.is_none_or(|name| name == trigger)
+    })
+}
+
+/// Flow files and segments loaded for the runs of one workspace.
+pub struct FlowSetup {
+    pub flows: Vec<Flow>,
+    pub errors: Vec<FileError>,
+    pub segments: Vec<(String, SegmentSource)>,
+}
+
+impl FlowSetup {
+    pub async fn load(
+        config: &Config,
+        store: &Store,
+        workspace: &str,
+    ) -> Result<FlowSetup, StoreError> {
+        let (flows, errors) = load_flows(&config.project_dir);
+        let segments = segments_for(config, store, workspace).await?;
+        Ok(FlowSetup {
+            flows,
+            errors,
+            segments,
+        })
+    }
+}
+
+/// The segments a workspace's flows can use: the project's SQL segments,
+/// then the lists imported into the workspace (a SQL file wins a name clash).
+pub async fn segments_for(
+    config: &Config,
+    store: &Store,
+    workspace: &str,
+) -> Result<Vec<(String, SegmentSource)>, StoreError> {
+    let (mut segments, _) = segment::load_sql_segments(&config.project_dir);
+    for (name, list) in segment::load_lists(store, workspace).await? {
+        if !segments.iter().any(|(n, _)| *n == name) {
+            segments.push((name, list));
+        }
+    }
+    Ok(segments)
+}
+
+/// Checks every flow against the triggers, segments and actions it names,
+/// and plans its `when` conditions over its trigger's columns.
+pub async fn check_flows(
+    config: &Config,
+    store: &Store,
+    triggers: &[TriggerFile],
+    flows: &[Flow],
+) -> Vec<FileError> {
+    let mut errors = Vec::new();
+    for flow in flows {
+        if let Err(e) = check_flow(config, store, triggers, flow).await {
+            errors.push(e);
+        }
+    }
+    errors
+}
+
+async fn check_flow(
+    config: &Config,
+    store: &Store,
+    triggers: &[TriggerFile],
+    flow: &Flow,
+) -> Result<(), FileError> {
+    let text = std::fs::read_to_string(&flow.path).unwrap_or_default();
+    let at = |needle: &str, reason: String| FileError {
+        path: flow.path.display().to_string(),
+        line: text
+            .lines()
+            .position(|l| l.contains(needle))
+            .map_or(1, |i| i + 1),
+        reason,
+    };
+    let Some(trigger) = triggers.iter().find(|t| t.name == flow.trigger) else {
+        let known: Vec<&str> = triggers.iter().map(|t| t.name.as_str()).collect();
+        return Err(at(
+            "trigger",
+            format!(
+                "unknown trigger {:?} (known: {})",
+                flow.trigger,
+                known.join(", ")
+            ),
+        ));
+    };
+    let workspace = config
+        .pick_workspace(trigger.workspace.as_deref())
+        .map_err(|e| at("trigger", e))?;
+    let segments = segments_for(config, store, &workspace.id)
+        .await
+        .map_err(|e| at("segments", e.to_string()))?;
+    let spec = SessionSpec {
+        store,
+        workspace: &workspace.id,
+        now: chrono::Utc::now(),
+        identity_ttl: config.identity_ttl,
+        events: None,
+    };
+    let ctx = workspace_session(&spec)
+        .await
+        .map_err(|e| at("trigger", e.to_string()))?;
+    for name in flow.exclude_segments.iter().chain(&flow.include_segments) {
+        let Some((_, source)) = segments.iter().find(|(n, _)| n == name) else {
+            let known: Vec<&str> = segments.iter().map(|(n, _)| n.as_str()).collect();
+            return Err(at(
+                &format!("\"{name}\""),
+                format!(
+                    "unknown segment {name:?} (known: {}; SQL in {}/ or `tripwire import --segment`)",
+                    known.join(", "),
+                    segment::SEGMENT_DIR
+                ),
+            ));
+        };
+        segment::register(&ctx, name, source)
+            .await
+            .map_err(|e| at(&format!("\"{name}\""), e))?;
+    }
+    let empty = new_events_table(&[]).map_err(|e| at("trigger", e.to_string()))?;
+    ctx.register_table("new_events", empty)
+        .map_err(|e| at("trigger", e.to_string()))?;
+    let output = plan_read_only(&ctx, &trigger.sql)
+        .await
+        .map_err(|e| at("trigger", format!("its trigger does not plan: {e}")))?;
+    let columns = match_columns(output.schema().as_arrow());
+    let batch = RecordBatch::new_empty(Arc::new(columns));
+    let provider = MemTable::try_new(batch.schema(), vec![vec![batch]])
+        .map_err(|e| at("trigger", e.to_string()))?;
+    ctx.register_table("__tripwire_check", Arc::new(provider))
+        .map_err(|e| at("trigger", e.to_string()))?;
+    for branch in &flow.branches {
+        if let Some(when) = &branch.when {
+            let sql = format!("SELECT CASE WHEN ({when}) THEN 1 END FROM __tripwire_check");
+            plan_read_only(&ctx, &sql)
+                .await
+                .map_err(|e| at(when, format!("when {when:?}: {e}")))?;
+        }
+    }
+    Ok(())
+}
+
+/// The columns a flow's `when` sees: the trigger's data columns and the
+/// resolved contact columns.
+fn match_columns(output: &Schema) -> Schema {
+    let mut fields: Vec<Field> = output
+        .fields()
+        .iter()
+        .filter(|f| !IDENTITY_COLUMNS.contains(&f.name().as_str()))
+        .map(|f| f.as_ref().clone().with_nullable(true))
+        .collect();
+    for name in ["email", "user_id", "client_id"] {
+        fields.push(Field::new(name, DataType::Utf8, true));
+    }
+    Schema::new(fields)
+}

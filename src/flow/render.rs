@@ -1,0 +1,167 @@
+//! What a planned delivery will send, rendered when it is planned so the
+//! ledger holds exactly what goes out (and the same on a re-run): SPEC §8's
+//! default webhook body or a minijinja `body` template, a file line, or an
+//! event to emit. No secret is ever part of a payload; signatures are made
+//! when sending.
+
+use chrono::{DateTime, Utc};
+use serde_json::{Value, json};
+
+use super::file::Action;
+use crate::store::ledger::DeliveryRecord;
+
+/// The run a delivery belongs to.
+pub struct Rendering<'a> {
+    pub workspace: &'a str,
+    pub trigger: &'a str,
+    pub run_id: &'a str,
+    pub now: DateTime<Utc>,
+}
+
+/// SPEC §8's default body: the delivery, its contact and the match's data.
+pub fn default_body(r: &Rendering, d: &DeliveryRecord) -> Value {
+    json!({
+        "delivery_id": d.delivery_id,
+        "workspace": r.workspace,
+        "flow": d.flow,
+        "trigger": r.trigger,
+        "run_id": r.run_id,
+        "variant": d.variant,
+        "branch": d.branch,
+        "contact": {"email": d.email, "user_id": d.user_id, "client_id": d.client_id},
+        "data": data(d),
+    })
+}
+
+fn data(d: &DeliveryRecord) -> Value {
+    serde_json::from_str(&d.data).unwrap_or(Value::Null)
+}
+
+/// The payload JSON the delivery worker acts on (see `deliver`).
+pub fn render_payload(
+    r: &Rendering,
+    d: &DeliveryRecord,
+    action: &Action,
+) -> Result<String, String> {
+    let payload = match action {
+        Action::Webhook { url, body, timeout } => {
+            let body = match body {
+                Some(template) => render_template(template, &default_body(r, d))?,
+                None => default_body(r, d).to_string(),
+            };
+            json!({
+                "kind": "webhook", "url": url, "body": body,
+                "timeout_ms": u64::try_from(timeout.as_millis()).unwrap_or(u64::MAX),
+            })
+        }
+        Action::File { path } => json!({
+            "kind": "file",
+            "path": path.display().to_string(),
+            "line": default_body(r, d).to_string(),
+        }),
+        Action::Event { name } => json!({
+            "kind": "event",
+            "event": {
+                "name": name,
+                "payload": data(d),
+                "email": d.email,
+                "user_id": d.user_id,
+                "client_id": d.client_id,
+                "event_id": d.delivery_id,
+                "timestamp": r.now.to_rfc3339(),
+            },
+        }),
+    };
+    Ok(payload.to_string())
+}
+
+/// Renders a `body` template; it sees `contact`, `data`, `flow`, `trigger`,
+/// `run_id`, `variant`, `branch`, `delivery_id` and `workspace`.
+fn render_template(template: &str, context: &Value) -> Result<String, String> {
+    let mut env = minijinja::Environment::new();
+    env.set_undefined_behavior(minijinja::UndefinedBehavior::Strict);
+    env.render_str(template, context)
+        .map_err(|e| format!("body template: {e}"))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use std::time::Duration;
+
+    fn delivery() -> DeliveryRecord {
+        DeliveryRecord {
+            delivery_id: "d1".into(),
+            flow: "reengage".into(),
+            action: "vip_hook".into(),
+            match_key: "email:a@x.com".into(),
+            email: Some("a@x.com".into()),
+            user_id: None,
+            client_id: Some("c1".into()),
+            variant: Some("a".into()),
+            branch: Some(0),
+            status: "pending".into(),
+            reason: None,
+            data: r#"{"cart_value":120.5}"#.into(),
+            payload: None,
+        }
+    }
+
+    fn rendering() -> Rendering<'static> {
+        Rendering {
+            workspace: "shop",
+            trigger: "cart_abandoned",
+            run_id: "r1",
+            now: DateTime::parse_from_rfc3339("2026-11-05T00:00:00Z")
+                .unwrap()
+                .to_utc(),
+        }
+    }
+
+    #[test]
+    fn the_default_body_is_specs() {
+        let body = default_body(&rendering(), &delivery());
+        assert_eq!(
+            body,
+            json!({"delivery_id": "d1", "workspace": "shop", "flow": "reengage",
+                   "trigger": "cart_abandoned", "run_id": "r1", "variant": "a", "branch": 0,
+                   "contact": {"email": "a@x.com", "user_id": null, "client_id": "c1"},
+                   "data": {"cart_value": 120.5}})
+        );
+    }
+
+    #[test]
+    fn templates_see_contact_and_data_and_fail_on_unknown_names() {
+        let action = Action::Webhook {
+            url: "http://127.0.0.1:9/vip".into(),
+            body: Some(
+                r#"{"email": "{{ contact.email }}", "value": {{ data.cart_value }}}"#.into(),
+            ),
+            timeout: Duration::from_secs(2),
+        };
+        let payload: Value =
+            serde_json::from_str(&render_payload(&rendering(), &delivery(), &action).unwrap())
+                .unwrap();
+        assert_eq!(payload["body"], r#"{"email": "a@x.com", "value": 120.5}"#);
+        assert_eq!(payload["timeout_ms"], 2000);
+        let broken = Action::Webhook {
+            url: "http://127.0.0.1:9/vip".into(),
+            body: Some("{{ data.nope }}".into()),
+            timeout: Duration::from_secs(2),
+        };
+        assert!(render_payload(&rendering(), &delivery(), &broken).is_err());
+    }
+
+    #[test]
+    fn an_event_action_emits_a_name_payload_event_keyed_by_the_delivery() {
+        let action = Action::Event {
+            name: "vip_abandoned".into(),
+        };
+        let payload: Value =
+            serde_json::from_str(&render_payload(&rendering(), &delivery(), &action).unwrap())
+                .unwrap();
+        assert_eq!(payload["event"]["name"], "vip_abandoned");
+        assert_eq!(payload["event"]["event_id"], "d1");
+        assert_eq!(payload["event"]["payload"]["cart_value"], 120.5);
+    }
+}

@@ -1,0 +1,299 @@
+//! Flows: segment filters (SQL and imported lists), frequency caps across
+//! runs, branch routing, experiment arms that plain SQL reproduces, what
+//! `preview` and `check` say, and broken flow files holding their trigger.
+
+use std::collections::BTreeMap;
+
+use serde_json::Value;
+
+use crate::project::Project;
+
+const CARTS: &str = "-- requires_identity: true\n\
+    SELECT email, json_get_float(properties, 'v') AS v FROM new_events WHERE event_name = 'cart'\n";
+
+fn write(project: &Project, path: &str, text: &str) {
+    let path = project.path(path);
+    std::fs::create_dir_all(path.parent().unwrap()).unwrap();
+    std::fs::write(path, text).unwrap();
+}
+
+fn carts(project: &Project, file: &str, rows: &[(&str, f64, &str)]) {
+    let lines: String = rows
+        .iter()
+        .map(|(email, v, at)| {
+            format!(
+                "{{\"name\":\"cart\",\"payload\":{{\"v\":{v}}},\"email\":\"{email}\",\"timestamp\":\"{at}\"}}\n"
+            )
+        })
+        .collect();
+    write(project, file, &lines);
+    project.import(&[&project.path(file)]);
+}
+
+const REMIND: &str = r#"
+trigger = "carts"
+exclude_segments = ["bought", "blocked"]
+frequency_cap = { max = 1, per = "24h" }
+[[branch]]
+when = "v > 100"
+actions = ["big"]
+[[branch]]
+actions = ["small"]
+[actions.big]
+type = "file"
+path = "out/big.ndjson"
+[actions.small]
+type = "file"
+path = "out/small.ndjson"
+"#;
+
+/// email → (status, action, reason) of the deliveries of the run ending at `version`.
+fn fates(project: &Project, run: usize) -> BTreeMap<String, (String, String, String)> {
+    let runs = project.query("SELECT run_id FROM runs WHERE error IS NULL ORDER BY to_version");
+    let run_id = runs[run]["run_id"].as_str().unwrap().to_string();
+    project
+        .query(&format!(
+            "SELECT email, status, action, reason FROM deliveries WHERE run_id = '{run_id}'"
+        ))
+        .iter()
+        .map(|r| {
+            let text = |k: &str| r[k].as_str().unwrap_or("").to_string();
+            (
+                text("email"),
+                (text("status"), text("action"), text("reason")),
+            )
+        })
+        .collect()
+}
+
+#[test]
+fn segments_caps_and_branches_decide_each_contact() {
+    let project = Project::new();
+    write(&project, "queries/triggers/carts.sql", CARTS);
+    write(
+        &project,
+        "queries/segments/bought.sql",
+        "SELECT DISTINCT email FROM events WHERE event_name = 'order'",
+    );
+    write(&project, "flows/remind.toml", REMIND);
+    write(
+        &project,
+        "blocked.csv",
+        "email,note\nc@x.com,asked us to stop\n",
+    );
+    let imported = project.ok(&[
+        "import",
+        "--segment",
+        "blocked",
+        &project.path("blocked.csv").display().to_string(),
+    ]);
+    assert!(
+        imported.contains("segment blocked: 1 contacts"),
+        "{imported}"
+    );
+    write(
+        &project,
+        "order.ndjson",
+        "{\"name\":\"order\",\"payload\":{},\"email\":\"d@x.com\",\"timestamp\":\"2026-11-01T00:00:00Z\"}\n",
+    );
+    project.import(&[&project.path("order.ndjson")]);
+    carts(
+        &project,
+        "b1.ndjson",
+        &[
+            ("a@x.com", 500.0, "2026-11-02T00:00:00Z"),
+            ("b@x.com", 50.0, "2026-11-02T00:00:00Z"),
+            ("c@x.com", 500.0, "2026-11-02T00:00:00Z"),
+            ("d@x.com", 500.0, "2026-11-02T00:00:00Z"),
+        ],
+    );
+    project.ok(&["run", "--now", "2026-11-02T01:00:00Z"]);
+    let first = fates(&project, 0);
+    let fate = |s: &str, a: &str, r: &str| (s.to_string(), a.to_string(), r.to_string());
+    assert_eq!(first["a@x.com"], fate("pending", "big", ""));
+    assert_eq!(first["b@x.com"], fate("pending", "small", ""));
+    assert_eq!(
+        first["c@x.com"],
+        fate("filtered", "", "in excluded segment \"blocked\"")
+    );
+    assert_eq!(
+        first["d@x.com"],
+        fate("filtered", "", "in excluded segment \"bought\"")
+    );
+
+    // An hour later a is capped; a day later it fires again.
+    carts(
+        &project,
+        "b2.ndjson",
+        &[
+            ("a@x.com", 20.0, "2026-11-02T02:00:00Z"),
+            ("e@x.com", 20.0, "2026-11-02T02:00:00Z"),
+        ],
+    );
+    project.ok(&["run", "--now", "2026-11-02T02:00:00Z"]);
+    let second = fates(&project, 1);
+    assert_eq!(second["a@x.com"].0, "filtered");
+    assert!(second["a@x.com"].2.contains("frequency cap"), "{second:?}");
+    assert_eq!(second["e@x.com"], fate("pending", "small", ""));
+    carts(
+        &project,
+        "b3.ndjson",
+        &[("a@x.com", 20.0, "2026-11-03T02:00:00Z")],
+    );
+    project.ok(&["run", "--now", "2026-11-03T02:00:00Z"]);
+    assert_eq!(fates(&project, 2)["a@x.com"], fate("pending", "small", ""));
+
+    // The preview says, per contact, what would happen and why not.
+    let preview = project.ok(&[
+        "preview",
+        "carts",
+        "--all",
+        "--now",
+        "2026-11-02T01:00:00Z",
+        "--format",
+        "json",
+    ]);
+    let rows: Vec<Value> = preview
+        .lines()
+        .map(|l| serde_json::from_str(l).unwrap())
+        .collect();
+    assert!(
+        rows.iter().any(|r| r["contact"] == "email:c@x.com"
+            && r["status"] == "filtered"
+            && r["reason"].as_str().unwrap().contains("blocked")),
+        "{preview}"
+    );
+}
+
+/// The README's formula for a contact's bucket, written out independently.
+fn documented_bucket(flow: &str, contact_sql: &str) -> String {
+    let hex = format!("encode(sha256(concat('{flow}', ':', {contact_sql})), 'hex')");
+    let digits: Vec<String> = (0..8u32)
+        .map(|i| {
+            format!(
+                "(strpos('0123456789abcdef', substr({hex}, {}, 1)) - 1) * {}",
+                i + 1,
+                16u64.pow(7 - i)
+            )
+        })
+        .collect();
+    format!("(({}) % 10000)", digits.join(" + "))
+}
+
+#[test]
+fn experiment_arms_split_10k_contacts_as_the_documented_sql_says() {
+    let project = Project::new();
+    write(&project, "queries/triggers/carts.sql", CARTS);
+    write(
+        &project,
+        "flows/split.toml",
+        "trigger = \"carts\"\n[experiment]\nholdout = 10\nvariants = { a = 50, b = 50 }\n\
+         [[branch]]\nactions = [\"log\"]\n[actions.log]\ntype = \"file\"\npath = \"out/log.ndjson\"\n",
+    );
+    let rows: Vec<(String, f64, &str)> = (0..10_000)
+        .map(|i| (format!("p{i}@x.com"), 1.0, "2026-11-02T00:00:00Z"))
+        .collect();
+    let rows: Vec<(&str, f64, &str)> = rows.iter().map(|(e, v, t)| (e.as_str(), *v, *t)).collect();
+    carts(&project, "many.ndjson", &rows);
+    project.ok(&["run", "--now", "2026-11-02T01:00:00Z"]);
+    let arms: BTreeMap<String, f64> = project
+        .query("SELECT variant, count(*) AS n FROM deliveries GROUP BY variant")
+        .iter()
+        .map(|r| {
+            (
+                r["variant"].as_str().unwrap().to_string(),
+                r["n"].as_f64().unwrap(),
+            )
+        })
+        .collect();
+    // Binomial: 3 standard deviations (30 for the holdout, 50 per variant).
+    assert!((arms["holdout"] - 1_000.0).abs() < 90.0, "{arms:?}");
+    assert!((arms["a"] - 4_500.0).abs() < 150.0, "{arms:?}");
+    assert!((arms["b"] - 4_500.0).abs() < 150.0, "{arms:?}");
+    assert_eq!(
+        project.number(
+            "SELECT count(*) FROM deliveries WHERE variant = 'holdout' AND status <> 'held_out'"
+        ),
+        0.0
+    );
+    let bucket = documented_bucket("split", "'email:' || email");
+    let disagree = project.number(&format!(
+        "SELECT count(*) FROM (SELECT variant, {bucket} AS bucket FROM deliveries) \
+         WHERE variant <> CASE WHEN bucket < 1000 THEN 'holdout' \
+                              WHEN (bucket - 1000) * 100 < 50 * 9000 THEN 'a' ELSE 'b' END"
+    ));
+    assert_eq!(disagree, 0.0);
+}
+
+#[test]
+fn check_names_the_flow_file_line_and_reason() {
+    let project = Project::new();
+    write(&project, "queries/triggers/carts.sql", CARTS);
+    write(
+        &project,
+        "flows/good.toml",
+        &REMIND.replace("\"bought\", \"blocked\"", ""),
+    );
+    write(
+        &project,
+        "flows/no_trigger.toml",
+        &REMIND
+            .replace("\"carts\"", "\"cartz\"")
+            .replace("\"bought\", \"blocked\"", ""),
+    );
+    write(
+        &project,
+        "flows/no_segment.toml",
+        &REMIND.replace("\"bought\", \"blocked\"", "\"nobody\""),
+    );
+    write(
+        &project,
+        "flows/bad_when.toml",
+        &REMIND
+            .replace("\"bought\", \"blocked\"", "")
+            .replace("v > 100", "nope > 100"),
+    );
+    write(
+        &project,
+        "flows/no_action.toml",
+        &REMIND.replace("actions = [\"small\"]", "actions = [\"smal\"]"),
+    );
+    let out = project.run(&["check"]);
+    assert!(!out.status.success());
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    for expected in [
+        "no_trigger.toml:2: unknown trigger \"cartz\"",
+        "no_segment.toml:3: unknown segment \"nobody\"",
+        "bad_when.toml:6: when \"nope > 100\"",
+        "no_action.toml:9: branch 1 names action \"smal\"",
+    ] {
+        assert!(stderr.contains(expected), "{expected}\n{stderr}");
+    }
+    assert!(!stderr.contains("good.toml"), "{stderr}");
+}
+
+#[test]
+fn a_broken_flow_file_holds_its_trigger_and_only_its_trigger() {
+    let project = Project::new();
+    write(&project, "queries/triggers/carts.sql", CARTS);
+    write(
+        &project,
+        "queries/triggers/others.sql",
+        "SELECT email FROM new_events\n",
+    );
+    write(
+        &project,
+        "flows/remind.toml",
+        &REMIND.replace("[[branch]]\nactions", "[[branch]\nactions"),
+    );
+    carts(
+        &project,
+        "b1.ndjson",
+        &[("a@x.com", 500.0, "2026-11-02T00:00:00Z")],
+    );
+    let out = project.run(&["run", "--now", "2026-11-02T01:00:00Z"]);
+    assert!(!out.status.success());
+    assert!(String::from_utf8_lossy(&out.stderr).contains("remind.toml"));
+    let runs = project.query("SELECT trigger FROM runs WHERE error IS NULL");
+    assert_eq!(runs, [serde_json::json!({"trigger": "others"})]);
+}
