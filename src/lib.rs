@@ -21,6 +21,7 @@
 //! - [`schedule`]: cron and `every` schedules.
 //! - [`trigger`]: trigger files, windows, identity resolution, runs, history.
 //! - [`flow`]: flow files, segments, caps, experiments, branches → planned deliveries.
+//! - [`deliver`]: the delivery worker: webhooks, file lines, emitted events; attempts, retries, dead letters.
 //! - [`scheduler`]: runs due triggers inside `tripwire serve`, picking up file edits.
 //! - [`ingest`]: the HTTP ingest API: durable acknowledgements through a WAL, flushed to the tables.
 //! - [`server`]: `tripwire serve`'s HTTP API (axum) around the scheduler.
@@ -29,6 +30,7 @@
 
 pub mod cli;
 pub mod config;
+pub mod deliver;
 pub mod error;
 pub mod event;
 pub mod flow;

@@ -62,7 +62,8 @@ pub async fn workspace_session(spec: &SessionSpec<'_>) -> Result<SessionContext,
         .await?;
     register_delta(&ctx, quarantine, TableKind::Quarantine, "quarantine").await?;
     let ledger = spec.store.open(spec.workspace, TableKind::Ledger).await?;
-    register_ledger_views(&ctx, ledger).await?;
+    let attempts = spec.store.open(spec.workspace, TableKind::Attempts).await?;
+    register_ledger_views(&ctx, ledger, attempts).await?;
     identity::register(&ctx, spec).await?;
     Ok(ctx)
 }
@@ -95,7 +96,7 @@ async fn register_delta(
 }
 
 /// A table provider over `table`, or an empty table of `kind`'s schema.
-async fn delta_provider(
+pub(crate) async fn delta_provider(
     ctx: &SessionContext,
     table: Option<DeltaTable>,
     kind: TableKind,
@@ -113,13 +114,17 @@ async fn delta_provider(
     }
 }
 
-/// `runs`, `matches` and `deliveries`: the ledger's kinds of row as tables.
+/// `runs` and `matches`: the ledger's kinds of row as tables; `deliveries`
+/// (planned deliveries with their attempts) and `attempts` (see `deliver`).
 async fn register_ledger_views(
     ctx: &SessionContext,
     ledger: Option<DeltaTable>,
+    attempts: Option<DeltaTable>,
 ) -> Result<(), QueryError> {
     let provider = delta_provider(ctx, ledger, TableKind::Ledger).await?;
-    let views: [(&str, &str, &[&str]); 3] = [
+    let attempts = delta_provider(ctx, attempts, TableKind::Attempts).await?;
+    crate::deliver::register_views(ctx, provider.clone(), attempts).await?;
+    let views: [(&str, &str, &[&str]); 2] = [
         (
             "runs",
             "run",
@@ -151,27 +156,6 @@ async fn register_ledger_views(
                 "user_id",
                 "client_id",
                 "data",
-            ],
-        ),
-        (
-            "deliveries",
-            "delivery",
-            &[
-                "delivery_id",
-                "run_id",
-                "trigger",
-                "flow",
-                "action",
-                "email",
-                "user_id",
-                "client_id",
-                "variant",
-                "branch",
-                "status",
-                "reason",
-                "data",
-                "payload",
-                "finished_at",
             ],
         ),
     ];

@@ -5,6 +5,7 @@
 //! <root>/<workspace>/events/       the events (SPEC §5), change data feed on
 //! <root>/<workspace>/quarantine/   rejected input with its reason
 //! <root>/<workspace>/ledger/       trigger runs and their matches (the fire ledger)
+//! <root>/<workspace>/attempts/     every delivery attempt (append-only; see `deliver`)
 //! ```
 
 pub mod ledger;
@@ -41,6 +42,7 @@ pub enum TableKind {
     Events,
     Quarantine,
     Ledger,
+    Attempts,
 }
 
 impl TableKind {
@@ -49,6 +51,7 @@ impl TableKind {
             TableKind::Events => "events",
             TableKind::Quarantine => "quarantine",
             TableKind::Ledger => "ledger",
+            TableKind::Attempts => "attempts",
         }
     }
 
@@ -57,6 +60,7 @@ impl TableKind {
             TableKind::Events => events_schema(),
             TableKind::Quarantine => quarantine::quarantine_schema(),
             TableKind::Ledger => ledger::ledger_schema(),
+            TableKind::Attempts => crate::deliver::attempts_schema(),
         }
     }
 }

@@ -1,0 +1,118 @@
+//! What `tripwire deliveries`, `tripwire redeliver` and the hidden
+//! `tripwire deliver` do, for the command line's glue.
+
+use std::io::Write;
+
+use chrono::{DateTime, Utc};
+
+use super::state::DELIVERIES_COLUMNS;
+use super::{DeliveryLimits, deliver_due, redeliver};
+use crate::config::Config;
+use crate::error::Error;
+use crate::sql::output::{OutputFormat, render};
+use crate::sql::{QueryError, SessionSpec, run_read_only, workspace_session};
+use crate::store::Store;
+
+/// Which deliveries `tripwire deliveries` lists.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Listing {
+    All,
+    Failed,
+    Dead,
+}
+
+impl Listing {
+    fn condition(self) -> &'static str {
+        match self {
+            Listing::All => "",
+            Listing::Failed => "WHERE status = 'failed'",
+            Listing::Dead => "WHERE status = 'dead'",
+        }
+    }
+}
+
+/// Prints the fire ledger, newest first (the payload column left out: it
+/// is the request body, long, and in the `deliveries` table for SQL).
+pub async fn list(
+    config: &Config,
+    workspace: Option<&str>,
+    listing: Listing,
+    format: OutputFormat,
+    limit: usize,
+) -> Result<(), Error> {
+    let workspace = config.pick_workspace(workspace).map_err(Error::Usage)?;
+    let store = Store::new(config.storage.clone());
+    let spec = SessionSpec {
+        store: &store,
+        workspace: &workspace.id,
+        now: Utc::now(),
+        identity_ttl: config.identity_ttl,
+        events: None,
+    };
+    let ctx = workspace_session(&spec).await?;
+    let columns: Vec<&str> = DELIVERIES_COLUMNS
+        .iter()
+        .copied()
+        .filter(|c| *c != "payload")
+        .collect();
+    let sql = format!(
+        "SELECT {} FROM deliveries {} ORDER BY planned_at DESC, delivery_id LIMIT {limit}",
+        columns.join(", "),
+        listing.condition(),
+    );
+    let batches = run_read_only(&ctx, &sql).await?;
+    if batches.iter().all(|b| b.num_rows() == 0) {
+        eprintln!("no deliveries in workspace {:?}", workspace.id);
+        return Ok(());
+    }
+    let text = render(&batches, format).map_err(|e| QueryError::Engine(e.to_string()))?;
+    let _ = std::io::stdout().lock().write_all(text.as_bytes());
+    Ok(())
+}
+
+/// Resets `ids` to pending, then delivers what is due in the workspace.
+pub async fn redeliver_now(
+    config: &Config,
+    workspace: Option<&str>,
+    ids: &[String],
+    now: DateTime<Utc>,
+) -> Result<(), Error> {
+    let workspace = config.pick_workspace(workspace).map_err(Error::Usage)?;
+    let store = Store::new(config.storage.clone());
+    let reset = redeliver(&store, &workspace.id, ids, now).await?;
+    println!("{}: {reset} deliveries reset to pending", workspace.id);
+    let summary = deliver_due(
+        &store,
+        config,
+        &workspace.id,
+        now,
+        &DeliveryLimits::default(),
+    )
+    .await?;
+    println!("{}: {summary}", workspace.id);
+    Ok(())
+}
+
+/// Delivers what is due now in one workspace, or in all of them.
+pub async fn deliver_now(
+    config: &Config,
+    workspace: Option<&str>,
+    now: DateTime<Utc>,
+) -> Result<(), Error> {
+    let store = Store::new(config.storage.clone());
+    let ids: Vec<String> = match workspace {
+        Some(id) => vec![
+            config
+                .pick_workspace(Some(id))
+                .map_err(Error::Usage)?
+                .id
+                .clone(),
+        ],
+        None => config.workspaces.iter().map(|w| w.id.clone()).collect(),
+    };
+    for id in ids {
+        let summary = deliver_due(&store, config, &id, now, &DeliveryLimits::default()).await?;
+        println!("{id}: {summary}");
+    }
+    Ok(())
+}

@@ -1,0 +1,194 @@
+//! Deliveries (SPEC §8): the worker that performs the planned deliveries of
+//! the fire ledger (webhooks, file lines, emitted events), records every
+//! attempt, retries with backoff and dead-letters what keeps failing.
+//!
+//! ```text
+//! ledger (record = 'delivery', status 'pending', payload)  ─┐
+//! attempts (append-only history per delivery_id)           ─┴▶ delivery_state ─▶ due, oldest first
+//!   batch ─▶ webhook (≤ WEBHOOK_CONCURRENCY in flight, signed) │ file (append, fsync) │ event (events table, once)
+//!         ─▶ RetryAction ─▶ delivered | failed (next_attempt_at) | dead ─▶ ONE attempts commit
+//! ```
+//! - `attempts`: the attempts table's schema and rows.
+//! - `state`: a delivery's current state, the `deliveries` view, what is due.
+//! - `retry`: pure decisions: HTTP answer → [`RetryAction`], backoff, dead.
+//! - `payload`, `webhook`, `sign`, `file`, `emit`: performing one action.
+//! - `worker`: [`deliver_due`], batch by batch; `redeliver`: [`redeliver`].
+//! - `commands`: what `tripwire deliveries`, `redeliver` and `deliver` do.
+//!
+//! # Guarantees
+//! - **At least once to a receiver, recorded once.** Attempts are recorded
+//!   after the batch was performed, so a crash in between performs it again
+//!   on the next pass: a webhook is re-sent with the same `Idempotency-Key`
+//!   (its `delivery_id`), a file line is written again. A delivery recorded
+//!   `delivered` is never due again, and is recorded `delivered` once: every
+//!   attempts commit carries `txn("deliver", v)`, so of two workers that
+//!   read the same state the second one's commit conflicts; it re-reads and
+//!   drops its rows for deliveries the first recorded as delivered.
+//! - **Emitted events are stored once**, even across that crash (see `emit`).
+//! - **Nothing is lost across restarts**: a delivery is due until its
+//!   history says delivered or dead, and `redeliver` revives the dead.
+//! - Only 2xx is success; 408, 429, 5xx, timeouts and connection errors are
+//!   retried (honouring `Retry-After`); other 4xx and 3xx are dead at once.
+//! - Webhooks go to `http://` URLs only: this build has no TLS (reqwest
+//!   without rustls); an `https://` delivery is dead with that reason.
+//!
+//! Test hook: `TRIPWIRE_PAUSE_BEFORE_RECORD=<dir>` stops the worker after
+//! performing a batch, before recording it (crash tests kill it there).
+
+mod attempts;
+mod commands;
+mod emit;
+mod file;
+mod payload;
+mod redeliver;
+mod retry;
+mod sign;
+mod state;
+mod webhook;
+mod worker;
+
+use std::collections::HashMap;
+use std::sync::Arc;
+use std::time::Duration;
+
+use chrono::{DateTime, Utc};
+use tokio::sync::watch;
+
+pub use attempts::{AttemptRecord, Status, attempts_batch, attempts_schema};
+pub use commands::{Listing, deliver_now, list, redeliver_now};
+pub use emit::emit_app_id;
+pub use payload::{DEFAULT_TIMEOUT_MS, Payload};
+pub use redeliver::redeliver;
+pub use retry::{
+    BACKOFF_BASE, BACKOFF_CAP, DEFAULT_RETRY_PERIOD, RetryAction, classify_http, next_attempt,
+    parse_retry_after,
+};
+pub use sign::{SIGNATURE_HEADER, hmac_hex, signature};
+pub use state::{DELIVERIES_COLUMNS, register_views};
+pub use worker::{
+    DELIVER_APP_ID, DELIVERY_BATCH, DeliveryLimits, DeliverySummary, WEBHOOK_CONCURRENCY,
+    deliver_due,
+};
+
+use crate::config::Config;
+use crate::sql::QueryError;
+use crate::store::{Store, StoreError};
+
+/// How often `serve` looks for due deliveries.
+pub const DELIVERY_TICK: Duration = Duration::from_secs(1);
+
+/// Why deliveries could not be worked on (a failed delivery is not an
+/// error: it is recorded and retried).
+#[derive(Debug, thiserror::Error)]
+pub enum DeliverError {
+    #[error(transparent)]
+    Store(#[from] StoreError),
+    #[error(transparent)]
+    Query(#[from] QueryError),
+    /// `redeliver` was given ids it cannot redeliver (the user's to fix).
+    #[error("{0}")]
+    Redeliver(String),
+    /// The HTTP client could not be set up.
+    #[error("{0}")]
+    Http(String),
+}
+
+impl From<DeliverError> for crate::Error {
+    fn from(e: DeliverError) -> crate::Error {
+        match e {
+            DeliverError::Store(e) => crate::Error::Store(e),
+            DeliverError::Query(e) => crate::Error::Query(e),
+            DeliverError::Redeliver(message) => crate::Error::Usage(message),
+            DeliverError::Http(message) => crate::Error::Server(message),
+        }
+    }
+}
+
+/// Delivers what is due at `now` in every workspace (what `tripwire run`
+/// does after its triggers); stops at the first workspace that fails.
+pub async fn deliver_all_due(
+    config: &Config,
+    store: &Store,
+    now: DateTime<Utc>,
+) -> Result<Vec<(String, DeliverySummary)>, DeliverError> {
+    let limits = DeliveryLimits::default();
+    let mut summaries = Vec::new();
+    for workspace in &config.workspaces {
+        let summary = deliver_due(store, config, &workspace.id, now, &limits).await?;
+        summaries.push((workspace.id.clone(), summary));
+    }
+    Ok(summaries)
+}
+
+/// `serve`'s delivery worker: every [`DELIVERY_TICK`], delivers what is due
+/// in each workspace, until `shutdown` turns true (a batch in flight is
+/// finished first). Outcomes and errors go to stderr, an error once until
+/// it changes.
+pub async fn run_delivery_loop(config: Arc<Config>, mut shutdown: watch::Receiver<bool>) {
+    let store = Store::new(config.storage.clone());
+    let limits = DeliveryLimits::default();
+    let mut reported: HashMap<String, String> = HashMap::new();
+    let mut ticker = tokio::time::interval(DELIVERY_TICK);
+    ticker.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Skip);
+    while !*shutdown.borrow() {
+        tokio::select! {
+            _ = ticker.tick() => {}
+            _ = shutdown.changed() => continue,
+        }
+        for workspace in &config.workspaces {
+            let id = &workspace.id;
+            match deliver_due(&store, &config, id, Utc::now(), &limits).await {
+                Ok(summary) => {
+                    reported.remove(id);
+                    if !summary.is_empty() {
+                        eprintln!("deliveries {id}: {summary}");
+                    }
+                }
+                Err(e) => {
+                    let message = e.to_string();
+                    if reported.get(id) != Some(&message) {
+                        eprintln!("deliveries {id}: {message} (retrying every tick)");
+                        reported.insert(id.clone(), message);
+                    }
+                }
+            }
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn is_send<T: Send>(_: &T) {}
+
+    /// `serve` and the CLI run these on tokio's worker threads.
+    #[test]
+    fn the_workers_futures_are_send() {
+        let config = Config::parse(
+            crate::config::DEFAULT_CONFIG,
+            "default",
+            std::path::Path::new("."),
+        )
+        .unwrap();
+        let store = Store::new(config.storage.clone());
+        let now = Utc::now();
+        let limits = DeliveryLimits::default();
+        is_send(&deliver_due(&store, &config, "shop", now, &limits));
+        is_send(&deliver_all_due(&config, &store, now));
+        is_send(&redeliver(&store, "shop", &[], now));
+        is_send(&redeliver_now(&config, None, &[], now));
+        is_send(&deliver_now(&config, None, now));
+        is_send(&list(
+            &config,
+            None,
+            Listing::All,
+            crate::sql::output::OutputFormat::Json,
+            1,
+        ));
+        is_send(&run_delivery_loop(
+            Arc::new(config.clone()),
+            watch::channel(false).1,
+        ));
+    }
+}

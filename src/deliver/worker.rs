@@ -1,0 +1,412 @@
+//! The delivery worker, one batch at a time: read what is due → build each
+//! action → send / write / emit → decide each outcome → record the whole
+//! batch in one attempts commit.
+
+use std::collections::HashSet;
+use std::path::PathBuf;
+use std::sync::{Mutex, OnceLock};
+use std::time::Duration;
+
+use chrono::{DateTime, Utc};
+use deltalake_core::DeltaTable;
+use futures::StreamExt;
+
+use super::DeliverError;
+use super::attempts::{AttemptRecord, Status, attempts_batch};
+use super::emit::{Emission, emit};
+use super::file::append_lines;
+use super::payload::Payload;
+use super::retry::{DEFAULT_RETRY_PERIOD, Schedule, decide, jitter_for};
+use super::sign::signature;
+use super::state::{self, Due, state_context};
+use super::webhook::{self, Attempted, Webhook};
+use crate::config::Config;
+use crate::store::{Store, TableKind, table};
+
+/// Deliveries read, attempted and recorded together.
+pub const DELIVERY_BATCH: usize = 2_000;
+
+/// Webhook requests in flight at once.
+pub const WEBHOOK_CONCURRENCY: usize = 32;
+
+/// Batches one call of [`deliver_due`] works through at most.
+pub const MAX_BATCHES: usize = 1_000;
+
+/// How often recording a batch that lost a race is tried again.
+pub const RECORD_TRIES: usize = 5;
+
+/// The application id every attempts commit carries (its version: the
+/// table version it creates), so two commits made from the same snapshot
+/// conflict and the loser re-checks instead of recording a delivery twice.
+pub const DELIVER_APP_ID: &str = "deliver";
+
+/// The bounds of one call of [`deliver_due`].
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct DeliveryLimits {
+    pub batch: usize,
+    pub concurrency: usize,
+    pub max_batches: usize,
+    /// A delivery failing this long after it was planned (or redelivered) is dead.
+    pub retry_period: Duration,
+}
+
+impl Default for DeliveryLimits {
+    fn default() -> DeliveryLimits {
+        DeliveryLimits {
+            batch: DELIVERY_BATCH,
+            concurrency: WEBHOOK_CONCURRENCY,
+            max_batches: MAX_BATCHES,
+            retry_period: DEFAULT_RETRY_PERIOD,
+        }
+    }
+}
+
+/// What one call of [`deliver_due`] did.
+#[derive(Debug, Default, Clone, Copy, PartialEq, Eq)]
+pub struct DeliverySummary {
+    pub delivered: u64,
+    pub failed: u64,
+    pub dead: u64,
+    /// Attempted here but recorded as delivered by another worker first.
+    pub skipped: u64,
+}
+
+impl DeliverySummary {
+    pub fn is_empty(&self) -> bool {
+        *self == DeliverySummary::default()
+    }
+
+    fn add(&mut self, other: DeliverySummary) {
+        self.delivered += other.delivered;
+        self.failed += other.failed;
+        self.dead += other.dead;
+        self.skipped += other.skipped;
+    }
+}
+
+impl std::fmt::Display for DeliverySummary {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(
+            f,
+            "delivered {}, failed {} (retried later), dead {}",
+            self.delivered, self.failed, self.dead
+        )?;
+        if self.skipped > 0 {
+            write!(f, ", {} recorded by another worker", self.skipped)?;
+        }
+        Ok(())
+    }
+}
+
+/// Delivers the workspace's due deliveries at `now`, batch by batch, until
+/// none is due or `limits.max_batches` batches were done.
+pub async fn deliver_due(
+    store: &Store,
+    config: &Config,
+    workspace: &str,
+    now: DateTime<Utc>,
+    limits: &DeliveryLimits,
+) -> Result<DeliverySummary, DeliverError> {
+    let mut summary = DeliverySummary::default();
+    let Some(ledger) = store.open(workspace, TableKind::Ledger).await? else {
+        return Ok(summary);
+    };
+    let mut attempts = store.open_or_create(workspace, TableKind::Attempts).await?;
+    let secret = signing_secret(config, workspace);
+    let batch = Batch {
+        store,
+        config,
+        workspace,
+        secret: secret.as_deref(),
+        now,
+        limits,
+    };
+    for _ in 0..limits.max_batches {
+        let ctx = state_context(&ledger, &attempts).await?;
+        let due = state::due(&ctx, now, limits.batch.max(1)).await?;
+        if due.is_empty() {
+            break;
+        }
+        let outcomes = batch.attempt(&due).await?;
+        let rows = verdicts(&due, outcomes, now, limits.retry_period);
+        pause_before_record_for_tests();
+        summary.add(record(&ledger, &mut attempts, rows).await?);
+        if due.len() < limits.batch {
+            break;
+        }
+    }
+    Ok(summary)
+}
+
+/// What every delivery of a batch shares.
+struct Batch<'a> {
+    store: &'a Store,
+    config: &'a Config,
+    workspace: &'a str,
+    secret: Option<&'a str>,
+    now: DateTime<Utc>,
+    limits: &'a DeliveryLimits,
+}
+
+impl Batch<'_> {
+    /// Performs each due delivery once; one outcome per delivery, in order.
+    async fn attempt(&self, due: &[Due]) -> Result<Vec<Attempted>, DeliverError> {
+        let payloads: Vec<Result<Payload, String>> = due
+            .iter()
+            .map(|d| Payload::parse(d.payload.as_deref()))
+            .collect();
+        let mut outcomes: Vec<Option<Attempted>> = vec![None; due.len()];
+        let (mut hooks, mut lines, mut events) = (Vec::new(), Vec::new(), Vec::new());
+        for (i, (d, payload)) in due.iter().zip(&payloads).enumerate() {
+            match payload {
+                Ok(Payload::Webhook {
+                    url,
+                    body,
+                    timeout_ms,
+                }) => hooks.push((
+                    i,
+                    Webhook {
+                        delivery_id: &d.delivery_id,
+                        url,
+                        body,
+                        timeout: Duration::from_millis(*timeout_ms),
+                    },
+                )),
+                Ok(Payload::File { path, line }) => {
+                    lines.push((i, (self.config.project_dir.join(path), line.clone())));
+                }
+                Ok(Payload::Event { event }) => events.push((
+                    i,
+                    Emission {
+                        delivery_id: &d.delivery_id,
+                        run_id: &d.run_id,
+                        event,
+                    },
+                )),
+                Err(reason) => outcomes[i] = Some(Attempted::refused(reason.clone())),
+            }
+        }
+        let (sent, written, emitted) =
+            tokio::join!(self.send(&hooks), write(&lines), self.emit(&events));
+        for (i, outcome) in sent?.into_iter().chain(written).chain(emitted) {
+            outcomes[i] = Some(outcome);
+        }
+        Ok(outcomes
+            .into_iter()
+            .map(|o| o.unwrap_or_else(|| Attempted::transient("not attempted".into())))
+            .collect())
+    }
+
+    /// Sends the webhooks, at most `limits.concurrency` at once.
+    async fn send(
+        &self,
+        hooks: &[(usize, Webhook<'_>)],
+    ) -> Result<Vec<(usize, Attempted)>, DeliverError> {
+        if hooks.is_empty() {
+            return Ok(Vec::new());
+        }
+        let client = webhook::http_client().map_err(DeliverError::Http)?;
+        if self.secret.is_none() {
+            note_unsigned_once(self.config, self.workspace);
+        }
+        let concurrency = self.limits.concurrency.max(1);
+        Ok(send_all(client, hooks, self.secret, self.now, concurrency).await)
+    }
+
+    /// Stores the events of event deliveries (see `emit`).
+    async fn emit(&self, events: &[(usize, Emission<'_>)]) -> Vec<(usize, Attempted)> {
+        if events.is_empty() {
+            return Vec::new();
+        }
+        let emissions: Vec<Emission> = events.iter().map(|(_, e)| *e).collect();
+        let outcomes = emit(self.store, self.workspace, &emissions, self.now).await;
+        events.iter().map(|(i, _)| *i).zip(outcomes).collect()
+    }
+}
+
+/// Sends `hooks`, `concurrency` at a time; outcomes in the order they end.
+async fn send_all(
+    client: &reqwest::Client,
+    hooks: &[(usize, Webhook<'_>)],
+    secret: Option<&str>,
+    now: DateTime<Utc>,
+    concurrency: usize,
+) -> Vec<(usize, Attempted)> {
+    // Collected first: a lazy `map` would put its closure in this future's
+    // type, which the compiler then cannot prove `Send` (rust-lang/rust#102211).
+    let sends: Vec<_> = hooks
+        .iter()
+        .map(|(i, hook)| {
+            let signed = secret.map(|s| signature(s, now.timestamp(), hook.body));
+            send_one(client, *i, hook, signed, now)
+        })
+        .collect();
+    futures::stream::iter(sends)
+        .buffer_unordered(concurrency)
+        .collect()
+        .await
+}
+
+async fn send_one(
+    client: &reqwest::Client,
+    i: usize,
+    hook: &Webhook<'_>,
+    signature: Option<String>,
+    now: DateTime<Utc>,
+) -> (usize, Attempted) {
+    (i, webhook::send(client, hook, signature, now).await)
+}
+
+/// Appends the file deliveries' lines, off the async workers.
+async fn write(lines: &[(usize, (PathBuf, String))]) -> Vec<(usize, Attempted)> {
+    if lines.is_empty() {
+        return Vec::new();
+    }
+    let owned: Vec<(PathBuf, String)> = lines.iter().map(|(_, l)| l.clone()).collect();
+    let outcomes = tokio::task::spawn_blocking(move || append_lines(&owned))
+        .await
+        .unwrap_or_else(|e| {
+            let failed = Attempted::transient(format!("file writer stopped: {e}"));
+            vec![failed; lines.len()]
+        });
+    lines.iter().map(|(i, _)| *i).zip(outcomes).collect()
+}
+
+/// The attempts rows of a batch: each outcome judged at `now`.
+pub fn verdicts(
+    due: &[Due],
+    outcomes: Vec<Attempted>,
+    now: DateTime<Utc>,
+    retry_period: Duration,
+) -> Vec<AttemptRecord> {
+    due.iter()
+        .zip(outcomes)
+        .map(|(d, outcome)| {
+            let tries = d.tries.saturating_add(1);
+            let schedule = Schedule {
+                since: d.retry_since,
+                tries,
+                retry_period,
+            };
+            let verdict = decide(
+                &outcome.action,
+                schedule,
+                jitter_for(&d.delivery_id, tries),
+                now,
+            );
+            let error = match (outcome.error, verdict.note) {
+                (Some(error), Some(note)) => Some(format!("{error} ({note})")),
+                (error, note) => error.or(note),
+            };
+            AttemptRecord {
+                delivery_id: d.delivery_id.clone(),
+                attempt: d.last_attempt + 1,
+                status: verdict.status,
+                http_status: outcome.http_status.map(i64::from),
+                error,
+                attempted_at: now.timestamp_micros(),
+                next_attempt_at: verdict.next_attempt_at.map(|t| t.timestamp_micros()),
+            }
+        })
+        .collect()
+}
+
+/// Commits the batch's rows in one append. A commit that lost a race to
+/// another worker re-reads the state: rows of deliveries it recorded as
+/// delivered are dropped (a delivery is recorded delivered once), the
+/// others renumbered after its rows.
+async fn record(
+    ledger: &DeltaTable,
+    attempts: &mut DeltaTable,
+    mut rows: Vec<AttemptRecord>,
+) -> Result<DeliverySummary, DeliverError> {
+    let mut skipped = 0;
+    let mut tries = 1;
+    loop {
+        let batch = attempts_batch(&rows);
+        let txn = (DELIVER_APP_ID, next_txn_version(attempts));
+        match table::append(attempts, vec![batch], Some(txn)).await {
+            Ok(_) => return Ok(tally(&rows, skipped)),
+            Err(e) if tries >= RECORD_TRIES => return Err(e.into()),
+            Err(_) => tries += 1,
+        }
+        table::refresh(attempts).await?;
+        let ctx = state_context(ledger, attempts).await?;
+        let ids: Vec<&str> = rows.iter().map(|r| r.delivery_id.as_str()).collect();
+        let current = state::current(&ctx, &ids).await?;
+        let before = rows.len();
+        rows.retain(|r| {
+            current
+                .get(&r.delivery_id)
+                .is_none_or(|c| c.status != Status::Delivered.as_str())
+        });
+        skipped += (before - rows.len()) as u64;
+        for row in &mut rows {
+            if let Some(c) = current.get(&row.delivery_id) {
+                row.attempt = c.last_attempt + 1;
+            }
+        }
+        if rows.is_empty() {
+            return Ok(tally(&rows, skipped));
+        }
+    }
+}
+
+/// The version of [`DELIVER_APP_ID`] a commit on `attempts` records: the
+/// table version it means to create.
+pub fn next_txn_version(attempts: &DeltaTable) -> i64 {
+    attempts.version().map_or(0, |v| v as i64) + 1
+}
+
+fn tally(rows: &[AttemptRecord], skipped: u64) -> DeliverySummary {
+    let count = |status| rows.iter().filter(|r| r.status == status).count() as u64;
+    DeliverySummary {
+        delivered: count(Status::Delivered),
+        failed: count(Status::Failed),
+        dead: count(Status::Dead),
+        skipped,
+    }
+}
+
+/// The workspace's signing secret, if one is set.
+fn signing_secret(config: &Config, workspace: &str) -> Option<String> {
+    config
+        .workspace(workspace)
+        .and_then(|w| w.signing_secret.as_ref())
+        .and_then(|s| s.resolve())
+}
+
+/// Says once per workspace and process that its webhooks go unsigned.
+fn note_unsigned_once(config: &Config, workspace: &str) {
+    static NOTED: OnceLock<Mutex<HashSet<String>>> = OnceLock::new();
+    let noted = NOTED.get_or_init(|| Mutex::new(HashSet::new()));
+    let first = noted
+        .lock()
+        .map(|mut set| set.insert(workspace.to_string()))
+        .unwrap_or(false);
+    if !first {
+        return;
+    }
+    let why = match config
+        .workspace(workspace)
+        .and_then(|w| w.signing_secret.as_ref())
+    {
+        Some(secret) => format!("its signing_secret ({}) is not set", secret.describe()),
+        None => "it has no signing_secret".to_string(),
+    };
+    eprintln!(
+        "note: workspace {workspace:?}: webhooks are sent without a Tripwire-Signature header: {why}"
+    );
+}
+
+/// Crash tests set `TRIPWIRE_PAUSE_BEFORE_RECORD=<dir>` to stop the worker
+/// after a batch was sent but before it is recorded: it creates
+/// `<dir>/paused` and waits there to be killed.
+fn pause_before_record_for_tests() {
+    if let Some(dir) = std::env::var_os("TRIPWIRE_PAUSE_BEFORE_RECORD") {
+        let _ = std::fs::write(std::path::Path::new(&dir).join("paused"), b"");
+        loop {
+            std::thread::park();
+        }
+    }
+}
