@@ -9,6 +9,7 @@ use std::path::PathBuf;
 use clap::{Parser, Subcommand};
 
 use crate::config::Config;
+use crate::deliver;
 use crate::error::Error;
 use crate::import::{Format, ImportOptions, Progress, import};
 use crate::server::{App, shutdown_signal};
@@ -52,7 +53,7 @@ pub enum Command {
     },
     /// Run one read-only SQL statement over a workspace's tables.
     Query {
-        /// The SQL; tables: events, identities, quarantine, runs, matches.
+        /// The SQL; tables: events, identities, contacts, quarantine, runs, matches, deliveries, attempts.
         sql: String,
         #[arg(long)]
         workspace: Option<String>,
@@ -93,6 +94,39 @@ pub enum Command {
         workspace: Option<String>,
         #[arg(long, value_enum, default_value = "table")]
         format: OutputFormat,
+    },
+    /// The fire ledger: planned deliveries with their status and attempts, newest first.
+    Deliveries {
+        /// Only deliveries that failed and wait for their next try.
+        #[arg(long, conflicts_with = "dead")]
+        failed: bool,
+        /// Only dead deliveries (refused, or failing for the whole retry period).
+        #[arg(long)]
+        dead: bool,
+        #[arg(long)]
+        workspace: Option<String>,
+        #[arg(long, value_enum, default_value = "table")]
+        format: OutputFormat,
+        /// Show at most this many deliveries.
+        #[arg(long, default_value_t = 100)]
+        limit: usize,
+    },
+    /// Replay dead or failed deliveries: reset them to pending, then deliver what is due.
+    Redeliver {
+        #[arg(required = true, value_name = "DELIVERY_ID")]
+        ids: Vec<String>,
+        #[arg(long)]
+        workspace: Option<String>,
+    },
+    /// Deliver what is due now and exit (what `run` does after its triggers).
+    #[command(hide = true)]
+    Deliver {
+        /// One workspace; all when not given.
+        #[arg(long)]
+        workspace: Option<String>,
+        /// Pin the clock (RFC 3339) that retries and the retry period are measured against.
+        #[arg(long)]
+        now: Option<chrono::DateTime<chrono::Utc>>,
     },
 }
 
@@ -176,6 +210,27 @@ pub async fn run(cli: Cli) -> Result<(), Error> {
                 );
             }
             triggers::print_json_rows(&crate::ingest::learn::rows(&learned), format)
+        }
+        Command::Deliveries {
+            failed,
+            dead,
+            workspace,
+            format,
+            limit,
+        } => {
+            let listing = match (failed, dead) {
+                (true, _) => deliver::Listing::Failed,
+                (_, true) => deliver::Listing::Dead,
+                _ => deliver::Listing::All,
+            };
+            deliver::list(&config, workspace.as_deref(), listing, format, limit).await
+        }
+        Command::Redeliver { ids, workspace } => {
+            deliver::redeliver_now(&config, workspace.as_deref(), &ids, chrono::Utc::now()).await
+        }
+        Command::Deliver { workspace, now } => {
+            let now = now.unwrap_or_else(chrono::Utc::now);
+            deliver::deliver_now(&config, workspace.as_deref(), now).await
         }
     }
 }
