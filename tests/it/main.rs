@@ -13,11 +13,13 @@
 //! - `ingest`: the ingest API: each endpoint, auth, limits, idempotency, crashes.
 //! - `serve`: the API and the scheduler of a real `tripwire serve` (hot reload).
 //! - `triggers`: runs see each event once, crash and concurrency safety, `check`.
+//! - `deliver`: the delivery worker against a real receiver: signatures, retries, dead letters, `redeliver`, `kill -9`.
 //! - `interop`: the stored tables read by the python `deltalake` package and DuckDB.
 //! - `segment_client`: Segment's own python library sends to a real server.
 
 mod bad_input;
 mod config;
+mod deliver;
 mod flows;
 mod idempotent;
 mod import_formats;
