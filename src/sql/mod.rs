@@ -214,8 +214,16 @@ pub async fn plan_read_only(ctx: &SessionContext, sql: &str) -> Result<DataFrame
 /// knows its `COPY … TO` and `CREATE EXTERNAL TABLE`), so the refusal names
 /// what was refused.
 fn refuse_writes(sql: &str) -> Result<(), QueryError> {
-    let statements =
-        DFParser::parse_sql(sql).map_err(|e| QueryError::Sql(format!("SQL syntax error: {e}")))?;
+    let statements = DFParser::parse_sql(sql).map_err(|e| {
+        let message = e.to_string();
+        QueryError::Sql(match message.contains("RecursionLimitExceeded") {
+            true => format!(
+                "the query nests expressions too deeply for the parser (recursion limit exceeded: {message}); \
+                 flatten it, e.g. with IN (...) lists or CASE"
+            ),
+            false => format!("SQL syntax error: {e}"),
+        })
+    })?;
     if statements.len() != 1 {
         return Err(QueryError::Sql(format!(
             "give exactly one SQL statement (found {})",

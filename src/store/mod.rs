@@ -112,6 +112,9 @@ impl Store {
     ) -> Result<Option<DeltaTable>, StoreError> {
         let url = self.table_url(workspace, kind)?;
         let table = table::open(&url).await?;
-        Ok(table.version().is_some().then_some(table))
+        if table.version().is_none() {
+            return Ok(None);
+        }
+        table::add_missing_columns(table, &kind.schema()).await.map(Some)
     }
 }

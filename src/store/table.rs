@@ -22,7 +22,7 @@ use super::StoreError;
 pub async fn open_or_create(url: &Url, schema: &SchemaRef) -> Result<DeltaTable, StoreError> {
     let table = open(url).await?;
     if table.version().is_some() {
-        return Ok(table);
+        return add_missing_columns(table, schema).await;
     }
     let columns: StructType = schema
         .as_ref()
@@ -53,6 +53,35 @@ pub async fn open_or_create(url: &Url, schema: &SchemaRef) -> Result<DeltaTable,
                 }),
             }
         }
+    }
+}
+
+/// Adds the columns of `schema` that `table` lacks (a table written by an
+/// older tripwire; the columns tripwire adds are nullable), in one
+/// metadata-only commit.
+pub async fn add_missing_columns(
+    table: DeltaTable,
+    schema: &SchemaRef,
+) -> Result<DeltaTable, StoreError> {
+    let url = table.table_url().clone();
+    let delta = |e: DeltaTableError| StoreError::delta(&url, e);
+    let existing = table.snapshot().map_err(delta)?.schema();
+    let expected: StructType = schema
+        .as_ref()
+        .try_into_kernel()
+        .map_err(|e| StoreError::delta(&url, e))?;
+    let missing: Vec<_> = expected
+        .fields()
+        .filter(|f| existing.field(f.name()).is_none())
+        .cloned()
+        .collect();
+    if missing.is_empty() {
+        return Ok(table);
+    }
+    match table.clone().add_columns().with_fields(missing).await {
+        Ok(evolved) => Ok(evolved),
+        // Another process evolved it first.
+        Err(_) => open(&url).await,
     }
 }
 
