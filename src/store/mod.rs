@@ -115,6 +115,8 @@ impl Store {
         if table.version().is_none() {
             return Ok(None);
         }
-        table::add_missing_columns(table, &kind.schema()).await.map(Some)
+        table::add_missing_columns(table, &kind.schema())
+            .await
+            .map(Some)
     }
 }
