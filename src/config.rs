@@ -43,6 +43,8 @@ pub struct Config {
     pub default_schedule: String,
     pub workspaces: Vec<Workspace>,
     pub ingest: Ingest,
+    /// A delivery still failing this long after it was planned is dead.
+    pub delivery_retry_period: Duration,
 }
 
 /// One tenant: its id (also the collect envelope's `partnerId`) and secrets.
@@ -114,6 +116,8 @@ struct RawConfig {
     workspace: Vec<RawWorkspace>,
     #[serde(default)]
     ingest: RawIngest,
+    #[serde(default = "default_retry_period")]
+    delivery_retry_period: String,
 }
 
 /// `[ingest]`: the HTTP ingest API's durability and limits.
@@ -213,6 +217,9 @@ fn default_listen() -> String {
 fn default_ttl() -> String {
     "7d".into()
 }
+fn default_retry_period() -> String {
+    "24h".into()
+}
 fn default_schedule() -> String {
     "*/5 * * * *".into()
 }
@@ -263,6 +270,8 @@ impl Config {
             .map_err(|m| invalid(format!("default_schedule: {m}")))?;
         let workspaces = validate_workspaces(raw.workspace).map_err(invalid)?;
         let ingest = raw.ingest.validate(base).map_err(invalid)?;
+        let delivery_retry_period = parse_duration(&raw.delivery_retry_period)
+            .map_err(|m| invalid(format!("delivery_retry_period: {m}")))?;
         Ok(Config {
             origin: origin.to_string(),
             project_dir: base.to_path_buf(),
@@ -272,6 +281,7 @@ impl Config {
             default_schedule: raw.default_schedule,
             workspaces,
             ingest,
+            delivery_retry_period,
         })
     }
 

@@ -46,6 +46,10 @@ pub async fn run(
             }
         }
     }
+    // Deliveries run on the wall clock: retries and the retry period are real time.
+    for (workspace, summary) in crate::deliver::deliver_all_due(config, &store, Utc::now()).await? {
+        println!("{workspace}: {summary}");
+    }
     match failed {
         0 => Ok(()),
         n => Err(Error::Usage(format!(

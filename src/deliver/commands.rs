@@ -86,7 +86,7 @@ pub async fn redeliver_now(
         config,
         &workspace.id,
         now,
-        &DeliveryLimits::default(),
+        &DeliveryLimits::for_config(config),
     )
     .await?;
     println!("{}: {summary}", workspace.id);
@@ -111,7 +111,14 @@ pub async fn deliver_now(
         None => config.workspaces.iter().map(|w| w.id.clone()).collect(),
     };
     for id in ids {
-        let summary = deliver_due(&store, config, &id, now, &DeliveryLimits::default()).await?;
+        let summary = deliver_due(
+            &store,
+            config,
+            &id,
+            now,
+            &DeliveryLimits::for_config(config),
+        )
+        .await?;
         println!("{id}: {summary}");
     }
     Ok(())

@@ -111,7 +111,7 @@ pub async fn deliver_all_due(
     store: &Store,
     now: DateTime<Utc>,
 ) -> Result<Vec<(String, DeliverySummary)>, DeliverError> {
-    let limits = DeliveryLimits::default();
+    let limits = DeliveryLimits::for_config(config);
     let mut summaries = Vec::new();
     for workspace in &config.workspaces {
         let summary = deliver_due(store, config, &workspace.id, now, &limits).await?;
@@ -126,7 +126,7 @@ pub async fn deliver_all_due(
 /// it changes.
 pub async fn run_delivery_loop(config: Arc<Config>, mut shutdown: watch::Receiver<bool>) {
     let store = Store::new(config.storage.clone());
-    let limits = DeliveryLimits::default();
+    let limits = DeliveryLimits::for_config(&config);
     let mut reported: HashMap<String, String> = HashMap::new();
     let mut ticker = tokio::time::interval(DELIVERY_TICK);
     ticker.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Skip);

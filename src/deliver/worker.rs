@@ -61,6 +61,16 @@ impl Default for DeliveryLimits {
     }
 }
 
+impl DeliveryLimits {
+    /// The defaults, with the config's `delivery_retry_period`.
+    pub fn for_config(config: &Config) -> DeliveryLimits {
+        DeliveryLimits {
+            retry_period: config.delivery_retry_period,
+            ..DeliveryLimits::default()
+        }
+    }
+}
+
 /// What one call of [`deliver_due`] did.
 #[derive(Debug, Default, Clone, Copy, PartialEq, Eq)]
 pub struct DeliverySummary {

@@ -1,5 +1,5 @@
-//! `tripwire serve`: the ingest API, its flusher, the trigger API and the
-//! scheduler in one process.
+//! `tripwire serve`: the ingest API, its flusher, the trigger API, the
+//! scheduler and the delivery worker in one process.
 //!
 //! The app is a value: [`App::build`] binds the listener (port 0 picks a
 //! free port, which [`App::addr`] reports), and [`App::run_until_stopped`]
@@ -20,6 +20,7 @@ use tokio::net::TcpListener;
 use tokio::sync::watch;
 
 use crate::config::Config;
+use crate::deliver::run_delivery_loop;
 use crate::error::Error;
 use crate::ingest::flusher::run_flusher;
 use crate::ingest::{self, Ingest};
@@ -72,6 +73,10 @@ impl App {
     ) -> Result<(), Error> {
         let (stop_scheduler, scheduler_stopped) = watch::channel(false);
         let (stop_flusher, flusher_stopped) = watch::channel(false);
+        let deliveries = tokio::spawn(run_delivery_loop(
+            self.state.config.clone(),
+            scheduler_stopped.clone(),
+        ));
         let scheduler = tokio::spawn(run_scheduler(self.state.config.clone(), scheduler_stopped));
         let flusher = tokio::spawn(run_flusher(
             self.state.ingest.clone(),
@@ -88,6 +93,7 @@ impl App {
         let _ = stop_flusher.send(true);
         let _ = flusher.await;
         let _ = scheduler.await;
+        let _ = deliveries.await;
         served.map_err(|e| Error::Server(e.to_string()))
     }
 }

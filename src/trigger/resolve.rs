@@ -60,13 +60,7 @@ pub async fn resolve(
     scoped
         .register_table("__tripwire_rows", std::sync::Arc::new(table))
         .map_err(|e| e.to_string())?;
-    let column = |name: &str| {
-        if has(name) {
-            format!("r.{name}")
-        } else {
-            "CAST(NULL AS VARCHAR)".into()
-        }
-    };
+    let column = |name: &str| format!("r.{name}");
     let sql = format!(
         "SELECT r.*,
                 COALESCE({email}, by_client.email, by_user.email) AS {RESOLVED_EMAIL},
@@ -204,18 +198,31 @@ fn number_rows(
     schema: &arrow::datatypes::SchemaRef,
     rows: Vec<RecordBatch>,
 ) -> Result<(arrow::datatypes::SchemaRef, Vec<RecordBatch>), arrow::error::ArrowError> {
+    use arrow::datatypes::Field;
     let mut fields: Vec<_> = schema.fields().iter().cloned().collect();
-    fields.push(std::sync::Arc::new(arrow::datatypes::Field::new(
-        ROW,
-        DataType::Int64,
-        false,
-    )));
+    // Contact columns the query did not select are there, all null, so the
+    // identity joins are always plain equi-joins (a join ON a NULL literal
+    // is planned as a cross join).
+    let absent: Vec<&str> = ["email", "user_id", "client_id"]
+        .into_iter()
+        .filter(|name| schema.column_with_name(name).is_none())
+        .collect();
+    for name in &absent {
+        fields.push(std::sync::Arc::new(Field::new(*name, DataType::Utf8, true)));
+    }
+    fields.push(std::sync::Arc::new(Field::new(ROW, DataType::Int64, false)));
     let numbered_schema = std::sync::Arc::new(arrow::datatypes::Schema::new(fields));
     let mut next = 0i64;
     let mut numbered = Vec::with_capacity(rows.len());
     for batch in rows {
         let count = batch.num_rows() as i64;
         let mut columns = batch.columns().to_vec();
+        for _ in &absent {
+            columns.push(arrow::array::new_null_array(
+                &DataType::Utf8,
+                batch.num_rows(),
+            ));
+        }
         columns.push(std::sync::Arc::new(
             arrow::array::Int64Array::from_iter_values(next..next + count),
         ));
