@@ -110,8 +110,12 @@ fn segments_caps_and_branches_decide_each_contact() {
     project.ok(&["run", "--now", "2026-11-02T01:00:00Z"]);
     let first = fates(&project, 0);
     let fate = |s: &str, a: &str, r: &str| (s.to_string(), a.to_string(), r.to_string());
-    assert_eq!(first["a@x.com"], fate("pending", "big", ""));
-    assert_eq!(first["b@x.com"], fate("pending", "small", ""));
+    // `run` delivers what it planned before it exits.
+    assert_eq!(first["a@x.com"], fate("delivered", "big", ""));
+    assert_eq!(first["b@x.com"], fate("delivered", "small", ""));
+    let big = std::fs::read_to_string(project.path("out/big.ndjson")).unwrap();
+    assert_eq!(big.lines().count(), 1);
+    assert!(big.contains("\"email\":\"a@x.com\""), "{big}");
     assert_eq!(
         first["c@x.com"],
         fate("filtered", "", "in excluded segment \"blocked\"")
@@ -134,14 +138,17 @@ fn segments_caps_and_branches_decide_each_contact() {
     let second = fates(&project, 1);
     assert_eq!(second["a@x.com"].0, "filtered");
     assert!(second["a@x.com"].2.contains("frequency cap"), "{second:?}");
-    assert_eq!(second["e@x.com"], fate("pending", "small", ""));
+    assert_eq!(second["e@x.com"], fate("delivered", "small", ""));
     carts(
         &project,
         "b3.ndjson",
         &[("a@x.com", 20.0, "2026-11-03T02:00:00Z")],
     );
     project.ok(&["run", "--now", "2026-11-03T02:00:00Z"]);
-    assert_eq!(fates(&project, 2)["a@x.com"], fate("pending", "small", ""));
+    assert_eq!(
+        fates(&project, 2)["a@x.com"],
+        fate("delivered", "small", "")
+    );
 
     // The preview says, per contact, what would happen and why not.
     let preview = project.ok(&[
