@@ -1,5 +1,6 @@
 //! Flows: segment filters (SQL and imported lists), frequency caps across
-//! runs, branch routing, experiment arms that plain SQL reproduces, what
+//! runs, branch routing, experiment arms that plain SQL reproduces, event
+//! actions chaining into another trigger, what
 //! `preview` and `check` say, and broken flow files holding their trigger.
 
 use std::collections::BTreeMap;
@@ -303,4 +304,44 @@ fn a_broken_flow_file_holds_its_trigger_and_only_its_trigger() {
     assert!(String::from_utf8_lossy(&out.stderr).contains("remind.toml"));
     let runs = project.query("SELECT trigger FROM runs WHERE error IS NULL");
     assert_eq!(runs, [serde_json::json!({"trigger": "others"})]);
+}
+
+#[test]
+fn an_event_action_chains_into_another_trigger() {
+    let project = Project::new();
+    write(&project, "queries/triggers/carts.sql", CARTS);
+    write(
+        &project,
+        "queries/triggers/vip.sql",
+        "SELECT email, event_id, json_get_float(properties, 'v') AS v FROM new_events WHERE event_name = 'vip'\n",
+    );
+    write(
+        &project,
+        "flows/chain.toml",
+        "trigger = \"carts\"\n[[branch]]\nwhen = \"v > 100\"\nactions = [\"emit\"]\n\
+         [actions.emit]\ntype = \"event\"\nname = \"vip\"\n",
+    );
+    carts(
+        &project,
+        "b1.ndjson",
+        &[
+            ("a@x.com", 500.0, "2026-11-02T00:00:00Z"),
+            ("b@x.com", 5.0, "2026-11-02T00:00:00Z"),
+        ],
+    );
+    let first = project.ok(&["run", "--now", "2026-11-02T01:00:00Z"]);
+    assert!(first.contains("delivered 1"), "{first}");
+    // The emitted event is new to the next run, with the match's data as payload.
+    let second = project.ok(&["run", "--now", "2026-11-02T01:05:00Z"]);
+    assert!(second.contains("vip: versions"), "{second}");
+    let delivered = project.query("SELECT delivery_id FROM deliveries WHERE status = 'delivered'");
+    let vip = project.query("SELECT email, data FROM matches WHERE trigger = 'vip'");
+    assert_eq!(vip.len(), 1, "{vip:?}");
+    assert_eq!(vip[0]["email"], "a@x.com");
+    let data: Value = serde_json::from_str(vip[0]["data"].as_str().unwrap()).unwrap();
+    assert_eq!(data["v"], 500.0);
+    assert_eq!(
+        data["event_id"], delivered[0]["delivery_id"],
+        "the event id is the delivery id"
+    );
 }
