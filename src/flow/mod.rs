@@ -34,15 +34,7 @@ pub const FLOW_DIR: &str = "flows";
 /// Every `flows/*.toml`, sorted by name; files that do not parse are errors.
 pub fn load_flows(project_dir: &Path) -> (Vec<Flow>, Vec<FileError>) {
     let dir = project_dir.join(FLOW_DIR);
-    let mut paths: Vec<_> = std::fs::read_dir(&dir)
-        .map(|entries| {
-            entries
-                .filter_map(|e| e.ok().map(|e| e.path()))
-                .filter(|p| p.extension().is_some_and(|x| x == "toml"))
-                .collect()
-        })
-        .unwrap_or_default();
-    paths.sort();
+    let paths = crate::trigger::files_with_extension(&dir, "toml");
     let mut flows = Vec::new();
     let mut errors = Vec::new();
     for path in paths {

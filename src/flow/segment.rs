@@ -50,15 +50,7 @@ pub struct Keys {
 /// The SQL segments of the project folder, by name.
 pub fn load_sql_segments(project_dir: &Path) -> (Vec<(String, SegmentSource)>, Vec<FileError>) {
     let dir = project_dir.join(SEGMENT_DIR);
-    let mut paths: Vec<_> = std::fs::read_dir(&dir)
-        .map(|entries| {
-            entries
-                .filter_map(|e| e.ok().map(|e| e.path()))
-                .filter(|p| p.extension().is_some_and(|x| x == "sql"))
-                .collect()
-        })
-        .unwrap_or_default();
-    paths.sort();
+    let paths = crate::trigger::files_with_extension(&dir, "sql");
     let mut segments = Vec::new();
     let mut errors = Vec::new();
     for path in paths {
