@@ -56,9 +56,11 @@ use chrono::Utc;
 use serde_json::{Value, json};
 use tripwire::config::Config;
 use tripwire::deliver::{DeliveryLimits, SIGNATURE_HEADER, deliver_due};
-use tripwire::sql::{SessionSpec, run_read_only, workspace_session};
+use tripwire::session::{SessionSpec, workspace_session};
+use tripwire::sql::run_read_only;
+use tripwire::store::commit::{Always, commit};
 use tripwire::store::ledger::{DeliveryRecord, RunRecord, run_batch};
-use tripwire::store::{Store, TableKind, table};
+use tripwire::store::{Store, TableKind};
 
 /// The project's configuration.
 const CONFIG: &str =
@@ -447,8 +449,8 @@ async fn plan(store: &Store, url: &str, deliveries: usize) {
             dropped: 0,
             error: None,
         };
-        let batch = run_batch(&record, &[], &planned);
-        table::append(&mut ledger, vec![batch], None)
+        let batches = run_batch(&record, &[], &planned);
+        commit(&mut ledger, &mut Always(batches))
             .await
             .expect("commit a run");
     }
@@ -467,15 +469,12 @@ fn webhook(run: usize, i: usize, url: &str) -> DeliveryRecord {
         delivery_id: id,
         flow: "reengage".into(),
         action: "hook".into(),
-        match_key: format!("email:{email}"),
-        email: Some(email),
-        user_id: None,
-        client_id: None,
+        ordinal: i as i64,
+        contact: format!("email:{email}"),
         variant: Some("a".into()),
         branch: Some(0),
         status: "pending".into(),
         reason: None,
-        data: r#"{"cart_value":120.5}"#.into(),
         payload: Some(
             json!({"kind": "webhook", "url": url, "body": body.to_string(), "timeout_ms": 10_000})
                 .to_string(),

@@ -41,13 +41,14 @@ use anyhow::{Context, Result, bail};
 use chrono::{DateTime, Utc};
 use deltalake_core::DeltaTable;
 use tripwire::Config;
+use tripwire::run::{RunRequest, run_trigger};
 use tripwire::sample::{SampleSpec, write_ndjson};
-use tripwire::sql::{SessionSpec, plan_read_only, workspace_session};
+use tripwire::session::{SessionSpec, workspace_session};
+use tripwire::sql::plan_read_only;
 use tripwire::store::ledger::cursor_app_id;
 use tripwire::store::{Store, TableKind, table};
-use tripwire::trigger::run::{RunRequest, run_trigger};
-use tripwire::trigger::window::{Window, added_files, new_events_table};
 use tripwire::trigger::{TriggerFile, load_triggers};
+use tripwire::window::{Window, added_files, new_events_table};
 
 const WORKSPACE: &str = "shop";
 const TRIGGER: &str = "bench_identity";
@@ -171,7 +172,7 @@ impl Project {
                 store.display()
             ),
         )?;
-        let triggers = dir.path().join(tripwire::trigger::TRIGGER_DIR);
+        let triggers = dir.path().join(tripwire::project::TRIGGER_DIR);
         std::fs::create_dir_all(&triggers)?;
         std::fs::write(triggers.join(format!("{TRIGGER}.sql")), TRIGGER_SQL)?;
         let config = Config::load(Some(&config_path))?;

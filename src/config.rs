@@ -10,6 +10,8 @@ use std::time::Duration;
 use serde::Deserialize;
 use url::Url;
 
+use crate::duration::parse_duration;
+
 /// The configuration used when no `tripwire.toml` exists (SPEC §2, verbatim).
 pub const DEFAULT_CONFIG: &str = include_str!("default.toml");
 
@@ -370,32 +372,6 @@ fn storage_url(value: &str, base: &Path) -> Result<Url, String> {
     Url::from_directory_path(&absolute).map_err(|_| format!("{value:?} is not a usable path"))
 }
 
-/// Parses durations like `30s`, `15m`, `24h`, `7d`, `2w`, `500ms`.
-pub fn parse_duration(text: &str) -> Result<Duration, String> {
-    let text = text.trim();
-    let split = text
-        .find(|c: char| !c.is_ascii_digit())
-        .ok_or_else(|| format!("{text:?} needs a unit: ms, s, m, h, d or w (e.g. \"7d\")"))?;
-    let (number, unit) = text.split_at(split);
-    let n: u64 = number
-        .parse()
-        .map_err(|_| format!("{text:?} is not a duration like \"30s\", \"24h\" or \"7d\""))?;
-    let seconds = match unit.trim() {
-        "ms" => return Ok(Duration::from_millis(n)),
-        "s" => 1,
-        "m" => 60,
-        "h" => 3600,
-        "d" => 86_400,
-        "w" => 604_800,
-        other => {
-            return Err(format!(
-                "{text:?}: unknown unit {other:?} (use ms, s, m, h, d or w)"
-            ));
-        }
-    };
-    Ok(Duration::from_secs(n.saturating_mul(seconds)))
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -445,15 +421,6 @@ mod tests {
         assert!(dup.to_string().contains("workspace[1].id"), "{dup}");
         let bad = parse("[[workspace]]\nid = \"../etc\"").unwrap_err();
         assert!(bad.to_string().contains("workspace[0].id"), "{bad}");
-    }
-
-    #[test]
-    fn durations() {
-        assert_eq!(parse_duration("30s"), Ok(Duration::from_secs(30)));
-        assert_eq!(parse_duration("24h"), Ok(Duration::from_secs(86_400)));
-        assert_eq!(parse_duration("500ms"), Ok(Duration::from_millis(500)));
-        assert!(parse_duration("7").is_err());
-        assert!(parse_duration("d").is_err());
     }
 
     #[test]

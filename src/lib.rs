@@ -2,47 +2,67 @@
 //!
 //! Apps send events (HTTP ingest) or operators import files; tripwire stores
 //! them as Delta tables of Parquet per workspace; analysts query them and
-//! write triggers in SQL.
+//! write triggers in SQL; runs fire flows. docs/architecture.md tells the
+//! data flow and the invariants; docs/reference.md the contract users see.
 //!
 //! # Layout
+//! Modules are layers: each uses only the modules declared before it in
+//! this file (a test, `tests/it/layers.rs`, keeps it so).
 //! ```text
-//! file ──import──▶ event (parse 3 shapes, CSV, Parquet) ──▶ store (Delta: events, quarantine)
-//!                                                              │
-//! tripwire query ──▶ sql (DataFusion session: events, identities, contacts, JSON functions, read-only)
-//!
-//! app ──HTTP──▶ ingest (validate, dedupe) ──▶ WAL (fsync, group commit) ──ack; flusher ──▶ store
-//! serve ──▶ scheduler (cron) ──▶ trigger run: window (cursor, v] ──▶ SQL ──▶ resolve ──▶ ledger commit
+//! duration, schedule, config       values a project is configured with
+//! event, sample                    the event model and its API shapes
+//! project                          trigger, segment and flow files
+//! store                            Delta tables, the one commit path, the ledger's rows
+//! import                           bulk import with idempotent, resumable commits
+//! sql, error                       DataFusion sessions, read-only SQL, the ledger's views
+//! identity, window                 identities, contacts, resolution; a run's new_events
+//! session                          the tables an analyst's SQL reads
+//! trigger                          trigger files, evaluation, status
+//! flow                             segments, caps, experiments, branches → deliveries
+//! run                              one run: window → trigger → flows → one commit
+//! deliver                          webhooks, file lines, events; attempts, retries
+//! scheduler                        due triggers inside `serve`
+//! http, ingest, server             the HTTP API: shared auth and errors, ingest (WAL), the rest
+//! cli                              the `tripwire` command line
 //! ```
-//! - [`config`]: `tripwire.toml`, embedded default, validation naming the key.
-//! - [`event`]: the event model, the API shapes, the Arrow schema.
-//! - [`import`]: bulk import pipeline with idempotent, resumable commits.
-//! - [`store`]: per-workspace Delta tables on object_store.
-//! - [`sql`]: the query layer every reader of the tables uses.
-//! - [`schedule`]: cron and `every` schedules.
-//! - [`trigger`]: trigger files, windows, identity resolution, runs, history.
-//! - [`flow`]: flow files, segments, caps, experiments, branches → planned deliveries.
-//! - [`deliver`]: the delivery worker: webhooks, file lines, emitted events; attempts, retries, dead letters.
-//! - [`scheduler`]: runs due triggers inside `tripwire serve`, picking up file edits.
-//! - [`ingest`]: the HTTP ingest API: durable acknowledgements through a WAL, flushed to the tables.
-//! - [`server`]: `tripwire serve`'s HTTP API (axum) around the scheduler.
-//! - [`sample`]: the deterministic sample-event generator (examples, tests, benches).
-//! - [`cli`]: the `tripwire` command line; [`error`]: whose fault a failure is.
+
+pub mod duration;
+pub mod schedule;
+
+pub mod config;
+
+pub mod event;
+pub mod sample;
+
+pub mod project;
+
+pub mod store;
+
+pub mod import;
+
+pub mod error;
+pub mod sql;
+
+pub mod identity;
+pub mod window;
+
+pub mod session;
+
+pub mod trigger;
+
+pub mod flow;
+
+pub mod run;
+
+pub mod deliver;
+
+pub mod scheduler;
+
+pub mod http;
+pub mod ingest;
+pub mod server;
 
 pub mod cli;
-pub mod config;
-pub mod deliver;
-pub mod error;
-pub mod event;
-pub mod flow;
-pub mod import;
-pub mod ingest;
-pub mod sample;
-pub mod schedule;
-pub mod scheduler;
-pub mod server;
-pub mod sql;
-pub mod store;
-pub mod trigger;
 
 pub use config::Config;
 pub use error::Error;

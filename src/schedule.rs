@@ -19,7 +19,7 @@ impl FromStr for Schedule {
     fn from_str(text: &str) -> Result<Schedule, String> {
         let text = text.trim();
         if let Some(interval) = text.strip_prefix("every ") {
-            let every = crate::config::parse_duration(interval)
+            let every = crate::duration::parse_duration(interval)
                 .map_err(|e| format!("{text:?} is not a schedule: {e}"))?;
             if every.is_zero() {
                 return Err(format!("{text:?}: the interval must be more than zero"));

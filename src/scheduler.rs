@@ -16,9 +16,9 @@ use tokio::sync::watch;
 use tokio::task::JoinSet;
 
 use crate::config::Config;
+use crate::run::{RunRequest, run_trigger};
 use crate::schedule::Schedule;
 use crate::store::Store;
-use crate::trigger::run::{RunRequest, run_trigger};
 use crate::trigger::{TriggerFile, load_triggers};
 
 /// How often the scheduler wakes to re-read trigger files and start due runs.

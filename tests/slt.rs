@@ -13,7 +13,7 @@
 //! | `statement ok` `cursor` | marks the current version: `new_events` holds only rows added after it |
 //! | `statement ok` `now RFC3339` | the run clock identity TTL is measured against ([`DEFAULT_NOW`] until set) |
 //! | `statement ok` `requires_identity true\|false` | the trigger header's default for `matches` and `stats` (true until set) |
-//! | `query TTTTT` `matches SQL` | SQL run as a trigger: one row per match: email, user_id, client_id, match_key, data |
+//! | `query TTTTTT` `matches SQL` | SQL run as a trigger: one row per match: email, user_id, client_id, contact, event_id, data |
 //! | `query IIII` `stats SQL` | SQL run as a trigger: one row: matched, resolved, unresolved, dropped |
 //!
 //! Values print as text, NULL as `NULL` and an empty string as `(empty)`. In
@@ -45,11 +45,12 @@ use sqllogictest::{
 };
 
 use tripwire::Config;
+use tripwire::identity::resolve::{Resolution, resolve};
 use tripwire::import::{Format, ImportOptions, Progress, import};
-use tripwire::sql::{SessionSpec, plan_read_only, run_read_only, workspace_session};
+use tripwire::session::{SessionSpec, workspace_session};
+use tripwire::sql::{plan_read_only, run_read_only};
 use tripwire::store::{Store, TableKind};
-use tripwire::trigger::resolve::{Resolution, resolve};
-use tripwire::trigger::window::{Window, added_files, new_events_table};
+use tripwire::window::{Window, added_files, new_events_table};
 
 /// Stack of each runtime worker: DataFusion planning recurses (as in `src/main.rs`).
 const WORKER_STACK_BYTES: usize = 512 << 20;
@@ -386,7 +387,7 @@ fn parse_now(text: &str) -> Result<DateTime<Utc>, SltError> {
         .map_err(|e| fail(format!("now takes an RFC 3339 time, not {text:?}: {e}")))
 }
 
-/// One row per match: email, user_id, client_id, match_key, data.
+/// One row per match: email, user_id, client_id, contact, event_id, data.
 fn matches_output(resolution: &Resolution) -> Output {
     let text = |v: &Option<String>| v.clone().map_or_else(|| "NULL".to_string(), shown);
     let rows = resolution
@@ -397,13 +398,14 @@ fn matches_output(resolution: &Resolution) -> Output {
                 text(&m.email),
                 text(&m.user_id),
                 text(&m.client_id),
-                shown(m.match_key.clone()),
+                shown(m.contact.clone()),
+                text(&m.event_id),
                 shown(m.data.clone()),
             ]
         })
         .collect();
     DBOutput::Rows {
-        types: vec![DefaultColumnType::Text; 5],
+        types: vec![DefaultColumnType::Text; 6],
         rows,
     }
 }

@@ -13,8 +13,9 @@ use crate::deliver;
 use crate::error::Error;
 use crate::import::{Format, ImportOptions, Progress, import};
 use crate::server::{App, shutdown_signal};
+use crate::session::{SessionSpec, workspace_session};
 use crate::sql::output::{OutputFormat, render};
-use crate::sql::{SessionSpec, run_read_only, workspace_session};
+use crate::sql::run_read_only;
 use crate::store::Store;
 
 #[derive(Debug, Parser)]
@@ -267,7 +268,7 @@ async fn serve(config: Config) -> Result<(), Error> {
         config.storage,
         config
             .project_dir
-            .join(crate::trigger::TRIGGER_DIR)
+            .join(crate::project::TRIGGER_DIR)
             .display()
     );
     for workspace in &config.workspaces {

@@ -5,14 +5,15 @@ use chrono::{DateTime, Utc};
 use crate::config::Config;
 use crate::error::Error;
 use crate::flow::FlowSetup;
+use crate::project::FileError;
+use crate::run::{RunRequest, run_trigger};
+use crate::session::{SessionSpec, workspace_session};
 use crate::sql::output::{OutputFormat, render};
-use crate::sql::{SessionSpec, plan_read_only, workspace_session};
+use crate::sql::plan_read_only;
 use crate::store::Store;
-use crate::trigger::file::FileError;
-use crate::trigger::run::{RunRequest, run_trigger};
 use crate::trigger::status::{self, trigger_rows};
-use crate::trigger::window::new_events_table;
 use crate::trigger::{TriggerFile, load_triggers};
+use crate::window::new_events_table;
 
 /// `tripwire run [TRIGGER...] [--now]`: runs the named (or all active) triggers once.
 pub async fn run(
@@ -99,7 +100,7 @@ pub async fn preview(
         .map(|m| {
             serde_json::json!({
                 "email": m.email, "user_id": m.user_id, "client_id": m.client_id,
-                "match_key": m.match_key, "data": m.data,
+                "contact": m.contact, "event_id": m.event_id, "data": m.data,
             })
         })
         .collect();
@@ -112,7 +113,7 @@ fn delivery_rows(deliveries: &[crate::store::ledger::DeliveryRecord]) -> Vec<ser
         .iter()
         .map(|d| {
             serde_json::json!({
-                "contact": crate::flow::plan::contact_of(&d.match_key),
+                "contact": d.contact,
                 "flow": d.flow, "variant": d.variant, "branch": d.branch,
                 "action": d.action, "status": d.status, "reason": d.reason,
             })
@@ -229,7 +230,7 @@ fn chosen(config: &Config, names: &[String]) -> Result<Vec<TriggerFile>, Error> 
                     let known: Vec<&str> = triggers.iter().map(|t| t.name.as_str()).collect();
                     Error::Usage(format!(
                         "no trigger {name:?} in {} (known: {})",
-                        crate::trigger::TRIGGER_DIR,
+                        crate::project::TRIGGER_DIR,
                         known.join(", ")
                     ))
                 })

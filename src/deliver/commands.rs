@@ -5,12 +5,13 @@ use std::io::Write;
 
 use chrono::{DateTime, Utc};
 
-use super::state::DELIVERIES_COLUMNS;
 use super::{DeliveryLimits, deliver_due, redeliver};
 use crate::config::Config;
 use crate::error::Error;
+use crate::session::{SessionSpec, workspace_session};
+use crate::sql::ledger::DELIVERIES_COLUMNS;
 use crate::sql::output::{OutputFormat, render};
-use crate::sql::{QueryError, SessionSpec, run_read_only, workspace_session};
+use crate::sql::{QueryError, run_read_only};
 use crate::store::Store;
 
 /// Which deliveries `tripwire deliveries` lists.

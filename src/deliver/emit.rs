@@ -13,9 +13,10 @@
 //!   emitted nothing (the usual case: no read of the events table at all);
 //!   for the others, the events they would emit are looked up by `event_id`
 //!   and skipped when found;
-//! - two workers emitting for the same run race on the same app id, so
-//!   Delta refuses the second commit (`ConcurrentTransaction`); it
-//!   refreshes, finds the winner's events, and stores nothing.
+//! - two workers emitting for the same run race for the same table
+//!   version; the loser's commit fails, and planned again on the winner's
+//!   version (`store::commit`) it finds the winner's events and stores
+//!   nothing.
 
 use std::borrow::Cow;
 use std::collections::{BTreeMap, HashMap, HashSet};
@@ -24,20 +25,16 @@ use arrow::array::{AsArray, RecordBatch};
 use chrono::{DateTime, Utc};
 use datafusion::prelude::{col, lit};
 use deltalake_core::DeltaTable;
-use deltalake_core::kernel::transaction::{CommitBuilder, CommitProperties};
-use deltalake_core::kernel::{Action, Transaction};
-use deltalake_core::protocol::{DeltaOperation, SaveMode};
-use deltalake_core::writer::{DeltaWriter, RecordBatchWriter};
+use deltalake_core::kernel::Transaction;
 
+use super::DeliverError;
 use super::webhook::Attempted;
 use crate::event::shapes::parse_event;
 use crate::event::{EventBatchBuilder, ParsedEvent};
-use crate::import::commit::SeqClock;
 use crate::sql::QueryError;
-use crate::store::{Store, StoreError, TableKind, table};
-
-/// How often an events commit that lost a race is tried again.
-pub const EMIT_COMMIT_TRIES: usize = 5;
+use crate::store::commit::{Append, Plan, Writer, commit};
+use crate::store::seq::SeqClock;
+use crate::store::{Store, TableKind, table};
 
 /// The application id of a run's emit commits.
 pub fn emit_app_id(run_id: &str) -> String {
@@ -86,7 +83,7 @@ pub async fn emit(
         .collect()
 }
 
-/// Commits the events not already stored, retrying a lost race.
+/// Commits the events not already stored, asking again after a lost race.
 async fn store_once(
     store: &Store,
     workspace: &str,
@@ -97,70 +94,72 @@ async fn store_once(
         .open_or_create(workspace, TableKind::Events)
         .await
         .map_err(|e| e.to_string())?;
-    let mut last_error = String::new();
-    for _ in 0..EMIT_COMMIT_TRIES {
-        match append_new(&mut table, events, now).await {
-            Ok(()) => return Ok(()),
-            Err(e) => last_error = e,
-        }
-        table::refresh(&mut table)
-            .await
-            .map_err(|e| e.to_string())?;
-    }
-    Err(last_error)
-}
-
-/// One try: skip what earlier commits of these runs stored, append the rest.
-async fn append_new(
-    table: &mut DeltaTable,
-    events: &[(Emission<'_>, ParsedEvent<'_>)],
-    now: DateTime<Utc>,
-) -> Result<(), String> {
-    let mut progress: BTreeMap<&str, i64> = BTreeMap::new();
-    let mut suspects = Vec::new();
-    for (emission, _) in events {
-        if progress.contains_key(emission.run_id) {
-            continue;
-        }
-        let done = table::app_progress(table, &emit_app_id(emission.run_id))
-            .await
-            .map_err(|e| e.to_string())?;
-        progress.insert(emission.run_id, done.unwrap_or(0));
-        if done.is_some() {
-            suspects.extend(
-                events
-                    .iter()
-                    .filter(|(e, _)| e.run_id == emission.run_id)
-                    .map(|(e, _)| e.delivery_id),
-            );
-        }
-    }
-    let stored = stored_event_ids(table, &suspects)
-        .await
-        .map_err(|e| e.to_string())?;
-    let fresh: Vec<&(Emission, ParsedEvent)> = events
-        .iter()
-        .filter(|(e, _)| !stored.contains(e.delivery_id))
-        .collect();
-    if fresh.is_empty() {
-        return Ok(());
-    }
-    let received_at = now.timestamp_micros();
-    let mut builder = EventBatchBuilder::with_capacity(fresh.len());
-    let mut txns: HashMap<&str, i64> = HashMap::new();
-    for (line, (emission, event)) in fresh.iter().enumerate() {
-        builder.append(event, line as u64, received_at);
-        txns.insert(emission.run_id, progress[emission.run_id] + 1);
-    }
-    let batch = builder.finish(SeqClock::default().reserve(fresh.len()));
-    let txns = txns
-        .into_iter()
-        .map(|(run, version)| Transaction::new(emit_app_id(run), version))
-        .collect();
-    append_with_txns(table, batch, txns)
+    let mut writer = EmitWriter {
+        events,
+        received_at: now.timestamp_micros(),
+        seq: SeqClock::default(),
+    };
+    commit(&mut table, &mut writer)
         .await
         .map(|_| ())
         .map_err(|e| e.to_string())
+}
+
+/// Plans one commit of the events the table does not hold yet.
+struct EmitWriter<'a> {
+    events: &'a [(Emission<'a>, ParsedEvent<'a>)],
+    received_at: i64,
+    seq: SeqClock,
+}
+
+impl Writer for EmitWriter<'_> {
+    type Error = DeliverError;
+
+    /// Skips what earlier commits of these runs stored; the rest, with one
+    /// txn per run.
+    async fn plan(&mut self, table: &DeltaTable) -> Result<Plan, DeliverError> {
+        let mut progress: BTreeMap<&str, i64> = BTreeMap::new();
+        let mut suspects = Vec::new();
+        for (emission, _) in self.events {
+            if progress.contains_key(emission.run_id) {
+                continue;
+            }
+            let done = table::app_progress(table, &emit_app_id(emission.run_id)).await?;
+            progress.insert(emission.run_id, done.unwrap_or(0));
+            if done.is_some() {
+                suspects.extend(
+                    self.events
+                        .iter()
+                        .filter(|(e, _)| e.run_id == emission.run_id)
+                        .map(|(e, _)| e.delivery_id),
+                );
+            }
+        }
+        let stored = stored_event_ids(table, &suspects).await?;
+        let fresh: Vec<&(Emission, ParsedEvent)> = self
+            .events
+            .iter()
+            .filter(|(e, _)| !stored.contains(e.delivery_id))
+            .collect();
+        if fresh.is_empty() {
+            return Ok(Plan::Nothing);
+        }
+        let mut builder = EventBatchBuilder::with_capacity(fresh.len());
+        let mut txns: HashMap<&str, i64> = HashMap::new();
+        for (line, (emission, event)) in fresh.iter().enumerate() {
+            builder.append(event, line as u64, self.received_at);
+            txns.insert(emission.run_id, progress[emission.run_id] + 1);
+        }
+        let batch = builder.finish(self.seq.reserve(fresh.len()));
+        let txns = txns
+            .into_iter()
+            .map(|(run, version)| Transaction::new(emit_app_id(run), version))
+            .collect();
+        Ok(Plan::Append(Append {
+            batches: vec![batch],
+            txns,
+        }))
+    }
 }
 
 /// Which of `ids` are already `event_id`s in the events table.
@@ -192,40 +191,4 @@ fn event_ids(batch: &RecordBatch) -> Vec<String> {
         .flatten()
         .map(str::to_string)
         .collect()
-}
-
-/// `table::append` with several application transactions in one commit.
-async fn append_with_txns(
-    table: &mut DeltaTable,
-    batch: RecordBatch,
-    txns: Vec<Transaction>,
-) -> Result<i64, StoreError> {
-    let url = table.table_url().clone();
-    let delta = |e: deltalake_core::DeltaTableError| StoreError::delta(&url, e);
-    let mut writer = RecordBatchWriter::for_table(table)
-        .map_err(delta)?
-        .with_writer_properties(table::writer_properties());
-    writer.write(batch).await.map_err(delta)?;
-    let adds = writer.flush().await.map_err(delta)?;
-    let operation = DeltaOperation::Write {
-        mode: SaveMode::Append,
-        partition_by: None,
-        predicate: None,
-    };
-    let committed =
-        CommitBuilder::from(CommitProperties::default().with_application_transactions(txns))
-            .with_actions(adds.into_iter().map(Action::Add).collect())
-            .build(
-                Some(table.snapshot().map_err(delta)?),
-                table.log_store(),
-                operation,
-            )
-            .await
-            .map_err(delta)?;
-    let version = committed.version();
-    table
-        .update_incremental(Some(version))
-        .await
-        .map_err(delta)?;
-    Ok(version as i64)
 }

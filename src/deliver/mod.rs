@@ -35,7 +35,6 @@
 //! Test hook: `TRIPWIRE_PAUSE_BEFORE_RECORD=<dir>` stops the worker after
 //! performing a batch, before recording it (crash tests kill it there).
 
-mod attempts;
 mod commands;
 mod emit;
 mod file;
@@ -54,7 +53,6 @@ use std::time::Duration;
 use chrono::{DateTime, Utc};
 use tokio::sync::watch;
 
-pub use attempts::{AttemptRecord, Status, attempts_batch, attempts_schema};
 pub use commands::{Listing, deliver_now, list, redeliver_now};
 pub use emit::emit_app_id;
 pub use payload::{DEFAULT_TIMEOUT_MS, Payload};
@@ -64,10 +62,8 @@ pub use retry::{
     parse_retry_after,
 };
 pub use sign::{SIGNATURE_HEADER, hmac_hex, signature};
-pub use state::{DELIVERIES_COLUMNS, register_views};
 pub use worker::{
-    DELIVER_APP_ID, DELIVERY_BATCH, DeliveryLimits, DeliverySummary, WEBHOOK_CONCURRENCY,
-    deliver_due,
+    DELIVERY_BATCH, DeliveryLimits, DeliverySummary, WEBHOOK_CONCURRENCY, deliver_due,
 };
 
 use crate::config::Config;

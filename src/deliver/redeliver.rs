@@ -7,11 +7,14 @@ use std::collections::HashMap;
 
 use chrono::{DateTime, Utc};
 
+use deltalake_core::DeltaTable;
+
 use super::DeliverError;
-use super::attempts::{AttemptRecord, Status, attempts_batch};
-use super::state::{self, Current, state_context};
-use super::worker::{DELIVER_APP_ID, RECORD_TRIES, next_txn_version};
-use crate::store::{Store, TableKind, table};
+use super::state::{self, Current};
+use crate::sql::ledger::state_context;
+use crate::store::commit::{Append, Plan, Writer, commit};
+use crate::store::ledger::attempts::{AttemptRecord, Status, attempts_batch};
+use crate::store::{Store, TableKind};
 
 /// Resets `ids` to pending at `now`; returns how many were reset.
 pub async fn redeliver(
@@ -26,21 +29,36 @@ pub async fn redeliver(
         )));
     };
     let mut attempts = store.open_or_create(workspace, TableKind::Attempts).await?;
-    let wanted: Vec<&str> = ids.iter().map(String::as_str).collect();
-    let mut tries = 1;
-    loop {
-        let ctx = state_context(&ledger, &attempts).await?;
-        let current = state::current(&ctx, &wanted).await?;
-        let rows = resets(&wanted, &current, now).map_err(DeliverError::Redeliver)?;
-        let batch = attempts_batch(&rows);
-        let txn = (DELIVER_APP_ID, next_txn_version(&attempts));
-        match table::append(&mut attempts, vec![batch], Some(txn)).await {
-            Ok(_) => return Ok(rows.len()),
-            Err(e) if tries >= RECORD_TRIES => return Err(e.into()),
-            // A worker recorded meanwhile: check the ids again.
-            Err(_) => tries += 1,
-        }
-        table::refresh(&mut attempts).await?;
+    let mut writer = Resets {
+        ledger: &ledger,
+        ids: ids.iter().map(String::as_str).collect(),
+        now,
+        count: 0,
+    };
+    commit(&mut attempts, &mut writer).await?;
+    Ok(writer.count)
+}
+
+/// The reset rows of `ids`, decided on the attempts table as it is.
+struct Resets<'a> {
+    ledger: &'a DeltaTable,
+    ids: Vec<&'a str>,
+    now: DateTime<Utc>,
+    count: usize,
+}
+
+impl Writer for Resets<'_> {
+    type Error = DeliverError;
+
+    async fn plan(&mut self, attempts: &DeltaTable) -> Result<Plan, DeliverError> {
+        let ctx = state_context(self.ledger, attempts).await?;
+        let current = state::current(&ctx, &self.ids).await?;
+        let rows = resets(&self.ids, &current, self.now).map_err(DeliverError::Redeliver)?;
+        self.count = rows.len();
+        Ok(Plan::Append(Append {
+            batches: vec![attempts_batch(&rows)],
+            txns: Vec::new(),
+        }))
     }
 }
 

@@ -7,7 +7,7 @@ use std::time::Duration;
 
 use chrono::{DateTime, Utc};
 
-use super::attempts::Status;
+use crate::store::ledger::attempts::Status;
 
 /// How long a failing delivery is retried before it is dead-lettered
 /// (SPEC §8: "for a configurable period (default 24h)").

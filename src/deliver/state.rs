@@ -1,7 +1,7 @@
-//! Where each delivery stands: its planned row in the ledger joined with the
-//! latest row of its history in the attempts table. The analyst's
-//! `deliveries` view (SPEC §5), the worker's "what is due" and the checks
-//! of `redeliver` and of a lost commit race all read this one definition.
+//! Where each delivery stands, read from `delivery_state` (`sql::ledger`:
+//! its planned row in the ledger joined with the latest row of its history
+//! in the attempts table): the worker's "what is due" and the checks of
+//! `redeliver` and of a lost commit race.
 
 use std::collections::HashMap;
 use std::sync::Arc;
@@ -9,116 +9,9 @@ use std::sync::Arc;
 use arrow::array::{Array, AsArray, RecordBatch};
 use arrow::datatypes::{DataType, TimeUnit};
 use chrono::{DateTime, Utc};
-use datafusion::catalog::TableProvider;
 use datafusion::prelude::{SessionContext, col, lit};
-use deltalake_core::DeltaTable;
 
-use crate::sql::{QueryError, delta_provider, new_context};
-use crate::store::TableKind;
-
-/// The internal name the raw ledger is registered under while views are built.
-const LEDGER_ROWS: &str = "tripwire_ledger_rows";
-
-/// Per delivery, from its history: real attempts, the latest row's status,
-/// the latest real attempt's error, when it was delivered, and where its
-/// retry schedule restarts (`redeliver` resets).
-const TRIES_SQL: &str = "
-  SELECT delivery_id,
-         count(*) FILTER (WHERE status <> 'pending') AS attempts,
-         max(attempt) AS last_attempt,
-         last_value(status ORDER BY attempt) AS status,
-         last_value(next_attempt_at ORDER BY attempt) AS next_attempt_at,
-         last_value(error ORDER BY attempt) FILTER (WHERE status <> 'pending') AS last_error,
-         max(attempted_at) FILTER (WHERE status = 'delivered') AS delivered_at,
-         max(attempt) FILTER (WHERE status = 'pending') AS reset_attempt,
-         last_value(attempted_at ORDER BY attempt) FILTER (WHERE status = 'pending') AS reset_at
-  FROM attempts GROUP BY delivery_id";
-
-/// Every planned delivery with its current state; the worker's columns
-/// (`planned_status`, `retry_since`, `tries`, `last_attempt`) included.
-fn state_sql() -> String {
-    format!(
-        "WITH tries AS ({TRIES_SQL})
-         SELECT d.delivery_id, d.run_id, d.trigger, d.flow, d.action, d.email, d.user_id,
-                d.client_id, d.variant, d.branch,
-                coalesce(t.status, d.status) AS status,
-                coalesce(t.attempts, 0) AS attempts,
-                t.last_error, d.data, d.finished_at AS planned_at, t.delivered_at,
-                t.next_attempt_at, d.reason, d.payload,
-                d.status AS planned_status,
-                coalesce(t.reset_at, d.finished_at) AS retry_since,
-                coalesce(t.last_attempt, 0) - coalesce(t.reset_attempt, 0) AS tries,
-                coalesce(t.last_attempt, 0) AS last_attempt
-         FROM {LEDGER_ROWS} d LEFT JOIN tries t ON d.delivery_id = t.delivery_id
-         WHERE d.record = 'delivery'"
-    )
-}
-
-/// The columns of the `deliveries` view, in order.
-pub const DELIVERIES_COLUMNS: &[&str] = &[
-    "delivery_id",
-    "run_id",
-    "trigger",
-    "flow",
-    "action",
-    "email",
-    "user_id",
-    "client_id",
-    "variant",
-    "branch",
-    "status",
-    "attempts",
-    "last_error",
-    "data",
-    "planned_at",
-    "delivered_at",
-    "next_attempt_at",
-    "reason",
-    "payload",
-];
-
-/// Registers `attempts` (the history) and `deliveries` (SPEC §5) on `ctx`.
-pub async fn register_views(
-    ctx: &SessionContext,
-    ledger: Arc<dyn TableProvider>,
-    attempts: Arc<dyn TableProvider>,
-) -> Result<(), QueryError> {
-    let state = state_frame(ctx, ledger, attempts).await?;
-    let view = state
-        .select_columns(DELIVERIES_COLUMNS)
-        .map_err(engine)?
-        .into_view();
-    ctx.register_table("deliveries", view).map_err(engine)?;
-    Ok(())
-}
-
-/// Registers `attempts` and returns the state of every delivery as a frame
-/// (the raw ledger is not left registered: analysts read it through views).
-async fn state_frame(
-    ctx: &SessionContext,
-    ledger: Arc<dyn TableProvider>,
-    attempts: Arc<dyn TableProvider>,
-) -> Result<datafusion::prelude::DataFrame, QueryError> {
-    ctx.register_table("attempts", attempts).map_err(engine)?;
-    ctx.register_table(LEDGER_ROWS, ledger).map_err(engine)?;
-    let frame = ctx.sql(&state_sql()).await.map_err(engine);
-    ctx.deregister_table(LEDGER_ROWS).map_err(engine)?;
-    frame
-}
-
-/// A session whose `delivery_state` is read at these table versions.
-pub async fn state_context(
-    ledger: &DeltaTable,
-    attempts: &DeltaTable,
-) -> Result<SessionContext, QueryError> {
-    let ctx = new_context()?;
-    let ledger = delta_provider(&ctx, Some(ledger.clone()), TableKind::Ledger).await?;
-    let attempts = delta_provider(&ctx, Some(attempts.clone()), TableKind::Attempts).await?;
-    let state = state_frame(&ctx, ledger, attempts).await?.into_view();
-    ctx.register_table("delivery_state", state)
-        .map_err(engine)?;
-    Ok(ctx)
-}
+use crate::sql::{QueryError, engine};
 
 /// A delivery that is due: planned `pending`, and not yet attempted, reset
 /// by `redeliver`, or failed with its next try due.
@@ -260,8 +153,4 @@ fn micros(batch: &RecordBatch, name: &str) -> Vec<Option<i64>> {
         .as_primitive::<arrow::datatypes::TimestampMicrosecondType>()
         .iter()
         .collect()
-}
-
-fn engine(e: datafusion::error::DataFusionError) -> QueryError {
-    QueryError::Engine(e.to_string())
 }

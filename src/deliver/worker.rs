@@ -12,16 +12,18 @@ use deltalake_core::DeltaTable;
 use futures::StreamExt;
 
 use super::DeliverError;
-use super::attempts::{AttemptRecord, Status, attempts_batch};
 use super::emit::{Emission, emit};
 use super::file::append_lines;
 use super::payload::Payload;
 use super::retry::{DEFAULT_RETRY_PERIOD, Schedule, decide, jitter_for};
 use super::sign::signature;
-use super::state::{self, Due, state_context};
+use super::state::{self, Due};
 use super::webhook::{self, Attempted, Webhook};
 use crate::config::Config;
-use crate::store::{Store, TableKind, table};
+use crate::sql::ledger::state_context;
+use crate::store::commit::{Append, Plan, Writer, commit};
+use crate::store::ledger::attempts::{AttemptRecord, Status, attempts_batch};
+use crate::store::{Store, TableKind};
 
 /// Deliveries read, attempted and recorded together.
 pub const DELIVERY_BATCH: usize = 2_000;
@@ -31,14 +33,6 @@ pub const WEBHOOK_CONCURRENCY: usize = 32;
 
 /// Batches one call of [`deliver_due`] works through at most.
 pub const MAX_BATCHES: usize = 1_000;
-
-/// How often recording a batch that lost a race is tried again.
-pub const RECORD_TRIES: usize = 5;
-
-/// The application id every attempts commit carries (its version: the
-/// table version it creates), so two commits made from the same snapshot
-/// conflict and the loser re-checks instead of recording a delivery twice.
-pub const DELIVER_APP_ID: &str = "deliver";
 
 /// The bounds of one call of [`deliver_due`].
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -322,50 +316,61 @@ pub fn verdicts(
 }
 
 /// Commits the batch's rows in one append. A commit that lost a race to
-/// another worker re-reads the state: rows of deliveries it recorded as
-/// delivered are dropped (a delivery is recorded delivered once), the
-/// others renumbered after its rows.
+/// another worker is planned again on the winner's version: rows of
+/// deliveries it recorded as delivered are dropped (a delivery is recorded
+/// delivered once), the others renumbered after its rows.
 async fn record(
     ledger: &DeltaTable,
     attempts: &mut DeltaTable,
-    mut rows: Vec<AttemptRecord>,
+    rows: Vec<AttemptRecord>,
 ) -> Result<DeliverySummary, DeliverError> {
-    let mut skipped = 0;
-    let mut tries = 1;
-    loop {
-        let batch = attempts_batch(&rows);
-        let txn = (DELIVER_APP_ID, next_txn_version(attempts));
-        match table::append(attempts, vec![batch], Some(txn)).await {
-            Ok(_) => return Ok(tally(&rows, skipped)),
-            Err(e) if tries >= RECORD_TRIES => return Err(e.into()),
-            Err(_) => tries += 1,
-        }
-        table::refresh(attempts).await?;
-        let ctx = state_context(ledger, attempts).await?;
-        let ids: Vec<&str> = rows.iter().map(|r| r.delivery_id.as_str()).collect();
-        let current = state::current(&ctx, &ids).await?;
-        let before = rows.len();
-        rows.retain(|r| {
-            current
-                .get(&r.delivery_id)
-                .is_none_or(|c| c.status != Status::Delivered.as_str())
-        });
-        skipped += (before - rows.len()) as u64;
-        for row in &mut rows {
-            if let Some(c) = current.get(&row.delivery_id) {
-                row.attempt = c.last_attempt + 1;
-            }
-        }
-        if rows.is_empty() {
-            return Ok(tally(&rows, skipped));
-        }
-    }
+    let mut writer = Recording {
+        ledger,
+        rows,
+        skipped: 0,
+        first: true,
+    };
+    commit(attempts, &mut writer).await?;
+    Ok(tally(&writer.rows, writer.skipped))
 }
 
-/// The version of [`DELIVER_APP_ID`] a commit on `attempts` records: the
-/// table version it means to create.
-pub fn next_txn_version(attempts: &DeltaTable) -> i64 {
-    attempts.version().map_or(0, |v| v as i64) + 1
+/// A batch's attempts rows, checked again against the table after a lost race.
+struct Recording<'a> {
+    ledger: &'a DeltaTable,
+    rows: Vec<AttemptRecord>,
+    skipped: u64,
+    first: bool,
+}
+
+impl Writer for Recording<'_> {
+    type Error = DeliverError;
+
+    async fn plan(&mut self, attempts: &DeltaTable) -> Result<Plan, DeliverError> {
+        if !std::mem::take(&mut self.first) {
+            let ctx = state_context(self.ledger, attempts).await?;
+            let ids: Vec<&str> = self.rows.iter().map(|r| r.delivery_id.as_str()).collect();
+            let current = state::current(&ctx, &ids).await?;
+            let before = self.rows.len();
+            self.rows.retain(|r| {
+                current
+                    .get(&r.delivery_id)
+                    .is_none_or(|c| c.status != Status::Delivered.as_str())
+            });
+            self.skipped += (before - self.rows.len()) as u64;
+            for row in &mut self.rows {
+                if let Some(c) = current.get(&row.delivery_id) {
+                    row.attempt = c.last_attempt + 1;
+                }
+            }
+        }
+        if self.rows.is_empty() {
+            return Ok(Plan::Nothing);
+        }
+        Ok(Plan::Append(Append {
+            batches: vec![attempts_batch(&self.rows)],
+            txns: Vec::new(),
+        }))
+    }
 }
 
 fn tally(rows: &[AttemptRecord], skipped: u64) -> DeliverySummary {

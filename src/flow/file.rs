@@ -8,8 +8,8 @@ use std::time::Duration;
 
 use serde::Deserialize;
 
-use crate::config::parse_duration;
-use crate::trigger::FileError;
+use crate::duration::parse_duration;
+use crate::project::FileError;
 
 /// How long a webhook may take unless its action says otherwise.
 pub const DEFAULT_WEBHOOK_TIMEOUT: Duration = Duration::from_secs(10);

@@ -1,4 +1,4 @@
-//! Flows (SPEC §7): what happens to a trigger's matches.
+//! Flows (docs/reference.md "Flows"): what happens to a trigger's matches.
 //!
 //! - `file`: flow files and their validation.
 //! - `segment`: SQL segments and imported lists.
@@ -22,35 +22,19 @@ pub use file::Flow;
 use segment::SegmentSource;
 
 use crate::config::Config;
-use crate::sql::{SessionSpec, plan_read_only, workspace_session};
+use crate::identity::resolve::IDENTITY_COLUMNS;
+use crate::project::{FLOW_DIR, FileError, SEGMENT_DIR, load_files};
+use crate::session::{SessionSpec, workspace_session};
+use crate::sql::plan_read_only;
 use crate::store::{Store, StoreError};
-use crate::trigger::resolve::IDENTITY_COLUMNS;
-use crate::trigger::window::new_events_table;
-use crate::trigger::{FileError, TriggerFile};
-
-/// Folder of flow files inside a project.
-pub const FLOW_DIR: &str = "flows";
+use crate::trigger::TriggerFile;
+use crate::window::new_events_table;
 
 /// Every `flows/*.toml`, sorted by name; files that do not parse are errors.
 pub fn load_flows(project_dir: &Path) -> (Vec<Flow>, Vec<FileError>) {
-    let dir = project_dir.join(FLOW_DIR);
-    let paths = crate::trigger::files_with_extension(&dir, "toml");
-    let mut flows = Vec::new();
-    let mut errors = Vec::new();
-    for path in paths {
-        let parsed = std::fs::read_to_string(&path)
-            .map_err(|e| FileError {
-                path: path.display().to_string(),
-                line: 1,
-                reason: e.to_string(),
-            })
-            .and_then(|text| Flow::parse(&path, &text, project_dir));
-        match parsed {
-            Ok(flow) => flows.push(flow),
-            Err(e) => errors.push(e),
-        }
-    }
-    (flows, errors)
+    load_files(&project_dir.join(FLOW_DIR), "toml", |path, text| {
+        Flow::parse(path, text, project_dir)
+    })
 }
 
 /// The first broken flow file that names `trigger`, or whose trigger
@@ -172,7 +156,7 @@ async fn check_flow(
                 format!(
                     "unknown segment {name:?} (known: {}; SQL in {}/ or `tripwire import --segment`)",
                     known.join(", "),
-                    segment::SEGMENT_DIR
+                    SEGMENT_DIR
                 ),
             ));
         };

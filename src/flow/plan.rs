@@ -1,11 +1,11 @@
-//! Planning a run's deliveries (SPEC §7; DESIGN.md "set-based"): for each
+//! Planning a run's deliveries (docs/reference.md "Flows"): for each
 //! flow listening to the trigger, one DataFusion query over the run's
 //! matches computes every row's segment membership, earlier fires (the
 //! frequency cap), experiment bucket and branch: joins, hashes and CASE,
 //! never a query per contact. Pure functions then turn those columns into
-//! delivery records.
+//! delivery records, each paired with its match by the match's ordinal.
 
-use std::collections::BTreeSet;
+use std::collections::{BTreeSet, HashMap};
 use std::sync::Arc;
 
 use arrow::array::{Array, ArrayRef, AsArray, Int64Array, RecordBatch, StringArray, UInt64Array};
@@ -19,9 +19,9 @@ use deltalake_core::DeltaTable;
 use super::file::{Experiment, Flow};
 use super::render::{Rendering, render_payload};
 use super::segment::{Keys, SegmentSource, register, table_name};
-use crate::store::ledger::{DeliveryRecord, MatchRecord};
-use crate::trigger::resolve::{IDENTITY_COLUMNS, Resolution};
-use crate::trigger::window::Window;
+use crate::identity::resolve::{IDENTITY_COLUMNS, Resolution};
+use crate::store::ledger::{DeliveryRecord, MatchRecord, id_of};
+use crate::window::Window;
 
 /// Buckets of the experiment hash: an arm's share is counted in 1/10,000.
 pub const BUCKETS: i64 = 10_000;
@@ -81,11 +81,6 @@ pub async fn plan_deliveries(
     Ok(planned)
 }
 
-/// The contact a match is about: its key without the `|event_id:` part.
-pub fn contact_of(match_key: &str) -> &str {
-    match_key.split('|').next().unwrap_or(match_key)
-}
-
 /// The run's matches as a table: the query's data columns (with their
 /// types), the resolved contact columns, the key, the contact and the order.
 fn matches_batch(resolution: &Resolution) -> Result<RecordBatch, arrow::error::ArrowError> {
@@ -123,25 +118,23 @@ fn matches_batch(resolution: &Resolution) -> Result<RecordBatch, arrow::error::A
         ("email", text(|m| m.email.as_deref())),
         ("user_id", text(|m| m.user_id.as_deref())),
         ("client_id", text(|m| m.client_id.as_deref())),
-        ("__tripwire_key", text(|m| Some(&m.match_key))),
-        (
-            "__tripwire_contact",
-            text(|m| Some(contact_of(&m.match_key))),
-        ),
+        ("__tripwire_contact", text(|m| Some(&m.contact))),
     ] {
         fields.push(Field::new(name, DataType::Utf8, true));
         columns.push(column);
     }
     fields.push(Field::new("__tripwire_ord", DataType::Int64, false));
     columns.push(Arc::new(Int64Array::from_iter_values(
-        0..matches.len() as i64,
+        matches.iter().map(|m| m.ordinal),
     )));
     RecordBatch::try_new(Arc::new(Schema::new(fields)), columns)
 }
 
-/// Per match (in order): the columns that decide its fate in `flow`.
+/// Per match: the columns that decide its fate in `flow`.
 #[derive(Debug, Clone, PartialEq)]
 pub struct FlowRow {
+    /// The match (its `ordinal`) the row is about.
+    pub ordinal: i64,
     pub excluded_by: Option<String>,
     pub included: bool,
     pub prior_fires: i64,
@@ -195,7 +188,8 @@ async fn flow_columns(
     };
     let (fires_join, prior) = fires_sql(request, flow);
     let sql = format!(
-        "SELECT {excluded_by} AS excluded_by,
+        "SELECT m.__tripwire_ord AS ordinal,
+                {excluded_by} AS excluded_by,
                 {included} AS included,
                 {prior} AS prior_fires,
                 row_number() OVER (PARTITION BY m.__tripwire_contact ORDER BY m.__tripwire_ord) AS rank,
@@ -242,12 +236,12 @@ fn fires_sql(request: &PlanRequest<'_>, flow: &Flow) -> (String, String) {
         .unwrap_or(DateTime::<Utc>::MIN_UTC);
     let join = format!(
         "LEFT JOIN (
-           SELECT split_part(match_key, '|', 1) AS contact,
-                  count(DISTINCT run_id || '|' || match_key) AS fires
+           SELECT contact,
+                  count(DISTINCT concat(run_id, ':', CAST(ordinal AS VARCHAR))) AS fires
            FROM {LEDGER}
-           WHERE record = 'delivery' AND flow = {flow} AND status = 'pending'
+           WHERE kind = 'delivery' AND flow = {flow} AND status = 'pending'
              AND clock > TIMESTAMP '{since}' AND clock <= TIMESTAMP '{now}'
-           GROUP BY 1
+           GROUP BY contact
          ) fires ON fires.contact = m.__tripwire_contact",
         flow = quote(&flow.name),
         since = since.format("%Y-%m-%dT%H:%M:%S%.6fZ"),
@@ -299,12 +293,13 @@ fn quote(text: &str) -> String {
 fn flow_rows(batches: &[RecordBatch]) -> Result<Vec<FlowRow>, arrow::error::ArrowError> {
     let mut rows = Vec::new();
     for batch in batches {
-        let excluded = cast(batch.column(0), &DataType::Utf8)?;
-        let included = cast(batch.column(1), &DataType::Boolean)?;
-        let prior = cast(batch.column(2), &DataType::Int64)?;
-        let rank = cast(batch.column(3), &DataType::Int64)?;
-        let bucket = cast(batch.column(4), &DataType::Int64)?;
-        let branch = cast(batch.column(5), &DataType::Int64)?;
+        let ordinal = cast(batch.column(0), &DataType::Int64)?;
+        let excluded = cast(batch.column(1), &DataType::Utf8)?;
+        let included = cast(batch.column(2), &DataType::Boolean)?;
+        let prior = cast(batch.column(3), &DataType::Int64)?;
+        let rank = cast(batch.column(4), &DataType::Int64)?;
+        let bucket = cast(batch.column(5), &DataType::Int64)?;
+        let branch = cast(batch.column(6), &DataType::Int64)?;
         let (excluded, included) = (excluded.as_string::<i32>(), included.as_boolean());
         let number = |a: &ArrayRef, i: usize| {
             a.is_valid(i)
@@ -312,6 +307,7 @@ fn flow_rows(batches: &[RecordBatch]) -> Result<Vec<FlowRow>, arrow::error::Arro
         };
         for i in 0..batch.num_rows() {
             rows.push(FlowRow {
+                ordinal: number(&ordinal, i).unwrap_or(-1),
                 excluded_by: excluded.is_valid(i).then(|| excluded.value(i).to_string()),
                 included: included.is_valid(i) && included.value(i),
                 prior_fires: number(&prior, i).unwrap_or(0),
@@ -391,8 +387,12 @@ fn decide(
     matches: &[MatchRecord],
     rows: &[FlowRow],
 ) -> Vec<DeliveryRecord> {
+    let by_ordinal: HashMap<i64, &MatchRecord> = matches.iter().map(|m| (m.ordinal, m)).collect();
     let mut out = Vec::new();
-    for (m, row) in matches.iter().zip(rows) {
+    for row in rows {
+        let Some(m) = by_ordinal.get(&row.ordinal).copied() else {
+            continue;
+        };
         let variant = arm(flow.experiment.as_ref(), row.bucket);
         let fate = fate(flow, row, variant.as_deref());
         let (branch, status, reason) = match &fate {
@@ -405,20 +405,17 @@ fn decide(
             .map(|b| b.actions.clone())
             .unwrap_or_else(|| vec![String::new()]);
         for action in actions {
-            let delivery_id = delivery_id(request, &flow.name, &m.match_key, &action);
+            let delivery_id = delivery_id(request, &flow.name, m, &action);
             let mut record = DeliveryRecord {
                 delivery_id,
                 flow: flow.name.clone(),
                 action: action.clone(),
-                match_key: m.match_key.clone(),
-                email: m.email.clone(),
-                user_id: m.user_id.clone(),
-                client_id: m.client_id.clone(),
+                ordinal: m.ordinal,
+                contact: m.contact.clone(),
                 variant: variant.clone(),
                 branch,
                 status: status.into(),
                 reason: reason.clone(),
-                data: m.data.clone(),
                 payload: None,
             };
             if status == "pending"
@@ -430,7 +427,7 @@ fn decide(
                     run_id: request.run_id,
                     now: request.now,
                 };
-                match render_payload(&rendering, &record, spec) {
+                match render_payload(&rendering, m, &record, spec) {
                     Ok(payload) => record.payload = Some(payload),
                     Err(e) => {
                         record.status = "filtered".into();
@@ -444,19 +441,24 @@ fn decide(
     out
 }
 
-/// DESIGN.md invariant 4: hash(workspace, flow, trigger, window, match key, action).
-pub fn delivery_id(request: &PlanRequest<'_>, flow: &str, match_key: &str, action: &str) -> String {
-    let key = [
+/// docs/architecture.md "Deterministic ids": a hash of workspace, flow,
+/// trigger, window, match key (contact and event id) and action.
+pub fn delivery_id(request: &PlanRequest<'_>, flow: &str, m: &MatchRecord, action: &str) -> String {
+    id_of(&[
         request.workspace,
         flow,
         request.trigger,
         &request.window.from.to_string(),
         &request.window.to.to_string(),
-        match_key,
+        &m.contact,
+        m.event_id.as_deref().unwrap_or(""),
+        if m.event_id.is_some() {
+            "event"
+        } else {
+            "contact"
+        },
         action,
-    ]
-    .join("\u{1f}");
-    format!("{:032x}", xxhash_rust::xxh3::xxh3_128(key.as_bytes()))
+    ])
 }
 
 /// The segment names flows refer to.

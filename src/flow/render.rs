@@ -8,7 +8,7 @@ use chrono::{DateTime, Utc};
 use serde_json::{Value, json};
 
 use super::file::Action;
-use crate::store::ledger::DeliveryRecord;
+use crate::store::ledger::{DeliveryRecord, MatchRecord};
 
 /// The run a delivery belongs to.
 pub struct Rendering<'a> {
@@ -18,8 +18,9 @@ pub struct Rendering<'a> {
     pub now: DateTime<Utc>,
 }
 
-/// SPEC §8's default body: the delivery, its contact and the match's data.
-pub fn default_body(r: &Rendering, d: &DeliveryRecord) -> Value {
+/// The default body (docs/reference.md "Deliveries"): the delivery, its
+/// contact and the match's data.
+pub fn default_body(r: &Rendering, m: &MatchRecord, d: &DeliveryRecord) -> Value {
     json!({
         "delivery_id": d.delivery_id,
         "workspace": r.workspace,
@@ -28,26 +29,27 @@ pub fn default_body(r: &Rendering, d: &DeliveryRecord) -> Value {
         "run_id": r.run_id,
         "variant": d.variant,
         "branch": d.branch,
-        "contact": {"email": d.email, "user_id": d.user_id, "client_id": d.client_id},
-        "data": data(d),
+        "contact": {"email": m.email, "user_id": m.user_id, "client_id": m.client_id},
+        "data": data(m),
     })
 }
 
-fn data(d: &DeliveryRecord) -> Value {
-    serde_json::from_str(&d.data).unwrap_or(Value::Null)
+fn data(m: &MatchRecord) -> Value {
+    serde_json::from_str(&m.data).unwrap_or(Value::Null)
 }
 
 /// The payload JSON the delivery worker acts on (see `deliver`).
 pub fn render_payload(
     r: &Rendering,
+    m: &MatchRecord,
     d: &DeliveryRecord,
     action: &Action,
 ) -> Result<String, String> {
     let payload = match action {
         Action::Webhook { url, body, timeout } => {
             let body = match body {
-                Some(template) => render_template(template, &default_body(r, d))?,
-                None => default_body(r, d).to_string(),
+                Some(template) => render_template(template, &default_body(r, m, d))?,
+                None => default_body(r, m, d).to_string(),
             };
             json!({
                 "kind": "webhook", "url": url, "body": body,
@@ -57,16 +59,16 @@ pub fn render_payload(
         Action::File { path } => json!({
             "kind": "file",
             "path": path.display().to_string(),
-            "line": default_body(r, d).to_string(),
+            "line": default_body(r, m, d).to_string(),
         }),
         Action::Event { name } => json!({
             "kind": "event",
             "event": {
                 "name": name,
-                "payload": data(d),
-                "email": d.email,
-                "user_id": d.user_id,
-                "client_id": d.client_id,
+                "payload": data(m),
+                "email": m.email,
+                "user_id": m.user_id,
+                "client_id": m.client_id,
                 "event_id": d.delivery_id,
                 "timestamp": r.now.to_rfc3339(),
             },
@@ -89,20 +91,29 @@ mod tests {
     use super::*;
     use std::time::Duration;
 
+    fn matched() -> MatchRecord {
+        MatchRecord {
+            ordinal: 0,
+            contact: "email:a@x.com".into(),
+            event_id: None,
+            email: Some("a@x.com".into()),
+            user_id: None,
+            client_id: Some("c1".into()),
+            data: r#"{"cart_value":120.5}"#.into(),
+        }
+    }
+
     fn delivery() -> DeliveryRecord {
         DeliveryRecord {
             delivery_id: "d1".into(),
             flow: "reengage".into(),
             action: "vip_hook".into(),
-            match_key: "email:a@x.com".into(),
-            email: Some("a@x.com".into()),
-            user_id: None,
-            client_id: Some("c1".into()),
+            ordinal: 0,
+            contact: "email:a@x.com".into(),
             variant: Some("a".into()),
             branch: Some(0),
             status: "pending".into(),
             reason: None,
-            data: r#"{"cart_value":120.5}"#.into(),
             payload: None,
         }
     }
@@ -120,7 +131,7 @@ mod tests {
 
     #[test]
     fn the_default_body_is_specs() {
-        let body = default_body(&rendering(), &delivery());
+        let body = default_body(&rendering(), &matched(), &delivery());
         assert_eq!(
             body,
             json!({"delivery_id": "d1", "workspace": "shop", "flow": "reengage",
@@ -139,9 +150,10 @@ mod tests {
             ),
             timeout: Duration::from_secs(2),
         };
-        let payload: Value =
-            serde_json::from_str(&render_payload(&rendering(), &delivery(), &action).unwrap())
-                .unwrap();
+        let payload: Value = serde_json::from_str(
+            &render_payload(&rendering(), &matched(), &delivery(), &action).unwrap(),
+        )
+        .unwrap();
         assert_eq!(payload["body"], r#"{"email": "a@x.com", "value": 120.5}"#);
         assert_eq!(payload["timeout_ms"], 2000);
         let broken = Action::Webhook {
@@ -149,7 +161,7 @@ mod tests {
             body: Some("{{ data.nope }}".into()),
             timeout: Duration::from_secs(2),
         };
-        assert!(render_payload(&rendering(), &delivery(), &broken).is_err());
+        assert!(render_payload(&rendering(), &matched(), &delivery(), &broken).is_err());
     }
 
     #[test]
@@ -157,9 +169,10 @@ mod tests {
         let action = Action::Event {
             name: "vip_abandoned".into(),
         };
-        let payload: Value =
-            serde_json::from_str(&render_payload(&rendering(), &delivery(), &action).unwrap())
-                .unwrap();
+        let payload: Value = serde_json::from_str(
+            &render_payload(&rendering(), &matched(), &delivery(), &action).unwrap(),
+        )
+        .unwrap();
         assert_eq!(payload["event"]["name"], "vip_abandoned");
         assert_eq!(payload["event"]["event_id"], "d1");
         assert_eq!(payload["event"]["payload"]["cart_value"], 120.5);

@@ -16,12 +16,9 @@ use object_store::ObjectStoreExt as _;
 use object_store::path::Path as ObjectPath;
 use serde::{Deserialize, Serialize};
 
+use crate::project::{FileError, SEGMENT_DIR, file_name, load_files};
 use crate::sql::{QueryError, plan_read_only};
 use crate::store::{Store, StoreError};
-use crate::trigger::FileError;
-
-/// Folder of segment files inside a project.
-pub const SEGMENT_DIR: &str = "queries/segments";
 
 /// A segment as defined in the project.
 #[derive(Debug, Clone, PartialEq)]
@@ -49,30 +46,14 @@ pub struct Keys {
 
 /// The SQL segments of the project folder, by name.
 pub fn load_sql_segments(project_dir: &Path) -> (Vec<(String, SegmentSource)>, Vec<FileError>) {
-    let dir = project_dir.join(SEGMENT_DIR);
-    let paths = crate::trigger::files_with_extension(&dir, "sql");
-    let mut segments = Vec::new();
-    let mut errors = Vec::new();
-    for path in paths {
-        let name = path
-            .file_stem()
-            .and_then(|s| s.to_str())
-            .map(str::to_string);
-        match (name, std::fs::read_to_string(&path)) {
-            (Some(name), Ok(sql)) => segments.push((name, SegmentSource::Sql { path, sql })),
-            (_, Err(e)) => errors.push(FileError {
-                path: path.display().to_string(),
-                line: 1,
-                reason: e.to_string(),
-            }),
-            (None, _) => errors.push(FileError {
-                path: path.display().to_string(),
-                line: 1,
-                reason: "the file name is not UTF-8".into(),
-            }),
-        }
-    }
-    (segments, errors)
+    load_files(&project_dir.join(SEGMENT_DIR), "sql", |path, sql| {
+        let name = file_name(path)?;
+        let source = SegmentSource::Sql {
+            path: path.to_path_buf(),
+            sql: sql.to_string(),
+        };
+        Ok((name, source))
+    })
 }
 
 /// The table name a segment is registered under in a run's session.

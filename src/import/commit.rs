@@ -9,8 +9,9 @@ use arrow::compute::filter_record_batch;
 use deltalake_core::DeltaTable;
 
 use super::chunk::ParsedChunk;
-use crate::event::EventBatchBuilder;
+use crate::store::commit::{Append, Plan, Writer, commit};
 use crate::store::quarantine::{Rejected, quarantine_batch};
+use crate::store::seq::SeqClock;
 use crate::store::{Store, StoreError, TableKind, table};
 
 /// What committing one chunk did.
@@ -24,19 +25,13 @@ pub struct ChunkOutcome {
     pub quarantined: u64,
 }
 
-/// A table and how far this import's application id has committed to it.
-struct Progress {
-    table: DeltaTable,
-    committed: i64,
-}
-
 /// Writes one file's chunks; `app_id` names the file by its content hash.
 pub struct Committer {
     store: Store,
     app_id: String,
     /// Workspace whose quarantine keeps rejected lines, if any.
     quarantine: Option<String>,
-    tables: HashMap<(String, TableKind), Progress>,
+    tables: HashMap<(String, TableKind), DeltaTable>,
     seq: SeqClock,
 }
 
@@ -57,10 +52,11 @@ impl Committer {
         let last_line = chunk.last_line as i64;
         for (workspace, events) in chunk.events {
             let count = events.len() as u64;
-            let seq = self.seq.reserve(events.len());
+            let lines: Vec<i64> = events.lines().iter().map(|l| *l as i64).collect();
+            let batch = events.finish(self.seq.reserve(lines.len()));
             let stored = self
                 .append(&workspace, TableKind::Events, last_line, |committed| {
-                    events_after(events, committed, seq)
+                    rows_after(&batch, &lines, committed)
                 })
                 .await?;
             outcome.stored += stored;
@@ -91,46 +87,61 @@ impl Committer {
         workspace: &str,
         kind: TableKind,
         last_line: i64,
-        build: impl FnOnce(i64) -> RecordBatch,
+        build: impl Fn(i64) -> RecordBatch + Send,
     ) -> Result<u64, StoreError> {
         let app_id = self.app_id.clone();
-        let progress = self.progress(workspace, kind).await?;
-        if last_line <= progress.committed {
-            return Ok(0);
-        }
-        let batch = build(progress.committed);
-        let rows = batch.num_rows() as u64;
-        match table::append(&mut progress.table, vec![batch], Some((&app_id, last_line))).await {
-            Ok(_) => {
-                progress.committed = last_line;
-                Ok(rows)
-            }
-            Err(e) => {
-                // A concurrent import of the same file may have committed it.
-                table::refresh(&mut progress.table).await?;
-                progress.committed = committed_lines(&progress.table, &app_id).await?;
-                if last_line <= progress.committed {
-                    Ok(0)
-                } else {
-                    Err(e)
-                }
-            }
-        }
+        let table = self.table(workspace, kind).await?;
+        let mut writer = ChunkWriter {
+            app_id: &app_id,
+            last_line,
+            build,
+            rows: 0,
+        };
+        commit(table, &mut writer).await?;
+        Ok(writer.rows)
     }
 
-    async fn progress(
+    async fn table(
         &mut self,
         workspace: &str,
         kind: TableKind,
-    ) -> Result<&mut Progress, StoreError> {
+    ) -> Result<&mut DeltaTable, StoreError> {
         let key = (workspace.to_string(), kind);
         if !self.tables.contains_key(&key) {
             let table = self.store.open_or_create(workspace, kind).await?;
-            let committed = committed_lines(&table, &self.app_id).await?;
-            self.tables
-                .insert(key.clone(), Progress { table, committed });
+            self.tables.insert(key.clone(), table);
         }
         Ok(self.tables.get_mut(&key).expect("inserted above"))
+    }
+}
+
+/// One chunk's rows for one table: those after the lines this file's
+/// import has committed to it so far (a resumed or concurrent import may
+/// have committed some or all of them).
+struct ChunkWriter<'a, B> {
+    app_id: &'a str,
+    last_line: i64,
+    build: B,
+    /// Rows in the last plan (what was stored if it committed).
+    rows: u64,
+}
+
+impl<B: Fn(i64) -> RecordBatch + Send> Writer for ChunkWriter<'_, B> {
+    type Error = StoreError;
+
+    async fn plan(&mut self, table: &DeltaTable) -> Result<Plan, StoreError> {
+        self.rows = 0;
+        let committed = committed_lines(table, self.app_id).await?;
+        if self.last_line <= committed {
+            return Ok(Plan::Nothing);
+        }
+        let batch = (self.build)(committed);
+        self.rows = batch.num_rows() as u64;
+        Ok(Plan::Append(Append::recorded(
+            vec![batch],
+            self.app_id,
+            self.last_line,
+        )))
     }
 }
 
@@ -138,49 +149,11 @@ async fn committed_lines(table: &DeltaTable, app_id: &str) -> Result<i64, StoreE
     Ok(table::app_progress(table, app_id).await?.unwrap_or(0))
 }
 
-/// The batch of events read after line `committed`.
-fn events_after(events: EventBatchBuilder, committed: i64, first_seq: i64) -> RecordBatch {
-    let keep: BooleanArray = events
-        .lines()
-        .iter()
-        .map(|l| Some(*l as i64 > committed))
-        .collect();
-    let all_new = keep.true_count() == keep.len();
-    let batch = events.finish(first_seq);
-    if all_new {
-        return batch;
+/// The rows of `batch` read after line `committed` (`lines`: each row's line).
+fn rows_after(batch: &RecordBatch, lines: &[i64], committed: i64) -> RecordBatch {
+    if lines.iter().all(|l| *l > committed) {
+        return batch.clone();
     }
-    filter_record_batch(&batch, &keep).expect("the mask has one entry per row")
-}
-
-/// Hands out `seq` values: nanoseconds since the epoch, strictly increasing
-/// within a writer, so `seq` follows ingest order (SPEC §5).
-#[derive(Debug, Default)]
-pub struct SeqClock {
-    last: i64,
-}
-
-impl SeqClock {
-    /// Reserves `n` consecutive values and returns the first.
-    pub fn reserve(&mut self, n: usize) -> i64 {
-        let now = chrono::Utc::now()
-            .timestamp_nanos_opt()
-            .unwrap_or(i64::MAX / 2);
-        let first = now.max(self.last + 1);
-        self.last = first + n as i64 - 1;
-        first
-    }
-}
-
-#[cfg(test)]
-mod tests {
-    use super::*;
-
-    #[test]
-    fn seq_grows_across_reservations() {
-        let mut clock = SeqClock::default();
-        let a = clock.reserve(1_000_000);
-        let b = clock.reserve(1);
-        assert!(b >= a + 1_000_000);
-    }
+    let keep: BooleanArray = lines.iter().map(|l| Some(*l > committed)).collect();
+    filter_record_batch(batch, &keep).expect("the mask has one entry per row")
 }

@@ -10,7 +10,7 @@ use super::wal::WalError;
 use crate::config::Workspace;
 use crate::event::now_micros;
 use crate::event::shapes::parse_event;
-use crate::server::error::ApiError;
+use crate::http::ApiError;
 
 /// What became of a request's items.
 #[derive(Debug, Default, Clone, PartialEq, Eq)]

@@ -22,9 +22,10 @@ use super::learn::SAVE_EVERY;
 use super::record::{StoredEvent, StoredReject, WalRecord};
 use super::wal::Segment;
 use crate::event::EventBatchBuilder;
-use crate::import::commit::SeqClock;
+use crate::store::commit::{Once, commit};
 use crate::store::quarantine::{Rejected, quarantine_batch};
-use crate::store::{Store, StoreError, TableKind, table};
+use crate::store::seq::SeqClock;
+use crate::store::{Store, StoreError, TableKind};
 
 /// How often the flusher seals an old segment and commits what is sealed.
 pub const FLUSH_TICK: Duration = Duration::from_millis(200);
@@ -124,19 +125,12 @@ impl Flusher {
             self.tables.insert(key.clone(), table);
         }
         let table = self.tables.get_mut(&key).expect("opened above");
-        if table::app_progress(table, &self.app_id).await? >= Some(number) {
-            return Ok(());
-        }
-        match table::append(table, batches, Some((&self.app_id, number))).await {
-            Ok(_) => Ok(()),
-            Err(e) => {
-                table::refresh(table).await?;
-                match table::app_progress(table, &self.app_id).await? >= Some(number) {
-                    true => Ok(()),
-                    false => Err(e),
-                }
-            }
-        }
+        let mut writer = Once {
+            app_id: self.app_id.clone(),
+            version: number,
+            batches,
+        };
+        commit(table, &mut writer).await.map(|_| ())
     }
 }
 

@@ -16,16 +16,16 @@ use serde::Deserialize;
 use serde_json::value::RawValue;
 use serde_json::{Map, Value, json};
 
+use super::IngestState;
 use super::accept::{Accepted, accept};
 use crate::config::Workspace;
-use crate::server::AppState;
-use crate::server::auth::{WriteRefusal, header_key, workspace_list, writable};
-use crate::server::error::ApiError;
+use crate::http::ApiError;
+use crate::http::auth::{WriteRefusal, header_key, workspace_list, writable};
 
 type Answer = Result<(StatusCode, Value), ApiError>;
 
 /// Counts the request and turns the answer into a response.
-fn respond(state: &AppState, endpoint: &'static str, answer: Answer) -> Response {
+fn respond(state: &IngestState, endpoint: &'static str, answer: Answer) -> Response {
     let response = match answer {
         Ok((status, body)) => (status, Json(body)).into_response(),
         Err(e) => e.into_response(),
@@ -39,7 +39,7 @@ fn respond(state: &AppState, endpoint: &'static str, answer: Answer) -> Response
 
 /// `POST /http/v1/collect`: one collect envelope.
 pub async fn collect(
-    State(state): State<Arc<AppState>>,
+    State(state): State<Arc<IngestState>>,
     headers: HeaderMap,
     body: Result<Bytes, BytesRejection>,
 ) -> Response {
@@ -48,7 +48,7 @@ pub async fn collect(
 }
 
 async fn collect_answer(
-    state: &AppState,
+    state: &IngestState,
     headers: &HeaderMap,
     body: Result<Bytes, BytesRejection>,
 ) -> Answer {
@@ -85,7 +85,7 @@ async fn collect_answer(
 
 /// `POST /v1/track`: one Segment track call.
 pub async fn track(
-    State(state): State<Arc<AppState>>,
+    State(state): State<Arc<IngestState>>,
     headers: HeaderMap,
     body: Result<Bytes, BytesRejection>,
 ) -> Response {
@@ -95,7 +95,7 @@ pub async fn track(
 
 /// `POST /v1/identify`: one Segment identify call.
 pub async fn identify(
-    State(state): State<Arc<AppState>>,
+    State(state): State<Arc<IngestState>>,
     headers: HeaderMap,
     body: Result<Bytes, BytesRejection>,
 ) -> Response {
@@ -104,7 +104,7 @@ pub async fn identify(
 }
 
 async fn single_call(
-    state: &AppState,
+    state: &IngestState,
     headers: &HeaderMap,
     body: Result<Bytes, BytesRejection>,
     kind: &str,
@@ -137,7 +137,7 @@ struct BatchBody<'a> {
 /// `POST /v1/batch`: many calls; invalid items are answered with their
 /// index and reason and kept in quarantine, the others stored.
 pub async fn batch(
-    State(state): State<Arc<AppState>>,
+    State(state): State<Arc<IngestState>>,
     headers: HeaderMap,
     body: Result<Bytes, BytesRejection>,
 ) -> Response {
@@ -146,7 +146,7 @@ pub async fn batch(
 }
 
 async fn batch_answer(
-    state: &AppState,
+    state: &IngestState,
     headers: &HeaderMap,
     body: Result<Bytes, BytesRejection>,
 ) -> Answer {
@@ -169,7 +169,7 @@ async fn batch_answer(
 
 /// `POST /v1/events`: one `{"name", "payload", …}` event, or an array of them.
 pub async fn events(
-    State(state): State<Arc<AppState>>,
+    State(state): State<Arc<IngestState>>,
     headers: HeaderMap,
     body: Result<Bytes, BytesRejection>,
 ) -> Response {
@@ -178,7 +178,7 @@ pub async fn events(
 }
 
 async fn events_answer(
-    state: &AppState,
+    state: &IngestState,
     headers: &HeaderMap,
     body: Result<Bytes, BytesRejection>,
 ) -> Answer {
@@ -225,7 +225,7 @@ fn add_rejections(answer: &mut Value, accepted: &Accepted) {
 
 /// The body as text: size-limited, gunzipped when `Content-Encoding: gzip`.
 fn body_text(
-    state: &AppState,
+    state: &IngestState,
     headers: &HeaderMap,
     body: Result<Bytes, BytesRejection>,
 ) -> Result<String, ApiError> {
@@ -256,7 +256,7 @@ fn body_text(
     String::from_utf8(bytes).map_err(|_| ApiError::BadRequest("the body is not UTF-8".into()))
 }
 
-fn check_event_size(state: &AppState, text: &str, index: Option<usize>) -> Result<(), ApiError> {
+fn check_event_size(state: &IngestState, text: &str, index: Option<usize>) -> Result<(), ApiError> {
     let limit = state.config.ingest.max_event_bytes;
     if text.len() <= limit {
         return Ok(());
@@ -268,7 +268,7 @@ fn check_event_size(state: &AppState, text: &str, index: Option<usize>) -> Resul
     )))
 }
 
-fn check_batch(state: &AppState, items: &[&str]) -> Result<(), ApiError> {
+fn check_batch(state: &IngestState, items: &[&str]) -> Result<(), ApiError> {
     let limit = state.config.ingest.max_batch_items;
     if items.len() > limit {
         return Err(ApiError::TooLarge(format!(
@@ -327,7 +327,7 @@ fn list_value(value: &Value) -> Vec<String> {
 }
 
 fn writable_or_refuse<'a>(
-    state: &'a AppState,
+    state: &'a IngestState,
     key: Option<&str>,
     listed: &[String],
 ) -> Result<Vec<&'a Workspace>, ApiError> {

@@ -40,8 +40,8 @@ use self::wal::{Wal, WalConfig};
 use crate::config::Config;
 use crate::error::Error;
 use crate::event::now_micros;
-use crate::server::AppState;
-use crate::sql::{SessionSpec, run_read_only, workspace_session};
+use crate::session::{SessionSpec, workspace_session};
+use crate::sql::run_read_only;
 use crate::store::Store;
 
 /// The ingest side of a running server.
@@ -200,19 +200,27 @@ impl Ingest {
     }
 }
 
+/// What the ingest endpoints reach.
+pub struct IngestState {
+    pub config: Arc<Config>,
+    pub ingest: Arc<Ingest>,
+}
+
 /// The ingest endpoints, with the request size limit applied.
-pub fn routes(config: &Config) -> Router<Arc<AppState>> {
+pub fn routes(state: Arc<IngestState>) -> Router {
+    let max_request_bytes = state.config.ingest.max_request_bytes;
     Router::new()
         .route("/http/v1/collect", post(handlers::collect))
         .route("/v1/track", post(handlers::track))
         .route("/v1/identify", post(handlers::identify))
         .route("/v1/batch", post(handlers::batch))
         .route("/v1/events", post(handlers::events))
-        .layer(DefaultBodyLimit::max(config.ingest.max_request_bytes))
+        .layer(DefaultBodyLimit::max(max_request_bytes))
         .route("/metrics", get(metrics_page))
+        .with_state(state)
 }
 
-async fn metrics_page(State(state): State<Arc<AppState>>) -> String {
+async fn metrics_page(State(state): State<Arc<IngestState>>) -> String {
     state
         .ingest
         .metrics

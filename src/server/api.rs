@@ -12,11 +12,11 @@ use serde::Deserialize;
 use serde_json::{Value, json};
 
 use super::AppState;
-use super::auth::{Refusal, authorize};
-pub use super::error::ApiError;
 use crate::config::Workspace;
+use crate::http::ApiError;
+use crate::http::auth::{Refusal, authorize};
+use crate::run::{RunRequest, run_trigger};
 use crate::trigger::load_triggers;
-use crate::trigger::run::{RunRequest, run_trigger};
 use crate::trigger::status::{recent_runs, trigger_rows, workspace_of};
 
 /// Runs a history request returns unless `limit` says otherwise.
@@ -148,7 +148,7 @@ pub async fn preview(
         .map(|m| {
             json!({
                 "email": m.email, "user_id": m.user_id, "client_id": m.client_id,
-                "match_key": m.match_key,
+                "contact": m.contact, "event_id": m.event_id,
                 "data": serde_json::from_str::<Value>(&m.data).unwrap_or(Value::Null),
             })
         })

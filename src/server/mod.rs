@@ -7,8 +7,6 @@
 //! the runs in flight.
 
 mod api;
-pub mod auth;
-pub mod error;
 
 use std::future::Future;
 use std::net::SocketAddr;
@@ -23,7 +21,7 @@ use crate::config::Config;
 use crate::deliver::run_delivery_loop;
 use crate::error::Error;
 use crate::ingest::flusher::run_flusher;
-use crate::ingest::{self, Ingest};
+use crate::ingest::{self, Ingest, IngestState};
 use crate::scheduler::run_scheduler;
 use crate::store::Store;
 
@@ -99,14 +97,18 @@ impl App {
 }
 
 fn router(state: Arc<AppState>) -> Router {
+    let ingest = Arc::new(IngestState {
+        config: state.config.clone(),
+        ingest: state.ingest.clone(),
+    });
     Router::new()
-        .merge(ingest::routes(&state.config))
         .route("/v1/schema", get(api::schema))
         .route("/healthz", get(api::healthz))
         .route("/v1/triggers", get(api::triggers))
         .route("/v1/triggers/{name}/preview", post(api::preview))
         .route("/v1/runs", get(api::runs))
         .with_state(state)
+        .merge(ingest::routes(ingest))
 }
 
 /// Resolves on Ctrl-C or SIGTERM.

@@ -1,25 +1,26 @@
-//! The query layer (DESIGN.md "Query layer"): one place builds the
-//! DataFusion session an analyst's SQL runs in, with the workspace's tables,
-//! the JSON functions, a memory cap, and read-only checks.
+//! The query layer (docs/architecture.md "Query layer"): DataFusion
+//! sessions with the JSON functions, filter pushdown and a memory cap;
+//! workspace tables registered as table providers; read-only checks and
+//! hints for analyst SQL. `session` composes a workspace's whole session.
+//!
+//! - `ledger`: the ledger's views (`runs`, `matches`, `deliveries`, `attempts`).
+//! - `output`: query results as a table, CSV or JSON lines.
 
-mod identity;
+pub mod ledger;
 pub mod output;
 
 use std::sync::Arc;
-use std::time::Duration;
 
 use arrow::array::RecordBatch;
-use chrono::{DateTime, Utc};
 use datafusion::catalog::{MemTable, TableProvider};
 use datafusion::execution::memory_pool::FairSpillPool;
 use datafusion::execution::runtime_env::RuntimeEnvBuilder;
 use datafusion::prelude::{DataFrame, SessionConfig, SessionContext};
-use datafusion::prelude::{col, lit};
 use datafusion::sql::parser::{DFParser, Statement as DFStatement};
 use datafusion::sql::sqlparser::ast::Statement;
 use deltalake_core::DeltaTable;
 
-use crate::store::{Store, StoreError, TableKind};
+use crate::store::{StoreError, TableKind};
 
 /// Memory an analyst's query may hold before it spills or fails.
 pub const QUERY_MEMORY_BYTES: usize = 4 << 30;
@@ -34,38 +35,6 @@ pub enum QueryError {
     Store(#[from] StoreError),
     #[error("query engine: {0}")]
     Engine(String),
-}
-
-/// What a session's tables see: a workspace at a moment.
-#[derive(Debug, Clone)]
-pub struct SessionSpec<'a> {
-    pub store: &'a Store,
-    pub workspace: &'a str,
-    /// The run's clock: `identities` keeps identify calls younger than `identity_ttl` at `now`.
-    pub now: DateTime<Utc>,
-    pub identity_ttl: Duration,
-    /// The events table at the version to read; `None` reads the latest.
-    pub events: Option<&'a DeltaTable>,
-}
-
-/// Builds the session with `events`, `identities` and `quarantine` registered.
-pub async fn workspace_session(spec: &SessionSpec<'_>) -> Result<SessionContext, QueryError> {
-    let ctx = new_context()?;
-    let events = match spec.events {
-        Some(table) => Some(table.clone()),
-        None => spec.store.open(spec.workspace, TableKind::Events).await?,
-    };
-    register_delta(&ctx, events, TableKind::Events, "events").await?;
-    let quarantine = spec
-        .store
-        .open(spec.workspace, TableKind::Quarantine)
-        .await?;
-    register_delta(&ctx, quarantine, TableKind::Quarantine, "quarantine").await?;
-    let ledger = spec.store.open(spec.workspace, TableKind::Ledger).await?;
-    let attempts = spec.store.open(spec.workspace, TableKind::Attempts).await?;
-    register_ledger_views(&ctx, ledger, attempts).await?;
-    identity::register(&ctx, spec).await?;
-    Ok(ctx)
 }
 
 /// A session with the JSON functions, filter pushdown and a spilling memory pool.
@@ -84,7 +53,7 @@ pub fn new_context() -> Result<SessionContext, QueryError> {
 }
 
 /// Registers a workspace table under `name`; an empty one if never written.
-async fn register_delta(
+pub async fn register_delta(
     ctx: &SessionContext,
     table: Option<DeltaTable>,
     kind: TableKind,
@@ -114,64 +83,7 @@ pub(crate) async fn delta_provider(
     }
 }
 
-/// `runs` and `matches`: the ledger's kinds of row as tables; `deliveries`
-/// (planned deliveries with their attempts) and `attempts` (see `deliver`).
-async fn register_ledger_views(
-    ctx: &SessionContext,
-    ledger: Option<DeltaTable>,
-    attempts: Option<DeltaTable>,
-) -> Result<(), QueryError> {
-    let provider = delta_provider(ctx, ledger, TableKind::Ledger).await?;
-    let attempts = delta_provider(ctx, attempts, TableKind::Attempts).await?;
-    crate::deliver::register_views(ctx, provider.clone(), attempts).await?;
-    let views: [(&str, &str, &[&str]); 2] = [
-        (
-            "runs",
-            "run",
-            &[
-                "run_id",
-                "trigger",
-                "from_version",
-                "to_version",
-                "started_at",
-                "finished_at",
-                "matched",
-                "resolved",
-                "unresolved",
-                "dropped",
-                "error",
-            ],
-        ),
-        (
-            "matches",
-            "match",
-            &[
-                "run_id",
-                "trigger",
-                "from_version",
-                "to_version",
-                "finished_at",
-                "match_key",
-                "email",
-                "user_id",
-                "client_id",
-                "data",
-            ],
-        ),
-    ];
-    for (name, record, columns) in views {
-        let view = ctx
-            .read_table(provider.clone())
-            .and_then(|frame| frame.filter(col("record").eq(lit(record))))
-            .and_then(|frame| frame.select_columns(columns))
-            .map_err(engine)?
-            .into_view();
-        ctx.register_table(name, view).map_err(engine)?;
-    }
-    Ok(())
-}
-
-fn engine(e: datafusion::error::DataFusionError) -> QueryError {
+pub(crate) fn engine(e: datafusion::error::DataFusionError) -> QueryError {
     QueryError::Engine(e.to_string())
 }
 

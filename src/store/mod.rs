@@ -1,15 +1,21 @@
 //! The storage root: per-workspace Delta tables on object_store
-//! (DESIGN.md "Storage").
+//! (docs/architecture.md "Storage").
 //!
 //! ```text
-//! <root>/<workspace>/events/       the events (SPEC §5), change data feed on
+//! <root>/<workspace>/events/       the events (docs/reference.md "Tables")
 //! <root>/<workspace>/quarantine/   rejected input with its reason
-//! <root>/<workspace>/ledger/       trigger runs and their matches (the fire ledger)
-//! <root>/<workspace>/attempts/     every delivery attempt (append-only; see `deliver`)
+//! <root>/<workspace>/ledger/       trigger runs, matches and planned deliveries (the fire ledger)
+//! <root>/<workspace>/attempts/     every delivery attempt (append-only)
 //! ```
+//! - `table`: open, create, evolve and refresh one table.
+//! - `commit`: the one commit path every writer appends through.
+//! - `seq`: the `seq` values of appended rows.
+//! - `ledger`, `quarantine`: those tables' rows.
 
+pub mod commit;
 pub mod ledger;
 pub mod quarantine;
+pub mod seq;
 pub mod table;
 
 use arrow::datatypes::SchemaRef;
@@ -60,7 +66,7 @@ impl TableKind {
             TableKind::Events => events_schema(),
             TableKind::Quarantine => quarantine::quarantine_schema(),
             TableKind::Ledger => ledger::ledger_schema(),
-            TableKind::Attempts => crate::deliver::attempts_schema(),
+            TableKind::Attempts => ledger::attempts::attempts_schema(),
         }
     }
 }
@@ -101,7 +107,9 @@ impl Store {
         kind: TableKind,
     ) -> Result<DeltaTable, StoreError> {
         let url = self.table_url(workspace, kind)?;
-        table::open_or_create(&url, &kind.schema()).await
+        let table = table::open(&url).await?;
+        let table = migrate_old_layout(kind, table).await?;
+        table::open_or_create(&url, &kind.schema(), table).await
     }
 
     /// Opens a workspace table if it exists.
@@ -115,8 +123,17 @@ impl Store {
         if table.version().is_none() {
             return Ok(None);
         }
+        let table = migrate_old_layout(kind, table).await?;
         table::add_missing_columns(table, &kind.schema())
             .await
             .map(Some)
+    }
+}
+
+/// A ledger written before the `kind` layout is rewritten once.
+async fn migrate_old_layout(kind: TableKind, table: DeltaTable) -> Result<DeltaTable, StoreError> {
+    match kind == TableKind::Ledger && ledger::migrate::is_old(&table) {
+        true => ledger::migrate::migrate(table).await,
+        false => Ok(table),
     }
 }

@@ -1,15 +1,12 @@
-//! One Delta table: open or create it, read an application transaction's
-//! progress, and append batches in one atomic, idempotent commit.
+//! One Delta table: open or create it, evolve its columns, read an
+//! application transaction's progress, refresh it. Appends go through
+//! `store::commit`.
 
-use std::collections::HashMap;
-
-use arrow::array::RecordBatch;
 use arrow::datatypes::SchemaRef;
+use deltalake_core::kernel::StructType;
 use deltalake_core::kernel::engine::arrow_conversion::TryIntoKernel as _;
-use deltalake_core::kernel::transaction::{CommitBuilder, CommitProperties};
-use deltalake_core::kernel::{Action, StructType, Transaction};
-use deltalake_core::protocol::{DeltaOperation, SaveMode};
-use deltalake_core::writer::{DeltaWriter, RecordBatchWriter};
+use deltalake_core::kernel::transaction::CommitProperties;
+use deltalake_core::protocol::SaveMode;
 use deltalake_core::{DeltaTable, DeltaTableBuilder, DeltaTableError};
 use parquet::basic::{Compression, ZstdLevel};
 use parquet::file::properties::WriterProperties;
@@ -17,10 +14,14 @@ use url::Url;
 
 use super::StoreError;
 
-/// Opens the Delta table at `url`, creating it with `schema` if it does not
-/// exist yet. Safe when several processes race to create it.
-pub async fn open_or_create(url: &Url, schema: &SchemaRef) -> Result<DeltaTable, StoreError> {
-    let table = open(url).await?;
+/// The Delta table at `url` (`table`, as just opened), created with
+/// `schema` if it does not exist yet. Safe when several processes race to
+/// create it.
+pub async fn open_or_create(
+    url: &Url,
+    schema: &SchemaRef,
+    table: DeltaTable,
+) -> Result<DeltaTable, StoreError> {
     if table.version().is_some() {
         return add_missing_columns(table, schema).await;
     }
@@ -115,50 +116,6 @@ pub fn writer_properties() -> WriterProperties {
         .set_compression(Compression::ZSTD(ZstdLevel::try_new(1).unwrap_or_default()))
         .set_max_row_group_row_count(Some(128 * 1024))
         .build()
-}
-
-/// Writes `batches` as Parquet files and commits them in one Delta commit
-/// that also records `txn` (app id, progress), so a replay is detected.
-/// Returns the committed table version; the table handle is refreshed.
-pub async fn append(
-    table: &mut DeltaTable,
-    batches: Vec<RecordBatch>,
-    txn: Option<(&str, i64)>,
-) -> Result<i64, StoreError> {
-    let url = table.table_url().clone();
-    let delta = |e: DeltaTableError| StoreError::delta(&url, e);
-    let mut writer = RecordBatchWriter::for_table(table)
-        .map_err(delta)?
-        .with_writer_properties(writer_properties());
-    for batch in batches {
-        writer.write(batch).await.map_err(delta)?;
-    }
-    let adds = writer.flush().await.map_err(delta)?;
-    let mut properties = CommitProperties::default();
-    if let Some((app_id, version)) = txn {
-        properties = properties.with_application_transaction(Transaction::new(app_id, version));
-    }
-    let operation = DeltaOperation::Write {
-        mode: SaveMode::Append,
-        partition_by: None,
-        predicate: None,
-    };
-    let committed = CommitBuilder::from(properties)
-        .with_actions(adds.into_iter().map(Action::Add).collect())
-        .with_app_metadata(HashMap::new())
-        .build(
-            Some(table.snapshot().map_err(delta)?),
-            table.log_store(),
-            operation,
-        )
-        .await
-        .map_err(delta)?;
-    let version = committed.version();
-    table
-        .update_incremental(Some(version))
-        .await
-        .map_err(delta)?;
-    Ok(version as i64)
 }
 
 /// Refreshes `table` to its latest version.

@@ -3,6 +3,7 @@
 
 use std::path::{Path, PathBuf};
 
+use crate::project::{FileError, file_name};
 use crate::schedule::Schedule;
 
 /// The header keys a trigger file may set.
@@ -30,15 +31,6 @@ pub struct TriggerFile {
     pub sql: String,
 }
 
-/// A problem in a trigger file, reported as `file:line: reason`.
-#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
-#[error("{path}:{line}: {reason}")]
-pub struct FileError {
-    pub path: String,
-    pub line: usize,
-    pub reason: String,
-}
-
 impl TriggerFile {
     /// Parses the text of `path`.
     pub fn parse(path: &Path, text: &str) -> Result<TriggerFile, FileError> {
@@ -47,11 +39,7 @@ impl TriggerFile {
             line,
             reason,
         };
-        let name = path
-            .file_stem()
-            .and_then(|s| s.to_str())
-            .ok_or_else(|| error(1, "the file name is not UTF-8".into()))?
-            .to_string();
+        let name = file_name(path)?;
         let mut trigger = TriggerFile {
             name,
             path: path.to_path_buf(),

@@ -5,10 +5,12 @@
 use chrono::{DateTime, Utc};
 use serde_json::{Value, json};
 
-use super::{FileError, TriggerFile, load_triggers};
+use super::{TriggerFile, load_triggers};
 use crate::config::Config;
+use crate::project::FileError;
 use crate::schedule::Schedule;
-use crate::sql::{QueryError, SessionSpec, run_read_only, workspace_session};
+use crate::session::{SessionSpec, workspace_session};
+use crate::sql::{QueryError, run_read_only};
 use crate::store::ledger::cursor_app_id;
 use crate::store::{Store, StoreError, TableKind, table};
 

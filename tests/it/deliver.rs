@@ -20,10 +20,12 @@ use serde_json::{Value, json};
 use sha2::Sha256;
 use tripwire::config::Config;
 use tripwire::deliver::{DeliveryLimits, DeliverySummary, deliver_due, redeliver};
+use tripwire::session::{SessionSpec, workspace_session};
 use tripwire::sql::output::{OutputFormat, render};
-use tripwire::sql::{SessionSpec, run_read_only, workspace_session};
+use tripwire::sql::run_read_only;
+use tripwire::store::commit::{Always, commit};
 use tripwire::store::ledger::{DeliveryRecord, RunRecord, run_batch};
-use tripwire::store::{Store, TableKind, table};
+use tripwire::store::{Store, TableKind};
 
 use crate::project::{Project, SECRET};
 
@@ -157,8 +159,16 @@ impl Setup {
             .open_or_create("shop", TableKind::Ledger)
             .await
             .unwrap();
-        let batch = run_batch(&run, &[], deliveries);
-        table::append(&mut ledger, vec![batch], None).await.unwrap();
+        let deliveries: Vec<DeliveryRecord> = deliveries
+            .iter()
+            .enumerate()
+            .map(|(i, d)| DeliveryRecord {
+                ordinal: i as i64,
+                ..d.clone()
+            })
+            .collect();
+        let batches = run_batch(&run, &[], &deliveries);
+        commit(&mut ledger, &mut Always(batches)).await.unwrap();
     }
 
     async fn deliver(&self, now: DateTime<Utc>) -> DeliverySummary {
@@ -224,15 +234,12 @@ fn delivery(id: &str, payload: Value) -> DeliveryRecord {
         delivery_id: id.into(),
         flow: "reengage".into(),
         action: "hook".into(),
-        match_key: format!("email:{id}@example.com"),
-        email: Some(format!("{id}@example.com")),
-        user_id: None,
-        client_id: Some(format!("client-{id}")),
+        ordinal: 0,
+        contact: format!("email:{id}@example.com"),
         variant: Some("a".into()),
         branch: Some(0),
         status: "pending".into(),
         reason: None,
-        data: r#"{"cart_value":120.5}"#.into(),
         payload: Some(payload.to_string()),
     }
 }

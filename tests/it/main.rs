@@ -15,6 +15,8 @@
 //! - `triggers`: runs see each event once, crash and concurrency safety, `check`.
 //! - `deliver`: the delivery worker against a real receiver: signatures, retries, dead letters, `redeliver`, `kill -9`.
 //! - `interop`: the stored tables read by the python `deltalake` package and DuckDB.
+//! - `layers`: each module uses only the modules declared before it in `lib.rs`.
+//! - `migrate`: a store written by an earlier tripwire opens and keeps working.
 //! - `segment_client`: Segment's own python library sends to a real server.
 
 mod bad_input;
@@ -25,6 +27,8 @@ mod idempotent;
 mod import_formats;
 mod ingest;
 mod interop;
+mod layers;
+mod migrate;
 mod project;
 mod query;
 mod segment_client;

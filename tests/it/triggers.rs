@@ -45,7 +45,7 @@ fn each_event_is_seen_exactly_once_across_runs() {
     assert_eq!(runs.len(), 2);
     assert_eq!(runs[0]["matched"], 800);
     assert_eq!(runs[1]["matched"], 400);
-    let seen = project.number("SELECT count(DISTINCT match_key) FROM matches");
+    let seen = project.number("SELECT count(DISTINCT (contact, event_id)) FROM matches");
     assert_eq!(seen as u64, totals.events);
     assert_eq!(
         project.number("SELECT count(*) FROM matches") as u64,
@@ -286,7 +286,7 @@ fn a_run_pinned_with_now_is_reproduced_exactly_on_another_store() {
         with_trigger(seed_project, "carts", sql);
         seed_project.ok(&["run", "--now", "2026-11-05T00:00:00Z"]);
         seed_project.query(
-            "SELECT run_id, match_key, email, user_id, client_id, data FROM matches ORDER BY match_key",
+            "SELECT run_id, ordinal, contact, email, user_id, client_id, data FROM matches ORDER BY contact",
         )
     };
     let (first, second) = (Project::new(), Project::new());

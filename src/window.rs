@@ -1,4 +1,4 @@
-//! A run's window in table versions (DESIGN.md invariant 1): `new_events`
+//! A run's window in table versions (docs/architecture.md "Windows"): `new_events`
 //! is exactly the rows that data-changing commits added in versions
 //! `(cursor, watermark]`, whatever their event time, read as a plain
 //! ListingTable over those Parquet files.

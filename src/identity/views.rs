@@ -1,21 +1,26 @@
-//! Who is who (SPEC §5): the `identities` and `contacts` views over a
-//! workspace's events, both measured against the session's clock so a run
-//! pinned with `--now` sees the same people on every machine.
+//! The `identities` and `contacts` views over a workspace's events, both
+//! measured against the session's clock.
+
+use std::time::Duration;
 
 use chrono::{DateTime, Utc};
 use datafusion::prelude::SessionContext;
 
-use super::{QueryError, SessionSpec};
+use crate::sql::QueryError;
 
-/// Registers `identities` and `contacts` on `ctx` (which already has `events`).
-pub async fn register(ctx: &SessionContext, spec: &SessionSpec<'_>) -> Result<(), QueryError> {
-    let ttl = chrono::Duration::from_std(spec.identity_ttl).unwrap_or(chrono::Duration::MAX);
-    let cutoff = spec
-        .now
+/// Registers `identities` and `contacts` on `ctx` (which already has
+/// `events`), as of `now`, keeping identifies younger than `ttl`.
+pub async fn register(
+    ctx: &SessionContext,
+    now: DateTime<Utc>,
+    ttl: Duration,
+) -> Result<(), QueryError> {
+    let ttl = chrono::Duration::from_std(ttl).unwrap_or(chrono::Duration::MAX);
+    let cutoff = now
         .checked_sub_signed(ttl)
         .unwrap_or(DateTime::<Utc>::MIN_UTC);
-    register_view(ctx, "identities", &identities_sql(cutoff, spec.now)).await?;
-    register_view(ctx, "contacts", &contacts_sql(spec.now)).await
+    register_view(ctx, "identities", &identities_sql(cutoff, now)).await?;
+    register_view(ctx, "contacts", &contacts_sql(now)).await
 }
 
 async fn register_view(ctx: &SessionContext, name: &str, sql: &str) -> Result<(), QueryError> {

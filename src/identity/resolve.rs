@@ -1,7 +1,8 @@
-//! Identity resolution (SPEC §6): each row a trigger returns is resolved to
-//! a contact (its `email`, else `identities` from `client_id`, else from
-//! `user_id`), unresolved rows are dropped or kept per `requires_identity`,
-//! and rows of the same match key collapse to one match.
+//! Identity resolution (docs/reference.md "Triggers"): each row a trigger
+//! returns is resolved to a contact (its `email`, else `identities` from
+//! `client_id`, else from `user_id`), unresolved rows are dropped or kept
+//! per `requires_identity`, and rows of the same match key (the contact,
+//! and the `event_id` when selected) collapse to one match.
 
 use std::collections::HashMap;
 
@@ -33,7 +34,7 @@ pub struct Resolution {
     pub unresolved: i64,
     /// Unresolved rows dropped because they require an identity.
     pub dropped: i64,
-    /// One per match key, in first-seen order.
+    /// One per match key, in first-seen order (`ordinal` is the position).
     pub matches: Vec<MatchRecord>,
     /// The resolved rows, with the query's columns.
     pub rows: Vec<RecordBatch>,
@@ -94,7 +95,7 @@ pub async fn resolve(
 /// Turns resolved rows into matches: one per contact (and `event_id`, if selected).
 fn collapse(batches: &[RecordBatch], requires_identity_default: bool) -> Resolution {
     let mut out = Resolution::default();
-    let mut index: HashMap<String, (usize, Option<i64>)> = HashMap::new();
+    let mut index: HashMap<(String, Option<String>), (usize, Option<i64>)> = HashMap::new();
     for (batch_index, batch) in batches.iter().enumerate() {
         let text = |name: &str| {
             batch
@@ -159,16 +160,15 @@ fn collapse(batches: &[RecordBatch], requires_identity_default: bool) -> Resolut
                     continue;
                 }
             };
-            let match_key = match get(&event_id) {
-                Some(id) => format!("{contact}|event_id:{id}"),
-                None => contact,
-            };
+            let match_key = (contact, get(&event_id));
             let seq_value = seq
                 .as_ref()
                 .filter(|a| a.is_valid(row))
                 .map(|a| a.as_primitive::<arrow::datatypes::Int64Type>().value(row));
             let record = MatchRecord {
-                match_key: match_key.clone(),
+                ordinal: 0,
+                contact: match_key.0.clone(),
+                event_id: match_key.1.clone(),
                 email,
                 user_id,
                 client_id,
@@ -177,14 +177,16 @@ fn collapse(batches: &[RecordBatch], requires_identity_default: bool) -> Resolut
             match index.get(&match_key) {
                 // The row with the highest seq wins, else the first.
                 Some((at, Some(best))) if seq_value.is_some_and(|s| s > *best) => {
-                    out.matches[*at] = record;
+                    let ordinal = *at as i64;
+                    out.matches[*at] = MatchRecord { ordinal, ..record };
                     out.chosen[*at] = (batch_index, row);
                     index.insert(match_key, (*at, seq_value));
                 }
                 Some(_) => {}
                 None => {
+                    let ordinal = out.matches.len() as i64;
                     index.insert(match_key, (out.matches.len(), seq_value));
-                    out.matches.push(record);
+                    out.matches.push(MatchRecord { ordinal, ..record });
                     out.chosen.push((batch_index, row));
                 }
             }

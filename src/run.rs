@@ -1,22 +1,27 @@
-//! One trigger run: pick the window `(cursor, watermark]`, run the
-//! analyst's SQL over it, resolve contacts, and commit the run, its matches
-//! and the new cursor in one ledger commit (DESIGN.md invariants 1–3).
+//! One trigger run, end to end (docs/architecture.md "Runs"): pick the
+//! window `(cursor, watermark]`, evaluate the trigger over it (`trigger`),
+//! plan what its flows do with the matches (`flow`), and commit the run,
+//! its matches, its deliveries and the new cursor in one ledger commit.
 
-use std::sync::Arc;
 use std::time::Duration;
 
 use chrono::{DateTime, Utc};
 use deltalake_core::DeltaTable;
 
-use super::file::{FileError, TriggerFile};
-use super::resolve::{Resolution, resolve};
-use super::window::{Window, added_files, new_events_table};
 use crate::flow::Flow;
 use crate::flow::plan::{PlanRequest, plan_deliveries};
 use crate::flow::segment::SegmentSource;
-use crate::sql::{QueryError, SessionSpec, plan_read_only, workspace_session};
-use crate::store::ledger::{DeliveryRecord, MatchRecord, RunRecord, cursor_app_id, run_batch};
+use crate::identity::resolve::Resolution;
+use crate::project::FileError;
+use crate::session::{SessionSpec, workspace_session};
+use crate::store::commit::{Always, Committed, Once, commit};
+use crate::store::ledger::{
+    DeliveryRecord, MatchRecord, RunRecord, cursor_app_id, id_of, run_batch,
+};
 use crate::store::{Store, StoreError, TableKind, table};
+use crate::trigger::TriggerFile;
+use crate::trigger::evaluate::evaluate;
+use crate::window::{Window, added_files, new_events_table};
 
 /// Why a run did not commit.
 #[derive(Debug, thiserror::Error)]
@@ -170,7 +175,7 @@ pub async fn run_trigger(request: &RunRequest<'_>) -> Result<RunOutcome, RunErro
         });
     }
     let run_id = run.run_id.clone();
-    let evaluated = evaluate(request, events.as_ref(), window, &run_id, &ledger).await;
+    let evaluated = evaluate_and_plan(request, events.as_ref(), window, &run_id, &ledger).await;
     let (resolution, deliveries) = match evaluated {
         Ok(evaluated) => evaluated,
         Err(message) => {
@@ -179,7 +184,7 @@ pub async fn run_trigger(request: &RunRequest<'_>) -> Result<RunOutcome, RunErro
             if request.commit {
                 // Recorded for the history, without moving the cursor.
                 run.run_id = format!("{}-failed-{}", run.run_id, run.started_at);
-                table::append(&mut ledger, vec![run_batch(&run, &[], &[])], None).await?;
+                commit(&mut ledger, &mut Always(run_batch(&run, &[], &[]))).await?;
             }
             return Err(RunError::Query {
                 path: request.trigger.path.display().to_string(),
@@ -201,17 +206,15 @@ pub async fn run_trigger(request: &RunRequest<'_>) -> Result<RunOutcome, RunErro
             status: RunStatus::Preview,
         });
     }
-    let batch = run_batch(&run, &matches, &deliveries);
     pause_before_commit_for_tests();
-    let status = match table::append(&mut ledger, vec![batch], Some((&app_id, window.to))).await {
-        Ok(_) => RunStatus::Committed,
-        Err(e) => {
-            table::refresh(&mut ledger).await?;
-            match table::app_progress(&ledger, &app_id).await? {
-                Some(committed) if committed >= window.to => RunStatus::AlreadyCommitted,
-                _ => return Err(e.into()),
-            }
-        }
+    let mut writer = Once {
+        app_id,
+        version: window.to,
+        batches: run_batch(&run, &matches, &deliveries),
+    };
+    let status = match commit(&mut ledger, &mut writer).await? {
+        Committed::Version(_) => RunStatus::Committed,
+        Committed::Nothing => RunStatus::AlreadyCommitted,
     };
     Ok(RunOutcome {
         run,
@@ -223,7 +226,7 @@ pub async fn run_trigger(request: &RunRequest<'_>) -> Result<RunOutcome, RunErro
 
 /// Runs the trigger's SQL over the window, resolves its rows, and plans
 /// what the flows do with them.
-async fn evaluate(
+async fn evaluate_and_plan(
     request: &RunRequest<'_>,
     events: Option<&DeltaTable>,
     window: Window,
@@ -237,7 +240,7 @@ async fn evaluate(
         identity_ttl: request.identity_ttl,
         events,
     };
-    let ctx = workspace_session(&spec).await.map_err(describe)?;
+    let ctx = workspace_session(&spec).await.map_err(|e| e.to_string())?;
     let files = match events {
         Some(table) => added_files(table, window)
             .await
@@ -247,15 +250,7 @@ async fn evaluate(
     let new_events = new_events_table(&files).map_err(|e| e.to_string())?;
     ctx.register_table("new_events", new_events)
         .map_err(|e| e.to_string())?;
-    let frame = plan_read_only(&ctx, &request.trigger.sql)
-        .await
-        .map_err(describe)?;
-    let schema = Arc::new(frame.schema().as_arrow().clone());
-    let rows = frame
-        .collect()
-        .await
-        .map_err(|e| crate::sql::explain_error(&request.trigger.sql, &e.to_string()))?;
-    let resolution = resolve(&ctx, rows, schema, request.trigger.requires_identity).await?;
+    let resolution = evaluate(&ctx, request.trigger).await?;
     let plan = PlanRequest {
         workspace: request.workspace,
         trigger: &request.trigger.name,
@@ -270,10 +265,6 @@ async fn evaluate(
     Ok((resolution, deliveries))
 }
 
-fn describe(e: QueryError) -> String {
-    e.to_string()
-}
-
 /// Crash tests set `TRIPWIRE_PAUSE_BEFORE_COMMIT=<dir>` to stop a run with
 /// its window planned but not committed: the run creates `<dir>/paused` and
 /// waits there to be killed.
@@ -286,11 +277,13 @@ fn pause_before_commit_for_tests() {
     }
 }
 
-/// A run's id: the same for the same window, on every machine (invariant 4).
+/// A run's id: the same for the same window, on every machine
+/// (docs/architecture.md "Deterministic ids").
 pub fn run_id(workspace: &str, trigger: &str, window: Window) -> String {
-    let key = format!(
-        "{workspace}\u{1f}{trigger}\u{1f}{}\u{1f}{}",
-        window.from, window.to
-    );
-    format!("{:032x}", xxhash_rust::xxh3::xxh3_128(key.as_bytes()))
+    id_of(&[
+        workspace,
+        trigger,
+        &window.from.to_string(),
+        &window.to.to_string(),
+    ])
 }

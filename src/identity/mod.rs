@@ -1,0 +1,12 @@
+//! Who is who (docs/reference.md "Identity"): the `identities` and
+//! `contacts` tables, measured against a clock so a run pinned with `--now`
+//! sees the same people on every machine, and the resolution of a trigger's
+//! rows to contacts.
+//!
+//! - `views`: `identities` and `contacts` as SQL over `events`.
+//! - `resolve`: each row's contact, and rows collapsed to matches.
+
+pub mod resolve;
+mod views;
+
+pub use views::register;

@@ -1,0 +1,107 @@
+//! An analyst's project folder (docs/reference.md "Project"): where trigger,
+//! segment and flow files live, how they are found, and how a problem in one
+//! is reported (`file:line: reason`).
+
+use std::path::{Path, PathBuf};
+
+/// Folder of trigger files inside a project.
+pub const TRIGGER_DIR: &str = "queries/triggers";
+/// Folder of SQL segment files inside a project.
+pub const SEGMENT_DIR: &str = "queries/segments";
+/// Folder of flow files inside a project.
+pub const FLOW_DIR: &str = "flows";
+
+/// A problem in a project file, reported as `file:line: reason`.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+#[error("{path}:{line}: {reason}")]
+pub struct FileError {
+    pub path: String,
+    pub line: usize,
+    pub reason: String,
+}
+
+impl FileError {
+    /// A problem with the file as a whole (it cannot be read, say).
+    pub fn whole_file(path: &Path, reason: impl Into<String>) -> FileError {
+        FileError {
+            path: path.display().to_string(),
+            line: 1,
+            reason: reason.into(),
+        }
+    }
+}
+
+/// The files in `dir` ending in `.{extension}`, sorted by name (none when
+/// the folder does not exist).
+pub fn files_with_extension(dir: &Path, extension: &str) -> Vec<PathBuf> {
+    let mut paths: Vec<_> = std::fs::read_dir(dir)
+        .map(|entries| {
+            entries
+                .filter_map(|e| e.ok().map(|e| e.path()))
+                .filter(|p| p.extension().is_some_and(|x| x == extension))
+                .collect()
+        })
+        .unwrap_or_default();
+    paths.sort();
+    paths
+}
+
+/// Reads and parses every `*.{extension}` file of `dir`, sorted by name.
+/// Files that cannot be read or parsed come back as errors; the others
+/// still load.
+pub fn load_files<T>(
+    dir: &Path,
+    extension: &str,
+    parse: impl Fn(&Path, &str) -> Result<T, FileError>,
+) -> (Vec<T>, Vec<FileError>) {
+    let mut loaded = Vec::new();
+    let mut errors = Vec::new();
+    for path in files_with_extension(dir, extension) {
+        let parsed = std::fs::read_to_string(&path)
+            .map_err(|e| FileError::whole_file(&path, e.to_string()))
+            .and_then(|text| parse(&path, &text));
+        match parsed {
+            Ok(item) => loaded.push(item),
+            Err(e) => errors.push(e),
+        }
+    }
+    (loaded, errors)
+}
+
+/// A file's stem as its name (triggers, segments and flows are named so).
+pub fn file_name(path: &Path) -> Result<String, FileError> {
+    path.file_stem()
+        .and_then(|s| s.to_str())
+        .map(str::to_string)
+        .ok_or_else(|| FileError::whole_file(path, "the file name is not UTF-8"))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn files_load_in_name_order_and_bad_ones_are_reported() {
+        let dir = tempfile::tempdir().unwrap();
+        std::fs::write(dir.path().join("b.sql"), "two").unwrap();
+        std::fs::write(dir.path().join("a.sql"), "one").unwrap();
+        std::fs::write(dir.path().join("c.sql"), "").unwrap();
+        std::fs::write(dir.path().join("notes.txt"), "skipped").unwrap();
+        let (loaded, errors) = load_files(dir.path(), "sql", |path, text| match text.is_empty() {
+            true => Err(FileError::whole_file(path, "empty")),
+            false => Ok(text.to_string()),
+        });
+        assert_eq!(loaded, ["one", "two"]);
+        assert_eq!(errors.len(), 1);
+        assert!(
+            errors[0].to_string().ends_with("c.sql:1: empty"),
+            "{}",
+            errors[0]
+        );
+        assert!(
+            load_files(&dir.path().join("none"), "sql", |_, t| Ok(t.len()))
+                .0
+                .is_empty()
+        );
+    }
+}

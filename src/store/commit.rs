@@ -1,0 +1,181 @@
+//! The one commit path (docs/architecture.md "Commits"): every writer of a
+//! table (ingest's flusher, import, a trigger run, the delivery worker,
+//! redeliver, emitted events) appends through [`commit`].
+//!
+//! A writer is asked what to append given the table as it is now
+//! ([`Writer::plan`]); the rows are written as Parquet and committed in one
+//! Delta commit with the writer's application transactions, with Delta's
+//! own retries off. When another writer committed first, the table is
+//! refreshed and the writer asked again, so every decision it makes (has
+//! my segment been committed? which deliveries are still due?) is made on
+//! the version its commit lands on. A plan of [`Plan::Nothing`] ends it.
+
+use std::collections::HashMap;
+use std::future::Future;
+
+use arrow::array::RecordBatch;
+use deltalake_core::kernel::transaction::{CommitBuilder, CommitProperties};
+use deltalake_core::kernel::{Action, Transaction};
+use deltalake_core::protocol::{DeltaOperation, SaveMode};
+use deltalake_core::writer::{DeltaWriter, RecordBatchWriter};
+use deltalake_core::{DeltaTable, DeltaTableError};
+
+use super::StoreError;
+use super::table::{app_progress, refresh, writer_properties};
+
+/// How often a writer that keeps losing races is asked again before the
+/// commit fails (each loss means another writer made progress).
+pub const COMMIT_TRIES: usize = 25;
+
+/// Rows to append in one commit, with the application transactions
+/// (`txn`: app id and version) that record what they are.
+#[derive(Debug, Default, Clone)]
+pub struct Append {
+    pub batches: Vec<RecordBatch>,
+    pub txns: Vec<Transaction>,
+}
+
+impl Append {
+    /// `batches` recorded as `app_id`'s progress `version`.
+    pub fn recorded(batches: Vec<RecordBatch>, app_id: &str, version: i64) -> Append {
+        Append {
+            batches,
+            txns: vec![Transaction::new(app_id, version)],
+        }
+    }
+}
+
+/// What a writer wants appended to the table as it is now.
+#[derive(Debug)]
+pub enum Plan {
+    Append(Append),
+    /// The table already holds it (another writer committed it first), or
+    /// there is nothing to write.
+    Nothing,
+}
+
+/// What [`commit`] did.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Committed {
+    /// The rows were committed as this table version.
+    Version(i64),
+    /// The writer's last plan was [`Plan::Nothing`].
+    Nothing,
+}
+
+/// A writer of one table: decides what to append given the table as it is.
+pub trait Writer {
+    type Error: From<StoreError>;
+
+    /// Called before the first try and again, on the refreshed table, after
+    /// each race lost to another writer.
+    fn plan(
+        &mut self,
+        table: &DeltaTable,
+    ) -> impl Future<Output = Result<Plan, Self::Error>> + Send;
+}
+
+/// Commits what `writer` plans, asking again after each lost race. The
+/// table handle is left at the committed (or latest seen) version.
+pub async fn commit<W: Writer>(
+    table: &mut DeltaTable,
+    writer: &mut W,
+) -> Result<Committed, W::Error> {
+    for _ in 0..COMMIT_TRIES {
+        let Plan::Append(append) = writer.plan(table).await? else {
+            return Ok(Committed::Nothing);
+        };
+        let read = table.version();
+        match append_once(table, append).await {
+            Ok(version) => return Ok(Committed::Version(version)),
+            Err(e) => {
+                refresh(table).await?;
+                if table.version() == read {
+                    // Nobody else committed: a real failure, not a race.
+                    return Err(e.into());
+                }
+            }
+        }
+    }
+    Err(StoreError::delta(
+        table.table_url(),
+        format!("other writers kept committing first ({COMMIT_TRIES} tries)"),
+    )
+    .into())
+}
+
+/// Appends `batches` once per `(app_id, version)`: nothing when the table
+/// already records that version (or a later one) for `app_id`.
+pub struct Once {
+    pub app_id: String,
+    pub version: i64,
+    pub batches: Vec<RecordBatch>,
+}
+
+impl Writer for Once {
+    type Error = StoreError;
+
+    async fn plan(&mut self, table: &DeltaTable) -> Result<Plan, StoreError> {
+        if app_progress(table, &self.app_id).await? >= Some(self.version) {
+            return Ok(Plan::Nothing);
+        }
+        Ok(Plan::Append(Append::recorded(
+            self.batches.clone(),
+            &self.app_id,
+            self.version,
+        )))
+    }
+}
+
+/// Appends `batches` with no application transaction (a record that may
+/// land twice harmlessly, like a failed run's error).
+pub struct Always(pub Vec<RecordBatch>);
+
+impl Writer for Always {
+    type Error = StoreError;
+
+    async fn plan(&mut self, _: &DeltaTable) -> Result<Plan, StoreError> {
+        Ok(Plan::Append(Append {
+            batches: self.0.clone(),
+            txns: Vec::new(),
+        }))
+    }
+}
+
+/// One try: write the Parquet files, then commit them with the txns at the
+/// version after the handle's, failing (not retrying) if that is taken.
+async fn append_once(table: &mut DeltaTable, append: Append) -> Result<i64, StoreError> {
+    let url = table.table_url().clone();
+    let delta = |e: DeltaTableError| StoreError::delta(&url, e);
+    let mut writer = RecordBatchWriter::for_table(table)
+        .map_err(delta)?
+        .with_writer_properties(writer_properties());
+    for batch in append.batches {
+        writer.write(batch).await.map_err(delta)?;
+    }
+    let adds = writer.flush().await.map_err(delta)?;
+    let properties = CommitProperties::default()
+        .with_application_transactions(append.txns)
+        .with_max_retries(0);
+    let operation = DeltaOperation::Write {
+        mode: SaveMode::Append,
+        partition_by: None,
+        predicate: None,
+    };
+    let committed = CommitBuilder::from(properties)
+        .with_actions(adds.into_iter().map(Action::Add).collect())
+        .with_app_metadata(HashMap::new())
+        .build(
+            Some(table.snapshot().map_err(delta)?),
+            table.log_store(),
+            operation,
+        )
+        .await
+        .map_err(delta)?;
+    let version = committed.version();
+    table
+        .update_incremental(Some(version))
+        .await
+        .map_err(delta)?;
+    Ok(version as i64)
+}

@@ -1,0 +1,181 @@
+//! The fire ledger (docs/architecture.md "The ledger"): one Delta table per
+//! workspace holding trigger runs, their matches and their planned
+//! deliveries, one `kind` of row each. A run, its matches, its deliveries
+//! and its cursor move land in one commit (`txn("trigger:<name>",
+//! watermark)`): Delta has no multi-table commit, so they share a table,
+//! and the cursor is simply that application transaction's version.
+//! Readers see one plain view per kind (`sql::ledger`), never the union.
+//!
+//! - `rows`: the records and the Arrow batch of one run's rows.
+//! - `migrate`: ledgers written before the `kind` layout, rewritten once.
+//! - `attempts`: the attempts table, every try of every delivery.
+
+pub mod attempts;
+pub mod migrate;
+mod rows;
+
+use std::sync::{Arc, LazyLock};
+
+use arrow::datatypes::{DataType, Field, Schema, SchemaRef, TimeUnit};
+
+pub use rows::{DeliveryRecord, MatchRecord, RunRecord, run_batch};
+
+/// The kinds of ledger row; the `kind` column holds [`Kind::as_str`].
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Kind {
+    /// One per committed (or failed) run: its window and counts.
+    Run,
+    /// One per match: the contact a run fires for, and the row's data.
+    Match,
+    /// One per flow, match and action: what the flow does with the match.
+    Delivery,
+}
+
+impl Kind {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Kind::Run => "run",
+            Kind::Match => "match",
+            Kind::Delivery => "delivery",
+        }
+    }
+}
+
+/// Which columns each kind of row fills (the others are null on it).
+pub const RUN_COLUMNS: &[&str] = &[
+    "run_id",
+    "trigger",
+    "from_version",
+    "to_version",
+    "started_at",
+    "finished_at",
+    "clock",
+    "matched",
+    "resolved",
+    "unresolved",
+    "dropped",
+    "error",
+];
+pub const MATCH_COLUMNS: &[&str] = &[
+    "run_id",
+    "trigger",
+    "finished_at",
+    "clock",
+    "ordinal",
+    "contact",
+    "event_id",
+    "email",
+    "user_id",
+    "client_id",
+    "data",
+];
+pub const DELIVERY_COLUMNS: &[&str] = &[
+    "run_id",
+    "trigger",
+    "finished_at",
+    "clock",
+    "ordinal",
+    "contact",
+    "delivery_id",
+    "flow",
+    "action",
+    "variant",
+    "branch",
+    "status",
+    "reason",
+    "payload",
+];
+
+static LEDGER_SCHEMA: LazyLock<SchemaRef> = LazyLock::new(|| {
+    let text = |name: &str, nullable: bool| Field::new(name, DataType::Utf8, nullable);
+    let number = |name: &str| Field::new(name, DataType::Int64, true);
+    let time = |name: &str| {
+        Field::new(
+            name,
+            DataType::Timestamp(TimeUnit::Microsecond, Some("UTC".into())),
+            true,
+        )
+    };
+    Arc::new(Schema::new(vec![
+        text("kind", false),
+        text("run_id", false),
+        text("trigger", false),
+        // When the run finished (a delivery's planned_at) and its clock.
+        time("finished_at"),
+        time("clock"),
+        // Run rows.
+        number("from_version"),
+        number("to_version"),
+        time("started_at"),
+        number("matched"),
+        number("resolved"),
+        number("unresolved"),
+        number("dropped"),
+        text("error", true),
+        // Match and delivery rows: the match's place in its run, its contact.
+        number("ordinal"),
+        text("contact", true),
+        // Match rows.
+        text("event_id", true),
+        text("email", true),
+        text("user_id", true),
+        text("client_id", true),
+        text("data", true),
+        // Delivery rows.
+        text("delivery_id", true),
+        text("flow", true),
+        text("action", true),
+        text("variant", true),
+        number("branch"),
+        text("status", true),
+        text("reason", true),
+        text("payload", true),
+    ]))
+});
+
+/// The schema of a workspace's `ledger` table.
+pub fn ledger_schema() -> SchemaRef {
+    LEDGER_SCHEMA.clone()
+}
+
+/// The application id under which a trigger's cursor is committed.
+pub fn cursor_app_id(trigger: &str) -> String {
+    format!("trigger:{trigger}")
+}
+
+/// A hash id of `parts` that no choice of part texts can make collide with
+/// another list: each part is hashed with its length in front. Run and
+/// delivery ids are made so (docs/architecture.md "Deterministic ids").
+pub fn id_of(parts: &[&str]) -> String {
+    let mut key = Vec::new();
+    for part in parts {
+        key.extend_from_slice(&(part.len() as u64).to_le_bytes());
+        key.extend_from_slice(part.as_bytes());
+    }
+    format!("{:032x}", xxhash_rust::xxh3::xxh3_128(&key))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn ids_do_not_collide_when_parts_hold_delimiters() {
+        assert_ne!(id_of(&["a|b", "c"]), id_of(&["a", "b|c"]));
+        assert_ne!(id_of(&["a\u{1f}b", "c"]), id_of(&["a", "b\u{1f}c"]));
+        assert_eq!(id_of(&["x", "y"]), id_of(&["x", "y"]));
+        assert_eq!(id_of(&["x", "y"]).len(), 32);
+    }
+
+    #[test]
+    fn every_kind_names_real_columns() {
+        let schema = ledger_schema();
+        for column in RUN_COLUMNS
+            .iter()
+            .chain(MATCH_COLUMNS)
+            .chain(DELIVERY_COLUMNS)
+        {
+            assert!(schema.column_with_name(column).is_some(), "{column}");
+        }
+    }
+}

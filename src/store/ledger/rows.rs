@@ -1,0 +1,182 @@
+//! The ledger's records and the Arrow rows one run commits: each kind is
+//! built from its own columns only, then widened to the table's schema.
+
+use std::sync::Arc;
+
+use arrow::array::{
+    ArrayRef, Int64Array, RecordBatch, StringArray, TimestampMicrosecondArray, new_null_array,
+};
+
+use super::{Kind, ledger_schema};
+
+/// One trigger run, committed or failed.
+#[derive(Debug, Clone, PartialEq)]
+pub struct RunRecord {
+    pub run_id: String,
+    pub trigger: String,
+    pub from_version: i64,
+    pub to_version: i64,
+    pub started_at: i64,
+    pub finished_at: i64,
+    /// The run's clock (`--now`, else the time it started): identity TTL
+    /// and frequency caps are measured against it.
+    pub clock: i64,
+    pub matched: i64,
+    pub resolved: i64,
+    pub unresolved: i64,
+    pub dropped: i64,
+    pub error: Option<String>,
+}
+
+/// One match: the contact a run fires for, and the row's other columns.
+#[derive(Debug, Clone, PartialEq)]
+pub struct MatchRecord {
+    /// Its place among the run's matches: deliveries name their match by it.
+    pub ordinal: i64,
+    /// `email:…`, `user_id:…` or `client_id:…` (docs/reference.md "Contacts").
+    pub contact: String,
+    /// The row's `event_id` when the query selected one: then each event
+    /// fires on its own (the match key is contact and event id).
+    pub event_id: Option<String>,
+    pub email: Option<String>,
+    pub user_id: Option<String>,
+    pub client_id: Option<String>,
+    /// The match's other columns as a JSON object.
+    pub data: String,
+}
+
+/// One planned delivery: an action a flow takes for one match in one run,
+/// or the record of why it does not (`held_out`, `filtered`).
+#[derive(Debug, Clone, PartialEq)]
+pub struct DeliveryRecord {
+    /// Deterministic: the same for a re-run window (`plan::delivery_id`).
+    pub delivery_id: String,
+    pub flow: String,
+    pub action: String,
+    /// The match (its `ordinal`) this delivery is for.
+    pub ordinal: i64,
+    pub contact: String,
+    /// The experiment arm (`holdout` for the held-out), if the flow has one.
+    pub variant: Option<String>,
+    /// The branch taken (its index in the flow file).
+    pub branch: Option<i64>,
+    /// `pending`, `held_out` or `filtered`.
+    pub status: String,
+    /// Why a delivery is held out or filtered.
+    pub reason: Option<String>,
+    /// What to do, rendered when planned (JSON; see `deliver`). Never holds a secret.
+    pub payload: Option<String>,
+}
+
+/// The ledger rows of one run: the run itself, its matches, its deliveries.
+pub fn run_batch(
+    run: &RunRecord,
+    matches: &[MatchRecord],
+    deliveries: &[DeliveryRecord],
+) -> Vec<RecordBatch> {
+    let mut batches = vec![run_rows(run)];
+    if !matches.is_empty() {
+        batches.push(match_rows(run, matches));
+    }
+    if !deliveries.is_empty() {
+        batches.push(delivery_rows(run, deliveries));
+    }
+    batches
+}
+
+fn run_rows(run: &RunRecord) -> RecordBatch {
+    let number = |v: i64| -> ArrayRef { Arc::new(Int64Array::from(vec![v])) };
+    let time = |v: i64| -> ArrayRef { utc(vec![Some(v)]) };
+    let columns: Vec<(&str, ArrayRef)> = vec![
+        ("from_version", number(run.from_version)),
+        ("to_version", number(run.to_version)),
+        ("started_at", time(run.started_at)),
+        ("matched", number(run.matched)),
+        ("resolved", number(run.resolved)),
+        ("unresolved", number(run.unresolved)),
+        ("dropped", number(run.dropped)),
+        (
+            "error",
+            Arc::new(StringArray::from(vec![run.error.clone()])),
+        ),
+    ];
+    widen(Kind::Run, run, 1, columns)
+}
+
+fn match_rows(run: &RunRecord, matches: &[MatchRecord]) -> RecordBatch {
+    let text = |f: fn(&MatchRecord) -> Option<&str>| -> ArrayRef {
+        Arc::new(StringArray::from_iter(matches.iter().map(f)))
+    };
+    let columns: Vec<(&str, ArrayRef)> = vec![
+        (
+            "ordinal",
+            Arc::new(Int64Array::from_iter_values(
+                matches.iter().map(|m| m.ordinal),
+            )),
+        ),
+        ("contact", text(|m| Some(&m.contact))),
+        ("event_id", text(|m| m.event_id.as_deref())),
+        ("email", text(|m| m.email.as_deref())),
+        ("user_id", text(|m| m.user_id.as_deref())),
+        ("client_id", text(|m| m.client_id.as_deref())),
+        ("data", text(|m| Some(&m.data))),
+    ];
+    widen(Kind::Match, run, matches.len(), columns)
+}
+
+fn delivery_rows(run: &RunRecord, deliveries: &[DeliveryRecord]) -> RecordBatch {
+    let text = |f: fn(&DeliveryRecord) -> Option<&str>| -> ArrayRef {
+        Arc::new(StringArray::from_iter(deliveries.iter().map(f)))
+    };
+    let columns: Vec<(&str, ArrayRef)> = vec![
+        (
+            "ordinal",
+            Arc::new(Int64Array::from_iter_values(
+                deliveries.iter().map(|d| d.ordinal),
+            )),
+        ),
+        ("contact", text(|d| Some(&d.contact))),
+        ("delivery_id", text(|d| Some(&d.delivery_id))),
+        ("flow", text(|d| Some(&d.flow))),
+        ("action", text(|d| Some(&d.action))),
+        ("variant", text(|d| d.variant.as_deref())),
+        (
+            "branch",
+            Arc::new(Int64Array::from_iter(deliveries.iter().map(|d| d.branch))),
+        ),
+        ("status", text(|d| Some(&d.status))),
+        ("reason", text(|d| d.reason.as_deref())),
+        ("payload", text(|d| d.payload.as_deref())),
+    ];
+    widen(Kind::Delivery, run, deliveries.len(), columns)
+}
+
+/// `rows` rows of `kind` with `columns` and the columns every row shares;
+/// every other ledger column is null.
+fn widen(kind: Kind, run: &RunRecord, rows: usize, columns: Vec<(&str, ArrayRef)>) -> RecordBatch {
+    let repeat = |v: &str| -> ArrayRef { Arc::new(StringArray::from(vec![v; rows])) };
+    let mut given: Vec<(&str, ArrayRef)> = vec![
+        ("kind", repeat(kind.as_str())),
+        ("run_id", repeat(&run.run_id)),
+        ("trigger", repeat(&run.trigger)),
+        ("finished_at", utc(vec![Some(run.finished_at); rows])),
+        ("clock", utc(vec![Some(run.clock); rows])),
+    ];
+    given.extend(columns);
+    let schema = ledger_schema();
+    let arrays: Vec<ArrayRef> = schema
+        .fields()
+        .iter()
+        .map(
+            |field| match given.iter().find(|(name, _)| *name == field.name()) {
+                Some((_, array)) => array.clone(),
+                None => new_null_array(field.data_type(), rows),
+            },
+        )
+        .collect();
+    RecordBatch::try_new(schema, arrays).expect("every column is built to the ledger schema")
+}
+
+fn utc(values: Vec<Option<i64>>) -> ArrayRef {
+    Arc::new(TimestampMicrosecondArray::from(values).with_timezone("UTC"))
+}
