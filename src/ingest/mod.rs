@@ -28,6 +28,8 @@ use arrow::array::{Array, AsArray};
 use arrow::datatypes::TimestampMicrosecondType;
 use axum::Router;
 use axum::extract::{DefaultBodyLimit, State};
+use axum::http::header::CONTENT_TYPE;
+use axum::response::{IntoResponse, Response};
 use axum::routing::{get, post};
 use chrono::Utc;
 
@@ -41,6 +43,7 @@ use crate::config::Config;
 use crate::error::Error;
 use crate::event::now_micros;
 use crate::server::AppState;
+use crate::server::error::ApiError;
 use crate::sql::{SessionSpec, run_read_only, workspace_session};
 use crate::store::Store;
 
@@ -212,9 +215,10 @@ pub fn routes(config: &Config) -> Router<Arc<AppState>> {
         .route("/metrics", get(metrics_page))
 }
 
-async fn metrics_page(State(state): State<Arc<AppState>>) -> String {
-    state
-        .ingest
-        .metrics
-        .render(state.ingest.gauges(), now_micros())
+async fn metrics_page(State(state): State<Arc<AppState>>) -> Response {
+    let ingest = &state.ingest;
+    match ingest.metrics.render(ingest.gauges(), now_micros()) {
+        Ok(page) => ([(CONTENT_TYPE, metrics::CONTENT_TYPE)], page).into_response(),
+        Err(e) => ApiError::Internal(format!("writing the metrics page: {e}")).into_response(),
+    }
 }
