@@ -2,8 +2,6 @@
 //! item, drop ids already stored, and append the events (and the rejects a
 //! workspace quarantines) to the WAL. It returns only once they are durable.
 
-use std::sync::atomic::Ordering;
-
 use super::Ingest;
 use super::record::{StoredEvent, StoredReject, WalRecord, without_secrets};
 use super::wal::WalError;
@@ -86,16 +84,11 @@ pub async fn accept(
         });
     }
     ingest.note_unflushed(received_at);
-    let metrics = &ingest.metrics;
-    metrics
-        .events_accepted
-        .fetch_add(accepted.stored as u64, Ordering::Relaxed);
-    metrics
-        .events_rejected
-        .fetch_add(accepted.rejected.len() as u64, Ordering::Relaxed);
-    metrics
-        .events_duplicate
-        .fetch_add(accepted.duplicates as u64, Ordering::Relaxed);
+    ingest.metrics.accepted(
+        accepted.stored as u64,
+        accepted.rejected.len() as u64,
+        accepted.duplicates as u64,
+    );
     Ok(accepted)
 }
 

@@ -10,7 +10,6 @@
 use std::collections::BTreeMap;
 use std::collections::HashMap;
 use std::sync::Arc;
-use std::sync::atomic::Ordering;
 use std::time::Duration;
 
 use arrow::array::RecordBatch;
@@ -66,10 +65,7 @@ impl Flusher {
                 message: e.to_string(),
             })?;
         }
-        ingest
-            .metrics
-            .events_flushed
-            .fetch_add(committed, Ordering::Relaxed);
+        ingest.metrics.flushed(committed);
         Ok(committed)
     }
 
@@ -214,7 +210,7 @@ async fn flush_and_report(flusher: &mut Flusher, ingest: &Ingest) {
     match flusher.flush_sealed(ingest).await {
         Ok(_) => ingest.note_flushed(),
         Err(e) => {
-            ingest.metrics.flush_errors.fetch_add(1, Ordering::Relaxed);
+            ingest.metrics.flush_failed();
             eprintln!("error: committing the write-ahead log (retried): {e}");
         }
     }

@@ -1,23 +1,41 @@
 //! `GET /metrics`: the ingest API's counters in Prometheus' text format.
 
-use std::collections::BTreeMap;
-use std::fmt::Write as _;
-use std::sync::Mutex;
-use std::sync::atomic::{AtomicI64, AtomicU64, Ordering};
+use std::sync::atomic::{AtomicI64, Ordering};
 
-/// Counters shared by the handlers and the flusher.
+use prometheus_client::encoding::EncodeLabelSet;
+use prometheus_client::encoding::prometheus_text;
+use prometheus_client::metrics::counter::{ConstCounter, Counter};
+use prometheus_client::metrics::family::Family;
+use prometheus_client::metrics::gauge::ConstGauge;
+use prometheus_client::registry::{Registry, Unit};
+
+/// The page's `Content-Type`: Prometheus' text format, version 0.0.4.
+pub const CONTENT_TYPE: &str = prometheus_text::CONTENT_TYPE;
+
+/// What every metric's name starts with (`tripwire_…`).
+const PREFIX: &str = "tripwire";
+
+/// Counters shared by the handlers and the flusher. Each is an atomic
+/// behind an `Arc`, so counting an event never takes a lock.
 #[derive(Debug, Default)]
 pub struct Metrics {
     /// Requests by (endpoint, status).
-    requests: Mutex<BTreeMap<(&'static str, u16), u64>>,
-    pub events_accepted: AtomicU64,
-    pub events_rejected: AtomicU64,
-    pub events_duplicate: AtomicU64,
-    pub events_flushed: AtomicU64,
-    pub flush_errors: AtomicU64,
+    requests: Family<Request, Counter>,
+    events_accepted: Counter,
+    events_rejected: Counter,
+    events_duplicate: Counter,
+    events_flushed: Counter,
+    flush_errors: Counter,
     /// When the oldest acknowledged but not yet committed record arrived
     /// (microseconds; 0 when everything is committed).
     pub oldest_unflushed: AtomicI64,
+}
+
+/// The labels of `tripwire_http_requests_total`, in the order they print.
+#[derive(Debug, Clone, PartialEq, Eq, Hash, EncodeLabelSet)]
+struct Request {
+    endpoint: &'static str,
+    status: u16,
 }
 
 /// The WAL's own numbers, read when the page is rendered.
@@ -30,97 +48,107 @@ pub struct WalGauges {
 
 impl Metrics {
     pub fn request(&self, endpoint: &'static str, status: u16) {
-        if let Ok(mut requests) = self.requests.lock() {
-            *requests.entry((endpoint, status)).or_default() += 1;
-        }
+        self.requests
+            .get_or_create(&Request { endpoint, status })
+            .inc();
+    }
+
+    /// One acknowledged request's events: stored, rejected, already stored.
+    pub fn accepted(&self, stored: u64, rejected: u64, duplicates: u64) {
+        self.events_accepted.inc_by(stored);
+        self.events_rejected.inc_by(rejected);
+        self.events_duplicate.inc_by(duplicates);
+    }
+
+    /// Events committed from the WAL to the tables.
+    pub fn flushed(&self, events: u64) {
+        self.events_flushed.inc_by(events);
+    }
+
+    /// A failed attempt to commit the WAL.
+    pub fn flush_failed(&self) {
+        self.flush_errors.inc();
     }
 
     /// The page, with the WAL's gauges and the flush lag at `now` (microseconds).
-    pub fn render(&self, wal: WalGauges, now: i64) -> String {
-        let mut out = String::from(
-            "# HELP tripwire_http_requests_total HTTP requests by endpoint and status.\n\
-             # TYPE tripwire_http_requests_total counter\n",
+    pub fn render(&self, wal: WalGauges, now: i64) -> Result<String, std::fmt::Error> {
+        let mut page = String::new();
+        prometheus_text::encode(&mut page, &self.registry(wal, now))?;
+        Ok(page)
+    }
+
+    /// A registry for one scrape: the live counters (shared, not copied)
+    /// next to the WAL's numbers and the flush lag as they are now.
+    /// Counter names leave out `_total`: the encoder appends it.
+    fn registry(&self, wal: WalGauges, now: i64) -> Registry {
+        let mut registry = Registry::with_prefix(PREFIX);
+        registry.register(
+            "http_requests",
+            "HTTP requests by endpoint and status",
+            self.requests.clone(),
         );
-        let requests = self.requests.lock().map(|r| r.clone()).unwrap_or_default();
-        for ((endpoint, status), n) in requests {
-            let _ = writeln!(
-                out,
-                "tripwire_http_requests_total{{endpoint=\"{endpoint}\",status=\"{status}\"}} {n}"
-            );
-        }
         let counters = [
             (
-                "events_accepted_total",
-                "Events acknowledged (stored durably).",
+                "events_accepted",
+                "Events acknowledged (stored durably)",
                 &self.events_accepted,
             ),
             (
-                "events_rejected_total",
-                "Events rejected with a reason.",
+                "events_rejected",
+                "Events rejected with a reason",
                 &self.events_rejected,
             ),
             (
-                "events_duplicate_total",
-                "Events whose id was already stored.",
+                "events_duplicate",
+                "Events whose id was already stored",
                 &self.events_duplicate,
             ),
             (
-                "events_flushed_total",
-                "Events committed from the WAL to the tables.",
+                "events_flushed",
+                "Events committed from the WAL to the tables",
                 &self.events_flushed,
             ),
             (
-                "flush_errors_total",
-                "Failed attempts to commit a WAL segment.",
+                "flush_errors",
+                "Failed attempts to commit a WAL segment",
                 &self.flush_errors,
             ),
         ];
-        for (name, help, value) in counters {
-            let _ = writeln!(
-                out,
-                "# HELP tripwire_{name} {help}\n# TYPE tripwire_{name} counter\ntripwire_{name} {}",
-                value.load(Ordering::Relaxed)
-            );
+        for (name, help, counter) in counters {
+            registry.register(name, help, counter.clone());
         }
+        registry.register(
+            "wal_bytes_written",
+            "Bytes written to the WAL",
+            ConstCounter::new(wal.bytes_written),
+        );
+        registry.register(
+            "wal_fsyncs",
+            "WAL fsyncs (group commits)",
+            ConstCounter::new(wal.fsyncs),
+        );
+        registry.register(
+            "wal_bytes_pending",
+            "WAL bytes not yet committed to the tables",
+            ConstGauge::new(wal.bytes_pending),
+        );
         let oldest = self.oldest_unflushed.load(Ordering::Relaxed);
-        let lag = if oldest == 0 {
-            0.0
-        } else {
-            (now - oldest).max(0) as f64 / 1e6
-        };
-        let gauges = [
-            (
-                "wal_bytes_written_total",
-                "counter",
-                "Bytes written to the WAL.",
-                wal.bytes_written as f64,
-            ),
-            (
-                "wal_fsyncs_total",
-                "counter",
-                "WAL fsyncs (group commits).",
-                wal.fsyncs as f64,
-            ),
-            (
-                "wal_bytes_pending",
-                "gauge",
-                "WAL bytes not yet committed to the tables.",
-                wal.bytes_pending as f64,
-            ),
-            (
-                "flush_lag_seconds",
-                "gauge",
-                "Age of the oldest acknowledged event not yet in the tables.",
-                lag,
-            ),
-        ];
-        for (name, kind, help, value) in gauges {
-            let _ = writeln!(
-                out,
-                "# HELP tripwire_{name} {help}\n# TYPE tripwire_{name} {kind}\ntripwire_{name} {value}"
-            );
-        }
-        out
+        registry.register_with_unit(
+            "flush_lag",
+            "Age of the oldest acknowledged event not yet in the tables",
+            Unit::Seconds,
+            ConstGauge::new(flush_lag_seconds(oldest, now)),
+        );
+        registry
+    }
+}
+
+/// Seconds since `oldest` (microseconds) at `now`; 0 when nothing waits.
+fn flush_lag_seconds(oldest: i64, now: i64) -> f64 {
+    if oldest == 0 {
+        0.0
+    } else {
+        (now - oldest).max(0) as f64 / 1e6
     }
 }
 
@@ -128,26 +156,81 @@ impl Metrics {
 mod tests {
     use super::*;
 
+    fn page(metrics: &Metrics) -> String {
+        let wal = WalGauges {
+            bytes_written: 10,
+            fsyncs: 1,
+            bytes_pending: 5,
+        };
+        metrics.render(wal, 3_500_000).expect("the page renders")
+    }
+
     #[test]
-    fn the_page_is_prometheus_text() {
+    fn every_metric_keeps_its_name_and_type() {
+        let metrics = Metrics::default();
+        assert!(
+            !page(&metrics).contains("http_requests"),
+            "a label family shows once it has a series"
+        );
+        metrics.request("/v1/track", 200);
+        let page = page(&metrics);
+        let types: Vec<&str> = page
+            .lines()
+            .filter(|line| line.starts_with("# TYPE "))
+            .collect();
+        assert_eq!(
+            types,
+            [
+                "# TYPE tripwire_http_requests_total counter",
+                "# TYPE tripwire_events_accepted_total counter",
+                "# TYPE tripwire_events_rejected_total counter",
+                "# TYPE tripwire_events_duplicate_total counter",
+                "# TYPE tripwire_events_flushed_total counter",
+                "# TYPE tripwire_flush_errors_total counter",
+                "# TYPE tripwire_wal_bytes_written_total counter",
+                "# TYPE tripwire_wal_fsyncs_total counter",
+                "# TYPE tripwire_wal_bytes_pending gauge",
+                "# TYPE tripwire_flush_lag_seconds gauge",
+            ]
+        );
+        assert!(page.contains(
+            "# HELP tripwire_events_accepted_total Events acknowledged (stored durably).\n"
+        ));
+        assert!(!page.contains("# EOF"), "the classic format has no EOF");
+    }
+
+    #[test]
+    fn counters_and_gauges_carry_their_values_and_labels() {
         let metrics = Metrics::default();
         metrics.request("/v1/track", 200);
         metrics.request("/v1/track", 200);
-        metrics.events_accepted.fetch_add(3, Ordering::Relaxed);
+        metrics.request("/v1/batch", 400);
+        metrics.accepted(3, 1, 2);
+        metrics.flushed(3);
+        metrics.flush_failed();
         metrics.oldest_unflushed.store(1_000_000, Ordering::Relaxed);
-        let page = metrics.render(
-            WalGauges {
-                bytes_written: 10,
-                fsyncs: 1,
-                bytes_pending: 5,
-            },
-            3_500_000,
-        );
-        assert!(
-            page.contains("tripwire_http_requests_total{endpoint=\"/v1/track\",status=\"200\"} 2")
-        );
-        assert!(page.contains("tripwire_events_accepted_total 3"));
-        assert!(page.contains("tripwire_flush_lag_seconds 2.5"));
-        assert!(page.contains("# TYPE tripwire_wal_bytes_pending gauge"));
+        let page = page(&metrics);
+        for sample in [
+            "tripwire_http_requests_total{endpoint=\"/v1/track\",status=\"200\"} 2",
+            "tripwire_http_requests_total{endpoint=\"/v1/batch\",status=\"400\"} 1",
+            "tripwire_events_accepted_total 3",
+            "tripwire_events_rejected_total 1",
+            "tripwire_events_duplicate_total 2",
+            "tripwire_events_flushed_total 3",
+            "tripwire_flush_errors_total 1",
+            "tripwire_wal_bytes_written_total 10",
+            "tripwire_wal_fsyncs_total 1",
+            "tripwire_wal_bytes_pending 5",
+            "tripwire_flush_lag_seconds 2.5",
+        ] {
+            assert!(page.lines().any(|line| line == sample), "{sample}\n{page}");
+        }
+    }
+
+    #[test]
+    fn the_lag_is_zero_when_nothing_waits_and_never_negative() {
+        assert_eq!(flush_lag_seconds(0, 3_500_000), 0.0);
+        assert_eq!(flush_lag_seconds(1_000_000, 3_500_000), 2.5);
+        assert_eq!(flush_lag_seconds(4_000_000, 3_500_000), 0.0);
     }
 }

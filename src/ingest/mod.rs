@@ -28,6 +28,8 @@ use arrow::array::{Array, AsArray};
 use arrow::datatypes::TimestampMicrosecondType;
 use axum::Router;
 use axum::extract::{DefaultBodyLimit, State};
+use axum::http::header::CONTENT_TYPE;
+use axum::response::{IntoResponse, Response};
 use axum::routing::{get, post};
 use chrono::Utc;
 
@@ -40,6 +42,7 @@ use self::wal::{Wal, WalConfig};
 use crate::config::Config;
 use crate::error::Error;
 use crate::event::now_micros;
+use crate::http::ApiError;
 use crate::session::{SessionSpec, workspace_session};
 use crate::sql::run_read_only;
 use crate::store::Store;
@@ -220,9 +223,10 @@ pub fn routes(state: Arc<IngestState>) -> Router {
         .with_state(state)
 }
 
-async fn metrics_page(State(state): State<Arc<IngestState>>) -> String {
-    state
-        .ingest
-        .metrics
-        .render(state.ingest.gauges(), now_micros())
+async fn metrics_page(State(state): State<Arc<IngestState>>) -> Response {
+    let ingest = &state.ingest;
+    match ingest.metrics.render(ingest.gauges(), now_micros()) {
+        Ok(page) => ([(CONTENT_TYPE, metrics::CONTENT_TYPE)], page).into_response(),
+        Err(e) => ApiError::Internal(format!("writing the metrics page: {e}")).into_response(),
+    }
 }
