@@ -7,17 +7,19 @@ use clap::Parser;
 /// Stack of each async worker: SQL planning recurses once per nesting level.
 const WORKER_STACK_BYTES: usize = 512 << 20;
 
-/// Default log filter (`TRIPWIRE_LOG` overrides): warnings, without the Delta
-/// libraries' own reports of conflicts and missing tables that tripwire
-/// handles and reports itself.
-const QUIET_LIBRARIES: &str = "warn,deltalake_core=off,buoyant_kernel=off";
+/// Default log filter (`RUST_LOG` overrides): tripwire's own logs from
+/// `info` (what `serve` did: runs, deliveries, replays), other libraries'
+/// warnings, and none of the Delta libraries' reports of conflicts and
+/// missing tables that tripwire handles and reports itself. Output meant
+/// for people (query results, summaries) goes to stdout, not the log.
+const DEFAULT_LOG_FILTER: &str = "warn,tripwire=info,deltalake_core=off,buoyant_kernel=off";
 
 fn main() -> ExitCode {
     let cli = tripwire::cli::Cli::parse();
     tracing_subscriber::fmt()
         .with_env_filter(
-            tracing_subscriber::EnvFilter::try_from_env("TRIPWIRE_LOG")
-                .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new(QUIET_LIBRARIES)),
+            tracing_subscriber::EnvFilter::try_from_default_env()
+                .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new(DEFAULT_LOG_FILTER)),
         )
         .with_writer(std::io::stderr)
         .init();

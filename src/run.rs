@@ -118,6 +118,7 @@ impl std::fmt::Display for RunOutcome {
 }
 
 /// Runs `request.trigger` once.
+#[tracing::instrument(name = "run", skip_all, fields(trigger = %request.trigger.name, workspace = request.workspace))]
 pub async fn run_trigger(request: &RunRequest<'_>) -> Result<RunOutcome, RunError> {
     if request.commit
         && let Some(broken) =

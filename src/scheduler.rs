@@ -132,11 +132,13 @@ pub async fn run_scheduler(config: Arc<Config>, mut shutdown: watch::Receiver<bo
         while runs.join_next().await.is_some() {}
     });
     if drained.await.is_err() {
-        eprintln!("shutdown: runs still in flight were stopped; they commit nothing and rerun");
+        tracing::warn!(
+            "shutdown: runs still in flight were stopped; they commit nothing and rerun"
+        );
     }
 }
 
-/// One scheduled run; prints its outcome. Returns the trigger's name.
+/// One scheduled run; logs its outcome. Returns the trigger's name.
 async fn run_once(
     config: &Config,
     store: &Store,
@@ -146,16 +148,16 @@ async fn run_once(
     let workspace = match config.pick_workspace(trigger.workspace.as_deref()) {
         Ok(w) => w.id.clone(),
         Err(e) => {
-            eprintln!("{}: {e}", trigger.path.display());
+            tracing::warn!(path = %trigger.path.display(), "{e}");
             return trigger.name;
         }
     };
     let setup = match crate::flow::FlowSetup::load(config, store, &workspace).await {
         Ok(setup) => setup,
         Err(e) => {
-            eprintln!(
-                "{}: {e} (retried at the next due time)",
-                trigger.path.display()
+            tracing::warn!(
+                path = %trigger.path.display(),
+                "{e} (retried at the next due time)"
             );
             return trigger.name;
         }
@@ -173,18 +175,18 @@ async fn run_once(
         flow_errors: &setup.errors,
     };
     match run_trigger(&request).await {
-        Ok(outcome) if outcome.matched_anything_new() => println!("{outcome}"),
+        Ok(outcome) if outcome.matched_anything_new() => tracing::info!("{outcome}"),
         Ok(_) => {}
-        Err(e) => eprintln!("{e} (retried at the next due time)"),
+        Err(e) => tracing::warn!("{e} (retried at the next due time)"),
     }
     trigger.name
 }
 
-/// Prints each trigger file problem once, until it is fixed.
+/// Logs each trigger file problem once, until it is fixed.
 fn report_file_errors(reported: &mut HashSet<String>, errors: impl Iterator<Item = String>) {
     let current: HashSet<String> = errors.collect();
     for error in current.difference(reported) {
-        eprintln!("{error}");
+        tracing::warn!("{error}");
     }
     *reported = current;
 }

@@ -278,9 +278,9 @@ async fn serve(config: Config) -> Result<(), Error> {
             .and_then(|s| s.resolve())
             .is_none()
         {
-            eprintln!(
-                "note: workspace {:?} has no secret set, so its API needs no key",
-                workspace.id
+            tracing::warn!(
+                workspace = %workspace.id,
+                "the workspace has no secret set, so its API needs no key"
             );
         }
     }

@@ -118,8 +118,8 @@ pub async fn deliver_all_due(
 
 /// `serve`'s delivery worker: every [`DELIVERY_TICK`], delivers what is due
 /// in each workspace, until `shutdown` turns true (a batch in flight is
-/// finished first). Outcomes and errors go to stderr, an error once until
-/// it changes.
+/// finished first). Outcomes and errors are logged, an error once until it
+/// changes.
 pub async fn run_delivery_loop(config: Arc<Config>, mut shutdown: watch::Receiver<bool>) {
     let store = Store::new(config.storage.clone());
     let limits = DeliveryLimits::for_config(&config);
@@ -137,13 +137,13 @@ pub async fn run_delivery_loop(config: Arc<Config>, mut shutdown: watch::Receive
                 Ok(summary) => {
                     reported.remove(id);
                     if !summary.is_empty() {
-                        eprintln!("deliveries {id}: {summary}");
+                        tracing::info!(workspace = %id, "deliveries: {summary}");
                     }
                 }
                 Err(e) => {
                     let message = e.to_string();
                     if reported.get(id) != Some(&message) {
-                        eprintln!("deliveries {id}: {message} (retrying every tick)");
+                        tracing::warn!(workspace = %id, "deliveries: {message} (retrying every tick)");
                         reported.insert(id.clone(), message);
                     }
                 }

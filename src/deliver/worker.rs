@@ -131,10 +131,7 @@ pub async fn deliver_due(
         if due.is_empty() {
             break;
         }
-        let outcomes = batch.attempt(&due).await?;
-        let rows = verdicts(&due, outcomes, now, limits.retry_period);
-        pause_before_record_for_tests();
-        summary.add(record(&ledger, &mut attempts, rows).await?);
+        summary.add(batch.deliver(&due, &ledger, &mut attempts).await?);
         if due.len() < limits.batch {
             break;
         }
@@ -153,6 +150,22 @@ struct Batch<'a> {
 }
 
 impl Batch<'_> {
+    /// Performs `due` and records the outcomes in one attempts commit.
+    #[tracing::instrument(name = "delivery_batch", skip_all, fields(workspace = self.workspace, size = due.len()))]
+    async fn deliver(
+        &self,
+        due: &[Due],
+        ledger: &DeltaTable,
+        attempts: &mut DeltaTable,
+    ) -> Result<DeliverySummary, DeliverError> {
+        let outcomes = self.attempt(due).await?;
+        let rows = verdicts(due, outcomes, self.now, self.limits.retry_period);
+        pause_before_record_for_tests();
+        let summary = record(ledger, attempts, rows).await?;
+        tracing::debug!("{summary}");
+        Ok(summary)
+    }
+
     /// Performs each due delivery once; one outcome per delivery, in order.
     async fn attempt(&self, due: &[Due]) -> Result<Vec<Attempted>, DeliverError> {
         let payloads: Vec<Result<Payload, String>> = due
@@ -409,8 +422,9 @@ fn note_unsigned_once(config: &Config, workspace: &str) {
         Some(secret) => format!("its signing_secret ({}) is not set", secret.describe()),
         None => "it has no signing_secret".to_string(),
     };
-    eprintln!(
-        "note: workspace {workspace:?}: webhooks are sent without a Tripwire-Signature header: {why}"
+    tracing::warn!(
+        workspace,
+        "webhooks are sent without a Tripwire-Signature header: {why}"
     );
 }
 

@@ -147,9 +147,10 @@ fn split_by_workspace(records: &[Vec<u8>], segment: &Segment) -> BTreeMap<String
                 .push(reject),
             // A checksummed record that does not decode can never be stored:
             // say so loudly rather than block every later segment.
-            Err(e) => eprintln!(
-                "error: {} record {i} cannot be read and is skipped: {e}",
-                segment.path.display()
+            Err(e) => tracing::error!(
+                segment = %segment.path.display(),
+                record = i,
+                "a record cannot be read and is skipped: {e}"
             ),
         }
     }
@@ -184,7 +185,7 @@ pub async fn run_flusher(ingest: Arc<Ingest>, store: Store, mut shutdown: watch:
             _ = shutdown.changed() => continue,
         }
         if let Err(e) = ingest.wal.seal(false).await {
-            eprintln!("error: sealing the write-ahead log: {e}");
+            tracing::error!("sealing the write-ahead log: {e}");
         }
         flush_and_report(&mut flusher, &ingest).await;
         if last_save.elapsed() >= SAVE_EVERY {
@@ -194,7 +195,7 @@ pub async fn run_flusher(ingest: Arc<Ingest>, store: Store, mut shutdown: watch:
     }
     // Queued appends are written and the open segment sealed, then committed.
     if let Err(e) = ingest.wal.close().await {
-        eprintln!("error: closing the write-ahead log: {e}");
+        tracing::error!("closing the write-ahead log: {e}");
     }
     flush_and_report(&mut flusher, &ingest).await;
     save_schemas(&ingest, &store).await;
@@ -202,7 +203,7 @@ pub async fn run_flusher(ingest: Arc<Ingest>, store: Store, mut shutdown: watch:
 
 async fn save_schemas(ingest: &Ingest, store: &Store) {
     if let Err(e) = ingest.save_schemas(store).await {
-        eprintln!("error: saving learned schemas (retried): {e}");
+        tracing::warn!("saving learned schemas (retried): {e}");
     }
 }
 
@@ -211,7 +212,7 @@ async fn flush_and_report(flusher: &mut Flusher, ingest: &Ingest) {
         Ok(_) => ingest.note_flushed(),
         Err(e) => {
             ingest.metrics.flush_failed();
-            eprintln!("error: committing the write-ahead log (retried): {e}");
+            tracing::error!("committing the write-ahead log (retried): {e}");
         }
     }
 }

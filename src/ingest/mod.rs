@@ -93,7 +93,7 @@ impl Ingest {
             .flush_sealed(&ingest)
             .await?;
         if replayed > 0 {
-            eprintln!("replayed {replayed} acknowledged events from the write-ahead log");
+            tracing::info!("replayed {replayed} acknowledged events from the write-ahead log");
         }
         ingest.remember_stored_ids(config, store).await?;
         ingest.save_schemas(store).await?;
