@@ -1,4 +1,4 @@
-//! `tripwire.toml`: the project's configuration (SPEC §2), its embedded
+//! `tripwire.toml`: the project's configuration (docs/reference.md "Project"), its embedded
 //! default, and validation that names the offending key.
 
 use std::fmt;
@@ -12,7 +12,7 @@ use url::Url;
 
 use crate::duration::parse_duration;
 
-/// The configuration used when no `tripwire.toml` exists (SPEC §2, verbatim).
+/// The configuration used when no `tripwire.toml` exists (docs/reference.md "Project").
 pub const DEFAULT_CONFIG: &str = include_str!("default.toml");
 
 /// The file looked for when `--config` is not given.
@@ -38,7 +38,7 @@ pub struct Config {
     /// The project folder: `queries/` and `flows/` live here (the config
     /// file's folder, or the working directory for the embedded default).
     pub project_dir: PathBuf,
-    /// Root URL of all durable state (DESIGN.md "Storage").
+    /// Root URL of all durable state (docs/architecture.md "Storage").
     pub storage: Url,
     pub listen: SocketAddr,
     pub identity_ttl: Duration,

@@ -1,4 +1,4 @@
-//! The `tripwire` command line (SPEC §9): argument definitions and the
+//! The `tripwire` command line (docs/reference.md "CLI"): argument definitions and the
 //! glue from each command to the library.
 
 mod triggers;

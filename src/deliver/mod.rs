@@ -1,4 +1,4 @@
-//! Deliveries (SPEC §8): the worker that performs the planned deliveries of
+//! Deliveries (docs/reference.md "Deliveries"): the worker that performs the planned deliveries of
 //! the fire ledger (webhooks, file lines, emitted events), records every
 //! attempt, retries with backoff and dead-letters what keeps failing.
 //!

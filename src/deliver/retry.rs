@@ -10,7 +10,7 @@ use chrono::{DateTime, Utc};
 use crate::store::ledger::attempts::Status;
 
 /// How long a failing delivery is retried before it is dead-lettered
-/// (SPEC §8: "for a configurable period (default 24h)").
+/// (docs/reference.md "Deliveries": a configurable period, 24h by default).
 pub const DEFAULT_RETRY_PERIOD: Duration = Duration::from_secs(24 * 60 * 60);
 
 /// The first retry waits about this long; each later one twice as long…

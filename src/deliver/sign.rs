@@ -1,4 +1,4 @@
-//! Webhook signatures (SPEC §8): `Tripwire-Signature: t=<unix>,v1=<hex>`
+//! Webhook signatures (docs/reference.md "Deliveries"): `Tripwire-Signature: t=<unix>,v1=<hex>`
 //! where `<hex>` is HMAC-SHA256 of `"{t}.{body}"` keyed with the
 //! workspace's signing secret. A receiver recomputes it over the raw body
 //! and compares in constant time; `t` lets it refuse stale replays.

@@ -1,4 +1,4 @@
-//! The `events` table's Arrow schema (SPEC §5) and the builder that turns
+//! The `events` table's Arrow schema (docs/reference.md "Tables") and the builder that turns
 //! parsed events into a `RecordBatch`.
 
 use std::sync::{Arc, LazyLock};

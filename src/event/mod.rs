@@ -1,5 +1,5 @@
 //! The event model: one parsed event in any of the accepted shapes, before it
-//! becomes a row of the `events` table (SPEC §5).
+//! becomes a row of the `events` table (docs/reference.md "Tables").
 //!
 //! - `fields`: a JSON object read once, values kept raw.
 //! - `shapes`: the three API shapes (collect envelope, Segment, name/payload).

@@ -1,4 +1,4 @@
-//! The three JSON shapes an event arrives in (SPEC §3, §4), mapped to one
+//! The three JSON shapes an event arrives in (docs/reference.md "Ingest API"), mapped to one
 //! [`ParsedEvent`]:
 //! - the Simon-style collect envelope (`partnerId`, `clientId`, `properties.eventName`…),
 //! - Segment's spec (`type`, `event`, `anonymousId`, `userId`…), as sent to the

@@ -1,5 +1,5 @@
 //! Rows of CSV or Parquet files whose columns are named as the `events`
-//! table's (SPEC §5). Any other column becomes a field of `properties`.
+//! table's (docs/reference.md "Tables"). Any other column becomes a field of `properties`.
 
 use std::borrow::Cow;
 

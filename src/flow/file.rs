@@ -1,4 +1,4 @@
-//! Flow files (SPEC §7): `flows/NAME.toml`, what happens to one trigger's
+//! Flow files (docs/reference.md "Flows"): `flows/NAME.toml`, what happens to one trigger's
 //! matches: segment filters, a frequency cap, an experiment split, ordered
 //! branches and the actions they take.
 
@@ -59,7 +59,7 @@ pub struct Branch {
 pub enum Action {
     Webhook {
         url: String,
-        /// A minijinja template; `None` sends SPEC §8's default body.
+        /// A minijinja template; `None` sends the default body (docs/reference.md "Deliveries").
         body: Option<String>,
         timeout: Duration,
     },

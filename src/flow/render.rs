@@ -1,5 +1,5 @@
 //! What a planned delivery will send, rendered when it is planned so the
-//! ledger holds exactly what goes out (and the same on a re-run): SPEC §8's
+//! ledger holds exactly what goes out (and the same on a re-run): the
 //! default webhook body or a minijinja `body` template, a file line, or an
 //! event to emit. No secret is ever part of a payload; signatures are made
 //! when sending.

@@ -1,4 +1,4 @@
-//! Segments (SPEC §7): named sets of contacts. Either SQL in
+//! Segments (docs/reference.md "Flows"): named sets of contacts. Either SQL in
 //! `queries/segments/NAME.sql` returning `email` and/or `user_id`, evaluated
 //! in the run's session (so at the run's clock), or a static list imported
 //! from CSV (`tripwire import --segment NAME contacts.csv`), kept under the

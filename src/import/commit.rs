@@ -1,6 +1,6 @@
 //! Commits parsed chunks, in file order, to each workspace's tables. Every
 //! commit records `txn(app_id, last line)`, so a re-import or a resumed
-//! import skips what is already stored (DESIGN.md "Idempotent writes").
+//! import skips what is already stored (docs/architecture.md "Idempotent writes").
 
 use std::collections::HashMap;
 

@@ -1,4 +1,4 @@
-//! Bulk import (SPEC §4): NDJSON in the three API shapes (plain or gzip), CSV
+//! Bulk import (docs/reference.md "Import"): NDJSON in the three API shapes (plain or gzip), CSV
 //! and Parquet, streamed in bounded chunks through a pipeline:
 //!
 //! ```text

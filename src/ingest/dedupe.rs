@@ -1,4 +1,4 @@
-//! Idempotent retries (SPEC §3): the `event_id`s / `messageId`s a workspace
+//! Idempotent retries (docs/reference.md "Ingest API"): the `event_id`s / `messageId`s a workspace
 //! received within the dedupe window, so a repeated id is stored once.
 //!
 //! The set is rebuilt at startup from the events table (after the WAL has

@@ -1,7 +1,7 @@
 //! The flusher: turns sealed WAL segments into commits of the workspaces'
 //! `events` and `quarantine` tables, oldest first, then deletes them.
 //!
-//! Each commit records `txn("ingest:<node id>", segment number)` (DESIGN.md
+//! Each commit records `txn("ingest:<node id>", segment number)` (docs/architecture.md
 //! "Idempotent writes"): a segment whose number a table has already recorded
 //! was committed before a crash and is skipped there, so a replay neither
 //! loses nor duplicates events. A segment that fails to commit stops the

@@ -1,4 +1,4 @@
-//! The ingest endpoints (SPEC §3): the Simon-style collect envelope, the
+//! The ingest endpoints (docs/reference.md "Ingest API"): the Simon-style collect envelope, the
 //! Segment HTTP Tracking API (`/v1/track`, `/v1/identify`, `/v1/batch`) and
 //! the name/payload shape (`/v1/events`). Each reads and checks the body and
 //! the key, then hands the items to [`accept`].

@@ -1,4 +1,4 @@
-//! The HTTP ingest API (SPEC §3) with durable acknowledgements: a request is
+//! The HTTP ingest API (docs/reference.md "Ingest API") with durable acknowledgements: a request is
 //! answered 2xx only once its events are fsynced in the write-ahead log;
 //! the flusher then commits WAL segments to the workspaces' tables.
 //!

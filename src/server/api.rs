@@ -1,4 +1,4 @@
-//! The trigger endpoints of the HTTP API (SPEC §3): `GET /v1/triggers`,
+//! The trigger endpoints of the HTTP API (docs/reference.md "Ingest API"): `GET /v1/triggers`,
 //! `GET /v1/runs`, `POST /v1/triggers/{name}/preview`, and `GET /healthz`.
 //! Every failure is an [`ApiError`], mapped to a status in `server::error`.
 

@@ -1,4 +1,4 @@
-//! Trigger files (SPEC §6): `queries/triggers/NAME.sql`, a header of SQL
+//! Trigger files (docs/reference.md "Triggers"): `queries/triggers/NAME.sql`, a header of SQL
 //! comments (`-- key: value`) followed by the analyst's query.
 
 use std::path::{Path, PathBuf};

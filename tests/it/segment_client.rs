@@ -1,6 +1,6 @@
 //! Segment's own python library (`segment-analytics-python`), pointed at a
 //! real `tripwire serve`, sends tracks and an identify that land in the
-//! events table as SPEC §3 maps them. The sender is `segment_client.py`;
+//! events table as docs/reference.md "Ingest API" maps them. The sender is `segment_client.py`;
 //! `.ci/run` installs the library, and without it the test fails saying how
 //! to install it.
 
