@@ -34,6 +34,7 @@
 //! I/O error), `segment` (sealed segments and counters), `error`.
 
 mod error;
+mod files;
 mod format;
 mod latch;
 mod recovery;
@@ -54,6 +55,7 @@ use tokio::sync::mpsc::error::TrySendError;
 use tokio::sync::{mpsc, oneshot};
 
 use self::error::io_error;
+use self::files::{Files, StdFiles};
 use self::format::check_records;
 use self::segment::Shared;
 use self::writer::{Append, Command};
@@ -148,9 +150,14 @@ impl Wal {
     /// the flusher replays them; a torn last record is cut off (it was never
     /// acknowledged). Spawns the writer on a dedicated OS thread.
     pub fn open(config: WalConfig) -> Result<Wal, WalError> {
+        Wal::open_on(config, Arc::new(StdFiles))
+    }
+
+    /// [`Wal::open`] with every file operation going through `files`.
+    fn open_on(config: WalConfig, files: Arc<dyn Files>) -> Result<Wal, WalError> {
         config.validate()?;
-        let opened = recovery::open_dir(&config.dir)?;
-        let shared = Arc::new(Shared::new(opened.sealed));
+        let opened = recovery::open_dir(&*files, &config.dir)?;
+        let shared = Arc::new(Shared::new(files, opened.sealed));
         let (sender, receiver) = mpsc::channel(config.queue);
         let thread = writer::spawn(
             &config,

@@ -3,18 +3,19 @@
 
 use std::collections::BTreeMap;
 use std::fmt;
-use std::fs;
 use std::io;
 use std::path::PathBuf;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, Mutex, MutexGuard, PoisonError};
 
 use super::error::{WalError, io_error};
+use super::files::Files;
 use super::format::decode;
 
-/// What the writer thread and the handles share: sealed segments and counters.
-#[derive(Debug, Default)]
+/// What the writer thread and the handles share: the file system, sealed
+/// segments and counters.
 pub(super) struct Shared {
+    pub(super) files: Arc<dyn Files>,
     sealed: Mutex<BTreeMap<u64, SealedFile>>,
     pub(super) appends: AtomicU64,
     pub(super) records: AtomicU64,
@@ -32,12 +33,16 @@ pub(super) struct SealedFile {
 
 impl Shared {
     /// Starts with what recovery found.
-    pub(super) fn new(sealed: BTreeMap<u64, SealedFile>) -> Shared {
+    pub(super) fn new(files: Arc<dyn Files>, sealed: BTreeMap<u64, SealedFile>) -> Shared {
         let pending = sealed.values().map(|f| f.bytes).sum();
         Shared {
+            files,
             sealed: Mutex::new(sealed),
+            appends: AtomicU64::new(0),
+            records: AtomicU64::new(0),
+            fsyncs: AtomicU64::new(0),
+            bytes_written: AtomicU64::new(0),
             bytes_pending: AtomicU64::new(pending),
-            ..Shared::default()
         }
     }
 
@@ -92,14 +97,18 @@ impl Segment {
     /// Every whole record, in order (a torn or corrupt tail ends the segment).
     /// Blocking file I/O: call it from `spawn_blocking` on a busy runtime.
     pub fn read(&self) -> Result<Vec<Vec<u8>>, WalError> {
-        let bytes = fs::read(&self.path).map_err(io_error("read", &self.path))?;
+        let bytes = self
+            .shared
+            .files
+            .read(&self.path)
+            .map_err(io_error("read", &self.path))?;
         Ok(decode(&bytes).0.into_iter().map(<[u8]>::to_vec).collect())
     }
 
     /// Deletes the segment (after the flusher committed it). Removing one
     /// that is already gone succeeds.
     pub fn remove(self) -> Result<(), WalError> {
-        match fs::remove_file(&self.path) {
+        match self.shared.files.remove(&self.path) {
             Err(e) if e.kind() != io::ErrorKind::NotFound => {
                 return Err(io_error("remove", &self.path)(e));
             }

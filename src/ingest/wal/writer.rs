@@ -2,9 +2,8 @@
 //! drains whatever else is queued, writes them all and fsyncs once (group
 //! commit), and only then answers every waiter.
 
-use std::fs::{File, OpenOptions};
-use std::io::{self, Write};
-use std::path::{Path, PathBuf};
+use std::io;
+use std::path::PathBuf;
 use std::sync::Arc;
 use std::sync::atomic::Ordering;
 use std::thread::JoinHandle;
@@ -14,6 +13,7 @@ use tokio::sync::{mpsc, oneshot};
 
 use super::WalConfig;
 use super::error::{WalError, io_error};
+use super::files::{Lock, Open, WalFile};
 use super::format::{encode, segment_path};
 use super::latch::Latch;
 use super::recovery::{sync_dir, write_counter};
@@ -51,7 +51,7 @@ pub(super) fn spawn(
     config: &WalConfig,
     next_number: u64,
     shared: Arc<Shared>,
-    lock: File,
+    lock: Lock,
     receiver: mpsc::Receiver<Command>,
 ) -> io::Result<JoinHandle<()>> {
     let writer = Writer {
@@ -73,7 +73,7 @@ pub(super) fn spawn(
 struct OpenSegment {
     number: u64,
     path: PathBuf,
-    file: File,
+    file: Box<dyn WalFile>,
     bytes: u64,
     synced: u64,
     first_record_at: Instant,
@@ -89,7 +89,7 @@ struct Writer {
     latch: Latch,
     shared: Arc<Shared>,
     /// Held while the writer runs.
-    _lock: File,
+    _lock: Lock,
 }
 
 /// Is the open segment due for sealing?
@@ -218,10 +218,13 @@ impl Writer {
     /// Persists the new number as the highest ever used, then creates the file.
     fn create_segment(&mut self) -> Result<OpenSegment, WalError> {
         let number = self.next_number;
-        write_counter(&self.dir, number)?;
+        let files = &*self.shared.files;
+        write_counter(files, &self.dir, number)?;
         let path = segment_path(&self.dir, number);
-        let file = create_new(&path).map_err(io_error("create", &path))?;
-        sync_dir(&self.dir)?;
+        let file = files
+            .open(&path, Open::CreateNew)
+            .map_err(io_error("create", &path))?;
+        sync_dir(files, &self.dir)?;
         self.next_number += 1;
         Ok(OpenSegment {
             number,
@@ -264,10 +267,6 @@ impl Writer {
         }
         self.latch.check()
     }
-}
-
-fn create_new(path: &Path) -> io::Result<File> {
-    OpenOptions::new().append(true).create_new(true).open(path)
 }
 
 /// `sync_data` if anything was written since the last one.
