@@ -11,14 +11,18 @@
 //!
 //! # Durability contract
 //! - Acknowledged ⇒ fsynced: `append` resolves `Ok` only after its records
-//!   and every earlier one were written and `sync_data` returned. After a
-//!   failed write or fsync nothing more is acknowledged (see `latch`).
+//!   and every earlier one were written and `sync_data` returned, in a
+//!   segment whose name was made durable (directory fsync) when it was
+//!   created. After a failed write or fsync nothing more is acknowledged
+//!   (see `latch`).
 //! - Segment numbers are never reused: the highest number is persisted
 //!   (fsynced, directory fsynced) before a segment file is created, so the
 //!   flusher's idempotent commit per number stays sound after removals.
 //! - Torn tails are cut: on open, each segment is cut after its last whole
 //!   record (a tail that fails its checksum was never acknowledged) and every
 //!   segment left behind becomes sealed, so it is replayed.
+//!
+//! The `crash` test checks all three at thousands of seeded power cuts.
 //!
 //! The directory belongs to one node and is locked while open:
 //! - `node-id`: this node's id, created once.
@@ -31,7 +35,11 @@
 //!
 //! Modules: `format` (framing, file names; pure), `recovery` (opening the
 //! directory), `writer` (the group-commit thread), `latch` (stopping after an
-//! I/O error), `segment` (sealed segments and counters), `error`.
+//! I/O error), `segment` (sealed segments and counters), `files` (the trait
+//! every file operation goes through), `error`. Tests: `tests` (on a real
+//! directory), `disk` (an in-memory disk that knows what is durable),
+//! `faulty` (files on it that cut power and fail) and `crash` (seeded crash
+//! points on those).
 
 mod error;
 mod files;
@@ -41,6 +49,14 @@ mod recovery;
 mod segment;
 mod writer;
 
+#[cfg(test)]
+mod crash;
+#[cfg(test)]
+mod disk;
+#[cfg(test)]
+mod faulty;
+#[cfg(test)]
+mod splitmix;
 #[cfg(test)]
 mod tests;
 
