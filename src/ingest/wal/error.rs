@@ -1,0 +1,48 @@
+//! Why an append, a seal or opening the write-ahead log failed.
+
+use std::io;
+use std::path::{Path, PathBuf};
+
+use super::format::MAX_RECORD_BYTES;
+
+/// Why an append, a seal or opening the log failed.
+#[derive(Debug, thiserror::Error)]
+pub enum WalError {
+    /// `queue` appends are already waiting: answer 503 with Retry-After.
+    #[error("the write-ahead log's queue is full")]
+    Full,
+    /// The log was closed; nothing more is accepted.
+    #[error("the write-ahead log is closed")]
+    Closed,
+    /// A write or fsync failed earlier; nothing is accepted until a restart
+    /// replays what is on disk.
+    #[error("the write-ahead log stopped after an I/O error: {0}")]
+    Failed(String),
+    #[error("a write-ahead log record holds 1 to {MAX_RECORD_BYTES} bytes, not {0}")]
+    Record(usize),
+    #[error("write-ahead log config: {0}")]
+    Config(String),
+    #[error("write-ahead log directory {} is in use by another process", .0.display())]
+    Locked(PathBuf),
+    #[error("{} is corrupt: {reason}", path.display())]
+    Corrupt { path: PathBuf, reason: String },
+    #[error("write-ahead log: {action} {}: {source}", path.display())]
+    Io {
+        action: &'static str,
+        path: PathBuf,
+        source: io::Error,
+    },
+}
+
+/// Wraps an I/O error with what was being done to which path.
+pub(super) fn io_error(
+    action: &'static str,
+    path: &Path,
+) -> impl FnOnce(io::Error) -> WalError + use<> {
+    let path = path.to_path_buf();
+    move |source| WalError::Io {
+        action,
+        path,
+        source,
+    }
+}

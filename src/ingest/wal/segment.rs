@@ -1,0 +1,120 @@
+//! Sealed segments: the set the writer fills and the flusher drains, with the
+//! counters both sides keep for `/metrics`.
+
+use std::collections::BTreeMap;
+use std::fmt;
+use std::io;
+use std::path::PathBuf;
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::{Arc, Mutex, MutexGuard, PoisonError};
+
+use super::error::{WalError, io_error};
+use super::files::Files;
+use super::format::decode;
+
+/// What the writer thread and the handles share: the file system, sealed
+/// segments and counters.
+pub(super) struct Shared {
+    pub(super) files: Arc<dyn Files>,
+    sealed: Mutex<BTreeMap<u64, SealedFile>>,
+    pub(super) appends: AtomicU64,
+    pub(super) records: AtomicU64,
+    pub(super) fsyncs: AtomicU64,
+    pub(super) bytes_written: AtomicU64,
+    pub(super) bytes_pending: AtomicU64,
+}
+
+/// A sealed segment's file and its size.
+#[derive(Debug, Clone)]
+pub(super) struct SealedFile {
+    pub(super) path: PathBuf,
+    pub(super) bytes: u64,
+}
+
+impl Shared {
+    /// Starts with what recovery found.
+    pub(super) fn new(files: Arc<dyn Files>, sealed: BTreeMap<u64, SealedFile>) -> Shared {
+        let pending = sealed.values().map(|f| f.bytes).sum();
+        Shared {
+            files,
+            sealed: Mutex::new(sealed),
+            appends: AtomicU64::new(0),
+            records: AtomicU64::new(0),
+            fsyncs: AtomicU64::new(0),
+            bytes_written: AtomicU64::new(0),
+            bytes_pending: AtomicU64::new(pending),
+        }
+    }
+
+    fn sealed(&self) -> MutexGuard<'_, BTreeMap<u64, SealedFile>> {
+        self.sealed.lock().unwrap_or_else(PoisonError::into_inner)
+    }
+
+    pub(super) fn add_sealed(&self, number: u64, file: SealedFile) {
+        self.sealed().insert(number, file);
+    }
+
+    pub(super) fn sealed_count(&self) -> usize {
+        self.sealed().len()
+    }
+
+    /// Handles on every sealed segment, oldest first.
+    pub(super) fn segments(self: &Arc<Self>) -> Vec<Segment> {
+        self.sealed()
+            .iter()
+            .map(|(&number, file)| Segment {
+                number,
+                path: file.path.clone(),
+                shared: self.clone(),
+            })
+            .collect()
+    }
+
+    fn forget(&self, number: u64) {
+        if let Some(file) = self.sealed().remove(&number) {
+            self.bytes_pending.fetch_sub(file.bytes, Ordering::Relaxed);
+        }
+    }
+}
+
+/// A sealed segment: complete, fsynced, never written again.
+pub struct Segment {
+    pub number: u64,
+    pub path: PathBuf,
+    shared: Arc<Shared>,
+}
+
+impl fmt::Debug for Segment {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("Segment")
+            .field("number", &self.number)
+            .field("path", &self.path)
+            .finish()
+    }
+}
+
+impl Segment {
+    /// Every whole record, in order (a torn or corrupt tail ends the segment).
+    /// Blocking file I/O: call it from `spawn_blocking` on a busy runtime.
+    pub fn read(&self) -> Result<Vec<Vec<u8>>, WalError> {
+        let bytes = self
+            .shared
+            .files
+            .read(&self.path)
+            .map_err(io_error("read", &self.path))?;
+        Ok(decode(&bytes).0.into_iter().map(<[u8]>::to_vec).collect())
+    }
+
+    /// Deletes the segment (after the flusher committed it). Removing one
+    /// that is already gone succeeds.
+    pub fn remove(self) -> Result<(), WalError> {
+        match self.shared.files.remove(&self.path) {
+            Err(e) if e.kind() != io::ErrorKind::NotFound => {
+                return Err(io_error("remove", &self.path)(e));
+            }
+            _ => {}
+        }
+        self.shared.forget(self.number);
+        Ok(())
+    }
+}
