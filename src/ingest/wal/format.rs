@@ -5,7 +5,7 @@ use std::path::{Path, PathBuf};
 
 use super::error::WalError;
 
-/// The largest record accepted; SPEC §3 caps a whole request at 4 MB.
+/// The largest record accepted; docs/reference.md "Limits" caps a whole request at 4 MB.
 pub const MAX_RECORD_BYTES: usize = 16 << 20;
 /// Bytes in front of each payload: its length and its CRC32.
 pub(super) const HEADER_BYTES: usize = 8;

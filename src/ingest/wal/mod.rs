@@ -1,6 +1,6 @@
 //! The ingest write-ahead log: an event is acknowledged only once it is fsynced
-//! here, and the flusher later commits whole segments to Delta (SPEC §3,
-//! DESIGN.md "Ingest").
+//! here, and the flusher later commits whole segments to Delta
+//! (docs/architecture.md "Ingest").
 //!
 //! ```text
 //! handlers ──append: try_send──▶ bounded queue ──▶ writer thread: take one append, drain the
