@@ -26,12 +26,17 @@
 //! cli                              the `tripwire` command line
 //! ```
 
+// One declaration per paragraph: rustfmt sorts adjacent ones, and the
+// order here is the layer order.
+
 pub mod duration;
+
 pub mod schedule;
 
 pub mod config;
 
 pub mod event;
+
 pub mod sample;
 
 pub mod project;
@@ -40,10 +45,12 @@ pub mod store;
 
 pub mod import;
 
-pub mod error;
 pub mod sql;
 
+pub mod error;
+
 pub mod identity;
+
 pub mod window;
 
 pub mod session;
@@ -59,7 +66,9 @@ pub mod deliver;
 pub mod scheduler;
 
 pub mod http;
+
 pub mod ingest;
+
 pub mod server;
 
 pub mod cli;
