@@ -48,13 +48,14 @@ use tripwire::sql::plan_read_only;
 use tripwire::store::ledger::cursor_app_id;
 use tripwire::store::{Store, TableKind, table};
 use tripwire::trigger::{TriggerFile, load_triggers};
-use tripwire::window::{Window, added_files, new_events_table};
+use tripwire::window::{Window, new_events};
 
 const WORKSPACE: &str = "shop";
 const TRIGGER: &str = "bench_identity";
 const TRIGGER_SQL: &str = "\
 -- description: cart_abandoned events of the window joined to identities (cargo bench --bench trigger).
 -- workspace: shop
+-- backfill: all
 -- requires_identity: true
 SELECT n.client_id, i.email, json_get_float(n.properties, 'cart_value') AS cart_value
 FROM new_events n JOIN identities i ON i.client_id = n.client_id
@@ -255,8 +256,7 @@ async fn trigger_sql(project: &Project, now: DateTime<Utc>) -> Result<usize> {
         events: Some(&events),
     };
     let ctx = workspace_session(&spec).await?;
-    let files = added_files(&events, window).await?;
-    ctx.register_table("new_events", new_events_table(&files)?)?;
+    ctx.register_table("new_events", new_events(Some(&events), window, None)?)?;
     let rows = plan_read_only(&ctx, &project.trigger.sql)
         .await?
         .collect()

@@ -13,7 +13,7 @@ use crate::sql::plan_read_only;
 use crate::store::Store;
 use crate::trigger::status::{self, trigger_rows};
 use crate::trigger::{TriggerFile, load_triggers};
-use crate::window::new_events_table;
+use crate::window::empty_new_events;
 
 /// `tripwire run [TRIGGER...] [--now]`: runs the named (or all active) triggers once.
 pub async fn run(
@@ -179,7 +179,7 @@ async fn check_one(config: &Config, store: &Store, trigger: &TriggerFile) -> Res
     let ctx = workspace_session(&spec)
         .await
         .map_err(|e| at(e.to_string()))?;
-    let empty = new_events_table(&[]).map_err(|e| at(e.to_string()))?;
+    let empty = empty_new_events().map_err(|e| at(e.to_string()))?;
     ctx.register_table("new_events", empty)
         .map_err(|e| at(e.to_string()))?;
     let frame = plan_read_only(&ctx, &trigger.sql)

@@ -9,13 +9,18 @@
 //! ```
 //! - `table`: open, create, evolve and refresh one table.
 //! - `commit`: the one commit path every writer appends through.
+//! - `files`: a table's live files with their stamps.
+//! - `rewrite`: replacing files without changing data; `stamp`: rows without a stamp get one.
 //! - `seq`: the `seq` values of appended rows.
 //! - `ledger`, `quarantine`: those tables' rows.
 
 pub mod commit;
+pub mod files;
 pub mod ledger;
 pub mod quarantine;
+pub mod rewrite;
 pub mod seq;
+pub mod stamp;
 pub mod table;
 
 use arrow::datatypes::SchemaRef;
@@ -42,6 +47,14 @@ impl StoreError {
     }
 }
 
+/// Commits between checkpoints: the log a reader replays stays short.
+pub const CHECKPOINT_INTERVAL: &str = "10";
+
+/// How long an ingest segment's, an import chunk's or an emit's application
+/// transaction is remembered after it was written; re-import idempotency
+/// beyond it comes from `import`'s own record of finished files.
+pub const TRANSACTION_RETENTION: &str = "interval 30 days";
+
 /// The tables a workspace keeps.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
 pub enum TableKind {
@@ -59,6 +72,31 @@ impl TableKind {
             TableKind::Ledger => "ledger",
             TableKind::Attempts => "attempts",
         }
+    }
+
+    /// The Delta table properties a new table of this kind gets
+    /// (docs/architecture.md "Table maintenance").
+    pub fn properties(self) -> Vec<(&'static str, &'static str)> {
+        let mut properties = vec![
+            ("delta.enableChangeDataFeed", "true"),
+            ("delta.checkpointInterval", CHECKPOINT_INTERVAL),
+        ];
+        match self {
+            TableKind::Events => properties.extend([
+                (stamp::STAMPED_PROPERTY, "true"),
+                (
+                    "delta.setTransactionRetentionDuration",
+                    TRANSACTION_RETENTION,
+                ),
+            ]),
+            TableKind::Quarantine => properties.push((
+                "delta.setTransactionRetentionDuration",
+                TRANSACTION_RETENTION,
+            )),
+            // The ledger's transactions are the triggers' cursors: kept for good.
+            TableKind::Ledger | TableKind::Attempts => {}
+        }
+        properties
     }
 
     pub fn schema(self) -> SchemaRef {
@@ -109,7 +147,7 @@ impl Store {
         let url = self.table_url(workspace, kind)?;
         let table = table::open(&url).await?;
         let table = migrate_old_layout(kind, table).await?;
-        table::open_or_create(&url, &kind.schema(), table).await
+        table::open_or_create(&url, &kind.schema(), &kind.properties(), table).await
     }
 
     /// Opens a workspace table if it exists.
