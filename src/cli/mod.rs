@@ -85,6 +85,14 @@ pub enum Command {
     },
     /// List triggers with their workspace, schedule and cursor.
     Triggers,
+    /// Show a trigger's cursor, or move it: `--set latest` skips everything
+    /// stored so far, `--set VERSION` makes events stamped after VERSION new.
+    Cursor {
+        trigger: String,
+        /// A table version (-1: the start), or `latest`.
+        #[arg(long, value_name = "VERSION|latest", allow_hyphen_values = true)]
+        set: Option<crate::trigger::cursor::CursorTarget>,
+    },
     /// Validate the config and every trigger (parsed and planned); non-zero exit on problems.
     Check,
     /// Serve the HTTP API on `listen` and run each trigger on its schedule.
@@ -196,6 +204,7 @@ pub async fn run(cli: Cli) -> Result<(), Error> {
             format,
         } => triggers::preview(&config, &trigger, all, now, format).await,
         Command::Triggers => triggers::list(&config).await,
+        Command::Cursor { trigger, set } => triggers::cursor(&config, &trigger, set).await,
         Command::Check => triggers::check(&config).await,
         Command::Serve => serve(config).await,
         Command::Schema { workspace, format } => {

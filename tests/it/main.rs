@@ -15,6 +15,7 @@
 //! - `triggers`: runs see each event once, crash and concurrency safety, `check`.
 //! - `deliver`: the delivery worker against a real receiver: signatures, retries, dead letters, `redeliver`, `kill -9`.
 //! - `interop`: the stored tables read by the python `deltalake` package and DuckDB.
+//! - `windows`: new triggers, moved cursors, log cleanup and other writers' deletes, compactions and appends.
 //! - `layers`: each module uses only the modules declared before it in `lib.rs`.
 //! - `migrate`: a store written by an earlier tripwire opens and keeps working.
 //! - `segment_client`: Segment's own python library sends to a real server.
@@ -35,3 +36,4 @@ mod segment_client;
 mod serve;
 mod server;
 mod triggers;
+mod windows;
