@@ -22,6 +22,7 @@ use crate::deliver::run_delivery_loop;
 use crate::error::Error;
 use crate::ingest::flusher::run_flusher;
 use crate::ingest::{self, Ingest, IngestState};
+use crate::maintain::run_maintenance_loop;
 use crate::scheduler::run_scheduler;
 use crate::store::Store;
 
@@ -75,6 +76,10 @@ impl App {
             self.state.config.clone(),
             scheduler_stopped.clone(),
         ));
+        let maintenance = tokio::spawn(run_maintenance_loop(
+            self.state.config.clone(),
+            scheduler_stopped.clone(),
+        ));
         let scheduler = tokio::spawn(run_scheduler(self.state.config.clone(), scheduler_stopped));
         let flusher = tokio::spawn(run_flusher(
             self.state.ingest.clone(),
@@ -92,6 +97,7 @@ impl App {
         let _ = flusher.await;
         let _ = scheduler.await;
         let _ = deliveries.await;
+        let _ = maintenance.await;
         served.map_err(|e| Error::Server(e.to_string()))
     }
 }

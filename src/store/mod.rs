@@ -6,21 +6,24 @@
 //! <root>/<workspace>/quarantine/   rejected input with its reason
 //! <root>/<workspace>/ledger/       trigger runs, matches and planned deliveries (the fire ledger)
 //! <root>/<workspace>/attempts/     every delivery attempt (append-only)
+//! <root>/<workspace>/erasures/     what each `tripwire erase` erased (counts)
 //! ```
 //! - `table`: open, create, evolve and refresh one table.
 //! - `commit`: the one commit path every writer appends through.
 //! - `files`: a table's live files with their stamps.
 //! - `rewrite`: replacing files without changing data; `stamp`: rows without a stamp get one.
 //! - `seq`: the `seq` values of appended rows.
-//! - `ledger`, `quarantine`: those tables' rows.
+//! - `ledger`, `quarantine`: those tables' rows; `state`: small JSON objects.
 
 pub mod commit;
+pub mod erasures;
 pub mod files;
 pub mod ledger;
 pub mod quarantine;
 pub mod rewrite;
 pub mod seq;
 pub mod stamp;
+pub mod state;
 pub mod table;
 
 use arrow::datatypes::SchemaRef;
@@ -62,15 +65,17 @@ pub enum TableKind {
     Quarantine,
     Ledger,
     Attempts,
+    Erasures,
 }
 
 impl TableKind {
-    fn folder(self) -> &'static str {
+    pub fn folder(self) -> &'static str {
         match self {
             TableKind::Events => "events",
             TableKind::Quarantine => "quarantine",
             TableKind::Ledger => "ledger",
             TableKind::Attempts => "attempts",
+            TableKind::Erasures => "erasures",
         }
     }
 
@@ -78,7 +83,8 @@ impl TableKind {
     /// (docs/architecture.md "Table maintenance").
     pub fn properties(self) -> Vec<(&'static str, &'static str)> {
         let mut properties = vec![
-            ("delta.enableChangeDataFeed", "true"),
+            // No change data: a deleted row must not live on in it.
+            ("delta.enableChangeDataFeed", "false"),
             ("delta.checkpointInterval", CHECKPOINT_INTERVAL),
         ];
         match self {
@@ -94,7 +100,7 @@ impl TableKind {
                 TRANSACTION_RETENTION,
             )),
             // The ledger's transactions are the triggers' cursors: kept for good.
-            TableKind::Ledger | TableKind::Attempts => {}
+            TableKind::Ledger | TableKind::Attempts | TableKind::Erasures => {}
         }
         properties
     }
@@ -105,6 +111,7 @@ impl TableKind {
             TableKind::Quarantine => quarantine::quarantine_schema(),
             TableKind::Ledger => ledger::ledger_schema(),
             TableKind::Attempts => ledger::attempts::attempts_schema(),
+            TableKind::Erasures => erasures::erasures_schema(),
         }
     }
 }

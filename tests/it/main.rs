@@ -16,6 +16,8 @@
 //! - `deliver`: the delivery worker against a real receiver: signatures, retries, dead letters, `redeliver`, `kill -9`.
 //! - `interop`: the stored tables read by the python `deltalake` package and DuckDB.
 //! - `windows`: new triggers, moved cursors, log cleanup and other writers' deletes, compactions and appends.
+//! - `maintain`: `optimize` and serve's maintenance merge files, checkpoint, expire old events, fire nothing again.
+//! - `erase`: a person's data erased everywhere, counted, and nothing fires again.
 //! - `layers`: each module uses only the modules declared before it in `lib.rs`.
 //! - `migrate`: a store written by an earlier tripwire opens and keeps working.
 //! - `segment_client`: Segment's own python library sends to a real server.
@@ -23,12 +25,14 @@
 mod bad_input;
 mod config;
 mod deliver;
+mod erase;
 mod flows;
 mod idempotent;
 mod import_formats;
 mod ingest;
 mod interop;
 mod layers;
+mod maintain;
 mod migrate;
 mod project;
 mod query;
