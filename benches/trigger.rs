@@ -118,21 +118,41 @@ fn main() -> Result<()> {
 }
 
 /// The aged, maintained store against the fresh one of the same history.
-fn compare_aged(runtime: &tokio::runtime::Runtime, settings: &Settings, fresh: &Figures) -> Result<()> {
+fn compare_aged(
+    runtime: &tokio::runtime::Runtime,
+    settings: &Settings,
+    fresh: &Figures,
+) -> Result<()> {
     let history = fresh.history;
     let fresh_store = cached_store(history, settings.window)?;
     let aged_store = aged_store(runtime, history, settings.window, settings.aged_commits)?;
-    println!("
-== aged: history {history}, window in {} commits, maintained ==", settings.aged_commits);
+    println!(
+        "
+== aged: history {history}, window in {} commits, maintained ==",
+        settings.aged_commits
+    );
     let project = Project::new(&aged_store)?;
     let (run, _) = runtime.block_on(library_runs(&project, now(settings.window), settings.runs))?;
     let fresh_health = runtime.block_on(health(&Project::new(&fresh_store)?, settings.runs))?;
     let aged_health = runtime.block_on(health(&project, settings.runs))?;
-    println!("
-store that has lived ({} commits of ingest, then maintained) vs fresh:", settings.aged_commits);
-    println!("{:>8} {:>9} {:>12} {:>14}", "store", "run", "events files", "log load");
-    for (name, run, h) in [("fresh", fresh.run, &fresh_health), ("aged", run, &aged_health)] {
-        println!("{name:>8} {run:>8.3}s {:>12} {:>13.1}ms", h.files, h.log_load * 1e3);
+    println!(
+        "
+store that has lived ({} commits of ingest, then maintained) vs fresh:",
+        settings.aged_commits
+    );
+    println!(
+        "{:>8} {:>9} {:>12} {:>14}",
+        "store", "run", "events files", "log load"
+    );
+    for (name, run, h) in [
+        ("fresh", fresh.run, &fresh_health),
+        ("aged", run, &aged_health),
+    ] {
+        println!(
+            "{name:>8} {run:>8.3}s {:>12} {:>13.1}ms",
+            h.files,
+            h.log_load * 1e3
+        );
     }
     println!("aged/fresh run: {:.2} (goal ≤ 1.1)", run / fresh.run);
     Ok(())
@@ -145,7 +165,10 @@ async fn health(project: &Project, runs: usize) -> Result<Health> {
     let mut files = 0;
     for _ in 0..=runs {
         let started = Instant::now();
-        let events = store.open(WORKSPACE, TableKind::Events).await?.context("no events")?;
+        let events = store
+            .open(WORKSPACE, TableKind::Events)
+            .await?
+            .context("no events")?;
         times.push(started.elapsed());
         files = tripwire::store::files::live_files(&events)?.len();
     }
@@ -181,7 +204,10 @@ fn aged_store(
         import(&project, &history_file(file, events)?)?;
     }
     let end = DateTime::from_timestamp_millis(HISTORY_END_MS).expect("a valid timestamp");
-    tripwire_cli(&project.config_path(), &["run", TRIGGER, "--now", &end.to_rfc3339()])?;
+    tripwire_cli(
+        &project.config_path(),
+        &["run", TRIGGER, "--now", &end.to_rfc3339()],
+    )?;
     let pieces = split_lines(&window_file(window)?, commits, &dir.join("pieces"))?;
     let started = Instant::now();
     runtime.block_on(async {
@@ -197,10 +223,17 @@ fn aged_store(
         }
         anyhow::Ok(())
     })?;
-    println!("{commits} commits in {:.1}s", started.elapsed().as_secs_f64());
+    println!(
+        "{commits} commits in {:.1}s",
+        started.elapsed().as_secs_f64()
+    );
     let before = runtime.block_on(health(&project, 1))?;
     let report = tripwire_cli(&project.config_path(), &["optimize"])?;
-    println!("before maintenance: {} events files; optimize: {}", before.files, report.trim());
+    println!(
+        "before maintenance: {} events files; optimize: {}",
+        before.files,
+        report.trim()
+    );
     std::fs::remove_dir_all(dir.join("pieces"))?;
     std::fs::write(&ready, b"")?;
     Ok(store)
