@@ -18,6 +18,7 @@
 //! - `windows`: new triggers, moved cursors, log cleanup and other writers' deletes, compactions and appends.
 //! - `maintain`: `optimize` and serve's maintenance merge files, checkpoint, expire old events, fire nothing again.
 //! - `erase`: a person's data erased everywhere, counted, and nothing fires again.
+//! - `late_identity`: rows wait for their identity, fire once when it arrives, expire after the wait.
 //! - `layers`: each module uses only the modules declared before it in `lib.rs`.
 //! - `migrate`: a store written by an earlier tripwire opens and keeps working.
 //! - `segment_client`: Segment's own python library sends to a real server.
@@ -31,6 +32,7 @@ mod idempotent;
 mod import_formats;
 mod ingest;
 mod interop;
+mod late_identity;
 mod layers;
 mod maintain;
 mod migrate;
