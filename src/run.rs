@@ -120,9 +120,13 @@ impl std::fmt::Display for RunOutcome {
         if run.expired > 0 {
             unresolved.push_str(&format!(", {} expired waiting", run.expired));
         }
+        let held = match run.held {
+            0 => String::new(),
+            n => format!(", {n} held over a flow's max_deliveries_per_run"),
+        };
         write!(
             f,
-            "{}: versions ({}, {}]: {} rows, {} resolved, {} unresolved ({unresolved}) → {} matches, {} deliveries planned; {status}",
+            "{}: versions ({}, {}]: {} rows, {} resolved, {} unresolved ({unresolved}) → {} matches, {} deliveries planned{held}; {status}",
             run.trigger,
             run.from_version,
             run.to_version,
@@ -192,6 +196,7 @@ pub async fn run_trigger(request: &RunRequest<'_>) -> Result<RunOutcome, RunErro
         dropped: 0,
         pending: 0,
         expired: 0,
+        held: 0,
         error: None,
     };
     // A first run commits its cursor even over an empty window, after its
@@ -261,6 +266,7 @@ pub async fn run_trigger(request: &RunRequest<'_>) -> Result<RunOutcome, RunErro
     .map_err(|e| StoreError::delta(ledger.table_url(), e))?;
     let settled = settlements(&waiting, &evaluation, &deferral);
     count(&mut run, &evaluation, &deferral, &settled);
+    run.held = deliveries.iter().filter(|d| d.status == "held").count() as i64;
     run.finished_at = Utc::now().timestamp_micros();
     let matches = evaluation.resolution.matches;
     if !request.commit {

@@ -38,6 +38,7 @@
 mod commands;
 mod emit;
 mod file;
+mod hold;
 mod payload;
 mod redeliver;
 mod retry;
@@ -53,8 +54,9 @@ use std::time::Duration;
 use chrono::{DateTime, Utc};
 use tokio::sync::watch;
 
-pub use commands::{Listing, deliver_now, list, redeliver_now};
+pub use commands::{Listing, decide_held_now, deliver_now, list, redeliver_now};
 pub use emit::emit_app_id;
+pub use hold::{Decision, decide_held};
 pub use payload::{DEFAULT_TIMEOUT_MS, Payload};
 pub use redeliver::redeliver;
 pub use retry::{

@@ -154,6 +154,7 @@ impl Setup {
             dropped: 0,
             pending: 0,
             expired: 0,
+            held: 0,
             error: None,
         };
         let mut ledger = self

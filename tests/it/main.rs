@@ -18,6 +18,7 @@
 //! - `windows`: new triggers, moved cursors, log cleanup and other writers' deletes, compactions and appends.
 //! - `maintain`: `optimize` and serve's maintenance merge files, checkpoint, expire old events, fire nothing again.
 //! - `erase`: a person's data erased everywhere, counted, and nothing fires again.
+//! - `guardrail`: a run over max_deliveries_per_run holds its deliveries for release or discard.
 //! - `late_identity`: rows wait for their identity, fire once when it arrives, expire after the wait.
 //! - `layers`: each module uses only the modules declared before it in `lib.rs`.
 //! - `migrate`: a store written by an earlier tripwire opens and keeps working.
@@ -28,6 +29,7 @@ mod config;
 mod deliver;
 mod erase;
 mod flows;
+mod guardrail;
 mod idempotent;
 mod import_formats;
 mod ingest;

@@ -70,6 +70,7 @@ pub const RUN_COLUMNS: &[&str] = &[
     "dropped",
     "pending",
     "expired",
+    "held",
     "error",
 ];
 pub const MATCH_COLUMNS: &[&str] = &[
@@ -169,6 +170,8 @@ static LEDGER_SCHEMA: LazyLock<SchemaRef> = LazyLock::new(|| {
         // Run rows: rows deferred for a late identity, and given up on.
         number("pending"),
         number("expired"),
+        // Run rows: deliveries held over a flow's max_deliveries_per_run.
+        number("held"),
         // Pending and settled rows.
         text("pending_id", true),
         text("row", true),

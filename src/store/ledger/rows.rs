@@ -29,6 +29,9 @@ pub struct RunRecord {
     pub pending: i64,
     /// Deferred rows this run gave up on (their wait is over).
     pub expired: i64,
+    /// Deliveries held because a flow planned more than its
+    /// `max_deliveries_per_run`.
+    pub held: i64,
     pub error: Option<String>,
 }
 
@@ -186,6 +189,7 @@ fn run_rows(run: &RunRecord) -> RecordBatch {
         ("dropped", number(run.dropped)),
         ("pending", number(run.pending)),
         ("expired", number(run.expired)),
+        ("held", number(run.held)),
         (
             "error",
             Arc::new(StringArray::from(vec![run.error.clone()])),
