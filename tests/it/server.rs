@@ -64,8 +64,14 @@ pub struct Server {
 
 impl Server {
     pub fn start(project: &Project) -> Server {
-        let mut child = project
-            .command(&["serve"])
+        Server::start_with_env(project, &[])
+    }
+
+    /// [`Server::start`] with extra environment variables (test hooks).
+    pub fn start_with_env(project: &Project, env: &[(&str, &str)]) -> Server {
+        let mut command = project.command(&["serve"]);
+        command.envs(env.iter().copied());
+        let mut child = command
             .stdout(Stdio::piped())
             .stderr(Stdio::inherit())
             .spawn()
