@@ -93,8 +93,15 @@ pub enum Command {
         #[arg(long, value_name = "VERSION|latest", allow_hyphen_values = true)]
         set: Option<crate::trigger::cursor::CursorTarget>,
     },
-    /// Validate the config and every trigger (parsed and planned); non-zero exit on problems.
+    /// Validate the config and every trigger (parsed and planned), and run the
+    /// trigger tests; non-zero exit on problems.
     Check,
+    /// Run the trigger tests in queries/tests/ (all, or the named triggers')
+    /// on a throwaway store; non-zero exit when one fails.
+    Test {
+        /// Trigger names; every test file when none are given.
+        triggers: Vec<String>,
+    },
     /// Serve the HTTP API on `listen` and run each trigger on its schedule.
     Serve,
     /// Erase people (right to erasure): their events, quarantined input,
@@ -257,6 +264,7 @@ pub async fn run(cli: Cli) -> Result<(), Error> {
         Command::Cursor { trigger, set } => triggers::cursor(&config, &trigger, set).await,
         Command::Resume { trigger, skip } => triggers::resume(&config, &trigger, skip).await,
         Command::Check => triggers::check(&config).await,
+        Command::Test { triggers: names } => triggers::test(&config, &names).await,
         Command::Serve => serve(config).await,
         Command::Erase {
             emails,

@@ -168,6 +168,18 @@ pub async fn cursor(
     Ok(())
 }
 
+/// `tripwire test [TRIGGER...]`: prints each case and its differences.
+pub async fn test(config: &Config, names: &[String]) -> Result<(), Error> {
+    let report = crate::workbench::run_tests(config, names).await;
+    for line in report.lines() {
+        println!("{line}");
+    }
+    match report.failed() {
+        0 => Ok(()),
+        n => Err(Error::Usage(format!("{n} trigger test(s) failed"))),
+    }
+}
+
 /// `tripwire resume TRIGGER [--skip]`.
 pub async fn resume(config: &Config, name: &str, skip: bool) -> Result<(), Error> {
     let chosen = chosen(config, &[name.to_string()])?;
@@ -209,12 +221,24 @@ pub async fn check(config: &Config) -> Result<(), Error> {
     for error in &errors {
         eprintln!("{error}");
     }
-    match errors.len() {
+    // The trigger tests, when the others plan (a test of a broken trigger
+    // says nothing new).
+    let tests = match errors.is_empty() {
+        true => crate::workbench::run_tests(config, &[]).await,
+        false => crate::workbench::TestReport::default(),
+    };
+    if tests.failed() > 0 {
+        for line in tests.lines() {
+            eprintln!("{line}");
+        }
+    }
+    match errors.len() + tests.failed() {
         0 => {
             println!(
-                "ok: {} trigger(s) and {} flow(s) parse and plan",
+                "ok: {} trigger(s) and {} flow(s) parse and plan; {} trigger test case(s) pass",
                 triggers.len(),
-                flows.len()
+                flows.len(),
+                tests.results.len()
             );
             Ok(())
         }

@@ -14,6 +14,7 @@
 //! - `serve`: the API and the scheduler of a real `tripwire serve` (hot reload).
 //! - `triggers`: runs see each event once, crash and concurrency safety, `check`.
 //! - `deliver`: the delivery worker against a real receiver: signatures, retries, dead letters, `redeliver`, `kill -9`.
+//! - `workbench`: `tripwire test` on the example project, a failing case's diff, `check` running tests.
 //! - `interop`: the stored tables read by the python `deltalake` package and DuckDB.
 //! - `windows`: new triggers, moved cursors, log cleanup and other writers' deletes, compactions and appends.
 //! - `maintain`: `optimize` and serve's maintenance merge files, checkpoint, expire old events, fire nothing again.
@@ -45,3 +46,4 @@ mod serve;
 mod server;
 mod triggers;
 mod windows;
+mod workbench;
