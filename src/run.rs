@@ -249,6 +249,7 @@ pub async fn run_trigger(request: &RunRequest<'_>) -> Result<RunOutcome, RunErro
         run_id: &run_id,
         ledger: &ledger,
         waiting: &waiting,
+        shadow: false,
     };
     let evaluated = evaluate_and_plan(request, &scope).await;
     let (evaluation, deliveries) = match evaluated {
@@ -453,19 +454,21 @@ fn count(
 }
 
 /// What a run evaluates beyond its request.
-struct Scope<'a> {
-    events: Option<&'a DeltaTable>,
-    window: Window,
-    sent_after: Option<DateTime<Utc>>,
-    run_id: &'a str,
-    ledger: &'a DeltaTable,
+pub struct Scope<'a> {
+    pub events: Option<&'a DeltaTable>,
+    pub window: Window,
+    pub sent_after: Option<DateTime<Utc>>,
+    pub run_id: &'a str,
+    pub ledger: &'a DeltaTable,
     /// The trigger's pending rows, decoded back into its query.
-    waiting: &'a [PendingRecord],
+    pub waiting: &'a [PendingRecord],
+    /// Record what would be sent as `shadow` (a shadow backfill).
+    pub shadow: bool,
 }
 
 /// Runs the trigger's SQL over the window, resolves its rows, and plans
 /// what the flows do with them.
-async fn evaluate_and_plan(
+pub async fn evaluate_and_plan(
     request: &RunRequest<'_>,
     scope: &Scope<'_>,
 ) -> Result<(Evaluation, Vec<DeliveryRecord>), String> {
@@ -492,6 +495,7 @@ async fn evaluate_and_plan(
         flows: request.flows,
         segments: request.segments,
         ledger: ledger.version().is_some().then_some(ledger),
+        shadow: scope.shadow,
     };
     let deliveries = plan_deliveries(&ctx, &plan, &evaluation.resolution).await?;
     Ok((evaluation, deliveries))

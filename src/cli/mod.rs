@@ -158,6 +158,32 @@ pub enum Command {
         #[arg(long)]
         workspace: Option<String>,
     },
+    /// Compare the edited trigger file with what its committed runs matched
+    /// over the same windows: contacts added, removed, unchanged. Commits nothing.
+    Diff {
+        trigger: String,
+        /// Compare the runs committed within this long (default 7d).
+        #[arg(long, value_parser = crate::duration::parse_duration, default_value = "7d")]
+        since: std::time::Duration,
+        /// How many added and removed contacts to show.
+        #[arg(long, default_value_t = 5)]
+        sample: usize,
+    },
+    /// Run a trigger over the events from before it started (sent within
+    /// --since): every delivery recorded as `shadow` and nothing sent, or
+    /// sent with --live.
+    Backfill {
+        trigger: String,
+        /// How far back by the events' sent_at (e.g. 7d).
+        #[arg(long, value_parser = crate::duration::parse_duration)]
+        since: std::time::Duration,
+        /// Send the deliveries (under the flows' max_deliveries_per_run).
+        #[arg(long)]
+        live: bool,
+        /// Pin the clock (RFC 3339): identity TTL, caps, and what --since counts back from.
+        #[arg(long)]
+        now: Option<chrono::DateTime<chrono::Utc>>,
+    },
     /// Run a trigger paused after max_run_failures failed runs in a row again.
     Resume {
         trigger: String,
@@ -263,6 +289,17 @@ pub async fn run(cli: Cli) -> Result<(), Error> {
         Command::Triggers => triggers::list(&config).await,
         Command::Cursor { trigger, set } => triggers::cursor(&config, &trigger, set).await,
         Command::Resume { trigger, skip } => triggers::resume(&config, &trigger, skip).await,
+        Command::Diff {
+            trigger,
+            since,
+            sample,
+        } => triggers::diff(&config, &trigger, since, sample).await,
+        Command::Backfill {
+            trigger,
+            since,
+            live,
+            now,
+        } => triggers::backfill(&config, &trigger, since, live, now).await,
         Command::Check => triggers::check(&config).await,
         Command::Test { triggers: names } => triggers::test(&config, &names).await,
         Command::Serve => serve(config).await,

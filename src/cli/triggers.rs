@@ -180,6 +180,103 @@ pub async fn test(config: &Config, names: &[String]) -> Result<(), Error> {
     }
 }
 
+/// `tripwire diff TRIGGER [--since D] [--sample N]`.
+pub async fn diff(
+    config: &Config,
+    name: &str,
+    since: std::time::Duration,
+    sample: usize,
+) -> Result<(), Error> {
+    let chosen = chosen(config, &[name.to_string()])?;
+    let workspace = workspace_of(config, &chosen[0])?;
+    let store = Store::new(config.storage.clone());
+    let report =
+        crate::workbench::diff::diff(config, &store, workspace, &chosen[0], since, Utc::now())
+            .await
+            .map_err(Error::Usage)?;
+    let range = report
+        .versions
+        .map(|(from, to)| format!(" (versions ({from}, {to}])"))
+        .unwrap_or_default();
+    println!(
+        "{name}: the edited file over {} committed run(s) of the last {}s{range}: \
+         {} added, {} removed, {} unchanged",
+        report.runs,
+        since.as_secs(),
+        report.added.len(),
+        report.removed.len(),
+        report.unchanged
+    );
+    let key = |(contact, event): &(String, Option<String>)| match event {
+        Some(id) => format!("{contact} (event {id})"),
+        None => contact.clone(),
+    };
+    for (sign, keys) in [("+", &report.added), ("-", &report.removed)] {
+        for k in keys.iter().take(sample) {
+            println!("  {sign} {}", key(k));
+        }
+        if keys.len() > sample {
+            println!("  {sign} … and {} more", keys.len() - sample);
+        }
+    }
+    Ok(())
+}
+
+/// `tripwire backfill TRIGGER --since D [--live] [--now T]`.
+pub async fn backfill(
+    config: &Config,
+    name: &str,
+    since: std::time::Duration,
+    live: bool,
+    now: Option<DateTime<Utc>>,
+) -> Result<(), Error> {
+    let chosen = chosen(config, &[name.to_string()])?;
+    let workspace = workspace_of(config, &chosen[0])?;
+    let store = Store::new(config.storage.clone());
+    let now = now.unwrap_or_else(Utc::now);
+    let done = crate::workbench::backfill::backfill(
+        config, &store, workspace, &chosen[0], since, live, now,
+    )
+    .await
+    .map_err(|e| Error::Usage(e.to_string()))?;
+    if !done.committed {
+        println!(
+            "{name}: versions up to {} were backfilled in this mode before: nothing recorded",
+            done.run.to_version
+        );
+        return Ok(());
+    }
+    let planned: Vec<String> = done
+        .planned
+        .iter()
+        .map(|(s, n)| format!("{n} {s}"))
+        .collect();
+    println!(
+        "{name}: backfilled versions ({}, {}] sent in the last {}s: {} rows → {} matches; deliveries: {}{}",
+        done.run.from_version,
+        done.run.to_version,
+        since.as_secs(),
+        done.run.matched,
+        done.matches,
+        match planned.is_empty() {
+            true => "none".to_string(),
+            false => planned.join(", "),
+        },
+        match live {
+            true => "",
+            false => " (shadow: nothing is sent; `--live` sends)",
+        }
+    );
+    if live {
+        for (workspace, summary) in
+            crate::deliver::deliver_all_due(config, &store, Utc::now()).await?
+        {
+            println!("{workspace}: {summary}");
+        }
+    }
+    Ok(())
+}
+
 /// `tripwire resume TRIGGER [--skip]`.
 pub async fn resume(config: &Config, name: &str, skip: bool) -> Result<(), Error> {
     let chosen = chosen(config, &[name.to_string()])?;

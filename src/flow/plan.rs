@@ -40,6 +40,9 @@ pub struct PlanRequest<'a> {
     pub segments: &'a [(String, SegmentSource)],
     /// The fire ledger before this run (for frequency caps).
     pub ledger: Option<&'a DeltaTable>,
+    /// A shadow backfill: what would be sent is recorded as `shadow`, and
+    /// nothing is sent.
+    pub shadow: bool,
 }
 
 /// The deliveries of every active flow of the trigger, in flow-name order.
@@ -74,11 +77,11 @@ pub async fn plan_deliveries(
         let rows = flow_columns(ctx, request, flow)
             .await
             .map_err(|e| format!("{}: {e}", flow.path.display()))?;
-        planned.extend(hold_over_limit(
-            flow,
-            request.run_id,
-            decide(request, flow, &resolution.matches, &rows),
-        ));
+        let decided = decide(request, flow, &resolution.matches, &rows);
+        planned.extend(match request.shadow {
+            true => shadowed(decided),
+            false => hold_over_limit(flow, request.run_id, decided),
+        });
     }
     let _ = ctx.deregister_table(MATCHES);
     let _ = ctx.deregister_table(LEDGER);
@@ -494,6 +497,17 @@ pub fn hold_over_limit(
     for delivery in planned.iter_mut().filter(|d| d.status == "pending") {
         delivery.status = "held".into();
         delivery.reason = Some(reason.clone());
+    }
+    planned
+}
+
+/// A shadow backfill's deliveries: what would be sent is `shadow` (never
+/// due, never counted by caps), its id made distinct by the mode, so a
+/// later live run of the same events is not a duplicate.
+pub fn shadowed(mut planned: Vec<DeliveryRecord>) -> Vec<DeliveryRecord> {
+    for delivery in planned.iter_mut().filter(|d| d.status == "pending") {
+        delivery.status = "shadow".into();
+        delivery.delivery_id = id_of(&[&delivery.delivery_id, "shadow"]);
     }
     planned
 }

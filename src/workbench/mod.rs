@@ -4,8 +4,12 @@
 //! - `spec`: trigger test files, `queries/tests/TRIGGER.toml`.
 //! - `runner`: one case on a throwaway store.
 //! - `compare`: expected against observed, as readable lines.
+//! - `diff`: an edited trigger against what its committed runs matched.
+//! - `backfill`: a trigger over the events from before it started, shadow or live.
 
+pub mod backfill;
 pub mod compare;
+pub mod diff;
 pub mod runner;
 pub mod spec;
 

@@ -19,8 +19,8 @@ use std::sync::{Arc, LazyLock};
 use arrow::datatypes::{DataType, Field, Schema, SchemaRef, TimeUnit};
 
 pub use rows::{
-    DeliveryRecord, MatchRecord, PendingRecord, RunRecord, RunRows, Settled, cursor_batch,
-    resume_batch, run_batch,
+    DeliveryRecord, MatchRecord, PendingRecord, RunRecord, RunRows, Settled, backfill_batch,
+    cursor_batch, resume_batch, run_batch,
 };
 
 /// The kinds of ledger row; the `kind` column holds [`Kind::as_str`].
@@ -43,6 +43,10 @@ pub enum Kind {
     /// `tripwire resume`: a paused trigger runs again; with `--skip` its
     /// cursor moved past the failing window `(from_version, to_version]`.
     Resume,
+    /// `tripwire backfill`: a trigger run over events from before it
+    /// started (its matches and deliveries follow, as a run's do), which
+    /// moves no cursor.
+    Backfill,
 }
 
 impl Kind {
@@ -55,6 +59,7 @@ impl Kind {
             Kind::Pending => "pending",
             Kind::Settled => "settled",
             Kind::Resume => "resume",
+            Kind::Backfill => "backfill",
         }
     }
 }

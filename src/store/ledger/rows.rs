@@ -120,7 +120,16 @@ pub struct RunRows<'a> {
 /// The ledger rows of one run: the run itself, its matches, its
 /// deliveries, the rows it defers and the pending rows it settles.
 pub fn run_batch(run: &RunRecord, rows: &RunRows) -> Vec<RecordBatch> {
-    let mut batches = vec![run_rows(run)];
+    batch_of(Kind::Run, run, rows)
+}
+
+/// The ledger rows of a backfill: as a run's, its own row of kind `backfill`.
+pub fn backfill_batch(run: &RunRecord, rows: &RunRows) -> Vec<RecordBatch> {
+    batch_of(Kind::Backfill, run, rows)
+}
+
+fn batch_of(kind: Kind, run: &RunRecord, rows: &RunRows) -> Vec<RecordBatch> {
+    let mut batches = vec![run_rows(kind, run)];
     if !rows.matches.is_empty() {
         batches.push(match_rows(run, rows.matches));
     }
@@ -186,7 +195,7 @@ fn window_row(kind: Kind, record: &RunRecord) -> RecordBatch {
     widen(kind, record, 1, columns)
 }
 
-fn run_rows(run: &RunRecord) -> RecordBatch {
+fn run_rows(kind: Kind, run: &RunRecord) -> RecordBatch {
     let number = |v: i64| -> ArrayRef { Arc::new(Int64Array::from(vec![v])) };
     let time = |v: i64| -> ArrayRef { utc(vec![Some(v)]) };
     let columns: Vec<(&str, ArrayRef)> = vec![
@@ -205,7 +214,7 @@ fn run_rows(run: &RunRecord) -> RecordBatch {
             Arc::new(StringArray::from(vec![run.error.clone()])),
         ),
     ];
-    widen(Kind::Run, run, 1, columns)
+    widen(kind, run, 1, columns)
 }
 
 fn match_rows(run: &RunRecord, matches: &[MatchRecord]) -> RecordBatch {
