@@ -9,7 +9,7 @@
 //! Modules are layers: each uses only the modules declared before it in
 //! this file (a test, `tests/it/layers.rs`, keeps it so).
 //! ```text
-//! duration, schedule, config       values a project is configured with
+//! duration, schedule, config, keys values a project is configured with; API keys as digests
 //! event, sample                    the event model and its API shapes
 //! project                          trigger, segment and flow files
 //! store                            Delta tables, the one commit path, the ledger's rows
@@ -34,6 +34,8 @@ pub mod duration;
 pub mod schedule;
 
 pub mod config;
+
+pub mod keys;
 
 pub mod event;
 
