@@ -3,7 +3,8 @@
 //! workspace quarantines) to the WAL. It returns only once they are durable.
 
 use super::Ingest;
-use super::record::{StoredEvent, StoredReject, WalRecord, without_secrets};
+use super::record::{StoredEvent, StoredReject, WalRecord};
+use crate::event::redact::without_secrets;
 use super::wal::WalError;
 use crate::config::Workspace;
 use crate::event::now_micros;
