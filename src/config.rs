@@ -422,7 +422,8 @@ fn validate_workspaces(raw: Vec<RawWorkspace>) -> Result<Vec<Workspace>, String>
                 return Err(format!("workspace[{i}].id: {:?} is configured twice", w.id));
             }
             let secrets = |key: &str, raw: RawSecrets| {
-                raw.parse().map_err(|m| format!("workspace[{i}].{key}: {m}"))
+                raw.parse()
+                    .map_err(|m| format!("workspace[{i}].{key}: {m}"))
             };
             Ok(Workspace {
                 secret: secrets("secret", w.secret)?,
@@ -512,7 +513,10 @@ mod tests {
         assert!(config.metrics_public && !a.allow_private_networks);
         for (line, named) in [
             ("secret = 3", "secret"),
-            ("admin_secret = [\"\"]", "workspace[0].admin_secret: entry 0 is empty"),
+            (
+                "admin_secret = [\"\"]",
+                "workspace[0].admin_secret: entry 0 is empty",
+            ),
             ("signing_secret = \"env:\"", "workspace[0].signing_secret"),
         ] {
             let err = parse(&format!("[[workspace]]\nid = \"a\"\n{line}\n")).unwrap_err();

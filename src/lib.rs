@@ -9,7 +9,8 @@
 //! Modules are layers: each uses only the modules declared before it in
 //! this file (a test, `tests/it/layers.rs`, keeps it so).
 //! ```text
-//! duration, schedule, config, keys values a project is configured with; API keys as digests
+//! duration, schedule, config       values a project is configured with
+//! keys                             API keys as SHA-256 digests, compared in constant time
 //! event, sample                    the event model and its API shapes
 //! project                          trigger, segment and flow files
 //! store                            Delta tables, the one commit path, the ledger's rows

@@ -88,7 +88,10 @@ pub fn confined_path(text: &str) -> Result<PathBuf, String> {
             "{text:?} is absolute: give a path relative to the project folder"
         ));
     }
-    if !path.components().all(|c| matches!(c, Component::Normal(_) | Component::CurDir)) {
+    if !path
+        .components()
+        .all(|c| matches!(c, Component::Normal(_) | Component::CurDir))
+    {
         return Err(format!(
             "{text:?} leaves the project folder (\"..\" is not allowed)"
         ));
@@ -105,8 +108,8 @@ pub fn resolve_confined(project_dir: &Path, path: &str) -> Result<PathBuf, Strin
     if !Path::new(path).is_absolute() {
         return Ok(project_dir.join(confined_path(path).map_err(refuse)?));
     }
-    let project = std::path::absolute(project_dir)
-        .map_err(|e| refuse(format!("the project folder: {e}")))?;
+    let project =
+        std::path::absolute(project_dir).map_err(|e| refuse(format!("the project folder: {e}")))?;
     let inside = Path::new(path)
         .strip_prefix(&project)
         .ok()

@@ -12,9 +12,9 @@ use super::{DeliveryLimits, deliver_due, redeliver};
 use crate::config::Config;
 use crate::error::Error;
 use crate::session::{SessionSpec, workspace_session};
+use crate::sql::QueryError;
 use crate::sql::ledger::DELIVERIES_COLUMNS;
 use crate::sql::output::{OutputFormat, render};
-use crate::sql::QueryError;
 use crate::store::Store;
 
 /// Which deliveries `tripwire deliveries` lists.

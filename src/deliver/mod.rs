@@ -63,6 +63,7 @@ use tokio::sync::watch;
 
 pub use commands::{DeliveryFilter, Listing, deliver_now, delivery_rows, list, redeliver_now};
 pub use emit::emit_app_id;
+pub use network::is_private;
 pub use payload::{DEFAULT_TIMEOUT_MS, Payload};
 pub use redeliver::redeliver;
 pub use retry::{
@@ -70,7 +71,6 @@ pub use retry::{
     parse_retry_after,
 };
 pub use sign::{SIGNATURE_HEADER, hmac_hex, signature};
-pub use network::is_private;
 pub use worker::{
     DELIVERY_BATCH, DeliveryLimits, DeliverySummary, WEBHOOK_CONCURRENCY, deliver_due,
 };

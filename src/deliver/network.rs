@@ -52,7 +52,10 @@ fn private_v4(ip: Ipv4Addr) -> bool {
 
 fn private_v6(ip: Ipv6Addr) -> bool {
     let first = ip.segments()[0];
-    ip.is_loopback() || ip.is_unspecified() || (first & 0xfe00) == 0xfc00 || (first & 0xffc0) == 0xfe80
+    ip.is_loopback()
+        || ip.is_unspecified()
+        || (first & 0xfe00) == 0xfc00
+        || (first & 0xffc0) == 0xfe80
 }
 
 /// The IPv4 address inside a mapped (`::ffff:a.b.c.d`), compatible
@@ -89,9 +92,8 @@ impl Resolve for PublicOnly {
     fn resolve(&self, name: Name) -> Resolving {
         let host = name.as_str().to_string();
         Box::pin(async move {
-            let resolved: Vec<SocketAddr> = tokio::net::lookup_host((host.as_str(), 0))
-                .await?
-                .collect();
+            let resolved: Vec<SocketAddr> =
+                tokio::net::lookup_host((host.as_str(), 0)).await?.collect();
             let (private, public): (Vec<SocketAddr>, Vec<SocketAddr>) =
                 resolved.into_iter().partition(|a| is_private(a.ip()));
             if public.is_empty() && !private.is_empty() {
@@ -172,9 +174,15 @@ mod tests {
         let url = |text: &str| Url::parse(text).unwrap();
         assert!(check_literal(&url("http://127.0.0.1:9000/hook")).is_err());
         assert!(check_literal(&url("http://[::ffff:7f00:1]/hook")).is_err());
-        assert!(check_literal(&url("http://0x7f.1/hook")).is_err(), "the URL parser normalises it");
+        assert!(
+            check_literal(&url("http://0x7f.1/hook")).is_err(),
+            "the URL parser normalises it"
+        );
         let refused = check_literal(&url("https://10.0.0.2/x")).unwrap_err();
-        assert!(refused.contains("allow_private_networks = false"), "{refused}");
+        assert!(
+            refused.contains("allow_private_networks = false"),
+            "{refused}"
+        );
         assert!(check_literal(&url("https://8.8.8.8/")).is_ok());
         assert!(check_literal(&url("http://localhost:9000/")).is_ok());
     }
@@ -188,6 +196,9 @@ mod tests {
         };
         let private = refusal(refused.as_ref()).expect("a PrivateAddress refusal");
         assert_eq!(private.host, "localhost");
-        assert!(private.addresses.iter().all(|a| a.is_loopback()), "{private}");
+        assert!(
+            private.addresses.iter().all(|a| a.is_loopback()),
+            "{private}"
+        );
     }
 }

@@ -27,7 +27,12 @@ pub fn trusted_roots() -> Result<Vec<reqwest::Certificate>, String> {
 fn source() -> String {
     let named: Vec<String> = ["SSL_CERT_FILE", "SSL_CERT_DIR"]
         .iter()
-        .filter_map(|var| Some(format!("{var}={}", std::env::var_os(var)?.to_string_lossy())))
+        .filter_map(|var| {
+            Some(format!(
+                "{var}={}",
+                std::env::var_os(var)?.to_string_lossy()
+            ))
+        })
         .collect();
     match named.is_empty() {
         true => "the platform's certificate store (install its CA bundle, or set SSL_CERT_FILE)"

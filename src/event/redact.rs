@@ -71,7 +71,11 @@ fn blank_secret_values(raw: &str) -> String {
 fn next_secret_name(lower: &str, from: usize) -> Option<usize> {
     SECRET_FIELDS
         .iter()
-        .filter_map(|f| lower[from..].find(f).map(|i| (from + i, from + i + f.len())))
+        .filter_map(|f| {
+            lower[from..]
+                .find(f)
+                .map(|i| (from + i, from + i + f.len()))
+        })
         .min()
         .map(|(_, end)| end)
 }

@@ -172,9 +172,8 @@ async fn check_flow(
     let output = plan_read_only(&ctx, &trigger.sql)
         .await
         .map_err(|e| at("trigger", format!("its trigger does not plan: {e}")))?;
-    check_templates(flow, output.schema().as_arrow()).map_err(|(name, e)| {
-        at(&format!("[actions.{name}]"), format!("actions.{name}: {e}"))
-    })?;
+    check_templates(flow, output.schema().as_arrow())
+        .map_err(|(name, e)| at(&format!("[actions.{name}]"), format!("actions.{name}: {e}")))?;
     let columns = match_columns(output.schema().as_arrow());
     let batch = RecordBatch::new_empty(Arc::new(columns));
     let provider = MemTable::try_new(batch.schema(), vec![vec![batch]])

@@ -88,7 +88,9 @@ pub fn sample_context(output: &Schema) -> Value {
     let columns: Vec<Field> = output
         .fields()
         .iter()
-        .filter(|f| !IDENTITY_COLUMNS.contains(&f.name().as_str()) && !f.name().starts_with("__tripwire"))
+        .filter(|f| {
+            !IDENTITY_COLUMNS.contains(&f.name().as_str()) && !f.name().starts_with("__tripwire")
+        })
         .map(|f| f.as_ref().clone())
         .collect();
     let hostile = || Some(HOSTILE_SAMPLE.to_string());
@@ -211,9 +213,20 @@ mod tests {
         let context = sample_context(&output);
         assert_eq!(context["data"]["note"], HOSTILE_SAMPLE);
         assert_eq!(context["data"]["cart_value"], 42.0);
-        assert!(context["data"].get("email").is_none(), "identity columns are not data");
+        assert!(
+            context["data"].get("email").is_none(),
+            "identity columns are not data"
+        );
         assert_eq!(context["contact"]["email"], HOSTILE_SAMPLE);
-        for field in ["delivery_id", "workspace", "flow", "trigger", "run_id", "variant", "branch"] {
+        for field in [
+            "delivery_id",
+            "workspace",
+            "flow",
+            "trigger",
+            "run_id",
+            "variant",
+            "branch",
+        ] {
             assert!(!context[field].is_null(), "{field}");
         }
     }

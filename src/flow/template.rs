@@ -147,8 +147,8 @@ mod tests {
 
     #[test]
     fn values_print_as_json_so_a_hostile_string_stays_one_value() {
-        let template = BodyTemplate::compile(r#"{"note": {{ data.note }}, "n": {{ data.n }}}"#)
-            .unwrap();
+        let template =
+            BodyTemplate::compile(r#"{"note": {{ data.note }}, "n": {{ data.n }}}"#).unwrap();
         let note = r#"he said "hi"}, "x": 1"#;
         let body = template
             .render(&json!({"data": {"note": note, "n": 1.5}}))
@@ -164,7 +164,9 @@ mod tests {
         let e = quoted.render(&json!({"data": {"note": "x"}})).unwrap_err();
         assert!(e.contains("not valid JSON"), "{e}");
         let raw = BodyTemplate::compile(r#"{"note": {{ data.note | safe }}}"#).unwrap();
-        let e = raw.render(&json!({"data": {"note": "1, \"x\": 2"}})).unwrap_err();
+        let e = raw
+            .render(&json!({"data": {"note": "1, \"x\": 2"}}))
+            .unwrap_err();
         assert!(e.contains("safe"), "{e}");
         assert!(BodyTemplate::compile("{{ data.note ").is_err());
     }

@@ -249,12 +249,30 @@ mod tests {
         let keys = three_workspaces();
         assert_eq!(keys.writable(Some("kb"), &[]), Ok(vec!["b".into()]));
         assert_eq!(keys.writable(Some("ka2"), &[]), Ok(vec!["a".into()]));
-        assert!(matches!(keys.writable(None, &[]), Err(Refusal::Unauthorized(_))));
-        assert!(matches!(keys.writable(Some("x"), &[]), Err(Refusal::Unauthorized(_))));
-        assert!(matches!(keys.writable(Some("ka"), &list("a,b")), Err(Refusal::Forbidden(_))));
-        assert!(matches!(keys.writable(Some("x"), &list("a,b")), Err(Refusal::Unauthorized(_))));
-        assert!(matches!(keys.writable(Some("ka"), &list("a,zz")), Err(Refusal::Unknown(_))));
-        assert_eq!(keys.writable(Some("ka"), &list("a, a")), Ok(vec!["a".into()]));
+        assert!(matches!(
+            keys.writable(None, &[]),
+            Err(Refusal::Unauthorized(_))
+        ));
+        assert!(matches!(
+            keys.writable(Some("x"), &[]),
+            Err(Refusal::Unauthorized(_))
+        ));
+        assert!(matches!(
+            keys.writable(Some("ka"), &list("a,b")),
+            Err(Refusal::Forbidden(_))
+        ));
+        assert!(matches!(
+            keys.writable(Some("x"), &list("a,b")),
+            Err(Refusal::Unauthorized(_))
+        ));
+        assert!(matches!(
+            keys.writable(Some("ka"), &list("a,zz")),
+            Err(Refusal::Unknown(_))
+        ));
+        assert_eq!(
+            keys.writable(Some("ka"), &list("a, a")),
+            Ok(vec!["a".into()])
+        );
     }
 
     #[test]
@@ -263,17 +281,31 @@ mod tests {
         let refused = keys.writable(Some("ka"), &list("b"));
         assert_eq!(
             refused,
-            Err(Refusal::Forbidden("the key is not valid for workspace \"b\"".into()))
+            Err(Refusal::Forbidden(
+                "the key is not valid for workspace \"b\"".into()
+            ))
         );
     }
 
     #[test]
     fn an_admin_key_cannot_write_and_a_write_key_cannot_read() {
         let keys = three_workspaces();
-        assert!(matches!(keys.writable(Some("aa"), &[]), Err(Refusal::Forbidden(_))));
-        assert!(matches!(keys.admin(Some("ka"), Some("a")), Err(Refusal::Forbidden(_))));
-        assert!(matches!(keys.admin(Some("ka"), None), Err(Refusal::Forbidden(_))));
-        assert!(matches!(keys.metrics(Some("ka"), false), Err(Refusal::Forbidden(_))));
+        assert!(matches!(
+            keys.writable(Some("aa"), &[]),
+            Err(Refusal::Forbidden(_))
+        ));
+        assert!(matches!(
+            keys.admin(Some("ka"), Some("a")),
+            Err(Refusal::Forbidden(_))
+        ));
+        assert!(matches!(
+            keys.admin(Some("ka"), None),
+            Err(Refusal::Forbidden(_))
+        ));
+        assert!(matches!(
+            keys.metrics(Some("ka"), false),
+            Err(Refusal::Forbidden(_))
+        ));
     }
 
     #[test]
@@ -281,10 +313,22 @@ mod tests {
         let keys = three_workspaces();
         assert_eq!(keys.admin(Some("aa"), None), Ok("a".into()));
         assert_eq!(keys.admin(Some("ab"), Some("b")), Ok("b".into()));
-        assert!(matches!(keys.admin(Some("aa"), Some("b")), Err(Refusal::Forbidden(_))));
-        assert!(matches!(keys.admin(Some("aa"), Some("nope")), Err(Refusal::Forbidden(_))));
-        assert!(matches!(keys.admin(None, Some("a")), Err(Refusal::Unauthorized(_))));
-        assert!(matches!(keys.admin(Some("zz"), None), Err(Refusal::Unauthorized(_))));
+        assert!(matches!(
+            keys.admin(Some("aa"), Some("b")),
+            Err(Refusal::Forbidden(_))
+        ));
+        assert!(matches!(
+            keys.admin(Some("aa"), Some("nope")),
+            Err(Refusal::Forbidden(_))
+        ));
+        assert!(matches!(
+            keys.admin(None, Some("a")),
+            Err(Refusal::Unauthorized(_))
+        ));
+        assert!(matches!(
+            keys.admin(Some("zz"), None),
+            Err(Refusal::Unauthorized(_))
+        ));
         let closed = keys.admin(Some("aa"), Some("c"));
         assert!(
             matches!(&closed, Err(Refusal::Forbidden(m)) if m.contains("no admin_secret")),
@@ -296,14 +340,20 @@ mod tests {
     fn a_lone_workspace_without_an_admin_secret_answers_403() {
         let keys = keyring("[[workspace]]\nid = \"shop\"\nsecret = \"k\"\n");
         assert!(matches!(keys.admin(None, None), Err(Refusal::Forbidden(_))));
-        assert!(matches!(keys.admin(Some("k"), None), Err(Refusal::Forbidden(_))));
+        assert!(matches!(
+            keys.admin(Some("k"), None),
+            Err(Refusal::Forbidden(_))
+        ));
     }
 
     #[test]
     fn metrics_need_an_admin_key_unless_public() {
         let keys = three_workspaces();
         assert_eq!(keys.metrics(Some("ab"), false), Ok(()));
-        assert!(matches!(keys.metrics(None, false), Err(Refusal::Unauthorized(_))));
+        assert!(matches!(
+            keys.metrics(None, false),
+            Err(Refusal::Unauthorized(_))
+        ));
         assert_eq!(keys.metrics(None, true), Ok(()));
     }
 }

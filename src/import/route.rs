@@ -63,7 +63,10 @@ impl Router {
             ));
         }
         if let Some(keys) = secret
-            && !event.secret.as_deref().is_some_and(|sent| keys.contains(sent))
+            && !event
+                .secret
+                .as_deref()
+                .is_some_and(|sent| keys.contains(sent))
         {
             return Err(format!(
                 "partnerSecret does not match the secret configured for workspace {named:?}"
@@ -80,7 +83,8 @@ mod tests {
     use std::path::Path;
 
     fn config() -> Config {
-        let text = "[[workspace]]\nid = \"a\"\nsecret = [\"sa\", \"sa2\"]\n[[workspace]]\nid = \"b\"\n";
+        let text =
+            "[[workspace]]\nid = \"a\"\nsecret = [\"sa\", \"sa2\"]\n[[workspace]]\nid = \"b\"\n";
         Config::parse(text, "t", Path::new("/")).unwrap()
     }
 

@@ -4,10 +4,10 @@
 
 use super::Ingest;
 use super::record::{StoredEvent, StoredReject, WalRecord};
-use crate::event::redact::without_secrets;
 use super::wal::WalError;
 use crate::config::Workspace;
 use crate::event::now_micros;
+use crate::event::redact::without_secrets;
 use crate::event::shapes::parse_event;
 use crate::http::ApiError;
 

@@ -123,8 +123,7 @@ pub async fn preview(
     let trigger = triggers
         .into_iter()
         .find(|t| {
-            t.name == name
-                && workspace_of(&state.config, t).is_ok_and(|w| w == authorized.id)
+            t.name == name && workspace_of(&state.config, t).is_ok_and(|w| w == authorized.id)
         })
         .ok_or_else(|| {
             ApiError::NotFound(format!(

@@ -60,9 +60,16 @@ pub async fn list(
         flow: query.flow,
         run_id: query.run_id,
     };
-    let batches = delivery_rows(&state.config, &state.store, &workspace.id, &filter, limit, true)
-        .await
-        .map_err(|e| ApiError::Internal(e.to_string()))?;
+    let batches = delivery_rows(
+        &state.config,
+        &state.store,
+        &workspace.id,
+        &filter,
+        limit,
+        true,
+    )
+    .await
+    .map_err(|e| ApiError::Internal(e.to_string()))?;
     Ok(Json(json!({
         "workspace": workspace.id,
         "deliveries": json_rows(&batches)?,
@@ -111,7 +118,9 @@ pub async fn redeliver(
 ) -> Result<Json<Value>, ApiError> {
     let workspace = admin(&state, &headers, query.workspace.as_deref())?;
     let body: RedeliverBody = serde_json::from_slice(&body).map_err(|e| {
-        ApiError::BadRequest(format!("the body is not {{\"ids\": [\"<delivery_id>\", ...]}}: {e}"))
+        ApiError::BadRequest(format!(
+            "the body is not {{\"ids\": [\"<delivery_id>\", ...]}}: {e}"
+        ))
     })?;
     if body.ids.is_empty() || body.ids.len() > MAX_REDELIVER_IDS {
         return Err(ApiError::BadRequest(format!(

@@ -26,8 +26,8 @@ use tokio::net::TcpListener;
 use tokio::sync::watch;
 
 use crate::config::Config;
-use crate::deliver::run_delivery_loop;
 use crate::config::ConfigError;
+use crate::deliver::run_delivery_loop;
 use crate::error::Error;
 use crate::http::ApiError;
 use crate::http::auth::{Keyring, header_key};
@@ -154,7 +154,10 @@ fn admin_routes() -> Router<Arc<AppState>> {
 /// `GET /metrics`: Prometheus text, behind an admin key unless `metrics_public`.
 async fn metrics(State(state): State<Arc<AppState>>, headers: HeaderMap) -> Response {
     let key = header_key(&headers);
-    match state.keys.metrics(key.as_deref(), state.config.metrics_public) {
+    match state
+        .keys
+        .metrics(key.as_deref(), state.config.metrics_public)
+    {
         Ok(()) => ingest::metrics_page(&state.ingest),
         Err(refusal) => ApiError::from(refusal).into_response(),
     }

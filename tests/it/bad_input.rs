@@ -138,7 +138,19 @@ fn a_quarantined_line_is_kept_without_its_secret() {
             assert!(!raw.contains(secret), "{secret} kept in {raw}");
         }
     }
-    assert!(kept[0]["raw"].as_str().unwrap().contains("\"clientId\":\"c\""), "{kept:?}");
-    assert!(kept[1]["raw"].as_str().unwrap().contains("\"page\""), "{kept:?}");
-    assert!(kept[2]["raw"].as_str().unwrap().contains("[redacted]"), "{kept:?}");
+    assert!(
+        kept[0]["raw"]
+            .as_str()
+            .unwrap()
+            .contains("\"clientId\":\"c\""),
+        "{kept:?}"
+    );
+    assert!(
+        kept[1]["raw"].as_str().unwrap().contains("\"page\""),
+        "{kept:?}"
+    );
+    assert!(
+        kept[2]["raw"].as_str().unwrap().contains("[redacted]"),
+        "{kept:?}"
+    );
 }

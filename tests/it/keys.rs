@@ -60,14 +60,20 @@ fn serve_refuses_to_start_when_the_admin_secret_names_an_unset_variable() {
          secret = \"{SECRET}\"\nadmin_secret = \"env:{UNSET}\"\n"
     ));
     let stderr = refused_to_serve(&project);
-    assert!(stderr.contains("admin_secret") && stderr.contains(UNSET), "{stderr}");
+    assert!(
+        stderr.contains("admin_secret") && stderr.contains(UNSET),
+        "{stderr}"
+    );
 }
 
 #[test]
 fn serve_refuses_to_start_when_one_rotated_signing_secret_is_unset() {
     let project = workspace_with(&format!("signing_secret = [\"whsec\", \"env:{UNSET}\"]"));
     let stderr = refused_to_serve(&project);
-    assert!(stderr.contains("signing_secret") && stderr.contains(UNSET), "{stderr}");
+    assert!(
+        stderr.contains("signing_secret") && stderr.contains(UNSET),
+        "{stderr}"
+    );
 }
 
 #[test]
@@ -112,7 +118,11 @@ fn keys_from_set_variables_and_rotated_lists_are_all_valid() {
         assert_eq!(status, 200, "{key}: {body}");
     }
     for key in ["old-admin", "new-admin"] {
-        assert_eq!(server.call("GET", "/v1/triggers", Some(key)).0, 200, "{key}");
+        assert_eq!(
+            server.call("GET", "/v1/triggers", Some(key)).0,
+            200,
+            "{key}"
+        );
     }
     assert_eq!(
         server
@@ -183,8 +193,16 @@ fn the_write_key_reads_nothing_and_the_admin_key_reads_everything() {
     project.import(&[&sample]);
     let server = Server::start(&project);
     for (method, path) in ADMIN_ENDPOINTS {
-        assert_eq!(admin_call(&server, method, path, None), 401, "{method} {path}: no key");
-        assert_eq!(admin_call(&server, method, path, Some("wrong")), 401, "{method} {path}");
+        assert_eq!(
+            admin_call(&server, method, path, None),
+            401,
+            "{method} {path}: no key"
+        );
+        assert_eq!(
+            admin_call(&server, method, path, Some("wrong")),
+            401,
+            "{method} {path}"
+        );
         assert_eq!(
             admin_call(&server, method, path, Some(SECRET)),
             403,
@@ -192,7 +210,11 @@ fn the_write_key_reads_nothing_and_the_admin_key_reads_everything() {
         );
         let with_admin = admin_call(&server, method, path, Some(ADMIN));
         // The redeliver call names an unknown delivery: refused after auth.
-        let expected = if path.ends_with("redeliver") { 400 } else { 200 };
+        let expected = if path.ends_with("redeliver") {
+            400
+        } else {
+            200
+        };
         assert_eq!(with_admin, expected, "{method} {path}: the admin key");
     }
     // Basic auth carries the admin key too (user name or password).
@@ -212,7 +234,11 @@ fn the_write_key_reads_nothing_and_the_admin_key_reads_everything() {
         };
         assert_eq!(server.send(request).0, 200, "{credentials}");
     }
-    assert_eq!(server.call("GET", "/healthz", None).0, 200, "healthz stays open");
+    assert_eq!(
+        server.call("GET", "/healthz", None).0,
+        200,
+        "healthz stays open"
+    );
 }
 
 #[test]
@@ -238,7 +264,10 @@ fn trigger_names_cannot_be_probed_without_the_admin_key() {
 
 #[test]
 fn a_key_valid_only_for_one_workspace_writing_to_another_is_403() {
-    let project = serving_project_with("[[workspace]]\nid = \"other\"\nsecret = \"other-key\"\n", "");
+    let project = serving_project_with(
+        "[[workspace]]\nid = \"other\"\nsecret = \"other-key\"\n",
+        "",
+    );
     let server = Server::start(&project);
     let event = json!({"event": "E", "anonymousId": "a"}).to_string();
     let (status, body) = server.send(
@@ -262,7 +291,10 @@ fn a_workspace_without_an_admin_secret_answers_403() {
     for key in [None, Some(SECRET), Some("anything")] {
         let (status, body) = server.call("GET", "/v1/runs", key);
         assert_eq!(status, 403, "{key:?}: {body}");
-        assert!(body["error"].as_str().unwrap().contains("admin_secret"), "{body}");
+        assert!(
+            body["error"].as_str().unwrap().contains("admin_secret"),
+            "{body}"
+        );
     }
 }
 
@@ -283,7 +315,11 @@ fn metrics_public_opens_metrics_and_nothing_else() {
 }
 
 /// Polls `GET /v1/deliveries?{query}` until `done` holds for its rows.
-fn wait_for_deliveries(server: &Server, query: &str, done: impl Fn(&[Value]) -> bool) -> Vec<Value> {
+fn wait_for_deliveries(
+    server: &Server,
+    query: &str,
+    done: impl Fn(&[Value]) -> bool,
+) -> Vec<Value> {
     let started = Instant::now();
     loop {
         let rows = server.get(&format!("/v1/deliveries?{query}"))["deliveries"]
@@ -314,33 +350,67 @@ fn deliveries_are_listed_with_filters_and_dead_ones_redelivered_over_the_api() {
     assert_eq!(row["trigger"], "everything");
     assert_eq!(row["client_id"], "c-1");
     assert!(row["last_error"].as_str().unwrap().contains("400"), "{row}");
-    assert!(row["payload"].as_str().unwrap().contains("webhook"), "{row}");
+    assert!(
+        row["payload"].as_str().unwrap().contains("webhook"),
+        "{row}"
+    );
     let id = row["delivery_id"].as_str().unwrap().to_string();
     let run_id = row["run_id"].as_str().unwrap().to_string();
-    for query in ["status=delivered", "flow=other", "trigger=other", "run_id=other"] {
+    for query in [
+        "status=delivered",
+        "flow=other",
+        "trigger=other",
+        "run_id=other",
+    ] {
         let rows = server.get(&format!("/v1/deliveries?{query}"))["deliveries"].clone();
         assert_eq!(rows, json!([]), "{query}");
     }
     let by_run = server.get(&format!("/v1/deliveries?run_id={run_id}&limit=1"));
     assert_eq!(by_run["deliveries"][0]["delivery_id"], id.as_str());
-    assert_eq!(server.call("GET", "/v1/deliveries?limit=0", Some(ADMIN)).0, 400);
-    assert_eq!(server.call("GET", "/v1/deliveries?colour=red", Some(ADMIN)).0, 400);
+    assert_eq!(
+        server.call("GET", "/v1/deliveries?limit=0", Some(ADMIN)).0,
+        400
+    );
+    assert_eq!(
+        server
+            .call("GET", "/v1/deliveries?colour=red", Some(ADMIN))
+            .0,
+        400
+    );
     assert_eq!(receiver.requests().len(), 1);
 
     let redeliver = |ids: Value| {
         server.send(
-            Request::post("/v1/deliveries/redeliver", json!({ "ids": ids }).to_string())
-                .bearer(ADMIN),
+            Request::post(
+                "/v1/deliveries/redeliver",
+                json!({ "ids": ids }).to_string(),
+            )
+            .bearer(ADMIN),
         )
     };
     let (status, body) = redeliver(json!([id, "no-such-id"]));
     assert_eq!(status, 400, "{body}");
-    assert!(body["error"].as_str().unwrap().contains("no-such-id: no such delivery"), "{body}");
+    assert!(
+        body["error"]
+            .as_str()
+            .unwrap()
+            .contains("no-such-id: no such delivery"),
+        "{body}"
+    );
     let (status, body) = redeliver(json!([id]));
     assert_eq!((status, &body["reset"]), (200, &json!(1)), "{body}");
     let delivered = wait_for_deliveries(&server, "status=delivered", |rows| rows.len() == 1);
     assert_eq!(delivered[0]["delivery_id"], id.as_str());
-    assert_eq!(receiver.wait_for(2)[1].header("idempotency-key"), Some(id.as_str()));
+    assert_eq!(
+        receiver.wait_for(2)[1].header("idempotency-key"),
+        Some(id.as_str())
+    );
     let (status, body) = redeliver(json!([id]));
-    assert!(status == 400 && body["error"].as_str().unwrap().contains("delivered already"));
+    assert!(
+        status == 400
+            && body["error"]
+                .as_str()
+                .unwrap()
+                .contains("delivered already")
+    );
 }

@@ -104,7 +104,11 @@ fn a_hostile_property_arrives_through_a_template_as_valid_json_with_its_value_in
     assert_eq!(requests.len(), 1);
     assert_eq!(requests[0].path, "/hook");
     let body: Value = serde_json::from_str(&requests[0].body).expect("the body is JSON");
-    assert_eq!(body, json!({"note": HOSTILE, "client": "c-1"}), "no key added");
+    assert_eq!(
+        body,
+        json!({"note": HOSTILE, "client": "c-1"}),
+        "no key added"
+    );
     assert!(verifies(
         requests[0].header("tripwire-signature").unwrap(),
         &requests[0].body
@@ -139,7 +143,9 @@ fn an_https_webhook_reaches_a_receiver_whose_ca_is_given_by_ssl_cert_file() {
     webhook_flow(&project, &[("hook", &receiver.url("localhost"))], None);
     let run = |args: &[&str], cert_file: Option<&std::path::Path>| {
         let mut command = project.command(args);
-        command.env_remove("SSL_CERT_FILE").env_remove("SSL_CERT_DIR");
+        command
+            .env_remove("SSL_CERT_FILE")
+            .env_remove("SSL_CERT_DIR");
         if let Some(file) = cert_file {
             command.env("SSL_CERT_FILE", file);
         }
@@ -152,7 +158,10 @@ fn an_https_webhook_reaches_a_receiver_whose_ca_is_given_by_ssl_cert_file() {
     let failed = &outcomes(&project)[0];
     assert_eq!(failed["status"], "failed");
     let error = failed["last_error"].as_str().unwrap();
-    assert!(error.contains("SSL_CERT_FILE") && error.contains("missing.pem"), "{error}");
+    assert!(
+        error.contains("SSL_CERT_FILE") && error.contains("missing.pem"),
+        "{error}"
+    );
 
     // The platform's roots do not know the test CA: verification is real.
     // Retries are due by the real clock the first attempt was made at.
@@ -161,8 +170,14 @@ fn an_https_webhook_reaches_a_receiver_whose_ca_is_given_by_ssl_cert_file() {
     let unknown = &outcomes(&project)[0];
     assert_eq!(unknown["status"], "failed", "{unknown}");
     let error = unknown["last_error"].as_str().unwrap();
-    assert!(!error.contains("missing.pem") && error.contains("certificate"), "{error}");
-    assert!(receiver.requests().is_empty(), "no request without a trusted certificate");
+    assert!(
+        !error.contains("missing.pem") && error.contains("certificate"),
+        "{error}"
+    );
+    assert!(
+        receiver.requests().is_empty(),
+        "no request without a trusted certificate"
+    );
 
     succeeded(&run(&["deliver", "--now", &later(2)], Some(&ca_file)));
     let delivered = &outcomes(&project)[0];
@@ -244,11 +259,20 @@ fn a_file_action_with_dot_dot_is_refused_by_check_and_writes_nothing() {
     let stderr = String::from_utf8_lossy(&out.stderr);
     assert!(!out.status.success());
     assert!(
-        stderr.contains("audit.toml:5: actions.audit: path:") && stderr.contains("leaves the project"),
+        stderr.contains("audit.toml:5: actions.audit: path:")
+            && stderr.contains("leaves the project"),
         "{stderr}"
     );
     let _ = project.run(&["run", "--now", NOW]);
-    assert!(!project.dir.path().parent().unwrap().join("escaped.ndjson").exists());
+    assert!(
+        !project
+            .dir
+            .path()
+            .parent()
+            .unwrap()
+            .join("escaped.ndjson")
+            .exists()
+    );
 }
 
 #[test]
