@@ -67,7 +67,7 @@ const CONFIG: &str =
     "storage = \"./store\"\n[[workspace]]\nid = \"shop\"\nsigning_secret = \"whsec_bench\"\n";
 
 /// The trigger: one match per contact, `v` in its data.
-const TRIGGER: &str = "-- requires_identity: true\n\
+const TRIGGER: &str = "-- backfill: all\n-- requires_identity: true\n\
     SELECT email, json_get_float(properties, 'v') AS v FROM new_events WHERE event_name = 'cart'\n";
 
 /// The excluded segment: carts below 1000 (1% of the default 100k).

@@ -49,6 +49,12 @@ pub struct Config {
     pub delivery_retry_period: Duration,
     /// `GET /metrics` answers without a key (else it needs an `admin_secret`).
     pub metrics_public: bool,
+    /// How often `serve` maintains the tables (compaction, checkpoints).
+    pub maintenance_interval: Duration,
+    /// VACUUM deletes only files no version of this age still needs.
+    pub vacuum_retention: Duration,
+    /// Events sent longer ago than this are deleted by maintenance.
+    pub retention: Option<Duration>,
 }
 
 /// One tenant: its id (also the collect envelope's `partnerId`) and secrets.
@@ -152,6 +158,11 @@ struct RawConfig {
     delivery_retry_period: String,
     #[serde(default)]
     metrics_public: bool,
+    #[serde(default = "default_maintenance_interval")]
+    maintenance_interval: String,
+    #[serde(default = "default_vacuum_retention")]
+    vacuum_retention: String,
+    retention: Option<String>,
 }
 
 /// `[ingest]`: the HTTP ingest API's durability and limits.
@@ -292,6 +303,12 @@ fn default_ttl() -> String {
 fn default_retry_period() -> String {
     "24h".into()
 }
+fn default_maintenance_interval() -> String {
+    "10m".into()
+}
+fn default_vacuum_retention() -> String {
+    "7d".into()
+}
 fn default_schedule() -> String {
     "*/5 * * * *".into()
 }
@@ -344,6 +361,18 @@ impl Config {
         let ingest = raw.ingest.validate(base).map_err(invalid)?;
         let delivery_retry_period = parse_duration(&raw.delivery_retry_period)
             .map_err(|m| invalid(format!("delivery_retry_period: {m}")))?;
+        let maintenance_interval = parse_duration(&raw.maintenance_interval)
+            .and_then(|d| at_least(d, MIN_MAINTENANCE_INTERVAL))
+            .map_err(|m| invalid(format!("maintenance_interval: {m}")))?;
+        let vacuum_retention = parse_duration(&raw.vacuum_retention)
+            .and_then(|d| at_least(d, MIN_VACUUM_RETENTION))
+            .map_err(|m| invalid(format!("vacuum_retention: {m}")))?;
+        let retention = raw
+            .retention
+            .as_deref()
+            .map(|text| parse_duration(text).and_then(|d| at_least(d, MIN_RETENTION)))
+            .transpose()
+            .map_err(|m| invalid(format!("retention: {m}")))?;
         Ok(Config {
             origin: origin.to_string(),
             project_dir: base.to_path_buf(),
@@ -355,6 +384,9 @@ impl Config {
             ingest,
             delivery_retry_period,
             metrics_public: raw.metrics_public,
+            maintenance_interval,
+            vacuum_retention,
+            retention,
         })
     }
 
@@ -436,6 +468,20 @@ fn validate_workspaces(raw: Vec<RawWorkspace>) -> Result<Vec<Workspace>, String>
             })
         })
         .collect()
+}
+
+/// The shortest `maintenance_interval`: a pass must not run back to back.
+const MIN_MAINTENANCE_INTERVAL: Duration = Duration::from_secs(10);
+/// The shortest `vacuum_retention`: longer than any run reads a snapshot.
+const MIN_VACUUM_RETENTION: Duration = Duration::from_secs(60 * 60);
+/// The shortest `retention` of events: a day.
+const MIN_RETENTION: Duration = Duration::from_secs(24 * 60 * 60);
+
+fn at_least(value: Duration, minimum: Duration) -> Result<Duration, String> {
+    match value >= minimum {
+        true => Ok(value),
+        false => Err(format!("must be at least {}s", minimum.as_secs())),
+    }
 }
 
 /// Workspace ids name folders under the storage root, so they are kept plain.

@@ -18,10 +18,11 @@ use crate::store::commit::{Always, Committed, Once, commit};
 use crate::store::ledger::{
     DeliveryRecord, MatchRecord, RunRecord, cursor_app_id, id_of, run_batch,
 };
+use crate::store::stamp::stamp_unstamped;
 use crate::store::{Store, StoreError, TableKind, table};
 use crate::trigger::TriggerFile;
 use crate::trigger::evaluate::evaluate;
-use crate::window::{Window, added_files, new_events_table};
+use crate::window::{Window, new_events, window_for};
 
 /// Why a run did not commit.
 #[derive(Debug, thiserror::Error)]
@@ -67,6 +68,9 @@ pub struct RunOutcome {
 pub enum RunStatus {
     /// The run and its cursor were committed.
     Committed,
+    /// A trigger's first run without a backfill: its cursor starts at the
+    /// table's current version, matching nothing from before.
+    Started,
     /// No events arrived since the last run: nothing to do.
     NothingNew,
     /// Another runner committed this window first.
@@ -93,6 +97,14 @@ impl std::fmt::Display for RunOutcome {
                     f,
                     "{}: no new events since version {}",
                     run.trigger, run.from_version
+                );
+            }
+            RunStatus::Started => {
+                return write!(
+                    f,
+                    "{}: starts at version {}: it fires for events stored from now on \
+                     (a `-- backfill: all` or `-- backfill: 7d` header reads history too)",
+                    run.trigger, run.to_version
                 );
             }
             RunStatus::AlreadyCommitted => "another runner committed this window first".into(),
@@ -130,23 +142,32 @@ pub async fn run_trigger(request: &RunRequest<'_>) -> Result<RunOutcome, RunErro
         });
     }
     let started_at = Utc::now().timestamp_micros();
-    let events = request
+    let mut events = request
         .store
         .open(request.workspace, TableKind::Events)
         .await?;
+    if let Some(table) = events.as_mut() {
+        stamp_unstamped(table).await?;
+    }
     let mut ledger = request
         .store
         .open_or_create(request.workspace, TableKind::Ledger)
         .await?;
     let app_id = cursor_app_id(&request.trigger.name);
-    let cursor = table::app_progress(&ledger, &app_id).await?.unwrap_or(-1);
+    let cursor = table::app_progress(&ledger, &app_id).await?;
     let watermark = events
         .as_ref()
         .and_then(DeltaTable::version)
         .map_or(-1, |v| v as i64);
-    let window = Window {
-        from: if request.whole_history { -1 } else { cursor },
-        to: watermark,
+    let (window, sent_after) = match request.whole_history {
+        true => (
+            Window {
+                from: -1,
+                to: watermark,
+            },
+            None,
+        ),
+        false => window_for(cursor, watermark, request.trigger.backfill, request.now),
     };
     let mut run = RunRecord {
         run_id: run_id(request.workspace, &request.trigger.name, window),
@@ -162,11 +183,13 @@ pub async fn run_trigger(request: &RunRequest<'_>) -> Result<RunOutcome, RunErro
         dropped: 0,
         error: None,
     };
-    if window.is_empty() {
-        let status = if request.commit {
-            RunStatus::NothingNew
-        } else {
-            RunStatus::Preview
+    // A first run commits its cursor even over an empty window, after its
+    // SQL and flows were tried on it: a broken trigger fails from the start.
+    let starts = cursor.is_none() && !request.whole_history;
+    if window.is_empty() && !starts {
+        let status = match request.commit {
+            false => RunStatus::Preview,
+            true => RunStatus::NothingNew,
         };
         return Ok(RunOutcome {
             run,
@@ -176,7 +199,15 @@ pub async fn run_trigger(request: &RunRequest<'_>) -> Result<RunOutcome, RunErro
         });
     }
     let run_id = run.run_id.clone();
-    let evaluated = evaluate_and_plan(request, events.as_ref(), window, &run_id, &ledger).await;
+    let evaluated = evaluate_and_plan(
+        request,
+        events.as_ref(),
+        window,
+        sent_after,
+        &run_id,
+        &ledger,
+    )
+    .await;
     let (resolution, deliveries) = match evaluated {
         Ok(evaluated) => evaluated,
         Err(message) => {
@@ -214,6 +245,7 @@ pub async fn run_trigger(request: &RunRequest<'_>) -> Result<RunOutcome, RunErro
         batches: run_batch(&run, &matches, &deliveries),
     };
     let status = match commit(&mut ledger, &mut writer).await? {
+        Committed::Version(_) if window.is_empty() => RunStatus::Started,
         Committed::Version(_) => RunStatus::Committed,
         Committed::Nothing => RunStatus::AlreadyCommitted,
     };
@@ -231,6 +263,7 @@ async fn evaluate_and_plan(
     request: &RunRequest<'_>,
     events: Option<&DeltaTable>,
     window: Window,
+    sent_after: Option<DateTime<Utc>>,
     run_id: &str,
     ledger: &DeltaTable,
 ) -> Result<(Resolution, Vec<DeliveryRecord>), String> {
@@ -242,13 +275,7 @@ async fn evaluate_and_plan(
         events,
     };
     let ctx = workspace_session(&spec).await.map_err(|e| e.to_string())?;
-    let files = match events {
-        Some(table) => added_files(table, window)
-            .await
-            .map_err(|e| e.to_string())?,
-        None => Vec::new(),
-    };
-    let new_events = new_events_table(&files).map_err(|e| e.to_string())?;
+    let new_events = new_events(events, window, sent_after).map_err(|e| e.to_string())?;
     ctx.register_table("new_events", new_events)
         .map_err(|e| e.to_string())?;
     let resolution = evaluate(&ctx, request.trigger).await?;

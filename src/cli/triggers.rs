@@ -13,7 +13,7 @@ use crate::sql::plan_read_only;
 use crate::store::Store;
 use crate::trigger::status::{self, trigger_rows};
 use crate::trigger::{TriggerFile, load_triggers};
-use crate::window::new_events_table;
+use crate::window::empty_new_events;
 
 /// `tripwire run [TRIGGER...] [--now]`: runs the named (or all active) triggers once.
 pub async fn run(
@@ -121,6 +121,34 @@ fn delivery_rows(deliveries: &[crate::store::ledger::DeliveryRecord]) -> Vec<ser
         .collect()
 }
 
+/// `tripwire cursor TRIGGER [--set VERSION|latest]`.
+pub async fn cursor(
+    config: &Config,
+    name: &str,
+    target: Option<crate::trigger::cursor::CursorTarget>,
+) -> Result<(), Error> {
+    use crate::trigger::cursor::{cursor, set_cursor};
+    let chosen = chosen(config, &[name.to_string()])?;
+    let workspace = workspace_of(config, &chosen[0])?;
+    let store = Store::new(config.storage.clone());
+    let shown = |v: Option<i64>| v.map_or("none (it has not run)".to_string(), |v| v.to_string());
+    match target {
+        None => println!(
+            "{name}: cursor {}",
+            shown(cursor(&store, workspace, name).await?)
+        ),
+        Some(target) => {
+            let now = Utc::now().timestamp_micros();
+            let (before, after) = set_cursor(&store, workspace, name, target, now).await?;
+            println!(
+                "{name}: cursor moved from {} to {after}: its next run reads events stamped after version {after}",
+                shown(before)
+            );
+        }
+    }
+    Ok(())
+}
+
 /// `tripwire triggers`: each trigger with its schedule, cursor and next run.
 pub async fn list(config: &Config) -> Result<(), Error> {
     let store = Store::new(config.storage.clone());
@@ -179,7 +207,7 @@ async fn check_one(config: &Config, store: &Store, trigger: &TriggerFile) -> Res
     let ctx = workspace_session(&spec)
         .await
         .map_err(|e| at(e.to_string()))?;
-    let empty = new_events_table(&[]).map_err(|e| at(e.to_string()))?;
+    let empty = empty_new_events().map_err(|e| at(e.to_string()))?;
     ctx.register_table("new_events", empty)
         .map_err(|e| at(e.to_string()))?;
     let frame = plan_read_only(&ctx, &trigger.sql)

@@ -62,18 +62,18 @@ pub async fn resolve(
         .register_table("__tripwire_rows", std::sync::Arc::new(table))
         .map_err(|e| e.to_string())?;
     let column = |name: &str| format!("r.{name}");
+    // A row's own user id wins over its client's: a shared device must not
+    // pair one user with another's email (docs/reference.md "Identity").
     let sql = format!(
-        "SELECT r.*,
-                COALESCE({email}, by_client.email, by_user.email) AS {RESOLVED_EMAIL},
+        "WITH by_user AS (SELECT user_id, email FROM identities WHERE client_id IS NULL)
+         SELECT r.*,
+                COALESCE({email}, own.email, by_client.email, client_user.email) AS {RESOLVED_EMAIL},
                 COALESCE({user}, by_client.user_id) AS {RESOLVED_USER},
-                (by_client.client_id IS NOT NULL OR by_user.user_id IS NOT NULL) AS {IDENTIFIED}
+                (own.user_id IS NOT NULL OR by_client.client_id IS NOT NULL) AS {IDENTIFIED}
          FROM __tripwire_rows r
+         LEFT JOIN by_user own ON own.user_id = {user}
          LEFT JOIN identities by_client ON by_client.client_id = {client}
-         LEFT JOIN (
-           SELECT user_id,
-                  first_value(email ORDER BY identified_at DESC) FILTER (WHERE email IS NOT NULL) AS email
-           FROM identities WHERE user_id IS NOT NULL GROUP BY user_id
-         ) by_user ON by_user.user_id = COALESCE({user}, by_client.user_id)
+         LEFT JOIN by_user client_user ON client_user.user_id = by_client.user_id
          ORDER BY r.{ROW}",
         email = column("email"),
         user = column("user_id"),

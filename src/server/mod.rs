@@ -33,6 +33,7 @@ use crate::http::ApiError;
 use crate::http::auth::{Keyring, header_key};
 use crate::ingest::flusher::run_flusher;
 use crate::ingest::{self, Ingest, IngestState};
+use crate::maintain::run_maintenance_loop;
 use crate::scheduler::run_scheduler;
 use crate::store::Store;
 
@@ -89,6 +90,10 @@ impl App {
             self.state.config.clone(),
             scheduler_stopped.clone(),
         ));
+        let maintenance = tokio::spawn(run_maintenance_loop(
+            self.state.config.clone(),
+            scheduler_stopped.clone(),
+        ));
         let scheduler = tokio::spawn(run_scheduler(self.state.config.clone(), scheduler_stopped));
         let flusher = tokio::spawn(run_flusher(
             self.state.ingest.clone(),
@@ -106,6 +111,7 @@ impl App {
         let _ = flusher.await;
         let _ = scheduler.await;
         let _ = deliveries.await;
+        let _ = maintenance.await;
         served.map_err(|e| Error::Server(e.to_string()))
     }
 }

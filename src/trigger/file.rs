@@ -3,8 +3,10 @@
 
 use std::path::{Path, PathBuf};
 
+use crate::duration::parse_duration;
 use crate::project::{FileError, file_name};
 use crate::schedule::Schedule;
+use crate::window::Backfill;
 
 /// The header keys a trigger file may set.
 pub const HEADER_KEYS: &[&str] = &[
@@ -13,6 +15,7 @@ pub const HEADER_KEYS: &[&str] = &[
     "requires_identity",
     "active",
     "description",
+    "backfill",
 ];
 
 /// One parsed trigger file.
@@ -27,6 +30,8 @@ pub struct TriggerFile {
     pub requires_identity: bool,
     pub active: bool,
     pub description: Option<String>,
+    /// What the first run reads besides new events (`backfill: all|7d`).
+    pub backfill: Backfill,
     /// The query, with the header lines blanked so line numbers match the file.
     pub sql: String,
 }
@@ -48,6 +53,7 @@ impl TriggerFile {
             requires_identity: true,
             active: true,
             description: None,
+            backfill: Backfill::Nothing,
             sql: String::new(),
         };
         let mut sql_lines = Vec::new();
@@ -87,6 +93,7 @@ impl TriggerFile {
             "requires_identity" => self.requires_identity = parse_bool(key, value)?,
             "active" => self.active = parse_bool(key, value)?,
             "description" => self.description = Some(value.to_string()),
+            "backfill" => self.backfill = parse_backfill(value)?,
             other => {
                 return Err(format!(
                     "unknown header key {other:?} (known: {})",
@@ -105,6 +112,17 @@ fn header_entry(line: &str) -> Option<(&str, &str)> {
     let key = key.trim();
     let is_key = !key.is_empty() && key.chars().all(|c| c.is_ascii_lowercase() || c == '_');
     is_key.then(|| (key, value.trim()))
+}
+
+/// `all`, or a duration such as `7d` (events sent within it before the run).
+fn parse_backfill(value: &str) -> Result<Backfill, String> {
+    match value {
+        "all" => Ok(Backfill::All),
+        "none" => Ok(Backfill::Nothing),
+        duration => parse_duration(duration)
+            .map(Backfill::Recent)
+            .map_err(|e| format!("backfill: {e}; or `all`")),
+    }
 }
 
 fn parse_bool(key: &str, value: &str) -> Result<bool, String> {
@@ -160,6 +178,19 @@ mod tests {
                 .reason
                 .contains("no query")
         );
+    }
+
+    #[test]
+    fn backfill_is_all_a_duration_or_nothing() {
+        let backfill = |header: &str| parse(&format!("{header}\nSELECT 1")).map(|t| t.backfill);
+        assert_eq!(backfill(""), Ok(Backfill::Nothing));
+        assert_eq!(backfill("-- backfill: all"), Ok(Backfill::All));
+        assert_eq!(
+            backfill("-- backfill: 7d"),
+            Ok(Backfill::Recent(std::time::Duration::from_secs(7 * 86_400)))
+        );
+        let err = backfill("-- backfill: forever").unwrap_err();
+        assert!(err.reason.contains("backfill"), "{err}");
     }
 
     #[test]

@@ -18,7 +18,7 @@ use std::sync::{Arc, LazyLock};
 
 use arrow::datatypes::{DataType, Field, Schema, SchemaRef, TimeUnit};
 
-pub use rows::{DeliveryRecord, MatchRecord, RunRecord, run_batch};
+pub use rows::{DeliveryRecord, MatchRecord, RunRecord, cursor_batch, run_batch};
 
 /// The kinds of ledger row; the `kind` column holds [`Kind::as_str`].
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -29,6 +29,9 @@ pub enum Kind {
     Match,
     /// One per flow, match and action: what the flow does with the match.
     Delivery,
+    /// An operator moved a trigger's cursor (`tripwire cursor --set`):
+    /// `from_version` is where it was, `to_version` where it went.
+    Cursor,
 }
 
 impl Kind {
@@ -37,6 +40,7 @@ impl Kind {
             Kind::Run => "run",
             Kind::Match => "match",
             Kind::Delivery => "delivery",
+            Kind::Cursor => "cursor",
         }
     }
 }

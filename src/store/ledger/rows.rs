@@ -84,6 +84,18 @@ pub fn run_batch(
     batches
 }
 
+/// The ledger row of an operator's cursor move (a run record's window
+/// columns: where the cursor was, where it went).
+pub fn cursor_batch(moved: &RunRecord) -> RecordBatch {
+    let number = |v: i64| -> ArrayRef { Arc::new(Int64Array::from(vec![v])) };
+    let columns: Vec<(&str, ArrayRef)> = vec![
+        ("from_version", number(moved.from_version)),
+        ("to_version", number(moved.to_version)),
+        ("started_at", utc(vec![Some(moved.started_at)])),
+    ];
+    widen(Kind::Cursor, moved, 1, columns)
+}
+
 fn run_rows(run: &RunRecord) -> RecordBatch {
     let number = |v: i64| -> ArrayRef { Arc::new(Int64Array::from(vec![v])) };
     let time = |v: i64| -> ArrayRef { utc(vec![Some(v)]) };
