@@ -139,7 +139,7 @@ fn hook_project(url: &str) -> Project {
     write(
         &project,
         "queries/triggers/everything.sql",
-        "-- schedule: every 1s\n-- requires_identity: false\n\
+        "-- schedule: every 1s\n-- backfill: all\n-- requires_identity: false\n\
          SELECT event_id, client_id, json_get_str(properties, 'note') AS note FROM new_events\n",
     );
     write(

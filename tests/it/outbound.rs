@@ -33,7 +33,7 @@ fn project(workspace_lines: &str) -> Project {
     write(
         &project,
         "queries/triggers/noted.sql",
-        "-- requires_identity: false\n\
+        "-- requires_identity: false\n-- backfill: all\n\
          SELECT event_id, client_id, json_get_str(properties, 'note') AS note FROM new_events\n",
     );
     let event = json!({"type": "track", "event": "noted", "anonymousId": "c-1", "messageId": "m-1",
