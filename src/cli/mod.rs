@@ -151,6 +151,24 @@ pub enum Command {
         #[arg(long)]
         workspace: Option<String>,
     },
+    /// Send the deliveries a run held over a flow's max_deliveries_per_run.
+    Release {
+        run_id: String,
+        /// Only the deliveries of this flow.
+        #[arg(long)]
+        flow: Option<String>,
+        #[arg(long)]
+        workspace: Option<String>,
+    },
+    /// Drop the deliveries a run held over a flow's max_deliveries_per_run: never sent.
+    Discard {
+        run_id: String,
+        /// Only the deliveries of this flow.
+        #[arg(long)]
+        flow: Option<String>,
+        #[arg(long)]
+        workspace: Option<String>,
+    },
     /// Deliver what is due now and exit (what `run` does after its triggers).
     #[command(hide = true)]
     Deliver {
@@ -277,6 +295,40 @@ pub async fn run(cli: Cli) -> Result<(), Error> {
         }
         Command::Redeliver { ids, workspace } => {
             deliver::redeliver_now(&config, workspace.as_deref(), &ids, chrono::Utc::now()).await
+        }
+        Command::Release {
+            run_id,
+            flow,
+            workspace,
+        } => {
+            let decision = deliver::Decision::Release;
+            let (workspace, flow) = (workspace.as_deref(), flow.as_deref());
+            deliver::decide_held_now(
+                &config,
+                workspace,
+                &run_id,
+                flow,
+                decision,
+                chrono::Utc::now(),
+            )
+            .await
+        }
+        Command::Discard {
+            run_id,
+            flow,
+            workspace,
+        } => {
+            let decision = deliver::Decision::Discard;
+            let (workspace, flow) = (workspace.as_deref(), flow.as_deref());
+            deliver::decide_held_now(
+                &config,
+                workspace,
+                &run_id,
+                flow,
+                decision,
+                chrono::Utc::now(),
+            )
+            .await
         }
         Command::Deliver { workspace, now } => {
             let now = now.unwrap_or_else(chrono::Utc::now);

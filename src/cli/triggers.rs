@@ -91,20 +91,37 @@ pub async fn preview(
         .await
         .map_err(|e| Error::Usage(e.to_string()))?;
     eprintln!("{outcome}");
-    if !outcome.deliveries.is_empty() {
-        return print_json_rows(&delivery_rows(&outcome.deliveries), format);
-    }
-    let rows: Vec<serde_json::Value> = outcome
-        .matches
+    let mut rows = match outcome.deliveries.is_empty() {
+        false => delivery_rows(&outcome.deliveries),
+        true => outcome
+            .matches
+            .iter()
+            .map(|m| {
+                serde_json::json!({
+                    "email": m.email, "user_id": m.user_id, "client_id": m.client_id,
+                    "contact": m.contact, "event_id": m.event_id, "data": m.data,
+                })
+            })
+            .collect(),
+    };
+    rows.extend(waiting_rows(&outcome.pending));
+    print_json_rows(&rows, format)
+}
+
+/// Rows the run would defer until an identity arrives.
+fn waiting_rows(pending: &[crate::store::ledger::PendingRecord]) -> Vec<serde_json::Value> {
+    pending
         .iter()
-        .map(|m| {
+        .map(|p| {
+            let until = chrono::DateTime::from_timestamp_micros(p.wait_until)
+                .map(|t| t.to_rfc3339())
+                .unwrap_or_default();
             serde_json::json!({
-                "email": m.email, "user_id": m.user_id, "client_id": m.client_id,
-                "contact": m.contact, "event_id": m.event_id, "data": m.data,
+                "status": "waiting for an identity", "waiting_until": until,
+                "user_id": p.user_id, "client_id": p.client_id, "data": p.row,
             })
         })
-        .collect();
-    print_json_rows(&rows, format)
+        .collect()
 }
 
 /// Per contact and flow: what would happen, and why not when nothing would.

@@ -44,6 +44,7 @@
 mod commands;
 mod emit;
 mod file;
+mod hold;
 mod network;
 mod payload;
 mod redeliver;
@@ -61,8 +62,11 @@ use std::time::Duration;
 use chrono::{DateTime, Utc};
 use tokio::sync::watch;
 
-pub use commands::{DeliveryFilter, Listing, deliver_now, delivery_rows, list, redeliver_now};
+pub use commands::{
+    DeliveryFilter, Listing, decide_held_now, deliver_now, delivery_rows, list, redeliver_now,
+};
 pub use emit::emit_app_id;
+pub use hold::{Decision, decide_held};
 pub use network::is_private;
 pub use payload::{DEFAULT_TIMEOUT_MS, Payload};
 pub use redeliver::redeliver;

@@ -72,7 +72,7 @@ fn rows_resolve_to_contacts_and_collapse_per_contact() {
     with_trigger(
         &project,
         "carts",
-        "-- backfill: all\nSELECT client_id, user_id, email, seq, json_get_int(properties, 'v') AS v FROM new_events WHERE event_name = 'cart'",
+        "-- backfill: all\n-- wait_for_identity: 0\nSELECT client_id, user_id, email, seq, json_get_int(properties, 'v') AS v FROM new_events WHERE event_name = 'cart'",
     );
     let out = project.ok(&["run", "--now", "2026-11-02T00:00:00Z"]);
     assert!(
@@ -107,7 +107,7 @@ fn identity_ttl_is_measured_against_the_run_clock() {
     with_trigger(
         &project,
         "carts",
-        "-- backfill: all\nSELECT client_id FROM new_events WHERE event_name = 'cart'",
+        "-- backfill: all\n-- wait_for_identity: 0\nSELECT client_id FROM new_events WHERE event_name = 'cart'",
     );
     let fresh = project.ok(&["preview", "carts", "--now", "2026-11-07T00:00:00Z"]);
     assert!(fresh.contains("one@x.com"), "{fresh}");
