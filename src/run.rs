@@ -23,11 +23,23 @@ use crate::store::stamp::stamp_unstamped;
 use crate::store::{Store, StoreError, TableKind, table};
 use crate::trigger::TriggerFile;
 use crate::trigger::evaluate::{Evaluation, evaluate};
+use crate::trigger::health::current_streak;
 use crate::window::{Window, new_events, window_for};
 
 /// Why a run did not commit.
 #[derive(Debug, thiserror::Error)]
 pub enum RunError {
+    /// The trigger failed `max_run_failures` runs in a row: it waits for
+    /// `tripwire resume`.
+    #[error(
+        "{trigger}: paused after {failures} failed runs in a row (last error: {error}); \
+         fix the cause, then `tripwire resume {trigger}` (or `--skip` to skip the failing window)"
+    )]
+    Paused {
+        trigger: String,
+        failures: u32,
+        error: String,
+    },
     /// The trigger's SQL failed to plan or run (the analyst's to fix).
     #[error("{path}: {message}")]
     Query { path: String, message: String },
@@ -53,6 +65,8 @@ pub struct RunRequest<'a> {
     /// Flow files that do not parse: one that may listen to this trigger
     /// stops it from committing (its deliveries would be lost).
     pub flow_errors: &'a [FileError],
+    /// Failed runs in a row that pause the trigger (0: never).
+    pub max_failures: u32,
 }
 
 /// What a run did.
@@ -154,6 +168,7 @@ pub async fn run_trigger(request: &RunRequest<'_>) -> Result<RunOutcome, RunErro
             message: format!("not run while a flow file that may listen to it is broken: {broken}"),
         });
     }
+    panic_for_tests(&request.trigger.name);
     let started_at = Utc::now().timestamp_micros();
     let mut events = request
         .store
@@ -166,6 +181,9 @@ pub async fn run_trigger(request: &RunRequest<'_>) -> Result<RunOutcome, RunErro
         .store
         .open_or_create(request.workspace, TableKind::Ledger)
         .await?;
+    if request.commit && ledger.version().is_some() {
+        refuse_when_paused(request, &ledger).await?;
+    }
     let app_id = cursor_app_id(&request.trigger.name);
     let cursor = table::app_progress(&ledger, &app_id).await?;
     let watermark = events
@@ -304,6 +322,87 @@ pub async fn run_trigger(request: &RunRequest<'_>) -> Result<RunOutcome, RunErro
     })
 }
 
+/// A trigger that failed `max_failures` runs in a row does not run.
+async fn refuse_when_paused(request: &RunRequest<'_>, ledger: &DeltaTable) -> Result<(), RunError> {
+    let name = &request.trigger.name;
+    let streak = current_streak(ledger, name, request.max_failures)
+        .await
+        .map_err(|e| StoreError::delta(ledger.table_url(), e))?;
+    match streak.paused(request.max_failures) {
+        false => Ok(()),
+        true => Err(RunError::Paused {
+            trigger: name.clone(),
+            failures: streak.failures,
+            error: streak.last_error.unwrap_or_default(),
+        }),
+    }
+}
+
+/// Runs `request.trigger` once, as [`run_trigger`], but a panic inside the
+/// run is caught and recorded as a failed run (so the trigger is retried,
+/// and paused if it keeps failing) instead of unwinding into the caller.
+pub async fn run_trigger_caught(request: &RunRequest<'_>) -> Result<RunOutcome, RunError> {
+    use futures::FutureExt as _;
+    match std::panic::AssertUnwindSafe(run_trigger(request))
+        .catch_unwind()
+        .await
+    {
+        Ok(outcome) => outcome,
+        Err(panic) => {
+            let message = panic_message(panic.as_ref());
+            record_panic(request, &message).await?;
+            Err(RunError::Query {
+                path: request.trigger.path.display().to_string(),
+                message: format!("the run panicked: {message}"),
+            })
+        }
+    }
+}
+
+/// The text a panic carried.
+pub fn panic_message(panic: &(dyn std::any::Any + Send)) -> String {
+    panic
+        .downcast_ref::<&str>()
+        .map(|s| s.to_string())
+        .or_else(|| panic.downcast_ref::<String>().cloned())
+        .unwrap_or_else(|| "a panic without a message".into())
+}
+
+/// A failed run row for a run that panicked (its window unknown: -1, -1).
+async fn record_panic(request: &RunRequest<'_>, message: &str) -> Result<(), StoreError> {
+    if !request.commit {
+        return Ok(());
+    }
+    let mut ledger = request
+        .store
+        .open_or_create(request.workspace, TableKind::Ledger)
+        .await?;
+    let at = Utc::now().timestamp_micros();
+    let run = RunRecord {
+        run_id: format!("{}-panicked-{at}", request.trigger.name),
+        trigger: request.trigger.name.clone(),
+        from_version: -1,
+        to_version: -1,
+        started_at: at,
+        finished_at: at,
+        clock: request.now.timestamp_micros(),
+        matched: 0,
+        resolved: 0,
+        unresolved: 0,
+        dropped: 0,
+        pending: 0,
+        expired: 0,
+        held: 0,
+        error: Some(format!("the run panicked: {message}")),
+    };
+    commit(
+        &mut ledger,
+        &mut Always(run_batch(&run, &RunRows::default())),
+    )
+    .await
+    .map(|_| ())
+}
+
 /// How this run ends earlier pending rows: resolved (they fire with it),
 /// expired (their wait is over), or expired because they no longer decode
 /// into the trigger's query.
@@ -407,6 +506,14 @@ fn pause_before_commit_for_tests() {
         loop {
             std::thread::park();
         }
+    }
+}
+
+/// Crash tests set `TRIPWIRE_PANIC_IN_RUN=<trigger>` to make that trigger's
+/// runs panic, as a bug would.
+fn panic_for_tests(trigger: &str) {
+    if std::env::var("TRIPWIRE_PANIC_IN_RUN").is_ok_and(|t| t == trigger) {
+        panic!("TRIPWIRE_PANIC_IN_RUN={trigger}");
     }
 }
 

@@ -151,6 +151,14 @@ pub enum Command {
         #[arg(long)]
         workspace: Option<String>,
     },
+    /// Run a trigger paused after max_run_failures failed runs in a row again.
+    Resume {
+        trigger: String,
+        /// Also skip the window that kept failing: the cursor moves to the
+        /// latest version, and the skipped range is recorded.
+        #[arg(long)]
+        skip: bool,
+    },
     /// Send the deliveries a run held over a flow's max_deliveries_per_run.
     Release {
         run_id: String,
@@ -247,6 +255,7 @@ pub async fn run(cli: Cli) -> Result<(), Error> {
         } => triggers::preview(&config, &trigger, all, now, format).await,
         Command::Triggers => triggers::list(&config).await,
         Command::Cursor { trigger, set } => triggers::cursor(&config, &trigger, set).await,
+        Command::Resume { trigger, skip } => triggers::resume(&config, &trigger, skip).await,
         Command::Check => triggers::check(&config).await,
         Command::Serve => serve(config).await,
         Command::Erase {

@@ -38,6 +38,7 @@ pub async fn run(
             flows: &setup.flows,
             segments: &setup.segments,
             flow_errors: &setup.errors,
+            max_failures: config.max_run_failures,
         };
         match run_trigger(&request).await {
             Ok(outcome) => println!("{outcome}"),
@@ -86,6 +87,7 @@ pub async fn preview(
         flows: &setup.flows,
         segments: &setup.segments,
         flow_errors: &setup.errors,
+        max_failures: config.max_run_failures,
     };
     let outcome = run_trigger(&request)
         .await
@@ -162,6 +164,22 @@ pub async fn cursor(
                 shown(before)
             );
         }
+    }
+    Ok(())
+}
+
+/// `tripwire resume TRIGGER [--skip]`.
+pub async fn resume(config: &Config, name: &str, skip: bool) -> Result<(), Error> {
+    let chosen = chosen(config, &[name.to_string()])?;
+    let workspace = workspace_of(config, &chosen[0])?;
+    let store = Store::new(config.storage.clone());
+    let now = Utc::now().timestamp_micros();
+    let resumed = crate::trigger::resume::resume(&store, workspace, name, skip, now).await?;
+    match resumed.skipped {
+        Some((from, to)) => println!(
+            "{name}: resumed; versions ({from}, {to}] skipped: their events will not fire it"
+        ),
+        None => println!("{name}: resumed; its next run retries its window"),
     }
     Ok(())
 }

@@ -146,15 +146,14 @@ pub async fn run_delivery_loop(config: Arc<Config>, mut shutdown: watch::Receive
         }
         for workspace in &config.workspaces {
             let id = &workspace.id;
-            match deliver_due(&store, &config, id, Utc::now(), &limits).await {
+            match deliver_caught(&store, &config, id, &limits).await {
                 Ok(summary) => {
                     reported.remove(id);
                     if !summary.is_empty() {
                         tracing::info!(workspace = %id, "deliveries: {summary}");
                     }
                 }
-                Err(e) => {
-                    let message = e.to_string();
+                Err(message) => {
                     if reported.get(id) != Some(&message) {
                         tracing::warn!(workspace = %id, "deliveries: {message} (retrying every tick)");
                         reported.insert(id.clone(), message);
@@ -162,6 +161,26 @@ pub async fn run_delivery_loop(config: Arc<Config>, mut shutdown: watch::Receive
                 }
             }
         }
+    }
+}
+
+/// [`deliver_due`] at the wall clock, with a panic inside a batch caught
+/// and reported as an error (the loop goes on; the batch was not recorded,
+/// so it is due again).
+async fn deliver_caught(
+    store: &Store,
+    config: &Config,
+    workspace: &str,
+    limits: &DeliveryLimits,
+) -> Result<DeliverySummary, String> {
+    use futures::FutureExt as _;
+    let batch = deliver_due(store, config, workspace, Utc::now(), limits);
+    match std::panic::AssertUnwindSafe(batch).catch_unwind().await {
+        Ok(done) => done.map_err(|e| e.to_string()),
+        Err(panic) => Err(format!(
+            "a delivery batch panicked: {}",
+            crate::run::panic_message(panic.as_ref())
+        )),
     }
 }
 

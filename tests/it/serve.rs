@@ -194,3 +194,32 @@ fn a_server_side_identify_resolves_later_tracks_by_user_id() {
         ]
     );
 }
+
+/// A panic inside a run (a bug) is recorded as the run's error; the
+/// trigger is not left marked running: it is retried on schedule (and
+/// paused after max_run_failures), and the other triggers go on.
+#[test]
+fn a_panicking_run_is_recorded_and_retried_and_the_others_go_on() {
+    let project = serving_project();
+    write_trigger(&project, "broken", EVERY_EVENT);
+    write_trigger(&project, "fine", EVERY_EVENT);
+    let (file, _) = project.sample("events.ndjson", 50, 3);
+    project.import(&[&file]);
+    let server = Server::start_with_env(&project, &[("TRIPWIRE_PANIC_IN_RUN", "broken")]);
+    server.wait_for_runs("fine", "a committed run", |r| !r.is_empty());
+    let runs = server.wait_for_runs("broken", "several panicked runs", |r| r.len() >= 3);
+    for run in &runs {
+        let error = run["error"].as_str().unwrap_or_default();
+        assert!(error.contains("the run panicked"), "{run}");
+    }
+    let triggers = server.get("/v1/triggers");
+    let broken = triggers["triggers"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|t| t["trigger"] == "broken")
+        .cloned()
+        .unwrap();
+    assert!(broken["failures"].as_u64().unwrap() >= 3, "{broken}");
+    assert!(server.stop().success());
+}

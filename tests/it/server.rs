@@ -68,11 +68,11 @@ impl Server {
         Server::start_with_env(project, &[])
     }
 
-    /// [`Server::start`] with extra environment variables for the child.
+    /// [`Server::start`] with extra environment variables (test hooks).
     pub fn start_with_env(project: &Project, env: &[(&str, &str)]) -> Server {
-        let mut child = project
-            .command(&["serve"])
-            .envs(env.iter().copied())
+        let mut command = project.command(&["serve"]);
+        command.envs(env.iter().copied());
+        let mut child = command
             .stdout(Stdio::piped())
             .stderr(Stdio::inherit())
             .spawn()

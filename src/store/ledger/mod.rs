@@ -20,7 +20,7 @@ use arrow::datatypes::{DataType, Field, Schema, SchemaRef, TimeUnit};
 
 pub use rows::{
     DeliveryRecord, MatchRecord, PendingRecord, RunRecord, RunRows, Settled, cursor_batch,
-    run_batch,
+    resume_batch, run_batch,
 };
 
 /// The kinds of ledger row; the `kind` column holds [`Kind::as_str`].
@@ -40,6 +40,9 @@ pub enum Kind {
     Pending,
     /// A pending row's end: `resolved` by a later run, or `expired`.
     Settled,
+    /// `tripwire resume`: a paused trigger runs again; with `--skip` its
+    /// cursor moved past the failing window `(from_version, to_version]`.
+    Resume,
 }
 
 impl Kind {
@@ -51,6 +54,7 @@ impl Kind {
             Kind::Cursor => "cursor",
             Kind::Pending => "pending",
             Kind::Settled => "settled",
+            Kind::Resume => "resume",
         }
     }
 }

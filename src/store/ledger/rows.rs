@@ -167,13 +167,23 @@ fn settled_rows(run: &RunRecord, settled: &[(String, Settled)]) -> RecordBatch {
 /// The ledger row of an operator's cursor move (a run record's window
 /// columns: where the cursor was, where it went).
 pub fn cursor_batch(moved: &RunRecord) -> RecordBatch {
+    window_row(Kind::Cursor, moved)
+}
+
+/// The ledger row of a `tripwire resume` (the window columns: the skipped
+/// range, or the cursor twice when nothing was skipped).
+pub fn resume_batch(resumed: &RunRecord) -> RecordBatch {
+    window_row(Kind::Resume, resumed)
+}
+
+fn window_row(kind: Kind, record: &RunRecord) -> RecordBatch {
     let number = |v: i64| -> ArrayRef { Arc::new(Int64Array::from(vec![v])) };
     let columns: Vec<(&str, ArrayRef)> = vec![
-        ("from_version", number(moved.from_version)),
-        ("to_version", number(moved.to_version)),
-        ("started_at", utc(vec![Some(moved.started_at)])),
+        ("from_version", number(record.from_version)),
+        ("to_version", number(record.to_version)),
+        ("started_at", utc(vec![Some(record.started_at)])),
     ];
-    widen(Kind::Cursor, moved, 1, columns)
+    widen(kind, record, 1, columns)
 }
 
 fn run_rows(run: &RunRecord) -> RecordBatch {
