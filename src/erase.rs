@@ -240,7 +240,8 @@ fn erase_file_lines(config: &Config, subject: &Subject) -> Result<i64, EraseErro
         .iter()
         .flat_map(|f| f.actions.values())
         .filter_map(|a| match a {
-            Action::File { path } => Some(path.clone()),
+            // Flow paths are relative to the project folder (and stay in it).
+            Action::File { path } => Some(config.project_dir.join(path)),
             _ => None,
         })
         .collect();

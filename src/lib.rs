@@ -10,6 +10,7 @@
 //! this file (a test, `tests/it/layers.rs`, keeps it so).
 //! ```text
 //! duration, schedule, config       values a project is configured with
+//! keys                             API keys as SHA-256 digests, compared in constant time
 //! event, sample                    the event model and its API shapes
 //! project                          trigger, segment and flow files
 //! store                            Delta tables, the one commit path, the ledger's rows
@@ -37,6 +38,8 @@ pub mod duration;
 pub mod schedule;
 
 pub mod config;
+
+pub mod keys;
 
 pub mod event;
 

@@ -12,6 +12,8 @@
 //! - `state`: a delivery's current state, the `deliveries` view, what is due.
 //! - `retry`: pure decisions: HTTP answer → [`RetryAction`], backoff, dead.
 //! - `payload`, `webhook`, `sign`, `file`, `emit`: performing one action.
+//! - `trust`: the CA certificates https webhooks trust; `network`: which
+//!   addresses they may reach (`allow_private_networks`).
 //! - `worker`: [`deliver_due`], batch by batch; `redeliver`: [`redeliver`].
 //! - `commands`: what `tripwire deliveries`, `redeliver` and `deliver` do.
 //!
@@ -29,8 +31,12 @@
 //!   history says delivered or dead, and `redeliver` revives the dead.
 //! - Only 2xx is success; 408, 429, 5xx, timeouts and connection errors are
 //!   retried (honouring `Retry-After`); other 4xx and 3xx are dead at once.
-//! - Webhooks go to `http://` URLs only: this build has no TLS (reqwest
-//!   without rustls); an `https://` delivery is dead with that reason.
+//! - Webhooks go to `http://` and `https://` URLs (rustls; the platform's
+//!   CA certificates, or `SSL_CERT_FILE`). With `allow_private_networks =
+//!   false`, a webhook to a loopback, private or link-local address (after
+//!   DNS, or as an IP literal) is dead with the reason.
+//! - A file delivery writes only inside the project folder; a payload whose
+//!   path leaves it is dead with the reason.
 //!
 //! Test hook: `TRIPWIRE_PAUSE_BEFORE_RECORD=<dir>` stops the worker after
 //! performing a batch, before recording it (crash tests kill it there).
@@ -39,11 +45,13 @@ mod commands;
 mod emit;
 mod file;
 mod hold;
+mod network;
 mod payload;
 mod redeliver;
 mod retry;
 mod sign;
 mod state;
+mod trust;
 mod webhook;
 mod worker;
 
@@ -54,9 +62,12 @@ use std::time::Duration;
 use chrono::{DateTime, Utc};
 use tokio::sync::watch;
 
-pub use commands::{Listing, decide_held_now, deliver_now, list, redeliver_now};
+pub use commands::{
+    DeliveryFilter, Listing, decide_held_now, deliver_now, delivery_rows, list, redeliver_now,
+};
 pub use emit::emit_app_id;
 pub use hold::{Decision, decide_held};
+pub use network::is_private;
 pub use payload::{DEFAULT_TIMEOUT_MS, Payload};
 pub use redeliver::redeliver;
 pub use retry::{

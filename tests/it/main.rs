@@ -24,6 +24,9 @@
 //! - `layers`: each module uses only the modules declared before it in `lib.rs`.
 //! - `migrate`: a store written by an earlier tripwire opens and keeps working.
 //! - `segment_client`: Segment's own python library sends to a real server.
+//! - `receiver`: a webhook receiver (plain or TLS, with a test CA) in the test process.
+//! - `keys`: fail closed, write vs admin keys, rotation, the deliveries admin API.
+//! - `outbound`: what leaves: JSON-escaped templates, https, private networks, file paths.
 
 mod bad_input;
 mod config;
@@ -35,12 +38,15 @@ mod idempotent;
 mod import_formats;
 mod ingest;
 mod interop;
+mod keys;
 mod late_identity;
 mod layers;
 mod maintain;
 mod migrate;
+mod outbound;
 mod project;
 mod query;
+mod receiver;
 mod segment_client;
 mod serve;
 mod server;
