@@ -1,14 +1,15 @@
 //! The fire ledger's admin endpoints: `GET /v1/deliveries` (rows of the
-//! `deliveries` view, newest first, filtered) and `POST
-//! /v1/deliveries/redeliver` (what `tripwire redeliver` does; `serve`'s
-//! delivery worker then delivers them within a tick).
+//! `deliveries` view, newest first, filtered), `POST
+//! /v1/deliveries/redeliver` (what `tripwire redeliver` does), and `POST
+//! /v1/runs/{run_id}/release` and `/discard` (what `tripwire release` and
+//! `discard` do); `serve`'s delivery worker delivers within a tick.
 
 use std::sync::Arc;
 
 use axum::Json;
 use axum::body::Bytes;
 use axum::extract::rejection::QueryRejection;
-use axum::extract::{Query, State};
+use axum::extract::{Path, Query, State};
 use axum::http::HeaderMap;
 use chrono::Utc;
 use serde::Deserialize;
@@ -16,7 +17,7 @@ use serde_json::{Value, json};
 
 use super::AppState;
 use super::api::admin;
-use crate::deliver::{DeliverError, DeliveryFilter, delivery_rows};
+use crate::deliver::{Decision, DeliverError, DeliveryFilter, delivery_rows};
 use crate::http::ApiError;
 
 /// Rows `GET /v1/deliveries` answers unless `limit` says otherwise.
@@ -110,6 +111,66 @@ pub struct RedeliverQuery {
 /// `POST /v1/deliveries/redeliver[?workspace=W]` with `{"ids": [...]}`:
 /// resets failed or dead deliveries to pending (all of them, or none with
 /// every reason), as `tripwire redeliver` does.
+/// `POST /v1/runs/{run_id}/release[?flow=F]`: the run's held deliveries
+/// become due (the delivery loop sends them).
+pub async fn release(
+    state: State<Arc<AppState>>,
+    headers: HeaderMap,
+    path: Path<String>,
+    query: Query<HeldQuery>,
+) -> Result<Json<Value>, ApiError> {
+    decide_held(state, headers, path, query, Decision::Release).await
+}
+
+/// `POST /v1/runs/{run_id}/discard[?flow=F]`: the run's held deliveries are
+/// never sent.
+pub async fn discard(
+    state: State<Arc<AppState>>,
+    headers: HeaderMap,
+    path: Path<String>,
+    query: Query<HeldQuery>,
+) -> Result<Json<Value>, ApiError> {
+    decide_held(state, headers, path, query, Decision::Discard).await
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct HeldQuery {
+    workspace: Option<String>,
+    flow: Option<String>,
+}
+
+async fn decide_held(
+    State(state): State<Arc<AppState>>,
+    headers: HeaderMap,
+    Path(run_id): Path<String>,
+    Query(query): Query<HeldQuery>,
+    decision: Decision,
+) -> Result<Json<Value>, ApiError> {
+    let workspace = admin(&state, &headers, query.workspace.as_deref())?;
+    let flow = query.flow.as_deref();
+    let count = crate::deliver::decide_held(
+        &state.store,
+        &workspace.id,
+        &run_id,
+        flow,
+        decision,
+        Utc::now(),
+    )
+    .await
+    .map_err(|e| match e {
+        DeliverError::Redeliver(m) => ApiError::BadRequest(m),
+        other => ApiError::Internal(other.to_string()),
+    })?;
+    let done = match decision {
+        Decision::Release => "released",
+        Decision::Discard => "discarded",
+    };
+    Ok(Json(
+        json!({ "workspace": workspace.id, "run_id": run_id, done: count }),
+    ))
+}
+
 pub async fn redeliver(
     State(state): State<Arc<AppState>>,
     headers: HeaderMap,

@@ -154,6 +154,8 @@ fn admin_routes() -> Router<Arc<AppState>> {
         .route("/v1/runs", get(api::runs))
         .route("/v1/deliveries", get(deliveries::list))
         .route("/v1/deliveries/redeliver", post(deliveries::redeliver))
+        .route("/v1/runs/{run_id}/release", post(deliveries::release))
+        .route("/v1/runs/{run_id}/discard", post(deliveries::discard))
         .route("/metrics", get(metrics))
 }
 
