@@ -127,6 +127,9 @@ pub async fn erase(
     };
     if let Some(mut events) = store.open(workspace, TableKind::Events).await? {
         erasure.events = delete(&mut events, subject.rows()).await?;
+        // Persisted identity index snapshots hold their emails too; the
+        // next run rebuilds the index from what is left.
+        crate::identity::index::forget_snapshots(store, workspace).await?;
     }
     if let Some(mut quarantine) = store.open(workspace, TableKind::Quarantine).await? {
         erasure.quarantine = delete(&mut quarantine, mentions(&subject)).await?;

@@ -16,7 +16,7 @@
 //! store                            Delta tables, the one commit path, the ledger's rows
 //! import                           bulk import with idempotent, resumable commits
 //! sql, error                       DataFusion sessions, read-only SQL, the ledger's views
-//! identity, window                 identities, contacts, resolution; a run's new_events
+//! window, identity                 a run's new_events; identities, contacts, the identity index, resolution
 //! session                          the tables an analyst's SQL reads
 //! trigger                          trigger files, evaluation, status
 //! flow                             segments, caps, experiments, branches → deliveries
@@ -55,9 +55,9 @@ pub mod sql;
 
 pub mod error;
 
-pub mod identity;
-
 pub mod window;
+
+pub mod identity;
 
 pub mod session;
 

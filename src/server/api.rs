@@ -147,6 +147,7 @@ pub async fn preview(
         segments: &setup.segments,
         flow_errors: &setup.errors,
         max_failures: state.config.max_run_failures,
+        identities: &state.identities,
     };
     let outcome = run_trigger(&request)
         .await

@@ -31,6 +31,7 @@ use crate::deliver::run_delivery_loop;
 use crate::error::Error;
 use crate::http::ApiError;
 use crate::http::auth::{Keyring, header_key};
+use crate::identity::index::IndexCache;
 use crate::ingest::flusher::run_flusher;
 use crate::ingest::{self, Ingest, IngestState};
 use crate::maintain::run_maintenance_loop;
@@ -43,6 +44,8 @@ pub struct AppState {
     pub store: Store,
     pub ingest: Arc<Ingest>,
     pub keys: Arc<Keyring>,
+    /// Each workspace's identity index, shared by previews and scheduled runs.
+    pub identities: Arc<IndexCache>,
 }
 
 /// A bound, not yet running server.
@@ -65,6 +68,7 @@ impl App {
             config: Arc::new(config),
             store,
             ingest,
+            identities: Arc::new(IndexCache::new()),
             keys,
         });
         Ok(App { listener, state })
@@ -94,7 +98,11 @@ impl App {
             self.state.config.clone(),
             scheduler_stopped.clone(),
         ));
-        let scheduler = tokio::spawn(run_scheduler(self.state.config.clone(), scheduler_stopped));
+        let scheduler = tokio::spawn(run_scheduler(
+            self.state.config.clone(),
+            self.state.identities.clone(),
+            scheduler_stopped,
+        ));
         let flusher = tokio::spawn(run_flusher(
             self.state.ingest.clone(),
             self.state.store.clone(),
