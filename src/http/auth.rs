@@ -144,6 +144,16 @@ impl Keyring {
         }
     }
 
+    /// Every workspace `key` is an admin key of (the web page's login
+    /// offers them when a key opens several).
+    pub fn admin_workspaces(&self, key: &str) -> Vec<String> {
+        self.workspaces
+            .iter()
+            .filter(|w| w.admin.contains(key))
+            .map(|w| w.id.clone())
+            .collect()
+    }
+
     /// The workspace a request is about when it is known to have no admin
     /// key at all: the one requested, or the only one configured.
     fn closed_target(&self, requested: Option<&str>) -> Option<&str> {
@@ -317,6 +327,11 @@ mod tests {
             keys.admin(Some("aa"), Some("b")),
             Err(Refusal::Forbidden(_))
         ));
+        assert_eq!(keys.admin_workspaces("aa"), vec!["a".to_string()]);
+        assert!(
+            keys.admin_workspaces("ka").is_empty(),
+            "a write key opens none"
+        );
         assert!(matches!(
             keys.admin(Some("aa"), Some("nope")),
             Err(Refusal::Forbidden(_))
