@@ -26,7 +26,9 @@
 //! deliver                          webhooks, file lines, events; attempts, retries
 //! workbench                        trigger tests, dry-run diffs, shadow backfills
 //! scheduler                        due triggers inside `serve`
-//! http, ingest, server             the HTTP API: shared auth and errors, ingest (WAL), the rest
+//! http, ingest                     the HTTP API's shared auth and errors; ingest (WAL)
+//! web                              the analyst's web page at `/`, behind admin_secret
+//! server                           `serve`: the admin API, the page, ingest, the loops
 //! cli                              the `tripwire` command line
 //! ```
 
@@ -80,6 +82,8 @@ pub mod scheduler;
 pub mod http;
 
 pub mod ingest;
+
+pub mod web;
 
 pub mod server;
 
