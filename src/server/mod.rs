@@ -147,6 +147,13 @@ fn router(state: Arc<AppState>) -> Router {
         keys: state.keys.clone(),
     });
     admin_routes()
+        .merge(crate::web::routes(
+            &state.config,
+            &state.store,
+            &state.keys,
+            &state.ingest,
+            &state.identities,
+        ))
         .route("/healthz", get(api::healthz))
         .with_state(state)
         .merge(ingest::routes(ingest))
