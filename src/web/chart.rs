@@ -19,6 +19,8 @@ const BOTTOM: f64 = 36.0;
 const Y_STEPS: [u64; 4] = [4, 5, 2, 1];
 /// Labelled instants on the time axis (first, evenly between, last).
 const X_LABELS: usize = 4;
+/// The labels' and the legend's text size (SVG units).
+const FONT: u32 = 13;
 
 /// The series' colours: matches, deliveries.
 const MATCHES_COLOUR: &str = "#2563eb";
@@ -44,7 +46,7 @@ pub fn runs_chart(points: &[RunPoint]) -> String {
     if points.is_empty() {
         let _ = write!(
             svg,
-            "<text x=\"{}\" y=\"{}\" text-anchor=\"middle\" fill=\"#6b7280\" font-size=\"14\">no runs yet</text>",
+            "<text x=\"{}\" y=\"{}\" text-anchor=\"middle\" fill=\"#6b7280\" font-size=\"{FONT}\">no runs yet</text>",
             WIDTH / 2.0,
             HEIGHT / 2.0
         );
@@ -138,7 +140,7 @@ fn legend(svg: &mut String) {
         let _ = write!(
             svg,
             "<rect x=\"{x}\" y=\"8\" width=\"12\" height=\"12\" fill=\"{colour}\"/>\
-             <text x=\"{}\" y=\"18\" font-size=\"12\" fill=\"#111827\">{label}</text>",
+             <text x=\"{}\" y=\"18\" font-size=\"{FONT}\" fill=\"#111827\">{label}</text>",
             x + 16.0
         );
     }
@@ -160,7 +162,7 @@ fn y_axis(svg: &mut String, top: u64) {
         let _ = write!(
             svg,
             "<line x1=\"{LEFT}\" y1=\"{y:.1}\" x2=\"{}\" y2=\"{y:.1}\" stroke=\"#e5e7eb\"/>\
-             <text x=\"{}\" y=\"{:.1}\" text-anchor=\"end\" font-size=\"11\" fill=\"#4b5563\">{value}</text>",
+             <text x=\"{}\" y=\"{:.1}\" text-anchor=\"end\" font-size=\"{FONT}\" fill=\"#4b5563\">{value}</text>",
             WIDTH - RIGHT,
             LEFT - 6.0,
             y + 4.0
@@ -180,6 +182,7 @@ fn x_axis(svg: &mut String, points: &[RunPoint], scale: &Scale) {
         "<line x1=\"{LEFT}\" y1=\"{base}\" x2=\"{}\" y2=\"{base}\" stroke=\"#9ca3af\"/>",
         WIDTH - RIGHT
     );
+    let format = time_format(points);
     for at in label_instants(points) {
         let x = scale.x(at);
         let anchor = match x {
@@ -190,11 +193,24 @@ fn x_axis(svg: &mut String, points: &[RunPoint], scale: &Scale) {
         let _ = write!(
             svg,
             "<line x1=\"{x:.1}\" y1=\"{base}\" x2=\"{x:.1}\" y2=\"{}\" stroke=\"#9ca3af\"/>\
-             <text x=\"{x:.1}\" y=\"{}\" text-anchor=\"{anchor}\" font-size=\"11\" fill=\"#4b5563\">{}</text>",
+             <text x=\"{x:.1}\" y=\"{}\" text-anchor=\"{anchor}\" font-size=\"{FONT}\" fill=\"#4b5563\">{}</text>",
             base + 4.0,
             base + 18.0,
-            escape(&at.format("%m-%d %H:%M").to_string())
+            escape(&at.format(format).to_string())
         );
+    }
+}
+
+/// How the time axis labels instants: to the second when the runs span
+/// under an hour, to the minute under two days, else by the day.
+fn time_format(points: &[RunPoint]) -> &'static str {
+    let (Some(first), Some(last)) = (points.first(), points.last()) else {
+        return "%m-%d %H:%M";
+    };
+    match last.at - first.at {
+        span if span < chrono::Duration::hours(1) => "%H:%M:%S",
+        span if span < chrono::Duration::days(2) => "%m-%d %H:%M",
+        _ => "%Y-%m-%d",
     }
 }
 
@@ -304,6 +320,21 @@ mod tests {
         let middle = LEFT + (WIDTH - LEFT - RIGHT) / 2.0;
         assert!(svg.contains(&format!("cx=\"{middle:.1}\"")), "{svg}");
         assert!(runs_chart(&[]).contains("no runs yet"));
+    }
+
+    #[test]
+    fn the_time_axis_shows_seconds_minutes_or_days_as_the_span_needs() {
+        assert_eq!(time_format(&[run(0, 1, 1), run(59, 1, 1)]), "%H:%M:%S");
+        assert_eq!(
+            time_format(&[run(0, 1, 1), run(60 * 30, 1, 1)]),
+            "%m-%d %H:%M"
+        );
+        assert_eq!(time_format(&[run(0, 1, 1), run(60 * 72, 1, 1)]), "%Y-%m-%d");
+        let svg = runs_chart(&[run(0, 1, 1), run(1, 1, 1)]);
+        assert!(
+            svg.contains(">08:00:00</text>") && svg.contains(">08:01:00</text>"),
+            "{svg}"
+        );
     }
 
     #[test]

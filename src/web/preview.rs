@@ -135,22 +135,17 @@ pub fn resolution(contact: &str) -> &'static str {
     }
 }
 
-/// Why a planned delivery would or would not be sent.
+/// Why a planned delivery would or would not be sent, beside its status
+/// (the page shows the status as a badge, so the reason does not repeat it).
 pub fn verdict(status: &str, reason: Option<&str>, action: &str) -> String {
-    let because = |what: &str| match reason {
-        Some(r) if !r.is_empty() => format!("{what}: {r}"),
-        _ => what.to_string(),
-    };
-    match status {
-        "pending" => format!("would send ({action})"),
-        "held_out" => because("held out"),
-        "filtered" => because("filtered"),
-        "held" => reason.map_or_else(
-            || "held: the run is over the flow's max_deliveries_per_run".to_string(),
-            str::to_string,
-        ),
-        "shadow" => because("recorded as shadow, not sent"),
-        other => because(other),
+    let reason = reason.filter(|r| !r.is_empty());
+    match (status, reason) {
+        ("pending", _) => format!("would send ({action})"),
+        ("held", None) => "the run is over the flow's max_deliveries_per_run".to_string(),
+        ("held_out", None) => "in the experiment's holdout".to_string(),
+        ("shadow", None) => "recorded, not sent".to_string(),
+        (_, Some(reason)) => reason.to_string(),
+        (other, None) => other.to_string(),
     }
 }
 
@@ -234,7 +229,7 @@ mod tests {
         assert_eq!(lines[0].verdict, "would send (audit)");
         assert_eq!(lines[0].resolved, "resolved to an email");
         assert_eq!(lines[1].contact, "client_id:c-1");
-        assert_eq!(lines[1].verdict, "filtered: in segment already_bought");
+        assert_eq!(lines[1].verdict, "in segment already_bought");
         assert_eq!(lines[1].resolved, "by device only (no person known)");
     }
 
@@ -268,9 +263,17 @@ mod tests {
     fn verdicts_name_the_reason() {
         assert_eq!(
             verdict("held_out", Some("experiment holdout"), "audit"),
-            "held out: experiment holdout"
+            "experiment holdout"
+        );
+        assert_eq!(
+            verdict("held_out", None, "audit"),
+            "in the experiment's holdout"
         );
         assert_eq!(verdict("filtered", None, "audit"), "filtered");
+        assert_eq!(
+            verdict("pending", Some("ignored"), "hook"),
+            "would send (hook)"
+        );
         assert!(verdict("held", None, "hook").contains("max_deliveries_per_run"));
     }
 }

@@ -20,7 +20,7 @@ use super::form::Fields;
 use super::ledger::run_history;
 use super::page::Frame;
 use super::preview::{dry_run, explain};
-use super::triggers::{Newest, run_summary, trigger_href};
+use super::triggers::{Newest, next_run, run_summary, trigger_href};
 use crate::trigger::status::{trigger_rows, workspace_of};
 use crate::trigger::{TriggerFile, load_triggers};
 use crate::workbench::diff::{Key, diff as diff_trigger};
@@ -49,7 +49,11 @@ pub async fn page(
     viewer: Viewer,
     Path(name): Path<String>,
 ) -> Response {
-    show(&web, &viewer, &name, Results::default()).await
+    let results = Results {
+        since: DEFAULT_SINCE.to_string(),
+        ..Results::default()
+    };
+    show(&web, &viewer, &name, results).await
 }
 
 /// `POST /triggers/{name}/preview` (`all`: every event; `now`: the clock).
@@ -71,14 +75,8 @@ pub async fn preview(
         Err(e) => results.error = Some(e),
         Ok(now) => match dry_run(&web, &viewer.workspace, &trigger, results.all, now).await {
             Ok(outcome) => {
-                let run = &outcome.run;
                 results.preview = Some(json!({
                     "summary": outcome.to_string(),
-                    "rows": run.matched,
-                    "resolved": run.resolved,
-                    "unresolved": run.unresolved,
-                    "dropped": run.dropped,
-                    "matches": outcome.matches.len(),
                     "lines": explain(&outcome),
                 }))
             }
@@ -197,6 +195,14 @@ fn parse_now(text: &str) -> Result<DateTime<Utc>, String> {
     }
 }
 
+/// A trigger file's path as the page shows it: inside the project folder.
+fn shown_path(project_dir: &std::path::Path, path: &std::path::Path) -> String {
+    path.strip_prefix(project_dir)
+        .unwrap_or(path)
+        .display()
+        .to_string()
+}
+
 fn sample(keys: &[Key]) -> Vec<String> {
     keys.iter()
         .take(DIFF_SAMPLE)
@@ -263,7 +269,8 @@ async fn context(
         .unwrap_or(Value::Null);
     let newest = Newest::read(web, workspace).await?;
     if status.is_object() {
-        status["lag"] = json!(newest.lag(status["cursor"].as_i64(), now));
+        status["lag"] = json!(newest.lag(status["cursor"].as_i64(), now).await);
+        status["next_run"] = json!(next_run(status["next_run"].as_str(), now));
     }
     let history = run_history(web, workspace, &trigger.name).await?;
     let runs: Vec<Value> = (0..history.rows.len())
@@ -281,7 +288,7 @@ async fn context(
     let href = trigger_href(&trigger.name);
     Ok(json!({
         "name": trigger.name,
-        "path": trigger.path.display().to_string(),
+        "path": shown_path(&web.config.project_dir, &trigger.path),
         "text": text,
         "status": status,
         "runs": runs,
@@ -305,6 +312,15 @@ mod tests {
         let error = parse_now("yesterday").unwrap_err();
         assert!(error.starts_with("now: \"yesterday\""), "{error}");
         assert!(parse_now("").is_ok());
+    }
+
+    #[test]
+    fn file_paths_are_shown_inside_the_project() {
+        let project = std::path::Path::new("/srv/shop");
+        let file = project.join("queries/triggers/a.sql");
+        assert_eq!(shown_path(project, &file), "queries/triggers/a.sql");
+        let elsewhere = std::path::Path::new("/tmp/b.sql");
+        assert_eq!(shown_path(project, elsewhere), "/tmp/b.sql");
     }
 
     #[test]

@@ -10,6 +10,7 @@ use axum::http::StatusCode;
 use axum::response::Response;
 use chrono::{DateTime, Utc};
 use deltalake_core::DeltaTable;
+use object_store::ObjectStoreExt;
 use serde_json::{Value, json};
 
 use super::Web;
@@ -43,20 +44,22 @@ impl Newest {
             .and_then(|v| i64::try_from(v).ok())
     }
 
-    /// When version `v` was committed, while its commit file is listed.
-    fn committed(&self, v: i64) -> Option<DateTime<Utc>> {
-        let v = u64::try_from(v).ok()?;
-        let ms = self.table.as_ref()?.snapshot().ok()?.version_timestamp(v)?;
-        DateTime::<Utc>::from_timestamp_millis(ms)
+    /// When version `v` was committed: its commit file's modification
+    /// time, while the file is kept (none once log cleanup removed it).
+    async fn committed(&self, v: i64) -> Option<DateTime<Utc>> {
+        let table = self.table.as_ref()?;
+        let path = object_store::path::Path::from(format!("_delta_log/{v:020}.json"));
+        let meta = table.object_store().head(&path).await.ok()?;
+        Some(meta.last_modified)
     }
 
     /// How far behind a trigger whose cursor is `cursor` is, as text.
-    pub fn lag(&self, cursor: Option<i64>, now: DateTime<Utc>) -> String {
+    pub async fn lag(&self, cursor: Option<i64>, now: DateTime<Utc>) -> String {
         let behind = versions_behind(cursor, self.version());
-        let waited = cursor
-            .filter(|_| behind.is_some_and(|n| n > 0))
-            .and_then(|c| self.committed(c + 1))
-            .map(|t| ago(t, now));
+        let waited = match (cursor, behind) {
+            (Some(c), Some(n)) if n > 0 => self.committed(c + 1).await.map(|t| ago(t, now)),
+            _ => None,
+        };
         describe_lag(behind, waited)
     }
 }
@@ -99,10 +102,10 @@ async fn context(web: &Web, workspace: &str, now: DateTime<Utc>) -> Result<Value
         .map_err(|e| e.to_string())?;
     let newest = Newest::read(web, workspace).await?;
     let last = last_runs(web, workspace).await?;
-    let triggers: Vec<Value> = rows
-        .iter()
-        .map(|row| trigger_row(row, &newest, &last, now))
-        .collect();
+    let mut triggers = Vec::with_capacity(rows.len());
+    for row in &rows {
+        triggers.push(trigger_row(row, &newest, &last, now).await);
+    }
     let errors: Vec<Value> = errors
         .iter()
         .map(|e| json!({ "path": e.path, "line": e.line, "reason": e.reason }))
@@ -115,16 +118,31 @@ async fn context(web: &Web, workspace: &str, now: DateTime<Utc>) -> Result<Value
 }
 
 /// One line of the table: the status row plus lag and last run.
-fn trigger_row(row: &Value, newest: &Newest, last: &Table, now: DateTime<Utc>) -> Value {
+async fn trigger_row(row: &Value, newest: &Newest, last: &Table, now: DateTime<Utc>) -> Value {
     let name = row["trigger"].as_str().unwrap_or_default();
     let cursor = row["cursor"].as_i64();
     let mut line = row.clone();
     line["href"] = json!(trigger_href(name));
-    line["lag"] = json!(newest.lag(cursor, now));
+    line["lag"] = json!(newest.lag(cursor, now).await);
+    line["next_run"] = json!(next_run(row["next_run"].as_str(), now));
     line["last_run"] = (0..last.rows.len())
         .find(|i| last.cell(*i, "trigger") == Some(name))
         .map_or(Value::Null, |i| run_summary(last, i));
     line
+}
+
+/// The next scheduled run (RFC 3339, as `trigger_rows` gives it) as the
+/// page shows it: `2026-11-29 20:10:00 (in 5m)`; none for a trigger that
+/// does not run.
+pub fn next_run(rfc3339: Option<&str>, now: DateTime<Utc>) -> Option<String> {
+    let at = DateTime::parse_from_rfc3339(rfc3339?)
+        .ok()?
+        .with_timezone(&Utc);
+    Some(format!(
+        "{} (in {})",
+        at.format("%Y-%m-%d %H:%M:%S"),
+        ago(now, at)
+    ))
 }
 
 /// A run row as the pages show it.
@@ -167,6 +185,17 @@ mod tests {
         );
         assert_eq!(describe_lag(Some(1), None), "1 version");
         assert_eq!(describe_lag(None, None), "not run yet");
+    }
+
+    #[test]
+    fn the_next_run_is_a_time_and_how_soon() {
+        let now = DateTime::<Utc>::from_timestamp(1_800_000_000, 0).unwrap();
+        assert_eq!(
+            next_run(Some("2027-01-15T08:05:00.123456+00:00"), now).as_deref(),
+            Some("2027-01-15 08:05:00 (in 5m)")
+        );
+        assert_eq!(next_run(None, now), None);
+        assert_eq!(next_run(Some("soon"), now), None);
     }
 
     #[test]
