@@ -27,8 +27,11 @@
 //! - `receiver`: a webhook receiver (plain or TLS, with a test CA) in the test process.
 //! - `keys`: fail closed, write vs admin keys, rotation, the deliveries admin API.
 //! - `outbound`: what leaves: JSON-escaped templates, https, private networks, file paths.
+//! - `web`: the web page over plain HTTP: login, cookie flags, Basic, CSRF, escaping, read-only SQL.
+//! - `browser`: the web page in headless Chromium over WebDriver, with screenshots.
 
 mod bad_input;
+mod browser;
 mod config;
 mod deliver;
 mod erase;
@@ -51,5 +54,6 @@ mod segment_client;
 mod serve;
 mod server;
 mod triggers;
+mod web;
 mod windows;
 mod workbench;
