@@ -439,3 +439,173 @@ fn a_key_of_several_workspaces_chooses_one_at_login() {
         other.body
     );
 }
+
+/// A trigger over `cart` events whose flow holds any run sending over 2.
+fn guarded_project() -> Project {
+    let project = serving_project_with("", "");
+    write(
+        &project,
+        "queries/triggers/carts.sql",
+        "-- backfill: all\n-- requires_identity: false\n\
+         SELECT event_id, email FROM new_events WHERE event_name = 'cart'\n",
+    );
+    write(
+        &project,
+        "flows/audit.toml",
+        "trigger = \"carts\"\nmax_deliveries_per_run = 2\n[[branch]]\nactions = [\"audit\"]\n\
+         [actions.audit]\ntype = \"file\"\npath = \"out/carts.ndjson\"\n",
+    );
+    for batch in ["a", "b"] {
+        let lines: String = (0..3)
+            .map(|i| {
+                format!(
+                    "{{\"name\": \"cart\", \"payload\": {{}}, \"email\": \"{batch}{i}@example.com\", \
+                     \"event_id\": \"{batch}{i}\", \"timestamp\": \"2026-11-01T00:00:00Z\"}}\n"
+                )
+            })
+            .collect();
+        write(&project, &format!("{batch}.ndjson"), &lines);
+        project.import(&[&project.path(&format!("{batch}.ndjson"))]);
+        project.ok(&["run"]);
+    }
+    project
+}
+
+#[test]
+fn held_runs_are_released_and_discarded_with_the_deliveries_buttons() {
+    let project = guarded_project();
+    let runs = project.query("SELECT run_id FROM runs WHERE held > 0 ORDER BY finished_at");
+    let (first, second) = (
+        runs[0]["run_id"].as_str().unwrap().to_string(),
+        runs[1]["run_id"].as_str().unwrap().to_string(),
+    );
+    let server = Server::start(&project);
+    let visitor = Visitor::new(&server);
+    let headers = [("authorization", basic(ADMIN))];
+    let page = visitor.get("/deliveries?status=held", &headers);
+    assert_eq!(page.status, 200, "{}", page.body);
+    assert_eq!(page.body.matches("class=\"delivery\"").count(), 6);
+    assert_eq!(page.body.matches("class=\"release\"").count(), 6);
+    assert_eq!(page.body.matches("class=\"discard danger\"").count(), 6);
+    let csrf = page.csrf();
+
+    let released = visitor.post(
+        "/deliveries/release",
+        &headers,
+        &[
+            ("run", &first),
+            ("for_flow", "audit"),
+            ("csrf", &csrf),
+            ("status", "held"),
+        ],
+    );
+    assert_eq!(released.status, 200, "{}", released.body);
+    assert!(
+        released
+            .body
+            .contains(&format!("3 held delivery(ies) of run {first} released")),
+        "{}",
+        released.body
+    );
+    // The page after the button keeps the filter it was on: 3 still held.
+    assert_eq!(released.body.matches("class=\"delivery\"").count(), 3);
+    let discarded = visitor.post(
+        "/deliveries/discard",
+        &headers,
+        &[("run", &second), ("csrf", &csrf)],
+    );
+    assert!(
+        discarded
+            .body
+            .contains(&format!("3 held delivery(ies) of run {second} discarded")),
+        "{}",
+        discarded.body
+    );
+    let again = visitor.post(
+        "/deliveries/discard",
+        &headers,
+        &[("run", &second), ("csrf", &csrf)],
+    );
+    assert_eq!(again.status, 400, "nothing left to discard: {}", again.body);
+    assert!(again.body.contains("id=\"error\""), "{}", again.body);
+
+    // serve delivers the released three; the discarded are never sent.
+    let started = std::time::Instant::now();
+    loop {
+        let delivered = visitor.get("/deliveries?status=delivered", &headers);
+        if delivered.body.matches("class=\"delivery\"").count() == 3 {
+            break;
+        }
+        assert!(
+            started.elapsed() < crate::server::PATIENCE,
+            "{}",
+            delivered.body
+        );
+        std::thread::sleep(Duration::from_millis(200));
+    }
+    let lines = std::fs::read_to_string(project.path("out/carts.ndjson")).unwrap();
+    assert_eq!(lines.lines().count(), 3);
+    assert!(lines.contains("a0@example.com") && !lines.contains("b0@example.com"));
+    let left = visitor.get("/deliveries?status=discarded", &headers);
+    assert_eq!(left.body.matches("class=\"delivery\"").count(), 3);
+}
+
+#[test]
+fn the_trigger_buttons_show_a_failing_test_s_diff_and_readable_errors() {
+    let project = example_serving_project();
+    write(
+        &project,
+        "queries/tests/vip_cart_abandoned.toml",
+        "[[case]]\nname = \"expects the wrong value\"\nnow = \"2026-11-05T00:00:00Z\"\n\
+         events = [{ name = \"vip_cart_abandoned\", payload = { cart_value = 420.0 }, \
+         email = \"eve@example.com\", timestamp = \"2026-11-04T10:00:00Z\" }]\n\
+         [[case.expect]]\ncontact = \"email:eve@example.com\"\ndata = { cart_value = 999.0 }\n",
+    );
+    let server = Server::start(&project);
+    let visitor = Visitor::new(&server);
+    let headers = [("authorization", basic(ADMIN))];
+    let page = visitor.get("/triggers/vip_cart_abandoned", &headers);
+    assert_eq!(page.status, 200, "{}", page.body);
+    assert!(page.body.contains("<svg class=\"chart\""), "{}", page.body);
+    assert!(page.body.contains("no runs yet"));
+    let csrf = page.csrf();
+    let tested = visitor.post(
+        "/triggers/vip_cart_abandoned/test",
+        &headers,
+        &[("csrf", &csrf)],
+    );
+    assert_eq!(tested.status, 200, "{}", tested.body);
+    assert!(tested.body.contains("FAIL"), "{}", tested.body);
+    assert!(
+        tested
+            .body
+            .contains("~ email:eve@example.com: data.cart_value: expected 999.0, got 420.0"),
+        "{}",
+        tested.body
+    );
+    for (path, form, says) in [
+        (
+            "/triggers/vip_cart_abandoned/preview",
+            vec![("now", "yesterday")],
+            "now: &quot;yesterday&quot; is not an RFC 3339 time",
+        ),
+        (
+            "/triggers/vip_cart_abandoned/diff",
+            vec![("since", "a while")],
+            "since: ",
+        ),
+    ] {
+        let mut form = form.clone();
+        form.push(("csrf", &csrf));
+        let answer = visitor.post(path, &headers, &form);
+        assert_eq!(answer.status, 400, "{path}: {}", answer.body);
+        let error = answer.body.split("id=\"error\"").nth(1).unwrap_or_default();
+        assert!(error.contains(says), "{path}: {}", answer.body);
+        assert!(
+            answer.body.contains("id=\"trigger-file\""),
+            "the page is still there"
+        );
+    }
+    let missing = visitor.post("/triggers/nope/test", &headers, &[("csrf", &csrf)]);
+    assert_eq!(missing.status, 404, "{}", missing.body);
+}
