@@ -141,17 +141,17 @@ impl Viewer {
 }
 
 /// A posted form's fields, once its CSRF token checks out; a 403 page
-/// otherwise, and the form is not acted on.
-pub fn posted(web: &Web, viewer: &Viewer, body: &[u8]) -> Result<Fields, Response> {
+/// otherwise (boxed: a response is large), and the form is not acted on.
+pub fn posted(web: &Web, viewer: &Viewer, body: &[u8]) -> Result<Fields, Box<Response>> {
     let form = Fields::parse(body);
     match viewer.csrf_ok(&form) {
         true => Ok(form),
-        false => Err(web.pages.message(
+        false => Err(Box::new(web.pages.message(
             StatusCode::FORBIDDEN,
             Frame::new("Refused", "", Some(viewer)),
             "This form's CSRF token is missing or out of date, so nothing was done: \
              reload the page and try again.",
-        )),
+        ))),
     }
 }
 
@@ -220,7 +220,7 @@ pub async fn logout(
     body: axum::body::Bytes,
 ) -> Response {
     if let Err(refused) = posted(&web, &viewer, &body) {
-        return refused;
+        return *refused;
     }
     if let Some(id) = &viewer.session {
         web.sessions

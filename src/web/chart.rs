@@ -150,7 +150,7 @@ fn legend(svg: &mut String) {
 pub fn y_ticks(top: u64) -> Vec<u64> {
     let steps = Y_STEPS
         .into_iter()
-        .find(|n| *n <= top && top % n == 0)
+        .find(|n| *n <= top && top.is_multiple_of(*n))
         .unwrap_or(1);
     (0..=steps).map(|i| top / steps * i).collect()
 }

@@ -66,7 +66,7 @@ pub async fn page(
 pub async fn redeliver(State(web): State<Arc<Web>>, viewer: Viewer, body: Bytes) -> Response {
     let form = match posted(&web, &viewer, &body) {
         Ok(form) => form,
-        Err(refused) => return refused,
+        Err(refused) => return *refused,
     };
     let ids = form.all("id");
     if ids.is_empty() {
@@ -96,7 +96,7 @@ pub async fn discard(State(web): State<Arc<Web>>, viewer: Viewer, body: Bytes) -
 async fn decide(web: &Web, viewer: &Viewer, body: &[u8], decision: Decision) -> Response {
     let form = match posted(web, viewer, body) {
         Ok(form) => form,
-        Err(refused) => return refused,
+        Err(refused) => return *refused,
     };
     let Some(run) = form.filled("run") else {
         return show(

@@ -55,7 +55,7 @@ pub async fn page(State(web): State<Arc<Web>>, viewer: Viewer) -> Response {
 pub async fn run(State(web): State<Arc<Web>>, viewer: Viewer, body: Bytes) -> Response {
     let form = match posted(&web, &viewer, &body) {
         Ok(form) => form,
-        Err(refused) => return refused,
+        Err(refused) => return *refused,
     };
     let mut ran = Ran {
         sql: form.get("sql").unwrap_or_default().to_string(),

@@ -65,7 +65,7 @@ pub async fn preview(
 ) -> Response {
     let form = match posted(&web, &viewer, &body) {
         Ok(form) => form,
-        Err(refused) => return refused,
+        Err(refused) => return *refused,
     };
     let mut results = Results::from_form(&form);
     let Some(trigger) = find(&web, &viewer.workspace, &name) else {
@@ -95,7 +95,7 @@ pub async fn test(
 ) -> Response {
     let form = match posted(&web, &viewer, &body) {
         Ok(form) => form,
-        Err(refused) => return refused,
+        Err(refused) => return *refused,
     };
     let mut results = Results::from_form(&form);
     if find(&web, &viewer.workspace, &name).is_none() {
@@ -132,7 +132,7 @@ pub async fn diff(
 ) -> Response {
     let form = match posted(&web, &viewer, &body) {
         Ok(form) => form,
-        Err(refused) => return refused,
+        Err(refused) => return *refused,
     };
     let mut results = Results::from_form(&form);
     let Some(trigger) = find(&web, &viewer.workspace, &name) else {
