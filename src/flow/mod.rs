@@ -5,9 +5,11 @@
 //! - `plan`: segment filters, frequency caps, experiments and branches,
 //!   set-based over a run's matches → planned deliveries.
 //! - `render`: the payload each delivery will send.
+//! - `rate`: an action's `rate_limit`.
 
 pub mod file;
 pub mod plan;
+pub mod rate;
 pub mod render;
 pub mod segment;
 

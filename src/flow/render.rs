@@ -46,15 +46,24 @@ pub fn render_payload(
     action: &Action,
 ) -> Result<String, String> {
     let payload = match action {
-        Action::Webhook { url, body, timeout } => {
+        Action::Webhook {
+            url,
+            body,
+            timeout,
+            rate_limit,
+        } => {
             let body = match body {
                 Some(template) => render_template(template, &default_body(r, m, d))?,
                 None => default_body(r, m, d).to_string(),
             };
-            json!({
+            let mut payload = json!({
                 "kind": "webhook", "url": url, "body": body,
                 "timeout_ms": u64::try_from(timeout.as_millis()).unwrap_or(u64::MAX),
-            })
+            });
+            if let Some(rate) = rate_limit {
+                payload["rate_limit"] = json!(rate.to_string());
+            }
+            payload
         }
         Action::File { path } => json!({
             "kind": "file",
@@ -149,6 +158,7 @@ mod tests {
                 r#"{"email": "{{ contact.email }}", "value": {{ data.cart_value }}}"#.into(),
             ),
             timeout: Duration::from_secs(2),
+            rate_limit: Some(crate::flow::rate::RateLimit::parse("20/s").unwrap()),
         };
         let payload: Value = serde_json::from_str(
             &render_payload(&rendering(), &matched(), &delivery(), &action).unwrap(),
@@ -156,10 +166,12 @@ mod tests {
         .unwrap();
         assert_eq!(payload["body"], r#"{"email": "a@x.com", "value": 120.5}"#);
         assert_eq!(payload["timeout_ms"], 2000);
+        assert_eq!(payload["rate_limit"], "20/s");
         let broken = Action::Webhook {
             url: "http://127.0.0.1:9/vip".into(),
             body: Some("{{ data.nope }}".into()),
             timeout: Duration::from_secs(2),
+            rate_limit: None,
         };
         assert!(render_payload(&rendering(), &matched(), &delivery(), &broken).is_err());
     }
