@@ -13,7 +13,10 @@
 //! - `ingest`: the ingest API: each endpoint, auth, limits, idempotency, crashes.
 //! - `serve`: the API and the scheduler of a real `tripwire serve` (hot reload).
 //! - `triggers`: runs see each event once, crash and concurrency safety, `check`.
+//! - `receiver`: a recording webhook receiver on loopback.
 //! - `deliver`: the delivery worker against a real receiver: signatures, retries, dead letters, `redeliver`, `kill -9`.
+//! - `replicas`: two `serve` replicas on one storage: each delivery sent once; a `kill -9` taken over.
+//! - `webhooks`: flows' webhooks through `tripwire run`: fresh signatures under `--now`, `rate_limit`.
 //! - `interop`: the stored tables read by the python `deltalake` package and DuckDB.
 //! - `windows`: new triggers, moved cursors, log cleanup and other writers' deletes, compactions and appends.
 //! - `maintain`: `optimize` and serve's maintenance merge files, checkpoint, expire old events, fire nothing again.
@@ -36,8 +39,11 @@ mod maintain;
 mod migrate;
 mod project;
 mod query;
+mod receiver;
+mod replicas;
 mod segment_client;
 mod serve;
 mod server;
 mod triggers;
+mod webhooks;
 mod windows;

@@ -2,7 +2,7 @@
 //! HTTP client for it: what the `serve` and `ingest` tests share.
 
 use std::io::{BufRead, BufReader};
-use std::process::{Child, ExitStatus, Stdio};
+use std::process::{Child, Command, ExitStatus, Stdio};
 use std::time::{Duration, Instant};
 
 use serde_json::Value;
@@ -64,8 +64,12 @@ pub struct Server {
 
 impl Server {
     pub fn start(project: &Project) -> Server {
-        let mut child = project
-            .command(&["serve"])
+        Server::spawn(project.command(&["serve"]))
+    }
+
+    /// A `tripwire serve` from `command` (another config, environment).
+    pub fn spawn(mut command: Command) -> Server {
+        let mut child = command
             .stdout(Stdio::piped())
             .stderr(Stdio::inherit())
             .spawn()
