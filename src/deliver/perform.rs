@@ -19,6 +19,7 @@ use chrono::{DateTime, Utc};
 use futures::StreamExt;
 use tokio::sync::Semaphore;
 
+use super::DeliverError;
 use super::claim::{self, Claims, Taken};
 use super::clock::Clock;
 use super::emit::{Emission, emit};
@@ -47,9 +48,11 @@ pub enum Performed {
     },
     /// Another worker holds its claim: it records it.
     Busy,
-    /// Not started within the claim window (its action's rate limit, a
-    /// full queue, or storage that could not take the claim): still due.
+    /// Not started within the claim window (its action's rate limit, or
+    /// every request slot busy): still due, for a later batch.
     Deferred,
+    /// The storage could not take its claim: still due, left alone for now.
+    Unclaimed,
 }
 
 /// What every delivery of a batch shares.
@@ -94,8 +97,9 @@ struct Sending {
 }
 
 impl Performer<'_> {
-    /// Performs what it can of `due`; one [`Performed`] per delivery, in order.
-    pub async fn perform(&self, due: &[Due]) -> Vec<Performed> {
+    /// Performs what it can of `due`; one [`Performed`] per delivery, in
+    /// order. An error only when webhooks cannot be sent at all.
+    pub async fn perform(&self, due: &[Due]) -> Result<Vec<Performed>, DeliverError> {
         let mut performed = vec![Performed::Deferred; due.len()];
         let mut hooks: BTreeMap<ActionKey, Vec<(usize, Hook)>> = BTreeMap::new();
         let mut others = Vec::new();
@@ -136,10 +140,10 @@ impl Performer<'_> {
             self.send(hooks, lifetime),
             self.perform_others(due, others, lifetime)
         );
-        for (i, outcome) in sent.into_iter().chain(rest) {
+        for (i, outcome) in sent?.into_iter().chain(rest) {
             performed[i] = outcome;
         }
-        performed
+        Ok(performed)
     }
 
     /// Sends the webhooks: one driver per action, all in flight together
@@ -148,20 +152,14 @@ impl Performer<'_> {
         &self,
         hooks: BTreeMap<ActionKey, Vec<(usize, Hook)>>,
         lifetime: Duration,
-    ) -> Vec<(usize, Performed)> {
+    ) -> Result<Vec<(usize, Performed)>, DeliverError> {
         if hooks.is_empty() {
-            return Vec::new();
+            return Ok(Vec::new());
         }
         if self.secret.is_none() {
             note_unsigned_once(self.config, self.workspace);
         }
-        let client = match webhook::http_client() {
-            Ok(client) => client,
-            Err(e) => {
-                tracing::warn!("webhooks wait: {e}");
-                return Vec::new();
-            }
-        };
+        let client = webhook::http_client().map_err(DeliverError::Http)?;
         let sending = Arc::new(Sending {
             client,
             secret: self.secret.clone(),
@@ -182,7 +180,7 @@ impl Performer<'_> {
             // A driver that panicked leaves its deliveries deferred.
             performed.extend(driver.await.unwrap_or_default());
         }
-        performed
+        Ok(performed)
     }
 
     /// Claims, then performs, the file lines and events (and refuses the
@@ -251,7 +249,7 @@ impl Performer<'_> {
                 Ok(Taken::Busy) => performed.push((i, Performed::Busy)),
                 Err(e) => {
                     tracing::warn!("delivery {}: cannot claim: {e}", due[i].delivery_id);
-                    performed.push((i, Performed::Deferred));
+                    performed.push((i, Performed::Unclaimed));
                 }
             }
         }
@@ -380,7 +378,7 @@ async fn send(sending: &Sending, key: &ActionKey, hook: &Hook) -> Performed {
         Ok(Taken::Busy) => return Performed::Busy,
         Err(e) => {
             tracing::warn!("delivery {}: cannot claim: {e}", hook.delivery_id);
-            return Performed::Deferred;
+            return Performed::Unclaimed;
         }
     }
     let at = sending.clock.now();

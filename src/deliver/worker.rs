@@ -177,52 +177,88 @@ impl Deliverer {
         let claims = Arc::new(Claims::open(store, workspace, &self.node)?);
         self.sweep_claims(workspace, &ledger, &mut attempts, &claims)
             .await;
-        let secret = signing_secret(config, workspace);
+        let call = Call {
+            store,
+            config,
+            workspace,
+            ledger: &ledger,
+            claims,
+            secret: signing_secret(config, workspace),
+            due_at,
+        };
         let mut busy: HashSet<String> = HashSet::new();
-        let batch = self.limits.batch.max(1);
         for _ in 0..self.limits.max_batches {
-            let share = self.share(store, workspace).await;
-            refresh(&mut attempts).await?;
-            let read_at = Instant::now();
-            let ctx = state_context(&ledger, &attempts).await?;
-            let caps = self.caps(workspace, share, read_at);
-            let due = state::due(&ctx, due_at, batch, &caps).await?;
-            if due.is_empty() {
-                match self.wait_for_room(workspace, &caps).await {
-                    true => continue,
-                    false => break,
+            match self.batch(&call, &mut attempts).await? {
+                Step::Waited => continue,
+                Step::Done => break,
+                Step::Did {
+                    recorded,
+                    busy: others,
+                    last,
+                } => {
+                    summary.add(recorded);
+                    busy.extend(others);
+                    if last {
+                        break;
+                    }
                 }
-            }
-            let performer = Performer {
-                store,
-                config,
-                workspace,
-                secret: secret.clone(),
-                clock: self.clock.clone(),
-                claims: claims.clone(),
-                pacer: self.pacer.clone(),
-                share,
-                concurrency: self.limits.concurrency,
-                deadline: read_at + CLAIM_WINDOW,
-            };
-            let performed = performer.perform(&due).await;
-            let pass = Pass::of(&due, performed);
-            busy.extend(pass.busy.iter().cloned());
-            if !pass.tried.is_empty() {
-                let rows = verdicts(&pass.tried, self.limits.retry_period);
-                pause_before_record_for_tests();
-                summary.add(record(&ledger, &mut attempts, rows).await?);
-            }
-            let stuck =
-                pass.tried.is_empty() && (pass.deferred == 0 || !self.limits.wait_for_rate_limits);
-            let drained =
-                due.len() < batch && caps.is_empty() && pass.deferred == 0 && pass.busy.is_empty();
-            if stuck || drained {
-                break;
             }
         }
         summary.busy = busy.len() as u64;
         Ok(summary)
+    }
+
+    /// Reads what is due, performs it and records what was tried.
+    async fn batch(
+        &self,
+        call: &Call<'_>,
+        attempts: &mut DeltaTable,
+    ) -> Result<Step, DeliverError> {
+        let share = self.share(call.store, call.workspace).await;
+        // Before the refresh: claims go within the window of this read.
+        let read_at = Instant::now();
+        refresh(attempts).await?;
+        let ctx = state_context(call.ledger, attempts).await?;
+        let caps = self.caps(call.workspace, share, read_at);
+        let size = self.limits.batch.max(1);
+        let due = state::due(&ctx, call.due_at, size, &caps).await?;
+        if due.is_empty() {
+            return Ok(match self.wait_for_room(call.workspace, &caps).await {
+                true => Step::Waited,
+                false => Step::Done,
+            });
+        }
+        let performer = Performer {
+            store: call.store,
+            config: call.config,
+            workspace: call.workspace,
+            secret: call.secret.clone(),
+            clock: self.clock.clone(),
+            claims: call.claims.clone(),
+            pacer: self.pacer.clone(),
+            share,
+            concurrency: self.limits.concurrency,
+            deadline: read_at + CLAIM_WINDOW,
+        };
+        let pass = Pass::of(&due, performer.perform(&due).await?);
+        let mut recorded = DeliverySummary::default();
+        if !pass.tried.is_empty() {
+            let rows = verdicts(&pass.tried, self.limits.retry_period);
+            pause_before_record_for_tests();
+            recorded = record(call.ledger, attempts, rows).await?;
+        }
+        let stuck =
+            pass.tried.is_empty() && (pass.deferred == 0 || !self.limits.wait_for_rate_limits);
+        let drained = due.len() < size
+            && caps.is_empty()
+            && pass.deferred == 0
+            && pass.busy.is_empty()
+            && pass.unclaimed == 0;
+        Ok(Step::Did {
+            recorded,
+            busy: pass.busy,
+            last: stuck || drained,
+        })
     }
 
     /// The caps of this workspace's rate-limited actions for a batch read at `now`.
@@ -388,11 +424,38 @@ pub async fn deliver_due(
     summary
 }
 
+/// What one call of [`Deliverer::deliver_due`] works on.
+struct Call<'a> {
+    store: &'a Store,
+    config: &'a Config,
+    workspace: &'a str,
+    ledger: &'a DeltaTable,
+    claims: Arc<Claims>,
+    secret: Option<String>,
+    due_at: DateTime<Utc>,
+}
+
+/// What one batch came to.
+enum Step {
+    /// Nothing was due but a rate-limited action, which now has room.
+    Waited,
+    /// Nothing (more) is due.
+    Done,
+    /// A batch was performed; `last` when the call should stop after it.
+    Did {
+        recorded: DeliverySummary,
+        /// Deliveries another worker holds.
+        busy: Vec<String>,
+        last: bool,
+    },
+}
+
 /// A batch's deliveries, sorted by what became of them.
 struct Pass<'a> {
     tried: Vec<(&'a Due, Attempted, DateTime<Utc>)>,
     busy: Vec<String>,
     deferred: usize,
+    unclaimed: usize,
 }
 
 impl<'a> Pass<'a> {
@@ -401,12 +464,14 @@ impl<'a> Pass<'a> {
             tried: Vec::new(),
             busy: Vec::new(),
             deferred: 0,
+            unclaimed: 0,
         };
         for (d, performed) in due.iter().zip(performed) {
             match performed {
                 Performed::Tried { outcome, at } => pass.tried.push((d, outcome, at)),
                 Performed::Busy => pass.busy.push(d.delivery_id.clone()),
                 Performed::Deferred => pass.deferred += 1,
+                Performed::Unclaimed => pass.unclaimed += 1,
             }
         }
         pass
