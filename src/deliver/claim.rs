@@ -201,6 +201,16 @@ impl Claims {
         Ok(newest)
     }
 
+    /// Gives back generation `generation` of a claim this worker took and
+    /// did not use: nothing was sent under it, so whoever claims the
+    /// attempt next sends it once (best effort: it expires anyway).
+    pub async fn release(&self, delivery_id: &str, attempt: i64, generation: u32) {
+        let name = object_name(delivery_id, attempt, generation);
+        if let Err(e) = self.dir.delete(&name).await {
+            tracing::debug!("cannot release claim {name}: {e}");
+        }
+    }
+
     /// Claims old enough to be swept if their attempt is recorded: (object
     /// name, delivery id, attempt), at most [`CLAIM_SWEEP_BATCH`].
     pub async fn old(&self, now: DateTime<Utc>) -> Result<Vec<(String, String, i64)>, StoreError> {
@@ -312,6 +322,12 @@ mod tests {
         );
         let held: Claim = a.dir.read("d1.1.2").await.unwrap().unwrap();
         assert_eq!(held.node, "c");
+        c.release("d1", 1, 2).await;
+        assert_eq!(
+            a.take("d1", 1, much_later, life).await.unwrap(),
+            Taken::Mine(2),
+            "a released claim is free again"
+        );
     }
 
     #[tokio::test]

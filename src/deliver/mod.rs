@@ -153,9 +153,10 @@ pub async fn deliver_all_due(
 
 /// `serve`'s delivery worker: every [`DELIVERY_TICK`], delivers what is due
 /// in each workspace, until `shutdown` turns true (a batch in flight is
-/// finished first). Rate-limited actions get their share of each tick
-/// rather than holding the loop. Outcomes and errors are logged, an error
-/// once until it changes.
+/// finished first). A workspace whose batch left work for later (a
+/// rate-limited action) ends its turn, and the next round starts at once:
+/// the workspaces take turns rather than one holding the loop. Outcomes
+/// and errors are logged, an error once until it changes.
 pub async fn run_delivery_loop(config: Arc<Config>, mut shutdown: watch::Receiver<bool>) {
     let store = Store::new(config.storage.clone());
     let limits = DeliveryLimits {
@@ -167,15 +168,19 @@ pub async fn run_delivery_loop(config: Arc<Config>, mut shutdown: watch::Receive
     let mut reported: HashMap<String, String> = HashMap::new();
     let mut ticker = tokio::time::interval(DELIVERY_TICK);
     ticker.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Skip);
+    let mut more = false;
     while !*shutdown.borrow() {
-        tokio::select! {
-            _ = ticker.tick() => {}
-            _ = shutdown.changed() => continue,
+        if !std::mem::take(&mut more) {
+            tokio::select! {
+                _ = ticker.tick() => {}
+                _ = shutdown.changed() => continue,
+            }
         }
         for workspace in &config.workspaces {
             let id = &workspace.id;
             match deliverer.deliver_due(&store, &config, id, Utc::now()).await {
                 Ok(summary) => {
+                    more |= summary.deferred > 0;
                     reported.remove(id);
                     if summary.delivered + summary.failed + summary.dead + summary.skipped > 0 {
                         tracing::info!(workspace = %id, "deliveries: {summary}");

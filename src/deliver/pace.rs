@@ -117,7 +117,9 @@ impl Pacer {
     }
 
     /// The actions of `workspace` whose requests are limited in the next
-    /// `window`, with how many may go.
+    /// `window`, with how many of their due deliveries a batch should read:
+    /// the room, plus one that the batch defers to show there is more
+    /// (none when there is no room).
     pub fn caps(
         &self,
         workspace: &str,
@@ -130,6 +132,7 @@ impl Pacer {
             .iter()
             .filter(|(key, _)| key.workspace == workspace)
             .filter_map(|(key, b)| room(b, share, now, window).map(|n| (key.clone(), n)))
+            .map(|(key, n)| (key, if n == 0 { 0 } else { n.saturating_add(1) }))
             .collect();
         caps.sort();
         caps
@@ -257,6 +260,11 @@ mod tests {
         *pacer.bucket(&key("shop", "slow")) = limited("1/s");
         pacer.bucket(&key("shop", "open"));
         *pacer.bucket(&key("other", "slow")) = limited("1/s");
+        assert_eq!(
+            pacer.caps("shop", 1, t0, ms(500)),
+            [(key("shop", "slow"), 2)],
+            "room for one, and one more to show there is more"
+        );
         try_send(pacer.bucket(&key("shop", "slow")), 1, t0).unwrap();
         assert_eq!(
             pacer.caps("shop", 1, t0, ms(500)),

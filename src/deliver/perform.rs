@@ -302,7 +302,9 @@ impl Performer<'_> {
 
 /// Sends one action's webhooks in order, each when the action's bucket
 /// lets it go and a slot is free; the rest are deferred once that would
-/// be past the claim window.
+/// be past the claim window. A rate-limited action claims a delivery
+/// before it spends a token on it, so what another worker holds costs
+/// none (a claim then not used is released); others claim as they send.
 async fn drive(
     sending: Arc<Sending>,
     key: ActionKey,
@@ -312,23 +314,34 @@ async fn drive(
     let mut sends = Vec::new();
     let mut hooks = hooks.into_iter();
     for (i, hook) in hooks.by_ref() {
-        if !pace(&sending, &key, hook.rate_limit).await {
-            performed.push((i, Performed::Deferred));
-            break;
-        }
-        let Ok(slot) = sending.slots.clone().acquire_owned().await else {
-            performed.push((i, Performed::Deferred));
-            break;
-        };
         if Instant::now() > sending.deadline {
             performed.push((i, Performed::Deferred));
             break;
         }
+        let held = match hook.rate_limit {
+            Some(_) => match claim(&sending, &hook).await {
+                Ok(generation) => Some(generation),
+                Err(other) => {
+                    performed.push((i, other));
+                    continue;
+                }
+            },
+            None => None,
+        };
+        let slot = match pace(&sending, &key, hook.rate_limit).await {
+            true => sending.slots.clone().acquire_owned().await.ok(),
+            false => None,
+        };
+        let Some(slot) = slot.filter(|_| Instant::now() <= sending.deadline) else {
+            release(&sending, &hook, held).await;
+            performed.push((i, Performed::Deferred));
+            break;
+        };
         let (sending, key) = (sending.clone(), key.clone());
         sends.push((
             i,
             tokio::spawn(async move {
-                let performed = send(&sending, &key, &hook).await;
+                let performed = send(&sending, &key, &hook, held).await;
                 drop(slot);
                 performed
             }),
@@ -339,6 +352,33 @@ async fn drive(
         performed.push((i, send.await.unwrap_or(Performed::Deferred)));
     }
     performed
+}
+
+/// Claims `hook`'s attempt: its generation, or what to make of it.
+async fn claim(sending: &Sending, hook: &Hook) -> Result<u32, Performed> {
+    let now = sending.clock.now();
+    let taken = sending
+        .claims
+        .take(&hook.delivery_id, hook.attempt, now, sending.lifetime)
+        .await;
+    match taken {
+        Ok(Taken::Mine(generation)) => Ok(generation),
+        Ok(Taken::Busy) => Err(Performed::Busy),
+        Err(e) => {
+            tracing::warn!("delivery {}: cannot claim: {e}", hook.delivery_id);
+            Err(Performed::Unclaimed)
+        }
+    }
+}
+
+/// Gives back a claim that was not used (nothing was sent under it).
+async fn release(sending: &Sending, hook: &Hook, held: Option<u32>) {
+    if let Some(generation) = held {
+        sending
+            .claims
+            .release(&hook.delivery_id, hook.attempt, generation)
+            .await;
+    }
 }
 
 /// Waits until the action's bucket lets one request go; false when that
@@ -362,24 +402,13 @@ async fn pace(sending: &Sending, key: &ActionKey, rate: Option<RateLimit>) -> bo
     }
 }
 
-/// Claims, signs and sends one webhook; a `429` slows its whole action.
-async fn send(sending: &Sending, key: &ActionKey, hook: &Hook) -> Performed {
-    let taken = sending
-        .claims
-        .take(
-            &hook.delivery_id,
-            hook.attempt,
-            sending.clock.now(),
-            sending.lifetime,
-        )
-        .await;
-    match taken {
-        Ok(Taken::Mine(_)) => {}
-        Ok(Taken::Busy) => return Performed::Busy,
-        Err(e) => {
-            tracing::warn!("delivery {}: cannot claim: {e}", hook.delivery_id);
-            return Performed::Unclaimed;
-        }
+/// Claims (unless `held`), signs and sends one webhook; a `429` slows its
+/// whole action.
+async fn send(sending: &Sending, key: &ActionKey, hook: &Hook, held: Option<u32>) -> Performed {
+    if held.is_none()
+        && let Err(other) = claim(sending, hook).await
+    {
+        return other;
     }
     let at = sending.clock.now();
     let signed = sending

@@ -83,6 +83,9 @@ pub struct DeliverySummary {
     pub skipped: u64,
     /// Due, but claimed by another worker, which sends and records them.
     pub busy: u64,
+    /// Due, but left for the next call by the last batch (an action's rate
+    /// limit, or the claim window): call again soon.
+    pub deferred: u64,
 }
 
 impl DeliverySummary {
@@ -194,9 +197,11 @@ impl Deliverer {
                 Step::Did {
                     recorded,
                     busy: others,
+                    deferred,
                     last,
                 } => {
                     summary.add(recorded);
+                    summary.deferred = deferred as u64;
                     busy.extend(others);
                     if last {
                         break;
@@ -247,8 +252,10 @@ impl Deliverer {
             pause_before_record_for_tests();
             recorded = record(call.ledger, attempts, rows).await?;
         }
-        let stuck =
-            pass.tried.is_empty() && (pass.deferred == 0 || !self.limits.wait_for_rate_limits);
+        // Without waiting for rate limits, deferred work goes to the next
+        // call (`serve` calls again at once): other workspaces take turns.
+        let stuck = pass.tried.is_empty() && pass.deferred == 0;
+        let leave = !self.limits.wait_for_rate_limits && pass.deferred > 0;
         let drained = due.len() < size
             && caps.is_empty()
             && pass.deferred == 0
@@ -257,7 +264,8 @@ impl Deliverer {
         Ok(Step::Did {
             recorded,
             busy: pass.busy,
-            last: stuck || drained,
+            deferred: pass.deferred,
+            last: stuck || drained || leave,
         })
     }
 
@@ -446,6 +454,8 @@ enum Step {
         recorded: DeliverySummary,
         /// Deliveries another worker holds.
         busy: Vec<String>,
+        /// Deliveries left for a later batch (rate limits, the claim window).
+        deferred: usize,
         last: bool,
     },
 }
@@ -582,6 +592,7 @@ fn tally(rows: &[AttemptRecord], skipped: u64) -> DeliverySummary {
         dead: count(Status::Dead),
         skipped,
         busy: 0,
+        deferred: 0,
     }
 }
 

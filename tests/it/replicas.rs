@@ -4,10 +4,12 @@
 //! mid-batch has its deliveries taken over by the other once its claims
 //! expire, with the same `Idempotency-Key`.
 
+use std::collections::HashMap;
 use std::path::PathBuf;
 use std::process::Command;
 use std::time::{Duration, Instant};
 
+use chrono::{DateTime, Utc};
 use serde_json::{Value, json};
 use tripwire::deliver::CLAIM_MARGIN;
 use tripwire::store::ledger::DeliveryRecord;
@@ -146,4 +148,69 @@ async fn a_replica_killed_mid_batch_has_its_deliveries_retried_by_the_other_with
     );
     assert_recorded_once(&setup, 50).await;
     assert!(tokio::task::block_in_place(|| survivor.stop()).success());
+}
+
+/// The heartbeats in the workspace: node → when it was last seen.
+fn heartbeats(setup: &Setup) -> HashMap<String, DateTime<Utc>> {
+    let dir = setup.project.path("store/shop/state/replicas");
+    let Ok(entries) = std::fs::read_dir(dir) else {
+        return HashMap::new();
+    };
+    entries
+        .filter_map(|e| std::fs::read_to_string(e.ok()?.path()).ok())
+        .filter_map(|text| serde_json::from_str::<Value>(&text).ok())
+        .filter_map(|h| {
+            let seen = h["seen_at"].as_str()?.parse().ok()?;
+            Some((h["node"].as_str()?.to_string(), seen))
+        })
+        .collect()
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn two_replicas_split_an_actions_rate_limit() {
+    let setup = Setup::new();
+    let receiver = Receiver::default();
+    let url = receiver.start("127.0.0.1:0").await;
+    let a = replica(&setup, "a", &[]);
+    let b = replica(&setup, "b", &[]);
+    // A ledger to deliver from; both announce themselves, then each looks
+    // again: each counts two replicas.
+    setup.plan("run-0", &[], planned_now()).await;
+    let deadline = Instant::now() + PATIENCE;
+    let both = loop {
+        if heartbeats(&setup).len() == 2 {
+            break Utc::now();
+        }
+        assert!(Instant::now() < deadline, "no two heartbeats");
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    };
+    while !heartbeats(&setup).values().all(|seen| *seen > both) {
+        assert!(Instant::now() < deadline, "the replicas never beat again");
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    let paced: Vec<DeliveryRecord> = hooks("q", 40, &url)
+        .into_iter()
+        .map(|mut d| {
+            let mut payload: Value = serde_json::from_str(d.payload.as_deref().unwrap()).unwrap();
+            payload["rate_limit"] = json!("4/s");
+            d.payload = Some(payload.to_string());
+            d
+        })
+        .collect();
+
+    setup.plan("run-1", &paced, planned_now()).await;
+    wait_until_delivered(&setup, 40, PATIENCE).await;
+
+    let requests = receiver.requests();
+    assert_eq!(requests.len(), 40, "each sent once");
+    let first = requests.iter().map(|r| r.at).min().unwrap();
+    let last = requests.iter().map(|r| r.at).max().unwrap();
+    // Each replica paces at 2/s; one of them sends 20 or more: 9.5 s.
+    assert!(
+        last - first >= Duration::from_secs(9),
+        "two replicas splitting 4/s: 40 requests span 9.5 s at least, not {:?}",
+        last - first
+    );
+    assert!(tokio::task::block_in_place(|| a.stop()).success());
+    assert!(tokio::task::block_in_place(|| b.stop()).success());
 }
