@@ -24,7 +24,8 @@
 //! Claims are not deleted when their batch is recorded: a worker that
 //! read the state just before that record could then claim the attempt
 //! afresh. They are swept once older than [`CLAIM_SWEEP_AGE`] and their
-//! attempt is recorded (`sweepable`).
+//! attempt is recorded (`sweepable`). A claim its worker did not use
+//! (nothing was sent under it) is released at once ([`Claims::release`]).
 
 use std::time::Duration;
 
