@@ -59,7 +59,7 @@ use tripwire::deliver::{DeliveryLimits, SIGNATURE_HEADER, deliver_due};
 use tripwire::session::{SessionSpec, workspace_session};
 use tripwire::sql::run_read_only;
 use tripwire::store::commit::{Always, commit};
-use tripwire::store::ledger::{DeliveryRecord, RunRecord, run_batch};
+use tripwire::store::ledger::{DeliveryRecord, RunRecord, RunRows, run_batch};
 use tripwire::store::{Store, TableKind};
 
 /// The project's configuration.
@@ -447,9 +447,16 @@ async fn plan(store: &Store, url: &str, deliveries: usize) {
             resolved: planned.len() as i64,
             unresolved: 0,
             dropped: 0,
+            pending: 0,
+            expired: 0,
+            held: 0,
             error: None,
         };
-        let batches = run_batch(&record, &[], &planned);
+        let rows = RunRows {
+            deliveries: &planned,
+            ..RunRows::default()
+        };
+        let batches = run_batch(&record, &rows);
         commit(&mut ledger, &mut Always(batches))
             .await
             .expect("commit a run");

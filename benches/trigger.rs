@@ -371,6 +371,7 @@ async fn library_runs(project: &Project, now: DateTime<Utc>, runs: usize) -> Res
         flows: &[],
         segments: &[],
         flow_errors: &[],
+        max_failures: project.config.max_run_failures,
     };
     let mut run_times = Vec::new();
     let mut sql_times = Vec::new();

@@ -53,6 +53,9 @@ pub struct Config {
     pub vacuum_retention: Duration,
     /// Events sent longer ago than this are deleted by maintenance.
     pub retention: Option<Duration>,
+    /// A trigger failing this many runs in a row is paused until
+    /// `tripwire resume` (0: never paused).
+    pub max_run_failures: u32,
 }
 
 /// One tenant: its id (also the collect envelope's `partnerId`) and secrets.
@@ -131,6 +134,8 @@ struct RawConfig {
     #[serde(default = "default_vacuum_retention")]
     vacuum_retention: String,
     retention: Option<String>,
+    #[serde(default = "default_max_run_failures")]
+    max_run_failures: u32,
 }
 
 /// `[ingest]`: the HTTP ingest API's durability and limits.
@@ -233,6 +238,9 @@ fn default_ttl() -> String {
 fn default_retry_period() -> String {
     "24h".into()
 }
+fn default_max_run_failures() -> u32 {
+    5
+}
 fn default_maintenance_interval() -> String {
     "10m".into()
 }
@@ -316,6 +324,7 @@ impl Config {
             maintenance_interval,
             vacuum_retention,
             retention,
+            max_run_failures: raw.max_run_failures,
         })
     }
 

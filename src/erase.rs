@@ -132,7 +132,9 @@ pub async fn erase(
         erasure.quarantine = delete(&mut quarantine, mentions(&subject)).await?;
     }
     if let Some(mut ledger) = store.open(workspace, TableKind::Ledger).await? {
-        let matches = col("kind").eq(lit("match")).and(subject.rows());
+        // Matches, and rows still waiting for their identity.
+        let kinds = vec![lit("match"), lit("pending")];
+        let matches = col("kind").in_list(kinds, false).and(subject.rows());
         erasure.matches = delete(&mut ledger, matches).await?;
         erasure.deliveries = forget_deliveries(&mut ledger, &subject).await?;
     }

@@ -23,6 +23,7 @@
 //! maintain                         stamping, compaction, checkpoints, vacuum, retention
 //! erase                            a person's right to erasure
 //! deliver                          webhooks, file lines, events; attempts, retries
+//! workbench                        trigger tests, dry-run diffs, shadow backfills
 //! scheduler                        due triggers inside `serve`
 //! http, ingest, server             the HTTP API: shared auth and errors, ingest (WAL), the rest
 //! cli                              the `tripwire` command line
@@ -68,6 +69,8 @@ pub mod maintain;
 pub mod erase;
 
 pub mod deliver;
+
+pub mod workbench;
 
 pub mod scheduler;
 

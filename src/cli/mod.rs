@@ -93,8 +93,15 @@ pub enum Command {
         #[arg(long, value_name = "VERSION|latest", allow_hyphen_values = true)]
         set: Option<crate::trigger::cursor::CursorTarget>,
     },
-    /// Validate the config and every trigger (parsed and planned); non-zero exit on problems.
+    /// Validate the config and every trigger (parsed and planned), and run the
+    /// trigger tests; non-zero exit on problems.
     Check,
+    /// Run the trigger tests in queries/tests/ (all, or the named triggers')
+    /// on a throwaway store; non-zero exit when one fails.
+    Test {
+        /// Trigger names; every test file when none are given.
+        triggers: Vec<String>,
+    },
     /// Serve the HTTP API on `listen` and run each trigger on its schedule.
     Serve,
     /// Erase people (right to erasure): their events, quarantined input,
@@ -148,6 +155,58 @@ pub enum Command {
     Redeliver {
         #[arg(required = true, value_name = "DELIVERY_ID")]
         ids: Vec<String>,
+        #[arg(long)]
+        workspace: Option<String>,
+    },
+    /// Compare the edited trigger file with what its committed runs matched
+    /// over the same windows: contacts added, removed, unchanged. Commits nothing.
+    Diff {
+        trigger: String,
+        /// Compare the runs committed within this long (default 7d).
+        #[arg(long, value_parser = crate::duration::parse_duration, default_value = "7d")]
+        since: std::time::Duration,
+        /// How many added and removed contacts to show.
+        #[arg(long, default_value_t = 5)]
+        sample: usize,
+    },
+    /// Run a trigger over the events from before it started (sent within
+    /// --since): every delivery recorded as `shadow` and nothing sent, or
+    /// sent with --live.
+    Backfill {
+        trigger: String,
+        /// How far back by the events' sent_at (e.g. 7d).
+        #[arg(long, value_parser = crate::duration::parse_duration)]
+        since: std::time::Duration,
+        /// Send the deliveries (under the flows' max_deliveries_per_run).
+        #[arg(long)]
+        live: bool,
+        /// Pin the clock (RFC 3339): identity TTL, caps, and what --since counts back from.
+        #[arg(long)]
+        now: Option<chrono::DateTime<chrono::Utc>>,
+    },
+    /// Run a trigger paused after max_run_failures failed runs in a row again.
+    Resume {
+        trigger: String,
+        /// Also skip the window that kept failing: the cursor moves to the
+        /// latest version, and the skipped range is recorded.
+        #[arg(long)]
+        skip: bool,
+    },
+    /// Send the deliveries a run held over a flow's max_deliveries_per_run.
+    Release {
+        run_id: String,
+        /// Only the deliveries of this flow.
+        #[arg(long)]
+        flow: Option<String>,
+        #[arg(long)]
+        workspace: Option<String>,
+    },
+    /// Drop the deliveries a run held over a flow's max_deliveries_per_run: never sent.
+    Discard {
+        run_id: String,
+        /// Only the deliveries of this flow.
+        #[arg(long)]
+        flow: Option<String>,
         #[arg(long)]
         workspace: Option<String>,
     },
@@ -230,7 +289,20 @@ pub async fn run(cli: Cli) -> Result<(), Error> {
         } => triggers::preview(&config, &trigger, all, now, format).await,
         Command::Triggers => triggers::list(&config).await,
         Command::Cursor { trigger, set } => triggers::cursor(&config, &trigger, set).await,
+        Command::Resume { trigger, skip } => triggers::resume(&config, &trigger, skip).await,
+        Command::Diff {
+            trigger,
+            since,
+            sample,
+        } => triggers::diff(&config, &trigger, since, sample).await,
+        Command::Backfill {
+            trigger,
+            since,
+            live,
+            now,
+        } => triggers::backfill(&config, &trigger, since, live, now).await,
         Command::Check => triggers::check(&config).await,
+        Command::Test { triggers: names } => triggers::test(&config, &names).await,
         Command::Serve => serve(config).await,
         Command::Erase {
             emails,
@@ -278,6 +350,40 @@ pub async fn run(cli: Cli) -> Result<(), Error> {
         }
         Command::Redeliver { ids, workspace } => {
             deliver::redeliver_now(&config, workspace.as_deref(), &ids, chrono::Utc::now()).await
+        }
+        Command::Release {
+            run_id,
+            flow,
+            workspace,
+        } => {
+            let decision = deliver::Decision::Release;
+            let (workspace, flow) = (workspace.as_deref(), flow.as_deref());
+            deliver::decide_held_now(
+                &config,
+                workspace,
+                &run_id,
+                flow,
+                decision,
+                chrono::Utc::now(),
+            )
+            .await
+        }
+        Command::Discard {
+            run_id,
+            flow,
+            workspace,
+        } => {
+            let decision = deliver::Decision::Discard;
+            let (workspace, flow) = (workspace.as_deref(), flow.as_deref());
+            deliver::decide_held_now(
+                &config,
+                workspace,
+                &run_id,
+                flow,
+                decision,
+                chrono::Utc::now(),
+            )
+            .await
         }
         Command::Deliver { workspace, now } => {
             let now = now.unwrap_or_else(chrono::Utc::now);

@@ -94,6 +94,32 @@ pub async fn redeliver_now(
     Ok(())
 }
 
+/// Releases (then delivers what is due) or discards a run's held deliveries.
+pub async fn decide_held_now(
+    config: &Config,
+    workspace: Option<&str>,
+    run_id: &str,
+    flow: Option<&str>,
+    decision: super::Decision,
+    now: DateTime<Utc>,
+) -> Result<(), Error> {
+    let workspace = config.pick_workspace(workspace).map_err(Error::Usage)?;
+    let store = Store::new(config.storage.clone());
+    let count = super::decide_held(&store, &workspace.id, run_id, flow, decision, now).await?;
+    match decision {
+        super::Decision::Discard => {
+            println!("{}: {count} held deliveries discarded", workspace.id);
+        }
+        super::Decision::Release => {
+            println!("{}: {count} held deliveries released", workspace.id);
+            let limits = DeliveryLimits::for_config(config);
+            let summary = deliver_due(&store, config, &workspace.id, now, &limits).await?;
+            println!("{}: {summary}", workspace.id);
+        }
+    }
+    Ok(())
+}
+
 /// Delivers what is due at `now` in one workspace, or in all of them
 /// (attempts themselves read the wall clock).
 pub async fn deliver_now(

@@ -53,6 +53,7 @@ mod clock;
 mod commands;
 mod emit;
 mod file;
+mod hold;
 mod pace;
 mod payload;
 mod perform;
@@ -73,8 +74,9 @@ use tokio::sync::watch;
 
 pub use claim::{CLAIM_MARGIN, CLAIM_SWEEP_AGE, CLAIM_WINDOW};
 pub use clock::Clock;
-pub use commands::{Listing, deliver_now, list, redeliver_now};
+pub use commands::{Listing, decide_held_now, deliver_now, list, redeliver_now};
 pub use emit::emit_app_id;
+pub use hold::{Decision, decide_held};
 pub use payload::{DEFAULT_TIMEOUT_MS, Payload};
 pub use redeliver::redeliver;
 pub use replicas::{HEARTBEAT_EVERY, REPLICA_TTL};
@@ -178,7 +180,7 @@ pub async fn run_delivery_loop(config: Arc<Config>, mut shutdown: watch::Receive
         }
         for workspace in &config.workspaces {
             let id = &workspace.id;
-            match deliverer.deliver_due(&store, &config, id, Utc::now()).await {
+            match deliver_caught(&deliverer, &store, &config, id).await {
                 Ok(summary) => {
                     more |= summary.deferred > 0;
                     reported.remove(id);
@@ -186,8 +188,7 @@ pub async fn run_delivery_loop(config: Arc<Config>, mut shutdown: watch::Receive
                         tracing::info!(workspace = %id, "deliveries: {summary}");
                     }
                 }
-                Err(e) => {
-                    let message = e.to_string();
+                Err(message) => {
                     if reported.get(id) != Some(&message) {
                         tracing::warn!(workspace = %id, "deliveries: {message} (retrying every tick)");
                         reported.insert(id.clone(), message);
@@ -197,6 +198,26 @@ pub async fn run_delivery_loop(config: Arc<Config>, mut shutdown: watch::Receive
         }
     }
     deliverer.leave(&store).await;
+}
+
+/// [`Deliverer::deliver_due`] at the wall clock, with a panic inside a
+/// batch caught and reported as an error (the loop goes on; the batch was
+/// not recorded, so it is due again once its claims expire).
+async fn deliver_caught(
+    deliverer: &Deliverer,
+    store: &Store,
+    config: &Config,
+    workspace: &str,
+) -> Result<DeliverySummary, String> {
+    use futures::FutureExt as _;
+    let batch = deliverer.deliver_due(store, config, workspace, Utc::now());
+    match std::panic::AssertUnwindSafe(batch).catch_unwind().await {
+        Ok(done) => done.map_err(|e| e.to_string()),
+        Err(panic) => Err(format!(
+            "a delivery batch panicked: {}",
+            crate::run::panic_message(panic.as_ref())
+        )),
+    }
 }
 
 #[cfg(test)]

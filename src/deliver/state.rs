@@ -51,7 +51,7 @@ pub async fn due(
     let due = format!(
         "SELECT delivery_id, run_id, flow, action, payload, tries, last_attempt, planned_at
          FROM delivery_state
-         WHERE planned_status = 'pending'
+         WHERE planned_status IN ('pending', 'held')
            AND (status = 'pending' OR (status = 'failed' AND next_attempt_at <= {now}))",
         now = timestamp(now),
     );

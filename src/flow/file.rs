@@ -29,7 +29,13 @@ pub struct Flow {
     pub experiment: Option<Experiment>,
     pub branches: Vec<Branch>,
     pub actions: BTreeMap<String, Action>,
+    /// A run planning more deliveries than this holds them all (`held`)
+    /// for an operator to release or discard: a blast-radius guardrail.
+    pub max_deliveries_per_run: u64,
 }
+
+/// The default `max_deliveries_per_run`.
+pub const MAX_DELIVERIES_PER_RUN: u64 = 10_000;
 
 /// At most `max` fires per contact within `per`, across runs.
 #[derive(Debug, Clone, PartialEq)]
@@ -88,10 +94,16 @@ struct RawFlow {
     branch: Vec<RawBranch>,
     #[serde(default)]
     actions: BTreeMap<String, RawAction>,
+    #[serde(default = "max_deliveries_per_run")]
+    max_deliveries_per_run: u64,
 }
 
 fn yes() -> bool {
     true
+}
+
+fn max_deliveries_per_run() -> u64 {
+    MAX_DELIVERIES_PER_RUN
 }
 
 #[derive(Deserialize)]
@@ -188,6 +200,7 @@ impl Flow {
                         .map_err(|m| error(line, format!("actions.{name}: {m}")))
                 })
                 .collect::<Result<_, _>>()?,
+            max_deliveries_per_run: raw.max_deliveries_per_run,
         };
         flow.check_shape(text).map_err(|(line, m)| error(line, m))?;
         Ok(flow)
@@ -200,6 +213,12 @@ impl Flow {
             return Err((
                 1,
                 "a flow needs at least one [[branch]] with actions".into(),
+            ));
+        }
+        if self.max_deliveries_per_run == 0 {
+            return Err((
+                line_of(text, "max_deliveries_per_run"),
+                "max_deliveries_per_run must be at least 1".into(),
             ));
         }
         let else_branches = self.branches.iter().filter(|b| b.when.is_none()).count();

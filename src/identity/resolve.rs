@@ -32,8 +32,12 @@ pub struct Resolution {
     /// Rows with a contact email, from the row or from identities.
     pub resolved: i64,
     pub unresolved: i64,
-    /// Unresolved rows dropped because they require an identity.
+    /// Rows naming nobody (no email, user id or client id): dropped.
     pub dropped: i64,
+    /// The rows (by their place in the query's result) that require an
+    /// identity they do not have: they wait for one, or are dropped, as the
+    /// trigger's `wait_for_identity` says (`identity::pending`).
+    pub waiting: Vec<usize>,
     /// One per match key, in first-seen order (`ordinal` is the position).
     pub matches: Vec<MatchRecord>,
     /// The resolved rows, with the query's columns.
@@ -96,6 +100,7 @@ pub async fn resolve(
 fn collapse(batches: &[RecordBatch], requires_identity_default: bool) -> Resolution {
     let mut out = Resolution::default();
     let mut index: HashMap<(String, Option<String>), (usize, Option<i64>)> = HashMap::new();
+    let mut position = 0;
     for (batch_index, batch) in batches.iter().enumerate() {
         let text = |name: &str| {
             batch
@@ -117,6 +122,8 @@ fn collapse(batches: &[RecordBatch], requires_identity_default: bool) -> Resolut
             .and_then(|c| cast(c, &DataType::Int64).ok());
         let data = data_json(batch);
         for row in 0..batch.num_rows() {
+            let at = position;
+            position += 1;
             out.matched += 1;
             let get = |a: &Option<arrow::array::ArrayRef>| {
                 a.as_ref()
@@ -132,6 +139,11 @@ fn collapse(batches: &[RecordBatch], requires_identity_default: bool) -> Resolut
                 .as_ref()
                 .is_some_and(|a| a.is_valid(row) && a.as_boolean().value(row));
             let contact = match (&email, &user_id, &client_id) {
+                (None, None, None) => {
+                    out.unresolved += 1;
+                    out.dropped += 1;
+                    continue;
+                }
                 (Some(e), _, _) => {
                     out.resolved += 1;
                     format!("email:{e}")
@@ -143,7 +155,7 @@ fn collapse(batches: &[RecordBatch], requires_identity_default: bool) -> Resolut
                 }
                 _ if requires_identity => {
                     out.unresolved += 1;
-                    out.dropped += 1;
+                    out.waiting.push(at);
                     continue;
                 }
                 (None, Some(u), _) => {
@@ -153,11 +165,6 @@ fn collapse(batches: &[RecordBatch], requires_identity_default: bool) -> Resolut
                 (None, None, Some(c)) => {
                     out.unresolved += 1;
                     format!("client_id:{c}")
-                }
-                (None, None, None) => {
-                    out.unresolved += 1;
-                    out.dropped += 1;
-                    continue;
                 }
             };
             let match_key = (contact, get(&event_id));

@@ -138,6 +138,7 @@ pub async fn preview(
         flows: &setup.flows,
         segments: &setup.segments,
         flow_errors: &setup.errors,
+        max_failures: state.config.max_run_failures,
     };
     let outcome = run_trigger(&request)
         .await

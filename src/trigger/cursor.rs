@@ -78,6 +78,9 @@ pub async fn set_cursor(
         resolved: 0,
         unresolved: 0,
         dropped: 0,
+        pending: 0,
+        expired: 0,
+        held: 0,
         error: None,
     };
     let mut writer = CursorMove { record };

@@ -16,7 +16,11 @@ pub const HEADER_KEYS: &[&str] = &[
     "active",
     "description",
     "backfill",
+    "wait_for_identity",
 ];
+
+/// How long a row that requires an identity waits for one by default.
+pub const DEFAULT_WAIT_FOR_IDENTITY: std::time::Duration = std::time::Duration::from_secs(60 * 60);
 
 /// One parsed trigger file.
 #[derive(Debug, Clone)]
@@ -32,6 +36,9 @@ pub struct TriggerFile {
     pub description: Option<String>,
     /// What the first run reads besides new events (`backfill: all|7d`).
     pub backfill: Backfill,
+    /// How long a row that requires an identity it lacks waits for one
+    /// (`wait_for_identity: 1h`; zero: dropped at once).
+    pub wait_for_identity: std::time::Duration,
     /// The query, with the header lines blanked so line numbers match the file.
     pub sql: String,
 }
@@ -54,6 +61,7 @@ impl TriggerFile {
             active: true,
             description: None,
             backfill: Backfill::Nothing,
+            wait_for_identity: DEFAULT_WAIT_FOR_IDENTITY,
             sql: String::new(),
         };
         let mut sql_lines = Vec::new();
@@ -94,6 +102,13 @@ impl TriggerFile {
             "active" => self.active = parse_bool(key, value)?,
             "description" => self.description = Some(value.to_string()),
             "backfill" => self.backfill = parse_backfill(value)?,
+            "wait_for_identity" => {
+                self.wait_for_identity = match value {
+                    "0" => std::time::Duration::ZERO,
+                    duration => parse_duration(duration)
+                        .map_err(|e| format!("wait_for_identity: {e}; or 0 to drop at once"))?,
+                }
+            }
             other => {
                 return Err(format!(
                     "unknown header key {other:?} (known: {})",
@@ -191,6 +206,17 @@ mod tests {
         );
         let err = backfill("-- backfill: forever").unwrap_err();
         assert!(err.reason.contains("backfill"), "{err}");
+    }
+
+    #[test]
+    fn rows_wait_an_hour_for_an_identity_unless_the_header_says() {
+        let wait = |header: &str| {
+            parse(&format!("{header}\nSELECT 1")).map(|t| t.wait_for_identity.as_secs())
+        };
+        assert_eq!(wait(""), Ok(3600));
+        assert_eq!(wait("-- wait_for_identity: 0"), Ok(0));
+        assert_eq!(wait("-- wait_for_identity: 2d"), Ok(2 * 86_400));
+        assert!(wait("-- wait_for_identity: later").is_err());
     }
 
     #[test]

@@ -23,7 +23,7 @@ use tripwire::session::{SessionSpec, workspace_session};
 use tripwire::sql::output::{OutputFormat, render};
 use tripwire::sql::run_read_only;
 use tripwire::store::commit::{Always, commit};
-use tripwire::store::ledger::{DeliveryRecord, RunRecord, run_batch};
+use tripwire::store::ledger::{DeliveryRecord, RunRecord, RunRows, run_batch};
 use tripwire::store::{Store, TableKind};
 
 use crate::project::{Project, SECRET};
@@ -69,6 +69,9 @@ impl Setup {
             resolved: deliveries.len() as i64,
             unresolved: 0,
             dropped: 0,
+            pending: 0,
+            expired: 0,
+            held: 0,
             error: None,
         };
         let mut ledger = self
@@ -84,7 +87,11 @@ impl Setup {
                 ..d.clone()
             })
             .collect();
-        let batches = run_batch(&run, &[], &deliveries);
+        let rows = RunRows {
+            deliveries: &deliveries,
+            ..RunRows::default()
+        };
+        let batches = run_batch(&run, &rows);
         commit(&mut ledger, &mut Always(batches)).await.unwrap();
     }
 

@@ -17,10 +17,13 @@
 //! - `deliver`: the delivery worker against a real receiver: signatures, retries, dead letters, `redeliver`, `kill -9`.
 //! - `replicas`: two `serve` replicas on one storage: each delivery sent once; a `kill -9` taken over.
 //! - `webhooks`: flows' webhooks through `tripwire run`: fresh signatures under `--now`, `rate_limit`.
+//! - `workbench`: `tripwire test` on the example project, a failing case's diff, `check` running tests.
 //! - `interop`: the stored tables read by the python `deltalake` package and DuckDB.
 //! - `windows`: new triggers, moved cursors, log cleanup and other writers' deletes, compactions and appends.
 //! - `maintain`: `optimize` and serve's maintenance merge files, checkpoint, expire old events, fire nothing again.
 //! - `erase`: a person's data erased everywhere, counted, and nothing fires again.
+//! - `guardrail`: a run over max_deliveries_per_run holds its deliveries for release or discard.
+//! - `late_identity`: rows wait for their identity, fire once when it arrives, expire after the wait.
 //! - `layers`: each module uses only the modules declared before it in `lib.rs`.
 //! - `migrate`: a store written by an earlier tripwire opens and keeps working.
 //! - `segment_client`: Segment's own python library sends to a real server.
@@ -30,10 +33,12 @@ mod config;
 mod deliver;
 mod erase;
 mod flows;
+mod guardrail;
 mod idempotent;
 mod import_formats;
 mod ingest;
 mod interop;
+mod late_identity;
 mod layers;
 mod maintain;
 mod migrate;
@@ -47,3 +52,4 @@ mod server;
 mod triggers;
 mod webhooks;
 mod windows;
+mod workbench;

@@ -64,7 +64,14 @@ pub struct Server {
 
 impl Server {
     pub fn start(project: &Project) -> Server {
-        Server::spawn(project.command(&["serve"]))
+        Server::start_with_env(project, &[])
+    }
+
+    /// [`Server::start`] with extra environment variables (test hooks).
+    pub fn start_with_env(project: &Project, env: &[(&str, &str)]) -> Server {
+        let mut command = project.command(&["serve"]);
+        command.envs(env.iter().copied());
+        Server::spawn(command)
     }
 
     /// A `tripwire serve` from `command` (another config, environment).
