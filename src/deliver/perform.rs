@@ -6,7 +6,8 @@
 //! records what was tried.
 //!
 //! ```text
-//! due ─┬▶ webhooks: one driver per action ─▶ pace ─▶ slot (≤ concurrency) ─▶ claim ─▶ sign (clock) ─▶ send
+//! due ─┬▶ webhooks: one driver per action ─▶ (claim, if rate-limited) ─▶ pace ─▶ slot (≤ concurrency)
+//!      │                                      ─▶ (claim, if not yet) ─▶ sign (clock) ─▶ send
 //!      └▶ file lines, events, unusable payloads ─▶ claim ─▶ write / emit / refuse
 //! ```
 
@@ -83,6 +84,20 @@ struct Hook {
     rate_limit: Option<RateLimit>,
 }
 
+/// A delivery performed here rather than over HTTP.
+#[derive(Debug, Clone)]
+enum Local {
+    File {
+        path: PathBuf,
+        line: String,
+    },
+    Event {
+        event: String,
+    },
+    /// An unusable payload: dead, with the reason.
+    Refused(String),
+}
+
 /// What the webhook tasks of a batch share.
 struct Sending {
     client: &'static reqwest::Client,
@@ -126,7 +141,12 @@ impl Performer<'_> {
                     };
                     hooks.entry(key).or_default().push((i, hook));
                 }
-                other => others.push((i, other)),
+                Ok(Payload::File { path, line }) => {
+                    let path = self.config.project_dir.join(path);
+                    others.push((i, Local::File { path, line }));
+                }
+                Ok(Payload::Event { event }) => others.push((i, Local::Event { event })),
+                Err(reason) => others.push((i, Local::Refused(reason))),
             }
         }
         let longest = hooks
@@ -188,25 +208,21 @@ impl Performer<'_> {
     async fn perform_others(
         &self,
         due: &[Due],
-        others: Vec<(usize, Result<Payload, String>)>,
+        others: Vec<(usize, Local)>,
         lifetime: Duration,
     ) -> Vec<(usize, Performed)> {
         let mut performed = Vec::new();
         let claimed = self.claim_all(due, others, lifetime, &mut performed).await;
         let (mut lines, mut events) = (Vec::new(), Vec::new());
-        for (i, payload) in claimed {
-            let at = self.clock.now();
-            match payload {
-                Ok(Payload::File { path, line }) => {
-                    lines.push((i, (self.config.project_dir.join(path), line)));
-                }
-                Ok(Payload::Event { event }) => events.push((i, event)),
-                Ok(Payload::Webhook { .. }) => {}
-                Err(reason) => performed.push((
+        for (i, local) in claimed {
+            match local {
+                Local::File { path, line } => lines.push((i, (path, line))),
+                Local::Event { event } => events.push((i, event)),
+                Local::Refused(reason) => performed.push((
                     i,
                     Performed::Tried {
                         outcome: Attempted::refused(reason),
-                        at,
+                        at: self.clock.now(),
                     },
                 )),
             }
@@ -221,13 +237,13 @@ impl Performer<'_> {
     async fn claim_all(
         &self,
         due: &[Due],
-        others: Vec<(usize, Result<Payload, String>)>,
+        others: Vec<(usize, Local)>,
         lifetime: Duration,
         performed: &mut Vec<(usize, Performed)>,
-    ) -> Vec<(usize, Result<Payload, String>)> {
+    ) -> Vec<(usize, Local)> {
         let claims: Vec<_> = others
             .into_iter()
-            .map(|(i, payload)| {
+            .map(|(i, local)| {
                 let d = &due[i];
                 let claim = self.claims.take(
                     &d.delivery_id,
@@ -235,7 +251,7 @@ impl Performer<'_> {
                     self.clock.now(),
                     lifetime,
                 );
-                async move { (i, payload, claim.await) }
+                async move { (i, local, claim.await) }
             })
             .collect();
         let taken: Vec<_> = futures::stream::iter(claims)
@@ -243,9 +259,9 @@ impl Performer<'_> {
             .collect()
             .await;
         let mut claimed = Vec::new();
-        for (i, payload, taken) in taken {
+        for (i, local, taken) in taken {
             match taken {
-                Ok(Taken::Mine(_)) => claimed.push((i, payload)),
+                Ok(Taken::Mine(_)) => claimed.push((i, local)),
                 Ok(Taken::Busy) => performed.push((i, Performed::Busy)),
                 Err(e) => {
                     tracing::warn!("delivery {}: cannot claim: {e}", due[i].delivery_id);
