@@ -10,12 +10,13 @@
 //! this file (a test, `tests/it/layers.rs`, keeps it so).
 //! ```text
 //! duration, schedule, config       values a project is configured with
+//! keys                             API keys as SHA-256 digests, compared in constant time
 //! event, sample                    the event model and its API shapes
 //! project                          trigger, segment and flow files
 //! store                            Delta tables, the one commit path, the ledger's rows
 //! import                           bulk import with idempotent, resumable commits
 //! sql, error                       DataFusion sessions, read-only SQL, the ledger's views
-//! identity, window                 identities, contacts, resolution; a run's new_events
+//! window, identity                 a run's new_events; identities, contacts, the identity index, resolution
 //! session                          the tables an analyst's SQL reads
 //! trigger                          trigger files, evaluation, status
 //! flow                             segments, caps, experiments, branches → deliveries
@@ -38,6 +39,8 @@ pub mod schedule;
 
 pub mod config;
 
+pub mod keys;
+
 pub mod event;
 
 pub mod sample;
@@ -52,9 +55,9 @@ pub mod sql;
 
 pub mod error;
 
-pub mod identity;
-
 pub mod window;
+
+pub mod identity;
 
 pub mod session;
 

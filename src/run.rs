@@ -11,6 +11,7 @@ use deltalake_core::DeltaTable;
 use crate::flow::Flow;
 use crate::flow::plan::{PlanRequest, plan_deliveries};
 use crate::flow::segment::SegmentSource;
+use crate::identity::index::{AsOf, IdentityIndex, IndexCache};
 use crate::identity::pending::{self, Deferral};
 use crate::project::FileError;
 use crate::session::{SessionSpec, workspace_session};
@@ -67,6 +68,8 @@ pub struct RunRequest<'a> {
     pub flow_errors: &'a [FileError],
     /// Failed runs in a row that pause the trigger (0: never).
     pub max_failures: u32,
+    /// The workspace's identity index, shared by the runs of the process.
+    pub identities: &'a IndexCache,
 }
 
 /// What a run did.
@@ -184,6 +187,15 @@ pub async fn run_trigger(request: &RunRequest<'_>) -> Result<RunOutcome, RunErro
     if request.commit && ledger.version().is_some() {
         refuse_when_paused(request, &ledger).await?;
     }
+    let identities = match events.as_ref() {
+        Some(table) => Some(
+            request
+                .identities
+                .at(request.store, request.workspace, table)
+                .await?,
+        ),
+        None => None,
+    };
     let app_id = cursor_app_id(&request.trigger.name);
     let cursor = table::app_progress(&ledger, &app_id).await?;
     let watermark = events
@@ -250,6 +262,7 @@ pub async fn run_trigger(request: &RunRequest<'_>) -> Result<RunOutcome, RunErro
         ledger: &ledger,
         waiting: &waiting,
         shadow: false,
+        identities: identities.as_deref(),
     };
     let evaluated = evaluate_and_plan(request, &scope).await;
     let (evaluation, deliveries) = match evaluated {
@@ -464,6 +477,9 @@ pub struct Scope<'a> {
     pub waiting: &'a [PendingRecord],
     /// Record what would be sent as `shadow` (a shadow backfill).
     pub shadow: bool,
+    /// The identity index at the window's watermark (none: resolve with
+    /// the `identities` view).
+    pub identities: Option<&'a IdentityIndex>,
 }
 
 /// Runs the trigger's SQL over the window, resolves its rows, and plans
@@ -484,7 +500,9 @@ pub async fn evaluate_and_plan(
         new_events(scope.events, scope.window, scope.sent_after).map_err(|e| e.to_string())?;
     ctx.register_table("new_events", new_events)
         .map_err(|e| e.to_string())?;
-    let evaluation = evaluate(&ctx, request.trigger, scope.waiting).await?;
+    let at = AsOf::new(request.now, request.identity_ttl);
+    let index = scope.identities.map(|index| (index, at));
+    let evaluation = evaluate(&ctx, request.trigger, scope.waiting, index).await?;
     let ledger = scope.ledger;
     let plan = PlanRequest {
         workspace: request.workspace,

@@ -16,6 +16,7 @@ use tokio::sync::watch;
 use tokio::task::JoinSet;
 
 use crate::config::Config;
+use crate::identity::index::IndexCache;
 use crate::run::{RunRequest, run_trigger_caught};
 use crate::schedule::Schedule;
 use crate::store::Store;
@@ -96,7 +97,11 @@ impl Plan {
 
 /// Runs due triggers until `shutdown` turns true, then waits (up to
 /// [`SHUTDOWN_GRACE`]) for the runs in flight.
-pub async fn run_scheduler(config: Arc<Config>, mut shutdown: watch::Receiver<bool>) {
+pub async fn run_scheduler(
+    config: Arc<Config>,
+    identities: Arc<IndexCache>,
+    mut shutdown: watch::Receiver<bool>,
+) {
     let store = Store::new(config.storage.clone());
     let mut plan = Plan::default();
     let mut running: HashSet<String> = HashSet::new();
@@ -134,8 +139,9 @@ pub async fn run_scheduler(config: Arc<Config>, mut shutdown: watch::Receiver<bo
                 continue;
             };
             running.insert(name.clone());
-            let (config, store) = (config.clone(), store.clone());
-            let task = runs.spawn(async move { run_once(&config, &store, trigger, now).await });
+            let (config, store, identities) = (config.clone(), store.clone(), identities.clone());
+            let task = runs
+                .spawn(async move { run_once(&config, &store, &identities, trigger, now).await });
             tasks.insert(task.id(), name);
         }
     }
@@ -153,6 +159,7 @@ pub async fn run_scheduler(config: Arc<Config>, mut shutdown: watch::Receiver<bo
 async fn run_once(
     config: &Config,
     store: &Store,
+    identities: &IndexCache,
     trigger: TriggerFile,
     now: DateTime<Utc>,
 ) -> String {
@@ -185,6 +192,7 @@ async fn run_once(
         segments: &setup.segments,
         flow_errors: &setup.errors,
         max_failures: config.max_run_failures,
+        identities,
     };
     match run_trigger_caught(&request).await {
         Ok(outcome) if outcome.matched_anything_new() => tracing::info!("{outcome}"),

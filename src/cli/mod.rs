@@ -487,31 +487,35 @@ async fn serve(config: Config) -> Result<(), Error> {
             .join(crate::project::TRIGGER_DIR)
             .display()
     );
-    for workspace in &config.workspaces {
-        if workspace
-            .secret
-            .as_ref()
-            .and_then(|s| s.resolve())
-            .is_none()
-        {
-            tracing::warn!(
-                workspace = %workspace.id,
-                "the workspace has no secret set, so its API needs no key"
-            );
-        }
-    }
+    note_closed_doors(&config);
     let _ = std::io::stdout().flush();
     app.run_until_stopped(shutdown_signal()).await
 }
 
-/// A workspace whose secret names an unset variable cannot check `partnerSecret`.
+/// A workspace without a kind of key has that door shut: `serve` says so.
+fn note_closed_doors(config: &Config) {
+    for workspace in &config.workspaces {
+        if workspace.secret.is_empty() {
+            tracing::warn!(
+                workspace = %workspace.id,
+                "no secret configured: the workspace accepts no events over HTTP"
+            );
+        }
+        if workspace.admin_secret.is_empty() {
+            tracing::warn!(
+                workspace = %workspace.id,
+                "no admin_secret configured: its admin endpoints answer 403"
+            );
+        }
+    }
+}
+
+/// A workspace whose write keys name unset variables cannot check `partnerSecret`.
 fn warn_unchecked_secrets(config: &Config) {
     for workspace in &config.workspaces {
-        if let Some(secret) = &workspace.secret
-            && secret.resolve().is_none()
-        {
+        for secret in workspace.secret.iter().filter(|s| s.resolve().is_none()) {
             eprintln!(
-                "note: workspace {:?}: {} is not set, so imported partnerSecret values are not checked",
+                "note: workspace {:?}: {} is not set, so imported partnerSecret values are not checked against it",
                 workspace.id,
                 secret.describe()
             );

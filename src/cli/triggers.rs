@@ -5,6 +5,7 @@ use chrono::{DateTime, Utc};
 use crate::config::Config;
 use crate::error::Error;
 use crate::flow::FlowSetup;
+use crate::identity::index::IndexCache;
 use crate::project::FileError;
 use crate::run::{RunRequest, run_trigger};
 use crate::session::{SessionSpec, workspace_session};
@@ -23,6 +24,7 @@ pub async fn run(
 ) -> Result<(), Error> {
     let triggers = chosen(config, names)?;
     let store = Store::new(config.storage.clone());
+    let identities = IndexCache::new();
     let mut failed = 0;
     for trigger in triggers.iter().filter(|t| t.active || !names.is_empty()) {
         let workspace = workspace_of(config, trigger)?;
@@ -39,6 +41,7 @@ pub async fn run(
             segments: &setup.segments,
             flow_errors: &setup.errors,
             max_failures: config.max_run_failures,
+            identities: &identities,
         };
         match run_trigger(&request).await {
             Ok(outcome) => println!("{outcome}"),
@@ -73,6 +76,7 @@ pub async fn preview(
     let store = Store::new(config.storage.clone());
     let workspace = workspace_of(config, trigger)?;
     let setup = FlowSetup::load(config, &store, workspace).await?;
+    let identities = IndexCache::new();
     for error in &setup.errors {
         eprintln!("{error}");
     }
@@ -88,6 +92,7 @@ pub async fn preview(
         segments: &setup.segments,
         flow_errors: &setup.errors,
         max_failures: config.max_run_failures,
+        identities: &identities,
     };
     let outcome = run_trigger(&request)
         .await

@@ -16,6 +16,8 @@
 //! - `pace`: per-action rate limits and 429s; `replicas`: heartbeats that split them.
 //! - `clock`: the wall clock each attempt reads (injectable).
 //! - `payload`, `webhook`, `sign`, `file`, `emit`: performing one action.
+//! - `trust`: the CA certificates https webhooks trust; `network`: which
+//!   addresses they may reach (`allow_private_networks`).
 //! - `perform`: one batch, claimed and paced; `worker`: [`Deliverer`],
 //!   batch by batch; `redeliver`: [`redeliver`].
 //! - `commands`: what `tripwire deliveries`, `redeliver` and `deliver` do.
@@ -42,8 +44,12 @@
 //! - Only 2xx is success; 408, 429, 5xx, timeouts and connection errors are
 //!   retried (honouring `Retry-After`); other 4xx and 3xx are dead at once.
 //!   A 429 also pauses the delivery's whole action (`pace`).
-//! - Webhooks go to `http://` URLs only: this build has no TLS (reqwest
-//!   without rustls); an `https://` delivery is dead with that reason.
+//! - Webhooks go to `http://` and `https://` URLs (rustls; the platform's
+//!   CA certificates, or `SSL_CERT_FILE`). With `allow_private_networks =
+//!   false`, a webhook to a loopback, private or link-local address (after
+//!   DNS, or as an IP literal) is dead with the reason.
+//! - A file delivery writes only inside the project folder; a payload whose
+//!   path leaves it is dead with the reason.
 //!
 //! Test hook: `TRIPWIRE_PAUSE_BEFORE_RECORD=<dir>` stops the worker after
 //! performing a batch, before recording it (crash tests kill it there).
@@ -54,6 +60,7 @@ mod commands;
 mod emit;
 mod file;
 mod hold;
+mod network;
 mod pace;
 mod payload;
 mod perform;
@@ -62,6 +69,7 @@ mod replicas;
 mod retry;
 mod sign;
 mod state;
+mod trust;
 mod webhook;
 mod worker;
 
@@ -74,9 +82,12 @@ use tokio::sync::watch;
 
 pub use claim::{CLAIM_MARGIN, CLAIM_SWEEP_AGE, CLAIM_WINDOW};
 pub use clock::Clock;
-pub use commands::{Listing, decide_held_now, deliver_now, list, redeliver_now};
+pub use commands::{
+    DeliveryFilter, Listing, decide_held_now, deliver_now, delivery_rows, list, redeliver_now,
+};
 pub use emit::emit_app_id;
 pub use hold::{Decision, decide_held};
+pub use network::is_private;
 pub use payload::{DEFAULT_TIMEOUT_MS, Payload};
 pub use redeliver::redeliver;
 pub use replicas::{HEARTBEAT_EVERY, REPLICA_TTL};

@@ -30,10 +30,11 @@ use super::payload::Payload;
 use super::retry::RetryAction;
 use super::sign::signature;
 use super::state::Due;
-use super::webhook::{self, Attempted, Webhook};
+use super::webhook::{self, Attempted, Clients, Webhook};
 use super::worker::note_unsigned_once;
 use crate::config::Config;
 use crate::flow::rate::RateLimit;
+use crate::project::resolve_confined;
 use crate::store::Store;
 
 /// Claims (of file lines and events) taken at once.
@@ -61,7 +62,8 @@ pub struct Performer<'a> {
     pub store: &'a Store,
     pub config: &'a Config,
     pub workspace: &'a str,
-    pub secret: Option<String>,
+    /// The signing secrets that resolve (none: webhooks go unsigned).
+    pub secrets: Vec<String>,
     pub clock: Clock,
     pub claims: Arc<Claims>,
     pub pacer: Arc<Mutex<Pacer>>,
@@ -100,8 +102,10 @@ enum Local {
 
 /// What the webhook tasks of a batch share.
 struct Sending {
-    client: &'static reqwest::Client,
-    secret: Option<String>,
+    clients: &'static Clients,
+    /// The workspace's `allow_private_networks`.
+    allow_private_networks: bool,
+    secrets: Vec<String>,
     clock: Clock,
     claims: Arc<Claims>,
     pacer: Arc<Mutex<Pacer>>,
@@ -142,8 +146,10 @@ impl Performer<'_> {
                     hooks.entry(key).or_default().push((i, hook));
                 }
                 Ok(Payload::File { path, line }) => {
-                    let path = self.config.project_dir.join(path);
-                    others.push((i, Local::File { path, line }));
+                    match resolve_confined(&self.config.project_dir, &path) {
+                        Ok(path) => others.push((i, Local::File { path, line })),
+                        Err(reason) => others.push((i, Local::Refused(reason))),
+                    }
                 }
                 Ok(Payload::Event { event }) => others.push((i, Local::Event { event })),
                 Err(reason) => others.push((i, Local::Refused(reason))),
@@ -176,13 +182,17 @@ impl Performer<'_> {
         if hooks.is_empty() {
             return Ok(Vec::new());
         }
-        if self.secret.is_none() {
+        if self.secrets.is_empty() {
             note_unsigned_once(self.config, self.workspace);
         }
-        let client = webhook::http_client().map_err(DeliverError::Http)?;
+        let clients = Clients::get().map_err(DeliverError::Http)?;
         let sending = Arc::new(Sending {
-            client,
-            secret: self.secret.clone(),
+            clients,
+            allow_private_networks: self
+                .config
+                .workspace(self.workspace)
+                .is_some_and(|w| w.allow_private_networks),
+            secrets: self.secrets.clone(),
             clock: self.clock.clone(),
             claims: self.claims.clone(),
             pacer: self.pacer.clone(),
@@ -427,17 +437,22 @@ async fn send(sending: &Sending, key: &ActionKey, hook: &Hook, held: Option<u32>
         return other;
     }
     let at = sending.clock.now();
-    let signed = sending
-        .secret
-        .as_deref()
-        .map(|secret| signature(secret, at.timestamp(), &hook.body));
+    let signed = (!sending.secrets.is_empty())
+        .then(|| signature(&sending.secrets, at.timestamp(), &hook.body));
     let webhook = Webhook {
         delivery_id: &hook.delivery_id,
         url: &hook.url,
         body: &hook.body,
         timeout: hook.timeout,
     };
-    let outcome = webhook::send(sending.client, &webhook, signed, at).await;
+    let outcome = webhook::send(
+        sending.clients,
+        sending.allow_private_networks,
+        &webhook,
+        signed,
+        at,
+    )
+    .await;
     if let Ok(mut pacer) = sending.pacer.lock() {
         let bucket = pacer.bucket(key);
         match (&outcome.action, outcome.http_status) {

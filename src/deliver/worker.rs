@@ -186,7 +186,7 @@ impl Deliverer {
             workspace,
             ledger: &ledger,
             claims,
-            secret: signing_secret(config, workspace),
+            secrets: signing_secrets(config, workspace),
             due_at,
         };
         let mut busy: HashSet<String> = HashSet::new();
@@ -237,7 +237,7 @@ impl Deliverer {
             store: call.store,
             config: call.config,
             workspace: call.workspace,
-            secret: call.secret.clone(),
+            secrets: call.secrets.clone(),
             clock: self.clock.clone(),
             claims: call.claims.clone(),
             pacer: self.pacer.clone(),
@@ -439,7 +439,8 @@ struct Call<'a> {
     workspace: &'a str,
     ledger: &'a DeltaTable,
     claims: Arc<Claims>,
-    secret: Option<String>,
+    /// The signing secrets that resolve (none: webhooks go unsigned).
+    secrets: Vec<String>,
     due_at: DateTime<Utc>,
 }
 
@@ -596,12 +597,12 @@ fn tally(rows: &[AttemptRecord], skipped: u64) -> DeliverySummary {
     }
 }
 
-/// The workspace's signing secret, if one is set.
-fn signing_secret(config: &Config, workspace: &str) -> Option<String> {
+/// The workspace's signing secrets that are set.
+fn signing_secrets(config: &Config, workspace: &str) -> Vec<String> {
     config
         .workspace(workspace)
-        .and_then(|w| w.signing_secret.as_ref())
-        .and_then(|s| s.resolve())
+        .map(|w| crate::config::Workspace::resolved(&w.signing_secret))
+        .unwrap_or_default()
 }
 
 /// Says once per workspace and process that its webhooks go unsigned.
@@ -615,12 +616,16 @@ pub(super) fn note_unsigned_once(config: &Config, workspace: &str) {
     if !first {
         return;
     }
-    let why = match config
+    let configured = config
         .workspace(workspace)
-        .and_then(|w| w.signing_secret.as_ref())
-    {
-        Some(secret) => format!("its signing_secret ({}) is not set", secret.describe()),
-        None => "it has no signing_secret".to_string(),
+        .map(|w| w.signing_secret.as_slice())
+        .unwrap_or_default();
+    let why = match configured {
+        [] => "it has no signing_secret".to_string(),
+        entries => {
+            let named: Vec<String> = entries.iter().map(|s| s.describe()).collect();
+            format!("its signing_secret ({}) is not set", named.join(", "))
+        }
     };
     tracing::warn!(
         workspace,

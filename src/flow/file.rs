@@ -9,8 +9,9 @@ use std::time::Duration;
 use serde::Deserialize;
 
 use super::rate::RateLimit;
+use super::template::BodyTemplate;
 use crate::duration::parse_duration;
-use crate::project::FileError;
+use crate::project::{FileError, confined_path};
 
 /// How long a webhook may take unless its action says otherwise.
 pub const DEFAULT_WEBHOOK_TIMEOUT: Duration = Duration::from_secs(10);
@@ -66,13 +67,14 @@ pub struct Branch {
 pub enum Action {
     Webhook {
         url: String,
-        /// A minijinja template; `None` sends the default body (docs/reference.md "Deliveries").
-        body: Option<String>,
+        /// A compiled body template; `None` sends the default body (docs/reference.md "Deliveries").
+        body: Option<BodyTemplate>,
         timeout: Duration,
         /// At most this many requests per second, minute or hour (`deliver::pace`).
         rate_limit: Option<RateLimit>,
     },
-    /// Appends the delivery as one NDJSON line.
+    /// Appends the delivery as one NDJSON line to `path`, relative to the
+    /// project folder and inside it.
     File { path: PathBuf },
     /// Emits a new event into the workspace, for another trigger to hear.
     Event { name: String },
@@ -147,9 +149,9 @@ enum RawAction {
 }
 
 impl Flow {
-    /// Parses the text of `path`; relative file-action paths resolve against
-    /// `project_dir`.
-    pub fn parse(path: &Path, text: &str, project_dir: &Path) -> Result<Flow, FileError> {
+    /// Parses the text of `path`. File-action paths stay relative to the
+    /// project folder (the delivery worker joins them to it).
+    pub fn parse(path: &Path, text: &str) -> Result<Flow, FileError> {
         let error = |line: usize, reason: String| FileError {
             path: path.display().to_string(),
             line,
@@ -195,7 +197,7 @@ impl Flow {
                 .into_iter()
                 .map(|(name, a)| {
                     let line = at(&format!("[actions.{name}]"));
-                    action(a, project_dir)
+                    action(a)
                         .map(|a| (name.clone(), a))
                         .map_err(|m| error(line, format!("actions.{name}: {m}")))
                 })
@@ -272,7 +274,7 @@ fn experiment(raw: RawExperiment) -> Result<Experiment, String> {
     })
 }
 
-fn action(raw: RawAction, project_dir: &Path) -> Result<Action, String> {
+fn action(raw: RawAction) -> Result<Action, String> {
     Ok(match raw {
         RawAction::Webhook {
             url,
@@ -284,11 +286,7 @@ fn action(raw: RawAction, project_dir: &Path) -> Result<Action, String> {
             if !matches!(parsed.scheme(), "http" | "https") {
                 return Err(format!("url {url:?}: use http:// or https://"));
             }
-            if let Some(template) = &body {
-                minijinja::Environment::new()
-                    .template_from_str(template)
-                    .map_err(|e| format!("body template: {e}"))?;
-            }
+            let body = body.as_deref().map(BodyTemplate::compile).transpose()?;
             let timeout = timeout
                 .map(|t| parse_duration(&t).map_err(|e| format!("timeout: {e}")))
                 .transpose()?
@@ -304,7 +302,7 @@ fn action(raw: RawAction, project_dir: &Path) -> Result<Action, String> {
             }
         }
         RawAction::File { path } => Action::File {
-            path: project_dir.join(path),
+            path: confined_path(&path).map_err(|e| format!("path: {e}"))?,
         },
         RawAction::Event { name } if name.trim().is_empty() => {
             return Err("an event action needs a name".into());
@@ -345,7 +343,7 @@ url = "http://127.0.0.1:9000/hook"
 type = "webhook"
 url = "http://127.0.0.1:9000/vip"
 rate_limit = "50/s"
-body = '{"email": "{{ contact.email }}", "value": {{ data.cart_value }}}'
+body = '{"email": {{ contact.email }}, "value": {{ data.cart_value }}}'
 [actions.audit]
 type = "file"
 path = "deliveries/reengage.ndjson"
@@ -355,11 +353,7 @@ name = "vip_abandoned"
 "#;
 
     fn parse(text: &str) -> Result<Flow, FileError> {
-        Flow::parse(
-            Path::new("flows/reengage.toml"),
-            text,
-            Path::new("/project"),
-        )
+        Flow::parse(Path::new("flows/reengage.toml"), text)
     }
 
     #[test]
@@ -382,7 +376,7 @@ name = "vip_abandoned"
         assert_eq!(
             flow.actions["audit"],
             Action::File {
-                path: PathBuf::from("/project/deliveries/reengage.ndjson")
+                path: PathBuf::from("deliveries/reengage.ndjson")
             }
         );
         assert!(matches!(
@@ -438,5 +432,15 @@ name = "vip_abandoned"
         assert!(e.reason.contains("actions.vip_hook: body template"), "{e}");
         let kind = SPEC_EXAMPLE.replace(r#"type = "file""#, r#"type = "fax""#);
         assert!(parse(&kind).unwrap_err().reason.contains("fax"));
+    }
+
+    #[test]
+    fn file_paths_that_leave_the_project_are_refused_with_their_line() {
+        for path in ["/tmp/audit.ndjson", "../audit.ndjson", "deliveries/../../x"] {
+            let text = SPEC_EXAMPLE.replace("deliveries/reengage.ndjson", path);
+            let e = parse(&text).unwrap_err();
+            assert_eq!(e.line, 22, "{path}: {e}");
+            assert!(e.reason.starts_with("actions.audit: path: "), "{path}: {e}");
+        }
     }
 }

@@ -126,6 +126,15 @@ impl StateDir {
         Ok(())
     }
 
+    /// Writes `bytes` as the object `name`, replacing it.
+    pub async fn write_bytes(&self, name: &str, bytes: Vec<u8>) -> Result<(), StoreError> {
+        self.objects
+            .put(&self.object(name), bytes.into())
+            .await
+            .map_err(|e| self.error(&e))?;
+        Ok(())
+    }
+
     /// The JSON object `name`, if there is one.
     pub async fn read<T: DeserializeOwned>(&self, name: &str) -> Result<Option<T>, StoreError> {
         let Some(bytes) = self.read_bytes(name).await? else {

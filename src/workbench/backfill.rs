@@ -13,6 +13,7 @@ use chrono::{DateTime, Utc};
 use deltalake_core::DeltaTable;
 
 use crate::flow::FlowSetup;
+use crate::identity::index::IndexCache;
 use crate::run::{RunError, RunRequest, Scope, evaluate_and_plan, run_trigger};
 use crate::session::{SessionSpec, workspace_session};
 use crate::sql::run_read_only;
@@ -45,6 +46,7 @@ pub async fn backfill(
     now: DateTime<Utc>,
 ) -> Result<Backfilled, RunError> {
     let setup = FlowSetup::load(config, store, workspace).await?;
+    let identities = IndexCache::new();
     let request = RunRequest {
         store,
         workspace,
@@ -57,6 +59,7 @@ pub async fn backfill(
         segments: &setup.segments,
         flow_errors: &setup.errors,
         max_failures: config.max_run_failures,
+        identities: &identities,
     };
     let start = started_at(&request).await?;
     let mut events = store.open(workspace, TableKind::Events).await?;
@@ -64,6 +67,10 @@ pub async fn backfill(
         stamp_unstamped(table).await?;
     }
     let mut ledger = store.open_or_create(workspace, TableKind::Ledger).await?;
+    let index = match events.as_ref() {
+        Some(table) => Some(identities.at(store, workspace, table).await?),
+        None => None,
+    };
     let mode = if live { "live" } else { "shadow" };
     let window = Window {
         from: -1,
@@ -87,6 +94,7 @@ pub async fn backfill(
         ledger: &ledger,
         waiting: &[],
         shadow: !live,
+        identities: index.as_deref(),
     };
     let (evaluation, deliveries) =
         evaluate_and_plan(&request, &scope)

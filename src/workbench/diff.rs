@@ -13,6 +13,7 @@ use arrow::datatypes::{DataType, Int64Type};
 use chrono::{DateTime, Utc};
 
 use crate::config::Config;
+use crate::identity::index::{AsOf, IndexCache};
 use crate::session::{SessionSpec, workspace_session};
 use crate::sql::{QueryError, run_read_only};
 use crate::store::{Store, TableKind};
@@ -69,6 +70,15 @@ pub async fn diff(
         .open(workspace, TableKind::Events)
         .await
         .map_err(|e| e.to_string())?;
+    let index = match events.as_ref() {
+        Some(table) => Some(
+            IndexCache::new()
+                .at(store, workspace, table)
+                .await
+                .map_err(|e| e.to_string())?,
+        ),
+        None => None,
+    };
     let mut report = DiffReport {
         runs: runs.len(),
         ..DiffReport::default()
@@ -87,7 +97,8 @@ pub async fn diff(
         run_ctx
             .register_table("new_events", window)
             .map_err(|e| e.to_string())?;
-        let edited = evaluate(&run_ctx, trigger, &[]).await?;
+        let at = AsOf::new(run.clock, config.identity_ttl);
+        let edited = evaluate(&run_ctx, trigger, &[], index.as_deref().map(|i| (i, at))).await?;
         let after: BTreeSet<Key> = edited
             .resolution
             .matches

@@ -14,6 +14,7 @@ use super::spec::Case;
 use crate::config::Config;
 use crate::flow::FlowSetup;
 use crate::flow::segment::{Member, save_list};
+use crate::identity::index::IndexCache;
 use crate::import::{Format, ImportOptions, Progress, import};
 use crate::run::{RunOutcome, RunRequest, run_trigger};
 use crate::session::{SessionSpec, workspace_session};
@@ -65,6 +66,7 @@ pub async fn run_case(
     let setup = FlowSetup::load(&config, &store, &workspace)
         .await
         .map_err(|e| e.to_string())?;
+    let identities = IndexCache::new();
     let request = RunRequest {
         store: &store,
         workspace: &workspace,
@@ -77,6 +79,7 @@ pub async fn run_case(
         segments: &setup.segments,
         flow_errors: &setup.errors,
         max_failures: config.max_run_failures,
+        identities: &identities,
     };
     let outcome = run_trigger(&request).await.map_err(|e| e.to_string())?;
     Ok(observed(&outcome))

@@ -27,7 +27,7 @@ use tripwire::store::ledger::{DeliveryRecord, RunRecord, RunRows, run_batch};
 use tripwire::store::{Store, TableKind};
 
 use crate::project::{Project, SECRET};
-use crate::receiver::{Receiver, closed_port};
+use crate::recorder::{Recorder, closed_port};
 
 pub const SIGNING_SECRET: &str = "whsec_test";
 
@@ -193,7 +193,7 @@ fn hmac_hex(t: &str, body: &str) -> String {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_webhook_carries_its_exact_body_its_idempotency_key_and_a_signature_that_verifies() {
     let setup = Setup::new();
-    let receiver = Receiver::default();
+    let receiver = Recorder::default();
     let url = receiver.start("127.0.0.1:0").await;
     let planned = planned_now();
     let d = webhook("d-sign", &url);
@@ -231,7 +231,7 @@ async fn a_webhook_carries_its_exact_body_its_idempotency_key_and_a_signature_th
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_receiver_failing_twice_gets_the_delivery_on_the_third_try_with_the_same_key() {
     let setup = Setup::new();
-    let receiver = Receiver::default();
+    let receiver = Recorder::default();
     let url = receiver.start("127.0.0.1:0").await;
     receiver.fail_next(500, None, 2);
     let planned = planned_now();
@@ -282,7 +282,7 @@ async fn a_receiver_failing_twice_gets_the_delivery_on_the_third_try_with_the_sa
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn retry_after_is_honoured() {
     let setup = Setup::new();
-    let receiver = Receiver::default();
+    let receiver = Recorder::default();
     let url = receiver.start("127.0.0.1:0").await;
     receiver.fail_next(429, Some("5"), 1);
     let planned = planned_now();
@@ -307,7 +307,7 @@ async fn retry_after_is_honoured() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_400_is_dead_at_once_and_listed_as_dead() {
     let setup = Setup::new();
-    let receiver = Receiver::default();
+    let receiver = Recorder::default();
     let url = receiver.start("127.0.0.1:0").await;
     receiver.fail_next(400, None, 1);
     let planned = planned_now();
@@ -385,7 +385,7 @@ async fn a_receiver_down_past_the_retry_period_is_dead_until_redelivered() {
     let refused = setup.run(&["redeliver", "d-down", "no-such-id"]);
     assert_eq!(refused.status.code(), Some(2));
     assert!(String::from_utf8_lossy(&refused.stderr).contains("no-such-id: no such delivery"));
-    let receiver = Receiver::default();
+    let receiver = Recorder::default();
     receiver.start(&port.to_string()).await;
     let out = setup.run(&["redeliver", "d-down"]);
     assert!(
@@ -411,7 +411,7 @@ async fn a_receiver_down_past_the_retry_period_is_dead_until_redelivered() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_worker_killed_before_recording_sends_again_and_records_each_delivery_once() {
     let setup = Setup::new();
-    let receiver = Receiver::default();
+    let receiver = Recorder::default();
     let url = receiver.start("127.0.0.1:0").await;
     let planned = planned_now();
     let mut planned_deliveries: Vec<DeliveryRecord> = (0..40)
@@ -566,7 +566,7 @@ async fn file_lines_and_emitted_events_are_stored_once_when_the_worker_runs_twic
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn two_workers_racing_record_each_delivery_delivered_once() {
     let setup = Setup::new();
-    let receiver = Receiver::default();
+    let receiver = Recorder::default();
     let url = receiver.start("127.0.0.1:0").await;
     let planned = planned_now();
     let hooks: Vec<DeliveryRecord> = (0..300)
@@ -640,7 +640,7 @@ async fn redeliver_through_the_library_resets_only_failed_or_dead() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn every_attempt_reads_the_workers_clock_as_it_is_sent() {
     let setup = Setup::new();
-    let receiver = Receiver::default();
+    let receiver = Recorder::default();
     let url = receiver.start("127.0.0.1:0").await;
     let planned = planned_now();
     let hooks: Vec<DeliveryRecord> = (0..3).map(|i| webhook(&format!("c{i}"), &url)).collect();
@@ -686,7 +686,7 @@ async fn every_attempt_reads_the_workers_clock_as_it_is_sent() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_delivery_first_tried_after_an_outage_longer_than_the_retry_period_is_retried_not_dead() {
     let setup = Setup::new();
-    let receiver = Receiver::default();
+    let receiver = Recorder::default();
     let url = receiver.start("127.0.0.1:0").await;
     receiver.fail_next(503, None, 4);
     let planned = planned_now() - chrono::Duration::hours(30);
@@ -723,7 +723,7 @@ async fn a_delivery_first_tried_after_an_outage_longer_than_the_retry_period_is_
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_429_pauses_the_whole_action_for_its_retry_after() {
     let setup = Setup::new();
-    let receiver = Receiver::default();
+    let receiver = Recorder::default();
     let url = receiver.start("127.0.0.1:0").await;
     receiver.fail_next(429, Some("2"), 1);
     let planned = planned_now();
@@ -760,7 +760,7 @@ async fn a_429_pauses_the_whole_action_for_its_retry_after() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn claims_of_recorded_attempts_are_swept_once_an_hour_old() {
     let setup = Setup::new();
-    let receiver = Receiver::default();
+    let receiver = Recorder::default();
     let url = receiver.start("127.0.0.1:0").await;
     let planned = planned_now();
     setup
@@ -803,4 +803,41 @@ async fn claims_of_recorded_attempts_are_swept_once_an_hour_old() {
         ["s1.7.0"],
         "an attempt not recorded keeps its claim"
     );
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_ledger_file_path_outside_the_project_is_dead_and_nothing_is_written() {
+    let setup = Setup::new();
+    let outside = tempfile::tempdir().unwrap();
+    let absolute = outside.path().join("abs.ndjson");
+    let escape_name = format!("escape-{}.ndjson", std::process::id());
+    let file = |id: &str, path: String| {
+        let mut d = delivery(
+            id,
+            json!({"kind": "file", "path": path, "line": json!({"delivery_id": id}).to_string()}),
+        );
+        d.action = "audit".into();
+        d
+    };
+    let planned = planned_now();
+    let deliveries = [
+        file("f-dotdot", format!("../{escape_name}")),
+        file("f-abs", absolute.display().to_string()),
+        file("f-inside", "out/ok.ndjson".into()),
+    ];
+    setup.plan("run-1", &deliveries, planned).await;
+
+    let summary = setup.deliver(planned).await;
+
+    assert_eq!((summary.dead, summary.delivered), (2, 1), "{summary}");
+    for id in ["f-dotdot", "f-abs"] {
+        let row = setup.delivery(id).await;
+        assert_eq!(row["status"], "dead", "{id}");
+        let error = row["last_error"].as_str().unwrap();
+        assert!(error.starts_with("file path refused"), "{id}: {error}");
+    }
+    assert!(!absolute.exists());
+    let parent = setup.project.dir.path().parent().unwrap();
+    assert!(!parent.join(&escape_name).exists());
+    assert!(setup.project.path("out/ok.ndjson").exists());
 }

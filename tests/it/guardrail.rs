@@ -104,3 +104,49 @@ fn a_run_over_the_limit_holds_everything_until_released_or_discarded() {
     assert!(!again.status.success());
     assert!(String::from_utf8_lossy(&again.stderr).contains("no held deliveries"));
 }
+
+/// The admin API releases and discards held runs too, behind the admin key.
+#[test]
+fn held_runs_are_released_and_discarded_over_the_admin_api() {
+    use crate::project::{ADMIN, SECRET};
+    use crate::server::{Server, serving_project};
+    let project = serving_project();
+    write(
+        &project,
+        "queries/triggers/carts.sql",
+        &format!("-- schedule: every 1s\n{CARTS}"),
+    );
+    write(&project, "flows/audit.toml", FLOW);
+    carts(&project, "a", 120);
+    let server = Server::start(&project);
+    let runs = server.wait_for_runs("carts", "a held run", |r| {
+        r.iter().any(|r| r["held"].as_i64() == Some(120))
+    });
+    let run_id = runs
+        .iter()
+        .find(|r| r["held"].as_i64() == Some(120))
+        .and_then(|r| r["run_id"].as_str())
+        .unwrap()
+        .to_string();
+    let release = format!("/v1/runs/{run_id}/release?flow=audit");
+    assert_eq!(
+        server.call("POST", &release, Some(SECRET)).0,
+        403,
+        "a write key"
+    );
+    let (status, body) = server.call("POST", &release, Some(ADMIN));
+    assert_eq!(status, 200, "{body}");
+    assert_eq!(body["released"], 120);
+    let (status, body) = server.call("POST", &release, Some(ADMIN));
+    assert_eq!(status, 400, "nothing left to release: {body}");
+    let deadline = std::time::Instant::now() + crate::server::PATIENCE;
+    while lines_written(&project) < 120 {
+        assert!(
+            std::time::Instant::now() < deadline,
+            "the released deliveries were never sent"
+        );
+        std::thread::sleep(std::time::Duration::from_millis(200));
+    }
+    assert!(server.stop().success());
+    assert_eq!(lines_written(&project), 120);
+}

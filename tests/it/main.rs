@@ -13,7 +13,8 @@
 //! - `ingest`: the ingest API: each endpoint, auth, limits, idempotency, crashes.
 //! - `serve`: the API and the scheduler of a real `tripwire serve` (hot reload).
 //! - `triggers`: runs see each event once, crash and concurrency safety, `check`.
-//! - `receiver`: a recording webhook receiver on loopback.
+//! - `recorder`: a webhook receiver in the test's own runtime that records arrival times and
+//!   answers with scripted statuses, `Retry-After`, delays or refusals of stale signatures.
 //! - `deliver`: the delivery worker against a real receiver: signatures, retries, dead letters, `redeliver`, `kill -9`.
 //! - `replicas`: two `serve` replicas on one storage: each delivery sent once; a `kill -9` taken over.
 //! - `webhooks`: flows' webhooks through `tripwire run`: fresh signatures under `--now`, `rate_limit`.
@@ -27,6 +28,9 @@
 //! - `layers`: each module uses only the modules declared before it in `lib.rs`.
 //! - `migrate`: a store written by an earlier tripwire opens and keeps working.
 //! - `segment_client`: Segment's own python library sends to a real server.
+//! - `receiver`: a webhook receiver (plain or TLS, with a test CA) in the test process.
+//! - `keys`: fail closed, write vs admin keys, rotation, the deliveries admin API.
+//! - `outbound`: what leaves: JSON-escaped templates, https, private networks, file paths.
 
 mod bad_input;
 mod config;
@@ -38,13 +42,16 @@ mod idempotent;
 mod import_formats;
 mod ingest;
 mod interop;
+mod keys;
 mod late_identity;
 mod layers;
 mod maintain;
 mod migrate;
+mod outbound;
 mod project;
 mod query;
 mod receiver;
+mod recorder;
 mod replicas;
 mod segment_client;
 mod serve;

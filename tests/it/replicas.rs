@@ -16,7 +16,7 @@ use tripwire::store::ledger::DeliveryRecord;
 
 use crate::deliver::{SIGNING_SECRET, Setup, planned_now, webhook};
 use crate::project::SECRET;
-use crate::receiver::Receiver;
+use crate::recorder::Recorder;
 use crate::server::{PATIENCE, Server};
 
 /// A config for replica `name`: the project's storage, its own WAL and port.
@@ -89,7 +89,7 @@ fn hooks(prefix: &str, n: usize, url: &str) -> Vec<DeliveryRecord> {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn two_replicas_on_one_storage_send_each_of_400_deliveries_once() {
     let setup = Setup::new();
-    let receiver = Receiver::default();
+    let receiver = Recorder::default();
     let url = receiver.start("127.0.0.1:0").await;
     // Slow answers keep both replicas' batches in flight together.
     receiver.delay(Duration::from_millis(200));
@@ -117,7 +117,7 @@ async fn two_replicas_on_one_storage_send_each_of_400_deliveries_once() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_replica_killed_mid_batch_has_its_deliveries_retried_by_the_other_with_the_same_key() {
     let setup = Setup::new();
-    let receiver = Receiver::default();
+    let receiver = Recorder::default();
     let url = receiver.start("127.0.0.1:0").await;
     let pause = tempfile::tempdir().unwrap();
     let doomed = replica(
@@ -169,7 +169,7 @@ fn heartbeats(setup: &Setup) -> HashMap<String, DateTime<Utc>> {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn two_replicas_split_an_actions_rate_limit() {
     let setup = Setup::new();
-    let receiver = Receiver::default();
+    let receiver = Recorder::default();
     let url = receiver.start("127.0.0.1:0").await;
     let a = replica(&setup, "a", &[]);
     let b = replica(&setup, "b", &[]);

@@ -2,7 +2,7 @@
 //! over real HTTP. Its scheduler runs triggers on their schedules and picks
 //! up added, edited and deleted trigger files without a restart.
 
-use crate::project::{Project, SECRET};
+use crate::project::{ADMIN, Project, SECRET};
 use crate::server::{Request, Server, serving_project};
 
 fn write_trigger(project: &Project, name: &str, text: &str) {
@@ -28,7 +28,7 @@ const EVERY_EVENT: &str = "-- schedule: every 1s\n-- backfill: all\n-- requires_
      SELECT event_id, email, user_id, client_id FROM new_events\n";
 
 #[test]
-fn the_api_serves_triggers_runs_and_previews_with_the_workspace_key() {
+fn the_api_serves_triggers_runs_and_previews_with_the_admin_key() {
     let project = serving_project();
     write_trigger(&project, "everything", EVERY_EVENT);
     let (file, totals) = project.sample("events.ndjson", 600, 21);
@@ -38,11 +38,10 @@ fn the_api_serves_triggers_runs_and_previews_with_the_workspace_key() {
     assert_eq!(server.call("GET", "/healthz", None).0, 200);
     assert_eq!(server.call("GET", "/v1/runs", None).0, 401);
     assert_eq!(server.call("GET", "/v1/runs", Some("wrong")).0, 401);
+    assert_eq!(server.call("GET", "/v1/runs", Some(SECRET)).0, 403);
     assert_eq!(
-        server
-            .call("GET", "/v1/runs?workspace=nope", Some(SECRET))
-            .0,
-        400
+        server.call("GET", "/v1/runs?workspace=nope", Some(ADMIN)).0,
+        403
     );
 
     let runs = server.wait_for_runs("everything", "a committed run", |r| !r.is_empty());
@@ -62,7 +61,7 @@ fn the_api_serves_triggers_runs_and_previews_with_the_workspace_key() {
     let (status, preview) = server.call(
         "POST",
         "/v1/triggers/everything/preview?all=true",
-        Some(SECRET),
+        Some(ADMIN),
     );
     assert_eq!(status, 200, "{preview}");
     assert_eq!(preview["matched"].as_i64(), Some(all_events));
@@ -70,7 +69,7 @@ fn the_api_serves_triggers_runs_and_previews_with_the_workspace_key() {
         preview["matches"].as_array().map(Vec::len),
         Some(totals.events as usize)
     );
-    let (status, _) = server.call("POST", "/v1/triggers/nope/preview", Some(SECRET));
+    let (status, _) = server.call("POST", "/v1/triggers/nope/preview", Some(ADMIN));
     assert_eq!(status, 404);
     assert_eq!(server.runs("everything").len(), 1);
 

@@ -8,7 +8,7 @@ use chrono::Utc;
 use serde_json::Value;
 
 use crate::deliver::{SIGNING_SECRET, Setup};
-use crate::receiver::Receiver;
+use crate::recorder::Recorder;
 
 /// A trigger firing once per `cart` event, and `count` cart events sent a
 /// year ago.
@@ -66,7 +66,7 @@ async fn statuses(setup: &Setup) -> Vec<Value> {
 async fn a_receiver_refusing_stale_signatures_accepts_every_delivery_after_a_run_pinned_a_year_back()
  {
     let setup = Setup::new();
-    let receiver = Receiver::default();
+    let receiver = Recorder::default();
     let url = receiver.start("127.0.0.1:0").await;
     receiver.refuse_stale_signatures(SIGNING_SECRET, Duration::from_secs(60));
     receiver.fail_first_try(503);
@@ -101,7 +101,7 @@ async fn a_receiver_refusing_stale_signatures_accepts_every_delivery_after_a_run
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_rate_limited_action_spreads_its_requests_and_delivers_them_all() {
     let setup = Setup::new();
-    let receiver = Receiver::default();
+    let receiver = Recorder::default();
     let url = receiver.start("127.0.0.1:0").await;
     carts(&setup, 100);
     notify(&setup, &url, "rate_limit = \"20/s\"\n");
