@@ -439,7 +439,7 @@ name = "vip_abandoned"
         for path in ["/tmp/audit.ndjson", "../audit.ndjson", "deliveries/../../x"] {
             let text = SPEC_EXAMPLE.replace("deliveries/reengage.ndjson", path);
             let e = parse(&text).unwrap_err();
-            assert_eq!(e.line, 22, "{path}: {e}");
+            assert_eq!(e.line, 23, "{path}: {e}");
             assert!(e.reason.starts_with("actions.audit: path: "), "{path}: {e}");
         }
     }
