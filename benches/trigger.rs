@@ -194,7 +194,7 @@ fn tick_trigger_sql(i: u64) -> String {
     ];
     let name = NAMES[(i % 7) as usize];
     let threshold = i / 7 * 5;
-    let requires = i % 2 == 0;
+    let requires = i.is_multiple_of(2);
     let value = "coalesce(json_get_float(n.properties, 'cart_value'), 0)";
     let (select, join) = match i % 4 {
         0 => (
