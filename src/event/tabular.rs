@@ -117,6 +117,47 @@ impl Columns {
     }
 }
 
+/// What a typed input's column (Parquet) must hold, by its name.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum ColumnKind {
+    /// Text only: `type`, `event_name`, `email`, `properties`, `traits`.
+    Text,
+    /// Text or an integer (ids are often numeric): `event_id`, `client_id`, `user_id`.
+    Id,
+    /// A timestamp, a date, integer epoch milliseconds, or text: `sent_at`.
+    Time,
+    /// A boolean or text: `requires_identity`.
+    Bool,
+    /// Anything: payload columns and the ones tripwire assigns itself.
+    Free,
+}
+
+impl ColumnKind {
+    /// The kind of the column named `name`.
+    pub fn of(name: &str) -> ColumnKind {
+        match role_of(name) {
+            Role::Type | Role::EventName | Role::Email | Role::Properties | Role::Traits => {
+                ColumnKind::Text
+            }
+            Role::EventId | Role::ClientId | Role::UserId => ColumnKind::Id,
+            Role::SentAt => ColumnKind::Time,
+            Role::RequiresIdentity => ColumnKind::Bool,
+            Role::Ignored | Role::Payload => ColumnKind::Free,
+        }
+    }
+
+    /// What the column must hold, for messages.
+    pub fn describe(self) -> &'static str {
+        match self {
+            ColumnKind::Text => "text",
+            ColumnKind::Id => "text or integers",
+            ColumnKind::Time => "a timestamp, a date, integer epoch milliseconds or text",
+            ColumnKind::Bool => "booleans or text",
+            ColumnKind::Free => "any value",
+        }
+    }
+}
+
 fn role_of(name: &str) -> Role {
     match name {
         "event_id" => Role::EventId,

@@ -14,7 +14,7 @@ use flate2::read::MultiGzDecoder;
 use parquet::arrow::arrow_reader::ParquetRecordBatchReaderBuilder;
 
 use super::chunk::{ChunkParser, ParsedChunk, RawChunk};
-use crate::event::tabular::Columns;
+use crate::event::tabular::{ColumnKind, Columns};
 
 /// Bytes of NDJSON per chunk (one commit per chunk and workspace).
 pub const CHUNK_BYTES: usize = 16 << 20;
@@ -259,19 +259,21 @@ pub fn read_parquet_chunks(
     let mut next_row = 1u64;
     for (index, batch) in reader.enumerate() {
         let batch = batch.map_err(invalid_data)?;
-        let text: Vec<StringArray> = batch
+        let cells: Vec<Cells> = batch
             .columns()
             .iter()
             .zip(&names)
-            .map(|(column, name)| as_text(column, name))
-            .collect::<Result<_, _>>()?;
+            .map(|(column, name)| Cells::of(column, name))
+            .collect();
         let mut chunk = ParsedChunk::new(index as u64, next_row);
         for row in 0..batch.num_rows() {
-            let value = |i: usize| text[i].is_valid(row).then(|| text[i].value(row));
+            let value = |i: usize| cells[i].text(row);
             let line = next_row + row as u64;
-            parser.add(&mut chunk, columns.parse_row(value), line, || {
-                row_as_json(&names, &value)
-            });
+            let parsed = match cells.iter().find_map(|c| c.refusal(row)) {
+                Some(reason) => Err(reason.to_string()),
+                None => columns.parse_row(value),
+            };
+            parser.add(&mut chunk, parsed, line, || row_as_json(&names, &value));
             chunk.last_line = line;
         }
         next_row += batch.num_rows() as u64;
@@ -283,18 +285,72 @@ pub fn read_parquet_chunks(
     Ok(())
 }
 
-fn as_text(column: &Arc<dyn Array>, name: &str) -> io::Result<StringArray> {
-    let text = cast(column, &DataType::Utf8).map_err(|e| {
-        invalid_data(format!(
-            "column {name}: type {} cannot be read as text ({e}); store nested values as JSON text",
-            column.data_type()
-        ))
-    })?;
-    Ok(text
-        .as_any()
-        .downcast_ref::<StringArray>()
-        .cloned()
-        .unwrap_or_else(|| StringArray::from(Vec::<Option<&str>>::new())))
+/// One Parquet column of a batch: its values as text, or, when its type is
+/// not what its name calls for, the reason every row with a value in it is
+/// refused. Values are never coerced (a float `sent_at` is not a time).
+enum Cells {
+    Text(StringArray),
+    Refused {
+        reason: String,
+        values: Arc<dyn Array>,
+    },
+}
+
+impl Cells {
+    fn of(column: &Arc<dyn Array>, name: &str) -> Cells {
+        let kind = ColumnKind::of(name);
+        let refuse = |why: String| Cells::Refused {
+            reason: format!("column {name} holds {}: {why}", column.data_type()),
+            values: column.clone(),
+        };
+        if !accepts(kind, column.data_type()) {
+            return refuse(format!("{name} must hold {}", kind.describe()));
+        }
+        match cast(column, &DataType::Utf8) {
+            Ok(text) => match text.as_any().downcast_ref::<StringArray>() {
+                Some(text) => Cells::Text(text.clone()),
+                None => refuse("it cannot be read as text".into()),
+            },
+            Err(e) => refuse(format!(
+                "it cannot be read as text ({e}); store nested values as JSON text"
+            )),
+        }
+    }
+
+    fn text(&self, row: usize) -> Option<&str> {
+        match self {
+            Cells::Text(text) => text.is_valid(row).then(|| text.value(row)),
+            Cells::Refused { .. } => None,
+        }
+    }
+
+    /// Why `row` is refused: it has a value in a column of the wrong type.
+    fn refusal(&self, row: usize) -> Option<&str> {
+        match self {
+            Cells::Refused { reason, values } if values.is_valid(row) => Some(reason),
+            _ => None,
+        }
+    }
+}
+
+/// Whether a Parquet column of `data_type` may feed a column of `kind`.
+fn accepts(kind: ColumnKind, data_type: &DataType) -> bool {
+    let text = match data_type {
+        DataType::Utf8 | DataType::LargeUtf8 | DataType::Utf8View | DataType::Null => true,
+        DataType::Dictionary(_, values) => accepts(ColumnKind::Text, values),
+        _ => false,
+    };
+    let time = matches!(
+        data_type,
+        DataType::Timestamp(_, _) | DataType::Date32 | DataType::Date64
+    );
+    match kind {
+        ColumnKind::Free => true,
+        ColumnKind::Text => text,
+        ColumnKind::Id => text || data_type.is_integer(),
+        ColumnKind::Time => text || time || data_type.is_integer(),
+        ColumnKind::Bool => text || matches!(data_type, DataType::Boolean),
+    }
 }
 
 fn row_as_json<'a>(names: &[String], value: &impl Fn(usize) -> Option<&'a str>) -> String {

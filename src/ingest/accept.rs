@@ -69,12 +69,29 @@ pub async fn accept(
             }
         }
     }
-    if records.is_empty() {
-        return Ok(accepted);
+    if !records.is_empty() {
+        append(ingest, records, &reserved).await?;
+        ingest.note_unflushed(received_at);
     }
+    // Counted for every answered request, all-duplicate ones included.
+    ingest.metrics.accepted(
+        accepted.stored as u64,
+        accepted.rejected.len() as u64,
+        accepted.duplicates as u64,
+    );
+    Ok(accepted)
+}
+
+/// Appends the records and waits until they are durable; on failure the
+/// reserved ids are forgotten, so the sender's retry is stored.
+async fn append(
+    ingest: &Ingest,
+    records: Vec<WalRecord>,
+    reserved: &[(String, String)],
+) -> Result<(), ApiError> {
     let bytes = records.iter().map(WalRecord::encode).collect();
     if let Err(e) = ingest.wal.append(bytes).await {
-        forget(ingest, &reserved);
+        forget(ingest, reserved);
         return Err(match e {
             WalError::Full => ApiError::Overloaded(
                 "the server is busy writing earlier events: retry shortly".into(),
@@ -83,13 +100,7 @@ pub async fn accept(
             other => ApiError::Internal(format!("write-ahead log: {other}")),
         });
     }
-    ingest.note_unflushed(received_at);
-    ingest.metrics.accepted(
-        accepted.stored as u64,
-        accepted.rejected.len() as u64,
-        accepted.duplicates as u64,
-    );
-    Ok(accepted)
+    Ok(())
 }
 
 /// Un-reserves ids whose request was not acknowledged, so a retry is stored.

@@ -19,10 +19,14 @@ use serde_json::{Map, Value, json};
 use super::IngestState;
 use super::accept::{Accepted, accept};
 use crate::config::Workspace;
+use crate::event::depth::{MAX_JSON_DEPTH, check_depth};
 use crate::http::ApiError;
 use crate::http::auth::{WriteRefusal, header_key, workspace_list, writable};
 
 type Answer = Result<(StatusCode, Value), ApiError>;
+
+/// Levels a body may add around its events: `{"batch": [...]}`.
+const WRAPPER_LEVELS: usize = 2;
 
 /// Counts the request and turns the answer into a response.
 fn respond(state: &IngestState, endpoint: &'static str, answer: Answer) -> Response {
@@ -253,7 +257,12 @@ fn body_text(
     } else {
         bytes.to_vec()
     };
-    String::from_utf8(bytes).map_err(|_| ApiError::BadRequest("the body is not UTF-8".into()))
+    let text = String::from_utf8(bytes)
+        .map_err(|_| ApiError::BadRequest("the body is not UTF-8".into()))?;
+    // Before any parser recurses into it; each event is held to
+    // MAX_JSON_DEPTH again when it is parsed, as on import.
+    check_depth(&text, MAX_JSON_DEPTH + WRAPPER_LEVELS).map_err(ApiError::BadRequest)?;
+    Ok(text)
 }
 
 fn check_event_size(state: &IngestState, text: &str, index: Option<usize>) -> Result<(), ApiError> {
