@@ -204,6 +204,12 @@ pub async fn run(cli: Cli) -> Result<(), Error> {
                 .map_err(Error::Usage)?;
             let store = Store::new(config.storage.clone());
             let learned = crate::ingest::learn::load(&store, &workspace.id).await?;
+            if learned.unlearned > 0 {
+                eprintln!(
+                    "{} events had a name beyond max_learned_names = {} and were not learned",
+                    learned.unlearned, config.limits.max_learned_names
+                );
+            }
             if learned.events.is_empty() {
                 eprintln!(
                     "nothing learned yet for {:?}: events sent to `tripwire serve` are learned when learning = true",

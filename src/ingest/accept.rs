@@ -36,7 +36,7 @@ pub async fn accept(
     let mut records = Vec::with_capacity(items.len() * workspaces.len());
     let mut reserved: Vec<(String, String)> = Vec::new();
     {
-        let mut seen = ingest.seen.lock().map_err(|_| internal_poisoned())?;
+        let seen = &ingest.seen;
         for (index, raw) in items.iter().enumerate() {
             let event = match parse_event(raw) {
                 Ok(event) => event,
@@ -105,13 +105,7 @@ async fn append(
 
 /// Un-reserves ids whose request was not acknowledged, so a retry is stored.
 fn forget(ingest: &Ingest, reserved: &[(String, String)]) {
-    if let Ok(mut seen) = ingest.seen.lock() {
-        for (workspace, id) in reserved {
-            seen.forget(workspace, id);
-        }
+    for (workspace, id) in reserved {
+        ingest.seen.forget(workspace, id);
     }
-}
-
-fn internal_poisoned() -> ApiError {
-    ApiError::Internal("the dedupe index is unusable after a panic".into())
 }

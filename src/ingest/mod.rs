@@ -33,9 +33,9 @@ use axum::response::{IntoResponse, Response};
 use axum::routing::{get, post};
 use chrono::Utc;
 
-use self::dedupe::{MAX_REMEMBERED, Seen};
+use self::dedupe::Dedupe;
 use self::flusher::Flusher;
-use self::learn::Schema;
+use self::learn::{Bounds, Schema};
 use self::metrics::{Metrics, WalGauges};
 use self::record::StoredEvent;
 use self::wal::{Wal, WalConfig};
@@ -50,12 +50,14 @@ use crate::store::Store;
 /// The ingest side of a running server.
 pub struct Ingest {
     pub wal: Wal,
-    pub seen: Mutex<Seen>,
+    pub seen: Dedupe,
     pub metrics: Metrics,
     /// What each learning workspace has been sent; fed by the flusher.
     pub schemas: Mutex<BTreeMap<String, Schema>>,
     /// Workspaces whose schema changed since it was last saved.
     unsaved: Mutex<BTreeSet<String>>,
+    /// How much each workspace's schema may hold.
+    learn_bounds: Bounds,
 }
 
 impl Ingest {
@@ -75,19 +77,23 @@ impl Ingest {
                 settings.wal_dir.display()
             ))
         })?;
+        let learn_bounds = Bounds {
+            names: config.limits.max_learned_names,
+            fields: config.limits.max_learned_fields,
+        };
         let mut schemas = BTreeMap::new();
         for workspace in config.workspaces.iter().filter(|w| w.learning) {
-            schemas.insert(
-                workspace.id.clone(),
-                learn::load(store, &workspace.id).await?,
-            );
+            let mut schema = learn::load(store, &workspace.id).await?;
+            schema.bound(learn_bounds);
+            schemas.insert(workspace.id.clone(), schema);
         }
         let ingest = Ingest {
             wal,
-            seen: Mutex::new(Seen::new(settings.dedupe_window, MAX_REMEMBERED)),
+            seen: Dedupe::new(settings.dedupe_window, settings.max_dedupe_bytes),
             metrics: Metrics::default(),
             schemas: Mutex::new(schemas),
             unsaved: Mutex::new(BTreeSet::new()),
+            learn_bounds,
         };
         let replayed = Flusher::new(store.clone(), ingest.wal.node_id())
             .flush_sealed(&ingest)
@@ -109,7 +115,7 @@ impl Ingest {
             return;
         };
         for event in events {
-            schema.observe(event);
+            schema.observe(event, self.learn_bounds);
         }
         if let Ok(mut unsaved) = self.unsaved.lock() {
             unsaved.insert(workspace.to_string());
@@ -156,10 +162,6 @@ impl Ingest {
                 since.format("%Y-%m-%dT%H:%M:%S%.6fZ")
             );
             let batches = run_read_only(&ctx, &sql).await?;
-            let mut seen = self
-                .seen
-                .lock()
-                .map_err(|_| Error::Server("the dedupe index is unusable".into()))?;
             for batch in &batches {
                 let ids = arrow::compute::cast(batch.column(0), &arrow::datatypes::DataType::Utf8)
                     .map_err(|e| Error::Server(format!("reading stored event ids: {e}")))?;
@@ -167,7 +169,8 @@ impl Ingest {
                 let times = batch.column(1).as_primitive::<TimestampMicrosecondType>();
                 for row in 0..batch.num_rows() {
                     if ids.is_valid(row) {
-                        seen.insert(&workspace.id, ids.value(row), times.value(row));
+                        self.seen
+                            .insert(&workspace.id, ids.value(row), times.value(row));
                     }
                 }
             }

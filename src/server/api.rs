@@ -172,7 +172,8 @@ pub struct SchemaQuery {
 }
 
 /// `GET /v1/schema[?workspace=W]`: learned event names and fields, with
-/// types, counts and first/last seen.
+/// types, counts and first/last seen; `unlearned` counts the events whose
+/// name came after `max_learned_names` was reached.
 pub async fn schema(
     State(state): State<Arc<AppState>>,
     headers: HeaderMap,
@@ -195,5 +196,6 @@ pub async fn schema(
     Ok(Json(json!({
         "workspace": workspace.id,
         "fields": crate::ingest::learn::rows(&learned),
+        "unlearned": learned.unlearned,
     })))
 }
