@@ -174,7 +174,7 @@ fn parse_any_time(text: &str) -> Result<i64, String> {
 fn float_millis(millis: f64) -> Option<i64> {
     let micros = millis * 1000.0;
     let range = MIN_TIME_MICROS as f64..MAX_TIME_MICROS as f64;
-    (micros.is_finite() && range.contains(&micros)).then(|| micros as i64)
+    (micros.is_finite() && range.contains(&micros)).then_some(micros as i64)
 }
 
 /// The current time in microseconds since the epoch.

@@ -97,6 +97,10 @@ async fn append(
                 "the server is busy writing earlier events: retry shortly".into(),
             ),
             WalError::Closed => ApiError::Overloaded("the server is shutting down".into()),
+            // Transient until proven otherwise: the log recovers by itself.
+            WalError::Failed(reason) => ApiError::Overloaded(format!(
+                "the events could not be stored durably ({reason}): retry shortly"
+            )),
             other => ApiError::Internal(format!("write-ahead log: {other}")),
         });
     }

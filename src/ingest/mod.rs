@@ -58,6 +58,8 @@ pub struct Ingest {
     unsaved: Mutex<BTreeSet<String>>,
     /// How much each workspace's schema may hold.
     learn_bounds: Bounds,
+    /// Why the flusher's last attempt failed, until one succeeds.
+    flush_failure: Mutex<Option<String>>,
 }
 
 impl Ingest {
@@ -70,6 +72,7 @@ impl Ingest {
             segment_bytes: settings.flush_bytes,
             segment_age: settings.flush_age,
             queue: settings.queue,
+            queue_bytes: settings.max_queue_bytes,
         })
         .map_err(|e| {
             Error::Server(format!(
@@ -94,6 +97,7 @@ impl Ingest {
             schemas: Mutex::new(schemas),
             unsaved: Mutex::new(BTreeSet::new()),
             learn_bounds,
+            flush_failure: Mutex::new(None),
         };
         let replayed = Flusher::new(store.clone(), ingest.wal.node_id())
             .flush_sealed(&ingest)
@@ -196,12 +200,36 @@ impl Ingest {
         }
     }
 
+    /// The flusher's last attempt failed (`Some(reason)`) or worked (`None`).
+    pub fn note_flush(&self, failure: Option<String>) {
+        if let Ok(mut slot) = self.flush_failure.lock() {
+            *slot = failure;
+        }
+    }
+
+    /// `Err(reason)` while ingest cannot make progress: the WAL cannot write,
+    /// or the flusher cannot commit what it holds.
+    pub fn health(&self) -> Result<(), String> {
+        if let Some(reason) = self.wal.failure() {
+            return Err(format!("the write-ahead log cannot write: {reason}"));
+        }
+        let flush = self.flush_failure.lock().ok().and_then(|slot| slot.clone());
+        match flush {
+            Some(reason) => Err(format!(
+                "the flusher cannot commit the write-ahead log: {reason}"
+            )),
+            None => Ok(()),
+        }
+    }
+
     fn gauges(&self) -> WalGauges {
         let stats = self.wal.stats();
         WalGauges {
             bytes_written: stats.bytes_written,
             fsyncs: stats.fsyncs,
             bytes_pending: stats.bytes_pending,
+            errors: stats.errors,
+            queued_bytes: stats.queued_bytes,
         }
     }
 }

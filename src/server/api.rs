@@ -6,7 +6,7 @@ use std::sync::Arc;
 
 use axum::Json;
 use axum::extract::{Path, Query, State};
-use axum::http::HeaderMap;
+use axum::http::{HeaderMap, StatusCode};
 use chrono::{DateTime, Utc};
 use serde::Deserialize;
 use serde_json::{Value, json};
@@ -48,8 +48,16 @@ fn authorized<'a>(
     Ok(workspace)
 }
 
-pub async fn healthz() -> Json<Value> {
-    Json(json!({ "status": "ok" }))
+/// `GET /healthz`: 200 while ingest makes progress; 503 with the reason
+/// while the write-ahead log cannot write or the flusher cannot commit.
+pub async fn healthz(State(state): State<Arc<AppState>>) -> (StatusCode, Json<Value>) {
+    match state.ingest.health() {
+        Ok(()) => (StatusCode::OK, Json(json!({ "status": "ok" }))),
+        Err(reason) => (
+            StatusCode::SERVICE_UNAVAILABLE,
+            Json(json!({ "status": "unhealthy", "reason": reason })),
+        ),
+    }
 }
 
 #[derive(Debug, Deserialize)]
