@@ -20,6 +20,11 @@ pub enum ApiError {
     NotFound(String),
     /// 413: over a size limit.
     TooLarge(String),
+    /// 429: over `max_events_per_second`; retry after this many seconds.
+    RateLimited {
+        message: String,
+        retry_after: u64,
+    },
     /// 503: the write-ahead log's queue is full; retry after a moment.
     Overloaded(String),
     /// 500: storage or the engine failed, not the caller.
@@ -34,6 +39,7 @@ impl ApiError {
             ApiError::Forbidden(_) => StatusCode::FORBIDDEN,
             ApiError::NotFound(_) => StatusCode::NOT_FOUND,
             ApiError::TooLarge(_) => StatusCode::PAYLOAD_TOO_LARGE,
+            ApiError::RateLimited { .. } => StatusCode::TOO_MANY_REQUESTS,
             ApiError::Overloaded(_) => StatusCode::SERVICE_UNAVAILABLE,
             ApiError::Internal(_) => StatusCode::INTERNAL_SERVER_ERROR,
         }
@@ -47,7 +53,17 @@ impl ApiError {
             | ApiError::NotFound(m)
             | ApiError::TooLarge(m)
             | ApiError::Overloaded(m)
-            | ApiError::Internal(m) => m,
+            | ApiError::Internal(m)
+            | ApiError::RateLimited { message: m, .. } => m,
+        }
+    }
+
+    /// Seconds to wait before retrying, for the answers that carry one.
+    fn retry_after(&self) -> Option<u64> {
+        match self {
+            ApiError::Overloaded(_) => Some(u64::from(RETRY_AFTER_SECONDS)),
+            ApiError::RateLimited { retry_after, .. } => Some(*retry_after),
+            _ => None,
         }
     }
 }
@@ -55,11 +71,12 @@ impl ApiError {
 impl IntoResponse for ApiError {
     fn into_response(self) -> Response {
         let status = self.status();
+        let retry_after = self.retry_after();
         let mut response = (status, Json(json!({ "error": self.message() }))).into_response();
-        if status == StatusCode::SERVICE_UNAVAILABLE {
+        if let Some(seconds) = retry_after {
             response
                 .headers_mut()
-                .insert(header::RETRY_AFTER, HeaderValue::from(RETRY_AFTER_SECONDS));
+                .insert(header::RETRY_AFTER, HeaderValue::from(seconds));
         }
         response
     }

@@ -10,6 +10,7 @@
 //! - `dedupe`: repeated event ids within the window are stored once.
 //! - `metrics`: `GET /metrics`.
 //! - `learn`: the event names and fields each workspace receives.
+//! - `rate`: `max_events_per_second` per write key.
 
 pub mod accept;
 pub mod dedupe;
@@ -17,6 +18,7 @@ pub mod flusher;
 pub mod handlers;
 pub mod learn;
 pub mod metrics;
+pub mod rate;
 pub mod record;
 pub mod wal;
 
@@ -60,6 +62,8 @@ pub struct Ingest {
     learn_bounds: Bounds,
     /// Why the flusher's last attempt failed, until one succeeds.
     flush_failure: Mutex<Option<String>>,
+    /// `max_events_per_second` per write key.
+    pub limiter: rate::Limiter,
 }
 
 impl Ingest {
@@ -98,6 +102,7 @@ impl Ingest {
             unsaved: Mutex::new(BTreeSet::new()),
             learn_bounds,
             flush_failure: Mutex::new(None),
+            limiter: rate::Limiter::new(config.limits.max_events_per_second),
         };
         let replayed = Flusher::new(store.clone(), ingest.wal.node_id())
             .flush_sealed(&ingest)
