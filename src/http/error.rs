@@ -18,6 +18,8 @@ pub enum ApiError {
     /// 403: a key not valid for a listed workspace.
     Forbidden(String),
     NotFound(String),
+    /// 408: the request was not received and answered within `server.request_timeout`.
+    RequestTimeout(String),
     /// 413: over a size limit.
     TooLarge(String),
     /// 429: over `max_events_per_second`; retry after this many seconds.
@@ -38,6 +40,7 @@ impl ApiError {
             ApiError::Unauthorized(_) => StatusCode::UNAUTHORIZED,
             ApiError::Forbidden(_) => StatusCode::FORBIDDEN,
             ApiError::NotFound(_) => StatusCode::NOT_FOUND,
+            ApiError::RequestTimeout(_) => StatusCode::REQUEST_TIMEOUT,
             ApiError::TooLarge(_) => StatusCode::PAYLOAD_TOO_LARGE,
             ApiError::RateLimited { .. } => StatusCode::TOO_MANY_REQUESTS,
             ApiError::Overloaded(_) => StatusCode::SERVICE_UNAVAILABLE,
@@ -51,6 +54,7 @@ impl ApiError {
             | ApiError::Unauthorized(m)
             | ApiError::Forbidden(m)
             | ApiError::NotFound(m)
+            | ApiError::RequestTimeout(m)
             | ApiError::TooLarge(m)
             | ApiError::Overloaded(m)
             | ApiError::Internal(m)
