@@ -13,15 +13,11 @@ use arrow::datatypes::DataType;
 use flate2::read::MultiGzDecoder;
 use parquet::arrow::arrow_reader::ParquetRecordBatchReaderBuilder;
 
-use super::chunk::{ChunkParser, ParsedChunk, RawChunk};
+use super::chunk::{ChunkParser, ParsedChunk};
 use crate::event::tabular::{ColumnKind, Columns};
 
-/// Bytes of NDJSON per chunk (one commit per chunk and workspace).
-pub const CHUNK_BYTES: usize = 16 << 20;
 /// Rows of CSV or Parquet per chunk.
 pub const CHUNK_ROWS: usize = 50_000;
-/// A single line longer than this is refused rather than buffered.
-pub const MAX_LINE_BYTES: usize = 64 << 20;
 
 /// An input file format (`--format`).
 #[derive(Debug, Clone, Copy, PartialEq, Eq, clap::ValueEnum)]
@@ -106,75 +102,6 @@ impl<R: Read> Read for Counting<R> {
         self.read.fetch_add(n as u64, Ordering::Relaxed);
         Ok(n)
     }
-}
-
-/// Cuts `input` into chunks of whole lines of about [`CHUNK_BYTES`] and hands
-/// each to `send`; stops early when `send` returns false.
-pub fn read_ndjson_chunks(
-    mut input: impl Read,
-    consumed: &AtomicU64,
-    mut send: impl FnMut(RawChunk) -> bool,
-) -> io::Result<()> {
-    let mut carry: Vec<u8> = Vec::new();
-    let mut next_line = 1u64;
-    for index in 0.. {
-        let mut buf = std::mem::take(&mut carry);
-        buf.reserve(CHUNK_BYTES + (64 << 10));
-        let eof = fill(&mut input, &mut buf, CHUNK_BYTES)?;
-        let cut = match buf.iter().rposition(|b| *b == b'\n') {
-            Some(pos) => pos + 1,
-            None if eof => buf.len(),
-            None if buf.len() > MAX_LINE_BYTES => {
-                return Err(io::Error::new(
-                    io::ErrorKind::InvalidData,
-                    format!(
-                        "line {next_line} is longer than {} MiB",
-                        MAX_LINE_BYTES >> 20
-                    ),
-                ));
-            }
-            None => {
-                carry = buf;
-                continue;
-            }
-        };
-        carry = buf.split_off(cut);
-        if eof && !carry.is_empty() {
-            buf.append(&mut carry);
-        }
-        if buf.is_empty() {
-            return Ok(());
-        }
-        if buf.last() != Some(&b'\n') {
-            buf.push(b'\n');
-        }
-        let lines = buf.iter().filter(|b| **b == b'\n').count() as u64;
-        let chunk = RawChunk {
-            index,
-            first_line: next_line,
-            offset: consumed.load(Ordering::Relaxed),
-            data: buf,
-        };
-        next_line += lines;
-        if !send(chunk) || eof {
-            return Ok(());
-        }
-    }
-    Ok(())
-}
-
-/// Reads until `buf` holds at least `want` bytes; true at end of input.
-fn fill(input: &mut impl Read, buf: &mut Vec<u8>, want: usize) -> io::Result<bool> {
-    let mut block = vec![0u8; 1 << 20];
-    while buf.len() < want {
-        match input.read(&mut block) {
-            Ok(0) => return Ok(true),
-            Ok(n) => buf.extend_from_slice(&block[..n]),
-            Err(e) if e.kind() == io::ErrorKind::Interrupted => {}
-            Err(e) => return Err(e),
-        }
-    }
-    Ok(false)
 }
 
 /// Parses a CSV file with a header row into chunks of [`CHUNK_ROWS`] rows.
@@ -364,41 +291,4 @@ fn row_as_json<'a>(names: &[String], value: &impl Fn(usize) -> Option<&'a str>) 
 
 fn invalid_data(e: impl ToString) -> io::Error {
     io::Error::new(io::ErrorKind::InvalidData, e.to_string())
-}
-
-#[cfg(test)]
-mod tests {
-    use super::*;
-
-    fn chunks(text: &str) -> Vec<(u64, String)> {
-        let mut out = Vec::new();
-        read_ndjson_chunks(text.as_bytes(), &AtomicU64::new(0), |c| {
-            out.push((c.first_line, String::from_utf8(c.data).unwrap()));
-            true
-        })
-        .unwrap();
-        out
-    }
-
-    #[test]
-    fn chunks_hold_whole_lines_and_end_with_a_newline() {
-        assert_eq!(chunks("a\nb\n"), vec![(1, "a\nb\n".to_string())]);
-        assert_eq!(chunks("a\nb"), vec![(1, "a\nb\n".to_string())]);
-        assert!(chunks("").is_empty());
-    }
-
-    #[test]
-    fn large_inputs_are_cut_at_line_ends() {
-        let line = format!("{}\n", "x".repeat(1000));
-        let text = line.repeat(40_000);
-        let got = chunks(&text);
-        assert!(got.len() > 1);
-        let mut expected_line = 1;
-        for (first, data) in &got {
-            assert_eq!(*first, expected_line);
-            assert!(data.ends_with('\n'));
-            expected_line += data.matches('\n').count() as u64;
-        }
-        assert_eq!(expected_line, 40_001);
-    }
 }
