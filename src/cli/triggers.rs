@@ -156,10 +156,20 @@ pub async fn check(config: &Config) -> Result<(), Error> {
             Ok(())
         }
         n => Err(Error::Usage(format!(
-            "{n} problem(s) in {}",
-            config.project_dir.display()
+            "{n} problem(s) in the project at {}",
+            project_folder(config).display()
         ))),
     }
+}
+
+/// The project folder, absolute (the embedded default's is the working
+/// directory, an empty path).
+fn project_folder(config: &Config) -> std::path::PathBuf {
+    let dir = match config.project_dir.as_os_str().is_empty() {
+        true => std::path::Path::new("."),
+        false => config.project_dir.as_path(),
+    };
+    std::path::absolute(dir).unwrap_or_else(|_| dir.to_path_buf())
 }
 
 async fn check_one(config: &Config, store: &Store, trigger: &TriggerFile) -> Result<(), FileError> {
@@ -194,14 +204,12 @@ async fn check_one(config: &Config, store: &Store, trigger: &TriggerFile) -> Res
     Ok(())
 }
 
-/// The file line an SQL error points at (the parser says "Line: N"), else the query's first line.
+/// The file line an SQL error points at (the parser's "Line: N", or the
+/// line naming the column, table or function the planner could not find),
+/// else the query's first line. Header lines are blanked in `sql`, so its
+/// lines are the file's.
 fn sql_line(trigger: &TriggerFile, message: &str) -> usize {
-    let reported = message
-        .split("Line: ")
-        .nth(1)
-        .and_then(|rest| rest.split(|c: char| !c.is_ascii_digit()).next())
-        .and_then(|n| n.parse().ok());
-    reported.unwrap_or_else(|| {
+    crate::sql::locate::error_line(&trigger.sql, message).unwrap_or_else(|| {
         trigger
             .sql
             .lines()

@@ -4,9 +4,11 @@
 //! hints for analyst SQL. `session` composes a workspace's whole session.
 //!
 //! - `ledger`: the ledger's views (`runs`, `matches`, `deliveries`, `attempts`).
+//! - `locate`: the line of the query an error is about.
 //! - `output`: query results as a table, CSV or JSON lines.
 
 pub mod ledger;
+pub mod locate;
 pub mod output;
 
 use std::sync::Arc;
