@@ -8,6 +8,7 @@ use crate::flow::FlowSetup;
 use crate::project::FileError;
 use crate::run::{RunRequest, run_trigger};
 use crate::session::{SessionSpec, workspace_session};
+use crate::sql::limits::within;
 use crate::sql::output::{OutputFormat, render};
 use crate::sql::plan_read_only;
 use crate::store::Store;
@@ -87,8 +88,8 @@ pub async fn preview(
         segments: &setup.segments,
         flow_errors: &setup.errors,
     };
-    let outcome = run_trigger(&request)
-        .await
+    let outcome = within(config.limits.query_timeout, run_trigger(&request))
+        .await?
         .map_err(|e| Error::Usage(e.to_string()))?;
     eprintln!("{outcome}");
     if !outcome.deliveries.is_empty() {

@@ -16,6 +16,7 @@ use crate::config::Workspace;
 use crate::http::ApiError;
 use crate::http::auth::{Refusal, authorize};
 use crate::run::{RunRequest, run_trigger};
+use crate::sql::limits::within;
 use crate::trigger::load_triggers;
 use crate::trigger::status::{recent_runs, trigger_rows, workspace_of};
 
@@ -24,6 +25,11 @@ const DEFAULT_RUNS: usize = 100;
 
 fn internal(e: impl std::fmt::Display) -> ApiError {
     ApiError::Internal(e.to_string())
+}
+
+/// Over `query_timeout`: the analyst's query to narrow (or the key to raise).
+fn too_slow(e: crate::sql::QueryError) -> ApiError {
+    ApiError::BadRequest(e.to_string())
 }
 
 /// The workspace a request names (or the only one), once its key checks out.
@@ -72,8 +78,10 @@ pub async fn triggers(
     Query(query): Query<TriggersQuery>,
 ) -> Result<Json<Value>, ApiError> {
     let workspace = authorized(&state, &headers, query.workspace.as_deref())?;
-    let (rows, errors) = trigger_rows(&state.config, &state.store, Some(&workspace.id), Utc::now())
+    let listing = trigger_rows(&state.config, &state.store, Some(&workspace.id), Utc::now());
+    let (rows, errors) = within(state.config.limits.query_timeout, listing)
         .await
+        .map_err(too_slow)?
         .map_err(internal)?;
     let errors: Vec<Value> = errors
         .iter()
@@ -97,15 +105,17 @@ pub async fn runs(
 ) -> Result<Json<Value>, ApiError> {
     let workspace = authorized(&state, &headers, query.workspace.as_deref())?;
     let limit = query.limit.unwrap_or(DEFAULT_RUNS);
-    let runs = recent_runs(
+    let listing = recent_runs(
         &state.config,
         &state.store,
         &workspace.id,
         query.trigger.as_deref(),
         limit,
-    )
-    .await
-    .map_err(internal)?;
+    );
+    let runs = within(state.config.limits.query_timeout, listing)
+        .await
+        .map_err(too_slow)?
+        .map_err(internal)?;
     Ok(Json(json!({ "runs": runs })))
 }
 
@@ -147,8 +157,9 @@ pub async fn preview(
         segments: &setup.segments,
         flow_errors: &setup.errors,
     };
-    let outcome = run_trigger(&request)
+    let outcome = within(state.config.limits.query_timeout, run_trigger(&request))
         .await
+        .map_err(too_slow)?
         .map_err(|e| ApiError::BadRequest(e.to_string()))?;
     let matches: Vec<Value> = outcome
         .matches

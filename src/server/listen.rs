@@ -196,8 +196,8 @@ async fn answer(router: Router, request: hyper::Request<Incoming>, timeout: Dura
         Ok(Err(never)) => match never {},
         Err(_) => {
             let message = format!(
-                "the request took longer than server.request_timeout ({}s)",
-                timeout.as_secs_f64()
+                "the request took longer than server.request_timeout ({})",
+                crate::duration::format_duration(timeout)
             );
             ApiError::RequestTimeout(message).into_response()
         }
