@@ -18,11 +18,15 @@
 //! - `layers`: each module uses only the modules declared before it in `lib.rs`.
 //! - `migrate`: a store written by an earlier tripwire opens and keeps working.
 //! - `segment_client`: Segment's own python library sends to a real server.
+//! - `hostile_serve`: issue 13 against `serve`: slow clients, a failing WAL disk, rate limits, poison input, memory bounds.
+//! - `hostile_input`: issue 13 on import and `check`: long lines, broken gzip, mistyped Parquet, poison times, problem lines.
 
 mod bad_input;
 mod config;
 mod deliver;
 mod flows;
+mod hostile_input;
+mod hostile_serve;
 mod idempotent;
 mod import_formats;
 mod ingest;
