@@ -12,6 +12,9 @@ use url::Url;
 
 use crate::duration::parse_duration;
 
+// By path, so fuzz/ can compile this file by path too (a file loaded by
+// path looks for its modules beside it).
+#[path = "config/limits.rs"]
 mod limits;
 
 pub use limits::{Limits, Server};

@@ -11,10 +11,17 @@ use std::sync::atomic::{AtomicU64, Ordering};
 
 use super::chunk::{RawChunk, Refused};
 
-/// Bytes of NDJSON per chunk (one commit per chunk and workspace).
+/// Bytes of NDJSON per chunk (one commit per chunk and workspace). Tiny
+/// when fuzzing, so that small inputs reach every branch.
+#[cfg(not(fuzzing))]
 pub const CHUNK_BYTES: usize = 16 << 20;
+#[cfg(fuzzing)]
+pub const CHUNK_BYTES: usize = 64;
 /// Bytes read at a time.
+#[cfg(not(fuzzing))]
 const READ_BLOCK: usize = 1 << 20;
+#[cfg(fuzzing)]
+const READ_BLOCK: usize = 16;
 /// How much of a refused line is kept in quarantine.
 pub const REFUSED_HEAD_BYTES: usize = 1 << 10;
 

@@ -12,6 +12,7 @@ use arrow::compute::cast;
 use arrow::datatypes::DataType;
 use flate2::read::MultiGzDecoder;
 use parquet::arrow::arrow_reader::ParquetRecordBatchReaderBuilder;
+use parquet::file::reader::ChunkReader;
 
 use super::chunk::{ChunkParser, ParsedChunk};
 use crate::event::tabular::{ColumnKind, Columns};
@@ -167,12 +168,21 @@ pub fn read_csv_chunks(
 pub fn read_parquet_chunks(
     path: &Path,
     parser: &ChunkParser,
+    send: impl FnMut(ParsedChunk) -> bool,
+) -> io::Result<()> {
+    let file_bytes = path.metadata()?.len();
+    read_parquet(File::open(path)?, file_bytes, parser, send)
+}
+
+/// [`read_parquet_chunks`] on any Parquet source of `file_bytes` bytes.
+pub fn read_parquet(
+    source: impl ChunkReader + 'static,
+    file_bytes: u64,
+    parser: &ChunkParser,
     mut send: impl FnMut(ParsedChunk) -> bool,
 ) -> io::Result<()> {
-    let builder =
-        ParquetRecordBatchReaderBuilder::try_new(File::open(path)?).map_err(invalid_data)?;
+    let builder = ParquetRecordBatchReaderBuilder::try_new(source).map_err(invalid_data)?;
     let total_rows = builder.metadata().file_metadata().num_rows().max(1) as u64;
-    let file_bytes = path.metadata()?.len();
     let reader = builder
         .with_batch_size(CHUNK_ROWS)
         .build()

@@ -41,7 +41,7 @@
 //! every file operation goes through), `error`. Tests: `tests` (on a real
 //! directory), `disk` (an in-memory disk that knows what is durable),
 //! `faulty` (files on it that cut power and fail) and `crash` (seeded crash
-//! points on those).
+//! points on those); `fuzzing` opens the log on fuzzed disks (`fuzz/`).
 
 mod error;
 mod files;
@@ -53,11 +53,15 @@ mod writer;
 
 #[cfg(test)]
 mod crash;
-#[cfg(test)]
+#[cfg(any(test, fuzzing))]
+#[cfg_attr(fuzzing, allow(dead_code))]
 mod disk;
-#[cfg(test)]
+#[cfg(any(test, fuzzing))]
+#[cfg_attr(fuzzing, allow(dead_code))]
 mod faulty;
-#[cfg(test)]
+#[cfg(fuzzing)]
+pub mod fuzzing;
+#[cfg(any(test, fuzzing))]
 mod splitmix;
 #[cfg(test)]
 mod tests;

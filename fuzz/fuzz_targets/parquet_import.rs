@@ -1,0 +1,36 @@
+//! Any bytes as a Parquet file to import: never a panic (a malformed file
+//! is an error), and whatever imports lands in valid batches with its times
+//! in range and rows numbered in order.
+#![no_main]
+
+use arrow::array::{Array, AsArray};
+use arrow::datatypes::TimestampMicrosecondType;
+use libfuzzer_sys::fuzz_target;
+use tripwire_fuzz::event::{MAX_TIME_MICROS, MIN_TIME_MICROS};
+use tripwire_fuzz::import::source::read_parquet;
+use tripwire_fuzz::shop_parser;
+
+fuzz_target!(|data: &[u8]| {
+    let parser = shop_parser(1 << 20);
+    let mut after = 0u64;
+    let bytes = bytes::Bytes::copy_from_slice(data);
+    let _ = read_parquet(bytes, data.len() as u64, &parser, |chunk| {
+        assert!(chunk.first_line > after);
+        for rejected in &chunk.rejected {
+            assert!((chunk.first_line..=chunk.last_line).contains(&rejected.line));
+        }
+        for builder in chunk.events.into_values() {
+            let batch = builder.finish(0);
+            let sent_at = batch.column(7).as_primitive::<TimestampMicrosecondType>();
+            for row in 0..sent_at.len() {
+                let time = sent_at.value(row);
+                assert!(
+                    time == 1_700_000_000_000_000
+                        || (MIN_TIME_MICROS..MAX_TIME_MICROS).contains(&time)
+                );
+            }
+        }
+        after = chunk.last_line.max(after);
+        true
+    });
+});
