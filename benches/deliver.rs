@@ -59,7 +59,7 @@ use tripwire::deliver::{DeliveryLimits, SIGNATURE_HEADER, deliver_due};
 use tripwire::session::{SessionSpec, workspace_session};
 use tripwire::sql::run_read_only;
 use tripwire::store::commit::{Always, commit};
-use tripwire::store::ledger::{DeliveryRecord, RunRecord, run_batch};
+use tripwire::store::ledger::{DeliveryRecord, RunRecord, RunRows, run_batch};
 use tripwire::store::{Store, TableKind};
 
 /// The project's configuration.
@@ -67,7 +67,7 @@ const CONFIG: &str =
     "storage = \"./store\"\n[[workspace]]\nid = \"shop\"\nsigning_secret = \"whsec_bench\"\n";
 
 /// The trigger: one match per contact, `v` in its data.
-const TRIGGER: &str = "-- requires_identity: true\n\
+const TRIGGER: &str = "-- backfill: all\n-- requires_identity: true\n\
     SELECT email, json_get_float(properties, 'v') AS v FROM new_events WHERE event_name = 'cart'\n";
 
 /// The excluded segment: carts below 1000 (1% of the default 100k).
@@ -447,9 +447,15 @@ async fn plan(store: &Store, url: &str, deliveries: usize) {
             resolved: planned.len() as i64,
             unresolved: 0,
             dropped: 0,
+            pending: 0,
+            expired: 0,
             error: None,
         };
-        let batches = run_batch(&record, &[], &planned);
+        let rows = RunRows {
+            deliveries: &planned,
+            ..RunRows::default()
+        };
+        let batches = run_batch(&record, &rows);
         commit(&mut ledger, &mut Always(batches))
             .await
             .expect("commit a run");

@@ -27,6 +27,13 @@
 //! - `duckdb`: benches/duckdb_trigger.py, the same SQL over the same Parquet
 //!   files in DuckDB (skipped with a message when `import duckdb` fails).
 //!
+//! Then a store that has lived: the first history size again, with its
+//! window arriving as `TRIPWIRE_BENCH_AGED_COMMITS` (default 2,000) small
+//! commits, as `serve` flushes them, and then maintained (`tripwire
+//! optimize`). Its run must be as fast as the fresh store's (ratio ≤ 1.1);
+//! the bench prints both stores' file counts and how long opening the
+//! events table (loading its log) takes.
+//!
 //! Environment: `TRIPWIRE_BENCH_HISTORY` (comma-separated history sizes,
 //! default `1000000,10000000`), `TRIPWIRE_BENCH_WINDOW` (default 100000),
 //! `TRIPWIRE_BENCH_RUNS` (timed runs per figure, default 5). Building both
@@ -48,13 +55,14 @@ use tripwire::sql::plan_read_only;
 use tripwire::store::ledger::cursor_app_id;
 use tripwire::store::{Store, TableKind, table};
 use tripwire::trigger::{TriggerFile, load_triggers};
-use tripwire::window::{Window, added_files, new_events_table};
+use tripwire::window::{Window, new_events};
 
 const WORKSPACE: &str = "shop";
 const TRIGGER: &str = "bench_identity";
 const TRIGGER_SQL: &str = "\
 -- description: cart_abandoned events of the window joined to identities (cargo bench --bench trigger).
 -- workspace: shop
+-- backfill: all
 -- requires_identity: true
 SELECT n.client_id, i.email, json_get_float(n.properties, 'cart_value') AS cart_value
 FROM new_events n JOIN identities i ON i.client_id = n.client_id
@@ -72,6 +80,15 @@ struct Settings {
     histories: Vec<u64>,
     window: u64,
     runs: usize,
+    /// Commits the aged store's window arrives in (0: no aged store).
+    aged_commits: u64,
+}
+
+/// The store-health figures of one store.
+struct Health {
+    files: usize,
+    /// Opening the events table (reading its log), median, seconds.
+    log_load: f64,
 }
 
 /// The figures of one history size, in seconds.
@@ -94,7 +111,149 @@ fn main() -> Result<()> {
         all.push(figures);
     }
     print_summary(&settings, &all);
+    if let (Some(fresh), true) = (all.first(), settings.aged_commits > 0) {
+        compare_aged(&runtime, &settings, fresh)?;
+    }
     Ok(())
+}
+
+/// The aged, maintained store against the fresh one of the same history.
+fn compare_aged(
+    runtime: &tokio::runtime::Runtime,
+    settings: &Settings,
+    fresh: &Figures,
+) -> Result<()> {
+    let history = fresh.history;
+    let fresh_store = cached_store(history, settings.window)?;
+    let aged_store = aged_store(runtime, history, settings.window, settings.aged_commits)?;
+    println!(
+        "
+== aged: history {history}, window in {} commits, maintained ==",
+        settings.aged_commits
+    );
+    let project = Project::new(&aged_store)?;
+    let (run, _) = runtime.block_on(library_runs(&project, now(settings.window), settings.runs))?;
+    let fresh_health = runtime.block_on(health(&Project::new(&fresh_store)?, settings.runs))?;
+    let aged_health = runtime.block_on(health(&project, settings.runs))?;
+    println!(
+        "
+store that has lived ({} commits of ingest, then maintained) vs fresh:",
+        settings.aged_commits
+    );
+    println!(
+        "{:>8} {:>9} {:>12} {:>14}",
+        "store", "run", "events files", "log load"
+    );
+    for (name, run, h) in [
+        ("fresh", fresh.run, &fresh_health),
+        ("aged", run, &aged_health),
+    ] {
+        println!(
+            "{name:>8} {run:>8.3}s {:>12} {:>13.1}ms",
+            h.files,
+            h.log_load * 1e3
+        );
+    }
+    println!("aged/fresh run: {:.2} (goal ≤ 1.1)", run / fresh.run);
+    Ok(())
+}
+
+/// File count and median log-load time of a store's events table.
+async fn health(project: &Project, runs: usize) -> Result<Health> {
+    let store = project.store();
+    let mut times = Vec::new();
+    let mut files = 0;
+    for _ in 0..=runs {
+        let started = Instant::now();
+        let events = store
+            .open(WORKSPACE, TableKind::Events)
+            .await?
+            .context("no events")?;
+        times.push(started.elapsed());
+        files = tripwire::store::files::live_files(&events)?.len();
+    }
+    times.remove(0);
+    Ok(Health {
+        files,
+        log_load: median(&mut times),
+    })
+}
+
+/// The store of `history` events whose window arrived in `commits` small
+/// commits, then maintained; built once and kept.
+fn aged_store(
+    runtime: &tokio::runtime::Runtime,
+    history: u64,
+    window: u64,
+    commits: u64,
+) -> Result<PathBuf> {
+    let dir = bench_data().join(format!("trigger-aged-v2-{history}-{window}-{commits}"));
+    let ready = dir.join("READY");
+    let store = dir.join("store");
+    if ready.exists() {
+        return Ok(store);
+    }
+    if dir.exists() {
+        std::fs::remove_dir_all(&dir)?;
+    }
+    std::fs::create_dir_all(&dir)?;
+    println!("building {} (once)…", dir.display());
+    let project = Project::new(&store)?;
+    for file in (0..history.div_ceil(FILE_EVENTS)).rev() {
+        let events = FILE_EVENTS.min(history - file * FILE_EVENTS);
+        import(&project, &history_file(file, events)?)?;
+    }
+    let end = DateTime::from_timestamp_millis(HISTORY_END_MS).expect("a valid timestamp");
+    tripwire_cli(
+        &project.config_path(),
+        &["run", TRIGGER, "--now", &end.to_rfc3339()],
+    )?;
+    let pieces = split_lines(&window_file(window)?, commits, &dir.join("pieces"))?;
+    let started = Instant::now();
+    runtime.block_on(async {
+        for piece in &pieces {
+            let options = tripwire::import::ImportOptions {
+                paths: vec![piece.clone()],
+                workspace: Some(WORKSPACE.into()),
+                format: tripwire::import::Format::Ndjson,
+                strict: false,
+            };
+            let hidden = tripwire::import::Progress::hidden();
+            tripwire::import::import(&project.config, &options, &hidden).await?;
+        }
+        anyhow::Ok(())
+    })?;
+    println!(
+        "{commits} commits in {:.1}s",
+        started.elapsed().as_secs_f64()
+    );
+    let before = runtime.block_on(health(&project, 1))?;
+    let report = tripwire_cli(&project.config_path(), &["optimize"])?;
+    println!(
+        "before maintenance: {} events files; optimize: {}",
+        before.files,
+        report.trim()
+    );
+    std::fs::remove_dir_all(dir.join("pieces"))?;
+    std::fs::write(&ready, b"")?;
+    Ok(store)
+}
+
+/// `file`'s lines in `pieces` files of about equal size, under `into`.
+fn split_lines(file: &Path, pieces: u64, into: &Path) -> Result<Vec<PathBuf>> {
+    std::fs::create_dir_all(into)?;
+    let text = std::fs::read_to_string(file)?;
+    let lines: Vec<&str> = text.lines().collect();
+    let per = (lines.len() as u64).div_ceil(pieces.max(1)) as usize;
+    lines
+        .chunks(per.max(1))
+        .enumerate()
+        .map(|(i, chunk)| {
+            let path = into.join(format!("piece-{i:05}.ndjson"));
+            std::fs::write(&path, chunk.join("\n") + "\n")?;
+            Ok(path)
+        })
+        .collect()
 }
 
 fn settings() -> Result<Settings> {
@@ -113,6 +272,7 @@ fn settings() -> Result<Settings> {
         histories,
         window: number("TRIPWIRE_BENCH_WINDOW", 100_000)?,
         runs: number("TRIPWIRE_BENCH_RUNS", 5)?.max(1) as usize,
+        aged_commits: number("TRIPWIRE_BENCH_AGED_COMMITS", 2_000)?,
     })
 }
 
@@ -255,8 +415,7 @@ async fn trigger_sql(project: &Project, now: DateTime<Utc>) -> Result<usize> {
         events: Some(&events),
     };
     let ctx = workspace_session(&spec).await?;
-    let files = added_files(&events, window).await?;
-    ctx.register_table("new_events", new_events_table(&files)?)?;
+    ctx.register_table("new_events", new_events(Some(&events), window, None)?)?;
     let rows = plan_read_only(&ctx, &project.trigger.sql)
         .await?
         .collect()
@@ -390,7 +549,7 @@ fn duckdb_run(
 
 /// The store for `history` events plus a `window`, built once and kept.
 fn cached_store(history: u64, window: u64) -> Result<PathBuf> {
-    let dir = bench_data().join(format!("trigger-store-{history}-{window}"));
+    let dir = bench_data().join(format!("trigger-store-v2-{history}-{window}"));
     let ready = dir.join("READY");
     let store = dir.join("store");
     if ready.exists() {

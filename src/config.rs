@@ -58,6 +58,12 @@ pub struct Config {
     pub server: Server,
     /// Bounds on analyst SQL, learning, import lines and ingest rates.
     pub limits: Limits,
+    /// How often `serve` maintains the tables (compaction, checkpoints).
+    pub maintenance_interval: Duration,
+    /// VACUUM deletes only files no version of this age still needs.
+    pub vacuum_retention: Duration,
+    /// Events sent longer ago than this are deleted by maintenance.
+    pub retention: Option<Duration>,
 }
 
 /// One tenant: its id (also the collect envelope's `partnerId`) and secrets.
@@ -139,6 +145,11 @@ struct RawConfig {
     max_learned_fields: Option<usize>,
     max_line_bytes: Option<usize>,
     max_events_per_second: Option<u32>,
+    #[serde(default = "default_maintenance_interval")]
+    maintenance_interval: String,
+    #[serde(default = "default_vacuum_retention")]
+    vacuum_retention: String,
+    retention: Option<String>,
 }
 
 /// `[ingest]`: the HTTP ingest API's durability and limits.
@@ -253,6 +264,12 @@ fn default_ttl() -> String {
 fn default_retry_period() -> String {
     "24h".into()
 }
+fn default_maintenance_interval() -> String {
+    "10m".into()
+}
+fn default_vacuum_retention() -> String {
+    "7d".into()
+}
 fn default_schedule() -> String {
     "*/5 * * * *".into()
 }
@@ -316,6 +333,18 @@ impl Config {
         }
         .validate()
         .map_err(invalid)?;
+        let maintenance_interval = parse_duration(&raw.maintenance_interval)
+            .and_then(|d| at_least(d, MIN_MAINTENANCE_INTERVAL))
+            .map_err(|m| invalid(format!("maintenance_interval: {m}")))?;
+        let vacuum_retention = parse_duration(&raw.vacuum_retention)
+            .and_then(|d| at_least(d, MIN_VACUUM_RETENTION))
+            .map_err(|m| invalid(format!("vacuum_retention: {m}")))?;
+        let retention = raw
+            .retention
+            .as_deref()
+            .map(|text| parse_duration(text).and_then(|d| at_least(d, MIN_RETENTION)))
+            .transpose()
+            .map_err(|m| invalid(format!("retention: {m}")))?;
         Ok(Config {
             origin: origin.to_string(),
             project_dir: base.to_path_buf(),
@@ -328,6 +357,9 @@ impl Config {
             delivery_retry_period,
             server,
             limits,
+            maintenance_interval,
+            vacuum_retention,
+            retention,
         })
     }
 
@@ -382,6 +414,20 @@ fn validate_workspaces(raw: Vec<RawWorkspace>) -> Result<Vec<Workspace>, String>
             })
         })
         .collect()
+}
+
+/// The shortest `maintenance_interval`: a pass must not run back to back.
+const MIN_MAINTENANCE_INTERVAL: Duration = Duration::from_secs(10);
+/// The shortest `vacuum_retention`: longer than any run reads a snapshot.
+const MIN_VACUUM_RETENTION: Duration = Duration::from_secs(60 * 60);
+/// The shortest `retention` of events: a day.
+const MIN_RETENTION: Duration = Duration::from_secs(24 * 60 * 60);
+
+fn at_least(value: Duration, minimum: Duration) -> Result<Duration, String> {
+    match value >= minimum {
+        true => Ok(value),
+        false => Err(format!("must be at least {}s", minimum.as_secs())),
+    }
 }
 
 /// Workspace ids name folders under the storage root, so they are kept plain.

@@ -20,6 +20,8 @@
 //! trigger                          trigger files, evaluation, status
 //! flow                             segments, caps, experiments, branches → deliveries
 //! run                              one run: window → trigger → flows → one commit
+//! maintain                         stamping, compaction, checkpoints, vacuum, retention
+//! erase                            a person's right to erasure
 //! deliver                          webhooks, file lines, events; attempts, retries
 //! scheduler                        due triggers inside `serve`
 //! http, ingest, server             the HTTP API: shared auth and errors, ingest (WAL), the rest
@@ -60,6 +62,10 @@ pub mod trigger;
 pub mod flow;
 
 pub mod run;
+
+pub mod maintain;
+
+pub mod erase;
 
 pub mod deliver;
 

@@ -11,17 +11,19 @@ use deltalake_core::DeltaTable;
 use crate::flow::Flow;
 use crate::flow::plan::{PlanRequest, plan_deliveries};
 use crate::flow::segment::SegmentSource;
-use crate::identity::resolve::Resolution;
+use crate::identity::pending::{self, Deferral};
 use crate::project::FileError;
 use crate::session::{SessionSpec, workspace_session};
 use crate::store::commit::{Always, Committed, Once, commit};
 use crate::store::ledger::{
-    DeliveryRecord, MatchRecord, RunRecord, cursor_app_id, id_of, run_batch,
+    DeliveryRecord, MatchRecord, PendingRecord, RunRecord, RunRows, Settled, cursor_app_id, id_of,
+    run_batch,
 };
+use crate::store::stamp::stamp_unstamped;
 use crate::store::{Store, StoreError, TableKind, table};
 use crate::trigger::TriggerFile;
-use crate::trigger::evaluate::evaluate;
-use crate::window::{Window, added_files, new_events_table};
+use crate::trigger::evaluate::{Evaluation, evaluate};
+use crate::window::{Window, new_events, window_for};
 
 /// Why a run did not commit.
 #[derive(Debug, thiserror::Error)]
@@ -57,6 +59,8 @@ pub struct RunRequest<'a> {
 #[derive(Debug, Clone)]
 pub struct RunOutcome {
     pub run: RunRecord,
+    /// Rows this run deferred until an identity arrives.
+    pub pending: Vec<PendingRecord>,
     pub matches: Vec<MatchRecord>,
     /// What the flows planned for the matches (committed with the run).
     pub deliveries: Vec<DeliveryRecord>,
@@ -67,6 +71,9 @@ pub struct RunOutcome {
 pub enum RunStatus {
     /// The run and its cursor were committed.
     Committed,
+    /// A trigger's first run without a backfill: its cursor starts at the
+    /// table's current version, matching nothing from before.
+    Started,
     /// No events arrived since the last run: nothing to do.
     NothingNew,
     /// Another runner committed this window first.
@@ -95,19 +102,33 @@ impl std::fmt::Display for RunOutcome {
                     run.trigger, run.from_version
                 );
             }
+            RunStatus::Started => {
+                return write!(
+                    f,
+                    "{}: starts at version {}: it fires for events stored from now on \
+                     (a `-- backfill: all` or `-- backfill: 7d` header reads history too)",
+                    run.trigger, run.to_version
+                );
+            }
             RunStatus::AlreadyCommitted => "another runner committed this window first".into(),
             RunStatus::Preview => "preview, nothing committed".into(),
         };
+        let mut unresolved = format!("{} dropped", run.dropped);
+        if run.pending > 0 {
+            unresolved.push_str(&format!(", {} waiting for an identity", run.pending));
+        }
+        if run.expired > 0 {
+            unresolved.push_str(&format!(", {} expired waiting", run.expired));
+        }
         write!(
             f,
-            "{}: versions ({}, {}]: {} rows, {} resolved, {} unresolved ({} dropped) → {} matches, {} deliveries planned; {status}",
+            "{}: versions ({}, {}]: {} rows, {} resolved, {} unresolved ({unresolved}) → {} matches, {} deliveries planned; {status}",
             run.trigger,
             run.from_version,
             run.to_version,
             run.matched,
             run.resolved,
             run.unresolved,
-            run.dropped,
             self.matches.len(),
             self.deliveries
                 .iter()
@@ -130,23 +151,32 @@ pub async fn run_trigger(request: &RunRequest<'_>) -> Result<RunOutcome, RunErro
         });
     }
     let started_at = Utc::now().timestamp_micros();
-    let events = request
+    let mut events = request
         .store
         .open(request.workspace, TableKind::Events)
         .await?;
+    if let Some(table) = events.as_mut() {
+        stamp_unstamped(table).await?;
+    }
     let mut ledger = request
         .store
         .open_or_create(request.workspace, TableKind::Ledger)
         .await?;
     let app_id = cursor_app_id(&request.trigger.name);
-    let cursor = table::app_progress(&ledger, &app_id).await?.unwrap_or(-1);
+    let cursor = table::app_progress(&ledger, &app_id).await?;
     let watermark = events
         .as_ref()
         .and_then(DeltaTable::version)
         .map_or(-1, |v| v as i64);
-    let window = Window {
-        from: if request.whole_history { -1 } else { cursor },
-        to: watermark,
+    let (window, sent_after) = match request.whole_history {
+        true => (
+            Window {
+                from: -1,
+                to: watermark,
+            },
+            None,
+        ),
+        false => window_for(cursor, watermark, request.trigger.backfill, request.now),
     };
     let mut run = RunRecord {
         run_id: run_id(request.workspace, &request.trigger.name, window),
@@ -160,24 +190,45 @@ pub async fn run_trigger(request: &RunRequest<'_>) -> Result<RunOutcome, RunErro
         resolved: 0,
         unresolved: 0,
         dropped: 0,
+        pending: 0,
+        expired: 0,
         error: None,
     };
-    if window.is_empty() {
-        let status = if request.commit {
-            RunStatus::NothingNew
-        } else {
-            RunStatus::Preview
+    // A first run commits its cursor even over an empty window, after its
+    // SQL and flows were tried on it: a broken trigger fails from the start.
+    let starts = cursor.is_none() && !request.whole_history;
+    if window.is_empty() && !starts {
+        let status = match request.commit {
+            false => RunStatus::Preview,
+            true => RunStatus::NothingNew,
         };
         return Ok(RunOutcome {
             run,
+            pending: Vec::new(),
             matches: Vec::new(),
             deliveries: Vec::new(),
             status,
         });
     }
+    // Rows that waited for an identity come back in every run until settled
+    // (not in a preview of all history, which re-reads their events).
+    let waiting = match (request.whole_history, ledger.version()) {
+        (false, Some(_)) => pending::open(&ledger, &request.trigger.name)
+            .await
+            .map_err(|e| StoreError::delta(ledger.table_url(), e))?,
+        _ => Vec::new(),
+    };
     let run_id = run.run_id.clone();
-    let evaluated = evaluate_and_plan(request, events.as_ref(), window, &run_id, &ledger).await;
-    let (resolution, deliveries) = match evaluated {
+    let scope = Scope {
+        events: events.as_ref(),
+        window,
+        sent_after,
+        run_id: &run_id,
+        ledger: &ledger,
+        waiting: &waiting,
+    };
+    let evaluated = evaluate_and_plan(request, &scope).await;
+    let (evaluation, deliveries) = match evaluated {
         Ok(evaluated) => evaluated,
         Err(message) => {
             run.error = Some(message.clone());
@@ -185,7 +236,8 @@ pub async fn run_trigger(request: &RunRequest<'_>) -> Result<RunOutcome, RunErro
             if request.commit {
                 // Recorded for the history, without moving the cursor.
                 run.run_id = format!("{}-failed-{}", run.run_id, run.started_at);
-                commit(&mut ledger, &mut Always(run_batch(&run, &[], &[]))).await?;
+                let rows = RunRows::default();
+                commit(&mut ledger, &mut Always(run_batch(&run, &rows))).await?;
             }
             return Err(RunError::Query {
                 path: request.trigger.path.display().to_string(),
@@ -193,77 +245,151 @@ pub async fn run_trigger(request: &RunRequest<'_>) -> Result<RunOutcome, RunErro
             });
         }
     };
-    run.matched = resolution.matched;
-    run.resolved = resolution.resolved;
-    run.unresolved = resolution.unresolved;
-    run.dropped = resolution.dropped;
+    let deferral = pending::defer(
+        &evaluation.resolution.waiting,
+        &evaluation.origins,
+        &waiting.iter().map(|p| p.wait_until).collect::<Vec<_>>(),
+        request.trigger.wait_for_identity,
+        request.now,
+    );
+    let deferred = pending::deferred(
+        &evaluation.resolution.rows,
+        &deferral.defer,
+        &run_id,
+        pending::wait_until(request.now, request.trigger.wait_for_identity),
+    )
+    .map_err(|e| StoreError::delta(ledger.table_url(), e))?;
+    let settled = settlements(&waiting, &evaluation, &deferral);
+    count(&mut run, &evaluation, &deferral, &settled);
     run.finished_at = Utc::now().timestamp_micros();
-    let matches = resolution.matches;
+    let matches = evaluation.resolution.matches;
     if !request.commit {
         return Ok(RunOutcome {
             run,
+            pending: deferred,
             matches,
             deliveries,
             status: RunStatus::Preview,
         });
     }
     pause_before_commit_for_tests();
+    let rows = RunRows {
+        matches: &matches,
+        deliveries: &deliveries,
+        pending: &deferred,
+        settled: &settled,
+    };
     let mut writer = Once {
         app_id,
         version: window.to,
-        batches: run_batch(&run, &matches, &deliveries),
+        batches: run_batch(&run, &rows),
     };
     let status = match commit(&mut ledger, &mut writer).await? {
+        Committed::Version(_) if window.is_empty() => RunStatus::Started,
         Committed::Version(_) => RunStatus::Committed,
         Committed::Nothing => RunStatus::AlreadyCommitted,
     };
     Ok(RunOutcome {
         run,
+        pending: deferred,
         matches,
         deliveries,
         status,
     })
 }
 
+/// How this run ends earlier pending rows: resolved (they fire with it),
+/// expired (their wait is over), or expired because they no longer decode
+/// into the trigger's query.
+fn settlements(
+    waiting: &[PendingRecord],
+    evaluation: &Evaluation,
+    deferral: &Deferral,
+) -> Vec<(String, Settled)> {
+    let decoded: std::collections::HashSet<usize> =
+        evaluation.origins.iter().flatten().copied().collect();
+    let undecodable = (0..waiting.len()).filter(|i| !decoded.contains(i));
+    let resolved = deferral.resolved.iter().map(|i| (*i, Settled::Resolved));
+    let expired = deferral
+        .expired
+        .iter()
+        .copied()
+        .chain(undecodable)
+        .map(|i| (i, Settled::Expired));
+    resolved
+        .chain(expired)
+        .map(|(i, how)| (waiting[i].pending_id.clone(), how))
+        .collect()
+}
+
+/// The run's counts: `matched` counts the window's rows; pending rows
+/// resolved now count as resolved, still waiting ones not again.
+fn count(
+    run: &mut RunRecord,
+    evaluation: &Evaluation,
+    deferral: &Deferral,
+    settled: &[(String, Settled)],
+) {
+    let resolution = &evaluation.resolution;
+    let still_waiting = resolution
+        .waiting
+        .iter()
+        .filter(|p| evaluation.origins[**p].is_some())
+        .count() as i64;
+    run.matched = evaluation.window_rows as i64;
+    run.resolved = resolution.resolved;
+    run.unresolved = resolution.unresolved - still_waiting;
+    run.dropped = resolution.dropped + deferral.drop.len() as i64;
+    run.pending = deferral.defer.len() as i64;
+    run.expired = settled
+        .iter()
+        .filter(|(_, how)| *how == Settled::Expired)
+        .count() as i64;
+}
+
+/// What a run evaluates beyond its request.
+struct Scope<'a> {
+    events: Option<&'a DeltaTable>,
+    window: Window,
+    sent_after: Option<DateTime<Utc>>,
+    run_id: &'a str,
+    ledger: &'a DeltaTable,
+    /// The trigger's pending rows, decoded back into its query.
+    waiting: &'a [PendingRecord],
+}
+
 /// Runs the trigger's SQL over the window, resolves its rows, and plans
 /// what the flows do with them.
 async fn evaluate_and_plan(
     request: &RunRequest<'_>,
-    events: Option<&DeltaTable>,
-    window: Window,
-    run_id: &str,
-    ledger: &DeltaTable,
-) -> Result<(Resolution, Vec<DeliveryRecord>), String> {
+    scope: &Scope<'_>,
+) -> Result<(Evaluation, Vec<DeliveryRecord>), String> {
     let spec = SessionSpec {
         store: request.store,
         workspace: request.workspace,
         now: request.now,
         identity_ttl: request.identity_ttl,
-        events,
+        events: scope.events,
     };
     let ctx = workspace_session(&spec).await.map_err(|e| e.to_string())?;
-    let files = match events {
-        Some(table) => added_files(table, window)
-            .await
-            .map_err(|e| e.to_string())?,
-        None => Vec::new(),
-    };
-    let new_events = new_events_table(&files).map_err(|e| e.to_string())?;
+    let new_events =
+        new_events(scope.events, scope.window, scope.sent_after).map_err(|e| e.to_string())?;
     ctx.register_table("new_events", new_events)
         .map_err(|e| e.to_string())?;
-    let resolution = evaluate(&ctx, request.trigger).await?;
+    let evaluation = evaluate(&ctx, request.trigger, scope.waiting).await?;
+    let ledger = scope.ledger;
     let plan = PlanRequest {
         workspace: request.workspace,
         trigger: &request.trigger.name,
-        run_id,
-        window,
+        run_id: scope.run_id,
+        window: scope.window,
         now: request.now,
         flows: request.flows,
         segments: request.segments,
         ledger: ledger.version().is_some().then_some(ledger),
     };
-    let deliveries = plan_deliveries(&ctx, &plan, &resolution).await?;
-    Ok((resolution, deliveries))
+    let deliveries = plan_deliveries(&ctx, &plan, &evaluation.resolution).await?;
+    Ok((evaluation, deliveries))
 }
 
 /// Crash tests set `TRIPWIRE_PAUSE_BEFORE_COMMIT=<dir>` to stop a run with

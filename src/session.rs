@@ -38,6 +38,8 @@ pub async fn workspace_session(spec: &SessionSpec<'_>) -> Result<SessionContext,
         .open(spec.workspace, TableKind::Quarantine)
         .await?;
     register_delta(&ctx, quarantine, TableKind::Quarantine, "quarantine").await?;
+    let erasures = spec.store.open(spec.workspace, TableKind::Erasures).await?;
+    register_delta(&ctx, erasures, TableKind::Erasures, "erasures").await?;
     let ledger_table = spec.store.open(spec.workspace, TableKind::Ledger).await?;
     let attempts = spec.store.open(spec.workspace, TableKind::Attempts).await?;
     let ledger_rows = delta_provider(&ctx, ledger_table, TableKind::Ledger).await?;

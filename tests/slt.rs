@@ -11,10 +11,12 @@
 //! |---|---|
 //! | `statement ok` `import FILE` | imports `tests/slt/data/FILE` (a bad line fails it); one or more table versions |
 //! | `statement ok` `cursor` | marks the current version: `new_events` holds only rows added after it |
+//! | `statement ok` `backfill all\|none\|DURATION` | the trigger header's `backfill`, for a trigger with no cursor yet (`all` until set) |
 //! | `statement ok` `now RFC3339` | the run clock identity TTL is measured against ([`DEFAULT_NOW`] until set) |
 //! | `statement ok` `requires_identity true\|false` | the trigger header's default for `matches` and `stats` (true until set) |
 //! | `query TTTTTT` `matches SQL` | SQL run as a trigger: one row per match: email, user_id, client_id, contact, event_id, data |
-//! | `query IIII` `stats SQL` | SQL run as a trigger: one row: matched, resolved, unresolved, dropped |
+//! | `statement ok` `wait_for_identity 0\|DURATION` | the trigger header's `wait_for_identity`, for `stats` (`1h` until set) |
+//! | `query IIIII` `stats SQL` | SQL run as a trigger (a first run): one row: matched, resolved, unresolved, dropped, waiting for an identity |
 //!
 //! Values print as text, NULL as `NULL` and an empty string as `(empty)`. In
 //! an expected row, `<slt:ignore>` stands for one value's text that differs
@@ -34,6 +36,7 @@ use std::path::{Path, PathBuf};
 use std::pin::Pin;
 use std::process::ExitCode;
 use std::sync::Arc;
+use std::time::Duration;
 
 use arrow::array::RecordBatch;
 use arrow::datatypes::DataType;
@@ -45,12 +48,15 @@ use sqllogictest::{
 };
 
 use tripwire::Config;
+use tripwire::identity::pending::defer;
 use tripwire::identity::resolve::{Resolution, resolve};
 use tripwire::import::{Format, ImportOptions, Progress, import};
 use tripwire::session::{SessionSpec, workspace_session};
 use tripwire::sql::{plan_read_only, run_read_only};
 use tripwire::store::{Store, TableKind};
-use tripwire::window::{Window, added_files, new_events_table};
+use tripwire::trigger::TriggerFile;
+use tripwire::trigger::file::DEFAULT_WAIT_FOR_IDENTITY;
+use tripwire::window::{Backfill, new_events, window_for};
 
 /// Stack of each runtime worker: DataFusion planning recurses (as in `src/main.rs`).
 const WORKER_STACK_BYTES: usize = 512 << 20;
@@ -245,8 +251,12 @@ struct Shop {
     /// The folder holding the store: removed when the file is done.
     _dir: tempfile::TempDir,
     config: Config,
-    /// The events table version the cursor marks (-1: before the first).
-    cursor: i64,
+    /// The events table version the cursor marks (`None`: a trigger's
+    /// first run, which reads what `backfill` says).
+    cursor: Option<i64>,
+    backfill: Backfill,
+    /// The trigger header's `wait_for_identity`, for `stats`.
+    wait_for_identity: Duration,
     now: DateTime<Utc>,
     /// The trigger header's `requires_identity`.
     requires_identity: bool,
@@ -260,7 +270,9 @@ impl Shop {
         Ok(Shop {
             _dir: dir,
             config,
-            cursor: -1,
+            cursor: None,
+            backfill: Backfill::All,
+            wait_for_identity: DEFAULT_WAIT_FOR_IDENTITY,
             now: parse_now(DEFAULT_NOW)?,
             requires_identity: true,
         })
@@ -278,6 +290,12 @@ impl Shop {
         match word {
             "import" => self.import(rest).await,
             "cursor" if rest.is_empty() => self.mark_cursor().await,
+            "backfill" => {
+                let header = format!("-- backfill: {rest}\nSELECT 1");
+                let trigger = TriggerFile::parse(Path::new("slt.sql"), &header).map_err(fail)?;
+                self.backfill = trigger.backfill;
+                Ok(DBOutput::StatementComplete(0))
+            }
             "now" => {
                 self.now = parse_now(rest)?;
                 Ok(DBOutput::StatementComplete(0))
@@ -291,7 +309,16 @@ impl Shop {
                 Ok(DBOutput::StatementComplete(0))
             }
             "matches" => Ok(matches_output(&self.run_as_trigger(rest).await?)),
-            "stats" => Ok(stats_output(&self.run_as_trigger(rest).await?)),
+            "stats" => Ok(stats_output(
+                &self.run_as_trigger(rest).await?,
+                self.wait_for_identity,
+            )),
+            "wait_for_identity" => {
+                let header = format!("-- wait_for_identity: {rest}\nSELECT 1");
+                let trigger = TriggerFile::parse(Path::new("slt.sql"), &header).map_err(fail)?;
+                self.wait_for_identity = trigger.wait_for_identity;
+                Ok(DBOutput::StatementComplete(0))
+            }
             _ => self.query(sql).await,
         }
     }
@@ -317,7 +344,7 @@ impl Shop {
             .open(WORKSPACE, TableKind::Events)
             .await
             .map_err(fail)?;
-        self.cursor = events.and_then(|t| t.version()).map_or(-1, |v| v as i64);
+        self.cursor = Some(events.and_then(|t| t.version()).map_or(-1, |v| v as i64));
         Ok(DBOutput::StatementComplete(0))
     }
 
@@ -336,18 +363,12 @@ impl Shop {
             events: events.as_ref(),
         };
         let ctx = workspace_session(&spec).await.map_err(fail)?;
-        let files = match &events {
-            Some(table) => {
-                let to = table.version().map_or(-1, |v| v as i64);
-                let window = Window {
-                    from: self.cursor,
-                    to,
-                };
-                added_files(table, window).await.map_err(fail)?
-            }
-            None => Vec::new(),
-        };
-        let new_events = new_events_table(&files).map_err(fail)?;
+        let watermark = events
+            .as_ref()
+            .and_then(|t| t.version())
+            .map_or(-1, |v| v as i64);
+        let (window, sent_after) = window_for(self.cursor, watermark, self.backfill, self.now);
+        let new_events = new_events(events.as_ref(), window, sent_after).map_err(fail)?;
         ctx.register_table("new_events", new_events).map_err(fail)?;
         Ok(ctx)
     }
@@ -411,15 +432,21 @@ fn matches_output(resolution: &Resolution) -> Output {
 }
 
 /// One row: matched, resolved, unresolved, dropped.
-fn stats_output(resolution: &Resolution) -> Output {
+/// matched, resolved, unresolved, dropped, waiting for an identity: as a
+/// first run with no pending rows counts them (`wait` is the trigger's
+/// `wait_for_identity`).
+fn stats_output(resolution: &Resolution, wait: Duration) -> Output {
+    let origins = vec![None; resolution.matched as usize];
+    let deferral = defer(&resolution.waiting, &origins, &[], wait, Utc::now());
     let counts = [
         resolution.matched,
         resolution.resolved,
         resolution.unresolved,
-        resolution.dropped,
+        resolution.dropped + deferral.drop.len() as i64,
+        deferral.defer.len() as i64,
     ];
     DBOutput::Rows {
-        types: vec![DefaultColumnType::Integer; 4],
+        types: vec![DefaultColumnType::Integer; 5],
         rows: vec![counts.iter().map(i64::to_string).collect()],
     }
 }

@@ -1,6 +1,7 @@
 -- description: A cart worth more than 100 was abandoned (the Simon Data guide's event trigger).
 -- schedule: */10 * * * *
 -- workspace: shop
+-- backfill: all
 -- requires_identity: true
 SELECT client_id, user_id, email, seq,
        json_get_float(properties, 'cart_value') AS cart_value,

@@ -1,6 +1,7 @@
 -- description: An order left a SKU below 50 in stock (the Xano seed's sku_reorder); keyed by the buyer.
 -- schedule: */5 * * * *
 -- workspace: shop
+-- backfill: all
 -- requires_identity: false
 SELECT user_id, client_id, seq,
        properties->>'sku' AS sku,

@@ -86,10 +86,42 @@ pub enum Command {
     },
     /// List triggers with their workspace, schedule and cursor.
     Triggers,
+    /// Show a trigger's cursor, or move it: `--set latest` skips everything
+    /// stored so far, `--set VERSION` makes events stamped after VERSION new.
+    Cursor {
+        trigger: String,
+        /// A table version (-1: the start), or `latest`.
+        #[arg(long, value_name = "VERSION|latest", allow_hyphen_values = true)]
+        set: Option<crate::trigger::cursor::CursorTarget>,
+    },
     /// Validate the config and every trigger (parsed and planned); non-zero exit on problems.
     Check,
     /// Serve the HTTP API on `listen` and run each trigger on its schedule.
     Serve,
+    /// Erase people (right to erasure): their events, quarantined input,
+    /// matches, delivery contacts and payloads, and the lines `file`
+    /// actions wrote about them; recorded in `erasures` as counts.
+    Erase {
+        #[arg(long = "email", value_name = "EMAIL")]
+        emails: Vec<String>,
+        #[arg(long = "user-id", value_name = "USER_ID")]
+        user_ids: Vec<String>,
+        #[arg(long = "client-id", value_name = "CLIENT_ID")]
+        client_ids: Vec<String>,
+        /// One workspace; all when not given.
+        #[arg(long)]
+        workspace: Option<String>,
+    },
+    /// Maintain the tables now (what `serve` does every `maintenance_interval`):
+    /// stamp, compact, checkpoint; delete events past `retention`.
+    Optimize {
+        /// Also delete files no longer referenced, older than `vacuum_retention`.
+        #[arg(long)]
+        vacuum: bool,
+        /// One workspace; all when not given.
+        #[arg(long)]
+        workspace: Option<String>,
+    },
     /// The event names and fields a workspace has been sent (learned by `serve`).
     Schema {
         #[arg(long)]
@@ -199,8 +231,25 @@ pub async fn run(cli: Cli) -> Result<(), Error> {
             format,
         } => triggers::preview(&config, &trigger, all, now, format).await,
         Command::Triggers => triggers::list(&config).await,
+        Command::Cursor { trigger, set } => triggers::cursor(&config, &trigger, set).await,
         Command::Check => triggers::check(&config).await,
         Command::Serve => serve(config).await,
+        Command::Erase {
+            emails,
+            user_ids,
+            client_ids,
+            workspace,
+        } => {
+            let subject = crate::erase::Subject {
+                emails: emails.into_iter().collect(),
+                user_ids: user_ids.into_iter().collect(),
+                client_ids: client_ids.into_iter().collect(),
+            };
+            erase(&config, &subject, workspace.as_deref()).await
+        }
+        Command::Optimize { vacuum, workspace } => {
+            optimize(&config, vacuum, workspace.as_deref()).await
+        }
         Command::Schema { workspace, format } => {
             let workspace = config
                 .pick_workspace(workspace.as_deref())
@@ -265,6 +314,66 @@ async fn import_segment(
         members.len(),
         workspace.id
     );
+    Ok(())
+}
+
+/// `tripwire erase (--email E | --user-id U | --client-id C)... [--workspace W]`.
+async fn erase(
+    config: &Config,
+    subject: &crate::erase::Subject,
+    workspace: Option<&str>,
+) -> Result<(), Error> {
+    if subject.is_empty() {
+        return Err(Error::Usage(
+            "say who to erase: --email, --user-id or --client-id (each may repeat)".into(),
+        ));
+    }
+    let store = Store::new(config.storage.clone());
+    for workspace in chosen_workspaces(config, workspace)? {
+        let done =
+            crate::erase::erase(config, &store, workspace, subject, chrono::Utc::now()).await?;
+        println!(
+            "{workspace}: erased {} identifier(s): {} events, {} quarantined inputs, {} matches, \
+             {} deliveries' contacts and payloads, {} file lines (erasure {}); the files the \
+             deletes replaced are gone after `tripwire optimize --vacuum` past vacuum_retention",
+            done.identifiers,
+            done.events,
+            done.quarantine,
+            done.matches,
+            done.deliveries,
+            done.file_lines,
+            done.erasure_id
+        );
+    }
+    Ok(())
+}
+
+/// The workspace named, or every workspace.
+fn chosen_workspaces<'a>(
+    config: &'a Config,
+    workspace: Option<&str>,
+) -> Result<Vec<&'a str>, Error> {
+    Ok(match workspace {
+        Some(id) => vec![
+            config
+                .pick_workspace(Some(id))
+                .map_err(Error::Usage)?
+                .id
+                .as_str(),
+        ],
+        None => config.workspaces.iter().map(|w| w.id.as_str()).collect(),
+    })
+}
+
+/// `tripwire optimize [--vacuum] [--workspace W]`.
+async fn optimize(config: &Config, vacuum: bool, workspace: Option<&str>) -> Result<(), Error> {
+    let store = Store::new(config.storage.clone());
+    let settings = crate::maintain::Settings::for_config(config, vacuum, chrono::Utc::now());
+    for workspace in chosen_workspaces(config, workspace)? {
+        for report in crate::maintain::maintain(config, &store, workspace, &settings).await? {
+            println!("{workspace}: {report}");
+        }
+    }
     Ok(())
 }
 

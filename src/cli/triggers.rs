@@ -14,7 +14,7 @@ use crate::sql::plan_read_only;
 use crate::store::Store;
 use crate::trigger::status::{self, trigger_rows};
 use crate::trigger::{TriggerFile, load_triggers};
-use crate::window::new_events_table;
+use crate::window::empty_new_events;
 
 /// `tripwire run [TRIGGER...] [--now]`: runs the named (or all active) triggers once.
 pub async fn run(
@@ -92,20 +92,37 @@ pub async fn preview(
         .await?
         .map_err(|e| Error::Usage(e.to_string()))?;
     eprintln!("{outcome}");
-    if !outcome.deliveries.is_empty() {
-        return print_json_rows(&delivery_rows(&outcome.deliveries), format);
-    }
-    let rows: Vec<serde_json::Value> = outcome
-        .matches
+    let mut rows = match outcome.deliveries.is_empty() {
+        false => delivery_rows(&outcome.deliveries),
+        true => outcome
+            .matches
+            .iter()
+            .map(|m| {
+                serde_json::json!({
+                    "email": m.email, "user_id": m.user_id, "client_id": m.client_id,
+                    "contact": m.contact, "event_id": m.event_id, "data": m.data,
+                })
+            })
+            .collect(),
+    };
+    rows.extend(waiting_rows(&outcome.pending));
+    print_json_rows(&rows, format)
+}
+
+/// Rows the run would defer until an identity arrives.
+fn waiting_rows(pending: &[crate::store::ledger::PendingRecord]) -> Vec<serde_json::Value> {
+    pending
         .iter()
-        .map(|m| {
+        .map(|p| {
+            let until = chrono::DateTime::from_timestamp_micros(p.wait_until)
+                .map(|t| t.to_rfc3339())
+                .unwrap_or_default();
             serde_json::json!({
-                "email": m.email, "user_id": m.user_id, "client_id": m.client_id,
-                "contact": m.contact, "event_id": m.event_id, "data": m.data,
+                "status": "waiting for an identity", "waiting_until": until,
+                "user_id": p.user_id, "client_id": p.client_id, "data": p.row,
             })
         })
-        .collect();
-    print_json_rows(&rows, format)
+        .collect()
 }
 
 /// Per contact and flow: what would happen, and why not when nothing would.
@@ -120,6 +137,34 @@ fn delivery_rows(deliveries: &[crate::store::ledger::DeliveryRecord]) -> Vec<ser
             })
         })
         .collect()
+}
+
+/// `tripwire cursor TRIGGER [--set VERSION|latest]`.
+pub async fn cursor(
+    config: &Config,
+    name: &str,
+    target: Option<crate::trigger::cursor::CursorTarget>,
+) -> Result<(), Error> {
+    use crate::trigger::cursor::{cursor, set_cursor};
+    let chosen = chosen(config, &[name.to_string()])?;
+    let workspace = workspace_of(config, &chosen[0])?;
+    let store = Store::new(config.storage.clone());
+    let shown = |v: Option<i64>| v.map_or("none (it has not run)".to_string(), |v| v.to_string());
+    match target {
+        None => println!(
+            "{name}: cursor {}",
+            shown(cursor(&store, workspace, name).await?)
+        ),
+        Some(target) => {
+            let now = Utc::now().timestamp_micros();
+            let (before, after) = set_cursor(&store, workspace, name, target, now).await?;
+            println!(
+                "{name}: cursor moved from {} to {after}: its next run reads events stamped after version {after}",
+                shown(before)
+            );
+        }
+    }
+    Ok(())
 }
 
 /// `tripwire triggers`: each trigger with its schedule, cursor and next run.
@@ -190,7 +235,7 @@ async fn check_one(config: &Config, store: &Store, trigger: &TriggerFile) -> Res
     let ctx = workspace_session(&spec)
         .await
         .map_err(|e| at(e.to_string()))?;
-    let empty = new_events_table(&[]).map_err(|e| at(e.to_string()))?;
+    let empty = empty_new_events().map_err(|e| at(e.to_string()))?;
     ctx.register_table("new_events", empty)
         .map_err(|e| at(e.to_string()))?;
     let frame = plan_read_only(&ctx, &trigger.sql)

@@ -25,14 +25,13 @@ use arrow::array::{AsArray, RecordBatch};
 use chrono::{DateTime, Utc};
 use datafusion::prelude::{col, lit};
 use deltalake_core::DeltaTable;
-use deltalake_core::kernel::Transaction;
 
 use super::DeliverError;
 use super::webhook::Attempted;
 use crate::event::shapes::parse_event;
 use crate::event::{EventBatchBuilder, ParsedEvent};
 use crate::sql::QueryError;
-use crate::store::commit::{Append, Plan, Writer, commit};
+use crate::store::commit::{Append, Plan, Writer, commit, txn};
 use crate::store::seq::SeqClock;
 use crate::store::{Store, TableKind, table};
 
@@ -153,7 +152,7 @@ impl Writer for EmitWriter<'_> {
         let batch = builder.finish(self.seq.reserve(fresh.len()));
         let txns = txns
             .into_iter()
-            .map(|(run, version)| Transaction::new(emit_app_id(run), version))
+            .map(|(run, version)| txn(&emit_app_id(run), version))
             .collect();
         Ok(Plan::Append(Append {
             batches: vec![batch],

@@ -10,6 +10,11 @@ use arrow::datatypes::{DataType, Field, Schema, SchemaRef, TimeUnit};
 
 use super::ParsedEvent;
 
+/// The column stamping each row with the version of the events table's
+/// commit that added it (docs/architecture.md "Windows"). Writers leave it
+/// null; `store::commit` fills it in as it commits.
+pub const COMMIT_VERSION: &str = "commit_version";
+
 static EVENTS_SCHEMA: LazyLock<SchemaRef> = LazyLock::new(|| {
     let text = |name: &str, nullable: bool| Field::new(name, DataType::Utf8, nullable);
     let time = |name: &str| {
@@ -33,6 +38,7 @@ static EVENTS_SCHEMA: LazyLock<SchemaRef> = LazyLock::new(|| {
         text("traits", true),
         Field::new("requires_identity", DataType::Boolean, false),
         text("envelope", true),
+        Field::new(COMMIT_VERSION, DataType::Int64, true),
     ]))
 });
 
@@ -137,6 +143,7 @@ impl EventBatchBuilder {
             Arc::new(self.traits.finish()),
             Arc::new(self.requires_identity.finish()),
             Arc::new(self.envelope.finish()),
+            Arc::new(Int64Array::new_null(rows as usize)),
         ];
         RecordBatch::try_new(events_schema(), columns)
             .expect("every column is built to the events schema")

@@ -28,7 +28,7 @@ use crate::session::{SessionSpec, workspace_session};
 use crate::sql::plan_read_only;
 use crate::store::{Store, StoreError};
 use crate::trigger::TriggerFile;
-use crate::window::new_events_table;
+use crate::window::empty_new_events;
 
 /// Every `flows/*.toml`, sorted by name; files that do not parse are errors.
 pub fn load_flows(project_dir: &Path) -> (Vec<Flow>, Vec<FileError>) {
@@ -164,7 +164,7 @@ async fn check_flow(
             .await
             .map_err(|e| at(&format!("\"{name}\""), e))?;
     }
-    let empty = new_events_table(&[]).map_err(|e| at("trigger", e.to_string()))?;
+    let empty = empty_new_events().map_err(|e| at("trigger", e.to_string()))?;
     ctx.register_table("new_events", empty)
         .map_err(|e| at("trigger", e.to_string()))?;
     let output = plan_read_only(&ctx, &trigger.sql)

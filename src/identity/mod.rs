@@ -5,7 +5,9 @@
 //!
 //! - `views`: `identities` and `contacts` as SQL over `events`.
 //! - `resolve`: each row's contact, and rows collapsed to matches.
+//! - `pending`: rows waiting for a late identity.
 
+pub mod pending;
 pub mod resolve;
 mod views;
 

@@ -32,8 +32,12 @@ pub struct Resolution {
     /// Rows with a contact email, from the row or from identities.
     pub resolved: i64,
     pub unresolved: i64,
-    /// Unresolved rows dropped because they require an identity.
+    /// Rows naming nobody (no email, user id or client id): dropped.
     pub dropped: i64,
+    /// The rows (by their place in the query's result) that require an
+    /// identity they do not have: they wait for one, or are dropped, as the
+    /// trigger's `wait_for_identity` says (`identity::pending`).
+    pub waiting: Vec<usize>,
     /// One per match key, in first-seen order (`ordinal` is the position).
     pub matches: Vec<MatchRecord>,
     /// The resolved rows, with the query's columns.
@@ -62,18 +66,18 @@ pub async fn resolve(
         .register_table("__tripwire_rows", std::sync::Arc::new(table))
         .map_err(|e| e.to_string())?;
     let column = |name: &str| format!("r.{name}");
+    // A row's own user id wins over its client's: a shared device must not
+    // pair one user with another's email (docs/reference.md "Identity").
     let sql = format!(
-        "SELECT r.*,
-                COALESCE({email}, by_client.email, by_user.email) AS {RESOLVED_EMAIL},
+        "WITH by_user AS (SELECT user_id, email FROM identities WHERE client_id IS NULL)
+         SELECT r.*,
+                COALESCE({email}, own.email, by_client.email, client_user.email) AS {RESOLVED_EMAIL},
                 COALESCE({user}, by_client.user_id) AS {RESOLVED_USER},
-                (by_client.client_id IS NOT NULL OR by_user.user_id IS NOT NULL) AS {IDENTIFIED}
+                (own.user_id IS NOT NULL OR by_client.client_id IS NOT NULL) AS {IDENTIFIED}
          FROM __tripwire_rows r
+         LEFT JOIN by_user own ON own.user_id = {user}
          LEFT JOIN identities by_client ON by_client.client_id = {client}
-         LEFT JOIN (
-           SELECT user_id,
-                  first_value(email ORDER BY identified_at DESC) FILTER (WHERE email IS NOT NULL) AS email
-           FROM identities WHERE user_id IS NOT NULL GROUP BY user_id
-         ) by_user ON by_user.user_id = COALESCE({user}, by_client.user_id)
+         LEFT JOIN by_user client_user ON client_user.user_id = by_client.user_id
          ORDER BY r.{ROW}",
         email = column("email"),
         user = column("user_id"),
@@ -96,6 +100,7 @@ pub async fn resolve(
 fn collapse(batches: &[RecordBatch], requires_identity_default: bool) -> Resolution {
     let mut out = Resolution::default();
     let mut index: HashMap<(String, Option<String>), (usize, Option<i64>)> = HashMap::new();
+    let mut position = 0;
     for (batch_index, batch) in batches.iter().enumerate() {
         let text = |name: &str| {
             batch
@@ -117,6 +122,8 @@ fn collapse(batches: &[RecordBatch], requires_identity_default: bool) -> Resolut
             .and_then(|c| cast(c, &DataType::Int64).ok());
         let data = data_json(batch);
         for row in 0..batch.num_rows() {
+            let at = position;
+            position += 1;
             out.matched += 1;
             let get = |a: &Option<arrow::array::ArrayRef>| {
                 a.as_ref()
@@ -132,6 +139,11 @@ fn collapse(batches: &[RecordBatch], requires_identity_default: bool) -> Resolut
                 .as_ref()
                 .is_some_and(|a| a.is_valid(row) && a.as_boolean().value(row));
             let contact = match (&email, &user_id, &client_id) {
+                (None, None, None) => {
+                    out.unresolved += 1;
+                    out.dropped += 1;
+                    continue;
+                }
                 (Some(e), _, _) => {
                     out.resolved += 1;
                     format!("email:{e}")
@@ -143,7 +155,7 @@ fn collapse(batches: &[RecordBatch], requires_identity_default: bool) -> Resolut
                 }
                 _ if requires_identity => {
                     out.unresolved += 1;
-                    out.dropped += 1;
+                    out.waiting.push(at);
                     continue;
                 }
                 (None, Some(u), _) => {
@@ -153,11 +165,6 @@ fn collapse(batches: &[RecordBatch], requires_identity_default: bool) -> Resolut
                 (None, None, Some(c)) => {
                     out.unresolved += 1;
                     format!("client_id:{c}")
-                }
-                (None, None, None) => {
-                    out.unresolved += 1;
-                    out.dropped += 1;
-                    continue;
                 }
             };
             let match_key = (contact, get(&event_id));

@@ -34,27 +34,47 @@ fn timestamp(at: DateTime<Utc>) -> String {
     format!("TIMESTAMP '{}'", at.format("%Y-%m-%dT%H:%M:%S%.6fZ"))
 }
 
-/// The latest identify per `client_id` sent in `(cutoff, now]`.
+/// The latest identify sent in `(cutoff, now]` per `client_id` (a device),
+/// and per `user_id` (a person, whatever device or server sent it; those
+/// rows have a null `client_id`).
 fn identities_sql(cutoff: DateTime<Utc>, now: DateTime<Utc>) -> String {
+    // The user-keyed side's client_id is null, written as an expression over
+    // a column: a literal NULL would fold a filter on the union (`client_id =
+    // 'c1'`) into a constant that the Delta scan accepts as exact and then
+    // ignores, letting every user row through.
+    let latest_by = |key: &str, inner: &str, outer: &str| {
+        format!(
+            "SELECT {outer}, user_id, email, traits, identified_at FROM (
+               SELECT {inner}, email, traits, sent_at AS identified_at,
+                      row_number() OVER (PARTITION BY {key} ORDER BY sent_at DESC, seq DESC) AS latest
+               FROM events
+               WHERE type = 'identify' AND {key} IS NOT NULL
+                 AND sent_at > {cutoff} AND sent_at <= {now}
+             ) WHERE latest = 1",
+            cutoff = timestamp(cutoff),
+            now = timestamp(now),
+        )
+    };
     format!(
-        "SELECT client_id, user_id, email, traits, identified_at FROM (
-           SELECT client_id, user_id, email, traits, sent_at AS identified_at,
-                  row_number() OVER (PARTITION BY client_id ORDER BY sent_at DESC, seq DESC) AS latest
-           FROM events
-           WHERE type = 'identify' AND client_id IS NOT NULL
-             AND sent_at > {cutoff} AND sent_at <= {now}
-         ) WHERE latest = 1",
-        cutoff = timestamp(cutoff),
-        now = timestamp(now),
+        "{} UNION ALL {}",
+        latest_by("client_id", "client_id, user_id", "client_id"),
+        latest_by(
+            "user_id",
+            "user_id",
+            "nullif(user_id, user_id) AS client_id"
+        ),
     )
 }
 
 /// One row per person seen up to `now`, keyed by email, else by user id.
 ///
-/// An event names its person by its own `email`, else through the latest
-/// identify of its `client_id`, else through the latest email seen with its
-/// `user_id`. Unlike `identities`, no TTL applies: a contact is known for
-/// good once seen. `user_id` and `traits` are the latest known values.
+/// An event names its person by its own `email`, else by the latest email
+/// seen with its own `user_id`, else through the latest identify of its
+/// `client_id` (that identify's email, else the latest email of that
+/// identify's user id): a row's own user id wins over its client's, so a
+/// shared device never pairs one user with another's email. Unlike
+/// `identities`, no TTL applies: a contact is known for good once seen.
+/// `user_id` and `traits` are the latest known values.
 fn contacts_sql(now: DateTime<Utc>) -> String {
     format!(
         "WITH seen AS (
@@ -78,13 +98,14 @@ fn contacts_sql(now: DateTime<Utc>) -> String {
            ) WHERE latest = 1
          ),
          keyed AS (
-           SELECT COALESCE(s.email, c.email, u.email) AS email,
+           SELECT COALESCE(s.email, own.email, c.email, cu.email) AS email,
                   COALESCE(s.user_id, c.user_id) AS user_id,
                   CASE WHEN s.type = 'identify' THEN s.traits END AS traits,
                   s.sent_at, s.seq
            FROM seen s
+           LEFT JOIN by_user own ON own.user_id = s.user_id
            LEFT JOIN by_client c ON c.client_id = s.client_id
-           LEFT JOIN by_user u ON u.user_id = COALESCE(s.user_id, c.user_id)
+           LEFT JOIN by_user cu ON cu.user_id = c.user_id
          )
          SELECT max(email) AS email,
                 first_value(user_id ORDER BY sent_at DESC, seq DESC)

@@ -51,7 +51,7 @@ pub struct ImportOptions {
 }
 
 /// Totals of an import.
-#[derive(Debug, Default, Clone, PartialEq)]
+#[derive(Debug, Default, Clone, PartialEq, serde::Serialize, serde::Deserialize)]
 pub struct ImportReport {
     pub files: u64,
     /// Events newly stored.
@@ -125,22 +125,32 @@ pub async fn import(
             router: router.clone(),
             max_line_bytes: config.limits.max_line_bytes,
         };
-        if options.strict {
-            let bad = job.run(None, progress).await?.bad_lines;
-            progress.at(0);
-            if bad > 0 {
-                return Err(ImportError::Strict {
-                    path: file.display().to_string(),
-                    count: bad,
-                });
+        let hash = hash_file(file).map_err(|e| input_error(file, e))?;
+        let finished = finished_location(&hash);
+        let done = match store.read_state::<ImportReport>(&finished).await? {
+            // Imported before (its transactions may have expired since).
+            Some(earlier) => ImportReport {
+                skipped: earlier.events + earlier.skipped,
+                ..ImportReport::default()
+            },
+            None => {
+                if options.strict {
+                    let bad = job.run(None, progress).await?.bad_lines;
+                    progress.at(0);
+                    if bad > 0 {
+                        return Err(ImportError::Strict {
+                            path: file.display().to_string(),
+                            count: bad,
+                        });
+                    }
+                }
+                let committer =
+                    Committer::new(store.clone(), format!("import:{hash}"), quarantine.clone());
+                let done = job.run(Some(committer), progress).await?;
+                store.write_state(&finished, &done).await?;
+                done
             }
-        }
-        let app_id = format!(
-            "import:{}",
-            hash_file(file).map_err(|e| input_error(file, e))?
-        );
-        let committer = Committer::new(store.clone(), app_id, quarantine.clone());
-        let done = job.run(Some(committer), progress).await?;
+        };
         progress.file_done(file_size(file));
         report.files += 1;
         report.events += done.events;
@@ -303,6 +313,13 @@ fn is_hidden(path: &Path) -> bool {
     path.file_name()
         .and_then(|n| n.to_str())
         .is_some_and(|n| n.starts_with('.'))
+}
+
+/// Where a finished import of the file with content `hash` is recorded: the
+/// transactions of its commits expire after a while, this record does not.
+/// (Workspace ids never start with `_`, so no workspace folder clashes.)
+fn finished_location(hash: &str) -> String {
+    format!("_imports/{hash}.json")
 }
 
 /// The file's content hash (xxh3, 128 bits), which names it for idempotency.

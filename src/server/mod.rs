@@ -24,6 +24,7 @@ use crate::deliver::run_delivery_loop;
 use crate::error::Error;
 use crate::ingest::flusher::run_flusher;
 use crate::ingest::{self, Ingest, IngestState};
+use crate::maintain::run_maintenance_loop;
 use crate::scheduler::run_scheduler;
 use crate::store::Store;
 
@@ -77,6 +78,10 @@ impl App {
             self.state.config.clone(),
             scheduler_stopped.clone(),
         ));
+        let maintenance = tokio::spawn(run_maintenance_loop(
+            self.state.config.clone(),
+            scheduler_stopped.clone(),
+        ));
         let scheduler = tokio::spawn(run_scheduler(self.state.config.clone(), scheduler_stopped));
         let flusher = tokio::spawn(run_flusher(
             self.state.ingest.clone(),
@@ -94,6 +99,7 @@ impl App {
         let _ = flusher.await;
         let _ = scheduler.await;
         let _ = deliveries.await;
+        let _ = maintenance.await;
         Ok(())
     }
 }

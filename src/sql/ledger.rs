@@ -53,7 +53,7 @@ fn state_sql() -> String {
 
 /// `runs`: one row per run (its `kind = 'run'` rows).
 const RUNS_SQL: &str = "SELECT run_id, trigger, from_version, to_version, started_at, \
-     finished_at, matched, resolved, unresolved, dropped, error \
+     finished_at, matched, resolved, unresolved, dropped, pending, expired, error \
      FROM tripwire_ledger_rows WHERE kind = 'run'";
 
 /// `matches`: one row per match.

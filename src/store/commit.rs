@@ -9,11 +9,18 @@
 //! refreshed and the writer asked again, so every decision it makes (has
 //! my segment been committed? which deliveries are still due?) is made on
 //! the version its commit lands on. A plan of [`Plan::Nothing`] ends it.
+//!
+//! Rows of a table with a `commit_version` column (the events) are stamped
+//! with the version their commit creates; a commit that loses the race is
+//! planned and stamped again for the next version, so a stamp is always the
+//! version that added the row (docs/architecture.md "Windows").
 
 use std::collections::HashMap;
 use std::future::Future;
 
-use arrow::array::RecordBatch;
+use std::sync::Arc;
+
+use arrow::array::{Int64Array, RecordBatch};
 use deltalake_core::kernel::transaction::{CommitBuilder, CommitProperties};
 use deltalake_core::kernel::{Action, Transaction};
 use deltalake_core::protocol::{DeltaOperation, SaveMode};
@@ -22,6 +29,7 @@ use deltalake_core::{DeltaTable, DeltaTableError};
 
 use super::StoreError;
 use super::table::{app_progress, refresh, writer_properties};
+use crate::event::batch::COMMIT_VERSION;
 
 /// How often a writer that keeps losing races is asked again before the
 /// commit fails (each loss means another writer made progress).
@@ -40,9 +48,16 @@ impl Append {
     pub fn recorded(batches: Vec<RecordBatch>, app_id: &str, version: i64) -> Append {
         Append {
             batches,
-            txns: vec![Transaction::new(app_id, version)],
+            txns: vec![txn(app_id, version)],
         }
     }
+}
+
+/// An application transaction stamped with the time it is written, so a
+/// table's `delta.setTransactionRetentionDuration` can expire it
+/// (docs/architecture.md "Table maintenance").
+pub fn txn(app_id: &str, version: i64) -> Transaction {
+    Transaction::new_with_last_update(app_id, version, Some(chrono::Utc::now().timestamp_millis()))
 }
 
 /// What a writer wants appended to the table as it is now.
@@ -142,15 +157,27 @@ impl Writer for Always {
     }
 }
 
+/// `batch` with its `commit_version` column (if it has one) set to `version`.
+pub fn stamp(batch: RecordBatch, version: i64) -> Result<RecordBatch, arrow::error::ArrowError> {
+    let Some(index) = batch.schema().index_of(COMMIT_VERSION).ok() else {
+        return Ok(batch);
+    };
+    let mut columns = batch.columns().to_vec();
+    columns[index] = Arc::new(Int64Array::from_value(version, batch.num_rows()));
+    RecordBatch::try_new(batch.schema(), columns)
+}
+
 /// One try: write the Parquet files, then commit them with the txns at the
 /// version after the handle's, failing (not retrying) if that is taken.
 async fn append_once(table: &mut DeltaTable, append: Append) -> Result<i64, StoreError> {
     let url = table.table_url().clone();
     let delta = |e: DeltaTableError| StoreError::delta(&url, e);
+    let next_version = table.version().map_or(0, |v| v as i64 + 1);
     let mut writer = RecordBatchWriter::for_table(table)
         .map_err(delta)?
         .with_writer_properties(writer_properties());
     for batch in append.batches {
+        let batch = stamp(batch, next_version).map_err(|e| StoreError::delta(&url, e))?;
         writer.write(batch).await.map_err(delta)?;
     }
     let adds = writer.flush().await.map_err(delta)?;

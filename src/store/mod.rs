@@ -6,16 +6,24 @@
 //! <root>/<workspace>/quarantine/   rejected input with its reason
 //! <root>/<workspace>/ledger/       trigger runs, matches and planned deliveries (the fire ledger)
 //! <root>/<workspace>/attempts/     every delivery attempt (append-only)
+//! <root>/<workspace>/erasures/     what each `tripwire erase` erased (counts)
 //! ```
 //! - `table`: open, create, evolve and refresh one table.
 //! - `commit`: the one commit path every writer appends through.
+//! - `files`: a table's live files with their stamps.
+//! - `rewrite`: replacing files without changing data; `stamp`: rows without a stamp get one.
 //! - `seq`: the `seq` values of appended rows.
-//! - `ledger`, `quarantine`: those tables' rows.
+//! - `ledger`, `quarantine`: those tables' rows; `state`: small JSON objects.
 
 pub mod commit;
+pub mod erasures;
+pub mod files;
 pub mod ledger;
 pub mod quarantine;
+pub mod rewrite;
 pub mod seq;
+pub mod stamp;
+pub mod state;
 pub mod table;
 
 use arrow::datatypes::SchemaRef;
@@ -42,6 +50,14 @@ impl StoreError {
     }
 }
 
+/// Commits between checkpoints: the log a reader replays stays short.
+pub const CHECKPOINT_INTERVAL: &str = "10";
+
+/// How long an ingest segment's, an import chunk's or an emit's application
+/// transaction is remembered after it was written; re-import idempotency
+/// beyond it comes from `import`'s own record of finished files.
+pub const TRANSACTION_RETENTION: &str = "interval 30 days";
+
 /// The tables a workspace keeps.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
 pub enum TableKind {
@@ -49,16 +65,44 @@ pub enum TableKind {
     Quarantine,
     Ledger,
     Attempts,
+    Erasures,
 }
 
 impl TableKind {
-    fn folder(self) -> &'static str {
+    pub fn folder(self) -> &'static str {
         match self {
             TableKind::Events => "events",
             TableKind::Quarantine => "quarantine",
             TableKind::Ledger => "ledger",
             TableKind::Attempts => "attempts",
+            TableKind::Erasures => "erasures",
         }
+    }
+
+    /// The Delta table properties a new table of this kind gets
+    /// (docs/architecture.md "Table maintenance").
+    pub fn properties(self) -> Vec<(&'static str, &'static str)> {
+        let mut properties = vec![
+            // No change data: a deleted row must not live on in it.
+            ("delta.enableChangeDataFeed", "false"),
+            ("delta.checkpointInterval", CHECKPOINT_INTERVAL),
+        ];
+        match self {
+            TableKind::Events => properties.extend([
+                (stamp::STAMPED_PROPERTY, "true"),
+                (
+                    "delta.setTransactionRetentionDuration",
+                    TRANSACTION_RETENTION,
+                ),
+            ]),
+            TableKind::Quarantine => properties.push((
+                "delta.setTransactionRetentionDuration",
+                TRANSACTION_RETENTION,
+            )),
+            // The ledger's transactions are the triggers' cursors: kept for good.
+            TableKind::Ledger | TableKind::Attempts | TableKind::Erasures => {}
+        }
+        properties
     }
 
     pub fn schema(self) -> SchemaRef {
@@ -67,6 +111,7 @@ impl TableKind {
             TableKind::Quarantine => quarantine::quarantine_schema(),
             TableKind::Ledger => ledger::ledger_schema(),
             TableKind::Attempts => ledger::attempts::attempts_schema(),
+            TableKind::Erasures => erasures::erasures_schema(),
         }
     }
 }
@@ -109,7 +154,7 @@ impl Store {
         let url = self.table_url(workspace, kind)?;
         let table = table::open(&url).await?;
         let table = migrate_old_layout(kind, table).await?;
-        table::open_or_create(&url, &kind.schema(), table).await
+        table::open_or_create(&url, &kind.schema(), &kind.properties(), table).await
     }
 
     /// Opens a workspace table if it exists.

@@ -20,6 +20,7 @@ use super::StoreError;
 pub async fn open_or_create(
     url: &Url,
     schema: &SchemaRef,
+    properties: &[(&str, &str)],
     table: DeltaTable,
 ) -> Result<DeltaTable, StoreError> {
     if table.version().is_some() {
@@ -32,28 +33,27 @@ pub async fn open_or_create(
     let created = table
         .create()
         .with_columns(columns.fields().cloned())
-        .with_configuration_property(
-            deltalake_core::TableProperty::EnableChangeDataFeed,
-            Some("true"),
-        )
+        .with_configuration(properties.iter().map(|(k, v)| (*k, Some(*v))))
+        // tripwire's own properties (`tripwire.*`) are not Delta's.
+        .with_raise_if_key_not_exists(false)
         .with_save_mode(SaveMode::Ignore)
         // Version 0 or nothing: a racing creator must not commit a second
         // metadata change on top of the winner's table.
         .with_commit_properties(CommitProperties::default().with_max_retries(0))
         .await;
-    match created {
-        Ok(table) if table.version().is_some() => Ok(table),
-        // Another process created it first: read what it made.
-        _ => {
-            let table = open(url).await?;
-            match table.version() {
-                Some(_) => Ok(table),
-                None => Err(StoreError::Delta {
-                    table: url.to_string(),
-                    message: "the table could not be created".into(),
-                }),
-            }
-        }
+    let failure = match created {
+        Ok(table) if table.version().is_some() => return Ok(table),
+        Ok(_) => "nothing was committed".to_string(),
+        Err(e) => e.to_string(),
+    };
+    // Another process may have created it first: read what it made.
+    let table = open(url).await?;
+    match table.version() {
+        Some(_) => Ok(table),
+        None => Err(StoreError::Delta {
+            table: url.to_string(),
+            message: format!("the table could not be created: {failure}"),
+        }),
     }
 }
 

@@ -3,8 +3,10 @@
 
 use std::path::{Path, PathBuf};
 
+use crate::duration::parse_duration;
 use crate::project::{FileError, file_name};
 use crate::schedule::Schedule;
+use crate::window::Backfill;
 
 /// The header keys a trigger file may set.
 pub const HEADER_KEYS: &[&str] = &[
@@ -13,7 +15,12 @@ pub const HEADER_KEYS: &[&str] = &[
     "requires_identity",
     "active",
     "description",
+    "backfill",
+    "wait_for_identity",
 ];
+
+/// How long a row that requires an identity waits for one by default.
+pub const DEFAULT_WAIT_FOR_IDENTITY: std::time::Duration = std::time::Duration::from_secs(60 * 60);
 
 /// One parsed trigger file.
 #[derive(Debug, Clone)]
@@ -27,6 +34,11 @@ pub struct TriggerFile {
     pub requires_identity: bool,
     pub active: bool,
     pub description: Option<String>,
+    /// What the first run reads besides new events (`backfill: all|7d`).
+    pub backfill: Backfill,
+    /// How long a row that requires an identity it lacks waits for one
+    /// (`wait_for_identity: 1h`; zero: dropped at once).
+    pub wait_for_identity: std::time::Duration,
     /// The query, with the header lines blanked so line numbers match the file.
     pub sql: String,
 }
@@ -54,6 +66,8 @@ impl TriggerFile {
             requires_identity: true,
             active: true,
             description: None,
+            backfill: Backfill::Nothing,
+            wait_for_identity: DEFAULT_WAIT_FOR_IDENTITY,
             sql: String::new(),
         };
         let mut sql_lines = Vec::new();
@@ -96,6 +110,14 @@ impl TriggerFile {
             "requires_identity" => self.requires_identity = parse_bool(key, value)?,
             "active" => self.active = parse_bool(key, value)?,
             "description" => self.description = Some(value.to_string()),
+            "backfill" => self.backfill = parse_backfill(value)?,
+            "wait_for_identity" => {
+                self.wait_for_identity = match value {
+                    "0" => std::time::Duration::ZERO,
+                    duration => parse_duration(duration)
+                        .map_err(|e| format!("wait_for_identity: {e}; or 0 to drop at once"))?,
+                }
+            }
             other => {
                 return Err(format!(
                     "unknown header key {other:?} (known: {})",
@@ -114,6 +136,17 @@ fn header_entry(line: &str) -> Option<(&str, &str)> {
     let key = key.trim();
     let is_key = !key.is_empty() && key.chars().all(|c| c.is_ascii_lowercase() || c == '_');
     is_key.then(|| (key, value.trim()))
+}
+
+/// `all`, or a duration such as `7d` (events sent within it before the run).
+fn parse_backfill(value: &str) -> Result<Backfill, String> {
+    match value {
+        "all" => Ok(Backfill::All),
+        "none" => Ok(Backfill::Nothing),
+        duration => parse_duration(duration)
+            .map(Backfill::Recent)
+            .map_err(|e| format!("backfill: {e}; or `all`")),
+    }
 }
 
 fn parse_bool(key: &str, value: &str) -> Result<bool, String> {
@@ -179,6 +212,30 @@ mod tests {
         let lines: Vec<usize> = problems.iter().map(|p| p.line).collect();
         assert_eq!(lines, [1, 2, 3, 4], "{problems:?}");
         assert!(problems[3].reason.contains("no query"));
+    }
+
+    #[test]
+    fn backfill_is_all_a_duration_or_nothing() {
+        let backfill = |header: &str| parse(&format!("{header}\nSELECT 1")).map(|t| t.backfill);
+        assert_eq!(backfill(""), Ok(Backfill::Nothing));
+        assert_eq!(backfill("-- backfill: all"), Ok(Backfill::All));
+        assert_eq!(
+            backfill("-- backfill: 7d"),
+            Ok(Backfill::Recent(std::time::Duration::from_secs(7 * 86_400)))
+        );
+        let err = backfill("-- backfill: forever").unwrap_err();
+        assert!(err.reason.contains("backfill"), "{err}");
+    }
+
+    #[test]
+    fn rows_wait_an_hour_for_an_identity_unless_the_header_says() {
+        let wait = |header: &str| {
+            parse(&format!("{header}\nSELECT 1")).map(|t| t.wait_for_identity.as_secs())
+        };
+        assert_eq!(wait(""), Ok(3600));
+        assert_eq!(wait("-- wait_for_identity: 0"), Ok(0));
+        assert_eq!(wait("-- wait_for_identity: 2d"), Ok(2 * 86_400));
+        assert!(wait("-- wait_for_identity: later").is_err());
     }
 
     #[test]

@@ -4,8 +4,10 @@
 //!
 //! - `file`: trigger files and their header.
 //! - `evaluate`: the query over a run's session, resolved to matches.
+//! - `cursor`: where a trigger's next window starts, and an operator's move of it.
 //! - `status`: what each trigger is doing, and its run history.
 
+pub mod cursor;
 pub mod evaluate;
 pub mod file;
 pub mod status;

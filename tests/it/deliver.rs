@@ -24,7 +24,7 @@ use tripwire::session::{SessionSpec, workspace_session};
 use tripwire::sql::output::{OutputFormat, render};
 use tripwire::sql::run_read_only;
 use tripwire::store::commit::{Always, commit};
-use tripwire::store::ledger::{DeliveryRecord, RunRecord, run_batch};
+use tripwire::store::ledger::{DeliveryRecord, RunRecord, RunRows, run_batch};
 use tripwire::store::{Store, TableKind};
 
 use crate::project::{Project, SECRET};
@@ -152,6 +152,8 @@ impl Setup {
             resolved: deliveries.len() as i64,
             unresolved: 0,
             dropped: 0,
+            pending: 0,
+            expired: 0,
             error: None,
         };
         let mut ledger = self
@@ -167,7 +169,11 @@ impl Setup {
                 ..d.clone()
             })
             .collect();
-        let batches = run_batch(&run, &[], &deliveries);
+        let rows = RunRows {
+            deliveries: &deliveries,
+            ..RunRows::default()
+        };
+        let batches = run_batch(&run, &rows);
         commit(&mut ledger, &mut Always(batches)).await.unwrap();
     }
 

@@ -9,7 +9,7 @@ use serde_json::Value;
 
 use crate::project::Project;
 
-const CARTS: &str = "-- requires_identity: true\n\
+const CARTS: &str = "-- backfill: all\n-- requires_identity: true\n\
     SELECT email, json_get_float(properties, 'v') AS v FROM new_events WHERE event_name = 'cart'\n";
 
 fn write(project: &Project, path: &str, text: &str) {
@@ -287,7 +287,7 @@ fn a_broken_flow_file_holds_its_trigger_and_only_its_trigger() {
     write(
         &project,
         "queries/triggers/others.sql",
-        "SELECT email FROM new_events\n",
+        "-- backfill: all\nSELECT email FROM new_events\n",
     );
     write(
         &project,
@@ -313,7 +313,7 @@ fn an_event_action_chains_into_another_trigger() {
     write(
         &project,
         "queries/triggers/vip.sql",
-        "SELECT email, event_id, json_get_float(properties, 'v') AS v FROM new_events WHERE event_name = 'vip'\n",
+        "-- backfill: all\nSELECT email, event_id, json_get_float(properties, 'v') AS v FROM new_events WHERE event_name = 'vip'\n",
     );
     write(
         &project,

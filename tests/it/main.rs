@@ -15,6 +15,10 @@
 //! - `triggers`: runs see each event once, crash and concurrency safety, `check`.
 //! - `deliver`: the delivery worker against a real receiver: signatures, retries, dead letters, `redeliver`, `kill -9`.
 //! - `interop`: the stored tables read by the python `deltalake` package and DuckDB.
+//! - `windows`: new triggers, moved cursors, log cleanup and other writers' deletes, compactions and appends.
+//! - `maintain`: `optimize` and serve's maintenance merge files, checkpoint, expire old events, fire nothing again.
+//! - `erase`: a person's data erased everywhere, counted, and nothing fires again.
+//! - `late_identity`: rows wait for their identity, fire once when it arrives, expire after the wait.
 //! - `layers`: each module uses only the modules declared before it in `lib.rs`.
 //! - `migrate`: a store written by an earlier tripwire opens and keeps working.
 //! - `segment_client`: Segment's own python library sends to a real server.
@@ -24,6 +28,7 @@
 mod bad_input;
 mod config;
 mod deliver;
+mod erase;
 mod flows;
 mod hostile_input;
 mod hostile_serve;
@@ -31,7 +36,9 @@ mod idempotent;
 mod import_formats;
 mod ingest;
 mod interop;
+mod late_identity;
 mod layers;
+mod maintain;
 mod migrate;
 mod project;
 mod query;
@@ -39,3 +46,4 @@ mod segment_client;
 mod serve;
 mod server;
 mod triggers;
+mod windows;

@@ -24,7 +24,7 @@ fn events_version(project: &Project) -> i64 {
         .expect("a committed events table")
 }
 
-const EVERY_EVENT: &str = "-- schedule: every 1s\n-- requires_identity: false\n\
+const EVERY_EVENT: &str = "-- schedule: every 1s\n-- backfill: all\n-- requires_identity: false\n\
      SELECT event_id, email, user_id, client_id FROM new_events\n";
 
 #[test]

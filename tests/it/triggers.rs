@@ -8,8 +8,7 @@ use std::time::{Duration, Instant};
 use crate::project::Project;
 
 /// Every event, keyed by its id, so each fires on its own.
-const ALL_EVENTS: &str =
-    "-- requires_identity: false\nSELECT event_id, email, user_id, client_id FROM new_events\n";
+const ALL_EVENTS: &str = "-- backfill: all\n-- requires_identity: false\nSELECT event_id, email, user_id, client_id FROM new_events\n";
 
 fn with_trigger(project: &Project, name: &str, sql: &str) {
     let dir = project.path("queries/triggers");
@@ -73,7 +72,7 @@ fn rows_resolve_to_contacts_and_collapse_per_contact() {
     with_trigger(
         &project,
         "carts",
-        "SELECT client_id, user_id, email, seq, json_get_int(properties, 'v') AS v FROM new_events WHERE event_name = 'cart'",
+        "-- backfill: all\n-- wait_for_identity: 0\nSELECT client_id, user_id, email, seq, json_get_int(properties, 'v') AS v FROM new_events WHERE event_name = 'cart'",
     );
     let out = project.ok(&["run", "--now", "2026-11-02T00:00:00Z"]);
     assert!(
@@ -108,7 +107,7 @@ fn identity_ttl_is_measured_against_the_run_clock() {
     with_trigger(
         &project,
         "carts",
-        "SELECT client_id FROM new_events WHERE event_name = 'cart'",
+        "-- backfill: all\n-- wait_for_identity: 0\nSELECT client_id FROM new_events WHERE event_name = 'cart'",
     );
     let fresh = project.ok(&["preview", "carts", "--now", "2026-11-07T00:00:00Z"]);
     assert!(fresh.contains("one@x.com"), "{fresh}");
@@ -280,7 +279,7 @@ fn two_runners_at_once_commit_each_window_once() {
 
 #[test]
 fn a_run_pinned_with_now_is_reproduced_exactly_on_another_store() {
-    let sql = "SELECT client_id, email, json_get_float(properties, 'cart_value') AS cart_value \
+    let sql = "-- backfill: all\nSELECT client_id, email, json_get_float(properties, 'cart_value') AS cart_value \
                FROM new_events WHERE event_name = 'cart_abandoned'";
     let ledger_of = |seed_project: &Project| {
         with_trigger(seed_project, "carts", sql);

@@ -18,7 +18,10 @@ use std::sync::{Arc, LazyLock};
 
 use arrow::datatypes::{DataType, Field, Schema, SchemaRef, TimeUnit};
 
-pub use rows::{DeliveryRecord, MatchRecord, RunRecord, run_batch};
+pub use rows::{
+    DeliveryRecord, MatchRecord, PendingRecord, RunRecord, RunRows, Settled, cursor_batch,
+    run_batch,
+};
 
 /// The kinds of ledger row; the `kind` column holds [`Kind::as_str`].
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -29,6 +32,14 @@ pub enum Kind {
     Match,
     /// One per flow, match and action: what the flow does with the match.
     Delivery,
+    /// An operator moved a trigger's cursor (`tripwire cursor --set`):
+    /// `from_version` is where it was, `to_version` where it went.
+    Cursor,
+    /// A row that needs an identity it does not have yet: it waits (its
+    /// query row in `row`) until `wait_until` for a later run to resolve it.
+    Pending,
+    /// A pending row's end: `resolved` by a later run, or `expired`.
+    Settled,
 }
 
 impl Kind {
@@ -37,6 +48,9 @@ impl Kind {
             Kind::Run => "run",
             Kind::Match => "match",
             Kind::Delivery => "delivery",
+            Kind::Cursor => "cursor",
+            Kind::Pending => "pending",
+            Kind::Settled => "settled",
         }
     }
 }
@@ -54,6 +68,8 @@ pub const RUN_COLUMNS: &[&str] = &[
     "resolved",
     "unresolved",
     "dropped",
+    "pending",
+    "expired",
     "error",
 ];
 pub const MATCH_COLUMNS: &[&str] = &[
@@ -68,6 +84,26 @@ pub const MATCH_COLUMNS: &[&str] = &[
     "user_id",
     "client_id",
     "data",
+];
+pub const PENDING_COLUMNS: &[&str] = &[
+    "run_id",
+    "trigger",
+    "finished_at",
+    "clock",
+    "pending_id",
+    "row",
+    "wait_until",
+    "email",
+    "user_id",
+    "client_id",
+];
+pub const SETTLED_COLUMNS: &[&str] = &[
+    "run_id",
+    "trigger",
+    "finished_at",
+    "clock",
+    "pending_id",
+    "settled",
 ];
 pub const DELIVERY_COLUMNS: &[&str] = &[
     "run_id",
@@ -130,6 +166,14 @@ static LEDGER_SCHEMA: LazyLock<SchemaRef> = LazyLock::new(|| {
         text("status", true),
         text("reason", true),
         text("payload", true),
+        // Run rows: rows deferred for a late identity, and given up on.
+        number("pending"),
+        number("expired"),
+        // Pending and settled rows.
+        text("pending_id", true),
+        text("row", true),
+        time("wait_until"),
+        text("settled", true),
     ]))
 });
 
@@ -170,11 +214,14 @@ mod tests {
     #[test]
     fn every_kind_names_real_columns() {
         let schema = ledger_schema();
-        for column in RUN_COLUMNS
-            .iter()
-            .chain(MATCH_COLUMNS)
-            .chain(DELIVERY_COLUMNS)
-        {
+        let kinds = [
+            RUN_COLUMNS,
+            MATCH_COLUMNS,
+            DELIVERY_COLUMNS,
+            PENDING_COLUMNS,
+            SETTLED_COLUMNS,
+        ];
+        for column in kinds.iter().flat_map(|k| k.iter()) {
             assert!(schema.column_with_name(column).is_some(), "{column}");
         }
     }

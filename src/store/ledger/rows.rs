@@ -25,6 +25,10 @@ pub struct RunRecord {
     pub resolved: i64,
     pub unresolved: i64,
     pub dropped: i64,
+    /// Rows this run deferred until an identity arrives (`wait_for_identity`).
+    pub pending: i64,
+    /// Deferred rows this run gave up on (their wait is over).
+    pub expired: i64,
     pub error: Option<String>,
 }
 
@@ -43,6 +47,37 @@ pub struct MatchRecord {
     pub client_id: Option<String>,
     /// The match's other columns as a JSON object.
     pub data: String,
+}
+
+/// A row that needs an identity and waits for one (docs/reference.md
+/// "Identity"): a later run that can resolve it fires it, once.
+#[derive(Debug, Clone, PartialEq)]
+pub struct PendingRecord {
+    /// Deterministic: the deferring run and the row's place in it.
+    pub pending_id: String,
+    /// The query's row as a JSON object, decoded again by later runs.
+    pub row: String,
+    /// Microseconds since the epoch: after this (by a run's clock) it expires.
+    pub wait_until: i64,
+    pub email: Option<String>,
+    pub user_id: Option<String>,
+    pub client_id: Option<String>,
+}
+
+/// How a pending row ended, and in which run.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Settled {
+    Resolved,
+    Expired,
+}
+
+impl Settled {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Settled::Resolved => "resolved",
+            Settled::Expired => "expired",
+        }
+    }
 }
 
 /// One planned delivery: an action a flow takes for one match in one run,
@@ -68,20 +103,74 @@ pub struct DeliveryRecord {
     pub payload: Option<String>,
 }
 
-/// The ledger rows of one run: the run itself, its matches, its deliveries.
-pub fn run_batch(
-    run: &RunRecord,
-    matches: &[MatchRecord],
-    deliveries: &[DeliveryRecord],
-) -> Vec<RecordBatch> {
+/// Everything one run commits besides its cursor.
+#[derive(Debug, Clone, Copy, Default, PartialEq)]
+pub struct RunRows<'a> {
+    pub matches: &'a [MatchRecord],
+    pub deliveries: &'a [DeliveryRecord],
+    /// Rows deferred by this run.
+    pub pending: &'a [PendingRecord],
+    /// Earlier pending rows this run resolved or gave up on.
+    pub settled: &'a [(String, Settled)],
+}
+
+/// The ledger rows of one run: the run itself, its matches, its
+/// deliveries, the rows it defers and the pending rows it settles.
+pub fn run_batch(run: &RunRecord, rows: &RunRows) -> Vec<RecordBatch> {
     let mut batches = vec![run_rows(run)];
-    if !matches.is_empty() {
-        batches.push(match_rows(run, matches));
+    if !rows.matches.is_empty() {
+        batches.push(match_rows(run, rows.matches));
     }
-    if !deliveries.is_empty() {
-        batches.push(delivery_rows(run, deliveries));
+    if !rows.deliveries.is_empty() {
+        batches.push(delivery_rows(run, rows.deliveries));
+    }
+    if !rows.pending.is_empty() {
+        batches.push(pending_rows(run, rows.pending));
+    }
+    if !rows.settled.is_empty() {
+        batches.push(settled_rows(run, rows.settled));
     }
     batches
+}
+
+fn pending_rows(run: &RunRecord, pending: &[PendingRecord]) -> RecordBatch {
+    let text = |f: fn(&PendingRecord) -> Option<&str>| -> ArrayRef {
+        Arc::new(StringArray::from_iter(pending.iter().map(f)))
+    };
+    let columns: Vec<(&str, ArrayRef)> = vec![
+        ("pending_id", text(|p| Some(&p.pending_id))),
+        ("row", text(|p| Some(&p.row))),
+        (
+            "wait_until",
+            utc(pending.iter().map(|p| Some(p.wait_until)).collect()),
+        ),
+        ("email", text(|p| p.email.as_deref())),
+        ("user_id", text(|p| p.user_id.as_deref())),
+        ("client_id", text(|p| p.client_id.as_deref())),
+    ];
+    widen(Kind::Pending, run, pending.len(), columns)
+}
+
+fn settled_rows(run: &RunRecord, settled: &[(String, Settled)]) -> RecordBatch {
+    let ids = settled.iter().map(|(id, _)| id.as_str());
+    let how = settled.iter().map(|(_, s)| s.as_str());
+    let columns: Vec<(&str, ArrayRef)> = vec![
+        ("pending_id", Arc::new(StringArray::from_iter_values(ids))),
+        ("settled", Arc::new(StringArray::from_iter_values(how))),
+    ];
+    widen(Kind::Settled, run, settled.len(), columns)
+}
+
+/// The ledger row of an operator's cursor move (a run record's window
+/// columns: where the cursor was, where it went).
+pub fn cursor_batch(moved: &RunRecord) -> RecordBatch {
+    let number = |v: i64| -> ArrayRef { Arc::new(Int64Array::from(vec![v])) };
+    let columns: Vec<(&str, ArrayRef)> = vec![
+        ("from_version", number(moved.from_version)),
+        ("to_version", number(moved.to_version)),
+        ("started_at", utc(vec![Some(moved.started_at)])),
+    ];
+    widen(Kind::Cursor, moved, 1, columns)
 }
 
 fn run_rows(run: &RunRecord) -> RecordBatch {
@@ -95,6 +184,8 @@ fn run_rows(run: &RunRecord) -> RecordBatch {
         ("resolved", number(run.resolved)),
         ("unresolved", number(run.unresolved)),
         ("dropped", number(run.dropped)),
+        ("pending", number(run.pending)),
+        ("expired", number(run.expired)),
         (
             "error",
             Arc::new(StringArray::from(vec![run.error.clone()])),

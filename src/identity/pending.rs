@@ -1,0 +1,296 @@
+//! Late identity (docs/reference.md "Identity"): a row that requires an
+//! identity and has none waits, for up to the trigger's
+//! `wait_for_identity`, as a `pending` row of the ledger (committed with the
+//! run that deferred it, so it is as durable as the run). Each later run
+//! decodes the trigger's open pending rows back into rows of its query,
+//! resolves them with its own rows, and settles them: `resolved` (they fire
+//! with that run, once) or `expired` (their wait is over; dropped and
+//! counted).
+
+use std::io::Cursor;
+use std::sync::Arc;
+use std::time::Duration;
+
+use arrow::array::{Array, AsArray, RecordBatch, UInt64Array};
+use arrow::compute::{cast, concat_batches, take_record_batch};
+use arrow::datatypes::{DataType, Field, Schema, SchemaRef};
+use chrono::{DateTime, Utc};
+use deltalake_core::DeltaTable;
+
+use crate::sql::{QueryError, delta_provider, engine, new_context};
+use crate::store::TableKind;
+use crate::store::ledger::{PendingRecord, id_of};
+
+/// `schema` with every field nullable: pending rows decoded from JSON may
+/// lack a column the query returns today.
+pub fn nullable(schema: &Schema) -> SchemaRef {
+    let fields: Vec<Field> = schema
+        .fields()
+        .iter()
+        .map(|f| f.as_ref().clone().with_nullable(true))
+        .collect();
+    Arc::new(Schema::new(fields))
+}
+
+/// The trigger's pending rows that no run has settled yet, oldest first.
+pub async fn open(ledger: &DeltaTable, trigger: &str) -> Result<Vec<PendingRecord>, QueryError> {
+    let ctx = new_context()?;
+    let rows = delta_provider(&ctx, Some(ledger.clone()), TableKind::Ledger).await?;
+    ctx.register_table("ledger", rows).map_err(engine)?;
+    let trigger = trigger.replace('\'', "''");
+    let sql = format!(
+        "SELECT pending_id, row, CAST(wait_until AS BIGINT) AS wait_until, email, user_id, client_id
+         FROM ledger p
+         WHERE kind = 'pending' AND trigger = '{trigger}'
+           AND NOT EXISTS (SELECT 1 FROM ledger s WHERE s.kind = 'settled'
+                           AND s.trigger = '{trigger}' AND s.pending_id = p.pending_id)
+         ORDER BY clock, pending_id"
+    );
+    let batches = ctx
+        .sql(&sql)
+        .await
+        .map_err(engine)?
+        .collect()
+        .await
+        .map_err(engine)?;
+    Ok(batches.iter().flat_map(records).collect())
+}
+
+fn records(batch: &RecordBatch) -> Vec<PendingRecord> {
+    let text = |i: usize| cast(batch.column(i), &DataType::Utf8).expect("text columns");
+    let (id, row, email, user, client) = (text(0), text(1), text(3), text(4), text(5));
+    let wait_until = cast(batch.column(2), &DataType::Int64).expect("a number");
+    let wait_until = wait_until.as_primitive::<arrow::datatypes::Int64Type>();
+    let get = |a: &Arc<dyn Array>, i: usize| {
+        a.is_valid(i)
+            .then(|| a.as_string::<i32>().value(i).to_string())
+    };
+    (0..batch.num_rows())
+        .map(|i| PendingRecord {
+            pending_id: get(&id, i).unwrap_or_default(),
+            row: get(&row, i).unwrap_or_else(|| "{}".into()),
+            wait_until: wait_until.value(i),
+            email: get(&email, i),
+            user_id: get(&user, i),
+            client_id: get(&client, i),
+        })
+        .collect()
+}
+
+/// The `pending` rows decoded into rows of `schema`; the indices (into
+/// `pending`) of those that decode, in order. A row that no longer decodes
+/// (the query changed its columns' types) is left out.
+pub fn decode(pending: &[PendingRecord], schema: &SchemaRef) -> (Vec<RecordBatch>, Vec<usize>) {
+    let mut batches = Vec::new();
+    let mut decoded = Vec::new();
+    for (i, record) in pending.iter().enumerate() {
+        if let Ok(batch) = decode_one(&record.row, schema) {
+            batches.push(batch);
+            decoded.push(i);
+        }
+    }
+    (batches, decoded)
+}
+
+fn decode_one(row: &str, schema: &SchemaRef) -> Result<RecordBatch, arrow::error::ArrowError> {
+    let mut reader = arrow::json::ReaderBuilder::new(schema.clone())
+        .with_batch_size(1)
+        .build(Cursor::new(row.as_bytes()))?;
+    reader
+        .next()
+        .transpose()?
+        .filter(|b| b.num_rows() == 1)
+        .ok_or_else(|| arrow::error::ArrowError::JsonError("not one row".into()))
+}
+
+/// The rows at `positions` of the concatenated `batches` (a resolution's
+/// rows), each as a JSON object of the query's columns.
+pub fn encode(
+    batches: &[RecordBatch],
+    positions: &[usize],
+) -> Result<Vec<String>, arrow::error::ArrowError> {
+    let Some(first) = batches.first() else {
+        return Ok(Vec::new());
+    };
+    let all = concat_batches(&first.schema(), batches)?;
+    let keep: Vec<usize> = all
+        .schema()
+        .fields()
+        .iter()
+        .enumerate()
+        .filter(|(_, f)| !f.name().starts_with("__tripwire"))
+        .map(|(i, _)| i)
+        .collect();
+    let indices = UInt64Array::from_iter_values(positions.iter().map(|p| *p as u64));
+    let chosen = take_record_batch(&all.project(&keep)?, &indices)?;
+    let mut out = Vec::new();
+    {
+        let mut writer = arrow::json::LineDelimitedWriter::new(&mut out);
+        writer.write(&chosen)?;
+        writer.finish()?;
+    }
+    Ok(String::from_utf8_lossy(&out)
+        .lines()
+        .map(str::to_string)
+        .collect())
+}
+
+/// The pending rows a run defers: the rows at `positions` of its
+/// resolution's `rows`, with ids from the run and their place in it.
+pub fn deferred(
+    rows: &[RecordBatch],
+    positions: &[usize],
+    run_id: &str,
+    wait_until: i64,
+) -> Result<Vec<PendingRecord>, arrow::error::ArrowError> {
+    let encoded = encode(rows, positions)?;
+    Ok(positions
+        .iter()
+        .zip(encoded)
+        .map(|(position, row)| {
+            let value: serde_json::Value = serde_json::from_str(&row).unwrap_or_default();
+            let text = |key: &str| value[key].as_str().map(str::to_string);
+            PendingRecord {
+                pending_id: id_of(&[run_id, &position.to_string()]),
+                email: text("email"),
+                user_id: text("user_id"),
+                client_id: text("client_id"),
+                row,
+                wait_until,
+            }
+        })
+        .collect())
+}
+
+/// What a run does with the rows that require an identity they lack.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct Deferral {
+    /// This run's rows (positions) that wait for an identity.
+    pub defer: Vec<usize>,
+    /// This run's rows dropped at once (`wait_for_identity: 0`).
+    pub drop: Vec<usize>,
+    /// Pending rows (their index) whose wait is over: expired.
+    pub expired: Vec<usize>,
+    /// Pending rows (their index) that resolved in this run.
+    pub resolved: Vec<usize>,
+}
+
+/// Decides, for a run at `now`, the fate of its unresolved rows.
+/// `origins[position]` is the pending row a position came from (`None`: the
+/// run's own window); `waiting` are the positions resolution could not
+/// resolve; `pending_until[i]` is pending row `i`'s deadline.
+pub fn defer(
+    waiting: &[usize],
+    origins: &[Option<usize>],
+    pending_until: &[i64],
+    wait: Duration,
+    now: DateTime<Utc>,
+) -> Deferral {
+    let mut deferral = Deferral::default();
+    let now = now.timestamp_micros();
+    let mut still_waiting = vec![false; origins.len()];
+    for &position in waiting {
+        still_waiting[position] = true;
+        match origins[position] {
+            None if wait.is_zero() => deferral.drop.push(position),
+            None => deferral.defer.push(position),
+            Some(pending) if pending_until[pending] <= now => deferral.expired.push(pending),
+            Some(_) => {}
+        }
+    }
+    for (position, origin) in origins.iter().enumerate() {
+        if let Some(pending) = origin
+            && !still_waiting[position]
+        {
+            deferral.resolved.push(*pending);
+        }
+    }
+    deferral
+}
+
+/// When a row deferred at `now` stops waiting.
+pub fn wait_until(now: DateTime<Utc>, wait: Duration) -> i64 {
+    let wait = chrono::Duration::from_std(wait).unwrap_or(chrono::Duration::MAX);
+    now.checked_add_signed(wait)
+        .unwrap_or(DateTime::<Utc>::MAX_UTC)
+        .timestamp_micros()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn at(text: &str) -> DateTime<Utc> {
+        DateTime::parse_from_rfc3339(text).unwrap().to_utc()
+    }
+
+    #[test]
+    fn unresolved_rows_wait_expire_or_drop() {
+        let now = at("2026-11-05T12:00:00Z");
+        let hour = Duration::from_secs(3600);
+        let past = at("2026-11-05T11:00:00Z").timestamp_micros();
+        let future = at("2026-11-05T13:00:00Z").timestamp_micros();
+        // Positions 0-2 are the window's rows; 3-5 came from pending rows 0-2.
+        let origins = [None, None, None, Some(0), Some(1), Some(2)];
+        let until = [past, future, past];
+        // Rows 1 and 2, and pending rows 0 and 1, are still unresolved.
+        let waiting = [1, 2, 3, 4];
+        let deferral = defer(&waiting, &origins, &until, hour, now);
+        assert_eq!(
+            deferral,
+            Deferral {
+                defer: vec![1, 2],
+                drop: vec![],
+                expired: vec![0],
+                resolved: vec![2],
+            }
+        );
+        let at_once = defer(&waiting, &origins, &until, Duration::ZERO, now);
+        assert_eq!(at_once.drop, [1, 2]);
+        assert!(at_once.defer.is_empty());
+    }
+
+    #[test]
+    fn rows_round_trip_through_json() {
+        let schema = Arc::new(Schema::new(vec![
+            Field::new("email", DataType::Utf8, true),
+            Field::new("client_id", DataType::Utf8, true),
+            Field::new("seq", DataType::Int64, true),
+            Field::new("v", DataType::Float64, true),
+        ]));
+        let batch = RecordBatch::try_new(
+            schema.clone(),
+            vec![
+                Arc::new(arrow::array::StringArray::from(vec![None, Some("x@e")])),
+                Arc::new(arrow::array::StringArray::from(vec![Some("c1"), None])),
+                Arc::new(arrow::array::Int64Array::from(vec![
+                    1_795_968_518_910_019_064,
+                    2,
+                ])),
+                Arc::new(arrow::array::Float64Array::from(vec![120.5, 1.0])),
+            ],
+        )
+        .unwrap();
+        let rows = encode(std::slice::from_ref(&batch), &[0]).unwrap();
+        let pending: Vec<PendingRecord> = rows
+            .into_iter()
+            .map(|row| PendingRecord {
+                pending_id: "p".into(),
+                row,
+                wait_until: 0,
+                email: None,
+                user_id: None,
+                client_id: Some("c1".into()),
+            })
+            .collect();
+        let (decoded, ok) = decode(&pending, &schema);
+        assert_eq!(ok, [0]);
+        assert_eq!(decoded[0], batch.slice(0, 1));
+        let changed = nullable(&Schema::new(vec![Field::new(
+            "seq",
+            DataType::Boolean,
+            true,
+        )]));
+        assert!(decode(&pending, &changed).1.is_empty());
+    }
+}

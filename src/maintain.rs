@@ -1,0 +1,420 @@
+//! Table maintenance (docs/architecture.md "Table maintenance"), run by
+//! `serve` on a schedule and by `tripwire optimize [--vacuum]`: for each
+//! table of a workspace, the properties tripwire relies on, compaction of
+//! small files, a checkpoint, and (when asked) VACUUM; for the events,
+//! first the stamping of unstamped rows and the optional age-based
+//! retention.
+//!
+//! Compaction of the events keeps windows cheap: files are merged in stamp
+//! order and never across a trigger's cursor, so every window still reads
+//! whole files and skips the rest by their stamp stats. Every rewrite
+//! changes no data (`dataChange = false`): no row is new again.
+
+use std::collections::HashMap;
+use std::num::NonZeroU64;
+use std::sync::Arc;
+use std::time::Duration;
+
+use arrow::array::RecordBatch;
+use arrow::compute::{SortColumn, concat_batches, lexsort_to_indices, take_record_batch};
+use chrono::{DateTime, Utc};
+use datafusion::prelude::{col, lit};
+use deltalake_core::DeltaTable;
+use tokio::sync::watch;
+
+use crate::config::Config;
+use crate::event::batch::COMMIT_VERSION;
+use crate::store::files::{LiveFile, live_files};
+use crate::store::rewrite::{Race, arrow_schema, read_rows, replace, write_files};
+use crate::store::stamp::stamp_unstamped;
+use crate::store::{Store, StoreError, TableKind};
+use crate::trigger::cursor::cursor;
+use crate::trigger::load_triggers;
+
+/// A compacted file's size goal; files half as big or more are left alone.
+pub const TARGET_FILE_BYTES: i64 = 64 << 20;
+
+/// How often `serve` vacuums (maintenance itself runs every
+/// `maintenance_interval`).
+pub const VACUUM_EVERY: Duration = Duration::from_secs(24 * 60 * 60);
+
+/// What one maintenance pass does.
+#[derive(Debug, Clone, Copy)]
+pub struct Settings {
+    /// Delete the files older versions needed, past `vacuum_retention`.
+    pub vacuum: bool,
+    pub vacuum_retention: Duration,
+    /// Delete events sent longer than this ago.
+    pub retention: Option<Duration>,
+    pub now: DateTime<Utc>,
+}
+
+impl Settings {
+    pub fn for_config(config: &Config, vacuum: bool, now: DateTime<Utc>) -> Settings {
+        Settings {
+            vacuum,
+            vacuum_retention: config.vacuum_retention,
+            retention: config.retention,
+            now,
+        }
+    }
+}
+
+/// What maintenance did to one table.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct TableReport {
+    pub table: &'static str,
+    pub files_before: usize,
+    pub files_after: usize,
+    /// Events deleted by `retention`.
+    pub expired_rows: usize,
+    /// Files VACUUM deleted from storage.
+    pub vacuumed: usize,
+}
+
+impl std::fmt::Display for TableReport {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(
+            f,
+            "{}: {} → {} files",
+            self.table, self.files_before, self.files_after
+        )?;
+        if self.expired_rows > 0 {
+            write!(f, ", {} events past retention deleted", self.expired_rows)?;
+        }
+        if self.vacuumed > 0 {
+            write!(f, ", {} unreferenced files vacuumed", self.vacuumed)?;
+        }
+        Ok(())
+    }
+}
+
+/// Maintains every table of `workspace`.
+pub async fn maintain(
+    config: &Config,
+    store: &Store,
+    workspace: &str,
+    settings: &Settings,
+) -> Result<Vec<TableReport>, StoreError> {
+    let mut reports = Vec::new();
+    for kind in [
+        TableKind::Events,
+        TableKind::Quarantine,
+        TableKind::Ledger,
+        TableKind::Attempts,
+        TableKind::Erasures,
+    ] {
+        let Some(mut table) = store.open(workspace, kind).await? else {
+            continue;
+        };
+        let mut report = TableReport {
+            table: kind.folder(),
+            files_before: live_files(&table)?.len(),
+            ..TableReport::default()
+        };
+        ensure_properties(&mut table, kind).await?;
+        if kind == TableKind::Events {
+            stamp_unstamped(&mut table).await?;
+            if let Some(retention) = settings.retention {
+                report.expired_rows = expire(&mut table, settings.now, retention).await?;
+            }
+            let cursors = cursors(config, store, workspace).await?;
+            compact_events(&mut table, &cursors).await?;
+        } else {
+            compact_plain(&mut table).await?;
+        }
+        checkpoint(&table).await?;
+        if settings.vacuum {
+            report.vacuumed = vacuum(&mut table, settings.vacuum_retention).await?;
+        }
+        report.files_after = live_files(&table)?.len();
+        reports.push(report);
+    }
+    Ok(reports)
+}
+
+/// Sets the table properties a table of `kind` is created with, on tables
+/// created before tripwire set them.
+async fn ensure_properties(table: &mut DeltaTable, kind: TableKind) -> Result<(), StoreError> {
+    let url = table.table_url().clone();
+    let current = table
+        .snapshot()
+        .map_err(|e| StoreError::delta(&url, e))?
+        .metadata()
+        .configuration()
+        .clone();
+    let missing: HashMap<String, String> = kind
+        .properties()
+        .into_iter()
+        // Stamping marks its own tables once every row is stamped.
+        .filter(|(key, _)| *key != crate::store::stamp::STAMPED_PROPERTY)
+        .filter(|(key, value)| current.get(*key).is_none_or(|v| v != value))
+        .map(|(key, value)| (key.to_string(), value.to_string()))
+        .collect();
+    if missing.is_empty() {
+        return Ok(());
+    }
+    *table = table
+        .clone()
+        .set_tbl_properties()
+        .with_properties(missing)
+        .with_raise_if_not_exists(false)
+        .await
+        .map_err(|e| StoreError::delta(&url, e))?;
+    Ok(())
+}
+
+/// The cursors of the workspace's triggers (active or not: a paused
+/// trigger resumes from its cursor).
+async fn cursors(config: &Config, store: &Store, workspace: &str) -> Result<Vec<i64>, StoreError> {
+    let (triggers, _) = load_triggers(&config.project_dir);
+    let mut cursors = Vec::new();
+    for trigger in triggers {
+        let runs_in = config
+            .pick_workspace(trigger.workspace.as_deref())
+            .map(|w| w.id.as_str())
+            .unwrap_or_default();
+        if runs_in == workspace
+            && let Some(at) = cursor(store, workspace, &trigger.name).await?
+        {
+            cursors.push(at);
+        }
+    }
+    Ok(cursors)
+}
+
+/// Groups of small events files to merge into one each: stamped files
+/// sorted by their lowest stamp, a group never spanning a cursor (so a
+/// window reads a merged file whole or not at all) and closed once it
+/// reaches `target` bytes. Files that straddle a cursor, big files and
+/// groups of one are left alone.
+pub fn compaction_groups(files: &[LiveFile], cursors: &[i64], target: i64) -> Vec<Vec<LiveFile>> {
+    let mut cursors = cursors.to_vec();
+    cursors.sort_unstable();
+    // Which gap between cursors a file's stamps lie in; None: it spans one.
+    let gap = |low: i64, high: i64| {
+        let below = cursors.partition_point(|c| *c < low);
+        let straddles = cursors.get(below).is_some_and(|c| *c < high);
+        (!straddles).then_some(below)
+    };
+    let mut candidates: Vec<(usize, &LiveFile)> = files
+        .iter()
+        .filter(|f| f.nulls == Some(0) && f.size < target / 2)
+        .filter_map(|f| {
+            let (low, high) = f.stamps?;
+            gap(low, high).map(|g| (g, f))
+        })
+        .collect();
+    candidates.sort_by_key(|(gap, f)| (*gap, f.stamps, f.path.clone()));
+    let mut groups: Vec<Vec<LiveFile>> = Vec::new();
+    let mut current: Vec<LiveFile> = Vec::new();
+    let mut current_gap = None;
+    let mut bytes = 0;
+    for (gap, file) in candidates {
+        if current_gap != Some(gap) || bytes >= target {
+            groups.push(std::mem::take(&mut current));
+            bytes = 0;
+            current_gap = Some(gap);
+        }
+        bytes += file.size;
+        current.push(file.clone());
+    }
+    groups.push(current);
+    groups.retain(|g| g.len() > 1);
+    groups
+}
+
+/// Merges the events' small files (see [`compaction_groups`]), each
+/// group's rows sorted by stamp, then `seq`.
+async fn compact_events(table: &mut DeltaTable, cursors: &[i64]) -> Result<(), StoreError> {
+    let groups = compaction_groups(&live_files(table)?, cursors, TARGET_FILE_BYTES);
+    let schema = arrow_schema(table)?;
+    for group in groups {
+        let url = table.table_url().clone();
+        let mut batches = Vec::new();
+        for file in &group {
+            batches.extend(read_rows(table, file, &schema).await?);
+        }
+        let merged = sorted_by_stamp(&schema, &batches).map_err(|e| StoreError::delta(&url, e))?;
+        let new = write_files(table, vec![merged]).await?;
+        replace(table, &group, new, Vec::new(), Race::Retry).await?;
+    }
+    Ok(())
+}
+
+fn sorted_by_stamp(
+    schema: &arrow::datatypes::SchemaRef,
+    batches: &[RecordBatch],
+) -> Result<RecordBatch, arrow::error::ArrowError> {
+    let all = concat_batches(schema, batches)?;
+    let key = |name: &str| -> Result<SortColumn, arrow::error::ArrowError> {
+        let index = all.schema().index_of(name)?;
+        Ok(SortColumn {
+            values: all.column(index).clone(),
+            options: None,
+        })
+    };
+    let order = lexsort_to_indices(&[key(COMMIT_VERSION)?, key("seq")?], None)?;
+    take_record_batch(&all, &order)
+}
+
+/// Merges a table's small files with Delta's own optimize (no stamps to
+/// keep apart in the quarantine, the ledger and the attempts).
+async fn compact_plain(table: &mut DeltaTable) -> Result<(), StoreError> {
+    let url = table.table_url().clone();
+    let target = NonZeroU64::new(TARGET_FILE_BYTES as u64).expect("the target is not zero");
+    let (optimized, _) = table
+        .clone()
+        .optimize()
+        .with_target_size(target)
+        .await
+        .map_err(|e| StoreError::delta(&url, e))?;
+    *table = optimized;
+    Ok(())
+}
+
+/// Deletes events sent more than `retention` before `now` (a Delta delete:
+/// the survivors keep their stamps, nothing fires again).
+async fn expire(
+    table: &mut DeltaTable,
+    now: DateTime<Utc>,
+    retention: Duration,
+) -> Result<usize, StoreError> {
+    let url = table.table_url().clone();
+    let span = chrono::Duration::from_std(retention).unwrap_or(chrono::Duration::MAX);
+    let Some(cutoff) = now.checked_sub_signed(span) else {
+        return Ok(0);
+    };
+    let cutoff = lit(datafusion::scalar::ScalarValue::TimestampMicrosecond(
+        Some(cutoff.timestamp_micros()),
+        Some(Arc::from("UTC")),
+    ));
+    let (deleted, metrics) = table
+        .clone()
+        .delete()
+        .with_predicate(col("sent_at").lt(cutoff))
+        .await
+        .map_err(|e| StoreError::delta(&url, e))?;
+    *table = deleted;
+    Ok(metrics.num_deleted_rows.unwrap_or(0))
+}
+
+async fn checkpoint(table: &DeltaTable) -> Result<(), StoreError> {
+    deltalake_core::checkpoints::create_checkpoint(table, None)
+        .await
+        .map_err(|e| StoreError::delta(table.table_url(), e))
+}
+
+/// Deletes files no version within `retention` needs; a run reading an
+/// older snapshot meanwhile finishes long before (the retention is at
+/// least an hour, see `config`).
+async fn vacuum(table: &mut DeltaTable, retention: Duration) -> Result<usize, StoreError> {
+    let url = table.table_url().clone();
+    let retention = chrono::Duration::from_std(retention).unwrap_or(chrono::Duration::MAX);
+    let (vacuumed, metrics) = table
+        .clone()
+        .vacuum()
+        .with_retention_period(retention)
+        .with_enforce_retention_duration(false)
+        .await
+        .map_err(|e| StoreError::delta(&url, e))?;
+    *table = vacuumed;
+    Ok(metrics.files_deleted.len())
+}
+
+/// `serve`'s maintenance: every `maintenance_interval`, each workspace,
+/// with VACUUM once every [`VACUUM_EVERY`]; until `shutdown` turns true.
+pub async fn run_maintenance_loop(config: Arc<Config>, mut shutdown: watch::Receiver<bool>) {
+    let store = Store::new(config.storage.clone());
+    let mut ticker = tokio::time::interval(config.maintenance_interval);
+    ticker.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+    let mut last_vacuum: Option<tokio::time::Instant> = None;
+    while !*shutdown.borrow() {
+        tokio::select! {
+            _ = ticker.tick() => {}
+            _ = shutdown.changed() => continue,
+        }
+        let vacuum = last_vacuum.is_none_or(|at| at.elapsed() >= VACUUM_EVERY);
+        let settings = Settings::for_config(&config, vacuum, Utc::now());
+        for workspace in &config.workspaces {
+            match maintain(&config, &store, &workspace.id, &settings).await {
+                Ok(reports) => {
+                    for report in reports.iter().filter(|r| r.files_before != r.files_after) {
+                        tracing::info!(workspace = %workspace.id, "maintenance: {report}");
+                    }
+                }
+                Err(e) => tracing::warn!(workspace = %workspace.id, "maintenance (retried): {e}"),
+            }
+        }
+        if vacuum {
+            last_vacuum = Some(tokio::time::Instant::now());
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn file(name: &str, low: i64, high: i64, size: i64) -> LiveFile {
+        LiveFile {
+            path: name.into(),
+            url: format!("file:///t/{name}"),
+            stamps: Some((low, high)),
+            nulls: Some(0),
+            size,
+            rows: 1,
+        }
+    }
+
+    fn names(groups: &[Vec<LiveFile>]) -> Vec<Vec<&str>> {
+        groups
+            .iter()
+            .map(|g| g.iter().map(|f| f.path.as_str()).collect())
+            .collect()
+    }
+
+    #[test]
+    fn small_files_merge_in_stamp_order_and_never_across_a_cursor() {
+        let files = [
+            file("c", 3, 3, 10),
+            file("a", 1, 1, 10),
+            file("b", 2, 2, 10),
+            file("d", 4, 4, 10),
+            file("e", 5, 5, 10),
+        ];
+        // Cursors at 2 and 4: windows start after 2 or after 4.
+        assert_eq!(
+            names(&compaction_groups(&files, &[4, 2], 1_000)),
+            [["a", "b"], ["c", "d"]]
+        );
+        // No cursor: one group.
+        assert_eq!(
+            names(&compaction_groups(&files, &[], 1_000)),
+            [["a", "b", "c", "d", "e"]]
+        );
+    }
+
+    #[test]
+    fn big_files_straddling_files_and_unstamped_files_stay_as_they_are() {
+        let mut unstamped = file("u", 1, 1, 10);
+        unstamped.nulls = Some(3);
+        let files = [
+            file("a", 1, 1, 10),
+            file("big", 1, 1, 600),
+            file("wide", 1, 3, 10),
+            unstamped,
+            file("b", 1, 2, 10),
+        ];
+        assert_eq!(names(&compaction_groups(&files, &[2], 1_000)), [["a", "b"]]);
+    }
+
+    #[test]
+    fn a_group_closes_once_it_reaches_the_target() {
+        let files: Vec<LiveFile> = (0..5).map(|i| file(&format!("f{i}"), i, i, 40)).collect();
+        assert_eq!(
+            names(&compaction_groups(&files, &[], 100)),
+            [vec!["f0", "f1", "f2"], vec!["f3", "f4"]]
+        );
+    }
+}

@@ -1,0 +1,166 @@
+//! Rewriting live files without changing the table's data: the rows of some
+//! files are read, transformed (stamped, merged), written as new files, and
+//! the old files swapped for the new ones in one commit whose actions all
+//! say `dataChange = false`, so other Delta readers see no new data. Used by
+//! stamping, compaction and erasure's bookkeeping (docs/architecture.md
+//! "Table maintenance").
+
+use std::collections::HashMap;
+
+use arrow::array::{ArrayRef, RecordBatch, new_null_array};
+use arrow::datatypes::SchemaRef;
+use deltalake_core::kernel::transaction::{CommitBuilder, CommitProperties};
+use deltalake_core::kernel::{Action, Add, Remove};
+use deltalake_core::protocol::DeltaOperation;
+use deltalake_core::writer::{DeltaWriter, RecordBatchWriter};
+use deltalake_core::{DeltaTable, DeltaTableError};
+use object_store::ObjectStoreExt as _;
+use object_store::path::Path as ObjectPath;
+use parquet::arrow::arrow_reader::ParquetRecordBatchReaderBuilder;
+
+use super::StoreError;
+use super::files::LiveFile;
+use super::table::writer_properties;
+
+/// The rows of `file`, with the table's current columns (a column the file
+/// predates is null).
+pub async fn read_rows(
+    table: &DeltaTable,
+    file: &LiveFile,
+    schema: &SchemaRef,
+) -> Result<Vec<RecordBatch>, StoreError> {
+    let url = table.table_url().clone();
+    let fail = |e: &dyn std::fmt::Display| StoreError::delta(&url, e);
+    let store = table.log_store().object_store(None);
+    let bytes = store
+        .get(&ObjectPath::from(file.path.as_str()))
+        .await
+        .map_err(|e| fail(&e))?
+        .bytes()
+        .await
+        .map_err(|e| fail(&e))?;
+    let reader = ParquetRecordBatchReaderBuilder::try_new(bytes)
+        .and_then(|builder| builder.build())
+        .map_err(|e| fail(&e))?;
+    reader
+        .map(|batch| {
+            let batch = batch.map_err(|e| fail(&e))?;
+            conform(&batch, schema).map_err(|e| fail(&e))
+        })
+        .collect()
+}
+
+/// `batch` with exactly `schema`'s columns, in order: missing ones null,
+/// others cast to the table's type.
+fn conform(
+    batch: &RecordBatch,
+    schema: &SchemaRef,
+) -> Result<RecordBatch, arrow::error::ArrowError> {
+    let columns = schema
+        .fields()
+        .iter()
+        .map(|field| match batch.column_by_name(field.name()) {
+            Some(column) => arrow::compute::cast(column, field.data_type()),
+            None => Ok(new_null_array(field.data_type(), batch.num_rows())),
+        })
+        .collect::<Result<Vec<ArrayRef>, _>>()?;
+    RecordBatch::try_new(schema.clone(), columns)
+}
+
+/// Writes `batches` as new files of `table`; their Add actions, marked as
+/// changing no data.
+pub async fn write_files(
+    table: &DeltaTable,
+    batches: Vec<RecordBatch>,
+) -> Result<Vec<Add>, StoreError> {
+    let url = table.table_url().clone();
+    let delta = |e: DeltaTableError| StoreError::delta(&url, e);
+    let mut writer = RecordBatchWriter::for_table(table)
+        .map_err(delta)?
+        .with_writer_properties(writer_properties());
+    for batch in batches {
+        writer.write(batch).await.map_err(delta)?;
+    }
+    let mut adds = writer.flush().await.map_err(delta)?;
+    for add in &mut adds {
+        add.data_change = false;
+    }
+    Ok(adds)
+}
+
+/// The Remove action of a file a rewrite replaces.
+fn removal(file: &LiveFile, at_millis: i64) -> Remove {
+    Remove {
+        path: file.path.clone(),
+        deletion_timestamp: Some(at_millis),
+        data_change: false,
+        extended_file_metadata: Some(true),
+        partition_values: Some(HashMap::new()),
+        size: Some(file.size),
+        deletion_vector: None,
+        tags: None,
+        base_row_id: None,
+        default_row_commit_version: None,
+    }
+}
+
+/// How a replacement commit treats other writers.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Race {
+    /// Let Delta's conflict checker retry around concurrent appends (the
+    /// new files' rows do not depend on the version).
+    Retry,
+    /// Fail if any other commit lands first (the rows are stamped with the
+    /// version this commit must create).
+    FailOnAnyCommit,
+}
+
+/// Commits `old` → `new` (plus `extra` actions, such as a metadata change)
+/// as one commit that changes no data. Returns the version it created.
+pub async fn replace(
+    table: &mut DeltaTable,
+    old: &[LiveFile],
+    new: Vec<Add>,
+    extra: Vec<Action>,
+    race: Race,
+) -> Result<i64, StoreError> {
+    let url = table.table_url().clone();
+    let delta = |e: DeltaTableError| StoreError::delta(&url, e);
+    let now = chrono::Utc::now().timestamp_millis();
+    let mut actions: Vec<Action> = old
+        .iter()
+        .map(|f| Action::Remove(removal(f, now)))
+        .collect();
+    actions.extend(new.into_iter().map(Action::Add));
+    actions.extend(extra);
+    let mut properties = CommitProperties::default();
+    if race == Race::FailOnAnyCommit {
+        properties = properties.with_max_retries(0);
+    }
+    let operation = DeltaOperation::Optimize {
+        predicate: None,
+        target_size: 0,
+    };
+    let committed = CommitBuilder::from(properties)
+        .with_actions(actions)
+        .build(
+            Some(table.snapshot().map_err(delta)?),
+            table.log_store(),
+            operation,
+        )
+        .await
+        .map_err(delta)?;
+    let version = committed.version();
+    table
+        .update_incremental(Some(version))
+        .await
+        .map_err(delta)?;
+    Ok(version as i64)
+}
+
+/// The table's Arrow schema as tripwire writes it.
+pub fn arrow_schema(table: &DeltaTable) -> Result<SchemaRef, StoreError> {
+    let url = table.table_url().clone();
+    let snapshot = table.snapshot().map_err(|e| StoreError::delta(&url, e))?;
+    Ok(snapshot.snapshot().arrow_schema())
+}

@@ -1,0 +1,173 @@
+//! Table maintenance on real stores: `tripwire optimize` merges small files
+//! without any row firing again, checkpoints, honours `retention`, and
+//! `serve` keeps a table's file count bounded while events stream in.
+
+use std::time::Instant;
+
+use crate::project::{Project, SECRET};
+use crate::server::{PATIENCE, Request, Server};
+
+const EVERY_EVENT: &str = "-- backfill: all\n-- requires_identity: false\n\
+     SELECT event_id, email, user_id, client_id FROM new_events\n";
+
+fn with_trigger(project: &Project, name: &str, sql: &str) {
+    let dir = project.path("queries/triggers");
+    std::fs::create_dir_all(&dir).unwrap();
+    std::fs::write(dir.join(format!("{name}.sql")), sql).unwrap();
+}
+
+/// Live files of a workspace table, as the python `deltalake` package
+/// reads the log (so the count is independent of tripwire).
+fn live_files(project: &Project, table: &str) -> usize {
+    let script = "import sys\nfrom deltalake import DeltaTable\nprint(len(DeltaTable(sys.argv[1]).file_uris()))";
+    let out = std::process::Command::new("python3")
+        .args(["-c", script])
+        .arg(project.path("store").join("shop").join(table))
+        .output()
+        .expect("python3");
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    String::from_utf8_lossy(&out.stdout).trim().parse().unwrap()
+}
+
+/// Imports `files` small sample files, one commit (and file) each.
+fn import_small_files(project: &Project, prefix: &str, files: u64, seed: u64) -> u64 {
+    let mut events = 0;
+    for i in 0..files {
+        let (file, totals) = project.sample(&format!("{prefix}{i}.ndjson"), 20, seed + i);
+        project.import(&[&file]);
+        events += totals.events;
+    }
+    events
+}
+
+/// Polls `done` until it holds, failing after [`PATIENCE`].
+fn eventually(what: &str, done: impl Fn() -> bool) {
+    let deadline = Instant::now() + PATIENCE;
+    while !done() {
+        assert!(Instant::now() < deadline, "never happened: {what}");
+        std::thread::sleep(std::time::Duration::from_millis(200));
+    }
+}
+
+fn matched(project: &Project) -> u64 {
+    project.number("SELECT count(*) FROM matches") as u64
+}
+
+#[test]
+fn optimize_merges_small_files_and_nothing_fires_again() {
+    let project = Project::new();
+    with_trigger(&project, "everything", EVERY_EVENT);
+    let before = import_small_files(&project, "a", 12, 100);
+    project.ok(&["run"]);
+    let after = import_small_files(&project, "b", 5, 200);
+    assert_eq!(live_files(&project, "events"), 17);
+    let report = project.ok(&["optimize"]);
+    assert!(report.contains("events: 17 → 2 files"), "{report}");
+    // The 12 files the trigger read merged apart from the 5 it has not.
+    assert_eq!(live_files(&project, "events"), 2);
+    let log = std::fs::read_dir(project.events_table("shop").join("_delta_log")).unwrap();
+    assert!(
+        log.flatten().any(|e| e
+            .file_name()
+            .to_string_lossy()
+            .ends_with(".checkpoint.parquet")),
+        "optimize checkpoints"
+    );
+    let run = project.ok(&["run"]);
+    assert!(run.contains(&format!(": {after} rows")), "{run}");
+    assert_eq!(matched(&project), before + after);
+    let quiet = project.ok(&["run"]);
+    assert!(
+        quiet.contains(": 0 rows") || quiet.contains("no new events"),
+        "{quiet}"
+    );
+    assert_eq!(matched(&project), before + after);
+    // The ledger's small files merge too; --vacuum keeps what is younger
+    // than vacuum_retention.
+    let vacuumed = project.ok(&["optimize", "--vacuum"]);
+    assert!(vacuumed.contains("ledger: "), "{vacuumed}");
+    assert_eq!(live_files(&project, "ledger"), 1);
+    assert_eq!(
+        project.number("SELECT count(*) FROM events") as u64,
+        before + after
+    );
+}
+
+#[test]
+fn retention_deletes_old_events_and_fires_nothing() {
+    let project = Project::with_config(&format!(
+        "storage = \"./store\"\nretention = \"3d\"\n[[workspace]]\nid = \"shop\"\nsecret = \"{SECRET}\"\n"
+    ));
+    with_trigger(&project, "everything", EVERY_EVENT);
+    // The sample is from 2026-11-01; two events are from now.
+    let old = import_small_files(&project, "old", 2, 300);
+    let now = chrono::Utc::now().to_rfc3339();
+    let fresh = project.path("fresh.ndjson");
+    std::fs::write(
+        &fresh,
+        format!(
+            "{{\"name\": \"x\", \"payload\": {{}}, \"email\": \"a@example.com\", \"timestamp\": \"{now}\"}}\n\
+             {{\"name\": \"x\", \"payload\": {{}}, \"email\": \"b@example.com\", \"timestamp\": \"{now}\"}}\n"
+        ),
+    )
+    .unwrap();
+    project.import(&[&fresh]);
+    project.ok(&["run"]);
+    assert_eq!(matched(&project), old + 2);
+    let report = project.ok(&["optimize"]);
+    assert!(
+        report.contains(&format!("{old} events past retention deleted")),
+        "{report}"
+    );
+    assert_eq!(project.number("SELECT count(*) FROM events"), 2.0);
+    let quiet = project.ok(&["run"]);
+    assert!(
+        quiet.contains(": 0 rows") || quiet.contains("no new events"),
+        "{quiet}"
+    );
+    assert_eq!(matched(&project), old + 2);
+}
+
+#[test]
+fn serve_keeps_the_file_count_bounded_while_events_stream_in() {
+    let project = Project::with_config(&format!(
+        "storage = \"./store\"\nlisten = \"127.0.0.1:0\"\nmaintenance_interval = \"10s\"\n\
+         [[workspace]]\nid = \"shop\"\nsecret = \"{SECRET}\"\n[ingest]\nflush_age = \"100ms\"\n"
+    ));
+    with_trigger(
+        &project,
+        "everything",
+        &format!("-- schedule: every 1s\n{EVERY_EVENT}"),
+    );
+    let server = Server::start(&project);
+    // Enough separate flushes to make many small files.
+    let mut sent = 0;
+    for i in 0..40 {
+        let body = format!(
+            "{{\"batch\": [{{\"type\": \"track\", \"event\": \"e\", \"userId\": \"u{i}\", \"messageId\": \"m{i}\"}}]}}"
+        );
+        let (status, _) = server.send(Request::post("/v1/batch", body).bearer(SECRET));
+        assert_eq!(status, 200);
+        sent += 1;
+        eventually("the batch is in the table", || {
+            project.number("SELECT count(*) FROM events") as u64 == sent
+        });
+    }
+    // Each batch was its own flush: a commit adding a file.
+    let commits = std::fs::read_dir(project.events_table("shop").join("_delta_log"))
+        .unwrap()
+        .flatten()
+        .filter(|e| e.file_name().to_string_lossy().ends_with(".json"))
+        .count();
+    assert!(commits > 40, "{commits} commits after {sent} flushes");
+    eventually("maintenance compacts", || {
+        live_files(&project, "events") <= 4
+    });
+    eventually("every event fired once", || matched(&project) == sent);
+    server.stop();
+    assert_eq!(matched(&project), sent);
+}
