@@ -81,13 +81,16 @@ struct Cutter<'a, R, S> {
 
 impl<R: Read, S: FnMut(RawChunk) -> bool> Cutter<'_, R, S> {
     fn run(&mut self) {
-        // Bytes after the last newline read so far: the start of a line.
+        // Bytes read but not sent yet, and how many of them at its start
+        // are known to hold no newline (all of them after a cut; none after
+        // a skipped line, whose rest may hold whole lines).
         let mut carry: Vec<u8> = Vec::new();
+        let mut clean = 0;
         loop {
             let mut buf = std::mem::take(&mut carry);
-            let searched = buf.len();
-            let want = CHUNK_BYTES.max(searched + READ_BLOCK);
-            buf.reserve(want - searched);
+            let searched = clean;
+            let want = CHUNK_BYTES.max(buf.len() + READ_BLOCK);
+            buf.reserve(want - buf.len());
             let filled = fill(&mut self.input, &mut buf, want);
             let cut = buf[searched..]
                 .iter()
@@ -98,12 +101,14 @@ impl<R: Read, S: FnMut(RawChunk) -> bool> Cutter<'_, R, S> {
             } else {
                 carry = std::mem::take(&mut buf);
             }
+            clean = carry.len();
             let go_on = match filled {
                 Filled::More if carry.len() > self.max_line => {
                     let mut refused = self.overlong_at(self.next_line + count_lines(&buf), &carry);
                     match self.skip_line() {
                         Ok(rest) => {
                             carry = rest;
+                            clean = 0;
                             self.emit(buf, Some(refused))
                         }
                         Err(error) => {
@@ -301,6 +306,35 @@ mod tests {
             READ_BLOCK,
         );
         assert_eq!(got.last().and_then(|c| c.2.as_ref()).map(|r| r.0), Some(2));
+    }
+
+    #[test]
+    fn the_lines_after_a_skipped_line_keep_their_numbers() {
+        // Found by fuzz/ndjson_lines: the bytes read past a skipped line's
+        // newline held whole lines that were never searched, and were
+        // swallowed into the next over-long line.
+        let long = "z".repeat(CHUNK_BYTES + 2 * READ_BLOCK);
+        let also_long = "w".repeat(3 * READ_BLOCK);
+        let input = format!("{long}\na\nb\n{also_long}\nc\n");
+        let got = chunks(input.as_bytes(), READ_BLOCK);
+        // The second long line ends within the file, so it is cut whole
+        // and left for the parser to refuse (`max_line_bytes` per line).
+        let lengths: Vec<usize> = got
+            .iter()
+            .flat_map(|(_, d, _)| d.lines().map(str::len))
+            .collect();
+        assert_eq!(lengths, [1, 1, also_long.len(), 1]);
+        let refused: Vec<u64> = got
+            .iter()
+            .filter_map(|c| c.2.as_ref().map(|r| r.0))
+            .collect();
+        assert_eq!(refused, [1]);
+        let last = got.last().unwrap();
+        assert_eq!(
+            last.0 + last.1.matches('\n').count() as u64 - 1,
+            5,
+            "c is line 5"
+        );
     }
 
     /// A reader that yields `data` and then fails.

@@ -124,7 +124,8 @@ pub fn read_csv_chunks(
     let mut chunk = ParsedChunk::new(0, 2);
     let mut rows = 0;
     loop {
-        let line = reader.position().line() + 1;
+        // Where the next record starts: its line, unless it says otherwise.
+        let line = reader.position().line();
         match reader.read_record(&mut record) {
             Ok(false) => break,
             Ok(true) => {
@@ -144,6 +145,7 @@ pub fn read_csv_chunks(
                 chunk.last_line = line;
             }
             Err(e) => {
+                let line = e.position().map_or(line, |p| p.line()).max(line);
                 let reason = format!("unreadable CSV: {e}");
                 parser.add(&mut chunk, Err(reason), line, String::new);
                 chunk.last_line = line;
@@ -301,4 +303,52 @@ fn row_as_json<'a>(names: &[String], value: &impl Fn(usize) -> Option<&'a str>) 
 
 fn invalid_data(e: impl ToString) -> io::Error {
     io::Error::new(io::ErrorKind::InvalidData, e.to_string())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::config::Config;
+    use crate::import::route::Router;
+
+    fn parser() -> ChunkParser {
+        let config = Config::parse("[[workspace]]\nid = \"shop\"\n", "test", Path::new(""))
+            .expect("a config");
+        ChunkParser {
+            router: Arc::new(Router::new(&config, None).expect("a router")),
+            source: "t.csv".into(),
+            received_at: 0,
+            rows_hint: 4,
+            max_line_bytes: 1 << 20,
+        }
+    }
+
+    /// (line, reason) of each rejected row.
+    type Rejections = Vec<(u64, String)>;
+
+    /// Every rejected row, and the chunks' (first, last) lines.
+    fn rejected(csv: &[u8]) -> (Rejections, Vec<(u64, u64)>) {
+        let mut rejected = Vec::new();
+        let mut ranges = Vec::new();
+        read_csv_chunks(csv, &AtomicU64::new(0), &parser(), |chunk| {
+            ranges.push((chunk.first_line, chunk.last_line));
+            rejected.extend(chunk.rejected.into_iter().map(|r| (r.line, r.reason)));
+            true
+        })
+        .expect("read");
+        (rejected, ranges)
+    }
+
+    #[test]
+    fn an_unreadable_row_is_reported_at_its_own_line() {
+        // Found by fuzz/csv_import: a row that is not UTF-8 was reported one
+        // line late, after the row that followed it (a lone \r ends a
+        // record but not a line, so both rows are on line 2).
+        let csv = b"event_name,user_id\ncart,u\xff\r,\nok,u2\n";
+        let (rejected, ranges) = rejected(csv);
+        let lines: Vec<u64> = rejected.iter().map(|r| r.0).collect();
+        assert_eq!(lines, [2, 2], "{rejected:?}");
+        assert!(rejected[0].1.contains("unreadable CSV"), "{rejected:?}");
+        assert_eq!(ranges, [(2, 3)]);
+    }
 }
