@@ -5,7 +5,7 @@
 
 use std::sync::atomic::AtomicU64;
 
-use arrow::array::{Array, AsArray};
+use arrow::array::AsArray;
 use arrow::datatypes::TimestampMicrosecondType;
 use libfuzzer_sys::fuzz_target;
 use tripwire_fuzz::event::{MAX_TIME_MICROS, MIN_TIME_MICROS};

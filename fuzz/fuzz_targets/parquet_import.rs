@@ -3,7 +3,7 @@
 //! in range and rows numbered in order.
 #![no_main]
 
-use arrow::array::{Array, AsArray};
+use arrow::array::AsArray;
 use arrow::datatypes::TimestampMicrosecondType;
 use libfuzzer_sys::fuzz_target;
 use tripwire_fuzz::event::{MAX_TIME_MICROS, MIN_TIME_MICROS};

@@ -28,6 +28,8 @@ pub mod store;
 
 pub mod trigger;
 
+pub mod window;
+
 /// A config with one open workspace, `shop`, for the import targets.
 pub fn shop_config() -> config::Config {
     config::Config::parse(
