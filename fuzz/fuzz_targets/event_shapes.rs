@@ -5,7 +5,7 @@
 
 use libfuzzer_sys::fuzz_target;
 use serde_json::Value;
-use tripwire_fuzz::event::depth::{MAX_JSON_DEPTH, nesting_depth};
+use tripwire_fuzz::event::scan::{MAX_JSON_DEPTH, nesting_depth};
 use tripwire_fuzz::event::shapes::parse_event;
 use tripwire_fuzz::event::{EventKind, MAX_TIME_MICROS, MIN_TIME_MICROS};
 use tripwire_fuzz::ingest::record::{StoredEvent, WalRecord};

@@ -1,14 +1,15 @@
 //! The event model: one parsed event in any of the accepted shapes, before it
 //! becomes a row of the `events` table (docs/reference.md "Tables").
 //!
+//! - `scan`: nesting depth and escapes, checked before any parser runs.
 //! - `fields`: a JSON object read once, values kept raw.
 //! - `shapes`: the three API shapes (collect envelope, Segment, name/payload).
 //! - `tabular`: CSV and Parquet rows with the table's column names.
 //! - `batch`: the Arrow schema and the builder that turns events into batches.
 
 pub mod batch;
-pub mod depth;
 pub mod fields;
+pub mod scan;
 pub mod shapes;
 pub mod tabular;
 

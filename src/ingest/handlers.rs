@@ -19,7 +19,7 @@ use serde_json::{Map, Value, json};
 use super::IngestState;
 use super::accept::{Accepted, accept};
 use crate::config::Workspace;
-use crate::event::depth::{MAX_JSON_DEPTH, check_depth};
+use crate::event::scan::{MAX_JSON_DEPTH, check_json};
 use crate::http::ApiError;
 use crate::http::auth::{WriteRefusal, header_key, workspace_list, writable};
 
@@ -265,7 +265,7 @@ fn body_text(
         .map_err(|_| ApiError::BadRequest("the body is not UTF-8".into()))?;
     // Before any parser recurses into it; each event is held to
     // MAX_JSON_DEPTH again when it is parsed, as on import.
-    check_depth(&text, MAX_JSON_DEPTH + WRAPPER_LEVELS).map_err(ApiError::BadRequest)?;
+    check_json(&text, MAX_JSON_DEPTH + WRAPPER_LEVELS).map_err(ApiError::BadRequest)?;
     Ok(text)
 }
 
