@@ -12,6 +12,7 @@ use arrow::compute::cast;
 use arrow::datatypes::DataType;
 use flate2::read::MultiGzDecoder;
 use parquet::arrow::arrow_reader::ParquetRecordBatchReaderBuilder;
+use parquet::file::metadata::ParquetMetaData;
 use parquet::file::reader::ChunkReader;
 
 use super::chunk::{ChunkParser, ParsedChunk};
@@ -183,14 +184,40 @@ pub fn read_parquet_chunks(
     read_parquet(File::open(path)?, file_bytes, parser, send)
 }
 
-/// [`read_parquet_chunks`] on any Parquet source of `file_bytes` bytes.
+/// [`read_parquet_chunks`] on any Parquet source of `file_bytes` bytes. The
+/// parquet crate panics on some malformed files (found by fuzz/parquet_import:
+/// a negative column chunk offset). The chunk ranges are checked before any
+/// page is read, and any other panic of the reader is caught: such a file is
+/// refused as not readable, like any other malformed file, instead of taking
+/// the import down.
 pub fn read_parquet(
+    source: impl ChunkReader + 'static,
+    file_bytes: u64,
+    parser: &ChunkParser,
+    send: impl FnMut(ParsedChunk) -> bool,
+) -> io::Result<()> {
+    let read = || read_parquet_unguarded(source, file_bytes, parser, send);
+    std::panic::catch_unwind(std::panic::AssertUnwindSafe(read)).unwrap_or_else(|panic| {
+        let message = panic
+            .downcast_ref::<&str>()
+            .map(|m| m.to_string())
+            .or_else(|| panic.downcast_ref::<String>().cloned())
+            .unwrap_or_default();
+        Err(invalid_data(format!(
+            "not a readable Parquet file (the Parquet reader failed: {message})"
+        )))
+    })
+}
+
+fn read_parquet_unguarded(
     source: impl ChunkReader + 'static,
     file_bytes: u64,
     parser: &ChunkParser,
     mut send: impl FnMut(ParsedChunk) -> bool,
 ) -> io::Result<()> {
     let builder = ParquetRecordBatchReaderBuilder::try_new(source).map_err(invalid_data)?;
+    check_chunk_ranges(builder.metadata(), file_bytes)
+        .map_err(|why| invalid_data(format!("not a readable Parquet file ({why})")))?;
     let total_rows = builder.metadata().file_metadata().num_rows().max(1) as u64;
     let reader = builder
         .with_batch_size(CHUNK_ROWS)
@@ -226,6 +253,30 @@ pub fn read_parquet(
         chunk.offset = file_bytes * (next_row - 1) / total_rows;
         if !send(chunk) {
             break;
+        }
+    }
+    Ok(())
+}
+
+/// Whether every column chunk the footer describes lies within the file's
+/// `file_bytes`: the reader asserts (panics) on a negative offset or size.
+fn check_chunk_ranges(metadata: &ParquetMetaData, file_bytes: u64) -> Result<(), String> {
+    for (group, row_group) in metadata.row_groups().iter().enumerate() {
+        for (index, column) in row_group.columns().iter().enumerate() {
+            let start = column
+                .dictionary_page_offset()
+                .unwrap_or(column.data_page_offset());
+            let length = column.compressed_size();
+            let end = u64::try_from(start)
+                .ok()
+                .zip(u64::try_from(length).ok())
+                .and_then(|(start, length)| start.checked_add(length));
+            if end.is_none_or(|end| end > file_bytes) {
+                return Err(format!(
+                    "row group {group}, column {index}: chunk at offset {start} of {length} bytes \
+                     lies outside the file's {file_bytes} bytes"
+                ));
+            }
         }
     }
     Ok(())

@@ -257,3 +257,22 @@ fn check_names_the_bad_line_of_every_problem_and_ends_with_a_whole_summary() {
     assert!(stderr.trim_end().ends_with(&summary), "{stderr}");
     assert!(Path::new(&dir).is_dir());
 }
+
+#[test]
+fn a_parquet_file_the_parquet_reader_panics_on_is_refused_as_unreadable() {
+    // Found by fuzz/parquet_import: the parquet crate panics on a negative
+    // column chunk offset; the import says the file is unreadable instead.
+    let project = Project::new();
+    let fixture = Path::new(env!("CARGO_MANIFEST_DIR"))
+        .join("tests/fixtures/fuzz/negative_column_start.parquet");
+    let file = project.path("broken.parquet");
+    std::fs::copy(&fixture, &file).expect("copy the fixture");
+    let output = run_bounded(&project, &["import", file.to_str().unwrap()]);
+    assert_eq!(output.status.code(), Some(2), "{output:?}");
+    let stderr = text(&output.stderr);
+    assert!(
+        stderr.contains("broken.parquet: not a readable Parquet file"),
+        "{stderr}"
+    );
+    assert!(!stderr.contains("reader thread panicked"), "{stderr}");
+}
