@@ -449,6 +449,7 @@ async fn plan(store: &Store, url: &str, deliveries: usize) {
             dropped: 0,
             pending: 0,
             expired: 0,
+            held: 0,
             error: None,
         };
         let rows = RunRows {

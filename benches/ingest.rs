@@ -106,7 +106,7 @@ impl Server {
         std::fs::write(
             &config,
             format!(
-                "storage = \"./store\"\nlisten = \"127.0.0.1:0\"\n\
+                "storage = \"./store\"\nlisten = \"127.0.0.1:0\"\nmetrics_public = true\n\
                  [[workspace]]\nid = \"shop\"\nsecret = \"{SECRET}\"\n\
                  [ingest]\n{extra_ingest}\n"
             ),

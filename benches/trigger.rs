@@ -48,6 +48,7 @@ use anyhow::{Context, Result, bail};
 use chrono::{DateTime, Utc};
 use deltalake_core::DeltaTable;
 use tripwire::Config;
+use tripwire::identity::index::IndexCache;
 use tripwire::run::{RunRequest, run_trigger};
 use tripwire::sample::{SampleSpec, write_ndjson};
 use tripwire::session::{SessionSpec, workspace_session};
@@ -360,6 +361,7 @@ impl Project {
 /// Medians of the library's trigger run (preview) and of the SQL alone.
 async fn library_runs(project: &Project, now: DateTime<Utc>, runs: usize) -> Result<(f64, f64)> {
     let store = project.store();
+    let identities = IndexCache::new();
     let request = RunRequest {
         store: &store,
         workspace: WORKSPACE,
@@ -371,6 +373,8 @@ async fn library_runs(project: &Project, now: DateTime<Utc>, runs: usize) -> Res
         flows: &[],
         segments: &[],
         flow_errors: &[],
+        max_failures: project.config.max_run_failures,
+        identities: &identities,
     };
     let mut run_times = Vec::new();
     let mut sql_times = Vec::new();

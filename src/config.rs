@@ -58,23 +58,55 @@ pub struct Config {
     pub server: Server,
     /// Bounds on analyst SQL, learning, import lines and ingest rates.
     pub limits: Limits,
+    /// `GET /metrics` answers without a key (else it needs an `admin_secret`).
+    pub metrics_public: bool,
     /// How often `serve` maintains the tables (compaction, checkpoints).
     pub maintenance_interval: Duration,
     /// VACUUM deletes only files no version of this age still needs.
     pub vacuum_retention: Duration,
     /// Events sent longer ago than this are deleted by maintenance.
     pub retention: Option<Duration>,
+    /// A trigger failing this many runs in a row is paused until
+    /// `tripwire resume` (0: never paused).
+    pub max_run_failures: u32,
 }
 
 /// One tenant: its id (also the collect envelope's `partnerId`) and secrets.
+/// Each secret is a list, so a key can be rotated: every entry is valid
+/// until it is removed. An empty list means the key is not configured.
 #[derive(Debug, Clone)]
 pub struct Workspace {
     pub id: String,
-    pub secret: Option<Secret>,
-    pub signing_secret: Option<Secret>,
+    /// Write keys: they send events, nothing else.
+    pub secret: Vec<Secret>,
+    /// Admin keys: they read and act (triggers, runs, deliveries, metrics).
+    pub admin_secret: Vec<Secret>,
+    /// Webhook signing keys: each signs every webhook (one `v1=` apiece).
+    pub signing_secret: Vec<Secret>,
     pub learning: bool,
     /// Keep rejected input in the workspace's quarantine table.
     pub quarantine: bool,
+    /// Webhooks may go to loopback, private and link-local addresses.
+    pub allow_private_networks: bool,
+}
+
+/// The workspace keys that hold secrets, as named in tripwire.toml.
+pub const SECRET_KEYS: [&str; 3] = ["secret", "admin_secret", "signing_secret"];
+
+impl Workspace {
+    /// The entries of one of [`SECRET_KEYS`].
+    pub fn secrets(&self, key: &str) -> &[Secret] {
+        match key {
+            "secret" => &self.secret,
+            "admin_secret" => &self.admin_secret,
+            _ => &self.signing_secret,
+        }
+    }
+
+    /// The values of `entries` that resolve (unset variables left out).
+    pub fn resolved(entries: &[Secret]) -> Vec<String> {
+        entries.iter().filter_map(Secret::resolve).collect()
+    }
 }
 
 /// A secret value or a reference to an environment variable (`env:NAME`).
@@ -86,7 +118,8 @@ pub enum Secret {
 }
 
 impl Secret {
-    fn parse(text: &str) -> Secret {
+    /// `env:NAME` names a variable; anything else is the value itself.
+    pub fn parse(text: &str) -> Secret {
         match text.strip_prefix("env:") {
             Some(name) => Secret::Env(name.to_string()),
             None => Secret::Literal(text.to_string()),
@@ -145,11 +178,15 @@ struct RawConfig {
     max_learned_fields: Option<usize>,
     max_line_bytes: Option<usize>,
     max_events_per_second: Option<u32>,
+    #[serde(default)]
+    metrics_public: bool,
     #[serde(default = "default_maintenance_interval")]
     maintenance_interval: String,
     #[serde(default = "default_vacuum_retention")]
     vacuum_retention: String,
     retention: Option<String>,
+    #[serde(default = "default_max_run_failures")]
+    max_run_failures: u32,
 }
 
 /// `[ingest]`: the HTTP ingest API's durability and limits.
@@ -244,12 +281,50 @@ impl RawIngest {
 #[serde(deny_unknown_fields)]
 struct RawWorkspace {
     id: String,
-    secret: Option<String>,
-    signing_secret: Option<String>,
+    #[serde(default)]
+    secret: RawSecrets,
+    #[serde(default)]
+    admin_secret: RawSecrets,
+    #[serde(default)]
+    signing_secret: RawSecrets,
     #[serde(default = "yes")]
     learning: bool,
     #[serde(default = "yes")]
     quarantine: bool,
+    #[serde(default = "yes")]
+    allow_private_networks: bool,
+}
+
+/// A secret key's value: one string, or a list of them (rotation).
+#[derive(Deserialize, Default)]
+#[serde(untagged, expecting = "a string or a list of strings")]
+enum RawSecrets {
+    #[default]
+    None,
+    One(String),
+    Many(Vec<String>),
+}
+
+impl RawSecrets {
+    /// The entries; an empty one (or `env:` with no name) is an error.
+    fn parse(self) -> Result<Vec<Secret>, String> {
+        let texts = match self {
+            RawSecrets::None => Vec::new(),
+            RawSecrets::One(text) => vec![text],
+            RawSecrets::Many(texts) => texts,
+        };
+        texts
+            .iter()
+            .enumerate()
+            .map(|(i, text)| match Secret::parse(text) {
+                _ if text.is_empty() => Err(format!("entry {i} is empty")),
+                Secret::Env(name) if name.is_empty() => {
+                    Err(format!("entry {i} is \"env:\" without a variable name"))
+                }
+                secret => Ok(secret),
+            })
+            .collect()
+    }
 }
 
 fn default_storage() -> String {
@@ -263,6 +338,9 @@ fn default_ttl() -> String {
 }
 fn default_retry_period() -> String {
     "24h".into()
+}
+fn default_max_run_failures() -> u32 {
+    5
 }
 fn default_maintenance_interval() -> String {
     "10m".into()
@@ -357,10 +435,33 @@ impl Config {
             delivery_retry_period,
             server,
             limits,
+            metrics_public: raw.metrics_public,
             maintenance_interval,
             vacuum_retention,
             retention,
+            max_run_failures: raw.max_run_failures,
         })
+    }
+
+    /// Every configured secret entry that resolves to nothing (an unset or
+    /// empty variable), as `workspace "W": KEY names VARIABLE, which is not
+    /// set`. `serve` refuses to start while this is not empty.
+    pub fn unresolved_secrets(&self) -> Vec<String> {
+        let mut problems = Vec::new();
+        for workspace in &self.workspaces {
+            for key in SECRET_KEYS {
+                for secret in workspace.secrets(key) {
+                    if secret.resolve().is_none() {
+                        problems.push(format!(
+                            "workspace {:?}: {key} names {}, which is not set (or empty)",
+                            workspace.id,
+                            secret.describe()
+                        ));
+                    }
+                }
+            }
+        }
+        problems
     }
 
     /// The workspace with this id.
@@ -405,12 +506,18 @@ fn validate_workspaces(raw: Vec<RawWorkspace>) -> Result<Vec<Workspace>, String>
             if !seen.insert(w.id.clone()) {
                 return Err(format!("workspace[{i}].id: {:?} is configured twice", w.id));
             }
+            let secrets = |key: &str, raw: RawSecrets| {
+                raw.parse()
+                    .map_err(|m| format!("workspace[{i}].{key}: {m}"))
+            };
             Ok(Workspace {
+                secret: secrets("secret", w.secret)?,
+                admin_secret: secrets("admin_secret", w.admin_secret)?,
+                signing_secret: secrets("signing_secret", w.signing_secret)?,
                 id: w.id,
-                secret: w.secret.as_deref().map(Secret::parse),
-                signing_secret: w.signing_secret.as_deref().map(Secret::parse),
                 learning: w.learning,
                 quarantine: w.quarantine,
+                allow_private_networks: w.allow_private_networks,
             })
         })
         .collect()
@@ -478,7 +585,58 @@ mod tests {
         assert_eq!(config.storage.as_str(), "file:///proj/data/");
         assert_eq!(
             config.workspaces[0].secret,
-            Some(Secret::Env("SHOP_SECRET".into()))
+            [Secret::Env("SHOP_SECRET".into())]
+        );
+        assert_eq!(
+            config.workspaces[0].admin_secret,
+            [Secret::Env("SHOP_ADMIN".into())]
+        );
+        assert!(!config.metrics_public);
+        assert!(config.workspaces[0].allow_private_networks);
+    }
+
+    #[test]
+    fn secrets_are_a_string_or_a_list_for_rotation() {
+        let config = parse(
+            "metrics_public = true\n[[workspace]]\nid = \"a\"\nsecret = [\"old\", \"env:NEW_KEY\"]\n\
+             admin_secret = \"adm\"\nallow_private_networks = false\n",
+        )
+        .unwrap();
+        let a = &config.workspaces[0];
+        assert_eq!(
+            a.secret,
+            [Secret::Literal("old".into()), Secret::Env("NEW_KEY".into())]
+        );
+        assert_eq!(a.admin_secret, [Secret::Literal("adm".into())]);
+        assert!(a.signing_secret.is_empty());
+        assert!(config.metrics_public && !a.allow_private_networks);
+        for (line, named) in [
+            ("secret = 3", "secret"),
+            (
+                "admin_secret = [\"\"]",
+                "workspace[0].admin_secret: entry 0 is empty",
+            ),
+            ("signing_secret = \"env:\"", "workspace[0].signing_secret"),
+        ] {
+            let err = parse(&format!("[[workspace]]\nid = \"a\"\n{line}\n")).unwrap_err();
+            assert!(err.to_string().contains(named), "{line}: {err}");
+        }
+    }
+
+    #[test]
+    fn unresolved_secrets_name_the_workspace_the_key_and_the_variable() {
+        let config = parse(
+            "[[workspace]]\nid = \"a\"\nsecret = \"lit\"\n\
+             admin_secret = [\"x\", \"env:TRIPWIRE_TEST_SURELY_UNSET_VAR\"]\n",
+        )
+        .unwrap();
+        let problems = config.unresolved_secrets();
+        assert_eq!(problems.len(), 1, "{problems:?}");
+        assert!(
+            problems[0].contains("\"a\"")
+                && problems[0].contains("admin_secret")
+                && problems[0].contains("TRIPWIRE_TEST_SURELY_UNSET_VAR"),
+            "{problems:?}"
         );
     }
 

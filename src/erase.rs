@@ -127,6 +127,9 @@ pub async fn erase(
     };
     if let Some(mut events) = store.open(workspace, TableKind::Events).await? {
         erasure.events = delete(&mut events, subject.rows()).await?;
+        // Persisted identity index snapshots hold their emails too; the
+        // next run rebuilds the index from what is left.
+        crate::identity::index::forget_snapshots(store, workspace).await?;
     }
     if let Some(mut quarantine) = store.open(workspace, TableKind::Quarantine).await? {
         erasure.quarantine = delete(&mut quarantine, mentions(&subject)).await?;
@@ -240,7 +243,8 @@ fn erase_file_lines(config: &Config, subject: &Subject) -> Result<i64, EraseErro
         .iter()
         .flat_map(|f| f.actions.values())
         .filter_map(|a| match a {
-            Action::File { path } => Some(path.clone()),
+            // Flow paths are relative to the project folder (and stay in it).
+            Action::File { path } => Some(config.project_dir.join(path)),
             _ => None,
         })
         .collect();

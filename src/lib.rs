@@ -10,12 +10,13 @@
 //! this file (a test, `tests/it/layers.rs`, keeps it so).
 //! ```text
 //! duration, schedule, config       values a project is configured with
+//! keys                             API keys as SHA-256 digests, compared in constant time
 //! event, sample                    the event model and its API shapes
 //! project                          trigger, segment and flow files
 //! store                            Delta tables, the one commit path, the ledger's rows
 //! import                           bulk import with idempotent, resumable commits
 //! sql, error                       DataFusion sessions, read-only SQL, the ledger's views
-//! identity, window                 identities, contacts, resolution; a run's new_events
+//! window, identity                 a run's new_events; identities, contacts, the identity index, resolution
 //! session                          the tables an analyst's SQL reads
 //! trigger                          trigger files, evaluation, status
 //! flow                             segments, caps, experiments, branches → deliveries
@@ -23,6 +24,7 @@
 //! maintain                         stamping, compaction, checkpoints, vacuum, retention
 //! erase                            a person's right to erasure
 //! deliver                          webhooks, file lines, events; attempts, retries
+//! workbench                        trigger tests, dry-run diffs, shadow backfills
 //! scheduler                        due triggers inside `serve`
 //! http, ingest, server             the HTTP API: shared auth and errors, ingest (WAL), the rest
 //! cli                              the `tripwire` command line
@@ -36,6 +38,8 @@ pub mod duration;
 pub mod schedule;
 
 pub mod config;
+
+pub mod keys;
 
 pub mod event;
 
@@ -51,9 +55,9 @@ pub mod sql;
 
 pub mod error;
 
-pub mod identity;
-
 pub mod window;
+
+pub mod identity;
 
 pub mod session;
 
@@ -68,6 +72,8 @@ pub mod maintain;
 pub mod erase;
 
 pub mod deliver;
+
+pub mod workbench;
 
 pub mod scheduler;
 

@@ -2,7 +2,7 @@
 //! segment and flow files live, how they are found, and how a problem in one
 //! is reported (`file:line: reason`).
 
-use std::path::{Path, PathBuf};
+use std::path::{Component, Path, PathBuf};
 
 /// Folder of trigger files inside a project.
 pub const TRIGGER_DIR: &str = "queries/triggers";
@@ -84,9 +84,77 @@ pub fn file_name(path: &Path) -> Result<String, FileError> {
         .ok_or_else(|| FileError::whole_file(path, "the file name is not UTF-8"))
 }
 
+/// A path a flow may write to, as written in the flow file: relative to
+/// the project folder, and never leaving it (no root, no `..`).
+pub fn confined_path(text: &str) -> Result<PathBuf, String> {
+    let path = Path::new(text);
+    if text.trim().is_empty() {
+        return Err("the path is empty".into());
+    }
+    if path.has_root() || path.is_absolute() {
+        return Err(format!(
+            "{text:?} is absolute: give a path relative to the project folder"
+        ));
+    }
+    if !path
+        .components()
+        .all(|c| matches!(c, Component::Normal(_) | Component::CurDir))
+    {
+        return Err(format!(
+            "{text:?} leaves the project folder (\"..\" is not allowed)"
+        ));
+    }
+    Ok(path.to_path_buf())
+}
+
+/// Where a file delivery writes: `path` inside `project_dir`, checked again
+/// at write time (the ledger may hold payloads planned by an older build).
+/// An absolute path is accepted only when it already lies inside the
+/// project folder, as older builds stored it.
+pub fn resolve_confined(project_dir: &Path, path: &str) -> Result<PathBuf, String> {
+    let refuse = |why: String| format!("file path refused: {why}");
+    if !Path::new(path).is_absolute() {
+        return Ok(project_dir.join(confined_path(path).map_err(refuse)?));
+    }
+    let project =
+        std::path::absolute(project_dir).map_err(|e| refuse(format!("the project folder: {e}")))?;
+    let inside = Path::new(path)
+        .strip_prefix(&project)
+        .ok()
+        .and_then(|rest| rest.to_str())
+        .ok_or_else(|| refuse(format!("{path:?} is outside the project folder")))?;
+    Ok(project.join(confined_path(inside).map_err(refuse)?))
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn flow_paths_stay_inside_the_project() {
+        assert_eq!(
+            confined_path("deliveries/a.ndjson"),
+            Ok(PathBuf::from("deliveries/a.ndjson"))
+        );
+        assert!(confined_path("./out/a").is_ok());
+        for bad in ["/etc/passwd", "../x", "out/../../x", "", "  "] {
+            assert!(confined_path(bad).is_err(), "{bad:?}");
+        }
+        let project = Path::new("/proj");
+        assert_eq!(
+            resolve_confined(project, "out/a"),
+            Ok(PathBuf::from("/proj/out/a"))
+        );
+        assert_eq!(
+            resolve_confined(project, "/proj/out/a"),
+            Ok(PathBuf::from("/proj/out/a")),
+            "older ledgers hold absolute paths inside the project"
+        );
+        for bad in ["/etc/passwd", "/proj/../etc/passwd", "/project2/a", "../a"] {
+            let refused = resolve_confined(project, bad).unwrap_err();
+            assert!(refused.starts_with("file path refused"), "{bad}: {refused}");
+        }
+    }
 
     #[test]
     fn files_load_in_name_order_and_bad_ones_are_reported() {

@@ -11,6 +11,7 @@ use deltalake_core::DeltaTable;
 use crate::flow::Flow;
 use crate::flow::plan::{PlanRequest, plan_deliveries};
 use crate::flow::segment::SegmentSource;
+use crate::identity::index::{AsOf, IdentityIndex, IndexCache};
 use crate::identity::pending::{self, Deferral};
 use crate::project::FileError;
 use crate::session::{SessionSpec, workspace_session};
@@ -23,11 +24,23 @@ use crate::store::stamp::stamp_unstamped;
 use crate::store::{Store, StoreError, TableKind, table};
 use crate::trigger::TriggerFile;
 use crate::trigger::evaluate::{Evaluation, evaluate};
+use crate::trigger::health::current_streak;
 use crate::window::{Window, new_events, window_for};
 
 /// Why a run did not commit.
 #[derive(Debug, thiserror::Error)]
 pub enum RunError {
+    /// The trigger failed `max_run_failures` runs in a row: it waits for
+    /// `tripwire resume`.
+    #[error(
+        "{trigger}: paused after {failures} failed runs in a row (last error: {error}); \
+         fix the cause, then `tripwire resume {trigger}` (or `--skip` to skip the failing window)"
+    )]
+    Paused {
+        trigger: String,
+        failures: u32,
+        error: String,
+    },
     /// The trigger's SQL failed to plan or run (the analyst's to fix).
     #[error("{path}: {message}")]
     Query { path: String, message: String },
@@ -53,6 +66,10 @@ pub struct RunRequest<'a> {
     /// Flow files that do not parse: one that may listen to this trigger
     /// stops it from committing (its deliveries would be lost).
     pub flow_errors: &'a [FileError],
+    /// Failed runs in a row that pause the trigger (0: never).
+    pub max_failures: u32,
+    /// The workspace's identity index, shared by the runs of the process.
+    pub identities: &'a IndexCache,
 }
 
 /// What a run did.
@@ -120,9 +137,13 @@ impl std::fmt::Display for RunOutcome {
         if run.expired > 0 {
             unresolved.push_str(&format!(", {} expired waiting", run.expired));
         }
+        let held = match run.held {
+            0 => String::new(),
+            n => format!(", {n} held over a flow's max_deliveries_per_run"),
+        };
         write!(
             f,
-            "{}: versions ({}, {}]: {} rows, {} resolved, {} unresolved ({unresolved}) → {} matches, {} deliveries planned; {status}",
+            "{}: versions ({}, {}]: {} rows, {} resolved, {} unresolved ({unresolved}) → {} matches, {} deliveries planned{held}; {status}",
             run.trigger,
             run.from_version,
             run.to_version,
@@ -150,6 +171,7 @@ pub async fn run_trigger(request: &RunRequest<'_>) -> Result<RunOutcome, RunErro
             message: format!("not run while a flow file that may listen to it is broken: {broken}"),
         });
     }
+    panic_for_tests(&request.trigger.name);
     let started_at = Utc::now().timestamp_micros();
     let mut events = request
         .store
@@ -162,6 +184,18 @@ pub async fn run_trigger(request: &RunRequest<'_>) -> Result<RunOutcome, RunErro
         .store
         .open_or_create(request.workspace, TableKind::Ledger)
         .await?;
+    if request.commit && ledger.version().is_some() {
+        refuse_when_paused(request, &ledger).await?;
+    }
+    let identities = match events.as_ref() {
+        Some(table) => Some(
+            request
+                .identities
+                .at(request.store, request.workspace, table)
+                .await?,
+        ),
+        None => None,
+    };
     let app_id = cursor_app_id(&request.trigger.name);
     let cursor = table::app_progress(&ledger, &app_id).await?;
     let watermark = events
@@ -192,6 +226,7 @@ pub async fn run_trigger(request: &RunRequest<'_>) -> Result<RunOutcome, RunErro
         dropped: 0,
         pending: 0,
         expired: 0,
+        held: 0,
         error: None,
     };
     // A first run commits its cursor even over an empty window, after its
@@ -226,6 +261,8 @@ pub async fn run_trigger(request: &RunRequest<'_>) -> Result<RunOutcome, RunErro
         run_id: &run_id,
         ledger: &ledger,
         waiting: &waiting,
+        shadow: false,
+        identities: identities.as_deref(),
     };
     let evaluated = evaluate_and_plan(request, &scope).await;
     let (evaluation, deliveries) = match evaluated {
@@ -261,6 +298,7 @@ pub async fn run_trigger(request: &RunRequest<'_>) -> Result<RunOutcome, RunErro
     .map_err(|e| StoreError::delta(ledger.table_url(), e))?;
     let settled = settlements(&waiting, &evaluation, &deferral);
     count(&mut run, &evaluation, &deferral, &settled);
+    run.held = deliveries.iter().filter(|d| d.status == "held").count() as i64;
     run.finished_at = Utc::now().timestamp_micros();
     let matches = evaluation.resolution.matches;
     if !request.commit {
@@ -296,6 +334,87 @@ pub async fn run_trigger(request: &RunRequest<'_>) -> Result<RunOutcome, RunErro
         deliveries,
         status,
     })
+}
+
+/// A trigger that failed `max_failures` runs in a row does not run.
+async fn refuse_when_paused(request: &RunRequest<'_>, ledger: &DeltaTable) -> Result<(), RunError> {
+    let name = &request.trigger.name;
+    let streak = current_streak(ledger, name, request.max_failures)
+        .await
+        .map_err(|e| StoreError::delta(ledger.table_url(), e))?;
+    match streak.paused(request.max_failures) {
+        false => Ok(()),
+        true => Err(RunError::Paused {
+            trigger: name.clone(),
+            failures: streak.failures,
+            error: streak.last_error.unwrap_or_default(),
+        }),
+    }
+}
+
+/// Runs `request.trigger` once, as [`run_trigger`], but a panic inside the
+/// run is caught and recorded as a failed run (so the trigger is retried,
+/// and paused if it keeps failing) instead of unwinding into the caller.
+pub async fn run_trigger_caught(request: &RunRequest<'_>) -> Result<RunOutcome, RunError> {
+    use futures::FutureExt as _;
+    match std::panic::AssertUnwindSafe(run_trigger(request))
+        .catch_unwind()
+        .await
+    {
+        Ok(outcome) => outcome,
+        Err(panic) => {
+            let message = panic_message(panic.as_ref());
+            record_panic(request, &message).await?;
+            Err(RunError::Query {
+                path: request.trigger.path.display().to_string(),
+                message: format!("the run panicked: {message}"),
+            })
+        }
+    }
+}
+
+/// The text a panic carried.
+pub fn panic_message(panic: &(dyn std::any::Any + Send)) -> String {
+    panic
+        .downcast_ref::<&str>()
+        .map(|s| s.to_string())
+        .or_else(|| panic.downcast_ref::<String>().cloned())
+        .unwrap_or_else(|| "a panic without a message".into())
+}
+
+/// A failed run row for a run that panicked (its window unknown: -1, -1).
+async fn record_panic(request: &RunRequest<'_>, message: &str) -> Result<(), StoreError> {
+    if !request.commit {
+        return Ok(());
+    }
+    let mut ledger = request
+        .store
+        .open_or_create(request.workspace, TableKind::Ledger)
+        .await?;
+    let at = Utc::now().timestamp_micros();
+    let run = RunRecord {
+        run_id: format!("{}-panicked-{at}", request.trigger.name),
+        trigger: request.trigger.name.clone(),
+        from_version: -1,
+        to_version: -1,
+        started_at: at,
+        finished_at: at,
+        clock: request.now.timestamp_micros(),
+        matched: 0,
+        resolved: 0,
+        unresolved: 0,
+        dropped: 0,
+        pending: 0,
+        expired: 0,
+        held: 0,
+        error: Some(format!("the run panicked: {message}")),
+    };
+    commit(
+        &mut ledger,
+        &mut Always(run_batch(&run, &RunRows::default())),
+    )
+    .await
+    .map(|_| ())
 }
 
 /// How this run ends earlier pending rows: resolved (they fire with it),
@@ -348,19 +467,24 @@ fn count(
 }
 
 /// What a run evaluates beyond its request.
-struct Scope<'a> {
-    events: Option<&'a DeltaTable>,
-    window: Window,
-    sent_after: Option<DateTime<Utc>>,
-    run_id: &'a str,
-    ledger: &'a DeltaTable,
+pub struct Scope<'a> {
+    pub events: Option<&'a DeltaTable>,
+    pub window: Window,
+    pub sent_after: Option<DateTime<Utc>>,
+    pub run_id: &'a str,
+    pub ledger: &'a DeltaTable,
     /// The trigger's pending rows, decoded back into its query.
-    waiting: &'a [PendingRecord],
+    pub waiting: &'a [PendingRecord],
+    /// Record what would be sent as `shadow` (a shadow backfill).
+    pub shadow: bool,
+    /// The identity index at the window's watermark (none: resolve with
+    /// the `identities` view).
+    pub identities: Option<&'a IdentityIndex>,
 }
 
 /// Runs the trigger's SQL over the window, resolves its rows, and plans
 /// what the flows do with them.
-async fn evaluate_and_plan(
+pub async fn evaluate_and_plan(
     request: &RunRequest<'_>,
     scope: &Scope<'_>,
 ) -> Result<(Evaluation, Vec<DeliveryRecord>), String> {
@@ -376,7 +500,9 @@ async fn evaluate_and_plan(
         new_events(scope.events, scope.window, scope.sent_after).map_err(|e| e.to_string())?;
     ctx.register_table("new_events", new_events)
         .map_err(|e| e.to_string())?;
-    let evaluation = evaluate(&ctx, request.trigger, scope.waiting).await?;
+    let at = AsOf::new(request.now, request.identity_ttl);
+    let index = scope.identities.map(|index| (index, at));
+    let evaluation = evaluate(&ctx, request.trigger, scope.waiting, index).await?;
     let ledger = scope.ledger;
     let plan = PlanRequest {
         workspace: request.workspace,
@@ -387,6 +513,7 @@ async fn evaluate_and_plan(
         flows: request.flows,
         segments: request.segments,
         ledger: ledger.version().is_some().then_some(ledger),
+        shadow: scope.shadow,
     };
     let deliveries = plan_deliveries(&ctx, &plan, &evaluation.resolution).await?;
     Ok((evaluation, deliveries))
@@ -401,6 +528,14 @@ fn pause_before_commit_for_tests() {
         loop {
             std::thread::park();
         }
+    }
+}
+
+/// Crash tests set `TRIPWIRE_PANIC_IN_RUN=<trigger>` to make that trigger's
+/// runs panic, as a bug would.
+fn panic_for_tests(trigger: &str) {
+    if std::env::var("TRIPWIRE_PANIC_IN_RUN").is_ok_and(|t| t == trigger) {
+        panic!("TRIPWIRE_PANIC_IN_RUN={trigger}");
     }
 }
 

@@ -16,7 +16,8 @@ use tokio::sync::watch;
 use tokio::task::JoinSet;
 
 use crate::config::Config;
-use crate::run::{RunRequest, run_trigger};
+use crate::identity::index::IndexCache;
+use crate::run::{RunRequest, run_trigger_caught};
 use crate::schedule::Schedule;
 use crate::store::Store;
 use crate::trigger::{TriggerFile, load_triggers};
@@ -96,19 +97,33 @@ impl Plan {
 
 /// Runs due triggers until `shutdown` turns true, then waits (up to
 /// [`SHUTDOWN_GRACE`]) for the runs in flight.
-pub async fn run_scheduler(config: Arc<Config>, mut shutdown: watch::Receiver<bool>) {
+pub async fn run_scheduler(
+    config: Arc<Config>,
+    identities: Arc<IndexCache>,
+    mut shutdown: watch::Receiver<bool>,
+) {
     let store = Store::new(config.storage.clone());
     let mut plan = Plan::default();
     let mut running: HashSet<String> = HashSet::new();
     let mut runs: JoinSet<String> = JoinSet::new();
+    // Which task runs which trigger: a task that dies (a panic outside
+    // the run) still frees its trigger.
+    let mut tasks: HashMap<tokio::task::Id, String> = HashMap::new();
     let mut reported: HashSet<String> = HashSet::new();
     let mut ticker = tokio::time::interval(TICK);
     ticker.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Skip);
     while !*shutdown.borrow() {
         tokio::select! {
             _ = ticker.tick() => {}
-            Some(finished) = runs.join_next() => {
-                if let Ok(name) = finished {
+            Some(finished) = runs.join_next_with_id() => {
+                let id = match finished {
+                    Ok((id, _)) => id,
+                    Err(died) => {
+                        tracing::error!("a scheduled run died: {died}");
+                        died.id()
+                    }
+                };
+                if let Some(name) = tasks.remove(&id) {
                     running.remove(&name);
                 }
                 continue;
@@ -123,9 +138,11 @@ pub async fn run_scheduler(config: Arc<Config>, mut shutdown: watch::Receiver<bo
             let Some(trigger) = triggers.iter().find(|t| t.name == name).cloned() else {
                 continue;
             };
-            running.insert(name);
-            let (config, store) = (config.clone(), store.clone());
-            runs.spawn(async move { run_once(&config, &store, trigger, now).await });
+            running.insert(name.clone());
+            let (config, store, identities) = (config.clone(), store.clone(), identities.clone());
+            let task = runs
+                .spawn(async move { run_once(&config, &store, &identities, trigger, now).await });
+            tasks.insert(task.id(), name);
         }
     }
     let drained = tokio::time::timeout(SHUTDOWN_GRACE, async {
@@ -142,6 +159,7 @@ pub async fn run_scheduler(config: Arc<Config>, mut shutdown: watch::Receiver<bo
 async fn run_once(
     config: &Config,
     store: &Store,
+    identities: &IndexCache,
     trigger: TriggerFile,
     now: DateTime<Utc>,
 ) -> String {
@@ -173,10 +191,13 @@ async fn run_once(
         flows: &setup.flows,
         segments: &setup.segments,
         flow_errors: &setup.errors,
+        max_failures: config.max_run_failures,
+        identities,
     };
-    match run_trigger(&request).await {
+    match run_trigger_caught(&request).await {
         Ok(outcome) if outcome.matched_anything_new() => tracing::info!("{outcome}"),
         Ok(_) => {}
+        Err(e @ crate::run::RunError::Paused { .. }) => tracing::warn!("{e}"),
         Err(e) => tracing::warn!("{e} (retried at the next due time)"),
     }
     trigger.name

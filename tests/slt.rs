@@ -48,6 +48,7 @@ use sqllogictest::{
 };
 
 use tripwire::Config;
+use tripwire::identity::index::{AsOf, IndexCache};
 use tripwire::identity::pending::defer;
 use tripwire::identity::resolve::{Resolution, resolve};
 use tripwire::import::{Format, ImportOptions, Progress, import};
@@ -396,9 +397,57 @@ impl Shop {
         let frame = plan_read_only(&ctx, sql).await.map_err(fail)?;
         let schema = Arc::new(frame.schema().as_arrow().clone());
         let rows = frame.collect().await.map_err(fail)?;
-        resolve(&ctx, rows, schema, self.requires_identity)
+        let by_view = resolve(
+            &ctx,
+            rows.clone(),
+            schema.clone(),
+            self.requires_identity,
+            None,
+        )
+        .await
+        .map_err(SltError)?;
+        // Every case also checks that the identity index resolves as the
+        // `identities` view does.
+        let store = self.store();
+        let Some(events) = store
+            .open(WORKSPACE, TableKind::Events)
             .await
-            .map_err(SltError)
+            .map_err(fail)?
+        else {
+            return Ok(by_view);
+        };
+        let index = IndexCache::new()
+            .at(&store, WORKSPACE, &events)
+            .await
+            .map_err(fail)?;
+        let at = AsOf::new(self.now, self.config.identity_ttl);
+        let by_index = resolve(
+            &ctx,
+            rows,
+            schema,
+            self.requires_identity,
+            Some((&index, at)),
+        )
+        .await
+        .map_err(SltError)?;
+        let summary = |r: &Resolution| {
+            (
+                r.matched,
+                r.resolved,
+                r.unresolved,
+                r.dropped,
+                r.waiting.clone(),
+                r.matches.clone(),
+            )
+        };
+        if summary(&by_view) != summary(&by_index) {
+            return Err(fail(format!(
+                "the identity index resolved differently from the identities view:\n  view:  {:?}\n  index: {:?}",
+                summary(&by_view),
+                summary(&by_index)
+            )));
+        }
+        Ok(by_view)
     }
 }
 

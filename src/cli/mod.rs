@@ -94,8 +94,15 @@ pub enum Command {
         #[arg(long, value_name = "VERSION|latest", allow_hyphen_values = true)]
         set: Option<crate::trigger::cursor::CursorTarget>,
     },
-    /// Validate the config and every trigger (parsed and planned); non-zero exit on problems.
+    /// Validate the config and every trigger (parsed and planned), and run the
+    /// trigger tests; non-zero exit on problems.
     Check,
+    /// Run the trigger tests in queries/tests/ (all, or the named triggers')
+    /// on a throwaway store; non-zero exit when one fails.
+    Test {
+        /// Trigger names; every test file when none are given.
+        triggers: Vec<String>,
+    },
     /// Serve the HTTP API on `listen` and run each trigger on its schedule.
     Serve,
     /// Erase people (right to erasure): their events, quarantined input,
@@ -149,6 +156,58 @@ pub enum Command {
     Redeliver {
         #[arg(required = true, value_name = "DELIVERY_ID")]
         ids: Vec<String>,
+        #[arg(long)]
+        workspace: Option<String>,
+    },
+    /// Compare the edited trigger file with what its committed runs matched
+    /// over the same windows: contacts added, removed, unchanged. Commits nothing.
+    Diff {
+        trigger: String,
+        /// Compare the runs committed within this long (default 7d).
+        #[arg(long, value_parser = crate::duration::parse_duration, default_value = "7d")]
+        since: std::time::Duration,
+        /// How many added and removed contacts to show.
+        #[arg(long, default_value_t = 5)]
+        sample: usize,
+    },
+    /// Run a trigger over the events from before it started (sent within
+    /// --since): every delivery recorded as `shadow` and nothing sent, or
+    /// sent with --live.
+    Backfill {
+        trigger: String,
+        /// How far back by the events' sent_at (e.g. 7d).
+        #[arg(long, value_parser = crate::duration::parse_duration)]
+        since: std::time::Duration,
+        /// Send the deliveries (under the flows' max_deliveries_per_run).
+        #[arg(long)]
+        live: bool,
+        /// Pin the clock (RFC 3339): identity TTL, caps, and what --since counts back from.
+        #[arg(long)]
+        now: Option<chrono::DateTime<chrono::Utc>>,
+    },
+    /// Run a trigger paused after max_run_failures failed runs in a row again.
+    Resume {
+        trigger: String,
+        /// Also skip the window that kept failing: the cursor moves to the
+        /// latest version, and the skipped range is recorded.
+        #[arg(long)]
+        skip: bool,
+    },
+    /// Send the deliveries a run held over a flow's max_deliveries_per_run.
+    Release {
+        run_id: String,
+        /// Only the deliveries of this flow.
+        #[arg(long)]
+        flow: Option<String>,
+        #[arg(long)]
+        workspace: Option<String>,
+    },
+    /// Drop the deliveries a run held over a flow's max_deliveries_per_run: never sent.
+    Discard {
+        run_id: String,
+        /// Only the deliveries of this flow.
+        #[arg(long)]
+        flow: Option<String>,
         #[arg(long)]
         workspace: Option<String>,
     },
@@ -232,7 +291,20 @@ pub async fn run(cli: Cli) -> Result<(), Error> {
         } => triggers::preview(&config, &trigger, all, now, format).await,
         Command::Triggers => triggers::list(&config).await,
         Command::Cursor { trigger, set } => triggers::cursor(&config, &trigger, set).await,
+        Command::Resume { trigger, skip } => triggers::resume(&config, &trigger, skip).await,
+        Command::Diff {
+            trigger,
+            since,
+            sample,
+        } => triggers::diff(&config, &trigger, since, sample).await,
+        Command::Backfill {
+            trigger,
+            since,
+            live,
+            now,
+        } => triggers::backfill(&config, &trigger, since, live, now).await,
         Command::Check => triggers::check(&config).await,
+        Command::Test { triggers: names } => triggers::test(&config, &names).await,
         Command::Serve => serve(config).await,
         Command::Erase {
             emails,
@@ -286,6 +358,40 @@ pub async fn run(cli: Cli) -> Result<(), Error> {
         }
         Command::Redeliver { ids, workspace } => {
             deliver::redeliver_now(&config, workspace.as_deref(), &ids, chrono::Utc::now()).await
+        }
+        Command::Release {
+            run_id,
+            flow,
+            workspace,
+        } => {
+            let decision = deliver::Decision::Release;
+            let (workspace, flow) = (workspace.as_deref(), flow.as_deref());
+            deliver::decide_held_now(
+                &config,
+                workspace,
+                &run_id,
+                flow,
+                decision,
+                chrono::Utc::now(),
+            )
+            .await
+        }
+        Command::Discard {
+            run_id,
+            flow,
+            workspace,
+        } => {
+            let decision = deliver::Decision::Discard;
+            let (workspace, flow) = (workspace.as_deref(), flow.as_deref());
+            deliver::decide_held_now(
+                &config,
+                workspace,
+                &run_id,
+                flow,
+                decision,
+                chrono::Utc::now(),
+            )
+            .await
         }
         Command::Deliver { workspace, now } => {
             let now = now.unwrap_or_else(chrono::Utc::now);
@@ -389,31 +495,35 @@ async fn serve(config: Config) -> Result<(), Error> {
             .join(crate::project::TRIGGER_DIR)
             .display()
     );
-    for workspace in &config.workspaces {
-        if workspace
-            .secret
-            .as_ref()
-            .and_then(|s| s.resolve())
-            .is_none()
-        {
-            tracing::warn!(
-                workspace = %workspace.id,
-                "the workspace has no secret set, so its API needs no key"
-            );
-        }
-    }
+    note_closed_doors(&config);
     let _ = std::io::stdout().flush();
     app.run_until_stopped(shutdown_signal()).await
 }
 
-/// A workspace whose secret names an unset variable cannot check `partnerSecret`.
+/// A workspace without a kind of key has that door shut: `serve` says so.
+fn note_closed_doors(config: &Config) {
+    for workspace in &config.workspaces {
+        if workspace.secret.is_empty() {
+            tracing::warn!(
+                workspace = %workspace.id,
+                "no secret configured: the workspace accepts no events over HTTP"
+            );
+        }
+        if workspace.admin_secret.is_empty() {
+            tracing::warn!(
+                workspace = %workspace.id,
+                "no admin_secret configured: its admin endpoints answer 403"
+            );
+        }
+    }
+}
+
+/// A workspace whose write keys name unset variables cannot check `partnerSecret`.
 fn warn_unchecked_secrets(config: &Config) {
     for workspace in &config.workspaces {
-        if let Some(secret) = &workspace.secret
-            && secret.resolve().is_none()
-        {
+        for secret in workspace.secret.iter().filter(|s| s.resolve().is_none()) {
             eprintln!(
-                "note: workspace {:?}: {} is not set, so imported partnerSecret values are not checked",
+                "note: workspace {:?}: {} is not set, so imported partnerSecret values are not checked against it",
                 workspace.id,
                 secret.describe()
             );

@@ -5,6 +5,7 @@ use chrono::{DateTime, Utc};
 use crate::config::Config;
 use crate::error::Error;
 use crate::flow::FlowSetup;
+use crate::identity::index::IndexCache;
 use crate::project::FileError;
 use crate::run::{RunRequest, run_trigger};
 use crate::session::{SessionSpec, workspace_session};
@@ -24,6 +25,7 @@ pub async fn run(
 ) -> Result<(), Error> {
     let triggers = chosen(config, names)?;
     let store = Store::new(config.storage.clone());
+    let identities = IndexCache::new();
     let mut failed = 0;
     for trigger in triggers.iter().filter(|t| t.active || !names.is_empty()) {
         let workspace = workspace_of(config, trigger)?;
@@ -39,6 +41,8 @@ pub async fn run(
             flows: &setup.flows,
             segments: &setup.segments,
             flow_errors: &setup.errors,
+            max_failures: config.max_run_failures,
+            identities: &identities,
         };
         match run_trigger(&request).await {
             Ok(outcome) => println!("{outcome}"),
@@ -73,6 +77,7 @@ pub async fn preview(
     let store = Store::new(config.storage.clone());
     let workspace = workspace_of(config, trigger)?;
     let setup = FlowSetup::load(config, &store, workspace).await?;
+    let identities = IndexCache::new();
     for error in &setup.errors {
         eprintln!("{error}");
     }
@@ -87,6 +92,8 @@ pub async fn preview(
         flows: &setup.flows,
         segments: &setup.segments,
         flow_errors: &setup.errors,
+        max_failures: config.max_run_failures,
+        identities: &identities,
     };
     let outcome = within(config.limits.query_timeout, run_trigger(&request))
         .await?
@@ -167,6 +174,131 @@ pub async fn cursor(
     Ok(())
 }
 
+/// `tripwire test [TRIGGER...]`: prints each case and its differences.
+pub async fn test(config: &Config, names: &[String]) -> Result<(), Error> {
+    let report = crate::workbench::run_tests(config, names).await;
+    for line in report.lines() {
+        println!("{line}");
+    }
+    match report.failed() {
+        0 => Ok(()),
+        n => Err(Error::Usage(format!("{n} trigger test(s) failed"))),
+    }
+}
+
+/// `tripwire diff TRIGGER [--since D] [--sample N]`.
+pub async fn diff(
+    config: &Config,
+    name: &str,
+    since: std::time::Duration,
+    sample: usize,
+) -> Result<(), Error> {
+    let chosen = chosen(config, &[name.to_string()])?;
+    let workspace = workspace_of(config, &chosen[0])?;
+    let store = Store::new(config.storage.clone());
+    let report =
+        crate::workbench::diff::diff(config, &store, workspace, &chosen[0], since, Utc::now())
+            .await
+            .map_err(Error::Usage)?;
+    let range = report
+        .versions
+        .map(|(from, to)| format!(" (versions ({from}, {to}])"))
+        .unwrap_or_default();
+    println!(
+        "{name}: the edited file over {} committed run(s) of the last {}s{range}: \
+         {} added, {} removed, {} unchanged",
+        report.runs,
+        since.as_secs(),
+        report.added.len(),
+        report.removed.len(),
+        report.unchanged
+    );
+    let key = |(contact, event): &(String, Option<String>)| match event {
+        Some(id) => format!("{contact} (event {id})"),
+        None => contact.clone(),
+    };
+    for (sign, keys) in [("+", &report.added), ("-", &report.removed)] {
+        for k in keys.iter().take(sample) {
+            println!("  {sign} {}", key(k));
+        }
+        if keys.len() > sample {
+            println!("  {sign} … and {} more", keys.len() - sample);
+        }
+    }
+    Ok(())
+}
+
+/// `tripwire backfill TRIGGER --since D [--live] [--now T]`.
+pub async fn backfill(
+    config: &Config,
+    name: &str,
+    since: std::time::Duration,
+    live: bool,
+    now: Option<DateTime<Utc>>,
+) -> Result<(), Error> {
+    let chosen = chosen(config, &[name.to_string()])?;
+    let workspace = workspace_of(config, &chosen[0])?;
+    let store = Store::new(config.storage.clone());
+    let now = now.unwrap_or_else(Utc::now);
+    let done = crate::workbench::backfill::backfill(
+        config, &store, workspace, &chosen[0], since, live, now,
+    )
+    .await
+    .map_err(|e| Error::Usage(e.to_string()))?;
+    if !done.committed {
+        println!(
+            "{name}: versions up to {} were backfilled in this mode before: nothing recorded",
+            done.run.to_version
+        );
+        return Ok(());
+    }
+    let planned: Vec<String> = done
+        .planned
+        .iter()
+        .map(|(s, n)| format!("{n} {s}"))
+        .collect();
+    println!(
+        "{name}: backfilled versions ({}, {}] sent in the last {}s: {} rows → {} matches; deliveries: {}{}",
+        done.run.from_version,
+        done.run.to_version,
+        since.as_secs(),
+        done.run.matched,
+        done.matches,
+        match planned.is_empty() {
+            true => "none".to_string(),
+            false => planned.join(", "),
+        },
+        match live {
+            true => "",
+            false => " (shadow: nothing is sent; `--live` sends)",
+        }
+    );
+    if live {
+        for (workspace, summary) in
+            crate::deliver::deliver_all_due(config, &store, Utc::now()).await?
+        {
+            println!("{workspace}: {summary}");
+        }
+    }
+    Ok(())
+}
+
+/// `tripwire resume TRIGGER [--skip]`.
+pub async fn resume(config: &Config, name: &str, skip: bool) -> Result<(), Error> {
+    let chosen = chosen(config, &[name.to_string()])?;
+    let workspace = workspace_of(config, &chosen[0])?;
+    let store = Store::new(config.storage.clone());
+    let now = Utc::now().timestamp_micros();
+    let resumed = crate::trigger::resume::resume(&store, workspace, name, skip, now).await?;
+    match resumed.skipped {
+        Some((from, to)) => println!(
+            "{name}: resumed; versions ({from}, {to}] skipped: their events will not fire it"
+        ),
+        None => println!("{name}: resumed; its next run retries its window"),
+    }
+    Ok(())
+}
+
 /// `tripwire triggers`: each trigger with its schedule, cursor and next run.
 pub async fn list(config: &Config) -> Result<(), Error> {
     let store = Store::new(config.storage.clone());
@@ -192,12 +324,24 @@ pub async fn check(config: &Config) -> Result<(), Error> {
     for error in &errors {
         eprintln!("{error}");
     }
-    match errors.len() {
+    // The trigger tests, when the others plan (a test of a broken trigger
+    // says nothing new).
+    let tests = match errors.is_empty() {
+        true => crate::workbench::run_tests(config, &[]).await,
+        false => crate::workbench::TestReport::default(),
+    };
+    if tests.failed() > 0 {
+        for line in tests.lines() {
+            eprintln!("{line}");
+        }
+    }
+    match errors.len() + tests.failed() {
         0 => {
             println!(
-                "ok: {} trigger(s) and {} flow(s) parse and plan",
+                "ok: {} trigger(s) and {} flow(s) parse and plan; {} trigger test case(s) pass",
                 triggers.len(),
-                flows.len()
+                flows.len(),
+                tests.results.len()
             );
             Ok(())
         }

@@ -12,6 +12,8 @@
 //! - `state`: a delivery's current state, the `deliveries` view, what is due.
 //! - `retry`: pure decisions: HTTP answer → [`RetryAction`], backoff, dead.
 //! - `payload`, `webhook`, `sign`, `file`, `emit`: performing one action.
+//! - `trust`: the CA certificates https webhooks trust; `network`: which
+//!   addresses they may reach (`allow_private_networks`).
 //! - `worker`: [`deliver_due`], batch by batch; `redeliver`: [`redeliver`].
 //! - `commands`: what `tripwire deliveries`, `redeliver` and `deliver` do.
 //!
@@ -29,8 +31,12 @@
 //!   history says delivered or dead, and `redeliver` revives the dead.
 //! - Only 2xx is success; 408, 429, 5xx, timeouts and connection errors are
 //!   retried (honouring `Retry-After`); other 4xx and 3xx are dead at once.
-//! - Webhooks go to `http://` URLs only: this build has no TLS (reqwest
-//!   without rustls); an `https://` delivery is dead with that reason.
+//! - Webhooks go to `http://` and `https://` URLs (rustls; the platform's
+//!   CA certificates, or `SSL_CERT_FILE`). With `allow_private_networks =
+//!   false`, a webhook to a loopback, private or link-local address (after
+//!   DNS, or as an IP literal) is dead with the reason.
+//! - A file delivery writes only inside the project folder; a payload whose
+//!   path leaves it is dead with the reason.
 //!
 //! Test hook: `TRIPWIRE_PAUSE_BEFORE_RECORD=<dir>` stops the worker after
 //! performing a batch, before recording it (crash tests kill it there).
@@ -38,11 +44,14 @@
 mod commands;
 mod emit;
 mod file;
+mod hold;
+mod network;
 mod payload;
 mod redeliver;
 mod retry;
 mod sign;
 mod state;
+mod trust;
 mod webhook;
 mod worker;
 
@@ -53,8 +62,12 @@ use std::time::Duration;
 use chrono::{DateTime, Utc};
 use tokio::sync::watch;
 
-pub use commands::{Listing, deliver_now, list, redeliver_now};
+pub use commands::{
+    DeliveryFilter, Listing, decide_held_now, deliver_now, delivery_rows, list, redeliver_now,
+};
 pub use emit::emit_app_id;
+pub use hold::{Decision, decide_held};
+pub use network::is_private;
 pub use payload::{DEFAULT_TIMEOUT_MS, Payload};
 pub use redeliver::redeliver;
 pub use retry::{
@@ -133,15 +146,14 @@ pub async fn run_delivery_loop(config: Arc<Config>, mut shutdown: watch::Receive
         }
         for workspace in &config.workspaces {
             let id = &workspace.id;
-            match deliver_due(&store, &config, id, Utc::now(), &limits).await {
+            match deliver_caught(&store, &config, id, &limits).await {
                 Ok(summary) => {
                     reported.remove(id);
                     if !summary.is_empty() {
                         tracing::info!(workspace = %id, "deliveries: {summary}");
                     }
                 }
-                Err(e) => {
-                    let message = e.to_string();
+                Err(message) => {
                     if reported.get(id) != Some(&message) {
                         tracing::warn!(workspace = %id, "deliveries: {message} (retrying every tick)");
                         reported.insert(id.clone(), message);
@@ -149,6 +161,26 @@ pub async fn run_delivery_loop(config: Arc<Config>, mut shutdown: watch::Receive
                 }
             }
         }
+    }
+}
+
+/// [`deliver_due`] at the wall clock, with a panic inside a batch caught
+/// and reported as an error (the loop goes on; the batch was not recorded,
+/// so it is due again).
+async fn deliver_caught(
+    store: &Store,
+    config: &Config,
+    workspace: &str,
+    limits: &DeliveryLimits,
+) -> Result<DeliverySummary, String> {
+    use futures::FutureExt as _;
+    let batch = deliver_due(store, config, workspace, Utc::now(), limits);
+    match std::panic::AssertUnwindSafe(batch).catch_unwind().await {
+        Ok(done) => done.map_err(|e| e.to_string()),
+        Err(panic) => Err(format!(
+            "a delivery batch panicked: {}",
+            crate::run::panic_message(panic.as_ref())
+        )),
     }
 }
 

@@ -90,6 +90,9 @@ pub fn resets(
             }),
             "delivered" => problems.push(format!("{id}: delivered already")),
             "pending" => problems.push(format!("{id}: pending already (delivered when due)")),
+            "held" => problems.push(format!(
+                "{id}: held over its flow's max_deliveries_per_run (release its run with `tripwire release`)"
+            )),
             other => problems.push(format!("{id}: {other}, so it is never delivered")),
         }
     }

@@ -37,7 +37,7 @@ pub async fn due(
     let sql = format!(
         "SELECT delivery_id, run_id, payload, retry_since, tries, last_attempt
          FROM delivery_state
-         WHERE planned_status = 'pending'
+         WHERE planned_status IN ('pending', 'held')
            AND (status = 'pending' OR (status = 'failed' AND next_attempt_at <= {now}))
          ORDER BY planned_at, delivery_id
          LIMIT {limit}",

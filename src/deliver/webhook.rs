@@ -1,16 +1,21 @@
 //! One webhook delivery: build the request (body byte for byte, the
-//! `Idempotency-Key`, the signature), send it, and turn the answer into a
-//! [`RetryAction`]. Plain `http://` only: this build has no TLS.
+//! `Idempotency-Key`, the signature), send it over `http://` or `https://`
+//! (rustls, with the roots of `trust`), and turn the answer into a
+//! [`RetryAction`]. A workspace that keeps webhooks off private networks
+//! sends through a client whose resolver refuses them (`network`).
 
-use std::sync::OnceLock;
+use std::sync::{Arc, OnceLock};
 use std::time::Duration;
 
 use chrono::{DateTime, Utc};
 use reqwest::header::{CONTENT_TYPE, RETRY_AFTER};
 use reqwest::{Client, Response};
+use url::Url;
 
+use super::network::{PublicOnly, check_literal, refusal};
 use super::retry::{RetryAction, classify_http};
 use super::sign::SIGNATURE_HEADER;
+use super::trust::trusted_roots;
 
 /// Connecting to a receiver gives up after this (the payload's timeout
 /// bounds the whole request).
@@ -69,36 +74,91 @@ impl Attempted {
     }
 }
 
-/// The process's HTTP client: one connection pool for every delivery.
-/// Redirects are not followed (a 3xx is the receiver's misconfiguration).
-pub fn http_client() -> Result<&'static Client, String> {
-    static CLIENT: OnceLock<Result<Client, String>> = OnceLock::new();
-    CLIENT
-        .get_or_init(|| {
-            Client::builder()
+/// The process's HTTP clients (one connection pool each), built once.
+pub struct Clients {
+    /// For workspaces that allow private networks.
+    open: Client,
+    /// Resolves through [`PublicOnly`] and ignores `HTTP(S)_PROXY` (a proxy
+    /// would resolve names itself, beyond the check).
+    public_only: Client,
+    /// Why https cannot be trusted, when no CA certificate could be loaded.
+    trust_problem: Option<String>,
+}
+
+impl Clients {
+    /// The clients; an error only when one cannot be built at all.
+    pub fn get() -> Result<&'static Clients, String> {
+        static CLIENTS: OnceLock<Result<Clients, String>> = OnceLock::new();
+        CLIENTS
+            .get_or_init(Clients::build)
+            .as_ref()
+            .map_err(Clone::clone)
+    }
+
+    fn build() -> Result<Clients, String> {
+        let (roots, trust_problem) = match trusted_roots() {
+            Ok(roots) => (roots, None),
+            Err(problem) => {
+                tracing::warn!("https webhooks cannot be delivered: {problem}");
+                (Vec::new(), Some(problem))
+            }
+        };
+        let builder = || {
+            let mut builder = Client::builder()
+                .use_rustls_tls()
+                .tls_built_in_root_certs(false)
                 .redirect(reqwest::redirect::Policy::none())
                 .connect_timeout(CONNECT_TIMEOUT)
-                .user_agent(concat!("tripwire/", env!("CARGO_PKG_VERSION")))
+                .user_agent(concat!("tripwire/", env!("CARGO_PKG_VERSION")));
+            for root in &roots {
+                builder = builder.add_root_certificate(root.clone());
+            }
+            builder
+        };
+        let fail = |e: reqwest::Error| format!("cannot build the HTTP client: {e}");
+        Ok(Clients {
+            open: builder().build().map_err(fail)?,
+            public_only: builder()
+                .no_proxy()
+                .dns_resolver(Arc::new(PublicOnly))
                 .build()
-                .map_err(|e| format!("cannot build the HTTP client: {e}"))
+                .map_err(fail)?,
+            trust_problem,
         })
-        .as_ref()
-        .map_err(Clone::clone)
+    }
+
+    fn client(&self, allow_private_networks: bool) -> &Client {
+        match allow_private_networks {
+            true => &self.open,
+            false => &self.public_only,
+        }
+    }
 }
 
 /// Sends `hook` once at `now`, with its `Tripwire-Signature` header value
-/// when the workspace signs.
+/// when the workspace signs; `allow_private_networks` is the workspace's.
 pub async fn send(
-    client: &Client,
+    clients: &Clients,
+    allow_private_networks: bool,
     hook: &Webhook<'_>,
     signature: Option<String>,
     now: DateTime<Utc>,
 ) -> Attempted {
-    if let Err(reason) = check_url(hook.url) {
+    let url = match check_url(hook.url) {
+        Ok(url) => url,
+        Err(reason) => return Attempted::refused(reason),
+    };
+    if !allow_private_networks && let Err(reason) = check_literal(&url) {
         return Attempted::refused(reason);
     }
-    let mut request = client
-        .post(hook.url)
+    if url.scheme() == "https"
+        && let Some(problem) = &clients.trust_problem
+    {
+        return Attempted::transient(format!("https: {problem}"));
+    }
+    let mut request = clients
+        .client(allow_private_networks)
+        .post(url)
         .timeout(hook.timeout)
         .header(CONTENT_TYPE, "application/json")
         .header("Idempotency-Key", hook.delivery_id)
@@ -108,20 +168,22 @@ pub async fn send(
     }
     match request.send().await {
         Ok(response) => answered(response, now).await,
-        Err(e) => failed_to_send(&e, hook.timeout),
+        Err(e) => match refusal(&e) {
+            Some(private) => Attempted::refused(private.to_string()),
+            None => failed_to_send(&e, hook.timeout),
+        },
     }
 }
 
-/// Only `http://` URLs with a host can be sent to by this build.
-fn check_url(url: &str) -> Result<(), String> {
-    let parsed = url::Url::parse(url).map_err(|e| format!("bad webhook URL {url:?}: {e}"))?;
+/// `http://` and `https://` URLs with a host can be sent to.
+fn check_url(url: &str) -> Result<Url, String> {
+    let parsed = Url::parse(url).map_err(|e| format!("bad webhook URL {url:?}: {e}"))?;
     match parsed.scheme() {
-        "http" if parsed.host().is_some() => Ok(()),
-        "http" => Err(format!("bad webhook URL {url:?}: no host")),
-        "https" => Err(format!(
-            "webhook URL {url:?}: https needs TLS, which this build of tripwire does not include"
+        "http" | "https" if parsed.host().is_some() => Ok(parsed),
+        "http" | "https" => Err(format!("bad webhook URL {url:?}: no host")),
+        other => Err(format!(
+            "webhook URL {url:?}: scheme {other:?} is not http or https"
         )),
-        other => Err(format!("webhook URL {url:?}: scheme {other:?} is not http")),
     }
 }
 
@@ -200,14 +262,10 @@ mod tests {
     use super::*;
 
     #[test]
-    fn only_plain_http_urls_are_sent_to() {
+    fn http_and_https_urls_are_sent_to() {
         assert!(check_url("http://127.0.0.1:9000/hook").is_ok());
-        assert!(
-            check_url("https://example.com/")
-                .unwrap_err()
-                .contains("TLS")
-        );
-        assert!(check_url("ftp://example.com/").is_err());
+        assert!(check_url("https://example.com/").is_ok());
+        assert!(check_url("ftp://example.com/").unwrap_err().contains("ftp"));
         assert!(check_url("not a url").is_err());
     }
 }

@@ -18,8 +18,9 @@ use super::payload::Payload;
 use super::retry::{DEFAULT_RETRY_PERIOD, Schedule, decide, jitter_for};
 use super::sign::signature;
 use super::state::{self, Due};
-use super::webhook::{self, Attempted, Webhook};
+use super::webhook::{self, Attempted, Clients, Webhook};
 use crate::config::Config;
+use crate::project::resolve_confined;
 use crate::sql::ledger::state_context;
 use crate::store::commit::{Append, Plan, Writer, commit};
 use crate::store::ledger::attempts::{AttemptRecord, Status, attempts_batch};
@@ -116,12 +117,12 @@ pub async fn deliver_due(
         return Ok(summary);
     };
     let mut attempts = store.open_or_create(workspace, TableKind::Attempts).await?;
-    let secret = signing_secret(config, workspace);
+    let secrets = signing_secrets(config, workspace);
     let batch = Batch {
         store,
         config,
         workspace,
-        secret: secret.as_deref(),
+        secrets: &secrets,
         now,
         limits,
     };
@@ -144,7 +145,8 @@ struct Batch<'a> {
     store: &'a Store,
     config: &'a Config,
     workspace: &'a str,
-    secret: Option<&'a str>,
+    /// The signing secrets that resolve (none: webhooks go unsigned).
+    secrets: &'a [String],
     now: DateTime<Utc>,
     limits: &'a DeliveryLimits,
 }
@@ -190,7 +192,10 @@ impl Batch<'_> {
                     },
                 )),
                 Ok(Payload::File { path, line }) => {
-                    lines.push((i, (self.config.project_dir.join(path), line.clone())));
+                    match resolve_confined(&self.config.project_dir, path) {
+                        Ok(path) => lines.push((i, (path, line.clone()))),
+                        Err(reason) => outcomes[i] = Some(Attempted::refused(reason)),
+                    }
                 }
                 Ok(Payload::Event { event }) => events.push((
                     i,
@@ -222,12 +227,21 @@ impl Batch<'_> {
         if hooks.is_empty() {
             return Ok(Vec::new());
         }
-        let client = webhook::http_client().map_err(DeliverError::Http)?;
-        if self.secret.is_none() {
+        let clients = Clients::get().map_err(DeliverError::Http)?;
+        if self.secrets.is_empty() {
             note_unsigned_once(self.config, self.workspace);
         }
+        let sending = Sending {
+            clients,
+            allow_private_networks: self
+                .config
+                .workspace(self.workspace)
+                .is_some_and(|w| w.allow_private_networks),
+            secrets: self.secrets,
+            now: self.now,
+        };
         let concurrency = self.limits.concurrency.max(1);
-        Ok(send_all(client, hooks, self.secret, self.now, concurrency).await)
+        Ok(send_all(&sending, hooks, concurrency).await)
     }
 
     /// Stores the events of event deliveries (see `emit`).
@@ -241,22 +255,25 @@ impl Batch<'_> {
     }
 }
 
+/// What every webhook of a batch is sent with.
+struct Sending<'a> {
+    clients: &'a Clients,
+    allow_private_networks: bool,
+    secrets: &'a [String],
+    now: DateTime<Utc>,
+}
+
 /// Sends `hooks`, `concurrency` at a time; outcomes in the order they end.
 async fn send_all(
-    client: &reqwest::Client,
+    sending: &Sending<'_>,
     hooks: &[(usize, Webhook<'_>)],
-    secret: Option<&str>,
-    now: DateTime<Utc>,
     concurrency: usize,
 ) -> Vec<(usize, Attempted)> {
     // Collected first: a lazy `map` would put its closure in this future's
     // type, which the compiler then cannot prove `Send` (rust-lang/rust#102211).
     let sends: Vec<_> = hooks
         .iter()
-        .map(|(i, hook)| {
-            let signed = secret.map(|s| signature(s, now.timestamp(), hook.body));
-            send_one(client, *i, hook, signed, now)
-        })
+        .map(|(i, hook)| send_one(sending, *i, hook))
         .collect();
     futures::stream::iter(sends)
         .buffer_unordered(concurrency)
@@ -264,14 +281,18 @@ async fn send_all(
         .await
 }
 
-async fn send_one(
-    client: &reqwest::Client,
-    i: usize,
-    hook: &Webhook<'_>,
-    signature: Option<String>,
-    now: DateTime<Utc>,
-) -> (usize, Attempted) {
-    (i, webhook::send(client, hook, signature, now).await)
+async fn send_one(sending: &Sending<'_>, i: usize, hook: &Webhook<'_>) -> (usize, Attempted) {
+    let signed = (!sending.secrets.is_empty())
+        .then(|| signature(sending.secrets, sending.now.timestamp(), hook.body));
+    let outcome = webhook::send(
+        sending.clients,
+        sending.allow_private_networks,
+        hook,
+        signed,
+        sending.now,
+    )
+    .await;
+    (i, outcome)
 }
 
 /// Appends the file deliveries' lines, off the async workers.
@@ -396,12 +417,12 @@ fn tally(rows: &[AttemptRecord], skipped: u64) -> DeliverySummary {
     }
 }
 
-/// The workspace's signing secret, if one is set.
-fn signing_secret(config: &Config, workspace: &str) -> Option<String> {
+/// The workspace's signing secrets that are set.
+fn signing_secrets(config: &Config, workspace: &str) -> Vec<String> {
     config
         .workspace(workspace)
-        .and_then(|w| w.signing_secret.as_ref())
-        .and_then(|s| s.resolve())
+        .map(|w| crate::config::Workspace::resolved(&w.signing_secret))
+        .unwrap_or_default()
 }
 
 /// Says once per workspace and process that its webhooks go unsigned.
@@ -415,12 +436,16 @@ fn note_unsigned_once(config: &Config, workspace: &str) {
     if !first {
         return;
     }
-    let why = match config
+    let configured = config
         .workspace(workspace)
-        .and_then(|w| w.signing_secret.as_ref())
-    {
-        Some(secret) => format!("its signing_secret ({}) is not set", secret.describe()),
-        None => "it has no signing_secret".to_string(),
+        .map(|w| w.signing_secret.as_slice())
+        .unwrap_or_default();
+    let why = match configured {
+        [] => "it has no signing_secret".to_string(),
+        entries => {
+            let named: Vec<String> = entries.iter().map(|s| s.describe()).collect();
+            format!("its signing_secret ({}) is not set", named.join(", "))
+        }
     };
     tracing::warn!(
         workspace,

@@ -3,12 +3,14 @@
 //!
 //! - `scan`: nesting depth and escapes, checked before any parser runs.
 //! - `fields`: a JSON object read once, values kept raw.
+//! - `redact`: secrets taken out of rejected input before it is kept.
 //! - `shapes`: the three API shapes (collect envelope, Segment, name/payload).
 //! - `tabular`: CSV and Parquet rows with the table's column names.
 //! - `batch`: the Arrow schema and the builder that turns events into batches.
 
 pub mod batch;
 pub mod fields;
+pub mod redact;
 pub mod scan;
 pub mod shapes;
 pub mod tabular;

@@ -8,8 +8,9 @@ use std::time::Duration;
 
 use serde::Deserialize;
 
+use super::template::BodyTemplate;
 use crate::duration::parse_duration;
-use crate::project::FileError;
+use crate::project::{FileError, confined_path};
 
 /// How long a webhook may take unless its action says otherwise.
 pub const DEFAULT_WEBHOOK_TIMEOUT: Duration = Duration::from_secs(10);
@@ -28,7 +29,13 @@ pub struct Flow {
     pub experiment: Option<Experiment>,
     pub branches: Vec<Branch>,
     pub actions: BTreeMap<String, Action>,
+    /// A run planning more deliveries than this holds them all (`held`)
+    /// for an operator to release or discard: a blast-radius guardrail.
+    pub max_deliveries_per_run: u64,
 }
+
+/// The default `max_deliveries_per_run`.
+pub const MAX_DELIVERIES_PER_RUN: u64 = 10_000;
 
 /// At most `max` fires per contact within `per`, across runs.
 #[derive(Debug, Clone, PartialEq)]
@@ -59,11 +66,12 @@ pub struct Branch {
 pub enum Action {
     Webhook {
         url: String,
-        /// A minijinja template; `None` sends the default body (docs/reference.md "Deliveries").
-        body: Option<String>,
+        /// A compiled body template; `None` sends the default body (docs/reference.md "Deliveries").
+        body: Option<BodyTemplate>,
         timeout: Duration,
     },
-    /// Appends the delivery as one NDJSON line.
+    /// Appends the delivery as one NDJSON line to `path`, relative to the
+    /// project folder and inside it.
     File { path: PathBuf },
     /// Emits a new event into the workspace, for another trigger to hear.
     Event { name: String },
@@ -85,10 +93,16 @@ struct RawFlow {
     branch: Vec<RawBranch>,
     #[serde(default)]
     actions: BTreeMap<String, RawAction>,
+    #[serde(default = "max_deliveries_per_run")]
+    max_deliveries_per_run: u64,
 }
 
 fn yes() -> bool {
     true
+}
+
+fn max_deliveries_per_run() -> u64 {
+    MAX_DELIVERIES_PER_RUN
 }
 
 #[derive(Deserialize)]
@@ -131,9 +145,9 @@ enum RawAction {
 }
 
 impl Flow {
-    /// Parses the text of `path`; relative file-action paths resolve against
-    /// `project_dir`.
-    pub fn parse(path: &Path, text: &str, project_dir: &Path) -> Result<Flow, FileError> {
+    /// Parses the text of `path`. File-action paths stay relative to the
+    /// project folder (the delivery worker joins them to it).
+    pub fn parse(path: &Path, text: &str) -> Result<Flow, FileError> {
         let error = |line: usize, reason: String| FileError {
             path: path.display().to_string(),
             line,
@@ -179,11 +193,12 @@ impl Flow {
                 .into_iter()
                 .map(|(name, a)| {
                     let line = at(&format!("[actions.{name}]"));
-                    action(a, project_dir)
+                    action(a)
                         .map(|a| (name.clone(), a))
                         .map_err(|m| error(line, format!("actions.{name}: {m}")))
                 })
                 .collect::<Result<_, _>>()?,
+            max_deliveries_per_run: raw.max_deliveries_per_run,
         };
         flow.check_shape(text).map_err(|(line, m)| error(line, m))?;
         Ok(flow)
@@ -196,6 +211,12 @@ impl Flow {
             return Err((
                 1,
                 "a flow needs at least one [[branch]] with actions".into(),
+            ));
+        }
+        if self.max_deliveries_per_run == 0 {
+            return Err((
+                line_of(text, "max_deliveries_per_run"),
+                "max_deliveries_per_run must be at least 1".into(),
             ));
         }
         let else_branches = self.branches.iter().filter(|b| b.when.is_none()).count();
@@ -249,18 +270,14 @@ fn experiment(raw: RawExperiment) -> Result<Experiment, String> {
     })
 }
 
-fn action(raw: RawAction, project_dir: &Path) -> Result<Action, String> {
+fn action(raw: RawAction) -> Result<Action, String> {
     Ok(match raw {
         RawAction::Webhook { url, body, timeout } => {
             let parsed = url::Url::parse(&url).map_err(|e| format!("url {url:?}: {e}"))?;
             if !matches!(parsed.scheme(), "http" | "https") {
                 return Err(format!("url {url:?}: use http:// or https://"));
             }
-            if let Some(template) = &body {
-                minijinja::Environment::new()
-                    .template_from_str(template)
-                    .map_err(|e| format!("body template: {e}"))?;
-            }
+            let body = body.as_deref().map(BodyTemplate::compile).transpose()?;
             let timeout = timeout
                 .map(|t| parse_duration(&t).map_err(|e| format!("timeout: {e}")))
                 .transpose()?
@@ -268,7 +285,7 @@ fn action(raw: RawAction, project_dir: &Path) -> Result<Action, String> {
             Action::Webhook { url, body, timeout }
         }
         RawAction::File { path } => Action::File {
-            path: project_dir.join(path),
+            path: confined_path(&path).map_err(|e| format!("path: {e}"))?,
         },
         RawAction::Event { name } if name.trim().is_empty() => {
             return Err("an event action needs a name".into());
@@ -308,7 +325,7 @@ url = "http://127.0.0.1:9000/hook"
 [actions.vip_hook]
 type = "webhook"
 url = "http://127.0.0.1:9000/vip"
-body = '{"email": "{{ contact.email }}", "value": {{ data.cart_value }}}'
+body = '{"email": {{ contact.email }}, "value": {{ data.cart_value }}}'
 [actions.audit]
 type = "file"
 path = "deliveries/reengage.ndjson"
@@ -318,11 +335,7 @@ name = "vip_abandoned"
 "#;
 
     fn parse(text: &str) -> Result<Flow, FileError> {
-        Flow::parse(
-            Path::new("flows/reengage.toml"),
-            text,
-            Path::new("/project"),
-        )
+        Flow::parse(Path::new("flows/reengage.toml"), text)
     }
 
     #[test]
@@ -345,7 +358,7 @@ name = "vip_abandoned"
         assert_eq!(
             flow.actions["audit"],
             Action::File {
-                path: PathBuf::from("/project/deliveries/reengage.ndjson")
+                path: PathBuf::from("deliveries/reengage.ndjson")
             }
         );
         assert!(matches!(
@@ -373,5 +386,15 @@ name = "vip_abandoned"
         assert!(e.reason.contains("actions.vip_hook: body template"), "{e}");
         let kind = SPEC_EXAMPLE.replace(r#"type = "file""#, r#"type = "fax""#);
         assert!(parse(&kind).unwrap_err().reason.contains("fax"));
+    }
+
+    #[test]
+    fn file_paths_that_leave_the_project_are_refused_with_their_line() {
+        for path in ["/tmp/audit.ndjson", "../audit.ndjson", "deliveries/../../x"] {
+            let text = SPEC_EXAMPLE.replace("deliveries/reengage.ndjson", path);
+            let e = parse(&text).unwrap_err();
+            assert_eq!(e.line, 22, "{path}: {e}");
+            assert!(e.reason.starts_with("actions.audit: path: "), "{path}: {e}");
+        }
     }
 }

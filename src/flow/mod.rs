@@ -5,11 +5,13 @@
 //! - `plan`: segment filters, frequency caps, experiments and branches,
 //!   set-based over a run's matches → planned deliveries.
 //! - `render`: the payload each delivery will send.
+//! - `template`: webhook body templates, printing values as JSON.
 
 pub mod file;
 pub mod plan;
 pub mod render;
 pub mod segment;
+pub mod template;
 
 use std::path::Path;
 use std::sync::Arc;
@@ -33,7 +35,7 @@ use crate::window::empty_new_events;
 /// Every `flows/*.toml`, sorted by name; files that do not parse are errors.
 pub fn load_flows(project_dir: &Path) -> (Vec<Flow>, Vec<FileError>) {
     load_files(&project_dir.join(FLOW_DIR), "toml", |path, text| {
-        Flow::parse(path, text, project_dir)
+        Flow::parse(path, text)
     })
 }
 
@@ -170,6 +172,8 @@ async fn check_flow(
     let output = plan_read_only(&ctx, &trigger.sql)
         .await
         .map_err(|e| at("trigger", format!("its trigger does not plan: {e}")))?;
+    check_templates(flow, output.schema().as_arrow())
+        .map_err(|(name, e)| at(&format!("[actions.{name}]"), format!("actions.{name}: {e}")))?;
     let columns = match_columns(output.schema().as_arrow());
     let batch = RecordBatch::new_empty(Arc::new(columns));
     let provider = MemTable::try_new(batch.schema(), vec![vec![batch]])
@@ -182,6 +186,25 @@ async fn check_flow(
             plan_read_only(&ctx, &sql)
                 .await
                 .map_err(|e| at(when, format!("when {when:?}: {e}")))?;
+        }
+    }
+    Ok(())
+}
+
+/// Renders every webhook body template of `flow` against a sample match
+/// typed like the trigger's `output` (strings with quotes and braces): the
+/// body must come out valid JSON. The error names the action.
+fn check_templates(flow: &Flow, output: &Schema) -> Result<(), (String, String)> {
+    let context = render::sample_context(output);
+    for (name, action) in &flow.actions {
+        if let file::Action::Webhook {
+            body: Some(template),
+            ..
+        } = action
+        {
+            template
+                .render(&context)
+                .map_err(|e| (name.clone(), format!("{e} (with a sample match)")))?;
         }
     }
     Ok(())

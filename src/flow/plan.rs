@@ -40,6 +40,9 @@ pub struct PlanRequest<'a> {
     pub segments: &'a [(String, SegmentSource)],
     /// The fire ledger before this run (for frequency caps).
     pub ledger: Option<&'a DeltaTable>,
+    /// A shadow backfill: what would be sent is recorded as `shadow`, and
+    /// nothing is sent.
+    pub shadow: bool,
 }
 
 /// The deliveries of every active flow of the trigger, in flow-name order.
@@ -74,7 +77,11 @@ pub async fn plan_deliveries(
         let rows = flow_columns(ctx, request, flow)
             .await
             .map_err(|e| format!("{}: {e}", flow.path.display()))?;
-        planned.extend(decide(request, flow, &resolution.matches, &rows));
+        let decided = decide(request, flow, &resolution.matches, &rows);
+        planned.extend(match request.shadow {
+            true => shadowed(decided),
+            false => hold_over_limit(flow, request.run_id, decided),
+        });
     }
     let _ = ctx.deregister_table(MATCHES);
     let _ = ctx.deregister_table(LEDGER);
@@ -188,15 +195,21 @@ async fn flow_columns(
     };
     let (fires_join, prior) = fires_sql(request, flow);
     let sql = format!(
-        "SELECT m.__tripwire_ord AS ordinal,
-                {excluded_by} AS excluded_by,
-                {included} AS included,
-                {prior} AS prior_fires,
-                row_number() OVER (PARTITION BY m.__tripwire_contact ORDER BY m.__tripwire_ord) AS rank,
-                {bucket} AS bucket,
-                {branch} AS branch
-         FROM {MATCHES} m {fires_join} {joins}
-         ORDER BY m.__tripwire_ord",
+        "SELECT ordinal, excluded_by, included, prior_fires,
+                row_number() OVER (
+                  PARTITION BY contact, excluded_by IS NULL AND included AND branch IS NOT NULL
+                  ORDER BY ordinal) AS rank,
+                bucket, branch
+         FROM (
+           SELECT m.__tripwire_ord AS ordinal, m.__tripwire_contact AS contact,
+                  {excluded_by} AS excluded_by,
+                  {included} AS included,
+                  {prior} AS prior_fires,
+                  {bucket} AS bucket,
+                  {branch} AS branch
+           FROM {MATCHES} m {fires_join} {joins}
+         )
+         ORDER BY ordinal",
         bucket = bucket_sql(&flow.name, "m.__tripwire_contact"),
         branch = branch_sql(flow),
         joins = joins.join(" "),
@@ -352,7 +365,8 @@ pub enum Fate {
     Act { branch: i64 },
 }
 
-/// Segment filters, then the frequency cap, then the holdout, then branches.
+/// Segment filters, then branches, then the frequency cap (counting only
+/// this run's rows that would be delivered), then the holdout.
 pub fn fate(flow: &Flow, row: &FlowRow, variant: Option<&str>) -> Fate {
     if let Some(segment) = &row.excluded_by {
         return Fate::Filtered(format!("in excluded segment {segment:?}"));
@@ -363,6 +377,9 @@ pub fn fate(flow: &Flow, row: &FlowRow, variant: Option<&str>) -> Fate {
             flow.include_segments.join(", ")
         ));
     }
+    let Some(branch) = row.branch else {
+        return Fate::Filtered("no branch matched".into());
+    };
     if let Some(cap) = &flow.frequency_cap
         && row.prior_fires + row.rank > i64::from(cap.max)
     {
@@ -372,12 +389,11 @@ pub fn fate(flow: &Flow, row: &FlowRow, variant: Option<&str>) -> Fate {
             cap.per.as_secs()
         ));
     }
-    if variant == Some("holdout") {
-        return Fate::HeldOut { branch: row.branch };
-    }
-    match row.branch {
-        Some(branch) => Fate::Act { branch },
-        None => Fate::Filtered("no branch matched".into()),
+    match variant == Some("holdout") {
+        true => Fate::HeldOut {
+            branch: Some(branch),
+        },
+        false => Fate::Act { branch },
     }
 }
 
@@ -459,6 +475,41 @@ pub fn delivery_id(request: &PlanRequest<'_>, flow: &str, m: &MatchRecord, actio
         },
         action,
     ])
+}
+
+/// A flow's deliveries, all `held` when more than its
+/// `max_deliveries_per_run` would be sent (nothing goes out until an
+/// operator releases them; `tripwire release`).
+pub fn hold_over_limit(
+    flow: &Flow,
+    run_id: &str,
+    mut planned: Vec<DeliveryRecord>,
+) -> Vec<DeliveryRecord> {
+    let sending = planned.iter().filter(|d| d.status == "pending").count() as u64;
+    if sending <= flow.max_deliveries_per_run {
+        return planned;
+    }
+    let reason = format!(
+        "held: {sending} deliveries planned, over max_deliveries_per_run {}; \
+         `tripwire release {run_id} --flow {}` sends them, `tripwire discard` drops them",
+        flow.max_deliveries_per_run, flow.name
+    );
+    for delivery in planned.iter_mut().filter(|d| d.status == "pending") {
+        delivery.status = "held".into();
+        delivery.reason = Some(reason.clone());
+    }
+    planned
+}
+
+/// A shadow backfill's deliveries: what would be sent is `shadow` (never
+/// due, never counted by caps), its id made distinct by the mode, so a
+/// later live run of the same events is not a duplicate.
+pub fn shadowed(mut planned: Vec<DeliveryRecord>) -> Vec<DeliveryRecord> {
+    for delivery in planned.iter_mut().filter(|d| d.status == "pending") {
+        delivery.status = "shadow".into();
+        delivery.delivery_id = id_of(&[&delivery.delivery_id, "shadow"]);
+    }
+    planned
 }
 
 /// The segment names flows refer to.

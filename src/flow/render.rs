@@ -1,13 +1,17 @@
 //! What a planned delivery will send, rendered when it is planned so the
 //! ledger holds exactly what goes out (and the same on a re-run): the
-//! default webhook body or a minijinja `body` template, a file line, or an
-//! event to emit. No secret is ever part of a payload; signatures are made
-//! when sending.
+//! default webhook body or a `body` template (see `template`), a file line,
+//! or an event to emit. No secret is ever part of a payload; signatures are
+//! made when sending.
 
 use chrono::{DateTime, Utc};
 use serde_json::{Value, json};
 
+use arrow::datatypes::{Field, Schema};
+
 use super::file::Action;
+use super::template::{HOSTILE_SAMPLE, sample_data};
+use crate::identity::resolve::IDENTITY_COLUMNS;
 use crate::store::ledger::{DeliveryRecord, MatchRecord};
 
 /// The run a delivery belongs to.
@@ -48,7 +52,7 @@ pub fn render_payload(
     let payload = match action {
         Action::Webhook { url, body, timeout } => {
             let body = match body {
-                Some(template) => render_template(template, &default_body(r, m, d))?,
+                Some(template) => template.render(&default_body(r, m, d))?,
                 None => default_body(r, m, d).to_string(),
             };
             json!({
@@ -77,18 +81,54 @@ pub fn render_payload(
     Ok(payload.to_string())
 }
 
-/// Renders a `body` template; it sees `contact`, `data`, `flow`, `trigger`,
-/// `run_id`, `variant`, `branch`, `delivery_id` and `workspace`.
-fn render_template(template: &str, context: &Value) -> Result<String, String> {
-    let mut env = minijinja::Environment::new();
-    env.set_undefined_behavior(minijinja::UndefinedBehavior::Strict);
-    env.render_str(template, context)
-        .map_err(|e| format!("body template: {e}"))
+/// The context a body template sees in `check`: every field of the
+/// default body, strings holding quotes and braces, and `data` typed like
+/// the trigger's output (`output`: its columns, identity columns included).
+pub fn sample_context(output: &Schema) -> Value {
+    let columns: Vec<Field> = output
+        .fields()
+        .iter()
+        .filter(|f| {
+            !IDENTITY_COLUMNS.contains(&f.name().as_str()) && !f.name().starts_with("__tripwire")
+        })
+        .map(|f| f.as_ref().clone())
+        .collect();
+    let hostile = || Some(HOSTILE_SAMPLE.to_string());
+    let matched = MatchRecord {
+        ordinal: 0,
+        contact: HOSTILE_SAMPLE.into(),
+        event_id: hostile(),
+        email: hostile(),
+        user_id: hostile(),
+        client_id: hostile(),
+        data: sample_data(&columns).to_string(),
+    };
+    let delivery = DeliveryRecord {
+        delivery_id: HOSTILE_SAMPLE.into(),
+        flow: HOSTILE_SAMPLE.into(),
+        action: HOSTILE_SAMPLE.into(),
+        ordinal: 0,
+        contact: HOSTILE_SAMPLE.into(),
+        variant: hostile(),
+        branch: Some(0),
+        status: "pending".into(),
+        reason: None,
+        payload: None,
+    };
+    let rendering = Rendering {
+        workspace: HOSTILE_SAMPLE,
+        trigger: HOSTILE_SAMPLE,
+        run_id: HOSTILE_SAMPLE,
+        now: DateTime::<Utc>::UNIX_EPOCH,
+    };
+    default_body(&rendering, &matched, &delivery)
 }
 
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::flow::template::BodyTemplate;
+    use arrow::datatypes::DataType;
     use std::time::Duration;
 
     fn matched() -> MatchRecord {
@@ -143,11 +183,10 @@ mod tests {
 
     #[test]
     fn templates_see_contact_and_data_and_fail_on_unknown_names() {
+        let template = r#"{"email": {{ contact.email }}, "value": {{ data.cart_value }}}"#;
         let action = Action::Webhook {
             url: "http://127.0.0.1:9/vip".into(),
-            body: Some(
-                r#"{"email": "{{ contact.email }}", "value": {{ data.cart_value }}}"#.into(),
-            ),
+            body: Some(BodyTemplate::compile(template).unwrap()),
             timeout: Duration::from_secs(2),
         };
         let payload: Value = serde_json::from_str(
@@ -158,10 +197,38 @@ mod tests {
         assert_eq!(payload["timeout_ms"], 2000);
         let broken = Action::Webhook {
             url: "http://127.0.0.1:9/vip".into(),
-            body: Some("{{ data.nope }}".into()),
+            body: Some(BodyTemplate::compile("{{ data.nope }}").unwrap()),
             timeout: Duration::from_secs(2),
         };
         assert!(render_payload(&rendering(), &matched(), &delivery(), &broken).is_err());
+    }
+
+    #[test]
+    fn the_sample_context_has_every_field_of_the_default_body() {
+        let output = Schema::new(vec![
+            Field::new("email", DataType::Utf8, true),
+            Field::new("note", DataType::Utf8, true),
+            Field::new("cart_value", DataType::Float64, true),
+        ]);
+        let context = sample_context(&output);
+        assert_eq!(context["data"]["note"], HOSTILE_SAMPLE);
+        assert_eq!(context["data"]["cart_value"], 42.0);
+        assert!(
+            context["data"].get("email").is_none(),
+            "identity columns are not data"
+        );
+        assert_eq!(context["contact"]["email"], HOSTILE_SAMPLE);
+        for field in [
+            "delivery_id",
+            "workspace",
+            "flow",
+            "trigger",
+            "run_id",
+            "variant",
+            "branch",
+        ] {
+            assert!(!context[field].is_null(), "{field}");
+        }
     }
 
     #[test]

@@ -1,37 +1,185 @@
-//! Who may call the API: a workspace's secret, sent as `Authorization:
-//! Bearer <secret>`, as HTTP Basic with the secret as user name (Segment's
-//! write key), or in the body (`partnerSecret`, `writeKey`); compared in
-//! constant time and never logged. A workspace whose secret is not
-//! configured (or names an unset variable) is open, and `tripwire serve`
-//! says so when it starts.
+//! Who may call the API. Each workspace has two kinds of key: its
+//! `secret` (write keys: they send events, nothing else; they ship in
+//! browser apps, so they are public) and its `admin_secret` (admin keys:
+//! they read and act). A key is sent as `Authorization: Bearer <key>`, as
+//! HTTP Basic (the user name, or the password when the user name is empty),
+//! or, for writes, in the body (`partnerSecret`, `writeKey`). Keys are held
+//! as digests ([`KeySet`]), never logged.
+//!
+//! 401 means no key or a key of nothing; 403 means a valid key of the wrong
+//! kind or of another workspace. There is no open mode: `serve` refuses to
+//! start while a configured key names an unset variable, and a workspace
+//! without a kind of key accepts no request that needs it.
 
 use axum::http::HeaderMap;
 use axum::http::header::AUTHORIZATION;
 use base64::Engine as _;
 
 use crate::config::{Config, Workspace};
+use crate::keys::KeySet;
 
-/// Why a request was refused.
+/// Why a request was refused, with the message its answer carries.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum Refusal {
-    /// No credentials were sent.
-    Missing,
-    /// Credentials were sent but are not this workspace's.
-    Wrong,
-}
-
-/// Why a write to some workspaces was refused.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub enum WriteRefusal {
-    /// 401: no key, or a key of no workspace.
+    /// 401: no key, or a key valid for nothing.
     Unauthorized(String),
-    /// 403: a valid key that is not valid for this listed workspace.
+    /// 403: a valid key of the wrong kind, or of another workspace.
     Forbidden(String),
-    /// 400: a listed workspace that is not configured.
+    /// 400: a named workspace that is not configured (asked by a valid key).
     Unknown(String),
 }
 
-/// The key in the `Authorization` header: a Bearer token, or a Basic user name.
+/// The keys of one workspace.
+#[derive(Debug, Clone)]
+struct WorkspaceKeys {
+    id: String,
+    write: KeySet,
+    admin: KeySet,
+}
+
+/// Every workspace's keys, resolved once when the server starts.
+#[derive(Debug, Clone, Default)]
+pub struct Keyring {
+    workspaces: Vec<WorkspaceKeys>,
+}
+
+impl Keyring {
+    /// The keys of `config`; entries that resolve to nothing are left out
+    /// (`serve` refuses to start before it gets here when there are any).
+    pub fn new(config: &Config) -> Keyring {
+        Keyring {
+            workspaces: config.workspaces.iter().map(workspace_keys).collect(),
+        }
+    }
+
+    fn get(&self, id: &str) -> Option<&WorkspaceKeys> {
+        self.workspaces.iter().find(|w| w.id == id)
+    }
+
+    fn is_write_key(&self, key: &str) -> bool {
+        self.workspaces.iter().any(|w| w.write.contains(key))
+    }
+
+    fn is_admin_key(&self, key: &str) -> bool {
+        self.workspaces.iter().any(|w| w.admin.contains(key))
+    }
+
+    /// The workspaces a write goes to: every `listed` one (fan-out), each of
+    /// which `key` must be a write key of; with none listed, the workspace
+    /// whose write key `key` is.
+    pub fn writable(&self, key: Option<&str>, listed: &[String]) -> Result<Vec<String>, Refusal> {
+        let Some(key) = key else {
+            return Err(Refusal::Unauthorized(
+                "missing key: send the workspace's secret (Basic user name, Bearer, partnerSecret or writeKey)".into(),
+            ));
+        };
+        if !self.is_write_key(key) {
+            return Err(match self.is_admin_key(key) {
+                true => Refusal::Forbidden(
+                    "an admin key cannot send events: use the workspace's secret".into(),
+                ),
+                false => Refusal::Unauthorized("the key is not valid for any workspace".into()),
+            });
+        }
+        if listed.is_empty() {
+            let owner = self.workspaces.iter().find(|w| w.write.contains(key));
+            return Ok(owner.map(|w| vec![w.id.clone()]).unwrap_or_default());
+        }
+        let mut chosen = Vec::new();
+        for id in listed {
+            let workspace = self
+                .get(id)
+                .ok_or_else(|| Refusal::Unknown(format!("unknown workspace {id:?}")))?;
+            if !workspace.write.contains(key) {
+                return Err(Refusal::Forbidden(format!(
+                    "the key is not valid for workspace {id:?}"
+                )));
+            }
+            if !chosen.contains(id) {
+                chosen.push(id.clone());
+            }
+        }
+        Ok(chosen)
+    }
+
+    /// The workspace an admin request works on: `requested` (`?workspace=`)
+    /// or, when none is named, the one `key` is the admin key of. Nothing
+    /// about the workspace's content is looked at before this succeeds.
+    pub fn admin(&self, key: Option<&str>, requested: Option<&str>) -> Result<String, Refusal> {
+        if let Some(closed) = self.closed_target(requested) {
+            return Err(Refusal::Forbidden(format!(
+                "workspace {closed:?} has no admin_secret, so its admin endpoints are closed"
+            )));
+        }
+        let Some(key) = key else {
+            return Err(Refusal::Unauthorized(
+                "missing key: send the workspace's admin_secret (Bearer or Basic)".into(),
+            ));
+        };
+        let owners: Vec<&str> = self
+            .workspaces
+            .iter()
+            .filter(|w| w.admin.contains(key))
+            .map(|w| w.id.as_str())
+            .collect();
+        if owners.is_empty() {
+            return Err(match self.is_write_key(key) {
+                true => Refusal::Forbidden(
+                    "a write key (secret) cannot read or act: use the workspace's admin_secret"
+                        .into(),
+                ),
+                false => Refusal::Unauthorized("the key is not valid for any workspace".into()),
+            });
+        }
+        match (requested, owners.as_slice()) {
+            (Some(id), _) if owners.contains(&id) => Ok(id.to_string()),
+            (Some(id), _) => Err(Refusal::Forbidden(format!(
+                "the key is not valid for workspace {id:?}"
+            ))),
+            (None, [only]) => Ok(only.to_string()),
+            (None, _) => Err(Refusal::Unknown(format!(
+                "the key is the admin key of several workspaces ({}): pass ?workspace=",
+                owners.join(", ")
+            ))),
+        }
+    }
+
+    /// The workspace a request is about when it is known to have no admin
+    /// key at all: the one requested, or the only one configured.
+    fn closed_target(&self, requested: Option<&str>) -> Option<&str> {
+        let target = match (requested, self.workspaces.as_slice()) {
+            (Some(id), _) => self.get(id),
+            (None, [only]) => Some(only),
+            (None, _) => None,
+        }?;
+        target.admin.is_empty().then_some(target.id.as_str())
+    }
+
+    /// `GET /metrics`: open when `public`, else any workspace's admin key.
+    pub fn metrics(&self, key: Option<&str>, public: bool) -> Result<(), Refusal> {
+        match key {
+            _ if public => Ok(()),
+            Some(key) if self.is_admin_key(key) => Ok(()),
+            Some(key) if self.is_write_key(key) => Err(Refusal::Forbidden(
+                "a write key (secret) cannot read /metrics: use an admin_secret".into(),
+            )),
+            _ => Err(Refusal::Unauthorized(
+                "/metrics needs an admin_secret (Bearer or Basic), or metrics_public = true".into(),
+            )),
+        }
+    }
+}
+
+fn workspace_keys(workspace: &Workspace) -> WorkspaceKeys {
+    WorkspaceKeys {
+        id: workspace.id.clone(),
+        write: KeySet::new(Workspace::resolved(&workspace.secret)),
+        admin: KeySet::new(Workspace::resolved(&workspace.admin_secret)),
+    }
+}
+
+/// The key in the `Authorization` header: a Bearer token, or a Basic user
+/// name (the password when the user name is empty).
 pub fn header_key(headers: &HeaderMap) -> Option<String> {
     let value = headers.get(AUTHORIZATION)?.to_str().ok()?.trim();
     if let Some(token) = value.strip_prefix("Bearer ") {
@@ -42,79 +190,12 @@ pub fn header_key(headers: &HeaderMap) -> Option<String> {
         .decode(encoded.trim())
         .ok()?;
     let text = String::from_utf8(decoded).ok()?;
-    let user = text.split_once(':').map_or(text.as_str(), |(user, _)| user);
-    Some(user.to_string())
-}
-
-/// Checks the request's credentials against `workspace`'s secret.
-pub fn authorize(headers: &HeaderMap, workspace: &Workspace) -> Result<(), Refusal> {
-    check_key(header_key(headers).as_deref(), workspace)
-}
-
-/// Checks `key` against `workspace`'s secret.
-pub fn check_key(key: Option<&str>, workspace: &Workspace) -> Result<(), Refusal> {
-    let Some(secret) = workspace.secret.as_ref().and_then(|s| s.resolve()) else {
-        return Ok(());
+    let key = match text.split_once(':') {
+        Some(("", password)) => password,
+        Some((user, _)) => user,
+        None => text.as_str(),
     };
-    let sent = key.ok_or(Refusal::Missing)?;
-    if constant_time_eq(sent.as_bytes(), secret.as_bytes()) {
-        Ok(())
-    } else {
-        Err(Refusal::Wrong)
-    }
-}
-
-/// The workspaces a write goes to: every `listed` one (fan-out), each of
-/// which `key` must be valid for; with none listed, the workspace `key`
-/// belongs to (or the only workspace, when it is open).
-pub fn writable<'a>(
-    config: &'a Config,
-    key: Option<&str>,
-    listed: &[String],
-) -> Result<Vec<&'a Workspace>, WriteRefusal> {
-    if listed.is_empty() {
-        let owner = config
-            .workspaces
-            .iter()
-            .find(|w| key.is_some() && w.secret.is_some() && check_key(key, w).is_ok());
-        return match (owner, config.workspaces.as_slice()) {
-            (Some(w), _) => Ok(vec![w]),
-            (None, [only]) if check_key(key, only).is_ok() => Ok(vec![only]),
-            (None, _) if key.is_none() => Err(WriteRefusal::Unauthorized(
-                "missing key: send the workspace's key (Basic user name or Bearer)".into(),
-            )),
-            (None, _) => Err(WriteRefusal::Unauthorized(
-                "the key is not valid for any workspace".into(),
-            )),
-        };
-    }
-    let mut chosen = Vec::new();
-    let mut valid_anywhere = false;
-    let mut forbidden = None;
-    for id in listed {
-        let workspace = config
-            .workspace(id)
-            .ok_or_else(|| WriteRefusal::Unknown(format!("unknown workspace {id:?}")))?;
-        match check_key(key, workspace) {
-            Ok(()) => {
-                valid_anywhere = true;
-                chosen.push(workspace);
-            }
-            Err(_) => forbidden = forbidden.or(Some(id.clone())),
-        }
-    }
-    match forbidden {
-        None => Ok(chosen),
-        Some(id) if valid_anywhere => Err(WriteRefusal::Forbidden(format!(
-            "the key is not valid for workspace {id:?}"
-        ))),
-        Some(id) if key.is_none() => Err(WriteRefusal::Unauthorized(format!(
-            "missing key for workspace {id:?}"
-        ))),
-        Some(id) => Err(WriteRefusal::Unauthorized(format!(
-            "the key is not valid for workspace {id:?}"
-        ))),
-    }
+    Some(key.to_string()).filter(|k| !k.is_empty())
 }
 
 /// A comma-separated workspace list (`X-Workspaces: a,b`).
@@ -126,104 +207,153 @@ pub fn workspace_list(text: &str) -> Vec<String> {
         .collect()
 }
 
-/// Equality whose time depends only on the lengths, not on where the
-/// inputs differ.
-fn constant_time_eq(a: &[u8], b: &[u8]) -> bool {
-    if a.len() != b.len() {
-        return false;
-    }
-    a.iter().zip(b).fold(0u8, |diff, (x, y)| diff | (x ^ y)) == 0
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::config::Secret;
 
-    fn workspace(secret: Option<&str>) -> Workspace {
-        Workspace {
-            id: "shop".into(),
-            secret: secret.map(|s| Secret::Literal(s.into())),
-            signing_secret: None,
-            learning: false,
-            quarantine: true,
-        }
-    }
-
-    fn bearer(value: &str) -> HeaderMap {
+    fn header(value: &str) -> HeaderMap {
         let mut headers = HeaderMap::new();
         headers.insert(AUTHORIZATION, value.parse().unwrap());
         headers
     }
 
-    fn two_workspaces() -> Config {
-        Config::parse(
-            "[[workspace]]\nid = \"a\"\nsecret = \"ka\"\n[[workspace]]\nid = \"b\"\nsecret = \"kb\"\n",
-            "test",
-            std::path::Path::new(""),
+    fn keyring(text: &str) -> Keyring {
+        Keyring::new(&Config::parse(text, "test", std::path::Path::new("")).unwrap())
+    }
+
+    /// `a` and `b` with write and admin keys; `c` with a write key only.
+    fn three_workspaces() -> Keyring {
+        keyring(
+            "[[workspace]]\nid = \"a\"\nsecret = [\"ka\", \"ka2\"]\nadmin_secret = \"aa\"\n\
+             [[workspace]]\nid = \"b\"\nsecret = \"kb\"\nadmin_secret = \"ab\"\n\
+             [[workspace]]\nid = \"c\"\nsecret = \"kc\"\n",
         )
-        .unwrap()
+    }
+
+    fn list(text: &str) -> Vec<String> {
+        workspace_list(text)
     }
 
     #[test]
-    fn basic_auth_carries_the_write_key_as_user_name() {
-        // "ka:" base64-encoded, as Segment's libraries send it.
-        assert_eq!(header_key(&bearer("Basic a2E6")), Some("ka".into()));
-        assert_eq!(header_key(&bearer("Bearer ka")), Some("ka".into()));
-        assert_eq!(header_key(&bearer("Basic !!!")), None);
+    fn basic_auth_carries_the_key_as_user_name_or_password() {
+        // "ka:" and ":ka" base64-encoded.
+        assert_eq!(header_key(&header("Basic a2E6")), Some("ka".into()));
+        assert_eq!(header_key(&header("Basic Omth")), Some("ka".into()));
+        assert_eq!(header_key(&header("Bearer ka")), Some("ka".into()));
+        assert_eq!(header_key(&header("Basic !!!")), None);
+        assert_eq!(header_key(&header("Basic Og==")), None, "\":\" is no key");
     }
 
     #[test]
     fn writes_go_to_the_key_owner_or_to_every_listed_workspace() {
-        let config = two_workspaces();
-        let ids = |r: Result<Vec<&Workspace>, WriteRefusal>| {
-            r.map(|ws| ws.iter().map(|w| w.id.clone()).collect::<Vec<_>>())
-        };
-        assert_eq!(
-            ids(writable(&config, Some("kb"), &[])),
-            Ok(vec!["b".into()])
-        );
+        let keys = three_workspaces();
+        assert_eq!(keys.writable(Some("kb"), &[]), Ok(vec!["b".into()]));
+        assert_eq!(keys.writable(Some("ka2"), &[]), Ok(vec!["a".into()]));
         assert!(matches!(
-            writable(&config, None, &[]),
-            Err(WriteRefusal::Unauthorized(_))
+            keys.writable(None, &[]),
+            Err(Refusal::Unauthorized(_))
         ));
         assert!(matches!(
-            writable(&config, Some("x"), &[]),
-            Err(WriteRefusal::Unauthorized(_))
-        ));
-        let both = workspace_list("a, b");
-        assert!(matches!(
-            writable(&config, Some("ka"), &both),
-            Err(WriteRefusal::Forbidden(_))
+            keys.writable(Some("x"), &[]),
+            Err(Refusal::Unauthorized(_))
         ));
         assert!(matches!(
-            writable(&config, Some("x"), &both),
-            Err(WriteRefusal::Unauthorized(_))
+            keys.writable(Some("ka"), &list("a,b")),
+            Err(Refusal::Forbidden(_))
         ));
-        let unknown = workspace_list("a,zz");
         assert!(matches!(
-            writable(&config, Some("ka"), &unknown),
-            Err(WriteRefusal::Unknown(_))
+            keys.writable(Some("x"), &list("a,b")),
+            Err(Refusal::Unauthorized(_))
+        ));
+        assert!(matches!(
+            keys.writable(Some("ka"), &list("a,zz")),
+            Err(Refusal::Unknown(_))
         ));
         assert_eq!(
-            ids(writable(&config, Some("ka"), &workspace_list("a"))),
+            keys.writable(Some("ka"), &list("a, a")),
             Ok(vec!["a".into()])
         );
     }
 
     #[test]
-    fn the_workspace_secret_is_required_when_configured() {
-        let shop = workspace(Some("s3cret"));
-        assert_eq!(authorize(&HeaderMap::new(), &shop), Err(Refusal::Missing));
+    fn a_key_of_one_workspace_writing_to_another_is_forbidden() {
+        let keys = three_workspaces();
+        let refused = keys.writable(Some("ka"), &list("b"));
         assert_eq!(
-            authorize(&bearer("Basic abc"), &shop),
-            Err(Refusal::Missing)
+            refused,
+            Err(Refusal::Forbidden(
+                "the key is not valid for workspace \"b\"".into()
+            ))
         );
-        assert_eq!(
-            authorize(&bearer("Bearer s3cre"), &shop),
-            Err(Refusal::Wrong)
+    }
+
+    #[test]
+    fn an_admin_key_cannot_write_and_a_write_key_cannot_read() {
+        let keys = three_workspaces();
+        assert!(matches!(
+            keys.writable(Some("aa"), &[]),
+            Err(Refusal::Forbidden(_))
+        ));
+        assert!(matches!(
+            keys.admin(Some("ka"), Some("a")),
+            Err(Refusal::Forbidden(_))
+        ));
+        assert!(matches!(
+            keys.admin(Some("ka"), None),
+            Err(Refusal::Forbidden(_))
+        ));
+        assert!(matches!(
+            keys.metrics(Some("ka"), false),
+            Err(Refusal::Forbidden(_))
+        ));
+    }
+
+    #[test]
+    fn admin_requests_work_on_the_key_owners_workspace() {
+        let keys = three_workspaces();
+        assert_eq!(keys.admin(Some("aa"), None), Ok("a".into()));
+        assert_eq!(keys.admin(Some("ab"), Some("b")), Ok("b".into()));
+        assert!(matches!(
+            keys.admin(Some("aa"), Some("b")),
+            Err(Refusal::Forbidden(_))
+        ));
+        assert!(matches!(
+            keys.admin(Some("aa"), Some("nope")),
+            Err(Refusal::Forbidden(_))
+        ));
+        assert!(matches!(
+            keys.admin(None, Some("a")),
+            Err(Refusal::Unauthorized(_))
+        ));
+        assert!(matches!(
+            keys.admin(Some("zz"), None),
+            Err(Refusal::Unauthorized(_))
+        ));
+        let closed = keys.admin(Some("aa"), Some("c"));
+        assert!(
+            matches!(&closed, Err(Refusal::Forbidden(m)) if m.contains("no admin_secret")),
+            "{closed:?}"
         );
-        assert_eq!(authorize(&bearer("Bearer s3cret"), &shop), Ok(()));
-        assert_eq!(authorize(&HeaderMap::new(), &workspace(None)), Ok(()));
+    }
+
+    #[test]
+    fn a_lone_workspace_without_an_admin_secret_answers_403() {
+        let keys = keyring("[[workspace]]\nid = \"shop\"\nsecret = \"k\"\n");
+        assert!(matches!(keys.admin(None, None), Err(Refusal::Forbidden(_))));
+        assert!(matches!(
+            keys.admin(Some("k"), None),
+            Err(Refusal::Forbidden(_))
+        ));
+    }
+
+    #[test]
+    fn metrics_need_an_admin_key_unless_public() {
+        let keys = three_workspaces();
+        assert_eq!(keys.metrics(Some("ab"), false), Ok(()));
+        assert!(matches!(
+            keys.metrics(None, false),
+            Err(Refusal::Unauthorized(_))
+        ));
+        assert_eq!(keys.metrics(None, true), Ok(()));
     }
 }

@@ -5,6 +5,8 @@ use axum::http::{HeaderValue, StatusCode, header};
 use axum::response::{IntoResponse, Response};
 use serde_json::json;
 
+use super::auth::Refusal;
+
 /// Seconds a client is asked to wait when the server is overloaded.
 pub const RETRY_AFTER_SECONDS: u32 = 1;
 
@@ -15,7 +17,7 @@ pub enum ApiError {
     BadRequest(String),
     /// 401: no key, or a wrong one.
     Unauthorized(String),
-    /// 403: a key not valid for a listed workspace.
+    /// 403: a valid key of the wrong kind, or of another workspace.
     Forbidden(String),
     NotFound(String),
     /// 408: the request was not received and answered within `server.request_timeout`.
@@ -82,6 +84,22 @@ impl IntoResponse for ApiError {
                 .headers_mut()
                 .insert(header::RETRY_AFTER, HeaderValue::from(seconds));
         }
+        if status == StatusCode::UNAUTHORIZED {
+            response.headers_mut().insert(
+                header::WWW_AUTHENTICATE,
+                HeaderValue::from_static("Basic realm=\"tripwire\""),
+            );
+        }
         response
+    }
+}
+
+impl From<Refusal> for ApiError {
+    fn from(refusal: Refusal) -> ApiError {
+        match refusal {
+            Refusal::Unauthorized(m) => ApiError::Unauthorized(m),
+            Refusal::Forbidden(m) => ApiError::Forbidden(m),
+            Refusal::Unknown(m) => ApiError::BadRequest(m),
+        }
     }
 }

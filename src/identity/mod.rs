@@ -4,9 +4,11 @@
 //! rows to contacts.
 //!
 //! - `views`: `identities` and `contacts` as SQL over `events`.
+//! - `index`: each client's and user's latest identify, kept as state.
 //! - `resolve`: each row's contact, and rows collapsed to matches.
 //! - `pending`: rows waiting for a late identity.
 
+pub mod index;
 pub mod pending;
 pub mod resolve;
 mod views;

@@ -5,13 +5,15 @@
 //! and the `event_id` when selected) collapse to one match.
 
 use std::collections::HashMap;
+use std::sync::Arc;
 
 use arrow::array::{Array, AsArray, RecordBatch};
 use arrow::compute::cast;
-use arrow::datatypes::DataType;
+use arrow::datatypes::{DataType, Field};
 use datafusion::catalog::MemTable;
 use datafusion::prelude::SessionContext;
 
+use super::index::{AsOf, IdentityIndex, RowKeys};
 use crate::store::ledger::MatchRecord;
 
 /// Columns with a meaning of their own; every other column is the match's data.
@@ -46,12 +48,15 @@ pub struct Resolution {
     pub chosen: Vec<(usize, usize)>,
 }
 
-/// Resolves `rows` (a trigger's result) against the session's `identities`.
+/// Resolves `rows` (a trigger's result) against the identity index when
+/// one is given and can answer at its clock, else against the session's
+/// `identities` view.
 pub async fn resolve(
     ctx: &SessionContext,
     rows: Vec<RecordBatch>,
     schema: arrow::datatypes::SchemaRef,
     requires_identity_default: bool,
+    index: Option<(&IdentityIndex, AsOf)>,
 ) -> Result<Resolution, String> {
     let has = |name: &str| schema.column_with_name(name).is_some();
     if !has("email") && !has("user_id") && !has("client_id") {
@@ -60,6 +65,18 @@ pub async fn resolve(
         );
     }
     let (numbered_schema, numbered) = number_rows(&schema, rows).map_err(|e| e.to_string())?;
+    if let Some((index, at)) = index {
+        match with_index(&numbered, index, at).map_err(|e| e.to_string())? {
+            Some(resolved) => {
+                let mut resolution = collapse(&resolved, requires_identity_default);
+                resolution.rows = resolved;
+                return Ok(resolution);
+            }
+            None => tracing::debug!(
+                "identity index cannot answer at this clock: resolving with the identities view"
+            ),
+        }
+    }
     let table = MemTable::try_new(numbered_schema, vec![numbered]).map_err(|e| e.to_string())?;
     let scoped = ctx.clone();
     scoped
@@ -94,6 +111,63 @@ pub async fn resolve(
     let mut resolution = collapse(&resolved, requires_identity_default);
     resolution.rows = resolved;
     Ok(resolution)
+}
+
+/// `numbered` with the resolution's columns appended from `index`, or
+/// `None` when a row's keys have identifies later than the clock.
+fn with_index(
+    numbered: &[RecordBatch],
+    index: &IdentityIndex,
+    at: AsOf,
+) -> Result<Option<Vec<RecordBatch>>, arrow::error::ArrowError> {
+    use arrow::array::{BooleanBuilder, StringBuilder};
+    let mut out = Vec::with_capacity(numbered.len());
+    for batch in numbered {
+        let text = |name: &str| {
+            cast(
+                batch.column_by_name(name).expect("numbered"),
+                &DataType::Utf8,
+            )
+        };
+        let (email, user, client) = (text("email")?, text("user_id")?, text("client_id")?);
+        let (email, user, client) = (
+            email.as_string::<i32>(),
+            user.as_string::<i32>(),
+            client.as_string::<i32>(),
+        );
+        fn get(a: &arrow::array::StringArray, row: usize) -> Option<&str> {
+            a.is_valid(row).then(|| a.value(row))
+        }
+        let mut emails = StringBuilder::new();
+        let mut users = StringBuilder::new();
+        let mut identified = BooleanBuilder::new();
+        for row in 0..batch.num_rows() {
+            let keys = RowKeys {
+                email: get(email, row),
+                user_id: get(user, row),
+                client_id: get(client, row),
+            };
+            let Ok(resolved) = index.resolve(keys, at) else {
+                return Ok(None);
+            };
+            emails.append_option(resolved.email);
+            users.append_option(resolved.user_id);
+            identified.append_value(resolved.identified);
+        }
+        let mut fields: Vec<_> = batch.schema().fields().iter().cloned().collect();
+        fields.push(Arc::new(Field::new(RESOLVED_EMAIL, DataType::Utf8, true)));
+        fields.push(Arc::new(Field::new(RESOLVED_USER, DataType::Utf8, true)));
+        fields.push(Arc::new(Field::new(IDENTIFIED, DataType::Boolean, true)));
+        let mut columns = batch.columns().to_vec();
+        columns.push(Arc::new(emails.finish()));
+        columns.push(Arc::new(users.finish()));
+        columns.push(Arc::new(identified.finish()));
+        out.push(RecordBatch::try_new(
+            Arc::new(arrow::datatypes::Schema::new(fields)),
+            columns,
+        )?);
+    }
+    Ok(Some(out))
 }
 
 /// Turns resolved rows into matches: one per contact (and `event_id`, if selected).

@@ -5,6 +5,7 @@ use std::collections::BTreeMap;
 use std::sync::Arc;
 
 use super::route::Router;
+use crate::event::redact::without_secrets;
 use crate::event::shapes::parse_event;
 use crate::event::{EventBatchBuilder, ParsedEvent};
 use crate::store::quarantine::Rejected;
@@ -144,7 +145,7 @@ impl ChunkParser {
                 source: self.source.to_string(),
                 line,
                 reason,
-                raw: raw(),
+                raw: without_secrets(&raw()),
             }),
         }
     }

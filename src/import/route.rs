@@ -1,10 +1,11 @@
 //! Which workspace an imported event belongs to, and whether its
-//! `partnerSecret` is the one configured. Pure decisions, no I/O.
+//! `partnerSecret` is one of its write keys (`secret`). Pure decisions, no I/O.
 
 use std::collections::HashMap;
 
-use crate::config::Config;
+use crate::config::{Config, Workspace};
 use crate::event::ParsedEvent;
+use crate::keys::KeySet;
 
 /// Routes events to workspaces for one import.
 #[derive(Debug, Clone)]
@@ -13,8 +14,9 @@ pub struct Router {
     default: Option<String>,
     /// Whether `--workspace` was given (then a differing `partnerId` is an error).
     forced: bool,
-    /// Each workspace's resolved secret (`None`: none configured or unset variable).
-    secrets: HashMap<String, Option<String>>,
+    /// Each workspace's write keys that resolve (`None`: none configured,
+    /// or every entry names an unset variable: then nothing is checked).
+    secrets: HashMap<String, Option<KeySet>>,
 }
 
 impl Router {
@@ -27,7 +29,10 @@ impl Router {
         let secrets = config
             .workspaces
             .iter()
-            .map(|w| (w.id.clone(), w.secret.as_ref().and_then(|s| s.resolve())))
+            .map(|w| {
+                let keys = Some(Workspace::resolved(&w.secret)).filter(|k| !k.is_empty());
+                (w.id.clone(), keys.map(KeySet::new))
+            })
             .collect();
         Ok(Router {
             default,
@@ -57,8 +62,11 @@ impl Router {
                 self.default.as_deref().unwrap_or_default()
             ));
         }
-        if let Some(expected) = secret
-            && event.secret.as_deref() != Some(expected.as_str())
+        if let Some(keys) = secret
+            && !event
+                .secret
+                .as_deref()
+                .is_some_and(|sent| keys.contains(sent))
         {
             return Err(format!(
                 "partnerSecret does not match the secret configured for workspace {named:?}"
@@ -75,7 +83,8 @@ mod tests {
     use std::path::Path;
 
     fn config() -> Config {
-        let text = "[[workspace]]\nid = \"a\"\nsecret = \"sa\"\n[[workspace]]\nid = \"b\"\n";
+        let text =
+            "[[workspace]]\nid = \"a\"\nsecret = [\"sa\", \"sa2\"]\n[[workspace]]\nid = \"b\"\n";
         Config::parse(text, "t", Path::new("/")).unwrap()
     }
 
@@ -90,6 +99,8 @@ mod tests {
     fn partner_id_names_the_workspace_and_the_secret_must_match() {
         let r = Router::new(&config(), None).unwrap();
         assert_eq!(r.route(&event(Some("a"), Some("sa"))), Ok("a".into()));
+        assert_eq!(r.route(&event(Some("a"), Some("sa2"))), Ok("a".into()));
+        assert!(r.route(&event(Some("a"), None)).is_err());
         assert!(
             r.route(&event(Some("a"), Some("no")))
                 .unwrap_err()

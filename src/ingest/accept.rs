@@ -3,10 +3,11 @@
 //! workspace quarantines) to the WAL. It returns only once they are durable.
 
 use super::Ingest;
-use super::record::{StoredEvent, StoredReject, WalRecord, without_secrets};
+use super::record::{StoredEvent, StoredReject, WalRecord};
 use super::wal::WalError;
 use crate::config::Workspace;
 use crate::event::now_micros;
+use crate::event::redact::without_secrets;
 use crate::event::shapes::parse_event;
 use crate::http::ApiError;
 

@@ -21,7 +21,7 @@ use super::accept::{Accepted, accept};
 use crate::config::Workspace;
 use crate::event::scan::{MAX_JSON_DEPTH, check_json};
 use crate::http::ApiError;
-use crate::http::auth::{WriteRefusal, header_key, workspace_list, writable};
+use crate::http::auth::{header_key, workspace_list};
 
 type Answer = Result<(StatusCode, Value), ApiError>;
 
@@ -361,14 +361,15 @@ fn within_rate(
         })
 }
 
+/// The workspaces `key` may write to (see `Keyring::writable`).
 fn writable_or_refuse<'a>(
     state: &'a IngestState,
     key: Option<&str>,
     listed: &[String],
 ) -> Result<Vec<&'a Workspace>, ApiError> {
-    writable(&state.config, key, listed).map_err(|refusal| match refusal {
-        WriteRefusal::Unauthorized(m) => ApiError::Unauthorized(m),
-        WriteRefusal::Forbidden(m) => ApiError::Forbidden(m),
-        WriteRefusal::Unknown(m) => ApiError::BadRequest(m),
-    })
+    let ids = state.keys.writable(key, listed)?;
+    Ok(ids
+        .iter()
+        .filter_map(|id| state.config.workspace(id))
+        .collect())
 }

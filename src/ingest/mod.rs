@@ -8,7 +8,7 @@
 //! - `wal`: the write-ahead log with group commit.
 //! - `flusher`: WAL segments → Delta commits, idempotent per segment.
 //! - `dedupe`: repeated event ids within the window are stored once.
-//! - `metrics`: `GET /metrics`.
+//! - `metrics`: the counters of `GET /metrics`.
 //! - `learn`: the event names and fields each workspace receives.
 //! - `rate`: `max_events_per_second` per write key.
 
@@ -29,10 +29,10 @@ use std::sync::{Arc, Mutex};
 use arrow::array::{Array, AsArray};
 use arrow::datatypes::TimestampMicrosecondType;
 use axum::Router;
-use axum::extract::{DefaultBodyLimit, State};
+use axum::extract::DefaultBodyLimit;
 use axum::http::header::CONTENT_TYPE;
 use axum::response::{IntoResponse, Response};
-use axum::routing::{get, post};
+use axum::routing::post;
 use chrono::Utc;
 
 use self::dedupe::Dedupe;
@@ -45,6 +45,7 @@ use crate::config::Config;
 use crate::error::Error;
 use crate::event::now_micros;
 use crate::http::ApiError;
+use crate::http::auth::Keyring;
 use crate::session::{SessionSpec, workspace_session};
 use crate::sql::run_read_only;
 use crate::store::Store;
@@ -243,6 +244,8 @@ impl Ingest {
 pub struct IngestState {
     pub config: Arc<Config>,
     pub ingest: Arc<Ingest>,
+    /// The write keys (and admin keys, which may not write).
+    pub keys: Arc<Keyring>,
 }
 
 /// The ingest endpoints, with the request size limit applied.
@@ -255,12 +258,11 @@ pub fn routes(state: Arc<IngestState>) -> Router {
         .route("/v1/batch", post(handlers::batch))
         .route("/v1/events", post(handlers::events))
         .layer(DefaultBodyLimit::max(max_request_bytes))
-        .route("/metrics", get(metrics_page))
         .with_state(state)
 }
 
-async fn metrics_page(State(state): State<Arc<IngestState>>) -> Response {
-    let ingest = &state.ingest;
+/// The Prometheus text of `GET /metrics` (served behind the admin keys).
+pub fn metrics_page(ingest: &Ingest) -> Response {
     match ingest.metrics.render(ingest.gauges(), now_micros()) {
         Ok(page) => ([(CONTENT_TYPE, metrics::CONTENT_TYPE)], page).into_response(),
         Err(e) => ApiError::Internal(format!("writing the metrics page: {e}")).into_response(),

@@ -109,27 +109,8 @@ pub struct StoredReject {
     pub source: String,
     pub item: u64,
     pub reason: String,
-    /// The input, without its secrets.
+    /// The input, without its secrets (`event::redact`).
     pub raw: String,
-}
-
-/// Fields that carry credentials: never written to the WAL or a table.
-const SECRET_FIELDS: &[&str] = &["partnerSecret", "writeKey"];
-
-/// `raw` without its secret fields (unchanged when it is not a JSON object).
-pub fn without_secrets(raw: &str) -> String {
-    match serde_json::from_str::<serde_json::Value>(raw) {
-        Ok(serde_json::Value::Object(mut object)) => {
-            if !SECRET_FIELDS.iter().any(|f| object.contains_key(*f)) {
-                return raw.to_string();
-            }
-            for field in SECRET_FIELDS {
-                object.remove(*field);
-            }
-            serde_json::Value::Object(object).to_string()
-        }
-        _ => raw.to_string(),
-    }
 }
 
 #[cfg(test)]
@@ -153,13 +134,5 @@ mod tests {
         assert_eq!(again.email.as_deref(), Some("x@y.z"));
         assert_eq!(again.event_id.as_deref(), Some(stored.event_id.as_str()));
         assert_eq!(again.properties.as_deref(), Some(r#"{"v":1}"#));
-    }
-
-    #[test]
-    fn secrets_are_removed_from_rejected_input() {
-        let raw = r#"{"partnerId":"shop","partnerSecret":"s","type":"nope"}"#;
-        let kept = without_secrets(raw);
-        assert!(!kept.contains("partnerSecret") && kept.contains("nope"));
-        assert_eq!(without_secrets("not json"), "not json");
     }
 }

@@ -1,6 +1,8 @@
-//! The trigger endpoints of the HTTP API (docs/reference.md "Ingest API"): `GET /v1/triggers`,
-//! `GET /v1/runs`, `POST /v1/triggers/{name}/preview`, and `GET /healthz`.
-//! Every failure is an [`ApiError`], mapped to a status in `server::error`.
+//! The trigger endpoints of the admin API (docs/reference.md "Ingest API"): `GET /v1/triggers`,
+//! `GET /v1/runs`, `POST /v1/triggers/{name}/preview`, `GET /v1/schema`, and
+//! the open `GET /healthz`. Each admin handler first checks the admin key
+//! ([`admin`]); every failure is an [`ApiError`], mapped to a status in
+//! `http::error`.
 
 use std::sync::Arc;
 
@@ -14,7 +16,7 @@ use serde_json::{Value, json};
 use super::AppState;
 use crate::config::Workspace;
 use crate::http::ApiError;
-use crate::http::auth::{Refusal, authorize};
+use crate::http::auth::header_key;
 use crate::run::{RunRequest, run_trigger};
 use crate::sql::limits::within;
 use crate::trigger::load_triggers;
@@ -32,26 +34,21 @@ fn too_slow(e: crate::sql::QueryError) -> ApiError {
     ApiError::BadRequest(e.to_string())
 }
 
-/// The workspace a request names (or the only one), once its key checks out.
-fn authorized<'a>(
+/// The workspace an admin request works on (`?workspace=`, else the one
+/// whose admin key was sent), once the key checks out; nothing is looked
+/// up before.
+pub(super) fn admin<'a>(
     state: &'a AppState,
     headers: &HeaderMap,
     workspace: Option<&str>,
 ) -> Result<&'a Workspace, ApiError> {
-    let workspace = state
+    let id = state
+        .keys
+        .admin(header_key(headers).as_deref(), workspace)?;
+    state
         .config
-        .pick_workspace(workspace)
-        .map_err(ApiError::BadRequest)?;
-    authorize(headers, workspace).map_err(|refusal| {
-        ApiError::Unauthorized(match refusal {
-            Refusal::Missing => format!(
-                "workspace {:?} needs its key as a Bearer token",
-                workspace.id
-            ),
-            Refusal::Wrong => format!("the key is not valid for workspace {:?}", workspace.id),
-        })
-    })?;
-    Ok(workspace)
+        .workspace(&id)
+        .ok_or_else(|| internal(format!("workspace {id:?} has keys but no configuration")))
 }
 
 /// `GET /healthz`: 200 while ingest makes progress; 503 with the reason
@@ -77,7 +74,7 @@ pub async fn triggers(
     headers: HeaderMap,
     Query(query): Query<TriggersQuery>,
 ) -> Result<Json<Value>, ApiError> {
-    let workspace = authorized(&state, &headers, query.workspace.as_deref())?;
+    let workspace = admin(&state, &headers, query.workspace.as_deref())?;
     let listing = trigger_rows(&state.config, &state.store, Some(&workspace.id), Utc::now());
     let (rows, errors) = within(state.config.limits.query_timeout, listing)
         .await
@@ -103,7 +100,7 @@ pub async fn runs(
     headers: HeaderMap,
     Query(query): Query<RunsQuery>,
 ) -> Result<Json<Value>, ApiError> {
-    let workspace = authorized(&state, &headers, query.workspace.as_deref())?;
+    let workspace = admin(&state, &headers, query.workspace.as_deref())?;
     let limit = query.limit.unwrap_or(DEFAULT_RUNS);
     let listing = recent_runs(
         &state.config,
@@ -121,6 +118,7 @@ pub async fn runs(
 
 #[derive(Debug, Deserialize)]
 pub struct PreviewQuery {
+    workspace: Option<String>,
     /// Over every event, not only those since the last run.
     #[serde(default)]
     all: bool,
@@ -128,20 +126,30 @@ pub struct PreviewQuery {
     now: Option<DateTime<Utc>>,
 }
 
-/// `POST /v1/triggers/{name}/preview[?all=true][&now=T]`: a dry run; fires nothing.
+/// `POST /v1/triggers/{name}/preview[?all=true][&now=T][&workspace=W]`: a
+/// dry run; fires nothing. The key is checked before the trigger is looked
+/// up, and a trigger of another workspace is not found, so trigger names
+/// cannot be learnt without the workspace's admin key.
 pub async fn preview(
     State(state): State<Arc<AppState>>,
     headers: HeaderMap,
     Path(name): Path<String>,
     Query(query): Query<PreviewQuery>,
 ) -> Result<Json<Value>, ApiError> {
+    let authorized = admin(&state, &headers, query.workspace.as_deref())?;
     let (triggers, _) = load_triggers(&state.config.project_dir);
     let trigger = triggers
         .into_iter()
-        .find(|t| t.name == name)
-        .ok_or_else(|| ApiError::NotFound(format!("no trigger {name:?}")))?;
-    let workspace = workspace_of(&state.config, &trigger).map_err(ApiError::BadRequest)?;
-    authorized(&state, &headers, Some(workspace))?;
+        .find(|t| {
+            t.name == name && workspace_of(&state.config, t).is_ok_and(|w| w == authorized.id)
+        })
+        .ok_or_else(|| {
+            ApiError::NotFound(format!(
+                "no trigger {name:?} in workspace {:?}",
+                authorized.id
+            ))
+        })?;
+    let workspace = authorized.id.as_str();
     let setup = crate::flow::FlowSetup::load(&state.config, &state.store, workspace)
         .await
         .map_err(internal)?;
@@ -156,6 +164,8 @@ pub async fn preview(
         flows: &setup.flows,
         segments: &setup.segments,
         flow_errors: &setup.errors,
+        max_failures: state.config.max_run_failures,
+        identities: &state.identities,
     };
     let outcome = within(state.config.limits.query_timeout, run_trigger(&request))
         .await
@@ -198,7 +208,7 @@ pub async fn schema(
     headers: HeaderMap,
     Query(query): Query<SchemaQuery>,
 ) -> Result<Json<Value>, ApiError> {
-    let workspace = authorized(&state, &headers, query.workspace.as_deref())?;
+    let workspace = admin(&state, &headers, query.workspace.as_deref())?;
     let learned = state
         .ingest
         .schemas

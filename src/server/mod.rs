@@ -1,5 +1,9 @@
-//! `tripwire serve`: the ingest API, its flusher, the trigger API, the
+//! `tripwire serve`: the ingest API, its flusher, the admin API, the
 //! scheduler and the delivery worker in one process.
+//!
+//! It fails closed: it refuses to start while a configured key names an
+//! unset variable, and every route but `/healthz` and the ingest API (write
+//! keys) is behind a workspace's `admin_secret` ([`admin_routes`]).
 //!
 //! The app is a value: [`App::build`] binds the listener (port 0 picks a
 //! free port, which [`App::addr`] reports), and [`App::run_until_stopped`]
@@ -8,6 +12,7 @@
 
 mod api;
 mod deadline;
+mod deliveries;
 mod listen;
 
 use std::future::Future;
@@ -15,13 +20,20 @@ use std::net::SocketAddr;
 use std::sync::Arc;
 
 use axum::Router;
+use axum::extract::State;
+use axum::http::HeaderMap;
+use axum::response::{IntoResponse, Response};
 use axum::routing::{get, post};
 use tokio::net::TcpListener;
 use tokio::sync::watch;
 
 use crate::config::Config;
+use crate::config::ConfigError;
 use crate::deliver::run_delivery_loop;
 use crate::error::Error;
+use crate::http::ApiError;
+use crate::http::auth::{Keyring, header_key};
+use crate::identity::index::IndexCache;
 use crate::ingest::flusher::run_flusher;
 use crate::ingest::{self, Ingest, IngestState};
 use crate::maintain::run_maintenance_loop;
@@ -33,6 +45,9 @@ pub struct AppState {
     pub config: Arc<Config>,
     pub store: Store,
     pub ingest: Arc<Ingest>,
+    pub keys: Arc<Keyring>,
+    /// Each workspace's identity index, shared by previews and scheduled runs.
+    pub identities: Arc<IndexCache>,
 }
 
 /// A bound, not yet running server.
@@ -45,6 +60,7 @@ impl App {
     /// Binds `config.listen` and readies ingest: the WAL is opened and
     /// what an earlier process left in it is committed first.
     pub async fn build(config: Config) -> Result<App, Error> {
+        let keys = Arc::new(keyring(&config)?);
         let listener = TcpListener::bind(config.listen)
             .await
             .map_err(|e| Error::Server(format!("cannot listen on {}: {e}", config.listen)))?;
@@ -54,6 +70,8 @@ impl App {
             config: Arc::new(config),
             store,
             ingest,
+            identities: Arc::new(IndexCache::new()),
+            keys,
         });
         Ok(App { listener, state })
     }
@@ -82,7 +100,11 @@ impl App {
             self.state.config.clone(),
             scheduler_stopped.clone(),
         ));
-        let scheduler = tokio::spawn(run_scheduler(self.state.config.clone(), scheduler_stopped));
+        let scheduler = tokio::spawn(run_scheduler(
+            self.state.config.clone(),
+            self.state.identities.clone(),
+            scheduler_stopped,
+        ));
         let flusher = tokio::spawn(run_flusher(
             self.state.ingest.clone(),
             self.state.store.clone(),
@@ -104,19 +126,59 @@ impl App {
     }
 }
 
+/// The keys of `config`, or the refusal to serve that names every
+/// configured key whose variable is unset: there is no open mode.
+fn keyring(config: &Config) -> Result<Keyring, Error> {
+    let unresolved = config.unresolved_secrets();
+    if !unresolved.is_empty() {
+        return Err(Error::Config(ConfigError::Invalid {
+            origin: config.origin.clone(),
+            message: format!(
+                "serve refuses to start: {} (export it, or remove the key)",
+                unresolved.join("; ")
+            ),
+        }));
+    }
+    Ok(Keyring::new(config))
+}
+
 fn router(state: Arc<AppState>) -> Router {
     let ingest = Arc::new(IngestState {
         config: state.config.clone(),
         ingest: state.ingest.clone(),
+        keys: state.keys.clone(),
     });
+    admin_routes()
+        .route("/healthz", get(api::healthz))
+        .with_state(state)
+        .merge(ingest::routes(ingest))
+}
+
+/// Every route that reads or acts, in one place: each handler checks the
+/// workspace's `admin_secret` before it looks at anything else.
+fn admin_routes() -> Router<Arc<AppState>> {
     Router::new()
         .route("/v1/schema", get(api::schema))
-        .route("/healthz", get(api::healthz))
         .route("/v1/triggers", get(api::triggers))
         .route("/v1/triggers/{name}/preview", post(api::preview))
         .route("/v1/runs", get(api::runs))
-        .with_state(state)
-        .merge(ingest::routes(ingest))
+        .route("/v1/deliveries", get(deliveries::list))
+        .route("/v1/deliveries/redeliver", post(deliveries::redeliver))
+        .route("/v1/runs/{run_id}/release", post(deliveries::release))
+        .route("/v1/runs/{run_id}/discard", post(deliveries::discard))
+        .route("/metrics", get(metrics))
+}
+
+/// `GET /metrics`: Prometheus text, behind an admin key unless `metrics_public`.
+async fn metrics(State(state): State<Arc<AppState>>, headers: HeaderMap) -> Response {
+    let key = header_key(&headers);
+    match state
+        .keys
+        .metrics(key.as_deref(), state.config.metrics_public)
+    {
+        Ok(()) => ingest::metrics_page(&state.ingest),
+        Err(refusal) => ApiError::from(refusal).into_response(),
+    }
 }
 
 /// Resolves on Ctrl-C or SIGTERM.

@@ -21,11 +21,11 @@ const LEDGER_ROWS: &str = "tripwire_ledger_rows";
 /// retry schedule restarts (`redeliver` resets).
 const TRIES_SQL: &str = "
   SELECT delivery_id,
-         count(*) FILTER (WHERE status <> 'pending') AS attempts,
+         count(*) FILTER (WHERE status NOT IN ('pending', 'discarded')) AS attempts,
          max(attempt) AS last_attempt,
          last_value(status ORDER BY attempt) AS status,
          last_value(next_attempt_at ORDER BY attempt) AS next_attempt_at,
-         last_value(error ORDER BY attempt) FILTER (WHERE status <> 'pending') AS last_error,
+         last_value(error ORDER BY attempt) FILTER (WHERE status NOT IN ('pending', 'discarded')) AS last_error,
          max(attempted_at) FILTER (WHERE status = 'delivered') AS delivered_at,
          max(attempt) FILTER (WHERE status = 'pending') AS reset_attempt,
          last_value(attempted_at ORDER BY attempt) FILTER (WHERE status = 'pending') AS reset_at
@@ -53,7 +53,7 @@ fn state_sql() -> String {
 
 /// `runs`: one row per run (its `kind = 'run'` rows).
 const RUNS_SQL: &str = "SELECT run_id, trigger, from_version, to_version, started_at, \
-     finished_at, matched, resolved, unresolved, dropped, pending, expired, error \
+     finished_at, clock, matched, resolved, unresolved, dropped, pending, expired, held, error \
      FROM tripwire_ledger_rows WHERE kind = 'run'";
 
 /// `matches`: one row per match.

@@ -1,9 +1,15 @@
 //! Small state objects under the storage root (docs/architecture.md
 //! "Storage"), JSON each: learned schemas, imported segment lists, the
-//! record of finished imports. A write replaces the whole object.
+//! record of finished imports, delivery claims and replica heartbeats. A
+//! write replaces the whole object, except a create-only one
+//! ([`StateDir::create`]).
 
-use object_store::ObjectStoreExt as _;
+use std::sync::Arc;
+
+use chrono::{DateTime, Utc};
+use futures::StreamExt;
 use object_store::path::Path as ObjectPath;
+use object_store::{ObjectStore, ObjectStoreExt as _, PutMode, PutOptions};
 use serde::Serialize;
 use serde::de::DeserializeOwned;
 
@@ -58,5 +64,179 @@ impl Store {
             .await
             .map_err(|e| self.state_error(&e))?;
         Ok(())
+    }
+}
+
+/// A folder of small state objects (`shop/state/claims`), opened once for
+/// many objects: create-only writes (a claim), listing, deletion.
+pub struct StateDir {
+    objects: Arc<dyn ObjectStore>,
+    path: ObjectPath,
+    root: String,
+}
+
+impl Store {
+    /// The state folder at `relative` (e.g. `shop/state/claims`).
+    pub fn state_dir(&self, relative: &str) -> Result<StateDir, StoreError> {
+        let (objects, path) = self.state_location(relative.trim_end_matches('/'))?;
+        Ok(StateDir {
+            objects: Arc::from(objects),
+            path,
+            root: self.root().to_string(),
+        })
+    }
+}
+
+impl StateDir {
+    fn error(&self, e: &dyn std::fmt::Display) -> StoreError {
+        StoreError::Root {
+            root: self.root.clone(),
+            message: e.to_string(),
+        }
+    }
+
+    fn object(&self, name: &str) -> ObjectPath {
+        self.path.clone().join(name)
+    }
+
+    /// Writes `value` as the JSON object `name` only if there is none:
+    /// `false` when one exists (another writer created it first). Local
+    /// disks and S3 both make this atomic (`PutMode::Create`).
+    pub async fn create<T: Serialize>(&self, name: &str, value: &T) -> Result<bool, StoreError> {
+        let bytes = serde_json::to_vec(value).map_err(|e| self.error(&e))?;
+        let options = PutOptions::from(PutMode::Create);
+        match self
+            .objects
+            .put_opts(&self.object(name), bytes.into(), options)
+            .await
+        {
+            Ok(_) => Ok(true),
+            Err(object_store::Error::AlreadyExists { .. }) => Ok(false),
+            Err(e) => Err(self.error(&e)),
+        }
+    }
+
+    /// Writes `value` as the JSON object `name`, replacing it.
+    pub async fn write<T: Serialize>(&self, name: &str, value: &T) -> Result<(), StoreError> {
+        let bytes = serde_json::to_vec(value).map_err(|e| self.error(&e))?;
+        self.objects
+            .put(&self.object(name), bytes.into())
+            .await
+            .map_err(|e| self.error(&e))?;
+        Ok(())
+    }
+
+    /// Writes `bytes` as the object `name`, replacing it.
+    pub async fn write_bytes(&self, name: &str, bytes: Vec<u8>) -> Result<(), StoreError> {
+        self.objects
+            .put(&self.object(name), bytes.into())
+            .await
+            .map_err(|e| self.error(&e))?;
+        Ok(())
+    }
+
+    /// The JSON object `name`, if there is one.
+    pub async fn read<T: DeserializeOwned>(&self, name: &str) -> Result<Option<T>, StoreError> {
+        let Some(bytes) = self.read_bytes(name).await? else {
+            return Ok(None);
+        };
+        serde_json::from_slice(&bytes)
+            .map(Some)
+            .map_err(|e| self.error(&format!("{}: {e}", self.object(name))))
+    }
+
+    /// The bytes of the object `name`, if there is one.
+    pub async fn read_bytes(&self, name: &str) -> Result<Option<Vec<u8>>, StoreError> {
+        match self.objects.get(&self.object(name)).await {
+            Ok(found) => {
+                let bytes = found.bytes().await.map_err(|e| self.error(&e))?;
+                Ok(Some(bytes.to_vec()))
+            }
+            Err(object_store::Error::NotFound { .. }) => Ok(None),
+            Err(e) => Err(self.error(&e)),
+        }
+    }
+
+    /// The objects directly in the folder: name and when it was last written.
+    pub async fn list(&self) -> Result<Vec<(String, DateTime<Utc>)>, StoreError> {
+        let mut listing = self.objects.list(Some(&self.path));
+        let mut found = Vec::new();
+        while let Some(meta) = listing.next().await {
+            let meta = match meta {
+                Ok(meta) => meta,
+                Err(object_store::Error::NotFound { .. }) => break,
+                Err(e) => return Err(self.error(&e)),
+            };
+            let Some(name) = meta
+                .location
+                .prefix_match(&self.path)
+                .and_then(|mut parts| {
+                    let name = parts.next()?;
+                    parts.next().is_none().then(|| name.as_ref().to_string())
+                })
+            else {
+                continue;
+            };
+            found.push((name, meta.last_modified));
+        }
+        Ok(found)
+    }
+
+    /// Deletes the object `name`; one that is already gone is fine.
+    pub async fn delete(&self, name: &str) -> Result<(), StoreError> {
+        match self.objects.delete(&self.object(name)).await {
+            Ok(()) | Err(object_store::Error::NotFound { .. }) => Ok(()),
+            Err(e) => Err(self.error(&e)),
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn store(dir: &std::path::Path) -> Store {
+        Store::new(url::Url::from_directory_path(dir).unwrap())
+    }
+
+    #[tokio::test]
+    async fn a_create_only_write_succeeds_once() {
+        let dir = tempfile::tempdir().unwrap();
+        let claims = store(dir.path()).state_dir("shop/state/claims").unwrap();
+        assert!(claims.create("a.1.0", &"first").await.unwrap());
+        assert!(!claims.create("a.1.0", &"second").await.unwrap());
+        assert_eq!(
+            claims.read::<String>("a.1.0").await.unwrap().as_deref(),
+            Some("first")
+        );
+        assert_eq!(claims.read::<String>("nope").await.unwrap(), None);
+    }
+
+    #[tokio::test]
+    async fn a_folder_lists_its_own_objects_and_deletes_them() {
+        let dir = tempfile::tempdir().unwrap();
+        let store = store(dir.path());
+        let claims = store.state_dir("shop/state/claims").unwrap();
+        assert!(claims.list().await.unwrap().is_empty(), "no folder yet");
+        claims.create("x.1.0", &1).await.unwrap();
+        claims.write("y.2.0", &2).await.unwrap();
+        store
+            .state_dir("shop/state/claims/deeper")
+            .unwrap()
+            .write("z", &3)
+            .await
+            .unwrap();
+        let mut names: Vec<String> = claims
+            .list()
+            .await
+            .unwrap()
+            .into_iter()
+            .map(|(n, _)| n)
+            .collect();
+        names.sort();
+        assert_eq!(names, ["x.1.0", "y.2.0"]);
+        claims.delete("x.1.0").await.unwrap();
+        claims.delete("x.1.0").await.unwrap();
+        assert_eq!(claims.list().await.unwrap().len(), 1);
     }
 }

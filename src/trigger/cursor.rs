@@ -80,6 +80,7 @@ pub async fn set_cursor(
         dropped: 0,
         pending: 0,
         expired: 0,
+        held: 0,
         error: None,
     };
     let mut writer = CursorMove { record };

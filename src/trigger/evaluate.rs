@@ -5,6 +5,7 @@
 use datafusion::prelude::SessionContext;
 
 use super::TriggerFile;
+use crate::identity::index::{AsOf, IdentityIndex};
 use crate::identity::pending::{decode, nullable};
 use crate::identity::resolve::{Resolution, resolve};
 use crate::sql::{explain_error, plan_read_only};
@@ -23,11 +24,13 @@ pub struct Evaluation {
 }
 
 /// Runs `trigger`'s SQL on `ctx` and resolves what it returns together with
-/// the `pending` rows that still decode.
+/// the `pending` rows that still decode (with `index` at its clock when
+/// given: `identity::resolve`).
 pub async fn evaluate(
     ctx: &SessionContext,
     trigger: &TriggerFile,
     pending: &[PendingRecord],
+    index: Option<(&IdentityIndex, AsOf)>,
 ) -> Result<Evaluation, String> {
     let frame = plan_read_only(ctx, &trigger.sql)
         .await
@@ -49,7 +52,7 @@ pub async fn evaluate(
     let mut origins = vec![None; window_rows];
     origins.extend(from.into_iter().map(Some));
     all.extend(decoded);
-    let resolution = resolve(ctx, all, schema, trigger.requires_identity).await?;
+    let resolution = resolve(ctx, all, schema, trigger.requires_identity, index).await?;
     Ok(Evaluation {
         resolution,
         window_rows,

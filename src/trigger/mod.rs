@@ -5,11 +5,15 @@
 //! - `file`: trigger files and their header.
 //! - `evaluate`: the query over a run's session, resolved to matches.
 //! - `cursor`: where a trigger's next window starts, and an operator's move of it.
+//! - `health`: failures in a row, and whether a trigger is paused; `resume`
+//!   runs a paused one again.
 //! - `status`: what each trigger is doing, and its run history.
 
 pub mod cursor;
 pub mod evaluate;
 pub mod file;
+pub mod health;
+pub mod resume;
 pub mod status;
 
 use std::path::Path;

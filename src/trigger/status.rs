@@ -5,6 +5,7 @@
 use chrono::{DateTime, Utc};
 use serde_json::{Value, json};
 
+use super::health::{Streak, current_streak};
 use super::{TriggerFile, load_triggers};
 use crate::config::Config;
 use crate::project::FileError;
@@ -40,9 +41,15 @@ pub async fn trigger_rows(
         if workspace.is_some_and(|w| w != runs_in) {
             continue;
         }
-        let cursor = match store.open(runs_in, TableKind::Ledger).await? {
-            Some(ledger) => table::app_progress(&ledger, &cursor_app_id(&trigger.name)).await?,
-            None => None,
+        let ledger = store.open(runs_in, TableKind::Ledger).await?;
+        let (cursor, streak) = match &ledger {
+            Some(ledger) => (
+                table::app_progress(ledger, &cursor_app_id(&trigger.name)).await?,
+                current_streak(ledger, &trigger.name, config.max_run_failures)
+                    .await
+                    .map_err(|e| StoreError::delta(ledger.table_url(), e))?,
+            ),
+            None => (None, Streak::default()),
         };
         let schedule = trigger
             .schedule
@@ -60,6 +67,9 @@ pub async fn trigger_rows(
             "active": trigger.active,
             "cursor": cursor,
             "next_run": next_run.map(|t| t.to_rfc3339()),
+            "paused": streak.paused(config.max_run_failures),
+            "failures": streak.failures,
+            "last_error": streak.last_error,
             "description": trigger.description,
         }));
     }

@@ -113,3 +113,44 @@ fn unreadable_inputs_are_clear_errors() {
             .contains("short.csv:3: 1 fields where the header has 2")
     );
 }
+
+/// Issue 12: the quarantine keeps what was sent, but not its secrets.
+#[test]
+fn a_quarantined_line_is_kept_without_its_secret() {
+    let project = Project::new();
+    let file = project.path("secrets.ndjson");
+    let lines = [
+        // Valid JSON, wrong key: the whole field goes.
+        r#"{"partnerId":"shop","partnerSecret":"s3cret-wrong","clientId":"c","type":"track","properties":{"eventName":"x"}}"#,
+        // A Segment call of an unsupported type with its writeKey and a header.
+        r#"{"type":"page","writeKey":"wk-s3cret","anonymousId":"a","context":{"Authorization":"Bearer hdr-s3cret"}}"#,
+        // Cut-off JSON: the value is blanked as text.
+        r#"{"partnerId":"shop","partnerSecret":"test-secret","type":"tr"#,
+    ];
+    std::fs::write(&file, lines.join("\n") + "\n").unwrap();
+    let out = project.run(&["import", file.to_str().unwrap()]);
+    assert!(out.status.success());
+    let kept = project.query("SELECT source, raw FROM quarantine ORDER BY source");
+    assert_eq!(kept.len(), 3, "{kept:?}");
+    for row in &kept {
+        let raw = row["raw"].as_str().unwrap();
+        for secret in ["s3cret-wrong", "wk-s3cret", "hdr-s3cret", "test-secret"] {
+            assert!(!raw.contains(secret), "{secret} kept in {raw}");
+        }
+    }
+    assert!(
+        kept[0]["raw"]
+            .as_str()
+            .unwrap()
+            .contains("\"clientId\":\"c\""),
+        "{kept:?}"
+    );
+    assert!(
+        kept[1]["raw"].as_str().unwrap().contains("\"page\""),
+        "{kept:?}"
+    );
+    assert!(
+        kept[2]["raw"].as_str().unwrap().contains("[redacted]"),
+        "{kept:?}"
+    );
+}

@@ -154,6 +154,7 @@ impl Setup {
             dropped: 0,
             pending: 0,
             expired: 0,
+            held: 0,
             error: None,
         };
         let mut ledger = self
@@ -696,4 +697,41 @@ async fn redeliver_through_the_library_resets_only_failed_or_dead() {
         (&held["status"], &held["attempts"]),
         (&json!("held_out"), &json!(0))
     );
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_ledger_file_path_outside_the_project_is_dead_and_nothing_is_written() {
+    let setup = Setup::new();
+    let outside = tempfile::tempdir().unwrap();
+    let absolute = outside.path().join("abs.ndjson");
+    let escape_name = format!("escape-{}.ndjson", std::process::id());
+    let file = |id: &str, path: String| {
+        let mut d = delivery(
+            id,
+            json!({"kind": "file", "path": path, "line": json!({"delivery_id": id}).to_string()}),
+        );
+        d.action = "audit".into();
+        d
+    };
+    let planned = planned_now();
+    let deliveries = [
+        file("f-dotdot", format!("../{escape_name}")),
+        file("f-abs", absolute.display().to_string()),
+        file("f-inside", "out/ok.ndjson".into()),
+    ];
+    setup.plan("run-1", &deliveries, planned).await;
+
+    let summary = setup.deliver(planned).await;
+
+    assert_eq!((summary.dead, summary.delivered), (2, 1), "{summary}");
+    for id in ["f-dotdot", "f-abs"] {
+        let row = setup.delivery(id).await;
+        assert_eq!(row["status"], "dead", "{id}");
+        let error = row["last_error"].as_str().unwrap();
+        assert!(error.starts_with("file path refused"), "{id}: {error}");
+    }
+    assert!(!absolute.exists());
+    let parent = setup.project.dir.path().parent().unwrap();
+    assert!(!parent.join(&escape_name).exists());
+    assert!(setup.project.path("out/ok.ndjson").exists());
 }

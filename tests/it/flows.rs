@@ -345,3 +345,84 @@ fn an_event_action_chains_into_another_trigger() {
         "the event id is the delivery id"
     );
 }
+
+/// Ids with the delimiter an earlier build cut contacts at (auth0-style
+/// `auth0|123`) are three people: a cap of one lets each fire once.
+#[test]
+fn user_ids_with_delimiters_are_distinct_contacts_under_a_cap() {
+    let project = Project::new();
+    write(
+        &project,
+        "queries/triggers/carts.sql",
+        "-- backfill: all\n-- requires_identity: false\n\
+         SELECT user_id, event_id FROM new_events WHERE event_name = 'cart'\n",
+    );
+    write(
+        &project,
+        "flows/capped.toml",
+        "trigger = \"carts\"\nfrequency_cap = { max = 1, per = \"24h\" }\n\
+         [[branch]]\nactions = [\"audit\"]\n\
+         [actions.audit]\ntype = \"file\"\npath = \"out/capped.ndjson\"\n",
+    );
+    let events: String = ["auth0|1", "auth0|2", "auth0|1|x", "auth0|1", "auth0|2"]
+        .iter()
+        .enumerate()
+        .map(|(i, user)| {
+            format!(
+                "{{\"name\": \"cart\", \"payload\": {{}}, \"user_id\": \"{user}\", \
+                 \"event_id\": \"e{i}\", \"timestamp\": \"2026-11-01T00:00:00Z\"}}\n"
+            )
+        })
+        .collect();
+    write(&project, "carts.ndjson", &events);
+    project.import(&[&project.path("carts.ndjson")]);
+    project.ok(&["run", "--now", "2026-11-01T01:00:00Z"]);
+    let sent = project.query(
+        "SELECT contact, count(*) AS n FROM deliveries WHERE status = 'delivered' GROUP BY contact ORDER BY contact",
+    );
+    assert_eq!(
+        sent,
+        [
+            serde_json::json!({"contact": "user_id:auth0|1", "n": 1}),
+            serde_json::json!({"contact": "user_id:auth0|1|x", "n": 1}),
+            serde_json::json!({"contact": "user_id:auth0|2", "n": 1}),
+        ]
+    );
+    let capped = project.number("SELECT count(*) FROM deliveries WHERE status = 'filtered'");
+    assert_eq!(capped, 2.0, "the second carts of auth0|1 and auth0|2");
+}
+
+/// Within a run the frequency cap counts only rows that would be delivered:
+/// a first cart no branch takes does not use up the contact's one fire.
+#[test]
+fn the_within_run_cap_counts_only_rows_that_would_be_delivered() {
+    let project = Project::new();
+    write(
+        &project,
+        "queries/triggers/carts.sql",
+        "-- backfill: all\nSELECT email, event_id, json_get_float(properties, 'v') AS v \
+         FROM new_events WHERE event_name = 'cart'\n",
+    );
+    write(
+        &project,
+        "flows/big.toml",
+        "trigger = \"carts\"\nfrequency_cap = { max = 1, per = \"24h\" }\n\
+         [[branch]]\nwhen = \"v > 100\"\nactions = [\"audit\"]\n\
+         [actions.audit]\ntype = \"file\"\npath = \"out/big.ndjson\"\n",
+    );
+    write(
+        &project,
+        "carts.ndjson",
+        "{\"name\": \"cart\", \"payload\": {\"v\": 50}, \"email\": \"a@example.com\", \"event_id\": \"small\", \"timestamp\": \"2026-11-01T00:00:00Z\"}\n\
+         {\"name\": \"cart\", \"payload\": {\"v\": 200}, \"email\": \"a@example.com\", \"event_id\": \"big\", \"timestamp\": \"2026-11-01T00:01:00Z\"}\n",
+    );
+    project.import(&[&project.path("carts.ndjson")]);
+    project.ok(&["run", "--now", "2026-11-01T01:00:00Z"]);
+    let outcomes = project.query(
+        "SELECT d.status, d.reason, json_get_float(d.data, 'v') AS v FROM deliveries d ORDER BY v",
+    );
+    assert_eq!(outcomes.len(), 2, "{outcomes:?}");
+    assert_eq!(outcomes[0]["status"], "filtered");
+    assert_eq!(outcomes[0]["reason"], "no branch matched");
+    assert_eq!(outcomes[1]["status"], "delivered");
+}

@@ -12,7 +12,7 @@ use std::time::{Duration, Instant};
 
 use serde_json::{Value, json};
 
-use crate::project::SECRET;
+use crate::project::{ADMIN, SECRET};
 use crate::server::{PATIENCE, Request, Server, serving_project_with};
 
 /// How often a polling loop looks again.
@@ -38,10 +38,16 @@ fn track(name: &str, id: &str) -> Request<'static> {
     Request::post("/v1/track", body.to_string()).bearer(SECRET)
 }
 
+/// The `/metrics` page, read with the admin key.
+fn metrics_page(server: &Server) -> String {
+    let (status, page) = server.text("/metrics", Some(ADMIN));
+    assert_eq!(status, 200, "{page}");
+    page
+}
+
 /// A metric's value on the `/metrics` page (0 when absent).
 fn metric(server: &Server, name: &str) -> f64 {
-    server
-        .text("/metrics")
+    metrics_page(server)
         .lines()
         .find_map(|line| line.strip_prefix(&format!("{name} ")))
         .and_then(|v| v.trim().parse().ok())
@@ -275,7 +281,7 @@ fn a_write_key_over_max_events_per_second_is_answered_429_with_retry_after() {
     );
     let retry: u64 = headers["retry-after"].to_str().unwrap().parse().unwrap();
     assert!(retry >= 1, "{retry}");
-    let metrics = server.text("/metrics");
+    let metrics = metrics_page(&server);
     assert!(metrics.contains("status=\"429\"} 1"), "{metrics}");
 }
 

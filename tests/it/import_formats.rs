@@ -94,7 +94,7 @@ fn csv_with_payload_columns() {
     assert_eq!(rows[2]["type"], "identify");
     let identities = project.ok(&[
         "query",
-        "SELECT user_id FROM identities",
+        "SELECT user_id FROM identities WHERE client_id IS NOT NULL",
         "--now",
         "2026-11-02T00:00:00Z",
         "--format",
@@ -189,7 +189,7 @@ fn identities_are_the_latest_identify_within_the_ttl() {
     }
     let out = project.ok(&[
         "query",
-        "SELECT client_id, email FROM identities ORDER BY client_id",
+        "SELECT client_id, email FROM identities WHERE client_id IS NOT NULL ORDER BY client_id",
         "--now",
         "2026-11-02T12:00:00Z",
         "--format",

@@ -9,7 +9,7 @@ use std::sync::{Arc, Mutex};
 
 use serde_json::{Value, json};
 
-use crate::project::SECRET;
+use crate::project::{ADMIN, SECRET};
 use crate::server::{Request, Server, serving_project, serving_project_with};
 
 /// The seed's curl body (seeds/004), byte for byte, with its placeholders
@@ -309,9 +309,8 @@ fn schema_learning_and_metrics() {
     assert!(fields.iter().any(|f| f["field"] == "properties.sku.id"));
     assert_eq!(server.call("GET", "/v1/schema", None).0, 401);
 
-    let (status, _) = server.call("GET", "/metrics", None);
-    assert_eq!(status, 200);
-    let page = server.text("/metrics");
+    let (status, page) = server.text("/metrics", Some(ADMIN));
+    assert_eq!(status, 200, "{page}");
     assert!(page.contains("tripwire_events_accepted_total 2"), "{page}");
     assert!(page.contains("tripwire_http_requests_total{endpoint=\"/v1/track\",status=\"200\"} 2"));
     assert!(page.contains("tripwire_wal_fsyncs_total"));

@@ -14,36 +14,46 @@
 //! - `serve`: the API and the scheduler of a real `tripwire serve` (hot reload).
 //! - `triggers`: runs see each event once, crash and concurrency safety, `check`.
 //! - `deliver`: the delivery worker against a real receiver: signatures, retries, dead letters, `redeliver`, `kill -9`.
+//! - `workbench`: `tripwire test` on the example project, a failing case's diff, `check` running tests.
 //! - `interop`: the stored tables read by the python `deltalake` package and DuckDB.
 //! - `windows`: new triggers, moved cursors, log cleanup and other writers' deletes, compactions and appends.
 //! - `maintain`: `optimize` and serve's maintenance merge files, checkpoint, expire old events, fire nothing again.
 //! - `erase`: a person's data erased everywhere, counted, and nothing fires again.
+//! - `guardrail`: a run over max_deliveries_per_run holds its deliveries for release or discard.
 //! - `late_identity`: rows wait for their identity, fire once when it arrives, expire after the wait.
 //! - `layers`: each module uses only the modules declared before it in `lib.rs`.
 //! - `migrate`: a store written by an earlier tripwire opens and keeps working.
 //! - `segment_client`: Segment's own python library sends to a real server.
 //! - `hostile_serve`: issue 13 against `serve`: slow clients, a failing WAL disk, rate limits, poison input, memory bounds.
 //! - `hostile_input`: issue 13 on import and `check`: long lines, broken gzip, mistyped Parquet, poison times, problem lines.
+//! - `receiver`: a webhook receiver (plain or TLS, with a test CA) in the test process.
+//! - `keys`: fail closed, write vs admin keys, rotation, the deliveries admin API.
+//! - `outbound`: what leaves: JSON-escaped templates, https, private networks, file paths.
 
 mod bad_input;
 mod config;
 mod deliver;
 mod erase;
 mod flows;
+mod guardrail;
 mod hostile_input;
 mod hostile_serve;
 mod idempotent;
 mod import_formats;
 mod ingest;
 mod interop;
+mod keys;
 mod late_identity;
 mod layers;
 mod maintain;
 mod migrate;
+mod outbound;
 mod project;
 mod query;
+mod receiver;
 mod segment_client;
 mod serve;
 mod server;
 mod triggers;
 mod windows;
+mod workbench;

@@ -6,8 +6,11 @@ use std::process::{Command, Output};
 
 use tripwire::sample::{SampleSpec, SampleTotals, write_ndjson};
 
-/// The secret configured for the test workspace `shop`.
+/// The secret (write key) configured for the test workspace `shop`.
 pub const SECRET: &str = "test-secret";
+
+/// The admin key of the test workspace `shop` in a serving project.
+pub const ADMIN: &str = "test-admin";
 
 pub struct Project {
     pub dir: tempfile::TempDir,

@@ -2,8 +2,8 @@
 //! over real HTTP. Its scheduler runs triggers on their schedules and picks
 //! up added, edited and deleted trigger files without a restart.
 
-use crate::project::{Project, SECRET};
-use crate::server::{Server, serving_project};
+use crate::project::{ADMIN, Project, SECRET};
+use crate::server::{Request, Server, serving_project};
 
 fn write_trigger(project: &Project, name: &str, text: &str) {
     let dir = project.path("queries/triggers");
@@ -28,7 +28,7 @@ const EVERY_EVENT: &str = "-- schedule: every 1s\n-- backfill: all\n-- requires_
      SELECT event_id, email, user_id, client_id FROM new_events\n";
 
 #[test]
-fn the_api_serves_triggers_runs_and_previews_with_the_workspace_key() {
+fn the_api_serves_triggers_runs_and_previews_with_the_admin_key() {
     let project = serving_project();
     write_trigger(&project, "everything", EVERY_EVENT);
     let (file, totals) = project.sample("events.ndjson", 600, 21);
@@ -38,11 +38,10 @@ fn the_api_serves_triggers_runs_and_previews_with_the_workspace_key() {
     assert_eq!(server.call("GET", "/healthz", None).0, 200);
     assert_eq!(server.call("GET", "/v1/runs", None).0, 401);
     assert_eq!(server.call("GET", "/v1/runs", Some("wrong")).0, 401);
+    assert_eq!(server.call("GET", "/v1/runs", Some(SECRET)).0, 403);
     assert_eq!(
-        server
-            .call("GET", "/v1/runs?workspace=nope", Some(SECRET))
-            .0,
-        400
+        server.call("GET", "/v1/runs?workspace=nope", Some(ADMIN)).0,
+        403
     );
 
     let runs = server.wait_for_runs("everything", "a committed run", |r| !r.is_empty());
@@ -62,7 +61,7 @@ fn the_api_serves_triggers_runs_and_previews_with_the_workspace_key() {
     let (status, preview) = server.call(
         "POST",
         "/v1/triggers/everything/preview?all=true",
-        Some(SECRET),
+        Some(ADMIN),
     );
     assert_eq!(status, 200, "{preview}");
     assert_eq!(preview["matched"].as_i64(), Some(all_events));
@@ -70,7 +69,7 @@ fn the_api_serves_triggers_runs_and_previews_with_the_workspace_key() {
         preview["matches"].as_array().map(Vec::len),
         Some(totals.events as usize)
     );
-    let (status, _) = server.call("POST", "/v1/triggers/nope/preview", Some(SECRET));
+    let (status, _) = server.call("POST", "/v1/triggers/nope/preview", Some(ADMIN));
     assert_eq!(status, 404);
     assert_eq!(server.runs("everything").len(), 1);
 
@@ -157,4 +156,70 @@ fn the_scheduler_picks_up_added_edited_and_deleted_trigger_files() {
             .all(|run| run["to_version"].as_i64() < Some(third)),
         "b ran after it was deleted: {b_runs:?}"
     );
+}
+
+/// Segment's usual backend call: an identify with a userId and an email,
+/// no anonymousId. A later track that carries only the userId resolves to
+/// that email.
+#[test]
+fn a_server_side_identify_resolves_later_tracks_by_user_id() {
+    let project = serving_project();
+    write_trigger(
+        &project,
+        "carts",
+        "-- schedule: every 1s\n-- backfill: all\n-- wait_for_identity: 0\n\
+         SELECT user_id, email, event_id FROM new_events WHERE event_name = 'cart'\n",
+    );
+    let server = Server::start(&project);
+    let identify =
+        r#"{"userId": "u-9", "traits": {"email": "nine@example.com"}, "messageId": "i-9"}"#;
+    let (status, _) = server.send(Request::post("/v1/identify", identify).bearer(SECRET));
+    assert_eq!(status, 200);
+    let track = r#"{"userId": "u-9", "event": "cart", "messageId": "t-9"}"#;
+    let (status, _) = server.send(Request::post("/v1/track", track).bearer(SECRET));
+    assert_eq!(status, 200);
+    let runs = server.wait_for_runs("carts", "the cart resolved", |runs| {
+        runs.iter().any(|r| r["resolved"].as_i64() == Some(1))
+    });
+    assert!(
+        runs.iter().all(|r| r["dropped"].as_i64() == Some(0)),
+        "{runs:?}"
+    );
+    assert!(server.stop().success());
+    let matches = project.query("SELECT contact, user_id, event_id FROM matches");
+    assert_eq!(
+        matches,
+        [
+            serde_json::json!({"contact": "email:nine@example.com", "user_id": "u-9", "event_id": "t-9"})
+        ]
+    );
+}
+
+/// A panic inside a run (a bug) is recorded as the run's error; the
+/// trigger is not left marked running: it is retried on schedule (and
+/// paused after max_run_failures), and the other triggers go on.
+#[test]
+fn a_panicking_run_is_recorded_and_retried_and_the_others_go_on() {
+    let project = serving_project();
+    write_trigger(&project, "broken", EVERY_EVENT);
+    write_trigger(&project, "fine", EVERY_EVENT);
+    let (file, _) = project.sample("events.ndjson", 50, 3);
+    project.import(&[&file]);
+    let server = Server::start_with_env(&project, &[("TRIPWIRE_PANIC_IN_RUN", "broken")]);
+    server.wait_for_runs("fine", "a committed run", |r| !r.is_empty());
+    let runs = server.wait_for_runs("broken", "several panicked runs", |r| r.len() >= 3);
+    for run in &runs {
+        let error = run["error"].as_str().unwrap_or_default();
+        assert!(error.contains("the run panicked"), "{run}");
+    }
+    let triggers = server.get("/v1/triggers");
+    let broken = triggers["triggers"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|t| t["trigger"] == "broken")
+        .cloned()
+        .unwrap();
+    assert!(broken["failures"].as_u64().unwrap() >= 3, "{broken}");
+    assert!(server.stop().success());
 }

@@ -7,12 +7,13 @@ use std::time::{Duration, Instant};
 
 use serde_json::Value;
 
-use crate::project::{Project, SECRET};
+use crate::project::{ADMIN, Project, SECRET};
 
 /// How long a test waits for the server to get somewhere before failing.
 pub const PATIENCE: Duration = Duration::from_secs(90);
 
-/// A project serving on a free port; its WAL flushes after 200 ms.
+/// A project serving on a free port, `shop` with the write key [`SECRET`]
+/// and the admin key [`ADMIN`]; its WAL flushes after 200 ms.
 pub fn serving_project() -> Project {
     serving_project_with("", "")
 }
@@ -21,7 +22,7 @@ pub fn serving_project() -> Project {
 pub fn serving_project_with(workspaces: &str, ingest: &str) -> Project {
     Project::with_config(&format!(
         "storage = \"./store\"\nlisten = \"127.0.0.1:0\"\n\
-         [[workspace]]\nid = \"shop\"\nsecret = \"{SECRET}\"\n{workspaces}\n\
+         [[workspace]]\nid = \"shop\"\nsecret = \"{SECRET}\"\nadmin_secret = \"{ADMIN}\"\n{workspaces}\n\
          [ingest]\nflush_age = \"200ms\"\n{ingest}"
     ))
 }
@@ -64,8 +65,14 @@ pub struct Server {
 
 impl Server {
     pub fn start(project: &Project) -> Server {
-        let mut child = project
-            .command(&["serve"])
+        Server::start_with_env(project, &[])
+    }
+
+    /// [`Server::start`] with extra environment variables (test hooks).
+    pub fn start_with_env(project: &Project, env: &[(&str, &str)]) -> Server {
+        let mut command = project.command(&["serve"]);
+        command.envs(env.iter().copied());
+        let mut child = command
             .stdout(Stdio::piped())
             .stderr(Stdio::inherit())
             .spawn()
@@ -144,18 +151,23 @@ impl Server {
         self.send(request)
     }
 
-    /// `GET path` as text (no key).
-    pub fn text(&self, path: &str) -> String {
+    /// `GET path` as text, with `key` if given.
+    pub fn text(&self, path: &str, key: Option<&str>) -> (u16, String) {
         self.runtime.block_on(async {
             let url = format!("{}{path}", self.base);
-            let response = self.client.get(url).send().await.expect("HTTP request");
-            response.text().await.expect("a text body")
+            let mut request = self.client.get(url);
+            if let Some(key) = key {
+                request = request.bearer_auth(key);
+            }
+            let response = request.send().await.expect("HTTP request");
+            let status = response.status().as_u16();
+            (status, response.text().await.expect("a text body"))
         })
     }
 
-    /// `GET path` with the workspace key; must answer 200.
+    /// `GET path` with the workspace's admin key; must answer 200.
     pub fn get(&self, path: &str) -> Value {
-        let (status, body) = self.call("GET", path, Some(SECRET));
+        let (status, body) = self.call("GET", path, Some(ADMIN));
         assert_eq!(status, 200, "GET {path}: {body}");
         body
     }

@@ -298,3 +298,62 @@ fn a_run_pinned_with_now_is_reproduced_exactly_on_another_store() {
     assert!(matches.iter().all(|m| m["email"].is_string()));
     assert_eq!(matches, ledger_of(&second));
 }
+
+/// A poison event makes a trigger's SQL fail at run time on every retry of
+/// its window: after max_run_failures (5) in a row the trigger is paused,
+/// `triggers` says why, and `resume --skip` moves it past the window.
+#[test]
+fn a_trigger_failing_five_times_in_a_row_is_paused_until_resumed() {
+    let project = Project::new();
+    with_trigger(
+        &project,
+        "numbers",
+        "-- backfill: all\nSELECT email, CAST(json_get_str(properties, 'n') AS BIGINT) AS n \
+         FROM new_events WHERE event_name = 'number'\n",
+    );
+    let event = |id: &str, n: &str| {
+        format!(
+            "{{\"name\": \"number\", \"payload\": {{\"n\": \"{n}\"}}, \"email\": \"a@example.com\", \"event_id\": \"{id}\"}}\n"
+        )
+    };
+    let poison = project.path("poison.ndjson");
+    std::fs::write(&poison, event("p", "not a number")).unwrap();
+    project.import(&[&poison]);
+    for _ in 0..5 {
+        let out = project.run(&["run", "numbers"]);
+        assert!(!out.status.success(), "the poison fails the run");
+    }
+    let paused = project.run(&["run", "numbers"]);
+    let stderr = String::from_utf8_lossy(&paused.stderr);
+    assert!(
+        stderr.contains("paused after 5 failed runs in a row"),
+        "{stderr}"
+    );
+    assert!(
+        stderr.contains("not a number"),
+        "the last error is shown: {stderr}"
+    );
+    let listed = project.ok(&["triggers"]);
+    assert!(listed.contains("true"), "paused is shown: {listed}");
+    assert_eq!(
+        project.number("SELECT count(*) FROM runs WHERE error IS NOT NULL"),
+        5.0
+    );
+
+    // Resumed without skipping, it retries (and fails) again, one failure in.
+    project.ok(&["resume", "numbers"]);
+    let retried = project.run(&["run", "numbers"]);
+    let stderr = String::from_utf8_lossy(&retried.stderr);
+    assert!(!stderr.contains("paused"), "{stderr}");
+
+    // Skipping the window: the cursor moves past it, later events fire.
+    let skipped = project.ok(&["resume", "numbers", "--skip"]);
+    assert!(skipped.contains("versions (-1, 1] skipped"), "{skipped}");
+    let good = project.path("good.ndjson");
+    std::fs::write(&good, event("g", "42")).unwrap();
+    project.import(&[&good]);
+    let run = project.ok(&["run", "numbers"]);
+    assert!(run.contains("1 rows, 1 resolved"), "{run}");
+    let n = project.number("SELECT json_get_int(data, 'n') FROM matches");
+    assert_eq!(n, 42.0);
+}

@@ -197,3 +197,65 @@ fn another_writers_delete_and_compaction_refire_nothing_and_its_appends_fire_onc
     let unstamped = project.number("SELECT count(*) FROM events WHERE commit_version IS NULL");
     assert_eq!(unstamped, 0.0);
 }
+
+/// The identity index a run saves (`state/identity/`) must not outlive the
+/// identify calls it folded: after another writer deletes them, the next
+/// run (a fresh process, starting from the saved index) no longer resolves
+/// the client, and an identify sent afterwards resolves it again.
+#[test]
+fn identities_another_writer_deletes_are_forgotten_by_the_saved_index() {
+    let project = Project::new();
+    let write = |name: &str, lines: &[&str]| {
+        let file = project.path(name);
+        std::fs::write(&file, lines.join("\n") + "\n").unwrap();
+        project.import(&[&file]);
+    };
+    let cart = |at: &str| {
+        format!(
+            r#"{{"type":"track","event":"cart","anonymousId":"c1","messageId":"cart-{at}","timestamp":"2026-11-01T{at}:00:00Z"}}"#
+        )
+    };
+    let identify = |email: &str, at: &str| {
+        format!(
+            r#"{{"type":"identify","anonymousId":"c1","traits":{{"email":"{email}"}},"messageId":"id-{email}","timestamp":"2026-11-01T{at}:00:00Z"}}"#
+        )
+    };
+    with_trigger(
+        &project,
+        "carts",
+        "-- backfill: all\n-- wait_for_identity: 0\nSELECT client_id FROM new_events WHERE event_name = 'cart'\n",
+    );
+    let now = "2026-11-02T00:00:00Z";
+    write("a.ndjson", &[&identify("one@x.com", "00"), &cart("01")]);
+    let out = project.ok(&["run", "--now", now]);
+    assert!(out.contains("1 rows, 1 resolved"), "{out}");
+    let saved = std::fs::read_dir(project.path("store/shop/state/identity"))
+        .map(|dir| dir.count())
+        .unwrap_or(0);
+    assert!(saved > 0, "the run saved its identity index");
+
+    python(&project, DELETE_IDENTIFIES);
+    write("b.ndjson", &[&cart("02")]);
+    let out = project.ok(&["run", "--now", now]);
+    assert!(
+        out.contains("1 rows, 0 resolved, 1 unresolved (1 dropped)"),
+        "{out}"
+    );
+
+    write("c.ndjson", &[&identify("two@x.com", "03"), &cart("04")]);
+    project.ok(&["run", "--now", now]);
+    let emails = project.query("SELECT email FROM matches ORDER BY email");
+    assert_eq!(
+        emails,
+        vec![
+            serde_json::json!({"email": "one@x.com"}),
+            serde_json::json!({"email": "two@x.com"})
+        ]
+    );
+}
+
+const DELETE_IDENTIFIES: &str = r#"
+import sys
+from deltalake import DeltaTable
+DeltaTable(sys.argv[1]).delete("type = 'identify'")
+"#;

@@ -20,6 +20,9 @@ pub enum Status {
     Failed,
     /// Refused, or failing for the whole retry period: only `redeliver` revives it.
     Dead,
+    /// Held over a flow's `max_deliveries_per_run`, then discarded by an
+    /// operator: never sent.
+    Discarded,
 }
 
 impl Status {
@@ -29,6 +32,7 @@ impl Status {
             Status::Delivered => "delivered",
             Status::Failed => "failed",
             Status::Dead => "dead",
+            Status::Discarded => "discarded",
         }
     }
 }

@@ -73,11 +73,13 @@ async fn rewritten_rows(table: &DeltaTable) -> datafusion::error::Result<Vec<Rec
             let columns = schema
                 .fields()
                 .iter()
-                .map(|f| {
-                    let column = batch
-                        .column_by_name(f.name())
-                        .expect("the migration selects every ledger column");
-                    arrow::compute::cast(column, f.data_type())
+                .map(|f| match batch.column_by_name(f.name()) {
+                    Some(column) => arrow::compute::cast(column, f.data_type()),
+                    // Columns added after the old layout: no old row has them.
+                    None => Ok(arrow::array::new_null_array(
+                        f.data_type(),
+                        batch.num_rows(),
+                    )),
                 })
                 .collect::<Result<Vec<_>, _>>()?;
             Ok(RecordBatch::try_new(schema.clone(), columns)?)

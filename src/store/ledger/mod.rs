@@ -19,8 +19,8 @@ use std::sync::{Arc, LazyLock};
 use arrow::datatypes::{DataType, Field, Schema, SchemaRef, TimeUnit};
 
 pub use rows::{
-    DeliveryRecord, MatchRecord, PendingRecord, RunRecord, RunRows, Settled, cursor_batch,
-    run_batch,
+    DeliveryRecord, MatchRecord, PendingRecord, RunRecord, RunRows, Settled, backfill_batch,
+    cursor_batch, resume_batch, run_batch,
 };
 
 /// The kinds of ledger row; the `kind` column holds [`Kind::as_str`].
@@ -40,6 +40,13 @@ pub enum Kind {
     Pending,
     /// A pending row's end: `resolved` by a later run, or `expired`.
     Settled,
+    /// `tripwire resume`: a paused trigger runs again; with `--skip` its
+    /// cursor moved past the failing window `(from_version, to_version]`.
+    Resume,
+    /// `tripwire backfill`: a trigger run over events from before it
+    /// started (its matches and deliveries follow, as a run's do), which
+    /// moves no cursor.
+    Backfill,
 }
 
 impl Kind {
@@ -51,6 +58,8 @@ impl Kind {
             Kind::Cursor => "cursor",
             Kind::Pending => "pending",
             Kind::Settled => "settled",
+            Kind::Resume => "resume",
+            Kind::Backfill => "backfill",
         }
     }
 }
@@ -70,6 +79,7 @@ pub const RUN_COLUMNS: &[&str] = &[
     "dropped",
     "pending",
     "expired",
+    "held",
     "error",
 ];
 pub const MATCH_COLUMNS: &[&str] = &[
@@ -169,6 +179,8 @@ static LEDGER_SCHEMA: LazyLock<SchemaRef> = LazyLock::new(|| {
         // Run rows: rows deferred for a late identity, and given up on.
         number("pending"),
         number("expired"),
+        // Run rows: deliveries held over a flow's max_deliveries_per_run.
+        number("held"),
         // Pending and settled rows.
         text("pending_id", true),
         text("row", true),

@@ -29,6 +29,9 @@ pub struct RunRecord {
     pub pending: i64,
     /// Deferred rows this run gave up on (their wait is over).
     pub expired: i64,
+    /// Deliveries held because a flow planned more than its
+    /// `max_deliveries_per_run`.
+    pub held: i64,
     pub error: Option<String>,
 }
 
@@ -117,7 +120,16 @@ pub struct RunRows<'a> {
 /// The ledger rows of one run: the run itself, its matches, its
 /// deliveries, the rows it defers and the pending rows it settles.
 pub fn run_batch(run: &RunRecord, rows: &RunRows) -> Vec<RecordBatch> {
-    let mut batches = vec![run_rows(run)];
+    batch_of(Kind::Run, run, rows)
+}
+
+/// The ledger rows of a backfill: as a run's, its own row of kind `backfill`.
+pub fn backfill_batch(run: &RunRecord, rows: &RunRows) -> Vec<RecordBatch> {
+    batch_of(Kind::Backfill, run, rows)
+}
+
+fn batch_of(kind: Kind, run: &RunRecord, rows: &RunRows) -> Vec<RecordBatch> {
+    let mut batches = vec![run_rows(kind, run)];
     if !rows.matches.is_empty() {
         batches.push(match_rows(run, rows.matches));
     }
@@ -164,16 +176,26 @@ fn settled_rows(run: &RunRecord, settled: &[(String, Settled)]) -> RecordBatch {
 /// The ledger row of an operator's cursor move (a run record's window
 /// columns: where the cursor was, where it went).
 pub fn cursor_batch(moved: &RunRecord) -> RecordBatch {
-    let number = |v: i64| -> ArrayRef { Arc::new(Int64Array::from(vec![v])) };
-    let columns: Vec<(&str, ArrayRef)> = vec![
-        ("from_version", number(moved.from_version)),
-        ("to_version", number(moved.to_version)),
-        ("started_at", utc(vec![Some(moved.started_at)])),
-    ];
-    widen(Kind::Cursor, moved, 1, columns)
+    window_row(Kind::Cursor, moved)
 }
 
-fn run_rows(run: &RunRecord) -> RecordBatch {
+/// The ledger row of a `tripwire resume` (the window columns: the skipped
+/// range, or the cursor twice when nothing was skipped).
+pub fn resume_batch(resumed: &RunRecord) -> RecordBatch {
+    window_row(Kind::Resume, resumed)
+}
+
+fn window_row(kind: Kind, record: &RunRecord) -> RecordBatch {
+    let number = |v: i64| -> ArrayRef { Arc::new(Int64Array::from(vec![v])) };
+    let columns: Vec<(&str, ArrayRef)> = vec![
+        ("from_version", number(record.from_version)),
+        ("to_version", number(record.to_version)),
+        ("started_at", utc(vec![Some(record.started_at)])),
+    ];
+    widen(kind, record, 1, columns)
+}
+
+fn run_rows(kind: Kind, run: &RunRecord) -> RecordBatch {
     let number = |v: i64| -> ArrayRef { Arc::new(Int64Array::from(vec![v])) };
     let time = |v: i64| -> ArrayRef { utc(vec![Some(v)]) };
     let columns: Vec<(&str, ArrayRef)> = vec![
@@ -186,12 +208,13 @@ fn run_rows(run: &RunRecord) -> RecordBatch {
         ("dropped", number(run.dropped)),
         ("pending", number(run.pending)),
         ("expired", number(run.expired)),
+        ("held", number(run.held)),
         (
             "error",
             Arc::new(StringArray::from(vec![run.error.clone()])),
         ),
     ];
-    widen(Kind::Run, run, 1, columns)
+    widen(kind, run, 1, columns)
 }
 
 fn match_rows(run: &RunRecord, matches: &[MatchRecord]) -> RecordBatch {
