@@ -260,7 +260,7 @@ fn an_unwritable_wal_directory_fails_ingest_with_503_and_heals_without_a_restart
 fn a_write_key_over_max_events_per_second_is_answered_429_with_retry_after() {
     let project = crate::project::Project::with_config(&format!(
         "storage = \"./store\"\nlisten = \"127.0.0.1:0\"\nmax_events_per_second = 5\n\
-         [[workspace]]\nid = \"shop\"\nsecret = \"{SECRET}\"\n[ingest]\nflush_age = \"200ms\"\n"
+         [[workspace]]\nid = \"shop\"\nsecret = \"{SECRET}\"\nadmin_secret = \"{ADMIN}\"\n[ingest]\nflush_age = \"200ms\"\n"
     ));
     let server = Server::start(&project);
     let batch = |n: usize| {
