@@ -17,6 +17,9 @@ pub mod config;
 #[path = "../../src/event/mod.rs"]
 pub mod event;
 
+#[path = "../../src/keys.rs"]
+pub mod keys;
+
 #[path = "../../src/project.rs"]
 pub mod project;
 
