@@ -1,9 +1,11 @@
 //! One scan of a JSON text's bytes, before any parser recurses into it or
 //! the text is kept, for what serde_json's raw values let through and
 //! every later reader of the stored JSON would refuse (so one event could
-//! fail every query over it): nesting deeper than [`MAX_JSON_DEPTH`], and
-//! `\u` escapes that are not valid UTF-16 (a lone surrogate). Every
-//! endpoint and every import line is held to the same rules.
+//! fail every query over it): nesting deeper than [`MAX_JSON_DEPTH`],
+//! `\u` escapes that are not valid UTF-16 (a lone surrogate), and numbers
+//! beyond the range of a 64-bit float (`1e999`: serde_json's raw values
+//! check only their syntax). Every endpoint and every import line is held
+//! to the same rules.
 
 /// The deepest nesting of objects and arrays an event may have, the event
 /// object itself counting as level 1. serde_json refuses 128 levels when it
@@ -17,6 +19,8 @@ enum Problem {
     TooDeep,
     /// A `\u` escape of half a surrogate pair, at this byte.
     LoneSurrogate(usize),
+    /// A number no 64-bit float holds, starting at this byte.
+    NumberOutOfRange(usize),
 }
 
 /// Where the scan is inside a string.
@@ -43,6 +47,14 @@ fn scan(text: &[u8], limit: usize) -> Result<usize, Problem> {
         let byte = text[at];
         state = match (state, byte) {
             (InString::No, b'"') => InString::Yes,
+            (InString::No, b'-' | b'0'..=b'9') => {
+                let end = number_end(text, at);
+                if out_of_range(&text[at..end]) {
+                    return Err(Problem::NumberOutOfRange(at));
+                }
+                at = end - 1;
+                InString::No
+            }
             (InString::No, b'{' | b'[') => {
                 depth += 1;
                 deepest = deepest.max(depth);
@@ -84,6 +96,31 @@ fn scan(text: &[u8], limit: usize) -> Result<usize, Problem> {
     Ok(deepest)
 }
 
+/// Where the number token starting at `at` ends (its bytes are digits,
+/// signs, points and exponents; the JSON parser checks their syntax).
+fn number_end(text: &[u8], at: usize) -> usize {
+    text[at..]
+        .iter()
+        .position(|b| !matches!(b, b'0'..=b'9' | b'-' | b'+' | b'.' | b'e' | b'E'))
+        .map_or(text.len(), |length| at + length)
+}
+
+/// Whether a number token overflows a 64-bit float (then serde_json
+/// refuses it as "number out of range" when it reads the stored value).
+/// Only a token with an exponent, or with more digits than `f64::MAX` has,
+/// can: the others are not parsed.
+fn out_of_range(token: &[u8]) -> bool {
+    const MAX_PLAIN_DIGITS: usize = 309;
+    let exponent = token.iter().any(|b| matches!(b, b'e' | b'E'));
+    if !exponent && token.len() <= MAX_PLAIN_DIGITS {
+        return false;
+    }
+    std::str::from_utf8(token)
+        .ok()
+        .and_then(|text| text.parse::<f64>().ok())
+        .is_some_and(|number| number.is_infinite())
+}
+
 /// The UTF-16 code unit of the four hex digits at `at`, if they are.
 fn unit(text: &[u8], at: usize) -> Option<u32> {
     let digits = text.get(at..at + 4)?;
@@ -98,13 +135,13 @@ pub fn nesting_depth(text: &[u8], limit: usize) -> usize {
     match scan(text, limit) {
         Ok(deepest) => deepest,
         Err(Problem::TooDeep) => limit + 1,
-        // Past a bad escape, the depth is not the question.
-        Err(Problem::LoneSurrogate(_)) => 0,
+        // Past a bad escape or number, the depth is not the question.
+        Err(Problem::LoneSurrogate(_) | Problem::NumberOutOfRange(_)) => 0,
     }
 }
 
-/// Refuses `text` when it nests deeper than `limit` levels or holds a lone
-/// surrogate escape.
+/// Refuses `text` when it nests deeper than `limit` levels, holds a lone
+/// surrogate escape or a number beyond a 64-bit float.
 pub fn check_json(text: &str, limit: usize) -> Result<(), String> {
     match scan(text.as_bytes(), limit) {
         Ok(_) => Ok(()),
@@ -113,6 +150,9 @@ pub fn check_json(text: &str, limit: usize) -> Result<(), String> {
         )),
         Err(Problem::LoneSurrogate(at)) => Err(format!(
             "invalid JSON: a \\u escape at byte {at} is half of a UTF-16 surrogate pair"
+        )),
+        Err(Problem::NumberOutOfRange(at)) => Err(format!(
+            "invalid JSON: the number at byte {at} is beyond the range of a 64-bit float"
         )),
     }
 }
@@ -166,6 +206,44 @@ mod tests {
             r#"{"a":"\u00e9\\ud800"}"#,
             r#"{"a":"\uD83D\uDE00 and \u0041"}"#,
             r#"{"\\":"\\\\"}"#,
+        ] {
+            assert!(check_json(good, MAX_JSON_DEPTH).is_ok(), "{good}");
+            assert!(
+                serde_json::from_str::<serde_json::Value>(good).is_ok(),
+                "{good}"
+            );
+        }
+    }
+
+    #[test]
+    fn numbers_beyond_a_float_are_refused_and_the_rest_kept() {
+        // Found by fuzz/event_shapes: serde_json's raw values check a
+        // number's syntax only, so `1524e2776691259` was stored, and no
+        // reader of the stored JSON could read it back.
+        let long = format!(r#"{{"a":{}}}"#, "9".repeat(400));
+        for bad in [
+            r#"{"a":1e999}"#,
+            r#"{"a":-1E+309}"#,
+            r#"{"a":[1,2,1524e2776691259]}"#,
+            r#"{"sentAt": 1524e2776691259, "event": "e"}"#,
+            long.as_str(),
+        ] {
+            let err = check_json(bad, MAX_JSON_DEPTH).expect_err(bad);
+            assert!(
+                err.contains("beyond the range of a 64-bit float"),
+                "{bad}: {err}"
+            );
+            assert!(
+                serde_json::from_str::<serde_json::Value>(bad).is_err(),
+                "{bad}"
+            );
+        }
+        let wide = format!(r#"{{"a":{}}}"#, "9".repeat(300));
+        for good in [
+            r#"{"a":1e308,"b":-1.7976931348623157e308,"c":1e-999,"d":-0.5}"#,
+            r#"{"a":"1e999","b":12345678901234567890123}"#,
+            r#"{"1e999":[0,-1,2.5E3]}"#,
+            wide.as_str(),
         ] {
             assert!(check_json(good, MAX_JSON_DEPTH).is_ok(), "{good}");
             assert!(

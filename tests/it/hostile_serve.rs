@@ -306,6 +306,16 @@ fn poison_times_deep_nesting_and_duplicates_are_handled_the_same_on_every_endpoi
         "{body}"
     );
 
+    // A number no float holds is refused wherever it is (found by
+    // fuzz/event_shapes: it was stored, and no JSON reader could read it back).
+    let huge = r#"{"event":"e","anonymousId":"c","properties":{"n":1524e2776691259}}"#;
+    let (status, body) = server.send(Request::post("/v1/track", huge).bearer(SECRET));
+    assert_eq!(status, 400, "{body}");
+    assert!(
+        body["error"].as_str().unwrap().contains("64-bit float"),
+        "{body}"
+    );
+
     // 16,000 levels are refused by every endpoint, before any parser recurses.
     let deep = format!("{}1{}", "[".repeat(16_000), "]".repeat(16_000));
     let item =
