@@ -259,20 +259,26 @@ fn check_names_the_bad_line_of_every_problem_and_ends_with_a_whole_summary() {
 }
 
 #[test]
-fn a_parquet_file_the_parquet_reader_panics_on_is_refused_as_unreadable() {
+fn parquet_files_the_parquet_reader_panics_on_are_refused_as_unreadable() {
     // Found by fuzz/parquet_import: the parquet crate panics on a negative
-    // column chunk offset; the import says the file is unreadable instead.
+    // column chunk offset (checked before reading) and on definition levels
+    // that run past their buffer (caught); the import says the file is
+    // unreadable instead of losing its reader thread.
     let project = Project::new();
-    let fixture = Path::new(env!("CARGO_MANIFEST_DIR"))
-        .join("tests/fixtures/fuzz/negative_column_start.parquet");
-    let file = project.path("broken.parquet");
-    std::fs::copy(&fixture, &file).expect("copy the fixture");
-    let output = run_bounded(&project, &["import", file.to_str().unwrap()]);
-    assert_eq!(output.status.code(), Some(2), "{output:?}");
-    let stderr = text(&output.stderr);
-    assert!(
-        stderr.contains("broken.parquet: not a readable Parquet file"),
-        "{stderr}"
-    );
-    assert!(!stderr.contains("reader thread panicked"), "{stderr}");
+    let fixtures = Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/fixtures/fuzz");
+    for (fixture, why) in [
+        ("negative_column_start.parquet", "lies outside the file"),
+        ("bad_definition_levels.parquet", "the Parquet reader failed"),
+    ] {
+        let file = project.path("broken.parquet");
+        std::fs::copy(fixtures.join(fixture), &file).expect("copy the fixture");
+        let output = run_bounded(&project, &["import", file.to_str().unwrap()]);
+        assert_eq!(output.status.code(), Some(2), "{fixture}: {output:?}");
+        let stderr = text(&output.stderr);
+        assert!(
+            stderr.contains("broken.parquet: not a readable Parquet file") && stderr.contains(why),
+            "{fixture}: {stderr}"
+        );
+        assert!(!stderr.contains("reader thread panicked"), "{stderr}");
+    }
 }
