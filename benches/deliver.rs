@@ -21,9 +21,9 @@
 //! deliveries/s = delivered ÷ the whole process's seconds. The process's
 //! time is split with the clocks it records: spawn → `runs.started_at`
 //! (start-up, loading flows), → `runs.finished_at` (trigger SQL,
-//! resolution, segments, experiment, branches), → `attempts.attempted_at`
-//! (the ledger commit; the worker stamps every attempt with the clock it
-//! started with), → exit (delivering and recording the attempts).
+//! resolution, segments, experiment, branches), → the first
+//! `attempts.attempted_at` (the ledger commit; each attempt is stamped as
+//! it begins), → exit (claiming, delivering and recording the attempts).
 //!
 //! Then, as a second line, the worker alone: the same number of webhook
 //! deliveries planned directly through the library in a fresh store (ten

@@ -8,8 +8,9 @@ same Parquet files tripwire reads, timed in DuckDB.
   per client_id with sent_at in (NOW - TTL, NOW];
 - `json_get_float`: a macro over DuckDB's json_extract_string.
 
-Timed per run: a fresh connection, the views, and the query's full result
-(the Delta log is read once, before timing). Prints `median_seconds=S`.
+Timed per run: a fresh connection, the views, and every query's full result
+(`--sql` repeats: a tick's triggers run one after another in one connection;
+the Delta log is read once, before timing). Prints `median_seconds=S`.
 
     python3 benches/duckdb_trigger.py --table STORE/shop/events --from 9 --to 11 \\
         --now 2026-11-05T15:06:40Z --ttl-seconds 604800 --sql TRIGGER.sql --runs 5
@@ -71,13 +72,16 @@ def main():
     parser.add_argument("--to", dest="last", type=int, required=True, help="the watermark")
     parser.add_argument("--now", required=True)
     parser.add_argument("--ttl-seconds", type=int, default=7 * 86400)
-    parser.add_argument("--sql", required=True, help="the trigger file")
+    parser.add_argument("--sql", required=True, action="append",
+                        help="a trigger file; repeat it to run several queries per timed run")
     parser.add_argument("--runs", type=int, default=5)
     args = parser.parse_args()
 
     now = datetime.fromisoformat(args.now.replace("Z", "+00:00"))
-    with open(args.sql) as f:
-        sql = f.read()
+    queries = []
+    for path in args.sql:
+        with open(path) as f:
+            queries.append(f.read())
     event_files = all_files(args.table, args.last)
 
     times = []
@@ -87,12 +91,12 @@ def main():
         started = time.perf_counter()
         con = duckdb.connect()
         setup(con, args.first, args.last, event_files, now, args.ttl_seconds)
-        rows = len(con.execute(sql).fetchall())
+        rows = sum(len(con.execute(sql).fetchall()) for sql in queries)
         times.append(time.perf_counter() - started)
         con.close()
     median = statistics.median(times[1:])
     print(
-        f"duckdb {duckdb.__version__}: {rows} rows over {len(event_files)} table files, "
+        f"duckdb {duckdb.__version__}: {len(queries)} queries, {rows} rows over {len(event_files)} table files, "
         f"median {median:.3f}s of {args.runs}"
     )
     print(f"median_seconds={median:.6f}")

@@ -7,7 +7,7 @@
 //! [`Plan`] holds the decisions ("what is due at t?") as pure functions of
 //! the trigger files and the clock; [`run_scheduler`] is the loop around it.
 
-use std::collections::{HashMap, HashSet};
+use std::collections::{BTreeMap, HashMap, HashSet};
 use std::sync::Arc;
 use std::time::Duration;
 
@@ -17,7 +17,7 @@ use tokio::task::JoinSet;
 
 use crate::config::Config;
 use crate::identity::index::IndexCache;
-use crate::run::{RunRequest, run_trigger_caught};
+use crate::run::{RunRequest, run_triggers};
 use crate::schedule::Schedule;
 use crate::store::Store;
 use crate::trigger::{TriggerFile, load_triggers};
@@ -105,10 +105,10 @@ pub async fn run_scheduler(
     let store = Store::new(config.storage.clone());
     let mut plan = Plan::default();
     let mut running: HashSet<String> = HashSet::new();
-    let mut runs: JoinSet<String> = JoinSet::new();
-    // Which task runs which trigger: a task that dies (a panic outside
-    // the run) still frees its trigger.
-    let mut tasks: HashMap<tokio::task::Id, String> = HashMap::new();
+    let mut runs: JoinSet<Vec<String>> = JoinSet::new();
+    // Which task runs which triggers: a task that dies (a panic outside
+    // the runs) still frees its triggers.
+    let mut tasks: HashMap<tokio::task::Id, Vec<String>> = HashMap::new();
     let mut reported: HashSet<String> = HashSet::new();
     let mut ticker = tokio::time::interval(TICK);
     ticker.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Skip);
@@ -119,11 +119,11 @@ pub async fn run_scheduler(
                 let id = match finished {
                     Ok((id, _)) => id,
                     Err(died) => {
-                        tracing::error!("a scheduled run died: {died}");
+                        tracing::error!("a scheduled tick died: {died}");
                         died.id()
                     }
                 };
-                if let Some(name) = tasks.remove(&id) {
+                for name in tasks.remove(&id).unwrap_or_default() {
                     running.remove(&name);
                 }
                 continue;
@@ -134,15 +134,16 @@ pub async fn run_scheduler(
         let (triggers, errors) = load_triggers(&config.project_dir);
         report_file_errors(&mut reported, errors.iter().map(ToString::to_string));
         plan.sync(&triggers, &config.default_schedule, now);
-        for name in plan.take_due(now, &running) {
-            let Some(trigger) = triggers.iter().find(|t| t.name == name).cloned() else {
-                continue;
-            };
-            running.insert(name.clone());
+        let due = plan.take_due(now, &running);
+        for (workspace, group) in by_workspace(&config, &triggers, &due) {
+            let names: Vec<String> = group.iter().map(|t| t.name.clone()).collect();
+            running.extend(names.iter().cloned());
             let (config, store, identities) = (config.clone(), store.clone(), identities.clone());
-            let task = runs
-                .spawn(async move { run_once(&config, &store, &identities, trigger, now).await });
-            tasks.insert(task.id(), name);
+            let task = runs.spawn(async move {
+                run_tick(&config, &store, &identities, &workspace, &group, now).await;
+                group.into_iter().map(|t| t.name).collect()
+            });
+            tasks.insert(task.id(), names);
         }
     }
     let drained = tokio::time::timeout(SHUTDOWN_GRACE, async {
@@ -155,35 +156,52 @@ pub async fn run_scheduler(
     }
 }
 
-/// One scheduled run; logs its outcome. Returns the trigger's name.
-async fn run_once(
+/// The `due` triggers grouped by workspace, in name order; a trigger whose
+/// workspace is unknown is logged and left out.
+fn by_workspace(
+    config: &Config,
+    triggers: &[TriggerFile],
+    due: &[String],
+) -> BTreeMap<String, Vec<TriggerFile>> {
+    let mut groups: BTreeMap<String, Vec<TriggerFile>> = BTreeMap::new();
+    for name in due {
+        let Some(trigger) = triggers.iter().find(|t| &t.name == name) else {
+            continue;
+        };
+        match config.pick_workspace(trigger.workspace.as_deref()) {
+            Ok(workspace) => groups
+                .entry(workspace.id.clone())
+                .or_default()
+                .push(trigger.clone()),
+            Err(e) => tracing::warn!(path = %trigger.path.display(), "{e}"),
+        }
+    }
+    groups
+}
+
+/// One tick of a workspace's due triggers; logs each run's outcome.
+async fn run_tick(
     config: &Config,
     store: &Store,
     identities: &IndexCache,
-    trigger: TriggerFile,
+    workspace: &str,
+    triggers: &[TriggerFile],
     now: DateTime<Utc>,
-) -> String {
-    let workspace = match config.pick_workspace(trigger.workspace.as_deref()) {
-        Ok(w) => w.id.clone(),
-        Err(e) => {
-            tracing::warn!(path = %trigger.path.display(), "{e}");
-            return trigger.name;
-        }
-    };
-    let setup = match crate::flow::FlowSetup::load(config, store, &workspace).await {
+) {
+    let setup = match crate::flow::FlowSetup::load(config, store, workspace).await {
         Ok(setup) => setup,
         Err(e) => {
-            tracing::warn!(
-                path = %trigger.path.display(),
-                "{e} (retried at the next due time)"
-            );
-            return trigger.name;
+            tracing::warn!(workspace, "{e} (retried at the next due time)");
+            return;
         }
+    };
+    let Some(first) = triggers.first() else {
+        return;
     };
     let request = RunRequest {
         store,
-        workspace: &workspace,
-        trigger: &trigger,
+        workspace,
+        trigger: first,
         now,
         identity_ttl: config.identity_ttl,
         commit: true,
@@ -194,13 +212,21 @@ async fn run_once(
         max_failures: config.max_run_failures,
         identities,
     };
-    match run_trigger_caught(&request).await {
-        Ok(outcome) if outcome.matched_anything_new() => tracing::info!("{outcome}"),
-        Ok(_) => {}
-        Err(e @ crate::run::RunError::Paused { .. }) => tracing::warn!("{e}"),
-        Err(e) => tracing::warn!("{e} (retried at the next due time)"),
+    let outcomes = match run_triggers(&request, triggers).await {
+        Ok(outcomes) => outcomes,
+        Err(e) => {
+            tracing::warn!(workspace, "{e} (retried at the next due time)");
+            return;
+        }
+    };
+    for outcome in outcomes {
+        match outcome {
+            Ok(outcome) if outcome.matched_anything_new() => tracing::info!("{outcome}"),
+            Ok(_) => {}
+            Err(e @ crate::run::RunError::Paused { .. }) => tracing::warn!("{e}"),
+            Err(e) => tracing::warn!("{e} (retried at the next due time)"),
+        }
     }
-    trigger.name
 }
 
 /// Logs each trigger file problem once, until it is fixed.

@@ -48,6 +48,7 @@ use sqllogictest::{
 };
 
 use tripwire::Config;
+use tripwire::identity::identities_from_index;
 use tripwire::identity::index::{AsOf, IndexCache};
 use tripwire::identity::pending::defer;
 use tripwire::identity::resolve::{Resolution, resolve};
@@ -378,6 +379,9 @@ impl Shop {
     async fn query(&self, sql: &str) -> Result<Output, SltError> {
         let ctx = self.session().await?;
         let batches = run_read_only(&ctx, sql).await.map_err(fail)?;
+        if sql.contains("identities") {
+            self.same_from_index(sql, &batches).await?;
+        }
         let types = batches.first().map_or_else(Vec::new, |b| {
             b.schema()
                 .fields()
@@ -389,6 +393,43 @@ impl Shop {
             types,
             rows: render(&batches)?,
         })
+    }
+
+    /// Runs `sql` again with `identities` served by the identity index (as
+    /// a run's session serves it) and fails if the rows differ from the
+    /// view's.
+    async fn same_from_index(&self, sql: &str, by_view: &[RecordBatch]) -> Result<(), SltError> {
+        let store = self.store();
+        let Some(events) = store
+            .open(WORKSPACE, TableKind::Events)
+            .await
+            .map_err(fail)?
+        else {
+            return Ok(());
+        };
+        let index = IndexCache::new()
+            .at(&store, WORKSPACE, &events)
+            .await
+            .map_err(fail)?;
+        let Some(table) =
+            identities_from_index(&index, self.now, self.config.identity_ttl).map_err(fail)?
+        else {
+            return Ok(());
+        };
+        let ctx = self.session().await?;
+        ctx.deregister_table("identities").map_err(fail)?;
+        ctx.register_table("identities", table).map_err(fail)?;
+        let by_index = run_read_only(&ctx, sql).await.map_err(fail)?;
+        // Compared as sets of rows: a query without ORDER BY has no order.
+        let (mut view, mut index) = (render(by_view)?, render(&by_index)?);
+        view.sort();
+        index.sort();
+        match view == index {
+            true => Ok(()),
+            false => Err(SltError(format!(
+                "identities from the index differ from the view:\nview:  {view:?}\nindex: {index:?}"
+            ))),
+        }
     }
 
     /// The SQL run as a trigger: its rows resolved to matches.

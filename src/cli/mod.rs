@@ -217,7 +217,8 @@ pub enum Command {
         /// One workspace; all when not given.
         #[arg(long)]
         workspace: Option<String>,
-        /// Pin the clock (RFC 3339) that retries and the retry period are measured against.
+        /// Deliver what is due at this time (RFC 3339): retries scheduled before it are due.
+        /// Attempts, signatures and their next tries use the wall clock.
         #[arg(long)]
         now: Option<chrono::DateTime<chrono::Utc>>,
     },

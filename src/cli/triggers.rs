@@ -7,7 +7,7 @@ use crate::error::Error;
 use crate::flow::FlowSetup;
 use crate::identity::index::IndexCache;
 use crate::project::FileError;
-use crate::run::{RunRequest, run_trigger};
+use crate::run::{RunRequest, run_trigger, run_triggers};
 use crate::session::{SessionSpec, workspace_session};
 use crate::sql::limits::within;
 use crate::sql::output::{OutputFormat, render};
@@ -26,15 +26,24 @@ pub async fn run(
     let triggers = chosen(config, names)?;
     let store = Store::new(config.storage.clone());
     let identities = IndexCache::new();
+    let now = now.unwrap_or_else(Utc::now);
     let mut failed = 0;
+    // One tick per workspace: its triggers share tables, windows and one commit.
+    let mut groups: Vec<(&str, Vec<TriggerFile>)> = Vec::new();
     for trigger in triggers.iter().filter(|t| t.active || !names.is_empty()) {
         let workspace = workspace_of(config, trigger)?;
+        match groups.iter_mut().find(|(w, _)| *w == workspace) {
+            Some((_, group)) => group.push(trigger.clone()),
+            None => groups.push((workspace, vec![trigger.clone()])),
+        }
+    }
+    for (workspace, group) in &groups {
         let setup = FlowSetup::load(config, &store, workspace).await?;
         let request = RunRequest {
             store: &store,
             workspace,
-            trigger,
-            now: now.unwrap_or_else(Utc::now),
+            trigger: &group[0],
+            now,
             identity_ttl: config.identity_ttl,
             commit: true,
             whole_history: false,
@@ -44,11 +53,21 @@ pub async fn run(
             max_failures: config.max_run_failures,
             identities: &identities,
         };
-        match run_trigger(&request).await {
-            Ok(outcome) => println!("{outcome}"),
+        let outcomes = match run_triggers(&request, group).await {
+            Ok(outcomes) => outcomes,
             Err(e) => {
-                failed += 1;
-                eprintln!("{e}");
+                failed += group.len();
+                eprintln!("{workspace}: {e}");
+                continue;
+            }
+        };
+        for outcome in outcomes {
+            match outcome {
+                Ok(outcome) => println!("{outcome}"),
+                Err(e) => {
+                    failed += 1;
+                    eprintln!("{e}");
+                }
             }
         }
     }

@@ -175,7 +175,8 @@ pub async fn decide_held_now(
     Ok(())
 }
 
-/// Delivers what is due now in one workspace, or in all of them.
+/// Delivers what is due at `now` in one workspace, or in all of them
+/// (attempts themselves read the wall clock).
 pub async fn deliver_now(
     config: &Config,
     workspace: Option<&str>,

@@ -1,8 +1,9 @@
 //! What an operator does with the deliveries a run held over a flow's
 //! `max_deliveries_per_run` (`tripwire release RUN_ID` / `discard RUN_ID`):
 //! each gets a row in its attempts history, `pending` (due at once, its
-//! retry period starting now) or `discarded` (never sent). A held run
-//! never blocks the trigger's next runs: it is committed like any other.
+//! retry period starting at its next attempt) or `discarded` (never
+//! sent). A held run never blocks the trigger's next runs: it is committed
+//! like any other.
 
 use chrono::{DateTime, Utc};
 use datafusion::prelude::SessionContext;

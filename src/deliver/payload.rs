@@ -4,17 +4,21 @@
 
 use serde::Deserialize;
 
+use crate::flow::rate::RateLimit;
+
 /// The webhook timeout when the payload does not give one.
 pub const DEFAULT_TIMEOUT_MS: u64 = 10_000;
 
 /// One delivery's action.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum Payload {
-    /// POST `body` (sent byte for byte, and signed) to `url`.
+    /// POST `body` (sent byte for byte, and signed) to `url`, paced by
+    /// the action's `rate_limit` when it has one.
     Webhook {
         url: String,
         body: String,
         timeout_ms: u64,
+        rate_limit: Option<RateLimit>,
     },
     /// Append `line` (one NDJSON line, no newline) to the file at `path`.
     File { path: String, line: String },
@@ -31,6 +35,7 @@ enum Stored {
         body: String,
         #[serde(default = "default_timeout")]
         timeout_ms: u64,
+        rate_limit: Option<String>,
     },
     File {
         path: String,
@@ -56,10 +61,15 @@ impl Payload {
                 url,
                 body,
                 timeout_ms,
+                rate_limit,
             } => Payload::Webhook {
                 url,
                 body,
                 timeout_ms,
+                rate_limit: rate_limit
+                    .map(|r| RateLimit::parse(&r))
+                    .transpose()
+                    .map_err(|e| format!("unreadable payload: rate_limit: {e}"))?,
             },
             Stored::File { path, line } => Payload::File { path, line },
             Stored::Event { event } => Payload::Event {
@@ -84,6 +94,19 @@ mod tests {
                 ..
             }
         ));
+        let paced = Payload::parse(Some(
+            r#"{"kind":"webhook","url":"http://h/x","body":"{}","rate_limit":"20/s"}"#,
+        ));
+        let Ok(Payload::Webhook { rate_limit, .. }) = paced else {
+            panic!("a webhook: {paced:?}")
+        };
+        assert_eq!(rate_limit.map(|r| r.to_string()).as_deref(), Some("20/s"));
+        let bad_rate = r#"{"kind":"webhook","url":"http://h/x","body":"{}","rate_limit":"fast"}"#;
+        assert!(
+            Payload::parse(Some(bad_rate))
+                .unwrap_err()
+                .contains("rate_limit")
+        );
         let file = Payload::parse(Some(r#"{"kind":"file","path":"/tmp/a","line":"{}"}"#));
         assert!(matches!(file, Ok(Payload::File { .. })));
         let event = Payload::parse(Some(r#"{"kind":"event","event":{"name":"x"}}"#)).unwrap();

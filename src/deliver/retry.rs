@@ -1,7 +1,9 @@
 //! The retry decision of one attempt, as pure functions (no I/O, no clock):
 //! an HTTP answer becomes a [`RetryAction`], a retry gets an exponential
 //! backoff with jitter that never undercuts `Retry-After`, and a delivery
-//! that keeps failing past its retry period is dead.
+//! that keeps failing for its retry period, counted from its first attempt
+//! (after it was planned or redelivered), is dead: a delivery first tried
+//! after an outage longer than the period is retried, not given up on.
 
 use std::time::Duration;
 
@@ -103,8 +105,10 @@ pub struct Verdict {
 /// What a delivery's retry schedule says about it.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct Schedule {
-    /// When its retry period started: planned, or reset by `redeliver`.
-    pub since: DateTime<Utc>,
+    /// Its first attempt since it was planned or reset by `redeliver`;
+    /// `None` when this attempt is that first one. Its retry period
+    /// starts there.
+    pub first_try: Option<DateTime<Utc>>,
     /// Failed tries since then, this one included.
     pub tries: u32,
     pub retry_period: Duration,
@@ -127,10 +131,11 @@ pub fn decide(
         RetryAction::Successful => verdict(Status::Delivered, None, None),
         RetryAction::DontRetry { .. } => verdict(Status::Dead, None, None),
         RetryAction::Retry { after } => {
-            let failing_for = (now - schedule.since).to_std().unwrap_or(Duration::ZERO);
-            if failing_for >= schedule.retry_period {
+            let since = schedule.first_try.unwrap_or(now);
+            let failing_for = (now - since).to_std().unwrap_or(Duration::ZERO);
+            if schedule.first_try.is_some() && failing_for >= schedule.retry_period {
                 let note = format!(
-                    "gave up: still failing {} after it was planned or redelivered",
+                    "gave up: still failing {} after its first attempt",
                     humanize(schedule.retry_period)
                 );
                 return verdict(Status::Dead, None, Some(note));
@@ -239,7 +244,7 @@ mod tests {
     fn a_delivery_failing_for_its_whole_retry_period_is_dead() {
         let planned = at("2026-01-01T00:00:00Z");
         let schedule = Schedule {
-            since: planned,
+            first_try: Some(planned),
             tries: 3,
             retry_period: DEFAULT_RETRY_PERIOD,
         };
@@ -260,6 +265,48 @@ mod tests {
         assert_eq!(
             decide(&RetryAction::Successful, schedule, 0.0, late_time()).status,
             Status::Delivered
+        );
+    }
+
+    #[test]
+    fn after_an_outage_longer_than_the_retry_period_a_delivery_is_still_tried_and_retried() {
+        let retry = RetryAction::Retry { after: None };
+        let back = at("2026-01-05T00:00:00Z");
+        let first = Schedule {
+            first_try: None,
+            tries: 1,
+            retry_period: DEFAULT_RETRY_PERIOD,
+        };
+        let verdict = decide(&retry, first, 0.0, back);
+        assert_eq!(
+            verdict.status,
+            Status::Failed,
+            "planned days ago, tried now"
+        );
+        assert_eq!(verdict.next_attempt_at, Some(at("2026-01-05T00:00:00.5Z")));
+        let second = Schedule {
+            first_try: Some(back),
+            tries: 2,
+            ..first
+        };
+        let soon = decide(&retry, second, 0.0, at("2026-01-05T00:00:01Z"));
+        assert_eq!(soon.status, Status::Failed);
+        let day_later = decide(&retry, second, 0.0, at("2026-01-06T00:00:00Z"));
+        assert_eq!(day_later.status, Status::Dead);
+        assert!(
+            day_later
+                .note
+                .unwrap()
+                .contains("24h after its first attempt")
+        );
+        let period_zero = Schedule {
+            retry_period: Duration::ZERO,
+            ..second
+        };
+        assert_eq!(
+            decide(&retry, period_zero, 0.0, back).status,
+            Status::Dead,
+            "a zero period gives up at the second try"
         );
     }
 

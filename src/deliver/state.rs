@@ -19,30 +19,53 @@ use crate::sql::{QueryError, engine};
 pub struct Due {
     pub delivery_id: String,
     pub run_id: String,
+    pub flow: String,
+    pub action: String,
     pub payload: Option<String>,
-    /// When its retry period started (planned, or reset).
-    pub retry_since: DateTime<Utc>,
+    /// Its first attempt since it was planned or reset (`None`: not tried
+    /// since): where its retry period starts.
+    pub first_try: Option<DateTime<Utc>>,
     /// Failed tries since then.
     pub tries: u32,
     /// The highest `attempt` of its history (0 when none).
     pub last_attempt: i64,
 }
 
-/// Up to `limit` due deliveries, oldest planned first.
+/// At most `max` due deliveries of one flow's action in a batch (its rate
+/// limit leaves room for no more).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Cap {
+    pub flow: String,
+    pub action: String,
+    pub max: usize,
+}
+
+/// Up to `limit` due deliveries, oldest planned first, at most each cap's
+/// `max` of its action.
 pub async fn due(
     ctx: &SessionContext,
     now: DateTime<Utc>,
     limit: usize,
+    caps: &[Cap],
 ) -> Result<Vec<Due>, QueryError> {
-    let sql = format!(
-        "SELECT delivery_id, run_id, payload, retry_since, tries, last_attempt
+    let due = format!(
+        "SELECT delivery_id, run_id, flow, action, payload, tries, last_attempt, planned_at
          FROM delivery_state
          WHERE planned_status IN ('pending', 'held')
-           AND (status = 'pending' OR (status = 'failed' AND next_attempt_at <= {now}))
-         ORDER BY planned_at, delivery_id
-         LIMIT {limit}",
+           AND (status = 'pending' OR (status = 'failed' AND next_attempt_at <= {now}))",
         now = timestamp(now),
     );
+    let sql = match caps_condition(caps) {
+        None => format!("{due} ORDER BY planned_at, delivery_id LIMIT {limit}"),
+        Some(over) => format!(
+            "SELECT * FROM (
+               SELECT *, row_number() OVER (PARTITION BY flow, action
+                                            ORDER BY planned_at, delivery_id) AS nth
+               FROM ({due}))
+             WHERE NOT ({over})
+             ORDER BY planned_at, delivery_id LIMIT {limit}"
+        ),
+    };
     let batches = ctx
         .sql(&sql)
         .await
@@ -54,23 +77,91 @@ pub async fn due(
     for batch in &batches {
         let ids = texts(batch, "delivery_id");
         let runs = texts(batch, "run_id");
+        let flows = texts(batch, "flow");
+        let actions = texts(batch, "action");
         let payloads = texts(batch, "payload");
-        let since = micros(batch, "retry_since");
         let tries = numbers(batch, "tries");
         let last = numbers(batch, "last_attempt");
         for i in 0..batch.num_rows() {
             rows.push(Due {
                 delivery_id: ids[i].clone().unwrap_or_default(),
                 run_id: runs[i].clone().unwrap_or_default(),
+                flow: flows[i].clone().unwrap_or_default(),
+                action: actions[i].clone().unwrap_or_default(),
                 payload: payloads[i].clone(),
-                retry_since: DateTime::from_timestamp_micros(since[i].unwrap_or(0))
-                    .unwrap_or_default(),
+                first_try: None,
                 tries: u32::try_from(tries[i].unwrap_or(0)).unwrap_or(0),
                 last_attempt: last[i].unwrap_or(0),
             });
         }
     }
+    add_first_tries(ctx, &mut rows).await?;
     Ok(rows)
+}
+
+/// The SQL condition of rows beyond a cap (`nth` counts each action's rows).
+fn caps_condition(caps: &[Cap]) -> Option<String> {
+    let quote = |text: &str| format!("'{}'", text.replace('\'', "''"));
+    let over: Vec<String> = caps
+        .iter()
+        .map(|c| {
+            format!(
+                "(flow = {} AND action = {} AND nth > {})",
+                quote(&c.flow),
+                quote(&c.action),
+                c.max
+            )
+        })
+        .collect();
+    (!over.is_empty()).then(|| over.join(" OR "))
+}
+
+/// Fills in `first_try` of the rows tried since they were planned or
+/// reset: the earliest attempt after the reset (`last_attempt - tries`).
+async fn add_first_tries(ctx: &SessionContext, rows: &mut [Due]) -> Result<(), QueryError> {
+    let retried: Vec<&str> = rows
+        .iter()
+        .filter(|d| d.tries > 0)
+        .map(|d| d.delivery_id.as_str())
+        .collect();
+    if retried.is_empty() {
+        return Ok(());
+    }
+    let wanted = retried.iter().map(|id| lit(*id)).collect();
+    let batches = ctx
+        .table("attempts")
+        .await
+        .and_then(|frame| {
+            frame.filter(
+                col("delivery_id")
+                    .in_list(wanted, false)
+                    .and(col("status").not_eq(lit("pending"))),
+            )
+        })
+        .and_then(|frame| frame.select_columns(&["delivery_id", "attempt", "attempted_at"]))
+        .map_err(engine)?
+        .collect()
+        .await
+        .map_err(engine)?;
+    let mut tried: HashMap<String, Vec<(i64, i64)>> = HashMap::new();
+    for batch in &batches {
+        let ids = texts(batch, "delivery_id");
+        let attempts = numbers(batch, "attempt");
+        let at = micros(batch, "attempted_at");
+        for i in 0..batch.num_rows() {
+            if let (Some(id), Some(attempt), Some(at)) = (ids[i].clone(), attempts[i], at[i]) {
+                tried.entry(id).or_default().push((attempt, at));
+            }
+        }
+    }
+    for row in rows.iter_mut().filter(|d| d.tries > 0) {
+        let reset = row.last_attempt - i64::from(row.tries);
+        row.first_try = tried
+            .get(&row.delivery_id)
+            .and_then(|history| history.iter().filter(|(a, _)| *a > reset).min())
+            .and_then(|(_, at)| DateTime::from_timestamp_micros(*at));
+    }
+    Ok(())
 }
 
 /// A delivery's current status and the highest `attempt` of its history.

@@ -1,29 +1,30 @@
-//! The delivery worker, one batch at a time: read what is due → build each
-//! action → send / write / emit → decide each outcome → record the whole
-//! batch in one attempts commit.
+//! The delivery worker, one batch at a time: read what is due → perform
+//! it (`perform`: claimed, paced, signed as it goes) → decide each outcome
+//! → record what was tried in one attempts commit. A [`Deliverer`] is one
+//! process's worker: its node id (in claims and heartbeats), its clock,
+//! and its pacing, kept from one call to the next.
 
-use std::collections::HashSet;
-use std::path::PathBuf;
-use std::sync::{Mutex, OnceLock};
-use std::time::Duration;
+use std::collections::{HashMap, HashSet};
+use std::sync::{Arc, Mutex, OnceLock};
+use std::time::{Duration, Instant};
 
 use chrono::{DateTime, Utc};
 use deltalake_core::DeltaTable;
-use futures::StreamExt;
 
 use super::DeliverError;
-use super::emit::{Emission, emit};
-use super::file::append_lines;
-use super::payload::Payload;
+use super::claim::{CLAIM_SWEEP_EVERY, CLAIM_WINDOW, Claims};
+use super::clock::Clock;
+use super::pace::{ActionKey, Pacer};
+use super::perform::{Performed, Performer};
+use super::replicas::{self, Replicas};
 use super::retry::{DEFAULT_RETRY_PERIOD, Schedule, decide, jitter_for};
-use super::sign::signature;
-use super::state::{self, Due};
-use super::webhook::{self, Attempted, Clients, Webhook};
+use super::state::{self, Cap, Due};
+use super::webhook::Attempted;
 use crate::config::Config;
-use crate::project::resolve_confined;
 use crate::sql::ledger::state_context;
 use crate::store::commit::{Append, Plan, Writer, commit};
 use crate::store::ledger::attempts::{AttemptRecord, Status, attempts_batch};
+use crate::store::table::refresh;
 use crate::store::{Store, TableKind};
 
 /// Deliveries read, attempted and recorded together.
@@ -41,8 +42,13 @@ pub struct DeliveryLimits {
     pub batch: usize,
     pub concurrency: usize,
     pub max_batches: usize,
-    /// A delivery failing this long after it was planned (or redelivered) is dead.
+    /// A delivery failing this long after its first attempt (since it was
+    /// planned or redelivered) is dead.
     pub retry_period: Duration,
+    /// Wait for rate-limited actions to have room (a command that must
+    /// deliver everything before it exits), rather than leave them to the
+    /// next call (`serve`, which calls every second).
+    pub wait_for_rate_limits: bool,
 }
 
 impl Default for DeliveryLimits {
@@ -52,6 +58,7 @@ impl Default for DeliveryLimits {
             concurrency: WEBHOOK_CONCURRENCY,
             max_batches: MAX_BATCHES,
             retry_period: DEFAULT_RETRY_PERIOD,
+            wait_for_rate_limits: true,
         }
     }
 }
@@ -74,6 +81,11 @@ pub struct DeliverySummary {
     pub dead: u64,
     /// Attempted here but recorded as delivered by another worker first.
     pub skipped: u64,
+    /// Due, but claimed by another worker, which sends and records them.
+    pub busy: u64,
+    /// Due, but left for the next call by the last batch (an action's rate
+    /// limit, or the claim window): call again soon.
+    pub deferred: u64,
 }
 
 impl DeliverySummary {
@@ -86,6 +98,7 @@ impl DeliverySummary {
         self.failed += other.failed;
         self.dead += other.dead;
         self.skipped += other.skipped;
+        self.busy += other.busy;
     }
 }
 
@@ -99,12 +112,313 @@ impl std::fmt::Display for DeliverySummary {
         if self.skipped > 0 {
             write!(f, ", {} recorded by another worker", self.skipped)?;
         }
+        if self.busy > 0 {
+            write!(f, ", {} being sent by another worker", self.busy)?;
+        }
         Ok(())
     }
 }
 
-/// Delivers the workspace's due deliveries at `now`, batch by batch, until
-/// none is due or `limits.max_batches` batches were done.
+/// One process's delivery worker.
+pub struct Deliverer {
+    node: String,
+    clock: Clock,
+    limits: DeliveryLimits,
+    pacer: Arc<Mutex<Pacer>>,
+    replicas: Mutex<Replicas>,
+    /// When each workspace's claims were last swept.
+    swept: Mutex<HashMap<String, Instant>>,
+}
+
+/// A node id for this process: its pid and a random part.
+fn new_node_id() -> String {
+    let random = uuid::Uuid::new_v4().simple().to_string();
+    format!("{}-{}", std::process::id(), &random[..12])
+}
+
+impl Deliverer {
+    /// A worker on the wall clock with a fresh node id.
+    pub fn new(limits: DeliveryLimits) -> Deliverer {
+        Deliverer {
+            node: new_node_id(),
+            clock: Clock::system(),
+            limits,
+            pacer: Arc::default(),
+            replicas: Mutex::default(),
+            swept: Mutex::default(),
+        }
+    }
+
+    /// The same worker reading `clock` at every attempt.
+    pub fn with_clock(mut self, clock: Clock) -> Deliverer {
+        self.clock = clock;
+        self
+    }
+
+    /// Its node id, as claims and heartbeats name it.
+    pub fn node(&self) -> &str {
+        &self.node
+    }
+
+    /// Delivers the workspace's deliveries due at `due_at`, batch by batch,
+    /// until none is due or `limits.max_batches` batches were done. Each
+    /// attempt reads the worker's clock. With `wait_for_rate_limits`, it
+    /// waits for rate-limited actions to have room; else it leaves them
+    /// for its next call.
+    pub async fn deliver_due(
+        &self,
+        store: &Store,
+        config: &Config,
+        workspace: &str,
+        due_at: DateTime<Utc>,
+    ) -> Result<DeliverySummary, DeliverError> {
+        let mut summary = DeliverySummary::default();
+        let Some(ledger) = store.open(workspace, TableKind::Ledger).await? else {
+            return Ok(summary);
+        };
+        let mut attempts = store.open_or_create(workspace, TableKind::Attempts).await?;
+        let claims = Arc::new(Claims::open(store, workspace, &self.node)?);
+        self.sweep_claims(workspace, &ledger, &mut attempts, &claims)
+            .await;
+        let call = Call {
+            store,
+            config,
+            workspace,
+            ledger: &ledger,
+            claims,
+            secrets: signing_secrets(config, workspace),
+            due_at,
+        };
+        let mut busy: HashSet<String> = HashSet::new();
+        for _ in 0..self.limits.max_batches {
+            match self.batch(&call, &mut attempts).await? {
+                Step::Waited => continue,
+                Step::Done => break,
+                Step::Did {
+                    recorded,
+                    busy: others,
+                    deferred,
+                    last,
+                } => {
+                    summary.add(recorded);
+                    summary.deferred = deferred as u64;
+                    busy.extend(others);
+                    if last {
+                        break;
+                    }
+                }
+            }
+        }
+        summary.busy = busy.len() as u64;
+        Ok(summary)
+    }
+
+    /// Reads what is due, performs it and records what was tried.
+    async fn batch(
+        &self,
+        call: &Call<'_>,
+        attempts: &mut DeltaTable,
+    ) -> Result<Step, DeliverError> {
+        let share = self.share(call.store, call.workspace).await;
+        // Before the refresh: claims go within the window of this read.
+        let read_at = Instant::now();
+        refresh(attempts).await?;
+        let ctx = state_context(call.ledger, attempts).await?;
+        let caps = self.caps(call.workspace, share, read_at);
+        let size = self.limits.batch.max(1);
+        let due = state::due(&ctx, call.due_at, size, &caps).await?;
+        if due.is_empty() {
+            return Ok(match self.wait_for_room(call.workspace, &caps).await {
+                true => Step::Waited,
+                false => Step::Done,
+            });
+        }
+        let performer = Performer {
+            store: call.store,
+            config: call.config,
+            workspace: call.workspace,
+            secrets: call.secrets.clone(),
+            clock: self.clock.clone(),
+            claims: call.claims.clone(),
+            pacer: self.pacer.clone(),
+            share,
+            concurrency: self.limits.concurrency,
+            deadline: read_at + CLAIM_WINDOW,
+        };
+        let pass = Pass::of(&due, performer.perform(&due).await?);
+        let mut recorded = DeliverySummary::default();
+        if !pass.tried.is_empty() {
+            let rows = verdicts(&pass.tried, self.limits.retry_period);
+            pause_before_record_for_tests();
+            recorded = record(call.ledger, attempts, rows).await?;
+        }
+        // Without waiting for rate limits, deferred work goes to the next
+        // call (`serve` calls again at once): other workspaces take turns.
+        let stuck = pass.tried.is_empty() && pass.deferred == 0;
+        let leave = !self.limits.wait_for_rate_limits && pass.deferred > 0;
+        let drained = due.len() < size
+            && caps.is_empty()
+            && pass.deferred == 0
+            && pass.busy.is_empty()
+            && pass.unclaimed == 0;
+        Ok(Step::Did {
+            recorded,
+            busy: pass.busy,
+            deferred: pass.deferred,
+            last: stuck || drained || leave,
+        })
+    }
+
+    /// The caps of this workspace's rate-limited actions for a batch read at `now`.
+    fn caps(&self, workspace: &str, share: u32, now: Instant) -> Vec<Cap> {
+        let Ok(pacer) = self.pacer.lock() else {
+            return Vec::new();
+        };
+        pacer
+            .caps(workspace, share, now, CLAIM_WINDOW)
+            .into_iter()
+            .map(|(key, max)| Cap {
+                flow: key.flow,
+                action: key.action,
+                max,
+            })
+            .collect()
+    }
+
+    /// When waiting for rate limits, sleeps until a capped action of the
+    /// workspace has room; false when there is nothing to wait for.
+    async fn wait_for_room(&self, workspace: &str, caps: &[Cap]) -> bool {
+        if !self.limits.wait_for_rate_limits {
+            return false;
+        }
+        let full: Vec<ActionKey> = caps
+            .iter()
+            .filter(|c| c.max == 0)
+            .map(|c| ActionKey {
+                workspace: workspace.to_string(),
+                flow: c.flow.clone(),
+                action: c.action.clone(),
+            })
+            .collect();
+        let next = match self.pacer.lock() {
+            Ok(pacer) => pacer.next_room(&full, Instant::now()),
+            Err(_) => None,
+        };
+        match next {
+            Some(at) => {
+                tokio::time::sleep_until(at.into()).await;
+                true
+            }
+            None => false,
+        }
+    }
+
+    /// How many replicas share the workspace's rate limits: announces this
+    /// one at most every `HEARTBEAT_EVERY` and counts the others (1 when
+    /// the storage cannot tell).
+    async fn share(&self, store: &Store, workspace: &str) -> u32 {
+        let now = self.clock.now();
+        if let Some(live) = self
+            .replicas
+            .lock()
+            .ok()
+            .and_then(|r| r.known(workspace, now))
+        {
+            return live;
+        }
+        let live = match replicas::beat(store, workspace, &self.node, now).await {
+            Ok(live) => live,
+            Err(e) => {
+                tracing::debug!(workspace, "cannot count the replicas: {e}");
+                1
+            }
+        };
+        if let Ok(mut replicas) = self.replicas.lock() {
+            replicas.remember(workspace, now, live);
+        }
+        live
+    }
+
+    /// Deletes the workspace's claims that are old and whose attempt is
+    /// recorded, at most every `CLAIM_SWEEP_EVERY` (best effort).
+    async fn sweep_claims(
+        &self,
+        workspace: &str,
+        ledger: &DeltaTable,
+        attempts: &mut DeltaTable,
+        claims: &Claims,
+    ) {
+        let due = match self.swept.lock() {
+            Ok(mut swept) => {
+                let due = swept
+                    .get(workspace)
+                    .is_none_or(|at| at.elapsed() >= CLAIM_SWEEP_EVERY);
+                if due {
+                    swept.insert(workspace.to_string(), Instant::now());
+                }
+                due
+            }
+            Err(_) => false,
+        };
+        if !due {
+            return;
+        }
+        match sweep(ledger, attempts, claims, self.clock.now()).await {
+            Ok(0) => {}
+            Ok(n) => tracing::debug!(workspace, "swept {n} delivery claims"),
+            Err(e) => tracing::debug!(workspace, "cannot sweep delivery claims: {e}"),
+        }
+    }
+
+    /// Removes this worker's heartbeats: it stops delivering.
+    pub async fn leave(&self, store: &Store) {
+        let workspaces = match self.replicas.lock() {
+            Ok(replicas) => replicas.workspaces(),
+            Err(_) => Vec::new(),
+        };
+        for workspace in workspaces {
+            if let Err(e) = replicas::leave(store, &workspace, &self.node).await {
+                tracing::debug!(workspace, "cannot remove the heartbeat: {e}");
+            }
+        }
+    }
+}
+
+/// Deletes the claims old enough to go whose attempt the attempts table
+/// records (or whose delivery it does not know); how many went.
+async fn sweep(
+    ledger: &DeltaTable,
+    attempts: &mut DeltaTable,
+    claims: &Claims,
+    now: DateTime<Utc>,
+) -> Result<usize, DeliverError> {
+    let old = claims.old(now).await?;
+    if old.is_empty() {
+        return Ok(0);
+    }
+    refresh(attempts).await?;
+    let ctx = state_context(ledger, attempts).await?;
+    let mut done = Vec::new();
+    for chunk in old.chunks(SWEEP_CHUNK) {
+        let ids: Vec<&str> = chunk.iter().map(|(_, id, _)| id.as_str()).collect();
+        let current = state::current(&ctx, &ids).await?;
+        done.extend(
+            chunk
+                .iter()
+                .filter(|(_, id, attempt)| {
+                    current.get(id).is_none_or(|c| *attempt <= c.last_attempt)
+                })
+                .map(|(name, _, _)| name.clone()),
+        );
+    }
+    Ok(claims.delete(&done).await)
+}
+
+/// Delivery ids looked up per query while sweeping claims.
+const SWEEP_CHUNK: usize = 1_000;
+
+/// Delivers the workspace's due deliveries with a worker of its own (what
+/// the commands and tests use; `serve` keeps one [`Deliverer`]).
 pub async fn deliver_due(
     store: &Store,
     config: &Config,
@@ -112,217 +426,81 @@ pub async fn deliver_due(
     now: DateTime<Utc>,
     limits: &DeliveryLimits,
 ) -> Result<DeliverySummary, DeliverError> {
-    let mut summary = DeliverySummary::default();
-    let Some(ledger) = store.open(workspace, TableKind::Ledger).await? else {
-        return Ok(summary);
-    };
-    let mut attempts = store.open_or_create(workspace, TableKind::Attempts).await?;
-    let secrets = signing_secrets(config, workspace);
-    let batch = Batch {
-        store,
-        config,
-        workspace,
-        secrets: &secrets,
-        now,
-        limits,
-    };
-    for _ in 0..limits.max_batches {
-        let ctx = state_context(&ledger, &attempts).await?;
-        let due = state::due(&ctx, now, limits.batch.max(1)).await?;
-        if due.is_empty() {
-            break;
-        }
-        summary.add(batch.deliver(&due, &ledger, &mut attempts).await?);
-        if due.len() < limits.batch {
-            break;
-        }
-    }
-    Ok(summary)
+    let deliverer = Deliverer::new(*limits);
+    let summary = deliverer.deliver_due(store, config, workspace, now).await;
+    deliverer.leave(store).await;
+    summary
 }
 
-/// What every delivery of a batch shares.
-struct Batch<'a> {
+/// What one call of [`Deliverer::deliver_due`] works on.
+struct Call<'a> {
     store: &'a Store,
     config: &'a Config,
     workspace: &'a str,
+    ledger: &'a DeltaTable,
+    claims: Arc<Claims>,
     /// The signing secrets that resolve (none: webhooks go unsigned).
-    secrets: &'a [String],
-    now: DateTime<Utc>,
-    limits: &'a DeliveryLimits,
+    secrets: Vec<String>,
+    due_at: DateTime<Utc>,
 }
 
-impl Batch<'_> {
-    /// Performs `due` and records the outcomes in one attempts commit.
-    #[tracing::instrument(name = "delivery_batch", skip_all, fields(workspace = self.workspace, size = due.len()))]
-    async fn deliver(
-        &self,
-        due: &[Due],
-        ledger: &DeltaTable,
-        attempts: &mut DeltaTable,
-    ) -> Result<DeliverySummary, DeliverError> {
-        let outcomes = self.attempt(due).await?;
-        let rows = verdicts(due, outcomes, self.now, self.limits.retry_period);
-        pause_before_record_for_tests();
-        let summary = record(ledger, attempts, rows).await?;
-        tracing::debug!("{summary}");
-        Ok(summary)
-    }
+/// What one batch came to.
+enum Step {
+    /// Nothing was due but a rate-limited action, which now has room.
+    Waited,
+    /// Nothing (more) is due.
+    Done,
+    /// A batch was performed; `last` when the call should stop after it.
+    Did {
+        recorded: DeliverySummary,
+        /// Deliveries another worker holds.
+        busy: Vec<String>,
+        /// Deliveries left for a later batch (rate limits, the claim window).
+        deferred: usize,
+        last: bool,
+    },
+}
 
-    /// Performs each due delivery once; one outcome per delivery, in order.
-    async fn attempt(&self, due: &[Due]) -> Result<Vec<Attempted>, DeliverError> {
-        let payloads: Vec<Result<Payload, String>> = due
-            .iter()
-            .map(|d| Payload::parse(d.payload.as_deref()))
-            .collect();
-        let mut outcomes: Vec<Option<Attempted>> = vec![None; due.len()];
-        let (mut hooks, mut lines, mut events) = (Vec::new(), Vec::new(), Vec::new());
-        for (i, (d, payload)) in due.iter().zip(&payloads).enumerate() {
-            match payload {
-                Ok(Payload::Webhook {
-                    url,
-                    body,
-                    timeout_ms,
-                }) => hooks.push((
-                    i,
-                    Webhook {
-                        delivery_id: &d.delivery_id,
-                        url,
-                        body,
-                        timeout: Duration::from_millis(*timeout_ms),
-                    },
-                )),
-                Ok(Payload::File { path, line }) => {
-                    match resolve_confined(&self.config.project_dir, path) {
-                        Ok(path) => lines.push((i, (path, line.clone()))),
-                        Err(reason) => outcomes[i] = Some(Attempted::refused(reason)),
-                    }
-                }
-                Ok(Payload::Event { event }) => events.push((
-                    i,
-                    Emission {
-                        delivery_id: &d.delivery_id,
-                        run_id: &d.run_id,
-                        event,
-                    },
-                )),
-                Err(reason) => outcomes[i] = Some(Attempted::refused(reason.clone())),
+/// A batch's deliveries, sorted by what became of them.
+struct Pass<'a> {
+    tried: Vec<(&'a Due, Attempted, DateTime<Utc>)>,
+    busy: Vec<String>,
+    deferred: usize,
+    unclaimed: usize,
+}
+
+impl<'a> Pass<'a> {
+    fn of(due: &'a [Due], performed: Vec<Performed>) -> Pass<'a> {
+        let mut pass = Pass {
+            tried: Vec::new(),
+            busy: Vec::new(),
+            deferred: 0,
+            unclaimed: 0,
+        };
+        for (d, performed) in due.iter().zip(performed) {
+            match performed {
+                Performed::Tried { outcome, at } => pass.tried.push((d, outcome, at)),
+                Performed::Busy => pass.busy.push(d.delivery_id.clone()),
+                Performed::Deferred => pass.deferred += 1,
+                Performed::Unclaimed => pass.unclaimed += 1,
             }
         }
-        let (sent, written, emitted) =
-            tokio::join!(self.send(&hooks), write(&lines), self.emit(&events));
-        for (i, outcome) in sent?.into_iter().chain(written).chain(emitted) {
-            outcomes[i] = Some(outcome);
-        }
-        Ok(outcomes
-            .into_iter()
-            .map(|o| o.unwrap_or_else(|| Attempted::transient("not attempted".into())))
-            .collect())
-    }
-
-    /// Sends the webhooks, at most `limits.concurrency` at once.
-    async fn send(
-        &self,
-        hooks: &[(usize, Webhook<'_>)],
-    ) -> Result<Vec<(usize, Attempted)>, DeliverError> {
-        if hooks.is_empty() {
-            return Ok(Vec::new());
-        }
-        let clients = Clients::get().map_err(DeliverError::Http)?;
-        if self.secrets.is_empty() {
-            note_unsigned_once(self.config, self.workspace);
-        }
-        let sending = Sending {
-            clients,
-            allow_private_networks: self
-                .config
-                .workspace(self.workspace)
-                .is_some_and(|w| w.allow_private_networks),
-            secrets: self.secrets,
-            now: self.now,
-        };
-        let concurrency = self.limits.concurrency.max(1);
-        Ok(send_all(&sending, hooks, concurrency).await)
-    }
-
-    /// Stores the events of event deliveries (see `emit`).
-    async fn emit(&self, events: &[(usize, Emission<'_>)]) -> Vec<(usize, Attempted)> {
-        if events.is_empty() {
-            return Vec::new();
-        }
-        let emissions: Vec<Emission> = events.iter().map(|(_, e)| *e).collect();
-        let outcomes = emit(self.store, self.workspace, &emissions, self.now).await;
-        events.iter().map(|(i, _)| *i).zip(outcomes).collect()
+        pass
     }
 }
 
-/// What every webhook of a batch is sent with.
-struct Sending<'a> {
-    clients: &'a Clients,
-    allow_private_networks: bool,
-    secrets: &'a [String],
-    now: DateTime<Utc>,
-}
-
-/// Sends `hooks`, `concurrency` at a time; outcomes in the order they end.
-async fn send_all(
-    sending: &Sending<'_>,
-    hooks: &[(usize, Webhook<'_>)],
-    concurrency: usize,
-) -> Vec<(usize, Attempted)> {
-    // Collected first: a lazy `map` would put its closure in this future's
-    // type, which the compiler then cannot prove `Send` (rust-lang/rust#102211).
-    let sends: Vec<_> = hooks
-        .iter()
-        .map(|(i, hook)| send_one(sending, *i, hook))
-        .collect();
-    futures::stream::iter(sends)
-        .buffer_unordered(concurrency)
-        .collect()
-        .await
-}
-
-async fn send_one(sending: &Sending<'_>, i: usize, hook: &Webhook<'_>) -> (usize, Attempted) {
-    let signed = (!sending.secrets.is_empty())
-        .then(|| signature(sending.secrets, sending.now.timestamp(), hook.body));
-    let outcome = webhook::send(
-        sending.clients,
-        sending.allow_private_networks,
-        hook,
-        signed,
-        sending.now,
-    )
-    .await;
-    (i, outcome)
-}
-
-/// Appends the file deliveries' lines, off the async workers.
-async fn write(lines: &[(usize, (PathBuf, String))]) -> Vec<(usize, Attempted)> {
-    if lines.is_empty() {
-        return Vec::new();
-    }
-    let owned: Vec<(PathBuf, String)> = lines.iter().map(|(_, l)| l.clone()).collect();
-    let outcomes = tokio::task::spawn_blocking(move || append_lines(&owned))
-        .await
-        .unwrap_or_else(|e| {
-            let failed = Attempted::transient(format!("file writer stopped: {e}"));
-            vec![failed; lines.len()]
-        });
-    lines.iter().map(|(i, _)| *i).zip(outcomes).collect()
-}
-
-/// The attempts rows of a batch: each outcome judged at `now`.
+/// The attempts rows of what was tried: each outcome judged at the time
+/// it was tried.
 pub fn verdicts(
-    due: &[Due],
-    outcomes: Vec<Attempted>,
-    now: DateTime<Utc>,
+    tried: &[(&Due, Attempted, DateTime<Utc>)],
     retry_period: Duration,
 ) -> Vec<AttemptRecord> {
-    due.iter()
-        .zip(outcomes)
-        .map(|(d, outcome)| {
+    tried
+        .iter()
+        .map(|(d, outcome, at)| {
             let tries = d.tries.saturating_add(1);
             let schedule = Schedule {
-                since: d.retry_since,
+                first_try: d.first_try,
                 tries,
                 retry_period,
             };
@@ -330,9 +508,9 @@ pub fn verdicts(
                 &outcome.action,
                 schedule,
                 jitter_for(&d.delivery_id, tries),
-                now,
+                *at,
             );
-            let error = match (outcome.error, verdict.note) {
+            let error = match (outcome.error.clone(), verdict.note) {
                 (Some(error), Some(note)) => Some(format!("{error} ({note})")),
                 (error, note) => error.or(note),
             };
@@ -342,7 +520,7 @@ pub fn verdicts(
                 status: verdict.status,
                 http_status: outcome.http_status.map(i64::from),
                 error,
-                attempted_at: now.timestamp_micros(),
+                attempted_at: at.timestamp_micros(),
                 next_attempt_at: verdict.next_attempt_at.map(|t| t.timestamp_micros()),
             }
         })
@@ -414,6 +592,8 @@ fn tally(rows: &[AttemptRecord], skipped: u64) -> DeliverySummary {
         failed: count(Status::Failed),
         dead: count(Status::Dead),
         skipped,
+        busy: 0,
+        deferred: 0,
     }
 }
 
@@ -426,7 +606,7 @@ fn signing_secrets(config: &Config, workspace: &str) -> Vec<String> {
 }
 
 /// Says once per workspace and process that its webhooks go unsigned.
-fn note_unsigned_once(config: &Config, workspace: &str) {
+pub(super) fn note_unsigned_once(config: &Config, workspace: &str) {
     static NOTED: OnceLock<Mutex<HashSet<String>>> = OnceLock::new();
     let noted = NOTED.get_or_init(|| Mutex::new(HashSet::new()));
     let first = noted

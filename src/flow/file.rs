@@ -8,6 +8,7 @@ use std::time::Duration;
 
 use serde::Deserialize;
 
+use super::rate::RateLimit;
 use super::template::BodyTemplate;
 use crate::duration::parse_duration;
 use crate::project::{FileError, confined_path};
@@ -69,6 +70,8 @@ pub enum Action {
         /// A compiled body template; `None` sends the default body (docs/reference.md "Deliveries").
         body: Option<BodyTemplate>,
         timeout: Duration,
+        /// At most this many requests per second, minute or hour (`deliver::pace`).
+        rate_limit: Option<RateLimit>,
     },
     /// Appends the delivery as one NDJSON line to `path`, relative to the
     /// project folder and inside it.
@@ -135,6 +138,7 @@ enum RawAction {
         url: String,
         body: Option<String>,
         timeout: Option<String>,
+        rate_limit: Option<String>,
     },
     File {
         path: String,
@@ -272,7 +276,12 @@ fn experiment(raw: RawExperiment) -> Result<Experiment, String> {
 
 fn action(raw: RawAction) -> Result<Action, String> {
     Ok(match raw {
-        RawAction::Webhook { url, body, timeout } => {
+        RawAction::Webhook {
+            url,
+            body,
+            timeout,
+            rate_limit,
+        } => {
             let parsed = url::Url::parse(&url).map_err(|e| format!("url {url:?}: {e}"))?;
             if !matches!(parsed.scheme(), "http" | "https") {
                 return Err(format!("url {url:?}: use http:// or https://"));
@@ -282,7 +291,15 @@ fn action(raw: RawAction) -> Result<Action, String> {
                 .map(|t| parse_duration(&t).map_err(|e| format!("timeout: {e}")))
                 .transpose()?
                 .unwrap_or(DEFAULT_WEBHOOK_TIMEOUT);
-            Action::Webhook { url, body, timeout }
+            let rate_limit = rate_limit
+                .map(|r| RateLimit::parse(&r).map_err(|e| format!("rate_limit: {e}")))
+                .transpose()?;
+            Action::Webhook {
+                url,
+                body,
+                timeout,
+                rate_limit,
+            }
         }
         RawAction::File { path } => Action::File {
             path: confined_path(&path).map_err(|e| format!("path: {e}"))?,
@@ -325,6 +342,7 @@ url = "http://127.0.0.1:9000/hook"
 [actions.vip_hook]
 type = "webhook"
 url = "http://127.0.0.1:9000/vip"
+rate_limit = "50/s"
 body = '{"email": {{ contact.email }}, "value": {{ data.cart_value }}}'
 [actions.audit]
 type = "file"
@@ -365,6 +383,34 @@ name = "vip_abandoned"
             flow.actions["vip_hook"],
             Action::Webhook { body: Some(_), .. }
         ));
+        let Action::Webhook { rate_limit, .. } = &flow.actions["vip_hook"] else {
+            panic!("a webhook")
+        };
+        assert_eq!(rate_limit.map(|r| r.to_string()).as_deref(), Some("50/s"));
+        assert!(matches!(
+            flow.actions["hook"],
+            Action::Webhook {
+                rate_limit: None,
+                ..
+            }
+        ));
+    }
+
+    #[test]
+    fn a_bad_rate_limit_names_the_action_the_key_and_the_line() {
+        let text = SPEC_EXAMPLE.replace(r#"rate_limit = "50/s""#, r#"rate_limit = "50/day""#);
+        let e = parse(&text).unwrap_err();
+        assert_eq!(e.line, 18, "the action's line: {e}");
+        assert!(
+            e.reason.starts_with("actions.vip_hook: rate_limit: ") && e.reason.contains("day"),
+            "{e}"
+        );
+        let on_a_file = SPEC_EXAMPLE.replace(
+            "path = \"deliveries/reengage.ndjson\"",
+            "path = \"deliveries/reengage.ndjson\"\nrate_limit = \"5/s\"",
+        );
+        let e = parse(&on_a_file).unwrap_err();
+        assert!(e.reason.contains("rate_limit"), "{e}");
     }
 
     #[test]
@@ -393,7 +439,7 @@ name = "vip_abandoned"
         for path in ["/tmp/audit.ndjson", "../audit.ndjson", "deliveries/../../x"] {
             let text = SPEC_EXAMPLE.replace("deliveries/reengage.ndjson", path);
             let e = parse(&text).unwrap_err();
-            assert_eq!(e.line, 22, "{path}: {e}");
+            assert_eq!(e.line, 23, "{path}: {e}");
             assert!(e.reason.starts_with("actions.audit: path: "), "{path}: {e}");
         }
     }

@@ -5,10 +5,12 @@
 //! - `plan`: segment filters, frequency caps, experiments and branches,
 //!   set-based over a run's matches → planned deliveries.
 //! - `render`: the payload each delivery will send.
+//! - `rate`: an action's `rate_limit`.
 //! - `template`: webhook body templates, printing values as JSON.
 
 pub mod file;
 pub mod plan;
+pub mod rate;
 pub mod render;
 pub mod segment;
 pub mod template;

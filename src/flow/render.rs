@@ -50,15 +50,24 @@ pub fn render_payload(
     action: &Action,
 ) -> Result<String, String> {
     let payload = match action {
-        Action::Webhook { url, body, timeout } => {
+        Action::Webhook {
+            url,
+            body,
+            timeout,
+            rate_limit,
+        } => {
             let body = match body {
                 Some(template) => template.render(&default_body(r, m, d))?,
                 None => default_body(r, m, d).to_string(),
             };
-            json!({
+            let mut payload = json!({
                 "kind": "webhook", "url": url, "body": body,
                 "timeout_ms": u64::try_from(timeout.as_millis()).unwrap_or(u64::MAX),
-            })
+            });
+            if let Some(rate) = rate_limit {
+                payload["rate_limit"] = json!(rate.to_string());
+            }
+            payload
         }
         Action::File { path } => json!({
             "kind": "file",
@@ -188,6 +197,7 @@ mod tests {
             url: "http://127.0.0.1:9/vip".into(),
             body: Some(BodyTemplate::compile(template).unwrap()),
             timeout: Duration::from_secs(2),
+            rate_limit: Some(crate::flow::rate::RateLimit::parse("20/s").unwrap()),
         };
         let payload: Value = serde_json::from_str(
             &render_payload(&rendering(), &matched(), &delivery(), &action).unwrap(),
@@ -195,10 +205,12 @@ mod tests {
         .unwrap();
         assert_eq!(payload["body"], r#"{"email": "a@x.com", "value": 120.5}"#);
         assert_eq!(payload["timeout_ms"], 2000);
+        assert_eq!(payload["rate_limit"], "20/s");
         let broken = Action::Webhook {
             url: "http://127.0.0.1:9/vip".into(),
             body: Some(BodyTemplate::compile("{{ data.nope }}").unwrap()),
             timeout: Duration::from_secs(2),
+            rate_limit: None,
         };
         assert!(render_payload(&rendering(), &matched(), &delivery(), &broken).is_err());
     }

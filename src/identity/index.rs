@@ -49,6 +49,8 @@ const SNAPSHOTS_KEPT: usize = 2;
 pub struct Identify {
     pub user_id: Option<Box<str>>,
     pub email: Option<Box<str>>,
+    /// The call's traits (JSON text), as `identities` shows them.
+    pub traits: Option<Box<str>>,
     /// Microseconds since the epoch.
     pub sent_at: i64,
     pub seq: i64,
@@ -73,6 +75,9 @@ pub struct IdentityIndex {
     table_id: String,
     /// Identifies folded in since the index was last persisted.
     unsaved: usize,
+    /// The latest `sent_at` of any identify folded in (µs; `i64::MIN`:
+    /// none): a clock at or after it sees every key's latest identify.
+    newest: i64,
 }
 
 /// The moment a lookup is made at: identifies sent in `(cutoff, now]` count.
@@ -124,6 +129,7 @@ impl IdentityIndex {
         IdentityIndex {
             covered: -1,
             table_id: table_id.to_string(),
+            newest: i64::MIN,
             ..IdentityIndex::default()
         }
     }
@@ -139,13 +145,15 @@ impl IdentityIndex {
     }
 
     /// Folds one identify call in.
-    pub fn fold(&mut self, keys: RowKeys<'_>, sent_at: i64, seq: i64) {
+    pub fn fold(&mut self, keys: RowKeys<'_>, traits: Option<&str>, sent_at: i64, seq: i64) {
         let identify = Identify {
             user_id: keys.user_id.map(Box::from),
             email: keys.email.map(Box::from),
+            traits: traits.map(Box::from),
             sent_at,
             seq,
         };
+        self.newest = self.newest.max(sent_at);
         for (map, key) in [
             (&mut self.clients, keys.client_id),
             (&mut self.users, keys.user_id),
@@ -163,7 +171,7 @@ impl IdentityIndex {
     }
 
     /// Folds in a batch of identify rows (`client_id`, `user_id`, `email`,
-    /// `sent_at`, `seq`).
+    /// `traits`, `sent_at`, `seq`).
     pub fn fold_batch(&mut self, batch: &RecordBatch) -> Result<(), arrow::error::ArrowError> {
         let text = |name: &str| -> Result<ArrayRef, arrow::error::ArrowError> {
             let column = batch.column_by_name(name).ok_or_else(|| {
@@ -172,6 +180,8 @@ impl IdentityIndex {
             cast(column, &DataType::Utf8)
         };
         let (client, user, email) = (text("client_id")?, text("user_id")?, text("email")?);
+        let traits = text("traits")?;
+        let traits = traits.as_string::<i32>();
         let sent_at = batch
             .column_by_name("sent_at")
             .and_then(|c| c.as_any().downcast_ref::<TimestampMicrosecondArray>())
@@ -199,7 +209,7 @@ impl IdentityIndex {
                 user_id: get(user, row),
                 client_id: get(client, row),
             };
-            self.fold(keys, sent_at.value(row), seq.value(row));
+            self.fold(keys, get(traits, row), sent_at.value(row), seq.value(row));
         }
         Ok(())
     }
@@ -238,6 +248,57 @@ impl IdentityIndex {
             identified: own.is_some() || by_client.is_some(),
         })
     }
+}
+
+impl IdentityIndex {
+    /// The `identities` table as of `at` (docs/reference.md "identities"):
+    /// each client's and each user's latest identify sent in `(cutoff,
+    /// now]`, in `schema`'s columns (`client_id`, `user_id`, `email`,
+    /// `traits`, `identified_at`). `None` when a key's latest identify was
+    /// sent after `now`: the one that was latest then is not kept.
+    pub fn identities(
+        &self,
+        at: AsOf,
+        schema: SchemaRef,
+    ) -> Option<Result<RecordBatch, arrow::error::ArrowError>> {
+        if self.newest > at.now {
+            return None;
+        }
+        let live = |i: &&Identify| i.sent_at > at.cutoff;
+        let clients = self.clients.iter().filter(|(_, i)| live(i));
+        let users = self.users.iter().filter(|(_, i)| live(i));
+        let rows: Vec<(Option<&str>, Option<&str>, &Identify)> = clients
+            .map(|(key, i)| (Some(key.as_ref()), i.user_id.as_deref(), i))
+            .chain(users.map(|(key, i)| (None, Some(key.as_ref()), i)))
+            .collect();
+        Some(identities_batch(&rows, schema))
+    }
+}
+
+/// `rows` (client id, user id, identify) as a batch of `schema`.
+fn identities_batch(
+    rows: &[(Option<&str>, Option<&str>, &Identify)],
+    schema: SchemaRef,
+) -> Result<RecordBatch, arrow::error::ArrowError> {
+    let at = TimestampMicrosecondArray::from_iter_values(rows.iter().map(|r| r.2.sent_at))
+        .with_timezone("UTC");
+    let built: Vec<ArrayRef> = vec![
+        Arc::new(StringArray::from_iter(rows.iter().map(|r| r.0))),
+        Arc::new(StringArray::from_iter(rows.iter().map(|r| r.1))),
+        Arc::new(StringArray::from_iter(
+            rows.iter().map(|r| r.2.email.as_deref()),
+        )),
+        Arc::new(StringArray::from_iter(
+            rows.iter().map(|r| r.2.traits.as_deref()),
+        )),
+        Arc::new(at),
+    ];
+    let columns = built
+        .iter()
+        .zip(schema.fields())
+        .map(|(column, field)| cast(column, field.data_type()))
+        .collect::<Result<Vec<_>, _>>()?;
+    RecordBatch::try_new(schema, columns)
 }
 
 /// The up-to-date index of each workspace, shared by the runs of a process
@@ -361,7 +422,7 @@ async fn fold_new(
             .read_table(provider)
             .and_then(|frame| frame.filter(col("type").eq(lit("identify"))))
             .and_then(|frame| {
-                frame.select_columns(&["client_id", "user_id", "email", "sent_at", "seq"])
+                frame.select_columns(&["client_id", "user_id", "email", "traits", "sent_at", "seq"])
             })
             .map_err(|e| fail(&e))?
             .execute_stream()
@@ -464,6 +525,7 @@ fn snapshot_schema() -> SchemaRef {
         text("key", false),
         text("user_id", true),
         text("email", true),
+        text("traits", true),
         Field::new("sent_at", DataType::Int64, false),
         Field::new("seq", DataType::Int64, false),
     ]))
@@ -487,6 +549,9 @@ fn encode(index: &IdentityIndex) -> Result<Vec<u8>, Box<dyn std::error::Error + 
         )),
         Arc::new(StringArray::from_iter(
             entries.iter().map(|e| e.2.email.as_deref()),
+        )),
+        Arc::new(StringArray::from_iter(
+            entries.iter().map(|e| e.2.traits.as_deref()),
         )),
         Arc::new(Int64Array::from_iter_values(
             entries.iter().map(|e| e.2.sent_at),
@@ -526,20 +591,26 @@ fn decode(bytes: Vec<u8>) -> Result<IdentityIndex, Box<dyn std::error::Error + S
     index.covered = value("covered")?.parse()?;
     for batch in builder.build()? {
         let batch = batch?;
+        if batch.schema() != snapshot_schema() {
+            return Err("the snapshot was written by another version of tripwire".into());
+        }
         let is_client = batch.column(0).as_boolean();
         let key = batch.column(1).as_string::<i32>();
         let user = batch.column(2).as_string::<i32>();
         let email = batch.column(3).as_string::<i32>();
-        let sent_at = batch.column(4).as_primitive::<Int64Type>();
-        let seq = batch.column(5).as_primitive::<Int64Type>();
+        let traits = batch.column(4).as_string::<i32>();
+        let sent_at = batch.column(5).as_primitive::<Int64Type>();
+        let seq = batch.column(6).as_primitive::<Int64Type>();
         let text = |a: &StringArray, row| a.is_valid(row).then(|| Box::from(a.value(row)));
         for row in 0..batch.num_rows() {
             let identify = Identify {
                 user_id: text(user, row),
                 email: text(email, row),
+                traits: text(traits, row),
                 sent_at: sent_at.value(row),
                 seq: seq.value(row),
             };
+            index.newest = index.newest.max(identify.sent_at);
             let map = match is_client.value(row) {
                 true => &mut index.clients,
                 false => &mut index.users,
@@ -578,8 +649,18 @@ mod tests {
     #[test]
     fn the_latest_identify_of_each_key_wins_whatever_the_order_it_arrives_in() {
         let mut index = IdentityIndex::empty("t");
-        index.fold(keys(Some("new@x"), Some("u1"), Some("c1")), 5 * HOUR, 1);
-        index.fold(keys(Some("old@x"), Some("u1"), Some("c1")), 2 * HOUR, 2);
+        index.fold(
+            keys(Some("new@x"), Some("u1"), Some("c1")),
+            None,
+            5 * HOUR,
+            1,
+        );
+        index.fold(
+            keys(Some("old@x"), Some("u1"), Some("c1")),
+            None,
+            2 * HOUR,
+            2,
+        );
         let resolved = index.resolve(keys(None, None, Some("c1")), at(10 * HOUR));
         assert_eq!(
             resolved,
@@ -594,8 +675,8 @@ mod tests {
     #[test]
     fn a_rows_own_user_wins_over_its_clients() {
         let mut index = IdentityIndex::empty("t");
-        index.fold(keys(Some("a@x"), Some("ua"), Some("shared")), HOUR, 1);
-        index.fold(keys(Some("b@x"), Some("ub"), None), 2 * HOUR, 2);
+        index.fold(keys(Some("a@x"), Some("ua"), Some("shared")), None, HOUR, 1);
+        index.fold(keys(Some("b@x"), Some("ub"), None), None, 2 * HOUR, 2);
         let resolved = index
             .resolve(keys(None, Some("ub"), Some("shared")), at(3 * HOUR))
             .unwrap();
@@ -606,8 +687,8 @@ mod tests {
     #[test]
     fn a_clients_user_lends_its_email_when_the_client_had_none() {
         let mut index = IdentityIndex::empty("t");
-        index.fold(keys(None, Some("u1"), Some("c1")), HOUR, 1);
-        index.fold(keys(Some("u@x"), Some("u1"), None), 2 * HOUR, 2);
+        index.fold(keys(None, Some("u1"), Some("c1")), None, HOUR, 1);
+        index.fold(keys(Some("u@x"), Some("u1"), None), None, 2 * HOUR, 2);
         let resolved = index
             .resolve(keys(None, None, Some("c1")), at(3 * HOUR))
             .unwrap();
@@ -617,7 +698,7 @@ mod tests {
     #[test]
     fn identifies_older_than_the_ttl_are_forgotten_and_later_than_the_clock_cannot_be_judged() {
         let mut index = IdentityIndex::empty("t");
-        index.fold(keys(Some("a@x"), None, Some("c1")), HOUR, 1);
+        index.fold(keys(Some("a@x"), None, Some("c1")), None, HOUR, 1);
         let stale = index.resolve(keys(None, None, Some("c1")), at(26 * HOUR));
         assert_eq!(
             stale,
@@ -638,8 +719,8 @@ mod tests {
     #[test]
     fn a_snapshot_decodes_to_the_same_index() {
         let mut index = IdentityIndex::empty("table-1");
-        index.fold(keys(Some("a@x"), Some("u1"), Some("c1")), HOUR, 1);
-        index.fold(keys(None, Some("u2"), None), 2 * HOUR, 7);
+        index.fold(keys(Some("a@x"), Some("u1"), Some("c1")), None, HOUR, 1);
+        index.fold(keys(None, Some("u2"), None), None, 2 * HOUR, 7);
         index.covered = 41;
         index.unsaved = 0;
         let decoded = decode(encode(&index).unwrap()).unwrap();

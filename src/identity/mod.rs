@@ -13,4 +13,4 @@ pub mod pending;
 pub mod resolve;
 mod views;
 
-pub use views::register;
+pub use views::{identities_from_index, register, register_with};

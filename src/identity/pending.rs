@@ -7,6 +7,7 @@
 //! with that run, once) or `expired` (their wait is over; dropped and
 //! counted).
 
+use std::collections::HashMap;
 use std::io::Cursor;
 use std::sync::Arc;
 use std::time::Duration;
@@ -34,17 +35,35 @@ pub fn nullable(schema: &Schema) -> SchemaRef {
 
 /// The trigger's pending rows that no run has settled yet, oldest first.
 pub async fn open(ledger: &DeltaTable, trigger: &str) -> Result<Vec<PendingRecord>, QueryError> {
+    let mut open = open_all(ledger, &[trigger]).await?;
+    Ok(open.remove(trigger).unwrap_or_default())
+}
+
+/// Each of `triggers`' unsettled pending rows, oldest first, in one read of
+/// the ledger (a tick's triggers share it).
+pub async fn open_all(
+    ledger: &DeltaTable,
+    triggers: &[&str],
+) -> Result<HashMap<String, Vec<PendingRecord>>, QueryError> {
+    if triggers.is_empty() {
+        return Ok(HashMap::new());
+    }
     let ctx = new_context()?;
     let rows = delta_provider(&ctx, Some(ledger.clone()), TableKind::Ledger).await?;
     ctx.register_table("ledger", rows).map_err(engine)?;
-    let trigger = trigger.replace('\'', "''");
+    let names = triggers
+        .iter()
+        .map(|n| format!("'{}'", n.replace('\'', "''")))
+        .collect::<Vec<_>>()
+        .join(", ");
     let sql = format!(
-        "SELECT pending_id, row, CAST(wait_until AS BIGINT) AS wait_until, email, user_id, client_id
+        "SELECT pending_id, row, CAST(wait_until AS BIGINT) AS wait_until, email, user_id, client_id,
+                trigger
          FROM ledger p
-         WHERE kind = 'pending' AND trigger = '{trigger}'
+         WHERE kind = 'pending' AND trigger IN ({names})
            AND NOT EXISTS (SELECT 1 FROM ledger s WHERE s.kind = 'settled'
-                           AND s.trigger = '{trigger}' AND s.pending_id = p.pending_id)
-         ORDER BY clock, pending_id"
+                           AND s.trigger = p.trigger AND s.pending_id = p.pending_id)
+         ORDER BY trigger, clock, pending_id"
     );
     let batches = ctx
         .sql(&sql)
@@ -53,7 +72,18 @@ pub async fn open(ledger: &DeltaTable, trigger: &str) -> Result<Vec<PendingRecor
         .collect()
         .await
         .map_err(engine)?;
-    Ok(batches.iter().flat_map(records).collect())
+    let mut open: HashMap<String, Vec<PendingRecord>> = HashMap::new();
+    for batch in &batches {
+        let names = cast(batch.column(6), &DataType::Utf8)
+            .map_err(|e| QueryError::Engine(e.to_string()))?;
+        let names = names.as_string::<i32>();
+        for (i, record) in records(batch).into_iter().enumerate() {
+            open.entry(names.value(i).to_string())
+                .or_default()
+                .push(record);
+        }
+    }
+    Ok(open)
 }
 
 fn records(batch: &RecordBatch) -> Vec<PendingRecord> {

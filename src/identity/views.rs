@@ -1,11 +1,16 @@
 //! The `identities` and `contacts` views over a workspace's events, both
 //! measured against the session's clock.
 
+use std::sync::Arc;
 use std::time::Duration;
 
+use arrow::datatypes::{Field, Schema, SchemaRef};
 use chrono::{DateTime, Utc};
+use datafusion::catalog::{MemTable, TableProvider};
 use datafusion::prelude::SessionContext;
 
+use super::index::{AsOf, IdentityIndex};
+use crate::event::batch::events_schema;
 use crate::sql::QueryError;
 
 /// Registers `identities` and `contacts` on `ctx` (which already has
@@ -15,12 +20,65 @@ pub async fn register(
     now: DateTime<Utc>,
     ttl: Duration,
 ) -> Result<(), QueryError> {
-    let ttl = chrono::Duration::from_std(ttl).unwrap_or(chrono::Duration::MAX);
-    let cutoff = now
-        .checked_sub_signed(ttl)
-        .unwrap_or(DateTime::<Utc>::MIN_UTC);
-    register_view(ctx, "identities", &identities_sql(cutoff, now)).await?;
+    register_with(ctx, now, ttl, None).await
+}
+
+/// As [`register`], with `identities` given as a table when the identity
+/// index answered it ([`identities_from_index`]) instead of the view.
+pub async fn register_with(
+    ctx: &SessionContext,
+    now: DateTime<Utc>,
+    ttl: Duration,
+    identities: Option<Arc<dyn TableProvider>>,
+) -> Result<(), QueryError> {
+    match identities {
+        Some(table) => {
+            ctx.register_table("identities", table).map_err(engine)?;
+        }
+        None => {
+            let cutoff = AsOf::new(now, ttl).cutoff;
+            let cutoff =
+                DateTime::from_timestamp_micros(cutoff).unwrap_or(DateTime::<Utc>::MIN_UTC);
+            register_view(ctx, "identities", &identities_sql(cutoff, now)).await?;
+        }
+    }
     register_view(ctx, "contacts", &contacts_sql(now)).await
+}
+
+/// The `identities` table as `index` holds it at `now`: the same rows as
+/// the view over `events`, from memory. `None` when the index cannot say
+/// (an identify sent after `now`).
+pub fn identities_from_index(
+    index: &IdentityIndex,
+    now: DateTime<Utc>,
+    ttl: Duration,
+) -> Result<Option<Arc<dyn TableProvider>>, QueryError> {
+    let Some(batch) = index.identities(AsOf::new(now, ttl), identities_schema()) else {
+        return Ok(None);
+    };
+    let batch = batch.map_err(|e| QueryError::Engine(e.to_string()))?;
+    let table = MemTable::try_new(batch.schema(), vec![vec![batch]]).map_err(engine)?;
+    Ok(Some(Arc::new(table)))
+}
+
+/// The view's columns, typed as the events table types them.
+fn identities_schema() -> SchemaRef {
+    let events = events_schema();
+    let field = |name: &str, as_name: &str| {
+        let field = events.field_with_name(name).expect("an events column");
+        Field::new(as_name, field.data_type().clone(), true)
+    };
+    Arc::new(Schema::new(vec![
+        field("client_id", "client_id"),
+        field("user_id", "user_id"),
+        field("email", "email"),
+        field("traits", "traits"),
+        field("sent_at", "identified_at"),
+    ]))
+}
+
+fn engine(e: datafusion::error::DataFusionError) -> QueryError {
+    QueryError::Engine(e.to_string())
 }
 
 async fn register_view(ctx: &SessionContext, name: &str, sql: &str) -> Result<(), QueryError> {

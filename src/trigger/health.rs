@@ -4,6 +4,8 @@
 //! last error shown, until `tripwire resume TRIGGER [--skip]`. Its failed
 //! runs and resumes are in the ledger; this module reads them.
 
+use std::collections::HashMap;
+
 use arrow::array::{Array, AsArray};
 use arrow::datatypes::DataType;
 use deltalake_core::DeltaTable;
@@ -57,14 +59,32 @@ pub async fn current_streak(
     trigger: &str,
     limit: u32,
 ) -> Result<Streak, QueryError> {
+    let mut streaks = current_streaks(ledger, &[trigger], limit).await?;
+    Ok(streaks.remove(trigger).unwrap_or_default())
+}
+
+/// Each of `triggers`' current streak, in one read of the ledger (a tick's
+/// triggers share it); a trigger without runs has none.
+pub async fn current_streaks(
+    ledger: &DeltaTable,
+    triggers: &[&str],
+    limit: u32,
+) -> Result<HashMap<String, Streak>, QueryError> {
+    if triggers.is_empty() {
+        return Ok(HashMap::new());
+    }
     let ctx = new_context()?;
     let rows = delta_provider(&ctx, Some(ledger.clone()), TableKind::Ledger).await?;
     ctx.register_table("ledger", rows).map_err(engine)?;
     let sql = format!(
-        "SELECT kind, error FROM ledger
-         WHERE trigger = '{}' AND kind IN ('run', 'resume')
-         ORDER BY finished_at DESC LIMIT {}",
-        trigger.replace('\'', "''"),
+        "SELECT trigger, kind, error FROM (
+           SELECT trigger, kind, error, finished_at,
+                  row_number() OVER (PARTITION BY trigger ORDER BY finished_at DESC) AS newest
+           FROM ledger
+           WHERE kind IN ('run', 'resume') AND trigger IN ({})
+         ) WHERE newest <= {}
+         ORDER BY trigger, finished_at DESC",
+        quoted_list(triggers),
         limit.saturating_add(1)
     );
     let batches = ctx
@@ -74,22 +94,41 @@ pub async fn current_streak(
         .collect()
         .await
         .map_err(engine)?;
-    let mut outcomes = Vec::new();
+    let mut histories: HashMap<String, Vec<Outcome>> = HashMap::new();
     for batch in &batches {
-        let text = |i: usize| arrow::compute::cast(batch.column(i), &DataType::Utf8);
-        let (kinds, errors) = (
-            text(0).map_err(|e| QueryError::Engine(e.to_string()))?,
-            text(1).map_err(|e| QueryError::Engine(e.to_string()))?,
+        let text = |i: usize| {
+            arrow::compute::cast(batch.column(i), &DataType::Utf8)
+                .map_err(|e| QueryError::Engine(e.to_string()))
+        };
+        let (names, kinds, errors) = (text(0)?, text(1)?, text(2)?);
+        let (names, kinds, errors) = (
+            names.as_string::<i32>(),
+            kinds.as_string::<i32>(),
+            errors.as_string::<i32>(),
         );
-        let (kinds, errors) = (kinds.as_string::<i32>(), errors.as_string::<i32>());
         for i in 0..batch.num_rows() {
-            outcomes.push(Outcome {
-                kind: kinds.value(i).to_string(),
-                error: errors.is_valid(i).then(|| errors.value(i).to_string()),
-            });
+            histories
+                .entry(names.value(i).to_string())
+                .or_default()
+                .push(Outcome {
+                    kind: kinds.value(i).to_string(),
+                    error: errors.is_valid(i).then(|| errors.value(i).to_string()),
+                });
         }
     }
-    Ok(streak(&outcomes))
+    Ok(histories
+        .into_iter()
+        .map(|(name, history)| (name, streak(&history)))
+        .collect())
+}
+
+/// `'a', 'b'`: names as SQL string literals.
+pub fn quoted_list(names: &[&str]) -> String {
+    names
+        .iter()
+        .map(|n| format!("'{}'", n.replace('\'', "''")))
+        .collect::<Vec<_>>()
+        .join(", ")
 }
 
 #[cfg(test)]

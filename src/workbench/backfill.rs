@@ -14,7 +14,7 @@ use deltalake_core::DeltaTable;
 
 use crate::flow::FlowSetup;
 use crate::identity::index::IndexCache;
-use crate::run::{RunError, RunRequest, Scope, evaluate_and_plan, run_trigger};
+use crate::run::{RunError, RunRequest, Scope, evaluate_and_plan, run_session, run_trigger};
 use crate::session::{SessionSpec, workspace_session};
 use crate::sql::run_read_only;
 use crate::store::commit::{Committed, Once, commit};
@@ -96,13 +96,14 @@ pub async fn backfill(
         shadow: !live,
         identities: index.as_deref(),
     };
-    let (evaluation, deliveries) =
-        evaluate_and_plan(&request, &scope)
-            .await
-            .map_err(|message| RunError::Query {
-                path: trigger.path.display().to_string(),
-                message,
-            })?;
+    let evaluated = match run_session(&request, &scope).await {
+        Ok(ctx) => evaluate_and_plan(&request, &scope, &ctx).await,
+        Err(message) => Err(message),
+    };
+    let (evaluation, deliveries) = evaluated.map_err(|message| RunError::Query {
+        path: trigger.path.display().to_string(),
+        message,
+    })?;
     let started = now.timestamp_micros();
     let resolution = &evaluation.resolution;
     let run = RunRecord {

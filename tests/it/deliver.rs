@@ -4,22 +4,21 @@
 //! the outcome is read back from the `deliveries` view, the `attempts`
 //! history, the receiver's log, files and the `events` table.
 
-use std::collections::{HashMap, VecDeque};
-use std::net::SocketAddr;
+use std::collections::HashMap;
 use std::process::Stdio;
-use std::sync::{Arc, Mutex};
+use std::sync::Arc;
+use std::sync::atomic::AtomicI64;
+use std::sync::atomic::Ordering::SeqCst;
 use std::time::{Duration, Instant};
 
-use axum::extract::State;
-use axum::http::{HeaderMap, StatusCode};
-use axum::response::{IntoResponse, Response};
-use axum::routing::post;
 use chrono::{DateTime, SubsecRound, Utc};
 use hmac::{Hmac, Mac};
 use serde_json::{Value, json};
 use sha2::Sha256;
 use tripwire::config::Config;
-use tripwire::deliver::{DeliveryLimits, DeliverySummary, deliver_due, redeliver};
+use tripwire::deliver::{
+    CLAIM_MARGIN, Clock, Deliverer, DeliveryLimits, DeliverySummary, deliver_due, redeliver,
+};
 use tripwire::session::{SessionSpec, workspace_session};
 use tripwire::sql::output::{OutputFormat, render};
 use tripwire::sql::run_read_only;
@@ -28,102 +27,20 @@ use tripwire::store::ledger::{DeliveryRecord, RunRecord, RunRows, run_batch};
 use tripwire::store::{Store, TableKind};
 
 use crate::project::{Project, SECRET};
+use crate::recorder::{Recorder, closed_port};
 
-const SIGNING_SECRET: &str = "whsec_test";
-
-/// One request the receiver got.
-#[derive(Debug, Clone)]
-struct Received {
-    key: String,
-    signature: Option<String>,
-    content_type: Option<String>,
-    body: String,
-}
-
-/// A scripted answer: status and `Retry-After`.
-type Reply = (u16, Option<&'static str>);
-
-/// A webhook receiver that records every request and answers with the
-/// scripted replies first (status, `Retry-After`), then 200.
-#[derive(Clone, Default)]
-struct Receiver {
-    log: Arc<Mutex<Vec<Received>>>,
-    replies: Arc<Mutex<VecDeque<Reply>>>,
-}
-
-impl Receiver {
-    /// Serves on `addr` (port 0 for any); returns the hook URL.
-    async fn start(&self, addr: &str) -> String {
-        let listener = tokio::net::TcpListener::bind(addr).await.unwrap();
-        let addr = listener.local_addr().unwrap();
-        let app = axum::Router::new()
-            .route("/hook", post(answer))
-            .with_state(self.clone());
-        tokio::spawn(async move { axum::serve(listener, app).await });
-        format!("http://{addr}/hook")
-    }
-
-    fn fail_next(&self, status: u16, retry_after: Option<&'static str>, times: usize) {
-        let mut replies = self.replies.lock().unwrap();
-        replies.extend(std::iter::repeat_n((status, retry_after), times));
-    }
-
-    fn requests(&self) -> Vec<Received> {
-        self.log.lock().unwrap().clone()
-    }
-
-    /// How many requests each Idempotency-Key came with.
-    fn per_key(&self) -> HashMap<String, usize> {
-        let mut counts = HashMap::new();
-        for r in self.requests() {
-            *counts.entry(r.key).or_default() += 1;
-        }
-        counts
-    }
-}
-
-async fn answer(State(receiver): State<Receiver>, headers: HeaderMap, body: String) -> Response {
-    let header = |name: &str| {
-        headers
-            .get(name)
-            .and_then(|v| v.to_str().ok())
-            .map(str::to_string)
-    };
-    receiver.log.lock().unwrap().push(Received {
-        key: header("idempotency-key").unwrap_or_default(),
-        signature: header("tripwire-signature"),
-        content_type: header("content-type"),
-        body,
-    });
-    let reply = receiver.replies.lock().unwrap().pop_front();
-    match reply {
-        None => StatusCode::OK.into_response(),
-        Some((status, retry_after)) => {
-            let status = StatusCode::from_u16(status).unwrap();
-            match retry_after {
-                Some(after) => (status, [("retry-after", after)], "slow down").into_response(),
-                None => (status, "receiver says no").into_response(),
-            }
-        }
-    }
-}
-
-/// A free loopback port nothing listens on (yet).
-fn closed_port() -> SocketAddr {
-    let listener = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
-    listener.local_addr().unwrap()
-}
+pub const SIGNING_SECRET: &str = "whsec_test";
 
 /// A project whose workspace `shop` signs webhooks, with the library's
 /// view of the same config and storage.
-struct Setup {
-    project: Project,
-    config: Config,
-    store: Store,
+pub struct Setup {
+    pub project: Project,
+    pub config: Config,
+    pub store: Store,
 }
 
 impl Setup {
-    fn new() -> Setup {
+    pub fn new() -> Setup {
         let project = Project::with_config(&format!(
             "storage = \"./store\"\n[[workspace]]\nid = \"shop\"\nsecret = \"{SECRET}\"\n\
              signing_secret = \"{SIGNING_SECRET}\"\n"
@@ -138,7 +55,7 @@ impl Setup {
     }
 
     /// Commits one run planning `deliveries` at `planned`, as a trigger run does.
-    async fn plan(&self, run_id: &str, deliveries: &[DeliveryRecord], planned: DateTime<Utc>) {
+    pub async fn plan(&self, run_id: &str, deliveries: &[DeliveryRecord], planned: DateTime<Utc>) {
         let at = planned.timestamp_micros();
         let run = RunRecord {
             run_id: run_id.into(),
@@ -178,20 +95,24 @@ impl Setup {
         commit(&mut ledger, &mut Always(batches)).await.unwrap();
     }
 
-    async fn deliver(&self, now: DateTime<Utc>) -> DeliverySummary {
-        deliver_due(
-            &self.store,
-            &self.config,
-            "shop",
-            now,
-            &DeliveryLimits::default(),
-        )
-        .await
-        .unwrap()
+    /// Delivers what is due at `now`, with the worker's clock pinned there too.
+    pub async fn deliver(&self, now: DateTime<Utc>) -> DeliverySummary {
+        self.deliver_with(Clock::fixed(now), now).await
+    }
+
+    /// Delivers what is due at `due_at`, each attempt reading `clock`.
+    pub async fn deliver_with(&self, clock: Clock, due_at: DateTime<Utc>) -> DeliverySummary {
+        let deliverer = Deliverer::new(DeliveryLimits::default()).with_clock(clock);
+        let summary = deliverer
+            .deliver_due(&self.store, &self.config, "shop", due_at)
+            .await
+            .unwrap();
+        deliverer.leave(&self.store).await;
+        summary
     }
 
     /// Rows of a query over the workspace's tables, as JSON objects.
-    async fn query(&self, sql: &str) -> Vec<Value> {
+    pub async fn query(&self, sql: &str) -> Vec<Value> {
         let spec = SessionSpec {
             store: &self.store,
             workspace: "shop",
@@ -209,7 +130,7 @@ impl Setup {
     }
 
     /// The `deliveries` row of one delivery.
-    async fn delivery(&self, id: &str) -> Value {
+    pub async fn delivery(&self, id: &str) -> Value {
         let rows = self
             .query(&format!(
                 "SELECT status, attempts, last_error, CAST(next_attempt_at AS BIGINT) AS next_us,
@@ -222,7 +143,7 @@ impl Setup {
     }
 
     /// When a failed delivery is due again.
-    async fn next_attempt_at(&self, id: &str) -> DateTime<Utc> {
+    pub async fn next_attempt_at(&self, id: &str) -> DateTime<Utc> {
         let row = self.delivery(id).await;
         let micros = row["next_us"]
             .as_i64()
@@ -231,12 +152,12 @@ impl Setup {
     }
 
     /// Runs the binary without blocking the receiver's runtime.
-    fn run(&self, args: &[&str]) -> std::process::Output {
+    pub fn run(&self, args: &[&str]) -> std::process::Output {
         tokio::task::block_in_place(|| self.project.run(args))
     }
 }
 
-fn delivery(id: &str, payload: Value) -> DeliveryRecord {
+pub fn delivery(id: &str, payload: Value) -> DeliveryRecord {
     DeliveryRecord {
         delivery_id: id.into(),
         flow: "reengage".into(),
@@ -251,7 +172,7 @@ fn delivery(id: &str, payload: Value) -> DeliveryRecord {
     }
 }
 
-fn webhook(id: &str, url: &str) -> DeliveryRecord {
+pub fn webhook(id: &str, url: &str) -> DeliveryRecord {
     let body = json!({"delivery_id": id, "contact": {"email": format!("{id}@example.com")}});
     delivery(
         id,
@@ -259,7 +180,7 @@ fn webhook(id: &str, url: &str) -> DeliveryRecord {
     )
 }
 
-fn planned_now() -> DateTime<Utc> {
+pub fn planned_now() -> DateTime<Utc> {
     Utc::now().trunc_subsecs(6)
 }
 
@@ -272,7 +193,7 @@ fn hmac_hex(t: &str, body: &str) -> String {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_webhook_carries_its_exact_body_its_idempotency_key_and_a_signature_that_verifies() {
     let setup = Setup::new();
-    let receiver = Receiver::default();
+    let receiver = Recorder::default();
     let url = receiver.start("127.0.0.1:0").await;
     let planned = planned_now();
     let d = webhook("d-sign", &url);
@@ -310,7 +231,7 @@ async fn a_webhook_carries_its_exact_body_its_idempotency_key_and_a_signature_th
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_receiver_failing_twice_gets_the_delivery_on_the_third_try_with_the_same_key() {
     let setup = Setup::new();
-    let receiver = Receiver::default();
+    let receiver = Recorder::default();
     let url = receiver.start("127.0.0.1:0").await;
     receiver.fail_next(500, None, 2);
     let planned = planned_now();
@@ -361,7 +282,7 @@ async fn a_receiver_failing_twice_gets_the_delivery_on_the_third_try_with_the_sa
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn retry_after_is_honoured() {
     let setup = Setup::new();
-    let receiver = Receiver::default();
+    let receiver = Recorder::default();
     let url = receiver.start("127.0.0.1:0").await;
     receiver.fail_next(429, Some("5"), 1);
     let planned = planned_now();
@@ -386,7 +307,7 @@ async fn retry_after_is_honoured() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_400_is_dead_at_once_and_listed_as_dead() {
     let setup = Setup::new();
-    let receiver = Receiver::default();
+    let receiver = Recorder::default();
     let url = receiver.start("127.0.0.1:0").await;
     receiver.fail_next(400, None, 1);
     let planned = planned_now();
@@ -464,7 +385,7 @@ async fn a_receiver_down_past_the_retry_period_is_dead_until_redelivered() {
     let refused = setup.run(&["redeliver", "d-down", "no-such-id"]);
     assert_eq!(refused.status.code(), Some(2));
     assert!(String::from_utf8_lossy(&refused.stderr).contains("no-such-id: no such delivery"));
-    let receiver = Receiver::default();
+    let receiver = Recorder::default();
     receiver.start(&port.to_string()).await;
     let out = setup.run(&["redeliver", "d-down"]);
     assert!(
@@ -490,7 +411,7 @@ async fn a_receiver_down_past_the_retry_period_is_dead_until_redelivered() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_worker_killed_before_recording_sends_again_and_records_each_delivery_once() {
     let setup = Setup::new();
-    let receiver = Receiver::default();
+    let receiver = Recorder::default();
     let url = receiver.start("127.0.0.1:0").await;
     let planned = planned_now();
     let mut planned_deliveries: Vec<DeliveryRecord> = (0..40)
@@ -523,12 +444,24 @@ async fn a_worker_killed_before_recording_sends_again_and_records_each_delivery_
     let unrecorded = setup.query("SELECT count(*) AS n FROM attempts").await;
     assert_eq!(unrecorded[0]["n"], 0);
 
-    let out = setup.run(&["deliver"]);
-    assert!(
-        out.status.success(),
-        "{}",
-        String::from_utf8_lossy(&out.stderr)
-    );
+    // Its claims hold until they expire; then another worker takes them over.
+    let patience = Instant::now() + CLAIM_MARGIN + Duration::from_secs(90);
+    loop {
+        let out = setup.run(&["deliver"]);
+        assert!(
+            out.status.success(),
+            "{}",
+            String::from_utf8_lossy(&out.stderr)
+        );
+        let delivered = setup
+            .query("SELECT count(*) AS n FROM deliveries WHERE status = 'delivered'")
+            .await;
+        if delivered[0]["n"] == 45 {
+            break;
+        }
+        assert!(Instant::now() < patience, "never taken over: {delivered:?}");
+        tokio::time::sleep(Duration::from_millis(500)).await;
+    }
 
     let per_key = receiver.per_key();
     assert_eq!(per_key.len(), 40);
@@ -633,7 +566,7 @@ async fn file_lines_and_emitted_events_are_stored_once_when_the_worker_runs_twic
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn two_workers_racing_record_each_delivery_delivered_once() {
     let setup = Setup::new();
-    let receiver = Receiver::default();
+    let receiver = Recorder::default();
     let url = receiver.start("127.0.0.1:0").await;
     let planned = planned_now();
     let hooks: Vec<DeliveryRecord> = (0..300)
@@ -658,6 +591,11 @@ async fn two_workers_racing_record_each_delivery_delivered_once() {
         .await;
     assert_eq!(recorded, [json!({"n": 300, "ids": 300})]);
     assert_eq!(receiver.per_key().len(), 300);
+    assert_eq!(
+        receiver.requests().len(),
+        300,
+        "each sent by one of them: {a} / {b}"
+    );
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -696,6 +634,174 @@ async fn redeliver_through_the_library_resets_only_failed_or_dead() {
     assert_eq!(
         (&held["status"], &held["attempts"]),
         (&json!("held_out"), &json!(0))
+    );
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn every_attempt_reads_the_workers_clock_as_it_is_sent() {
+    let setup = Setup::new();
+    let receiver = Recorder::default();
+    let url = receiver.start("127.0.0.1:0").await;
+    let planned = planned_now();
+    let hooks: Vec<DeliveryRecord> = (0..3).map(|i| webhook(&format!("c{i}"), &url)).collect();
+    setup.plan("run-1", &hooks, planned).await;
+    // A clock one minute later at every read: each request must read it.
+    let reads = Arc::new(AtomicI64::new(0));
+    let clock = {
+        let reads = reads.clone();
+        Clock::from_fn(move || planned + chrono::Duration::minutes(reads.fetch_add(1, SeqCst)))
+    };
+
+    let summary = setup.deliver_with(clock, planned).await;
+
+    assert_eq!(summary.delivered, 3, "{summary}");
+    let recorded: HashMap<String, i64> = setup
+        .query("SELECT delivery_id, CAST(attempted_at AS BIGINT) AS us FROM attempts")
+        .await
+        .iter()
+        .map(|r| {
+            (
+                r["delivery_id"].as_str().unwrap().to_string(),
+                r["us"].as_i64().unwrap(),
+            )
+        })
+        .collect();
+    let mut stamps = Vec::new();
+    for request in receiver.requests() {
+        let signature = request.signature.as_deref().expect("signed");
+        let t: i64 = signature[2..signature.find(',').unwrap()].parse().unwrap();
+        assert!(t > planned.timestamp(), "read after the batch began: {t}");
+        assert_eq!(
+            recorded[&request.key].div_euclid(1_000_000),
+            t,
+            "attempted_at is the signature's time"
+        );
+        stamps.push(t);
+    }
+    stamps.sort_unstable();
+    stamps.dedup();
+    assert_eq!(stamps.len(), 3, "one clock reading per request: {stamps:?}");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_delivery_first_tried_after_an_outage_longer_than_the_retry_period_is_retried_not_dead() {
+    let setup = Setup::new();
+    let receiver = Recorder::default();
+    let url = receiver.start("127.0.0.1:0").await;
+    receiver.fail_next(503, None, 4);
+    let planned = planned_now() - chrono::Duration::hours(30);
+    let hooks = [webhook("o1", &url), webhook("o2", &url)];
+    setup.plan("run-1", &hooks, planned).await;
+    let far = (Utc::now() + chrono::Duration::days(3650)).to_rfc3339();
+
+    let before = Utc::now();
+    let first = setup.run(&["deliver", "--now", &far]);
+    let second = setup.run(&["deliver", "--now", &far]);
+
+    for out in [&first, &second] {
+        assert!(
+            out.status.success(),
+            "{}",
+            String::from_utf8_lossy(&out.stderr)
+        );
+        let said = String::from_utf8_lossy(&out.stdout);
+        assert!(said.contains("failed 2 (retried later), dead 0"), "{said}");
+    }
+    for id in ["o1", "o2"] {
+        let row = setup.delivery(id).await;
+        assert_eq!(
+            (&row["status"], &row["attempts"]),
+            (&json!("failed"), &json!(2)),
+            "{id}: planned 30 h ago, first tried now: {row}"
+        );
+        let next = setup.next_attempt_at(id).await;
+        assert!(next > before, "the next try is by the wall clock: {next}");
+    }
+    assert_eq!(receiver.requests().len(), 4);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_429_pauses_the_whole_action_for_its_retry_after() {
+    let setup = Setup::new();
+    let receiver = Recorder::default();
+    let url = receiver.start("127.0.0.1:0").await;
+    receiver.fail_next(429, Some("2"), 1);
+    let planned = planned_now();
+    let hooks: Vec<DeliveryRecord> = (0..4)
+        .map(|i| {
+            let mut d = webhook(&format!("p{i}"), &url);
+            let mut payload: Value = serde_json::from_str(d.payload.as_deref().unwrap()).unwrap();
+            payload["rate_limit"] = json!("1/s");
+            d.payload = Some(payload.to_string());
+            d
+        })
+        .collect();
+    setup.plan("run-1", &hooks, planned).await;
+
+    let summary = setup.deliver_with(Clock::system(), planned).await;
+
+    assert_eq!((summary.delivered, summary.failed), (3, 1), "{summary}");
+    let requests = receiver.requests();
+    assert_eq!(requests.len(), 4);
+    assert_eq!(requests[0].status, 429);
+    let paused = requests[1].at - requests[0].at;
+    assert!(
+        paused >= Duration::from_secs(2),
+        "the action waited out Retry-After: {paused:?}"
+    );
+    for pair in requests[1..].windows(2) {
+        let gap = pair[1].at - pair[0].at;
+        assert!(gap >= Duration::from_millis(900), "1/s: {gap:?}");
+    }
+    let throttled = setup.delivery(&requests[0].key).await;
+    assert_eq!(throttled["status"], "failed");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn claims_of_recorded_attempts_are_swept_once_an_hour_old() {
+    let setup = Setup::new();
+    let receiver = Recorder::default();
+    let url = receiver.start("127.0.0.1:0").await;
+    let planned = planned_now();
+    setup
+        .plan(
+            "run-1",
+            &[webhook("s1", &url), webhook("s2", &url)],
+            planned,
+        )
+        .await;
+    let claims = setup.project.path("store/shop/state/claims");
+    let names = || {
+        let mut names: Vec<String> = std::fs::read_dir(&claims)
+            .unwrap()
+            .map(|e| e.unwrap().file_name().into_string().unwrap())
+            .collect();
+        names.sort();
+        names
+    };
+
+    assert_eq!(
+        setup.deliver_with(Clock::system(), planned).await.delivered,
+        2
+    );
+    assert_eq!(names(), ["s1.1.0", "s2.1.0"], "kept while fresh");
+    std::fs::write(
+        claims.join("s1.7.0"),
+        r#"{"node":"n","claimed_at":"2026-01-01T00:00:00Z","expires_at":"2026-01-01T00:00:00Z"}"#,
+    )
+    .unwrap();
+    let later = Utc::now() + chrono::Duration::hours(2);
+    assert!(
+        setup
+            .deliver_with(Clock::fixed(later), planned)
+            .await
+            .is_empty()
+    );
+
+    assert_eq!(
+        names(),
+        ["s1.7.0"],
+        "an attempt not recorded keeps its claim"
     );
 }
 

@@ -13,7 +13,11 @@
 //! - `ingest`: the ingest API: each endpoint, auth, limits, idempotency, crashes.
 //! - `serve`: the API and the scheduler of a real `tripwire serve` (hot reload).
 //! - `triggers`: runs see each event once, crash and concurrency safety, `check`.
+//! - `recorder`: a webhook receiver in the test's own runtime that records arrival times and
+//!   answers with scripted statuses, `Retry-After`, delays or refusals of stale signatures.
 //! - `deliver`: the delivery worker against a real receiver: signatures, retries, dead letters, `redeliver`, `kill -9`.
+//! - `replicas`: two `serve` replicas on one storage: each delivery sent once; a `kill -9` taken over.
+//! - `webhooks`: flows' webhooks through `tripwire run`: fresh signatures under `--now`, `rate_limit`.
 //! - `workbench`: `tripwire test` on the example project, a failing case's diff, `check` running tests.
 //! - `interop`: the stored tables read by the python `deltalake` package and DuckDB.
 //! - `windows`: new triggers, moved cursors, log cleanup and other writers' deletes, compactions and appends.
@@ -51,9 +55,12 @@ mod outbound;
 mod project;
 mod query;
 mod receiver;
+mod recorder;
+mod replicas;
 mod segment_client;
 mod serve;
 mod server;
 mod triggers;
+mod webhooks;
 mod windows;
 mod workbench;

@@ -2,7 +2,7 @@
 //! HTTP client for it: what the `serve` and `ingest` tests share.
 
 use std::io::{BufRead, BufReader};
-use std::process::{Child, ExitStatus, Stdio};
+use std::process::{Child, Command, ExitStatus, Stdio};
 use std::time::{Duration, Instant};
 
 use serde_json::Value;
@@ -72,6 +72,11 @@ impl Server {
     pub fn start_with_env(project: &Project, env: &[(&str, &str)]) -> Server {
         let mut command = project.command(&["serve"]);
         command.envs(env.iter().copied());
+        Server::spawn(command)
+    }
+
+    /// A `tripwire serve` from `command` (another config, environment).
+    pub fn spawn(mut command: Command) -> Server {
         let mut child = command
             .stdout(Stdio::piped())
             .stderr(Stdio::inherit())

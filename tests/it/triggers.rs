@@ -357,3 +357,72 @@ fn a_trigger_failing_five_times_in_a_row_is_paused_until_resumed() {
     let n = project.number("SELECT json_get_int(data, 'n') FROM matches");
     assert_eq!(n, 42.0);
 }
+
+/// The commit files of the workspace's ledger table.
+fn ledger_commits(project: &Project) -> usize {
+    std::fs::read_dir(project.path("store/shop/ledger/_delta_log"))
+        .map(|dir| {
+            dir.filter_map(Result::ok)
+                .filter(|e| e.file_name().to_string_lossy().ends_with(".json"))
+                .count()
+        })
+        .unwrap_or(0)
+}
+
+/// A workspace's triggers run as one tick: they read the shared window
+/// and land in one ledger commit, a failing one records its failure in
+/// that commit without holding the others back, and each trigger still
+/// sees each event once.
+#[test]
+fn a_workspaces_triggers_run_as_one_tick_and_land_in_one_commit() {
+    let project = Project::new();
+    let (file, totals) = project.sample("a.ndjson", 300, 21);
+    project.import(&[&file]);
+    for name in ["t1", "t2", "t3"] {
+        with_trigger(&project, name, ALL_EVENTS);
+    }
+    with_trigger(
+        &project,
+        "fails",
+        "-- backfill: all\nSELECT email, 1 / (seq - seq) AS boom FROM new_events\n",
+    );
+    let before = ledger_commits(&project);
+    let out = project.run(&["run", "--now", "2026-11-02T00:00:00Z"]);
+    let stdout = String::from_utf8_lossy(&out.stdout);
+    assert!(
+        !out.status.success(),
+        "the failing trigger fails the command"
+    );
+    assert_eq!(stdout.matches("committed run").count(), 3, "{stdout}");
+    // The ledger's creation, then one commit for the whole tick.
+    assert_eq!(before, 0);
+    assert_eq!(ledger_commits(&project), 2, "one commit for the tick");
+    let runs =
+        project.number("SELECT count(*) FROM runs WHERE trigger = 'fails' AND error IS NOT NULL");
+    assert_eq!(runs, 1.0, "the failure is recorded");
+    for name in ["t1", "t2", "t3"] {
+        let matched = project.number(&format!(
+            "SELECT count(DISTINCT event_id) FROM matches WHERE trigger = '{name}'"
+        ));
+        assert!(
+            matched > 0.0 && matched <= totals.events as f64,
+            "{name}: {matched}"
+        );
+    }
+    // Nothing new: nothing commits, nothing fires twice.
+    let quiet = project.ok(&["run", "t1", "t2", "t3", "--now", "2026-11-02T00:00:00Z"]);
+    assert_eq!(quiet.matches("no new events").count(), 3, "{quiet}");
+    let (more, _) = project.sample("b.ndjson", 50, 22);
+    project.import(&[&more]);
+    let before = ledger_commits(&project);
+    let next = project.ok(&["run", "t1", "t2", "t3", "--now", "2026-11-02T00:00:00Z"]);
+    assert_eq!(next.matches("committed run").count(), 3, "{next}");
+    assert_eq!(ledger_commits(&project) - before, 1);
+    let per_trigger = project
+        .query("SELECT trigger, count(*) AS n FROM matches GROUP BY trigger ORDER BY trigger");
+    let counts: Vec<i64> = per_trigger
+        .iter()
+        .map(|r| r["n"].as_i64().unwrap())
+        .collect();
+    assert!(counts.windows(2).all(|w| w[0] == w[1]), "{per_trigger:?}");
+}

@@ -3,10 +3,17 @@
 //! plan what its flows do with the matches (`flow`), and commit the run,
 //! its matches, its deliveries and the new cursor in one ledger commit.
 
+mod landing;
+mod tick;
+
 use std::time::Duration;
 
 use chrono::{DateTime, Utc};
+use datafusion::prelude::SessionContext;
 use deltalake_core::DeltaTable;
+
+use landing::{Step, commit_steps};
+pub use tick::{MAX_SHARED_WINDOW_ROWS, Tick};
 
 use crate::flow::Flow;
 use crate::flow::plan::{PlanRequest, plan_deliveries};
@@ -15,17 +22,14 @@ use crate::identity::index::{AsOf, IdentityIndex, IndexCache};
 use crate::identity::pending::{self, Deferral};
 use crate::project::FileError;
 use crate::session::{SessionSpec, workspace_session};
-use crate::store::commit::{Always, Committed, Once, commit};
 use crate::store::ledger::{
     DeliveryRecord, MatchRecord, PendingRecord, RunRecord, RunRows, Settled, cursor_app_id, id_of,
     run_batch,
 };
-use crate::store::stamp::stamp_unstamped;
-use crate::store::{Store, StoreError, TableKind, table};
+use crate::store::{Store, StoreError};
 use crate::trigger::TriggerFile;
 use crate::trigger::evaluate::{Evaluation, evaluate};
-use crate::trigger::health::current_streak;
-use crate::window::{Window, new_events, window_for};
+use crate::window::{Window, new_events};
 
 /// Why a run did not commit.
 #[derive(Debug, thiserror::Error)]
@@ -100,6 +104,17 @@ pub enum RunStatus {
 }
 
 impl RunOutcome {
+    /// A run with nothing to read or write.
+    fn empty(run: RunRecord, status: RunStatus) -> RunOutcome {
+        RunOutcome {
+            run,
+            pending: Vec::new(),
+            matches: Vec::new(),
+            deliveries: Vec::new(),
+            status,
+        }
+    }
+
     /// Whether the run had a window to read (false: no new events).
     pub fn matched_anything_new(&self) -> bool {
         self.status != RunStatus::NothingNew
@@ -160,61 +175,96 @@ impl std::fmt::Display for RunOutcome {
 }
 
 /// Runs `request.trigger` once.
-#[tracing::instrument(name = "run", skip_all, fields(trigger = %request.trigger.name, workspace = request.workspace))]
 pub async fn run_trigger(request: &RunRequest<'_>) -> Result<RunOutcome, RunError> {
-    if request.commit
-        && let Some(broken) =
-            crate::flow::blocking_error(request.flow_errors, &request.trigger.name)
-    {
-        return Err(RunError::Query {
+    let mut outcomes = run_triggers(request, std::slice::from_ref(request.trigger)).await?;
+    outcomes.pop().unwrap_or_else(|| {
+        Err(RunError::Query {
             path: request.trigger.path.display().to_string(),
+            message: "the run produced no outcome".into(),
+        })
+    })
+}
+
+/// Runs `triggers` (of `request.workspace`; `request.trigger` is ignored)
+/// once, as one tick (docs/architecture.md "Ticks"): the tables, identity
+/// index and ledger reads are shared, each window is read once, and every
+/// run that commits lands in one ledger commit with its cursor. Returns
+/// each trigger's outcome, in order; a panic in one trigger's run is that
+/// run's failure, recorded like any other.
+#[tracing::instrument(name = "tick", skip_all, fields(workspace = request.workspace, triggers = triggers.len()))]
+pub async fn run_triggers(
+    request: &RunRequest<'_>,
+    triggers: &[TriggerFile],
+) -> Result<Vec<Result<RunOutcome, RunError>>, RunError> {
+    let mut tick = Tick::open(request, triggers).await?;
+    let mut steps = Vec::with_capacity(triggers.len());
+    for trigger in triggers {
+        let one = RunRequest {
+            trigger,
+            ..*request
+        };
+        steps.push(step_caught(&one, &tick).await);
+    }
+    if request.commit {
+        if steps.iter().any(|s| matches!(s, Step::Run { .. })) {
+            pause_before_commit_for_tests();
+        }
+        commit_steps(&mut tick.ledger, &mut steps).await?;
+    }
+    Ok(steps.into_iter().map(Step::finish).collect())
+}
+
+/// [`step`], with a panic caught and turned into a failed run.
+async fn step_caught(request: &RunRequest<'_>, tick: &Tick) -> Step {
+    use futures::FutureExt as _;
+    let caught = std::panic::AssertUnwindSafe(step(request, tick))
+        .catch_unwind()
+        .await;
+    let panic = match caught {
+        Ok(step) => return step,
+        Err(panic) => panic_message(panic.as_ref()),
+    };
+    let message = format!("the run panicked: {panic}");
+    let error = RunError::Query {
+        path: request.trigger.path.display().to_string(),
+        message: message.clone(),
+    };
+    match request.commit {
+        false => Step::Done(Err(error)),
+        true => Step::Failed {
+            error,
+            record: run_batch(&panic_record(request, message), &RunRows::default()),
+        },
+    }
+}
+
+/// One trigger's run within a tick, up to (not including) its commit.
+#[tracing::instrument(name = "run", skip_all, fields(trigger = %request.trigger.name, workspace = request.workspace))]
+async fn step(request: &RunRequest<'_>, tick: &Tick) -> Step {
+    let trigger = request.trigger;
+    let path = trigger.path.display().to_string();
+    if request.commit
+        && let Some(broken) = crate::flow::blocking_error(request.flow_errors, &trigger.name)
+    {
+        return Step::Done(Err(RunError::Query {
+            path,
             message: format!("not run while a flow file that may listen to it is broken: {broken}"),
-        });
+        }));
     }
-    panic_for_tests(&request.trigger.name);
+    panic_for_tests(&trigger.name);
+    let streak = tick.streak(&trigger.name);
+    if request.commit && streak.paused(request.max_failures) {
+        return Step::Done(Err(RunError::Paused {
+            trigger: trigger.name.clone(),
+            failures: streak.failures,
+            error: streak.last_error.unwrap_or_default(),
+        }));
+    }
     let started_at = Utc::now().timestamp_micros();
-    let mut events = request
-        .store
-        .open(request.workspace, TableKind::Events)
-        .await?;
-    if let Some(table) = events.as_mut() {
-        stamp_unstamped(table).await?;
-    }
-    let mut ledger = request
-        .store
-        .open_or_create(request.workspace, TableKind::Ledger)
-        .await?;
-    if request.commit && ledger.version().is_some() {
-        refuse_when_paused(request, &ledger).await?;
-    }
-    let identities = match events.as_ref() {
-        Some(table) => Some(
-            request
-                .identities
-                .at(request.store, request.workspace, table)
-                .await?,
-        ),
-        None => None,
-    };
-    let app_id = cursor_app_id(&request.trigger.name);
-    let cursor = table::app_progress(&ledger, &app_id).await?;
-    let watermark = events
-        .as_ref()
-        .and_then(DeltaTable::version)
-        .map_or(-1, |v| v as i64);
-    let (window, sent_after) = match request.whole_history {
-        true => (
-            Window {
-                from: -1,
-                to: watermark,
-            },
-            None,
-        ),
-        false => window_for(cursor, watermark, request.trigger.backfill, request.now),
-    };
+    let (window, sent_after) = tick.window_of(request);
     let mut run = RunRecord {
-        run_id: run_id(request.workspace, &request.trigger.name, window),
-        trigger: request.trigger.name.clone(),
+        run_id: run_id(request.workspace, &trigger.name, window),
+        trigger: trigger.name.clone(),
         from_version: window.from,
         to_version: window.to,
         started_at,
@@ -231,144 +281,106 @@ pub async fn run_trigger(request: &RunRequest<'_>) -> Result<RunOutcome, RunErro
     };
     // A first run commits its cursor even over an empty window, after its
     // SQL and flows were tried on it: a broken trigger fails from the start.
-    let starts = cursor.is_none() && !request.whole_history;
+    let starts = tick.cursor(&trigger.name).is_none() && !request.whole_history;
     if window.is_empty() && !starts {
         let status = match request.commit {
             false => RunStatus::Preview,
             true => RunStatus::NothingNew,
         };
-        return Ok(RunOutcome {
-            run,
-            pending: Vec::new(),
-            matches: Vec::new(),
-            deliveries: Vec::new(),
-            status,
-        });
+        return Step::Done(Ok(RunOutcome::empty(run, status)));
     }
     // Rows that waited for an identity come back in every run until settled
     // (not in a preview of all history, which re-reads their events).
-    let waiting = match (request.whole_history, ledger.version()) {
-        (false, Some(_)) => pending::open(&ledger, &request.trigger.name)
-            .await
-            .map_err(|e| StoreError::delta(ledger.table_url(), e))?,
-        _ => Vec::new(),
-    };
+    let waiting = tick.waiting(&trigger.name);
     let run_id = run.run_id.clone();
     let scope = Scope {
-        events: events.as_ref(),
+        events: tick.tables.events.as_ref(),
         window,
         sent_after,
         run_id: &run_id,
-        ledger: &ledger,
-        waiting: &waiting,
+        ledger: &tick.ledger,
+        waiting,
         shadow: false,
-        identities: identities.as_deref(),
+        identities: tick.index.as_deref(),
     };
-    let evaluated = evaluate_and_plan(request, &scope).await;
+    let evaluated = match tick.session(request, window, sent_after).await {
+        Ok(ctx) => evaluate_and_plan(request, &scope, &ctx).await,
+        Err(message) => Err(message),
+    };
     let (evaluation, deliveries) = match evaluated {
         Ok(evaluated) => evaluated,
-        Err(message) => {
-            run.error = Some(message.clone());
-            run.finished_at = Utc::now().timestamp_micros();
-            if request.commit {
-                // Recorded for the history, without moving the cursor.
-                run.run_id = format!("{}-failed-{}", run.run_id, run.started_at);
-                let rows = RunRows::default();
-                commit(&mut ledger, &mut Always(run_batch(&run, &rows))).await?;
-            }
-            return Err(RunError::Query {
-                path: request.trigger.path.display().to_string(),
-                message,
-            });
-        }
+        Err(message) => return failed_step(request, run, message),
     };
     let deferral = pending::defer(
         &evaluation.resolution.waiting,
         &evaluation.origins,
         &waiting.iter().map(|p| p.wait_until).collect::<Vec<_>>(),
-        request.trigger.wait_for_identity,
+        trigger.wait_for_identity,
         request.now,
     );
-    let deferred = pending::deferred(
+    let deferred = match pending::deferred(
         &evaluation.resolution.rows,
         &deferral.defer,
         &run_id,
-        pending::wait_until(request.now, request.trigger.wait_for_identity),
-    )
-    .map_err(|e| StoreError::delta(ledger.table_url(), e))?;
-    let settled = settlements(&waiting, &evaluation, &deferral);
+        pending::wait_until(request.now, trigger.wait_for_identity),
+    ) {
+        Ok(deferred) => deferred,
+        Err(e) => {
+            let error = StoreError::delta(tick.ledger.table_url(), e);
+            return Step::Done(Err(error.into()));
+        }
+    };
+    let settled = settlements(waiting, &evaluation, &deferral);
     count(&mut run, &evaluation, &deferral, &settled);
     run.held = deliveries.iter().filter(|d| d.status == "held").count() as i64;
     run.finished_at = Utc::now().timestamp_micros();
     let matches = evaluation.resolution.matches;
-    if !request.commit {
-        return Ok(RunOutcome {
-            run,
-            pending: deferred,
-            matches,
-            deliveries,
-            status: RunStatus::Preview,
-        });
-    }
-    pause_before_commit_for_tests();
     let rows = RunRows {
         matches: &matches,
         deliveries: &deliveries,
         pending: &deferred,
         settled: &settled,
     };
-    let mut writer = Once {
-        app_id,
-        version: window.to,
-        batches: run_batch(&run, &rows),
+    let batches = match request.commit {
+        true => run_batch(&run, &rows),
+        false => Vec::new(),
     };
-    let status = match commit(&mut ledger, &mut writer).await? {
-        Committed::Version(_) if window.is_empty() => RunStatus::Started,
-        Committed::Version(_) => RunStatus::Committed,
-        Committed::Nothing => RunStatus::AlreadyCommitted,
-    };
-    Ok(RunOutcome {
+    let outcome = RunOutcome {
         run,
         pending: deferred,
         matches,
         deliveries,
-        status,
-    })
-}
-
-/// A trigger that failed `max_failures` runs in a row does not run.
-async fn refuse_when_paused(request: &RunRequest<'_>, ledger: &DeltaTable) -> Result<(), RunError> {
-    let name = &request.trigger.name;
-    let streak = current_streak(ledger, name, request.max_failures)
-        .await
-        .map_err(|e| StoreError::delta(ledger.table_url(), e))?;
-    match streak.paused(request.max_failures) {
-        false => Ok(()),
-        true => Err(RunError::Paused {
-            trigger: name.clone(),
-            failures: streak.failures,
-            error: streak.last_error.unwrap_or_default(),
-        }),
+        status: RunStatus::Preview,
+    };
+    match request.commit {
+        false => Step::Done(Ok(outcome)),
+        true => Step::Run {
+            app_id: cursor_app_id(&trigger.name),
+            version: window.to,
+            batches,
+            outcome,
+            landed: false,
+        },
     }
 }
 
-/// Runs `request.trigger` once, as [`run_trigger`], but a panic inside the
-/// run is caught and recorded as a failed run (so the trigger is retried,
-/// and paused if it keeps failing) instead of unwinding into the caller.
-pub async fn run_trigger_caught(request: &RunRequest<'_>) -> Result<RunOutcome, RunError> {
-    use futures::FutureExt as _;
-    match std::panic::AssertUnwindSafe(run_trigger(request))
-        .catch_unwind()
-        .await
-    {
-        Ok(outcome) => outcome,
-        Err(panic) => {
-            let message = panic_message(panic.as_ref());
-            record_panic(request, &message).await?;
-            Err(RunError::Query {
-                path: request.trigger.path.display().to_string(),
-                message: format!("the run panicked: {message}"),
-            })
+/// A run whose SQL or flows failed: recorded for the history (when
+/// committing), without moving the cursor.
+fn failed_step(request: &RunRequest<'_>, mut run: RunRecord, message: String) -> Step {
+    run.error = Some(message.clone());
+    run.finished_at = Utc::now().timestamp_micros();
+    let error = RunError::Query {
+        path: request.trigger.path.display().to_string(),
+        message,
+    };
+    match request.commit {
+        false => Step::Done(Err(error)),
+        true => {
+            run.run_id = format!("{}-failed-{}", run.run_id, run.started_at);
+            Step::Failed {
+                error,
+                record: run_batch(&run, &RunRows::default()),
+            }
         }
     }
 }
@@ -383,16 +395,9 @@ pub fn panic_message(panic: &(dyn std::any::Any + Send)) -> String {
 }
 
 /// A failed run row for a run that panicked (its window unknown: -1, -1).
-async fn record_panic(request: &RunRequest<'_>, message: &str) -> Result<(), StoreError> {
-    if !request.commit {
-        return Ok(());
-    }
-    let mut ledger = request
-        .store
-        .open_or_create(request.workspace, TableKind::Ledger)
-        .await?;
+fn panic_record(request: &RunRequest<'_>, error: String) -> RunRecord {
     let at = Utc::now().timestamp_micros();
-    let run = RunRecord {
+    RunRecord {
         run_id: format!("{}-panicked-{at}", request.trigger.name),
         trigger: request.trigger.name.clone(),
         from_version: -1,
@@ -407,14 +412,8 @@ async fn record_panic(request: &RunRequest<'_>, message: &str) -> Result<(), Sto
         pending: 0,
         expired: 0,
         held: 0,
-        error: Some(format!("the run panicked: {message}")),
-    };
-    commit(
-        &mut ledger,
-        &mut Always(run_batch(&run, &RunRows::default())),
-    )
-    .await
-    .map(|_| ())
+        error: Some(error),
+    }
 }
 
 /// How this run ends earlier pending rows: resolved (they fire with it),
@@ -482,12 +481,12 @@ pub struct Scope<'a> {
     pub identities: Option<&'a IdentityIndex>,
 }
 
-/// Runs the trigger's SQL over the window, resolves its rows, and plans
-/// what the flows do with them.
-pub async fn evaluate_and_plan(
+/// The session a run outside a tick evaluates in (a backfill): the
+/// workspace's tables, with its window as `new_events`.
+pub async fn run_session(
     request: &RunRequest<'_>,
     scope: &Scope<'_>,
-) -> Result<(Evaluation, Vec<DeliveryRecord>), String> {
+) -> Result<SessionContext, String> {
     let spec = SessionSpec {
         store: request.store,
         workspace: request.workspace,
@@ -500,9 +499,19 @@ pub async fn evaluate_and_plan(
         new_events(scope.events, scope.window, scope.sent_after).map_err(|e| e.to_string())?;
     ctx.register_table("new_events", new_events)
         .map_err(|e| e.to_string())?;
+    Ok(ctx)
+}
+
+/// Runs the trigger's SQL over the window (`new_events` in `ctx`), resolves
+/// its rows, and plans what the flows do with them.
+pub async fn evaluate_and_plan(
+    request: &RunRequest<'_>,
+    scope: &Scope<'_>,
+    ctx: &SessionContext,
+) -> Result<(Evaluation, Vec<DeliveryRecord>), String> {
     let at = AsOf::new(request.now, request.identity_ttl);
     let index = scope.identities.map(|index| (index, at));
-    let evaluation = evaluate(&ctx, request.trigger, scope.waiting, index).await?;
+    let evaluation = evaluate(ctx, request.trigger, scope.waiting, index).await?;
     let ledger = scope.ledger;
     let plan = PlanRequest {
         workspace: request.workspace,
@@ -515,7 +524,7 @@ pub async fn evaluate_and_plan(
         ledger: ledger.version().is_some().then_some(ledger),
         shadow: scope.shadow,
     };
-    let deliveries = plan_deliveries(&ctx, &plan, &evaluation.resolution).await?;
+    let deliveries = plan_deliveries(ctx, &plan, &evaluation.resolution).await?;
     Ok((evaluation, deliveries))
 }
 

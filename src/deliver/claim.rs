@@ -1,0 +1,353 @@
+//! Claims (docs/architecture.md "Deliveries"): one worker at a time sends
+//! a delivery's attempt, however many `serve` replicas share the storage.
+//!
+//! Before sending attempt `n` of a delivery, a worker creates the object
+//! `<root>/<workspace>/state/claims/<delivery_id>.<n>.0` **create-only**
+//! (`PutMode::Create`: a local disk's hard link, S3's `If-None-Match`), holding
+//! its node and an expiry: the batch's longest request timeout plus
+//! [`CLAIM_MARGIN`]. Delta commits cannot serve as this lock: appends never
+//! conflict.
+//! - Created: the attempt is this worker's to send.
+//! - It exists and has not expired: someone else is sending it; skip.
+//! - It has expired (its worker crashed, or stalled): take it over by
+//!   creating the next generation, `<delivery_id>.<n>.1` (then `.2`, …),
+//!   create-only too, so of two workers taking over at once one wins.
+//!
+//! Why an expired claim may be taken over: a worker claims only within
+//! [`CLAIM_WINDOW`] of reading which deliveries are due, and records a
+//! batch within that window plus its requests' timeout. A claim therefore
+//! outlives its batch's record by at least another window, and whoever
+//! finds it expired read the state after that record, so would not be
+//! trying the same attempt. The margin also absorbs the commit and clock
+//! differences between nodes (keep them within seconds, e.g. with NTP).
+//!
+//! Claims are not deleted when their batch is recorded: a worker that
+//! read the state just before that record could then claim the attempt
+//! afresh. They are swept once older than [`CLAIM_SWEEP_AGE`] and their
+//! attempt is recorded (`sweepable`). A claim its worker did not use
+//! (nothing was sent under it) is released at once ([`Claims::release`]).
+
+use std::time::Duration;
+
+use chrono::{DateTime, Utc};
+use serde::{Deserialize, Serialize};
+
+use crate::store::state::StateDir;
+use crate::store::{Store, StoreError};
+
+/// A worker claims deliveries for at most this long after reading which
+/// are due; what it has not started by then waits for its next batch.
+pub const CLAIM_WINDOW: Duration = Duration::from_secs(2);
+
+/// A claim lasts the batch's longest request timeout plus this: two claim
+/// windows, the attempts commit, and clock differences between nodes.
+pub const CLAIM_MARGIN: Duration = Duration::from_secs(15);
+
+/// Claims of recorded attempts are deleted once this old.
+pub const CLAIM_SWEEP_AGE: Duration = Duration::from_secs(60 * 60);
+
+/// `serve` sweeps a workspace's claims this often (a command once per run).
+pub const CLAIM_SWEEP_EVERY: Duration = Duration::from_secs(10 * 60);
+
+/// Claims looked at per sweep, at most.
+pub const CLAIM_SWEEP_BATCH: usize = 10_000;
+
+/// Generations of one attempt's claim, at most (each one a crashed or
+/// stalled worker): beyond it the attempt is left alone.
+pub const MAX_GENERATIONS: u32 = 1_000;
+
+/// What a claim object holds.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Claim {
+    /// The worker that holds it (`serve`'s or a command's node id).
+    pub node: String,
+    pub claimed_at: DateTime<Utc>,
+    pub expires_at: DateTime<Utc>,
+}
+
+impl Claim {
+    /// A claim by `node` taken at `now` for `lifetime`.
+    pub fn new(node: &str, now: DateTime<Utc>, lifetime: Duration) -> Claim {
+        let lifetime = chrono::Duration::from_std(lifetime).unwrap_or(chrono::Duration::MAX);
+        Claim {
+            node: node.to_string(),
+            claimed_at: now,
+            expires_at: now
+                .checked_add_signed(lifetime)
+                .unwrap_or(DateTime::<Utc>::MAX_UTC),
+        }
+    }
+}
+
+/// How long a claim lasts for a batch whose longest request timeout is `timeout`.
+pub fn lifetime(timeout: Duration) -> Duration {
+    timeout.saturating_add(CLAIM_MARGIN)
+}
+
+/// May a worker take over, given the newest claim of the attempt it found
+/// (`None`: gone or unreadable) and its clock? Only once it has expired.
+pub fn may_take_over(newest: Option<&Claim>, now: DateTime<Utc>) -> bool {
+    newest.is_none_or(|claim| now >= claim.expires_at)
+}
+
+/// May a claim written at `written` be swept at `now`, its attempt being
+/// recorded? Only once it is [`CLAIM_SWEEP_AGE`] old.
+pub fn sweepable(written: DateTime<Utc>, now: DateTime<Utc>) -> bool {
+    (now - written)
+        .to_std()
+        .is_ok_and(|age| age >= CLAIM_SWEEP_AGE)
+}
+
+/// The object name of a claim: `<delivery_id>.<attempt>.<generation>`,
+/// with every byte of the id outside `A-Z a-z 0-9 _ -` written `~XX`.
+pub fn object_name(delivery_id: &str, attempt: i64, generation: u32) -> String {
+    let mut name = String::with_capacity(delivery_id.len() + 8);
+    for byte in delivery_id.bytes() {
+        match byte {
+            b'A'..=b'Z' | b'a'..=b'z' | b'0'..=b'9' | b'_' | b'-' => name.push(byte as char),
+            other => name.push_str(&format!("~{other:02x}")),
+        }
+    }
+    format!("{name}.{attempt}.{generation}")
+}
+
+/// The delivery id, attempt and generation an object name stands for.
+pub fn parse_object_name(name: &str) -> Option<(String, i64, u32)> {
+    let mut parts = name.rsplitn(3, '.');
+    let generation = parts.next()?.parse().ok()?;
+    let attempt = parts.next()?.parse().ok()?;
+    let escaped = parts.next()?.as_bytes();
+    let mut id = Vec::with_capacity(escaped.len());
+    let mut i = 0;
+    while i < escaped.len() {
+        if escaped[i] == b'~' {
+            let hex = std::str::from_utf8(escaped.get(i + 1..i + 3)?).ok()?;
+            id.push(u8::from_str_radix(hex, 16).ok()?);
+            i += 3;
+        } else {
+            id.push(escaped[i]);
+            i += 1;
+        }
+    }
+    Some((String::from_utf8(id).ok()?, attempt, generation))
+}
+
+/// What trying to claim an attempt came to.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Taken {
+    /// This worker holds the attempt (at this generation): send it.
+    Mine(u32),
+    /// Another worker holds it, or it was claimed too often: skip it.
+    Busy,
+}
+
+/// A workspace's claims, as one worker takes them.
+pub struct Claims {
+    dir: StateDir,
+    node: String,
+}
+
+impl Claims {
+    pub fn open(store: &Store, workspace: &str, node: &str) -> Result<Claims, StoreError> {
+        Ok(Claims {
+            dir: store.state_dir(&format!("{workspace}/state/claims"))?,
+            node: node.to_string(),
+        })
+    }
+
+    /// Claims attempt `attempt` of `delivery_id` at `now` for `lifetime`.
+    pub async fn take(
+        &self,
+        delivery_id: &str,
+        attempt: i64,
+        now: DateTime<Utc>,
+        lifetime: Duration,
+    ) -> Result<Taken, StoreError> {
+        let claim = Claim::new(&self.node, now, lifetime);
+        let mut generation = 0;
+        while generation <= MAX_GENERATIONS {
+            let name = object_name(delivery_id, attempt, generation);
+            if self.dir.create(&name, &claim).await? {
+                return Ok(Taken::Mine(generation));
+            }
+            let (newest, found) = self.newest(delivery_id, attempt, generation).await?;
+            if !may_take_over(found.as_ref(), now) {
+                return Ok(Taken::Busy);
+            }
+            generation = newest + 1;
+        }
+        Ok(Taken::Busy)
+    }
+
+    /// The newest generation from `from` on, and its claim (`None` when it
+    /// vanished or cannot be read).
+    async fn newest(
+        &self,
+        delivery_id: &str,
+        attempt: i64,
+        from: u32,
+    ) -> Result<(u32, Option<Claim>), StoreError> {
+        let read = |generation| async move {
+            let name = object_name(delivery_id, attempt, generation);
+            let bytes = self.dir.read_bytes(&name).await?;
+            Ok::<_, StoreError>(bytes.map(|b| serde_json::from_slice::<Claim>(&b).ok()))
+        };
+        let mut newest = (from, read(from).await?.flatten());
+        while newest.0 < MAX_GENERATIONS {
+            match read(newest.0 + 1).await? {
+                Some(claim) => newest = (newest.0 + 1, claim),
+                None => break,
+            }
+        }
+        Ok(newest)
+    }
+
+    /// Gives back generation `generation` of a claim this worker took and
+    /// did not use: nothing was sent under it, so whoever claims the
+    /// attempt next sends it once (best effort: it expires anyway).
+    pub async fn release(&self, delivery_id: &str, attempt: i64, generation: u32) {
+        let name = object_name(delivery_id, attempt, generation);
+        if let Err(e) = self.dir.delete(&name).await {
+            tracing::debug!("cannot release claim {name}: {e}");
+        }
+    }
+
+    /// Claims old enough to be swept if their attempt is recorded: (object
+    /// name, delivery id, attempt), at most [`CLAIM_SWEEP_BATCH`].
+    pub async fn old(&self, now: DateTime<Utc>) -> Result<Vec<(String, String, i64)>, StoreError> {
+        let mut old = Vec::new();
+        for (name, written) in self.dir.list().await? {
+            if old.len() >= CLAIM_SWEEP_BATCH {
+                break;
+            }
+            if !sweepable(written, now) {
+                continue;
+            }
+            if let Some((id, attempt, _)) = parse_object_name(&name) {
+                old.push((name, id, attempt));
+            }
+        }
+        Ok(old)
+    }
+
+    /// Deletes the claim objects `names` (best effort: errors are logged).
+    pub async fn delete(&self, names: &[String]) -> usize {
+        let mut deleted = 0;
+        for name in names {
+            match self.dir.delete(name).await {
+                Ok(()) => deleted += 1,
+                Err(e) => tracing::debug!("cannot sweep claim {name}: {e}"),
+            }
+        }
+        deleted
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn at(text: &str) -> DateTime<Utc> {
+        text.parse().unwrap()
+    }
+
+    #[test]
+    fn a_claim_holds_until_it_expires() {
+        let taken = at("2026-01-01T00:00:00Z");
+        let claim = Claim::new("node-a", taken, lifetime(Duration::from_secs(10)));
+        assert_eq!(claim.expires_at, at("2026-01-01T00:00:25Z"));
+        assert!(!may_take_over(Some(&claim), taken));
+        assert!(!may_take_over(Some(&claim), at("2026-01-01T00:00:24.999Z")));
+        assert!(may_take_over(Some(&claim), at("2026-01-01T00:00:25Z")));
+        assert!(may_take_over(None, taken), "gone or unreadable");
+        let forever = Claim::new("node-a", taken, Duration::MAX);
+        assert_eq!(forever.expires_at, DateTime::<Utc>::MAX_UTC);
+    }
+
+    #[test]
+    fn claims_are_swept_only_when_an_hour_old() {
+        let written = at("2026-01-01T00:00:00Z");
+        assert!(!sweepable(written, at("2026-01-01T00:59:59Z")));
+        assert!(sweepable(written, at("2026-01-01T01:00:00Z")));
+        assert!(
+            !sweepable(written, at("2025-12-31T00:00:00Z")),
+            "a clock behind"
+        );
+    }
+
+    #[test]
+    fn object_names_round_trip_any_delivery_id() {
+        assert_eq!(
+            object_name("027ea1133bd7a82198cebf674bf0b047", 3, 0),
+            "027ea1133bd7a82198cebf674bf0b047.3.0"
+        );
+        for id in ["d-sign", "a.b/c~d", "é|x", ""] {
+            let name = object_name(id, 12, 4);
+            assert!(!name[..name.len() - 5].contains(['.', '/']), "{name}");
+            assert_eq!(parse_object_name(&name), Some((id.to_string(), 12, 4)));
+        }
+        assert_eq!(parse_object_name("x.1"), None);
+        assert_eq!(parse_object_name("x~z1.1.0"), None);
+    }
+
+    fn claims(dir: &std::path::Path, node: &str) -> Claims {
+        let store = Store::new(url::Url::from_directory_path(dir).unwrap());
+        Claims::open(&store, "shop", node).unwrap()
+    }
+
+    #[tokio::test]
+    async fn one_worker_holds_an_attempt_until_its_claim_expires_then_one_takes_over() {
+        let dir = tempfile::tempdir().unwrap();
+        let (a, b, c) = (
+            claims(dir.path(), "a"),
+            claims(dir.path(), "b"),
+            claims(dir.path(), "c"),
+        );
+        let now = at("2026-01-01T00:00:00Z");
+        let life = Duration::from_secs(20);
+        assert_eq!(a.take("d1", 1, now, life).await.unwrap(), Taken::Mine(0));
+        assert_eq!(b.take("d1", 1, now, life).await.unwrap(), Taken::Busy);
+        assert_eq!(
+            b.take("d1", 2, now, life).await.unwrap(),
+            Taken::Mine(0),
+            "another attempt is another claim"
+        );
+        let later = at("2026-01-01T00:00:20Z");
+        assert_eq!(b.take("d1", 1, later, life).await.unwrap(), Taken::Mine(1));
+        assert_eq!(c.take("d1", 1, later, life).await.unwrap(), Taken::Busy);
+        assert_eq!(a.take("d1", 1, later, life).await.unwrap(), Taken::Busy);
+        let much_later = at("2026-01-01T00:01:00Z");
+        assert_eq!(
+            c.take("d1", 1, much_later, life).await.unwrap(),
+            Taken::Mine(2)
+        );
+        let held: Claim = a.dir.read("d1.1.2").await.unwrap().unwrap();
+        assert_eq!(held.node, "c");
+        c.release("d1", 1, 2).await;
+        assert_eq!(
+            a.take("d1", 1, much_later, life).await.unwrap(),
+            Taken::Mine(2),
+            "a released claim is free again"
+        );
+    }
+
+    #[tokio::test]
+    async fn of_many_workers_taking_over_at_once_one_wins() {
+        let dir = tempfile::tempdir().unwrap();
+        let first = claims(dir.path(), "first");
+        let now = at("2026-01-01T00:00:00Z");
+        let life = Duration::from_secs(1);
+        first.take("d1", 1, now, life).await.unwrap();
+        let later = at("2026-01-01T00:00:05Z");
+        let workers: Vec<Claims> = (0..8)
+            .map(|i| claims(dir.path(), &format!("w{i}")))
+            .collect();
+        let takes = workers.iter().map(|w| w.take("d1", 1, later, life));
+        let taken = futures::future::join_all(takes).await;
+        let mine = taken
+            .iter()
+            .filter(|t| matches!(t, Ok(Taken::Mine(_))))
+            .count();
+        assert_eq!(mine, 1, "{taken:?}");
+    }
+}

@@ -1,0 +1,248 @@
+//! What the runs of one tick share (docs/architecture.md "Ticks"): a
+//! workspace's tables opened and stamped once, its identity index and the
+//! `identities` table it answers, every trigger's cursor, health and
+//! waiting rows read in one pass over the ledger, and each window's rows
+//! read once however many triggers read that window.
+
+use std::collections::HashMap;
+use std::sync::Arc;
+
+use chrono::{DateTime, Utc};
+use datafusion::catalog::{MemTable, TableProvider};
+use datafusion::prelude::SessionContext;
+use deltalake_core::DeltaTable;
+
+use super::{RunError, RunRequest};
+use crate::event::batch::events_schema;
+use crate::identity::identities_from_index;
+use crate::identity::index::IdentityIndex;
+use crate::identity::pending;
+use crate::session::{WorkspaceTables, tables_session};
+use crate::sql::new_context;
+use crate::store::files::live_files;
+use crate::store::ledger::{PendingRecord, cursor_app_id};
+use crate::store::stamp::stamp_unstamped;
+use crate::store::{StoreError, TableKind, table};
+use crate::trigger::TriggerFile;
+use crate::trigger::health::{Streak, current_streaks};
+use crate::window::{Window, new_events, window_for};
+
+/// A window read by more than one trigger of a tick is decoded into memory
+/// once when its files hold at most this many rows (about 0.5 GB of Arrow
+/// for typical events); a larger one is read by each trigger from its
+/// files, as a single trigger's window always is.
+pub const MAX_SHARED_WINDOW_ROWS: i64 = 1_000_000;
+
+/// A window and its `backfill` lower bound on `sent_at` (µs).
+type WindowKey = (i64, i64, Option<i64>);
+
+/// The state the runs of one tick of one workspace read.
+pub struct Tick {
+    pub tables: WorkspaceTables,
+    /// The ledger at the tick's start (created if new); the tick's commit
+    /// moves it.
+    pub ledger: DeltaTable,
+    pub index: Option<Arc<IdentityIndex>>,
+    identities: Option<Arc<dyn TableProvider>>,
+    watermark: i64,
+    cursors: HashMap<String, Option<i64>>,
+    streaks: HashMap<String, Streak>,
+    waiting: HashMap<String, Vec<PendingRecord>>,
+    /// Windows decoded once for several triggers.
+    shared: HashMap<WindowKey, Arc<dyn TableProvider>>,
+}
+
+impl Tick {
+    /// Opens `request.workspace`'s tables (stamping unstamped events) and
+    /// reads what `triggers` need from the ledger.
+    pub async fn open(
+        request: &RunRequest<'_>,
+        triggers: &[TriggerFile],
+    ) -> Result<Tick, RunError> {
+        let (store, workspace) = (request.store, request.workspace);
+        let mut events = store.open(workspace, TableKind::Events).await?;
+        if let Some(table) = events.as_mut() {
+            stamp_unstamped(table).await?;
+        }
+        let ledger = store.open_or_create(workspace, TableKind::Ledger).await?;
+        let index = match events.as_ref() {
+            Some(table) => Some(request.identities.at(store, workspace, table).await?),
+            None => None,
+        };
+        let failed = |e: &dyn std::fmt::Display| StoreError::delta(ledger.table_url(), e);
+        let identities = match index.as_deref() {
+            Some(index) => identities_from_index(index, request.now, request.identity_ttl)
+                .map_err(|e| failed(&e))?,
+            None => None,
+        };
+        let watermark = events
+            .as_ref()
+            .and_then(DeltaTable::version)
+            .map_or(-1, |v| v as i64);
+        let mut cursors = HashMap::new();
+        for trigger in triggers {
+            let cursor = table::app_progress(&ledger, &cursor_app_id(&trigger.name)).await?;
+            cursors.insert(trigger.name.clone(), cursor);
+        }
+        let names: Vec<&str> = triggers.iter().map(|t| t.name.as_str()).collect();
+        let has_history = ledger.version().is_some();
+        let streaks = match request.commit && has_history {
+            true => current_streaks(&ledger, &names, request.max_failures)
+                .await
+                .map_err(|e| failed(&e))?,
+            false => HashMap::new(),
+        };
+        let waiting = match !request.whole_history && has_history {
+            true => pending::open_all(&ledger, &names)
+                .await
+                .map_err(|e| failed(&e))?,
+            false => HashMap::new(),
+        };
+        let tables = WorkspaceTables {
+            events,
+            quarantine: store.open(workspace, TableKind::Quarantine).await?,
+            erasures: store.open(workspace, TableKind::Erasures).await?,
+            ledger: Some(ledger.clone()),
+            attempts: store.open(workspace, TableKind::Attempts).await?,
+        };
+        let mut tick = Tick {
+            tables,
+            ledger,
+            index,
+            identities,
+            watermark,
+            cursors,
+            streaks,
+            waiting,
+            shared: HashMap::new(),
+        };
+        tick.decode_shared_windows(request, triggers).await?;
+        Ok(tick)
+    }
+
+    /// The trigger's committed cursor (none: it never ran).
+    pub fn cursor(&self, trigger: &str) -> Option<i64> {
+        self.cursors.get(trigger).copied().flatten()
+    }
+
+    /// The trigger's failures in a row.
+    pub fn streak(&self, trigger: &str) -> Streak {
+        self.streaks.get(trigger).cloned().unwrap_or_default()
+    }
+
+    /// The trigger's rows waiting for an identity.
+    pub fn waiting(&self, trigger: &str) -> &[PendingRecord] {
+        self.waiting.get(trigger).map_or(&[], Vec::as_slice)
+    }
+
+    /// The window `request.trigger` reads, and its `backfill` bound.
+    pub fn window_of(&self, request: &RunRequest<'_>) -> (Window, Option<DateTime<Utc>>) {
+        let trigger = request.trigger;
+        match request.whole_history {
+            true => (
+                Window {
+                    from: -1,
+                    to: self.watermark,
+                },
+                None,
+            ),
+            false => window_for(
+                self.cursor(&trigger.name),
+                self.watermark,
+                trigger.backfill,
+                request.now,
+            ),
+        }
+    }
+
+    /// A session over the tick's tables with `new_events` as the window.
+    pub async fn session(
+        &self,
+        request: &RunRequest<'_>,
+        window: Window,
+        sent_after: Option<DateTime<Utc>>,
+    ) -> Result<SessionContext, String> {
+        let identities = self.identities.clone();
+        let ctx = tables_session(&self.tables, request.now, request.identity_ttl, identities)
+            .await
+            .map_err(|e| e.to_string())?;
+        let key = window_key(window, sent_after);
+        let rows = match self.shared.get(&key) {
+            Some(decoded) => decoded.clone(),
+            None => new_events(self.tables.events.as_ref(), window, sent_after)
+                .map_err(|e| e.to_string())?,
+        };
+        ctx.register_table("new_events", rows)
+            .map_err(|e| e.to_string())?;
+        Ok(ctx)
+    }
+
+    /// Decodes each window that several triggers read, within
+    /// [`MAX_SHARED_WINDOW_ROWS`].
+    async fn decode_shared_windows(
+        &mut self,
+        request: &RunRequest<'_>,
+        triggers: &[TriggerFile],
+    ) -> Result<(), RunError> {
+        let Some(events) = self.tables.events.as_ref() else {
+            return Ok(());
+        };
+        let mut readers: HashMap<WindowKey, (Window, Option<DateTime<Utc>>, usize)> =
+            HashMap::new();
+        for trigger in triggers {
+            let one = RunRequest {
+                trigger,
+                ..*request
+            };
+            let (window, sent_after) = self.window_of(&one);
+            if !window.is_empty() {
+                readers
+                    .entry(window_key(window, sent_after))
+                    .or_insert((window, sent_after, 0))
+                    .2 += 1;
+            }
+        }
+        let files = live_files(events)?;
+        let failed = |e: &dyn std::fmt::Display| StoreError::delta(events.table_url(), e);
+        for (key, (window, sent_after, count)) in readers {
+            let rows: i64 = files
+                .iter()
+                .filter(|f| f.may_hold(window.from, window.to))
+                .map(|f| f.rows)
+                .sum();
+            if count < 2 || rows > MAX_SHARED_WINDOW_ROWS {
+                continue;
+            }
+            let decoded = decode(events, window, sent_after)
+                .await
+                .map_err(|e| failed(&e))?;
+            self.shared.insert(key, decoded);
+        }
+        Ok(())
+    }
+}
+
+fn window_key(window: Window, sent_after: Option<DateTime<Utc>>) -> WindowKey {
+    (
+        window.from,
+        window.to,
+        sent_after.map(|t| t.timestamp_micros()),
+    )
+}
+
+/// The window's rows, read from their files once, as an in-memory table
+/// split in as many partitions as the machine has cores.
+async fn decode(
+    events: &DeltaTable,
+    window: Window,
+    sent_after: Option<DateTime<Utc>>,
+) -> Result<Arc<dyn TableProvider>, Box<dyn std::error::Error + Send + Sync>> {
+    let rows = new_events(Some(events), window, sent_after)?;
+    let batches = new_context()?.read_table(rows)?.collect().await?;
+    let parts = std::thread::available_parallelism().map_or(1, usize::from);
+    let mut partitions = vec![Vec::new(); parts];
+    for (i, batch) in batches.into_iter().enumerate() {
+        partitions[i % parts].push(batch);
+    }
+    Ok(Arc::new(MemTable::try_new(events_schema(), partitions)?))
+}
