@@ -12,6 +12,13 @@ use url::Url;
 
 use crate::duration::parse_duration;
 
+// By path, so fuzz/ can compile this file by path too (a file loaded by
+// path looks for its modules beside it).
+#[path = "config/limits.rs"]
+mod limits;
+
+pub use limits::{Limits, Server};
+
 /// The configuration used when no `tripwire.toml` exists (docs/reference.md "Project").
 pub const DEFAULT_CONFIG: &str = include_str!("default.toml");
 
@@ -47,6 +54,10 @@ pub struct Config {
     pub ingest: Ingest,
     /// A delivery still failing this long after it was planned is dead.
     pub delivery_retry_period: Duration,
+    /// `[server]`: connection timeouts and the connection cap of `serve`.
+    pub server: Server,
+    /// Bounds on analyst SQL, learning, import lines and ingest rates.
+    pub limits: Limits,
     /// `GET /metrics` answers without a key (else it needs an `admin_secret`).
     pub metrics_public: bool,
     /// How often `serve` maintains the tables (compaction, checkpoints).
@@ -160,6 +171,14 @@ struct RawConfig {
     #[serde(default = "default_retry_period")]
     delivery_retry_period: String,
     #[serde(default)]
+    server: limits::RawServer,
+    query_timeout: Option<String>,
+    query_memory: Option<usize>,
+    max_learned_names: Option<usize>,
+    max_learned_fields: Option<usize>,
+    max_line_bytes: Option<usize>,
+    max_events_per_second: Option<u32>,
+    #[serde(default)]
     metrics_public: bool,
     #[serde(default = "default_maintenance_interval")]
     maintenance_interval: String,
@@ -182,6 +201,8 @@ struct RawIngest {
     max_request_bytes: usize,
     max_batch_items: usize,
     queue: usize,
+    max_queue_bytes: usize,
+    max_dedupe_bytes: usize,
 }
 
 impl Default for RawIngest {
@@ -195,6 +216,8 @@ impl Default for RawIngest {
             max_request_bytes: 4 << 20,
             max_batch_items: 500,
             queue: 4096,
+            max_queue_bytes: 64 << 20,
+            max_dedupe_bytes: 256 << 20,
         }
     }
 }
@@ -215,6 +238,10 @@ pub struct Ingest {
     pub max_batch_items: usize,
     /// Requests waiting for the WAL before new ones get 503.
     pub queue: usize,
+    /// Bytes of records waiting for the WAL before new requests get 503.
+    pub max_queue_bytes: usize,
+    /// Memory the dedupe index may take; past it the oldest ids are forgotten.
+    pub max_dedupe_bytes: usize,
 }
 
 impl RawIngest {
@@ -230,6 +257,8 @@ impl RawIngest {
         positive("max_request_bytes", self.max_request_bytes as u64)?;
         positive("max_batch_items", self.max_batch_items as u64)?;
         positive("queue", self.queue as u64)?;
+        positive("max_queue_bytes", self.max_queue_bytes as u64)?;
+        positive("max_dedupe_bytes", self.max_dedupe_bytes as u64)?;
         if self.wal_dir.is_empty() {
             return Err("ingest.wal_dir: must not be empty".into());
         }
@@ -242,6 +271,8 @@ impl RawIngest {
             max_request_bytes: self.max_request_bytes,
             max_batch_items: self.max_batch_items,
             queue: self.queue,
+            max_queue_bytes: self.max_queue_bytes,
+            max_dedupe_bytes: self.max_dedupe_bytes,
         })
     }
 }
@@ -369,6 +400,17 @@ impl Config {
         let ingest = raw.ingest.validate(base).map_err(invalid)?;
         let delivery_retry_period = parse_duration(&raw.delivery_retry_period)
             .map_err(|m| invalid(format!("delivery_retry_period: {m}")))?;
+        let server = raw.server.validate().map_err(invalid)?;
+        let limits = limits::RawLimits {
+            query_timeout: raw.query_timeout,
+            query_memory: raw.query_memory,
+            max_learned_names: raw.max_learned_names,
+            max_learned_fields: raw.max_learned_fields,
+            max_line_bytes: raw.max_line_bytes,
+            max_events_per_second: raw.max_events_per_second,
+        }
+        .validate()
+        .map_err(invalid)?;
         let maintenance_interval = parse_duration(&raw.maintenance_interval)
             .and_then(|d| at_least(d, MIN_MAINTENANCE_INTERVAL))
             .map_err(|m| invalid(format!("maintenance_interval: {m}")))?;
@@ -391,6 +433,8 @@ impl Config {
             workspaces,
             ingest,
             delivery_retry_period,
+            server,
+            limits,
             metrics_public: raw.metrics_public,
             maintenance_interval,
             vacuum_retention,
@@ -602,6 +646,8 @@ mod tests {
         assert!(err.to_string().contains("storge"), "{err}");
         let err = parse("[[workspace]]\nid = \"a\"\nsecert = \"x\"").unwrap_err();
         assert!(err.to_string().contains("secert"), "{err}");
+        let err = parse("[server]\nheader_timeot = \"1s\"\n[[workspace]]\nid = \"a\"").unwrap_err();
+        assert!(err.to_string().contains("header_timeot"), "{err}");
     }
 
     #[test]
@@ -611,6 +657,16 @@ mod tests {
             ("listen = \"nowhere\"", "listen"),
             ("default_schedule = \"every day\"", "default_schedule"),
             ("storage = \"s3://bucket/x\"", "storage"),
+            ("query_timeout = \"0s\"", "query_timeout"),
+            ("max_learned_names = 0", "max_learned_names"),
+            ("max_line_bytes = 2147483648", "max_line_bytes"),
+            ("max_events_per_second = 0", "max_events_per_second"),
+            (
+                "[server]\nheader_timeout = \"soon\"",
+                "server.header_timeout",
+            ),
+            ("[server]\nmax_connections = 0", "server.max_connections"),
+            ("[ingest]\nmax_dedupe_bytes = 0", "ingest.max_dedupe_bytes"),
         ];
         for (line, key) in cases {
             let err = parse(&format!("{line}\n[[workspace]]\nid = \"a\"")).unwrap_err();

@@ -29,6 +29,23 @@ pub fn parse_duration(text: &str) -> Result<Duration, String> {
     Ok(Duration::from_secs(n.saturating_mul(seconds)))
 }
 
+/// Writes a duration as people would: the largest unit it is a whole
+/// number of (`60s` is `1m`, `1500ms` stays `1500ms`).
+pub fn format_duration(duration: Duration) -> String {
+    let millis = duration.as_millis();
+    if !millis.is_multiple_of(1000) {
+        return format!("{millis}ms");
+    }
+    let seconds = duration.as_secs();
+    let units = [(604_800, "w"), (86_400, "d"), (3600, "h"), (60, "m")];
+    for (size, unit) in units {
+        if seconds >= size && seconds.is_multiple_of(size) {
+            return format!("{}{unit}", seconds / size);
+        }
+    }
+    format!("{seconds}s")
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -40,5 +57,15 @@ mod tests {
         assert_eq!(parse_duration("500ms"), Ok(Duration::from_millis(500)));
         assert!(parse_duration("7").is_err());
         assert!(parse_duration("d").is_err());
+    }
+
+    #[test]
+    fn durations_print_as_they_are_written() {
+        for text in [
+            "30s", "1m", "36h", "3d", "2w", "500ms", "90s", "1500ms", "0s",
+        ] {
+            let parsed = parse_duration(text).unwrap();
+            assert_eq!(format_duration(parsed), text);
+        }
     }
 }

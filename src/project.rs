@@ -46,23 +46,31 @@ pub fn files_with_extension(dir: &Path, extension: &str) -> Vec<PathBuf> {
     paths
 }
 
+/// One problem is a list of one.
+impl From<FileError> for Vec<FileError> {
+    fn from(error: FileError) -> Vec<FileError> {
+        vec![error]
+    }
+}
+
 /// Reads and parses every `*.{extension}` file of `dir`, sorted by name.
-/// Files that cannot be read or parsed come back as errors; the others
-/// still load.
-pub fn load_files<T>(
+/// Files that cannot be read or parsed come back as errors (every problem
+/// `parse` found in them); the others still load.
+pub fn load_files<T, E: Into<Vec<FileError>>>(
     dir: &Path,
     extension: &str,
-    parse: impl Fn(&Path, &str) -> Result<T, FileError>,
+    parse: impl Fn(&Path, &str) -> Result<T, E>,
 ) -> (Vec<T>, Vec<FileError>) {
     let mut loaded = Vec::new();
     let mut errors = Vec::new();
     for path in files_with_extension(dir, extension) {
-        let parsed = std::fs::read_to_string(&path)
-            .map_err(|e| FileError::whole_file(&path, e.to_string()))
-            .and_then(|text| parse(&path, &text));
+        let parsed = match std::fs::read_to_string(&path) {
+            Ok(text) => parse(&path, &text).map_err(Into::into),
+            Err(e) => Err(vec![FileError::whole_file(&path, e.to_string())]),
+        };
         match parsed {
             Ok(item) => loaded.push(item),
-            Err(e) => errors.push(e),
+            Err(problems) => errors.extend(problems),
         }
     }
     (loaded, errors)
@@ -159,6 +167,13 @@ mod tests {
             true => Err(FileError::whole_file(path, "empty")),
             false => Ok(text.to_string()),
         });
+        let (_, every) = load_files(dir.path(), "sql", |path, _| {
+            Err::<(), _>(vec![
+                FileError::whole_file(path, "one"),
+                FileError::whole_file(path, "two"),
+            ])
+        });
+        assert_eq!(every.len(), 6, "every problem of every file");
         assert_eq!(loaded, ["one", "two"]);
         assert_eq!(errors.len(), 1);
         assert!(
@@ -167,9 +182,11 @@ mod tests {
             errors[0]
         );
         assert!(
-            load_files(&dir.path().join("none"), "sql", |_, t| Ok(t.len()))
-                .0
-                .is_empty()
+            load_files(&dir.path().join("none"), "sql", |_, t| Ok::<_, FileError>(
+                t.len()
+            ))
+            .0
+            .is_empty()
         );
     }
 }

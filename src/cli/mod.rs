@@ -14,6 +14,7 @@ use crate::error::Error;
 use crate::import::{Format, ImportOptions, Progress, import};
 use crate::server::{App, shutdown_signal};
 use crate::session::{SessionSpec, workspace_session};
+use crate::sql::limits::within;
 use crate::sql::output::{OutputFormat, render};
 use crate::sql::run_read_only;
 use crate::store::Store;
@@ -226,6 +227,7 @@ pub enum Command {
 /// Runs one command.
 pub async fn run(cli: Cli) -> Result<(), Error> {
     let config = Config::load(cli.config.as_deref())?;
+    crate::sql::limits::configure(config.limits.query_memory);
     match cli.command {
         Command::Import {
             files,
@@ -270,7 +272,8 @@ pub async fn run(cli: Cli) -> Result<(), Error> {
                 events: None,
             };
             let ctx = workspace_session(&spec).await?;
-            let batches = run_read_only(&ctx, &sql).await?;
+            let timeout = config.limits.query_timeout;
+            let batches = within(timeout, run_read_only(&ctx, &sql)).await??;
             let text = render(&batches, format)
                 .map_err(|e| Error::Query(crate::sql::QueryError::Engine(e.to_string())))?;
             let mut stdout = std::io::stdout().lock();
@@ -326,6 +329,12 @@ pub async fn run(cli: Cli) -> Result<(), Error> {
                 .map_err(Error::Usage)?;
             let store = Store::new(config.storage.clone());
             let learned = crate::ingest::learn::load(&store, &workspace.id).await?;
+            if learned.unlearned > 0 {
+                eprintln!(
+                    "{} events had a name beyond max_learned_names = {} and were not learned",
+                    learned.unlearned, config.limits.max_learned_names
+                );
+            }
             if learned.events.is_empty() {
                 eprintln!(
                     "nothing learned yet for {:?}: events sent to `tripwire serve` are learned when learning = true",

@@ -9,6 +9,7 @@ use crate::identity::index::IndexCache;
 use crate::project::FileError;
 use crate::run::{RunRequest, run_trigger, run_triggers};
 use crate::session::{SessionSpec, workspace_session};
+use crate::sql::limits::within;
 use crate::sql::output::{OutputFormat, render};
 use crate::sql::plan_read_only;
 use crate::store::Store;
@@ -113,8 +114,8 @@ pub async fn preview(
         max_failures: config.max_run_failures,
         identities: &identities,
     };
-    let outcome = run_trigger(&request)
-        .await
+    let outcome = within(config.limits.query_timeout, run_trigger(&request))
+        .await?
         .map_err(|e| Error::Usage(e.to_string()))?;
     eprintln!("{outcome}");
     let mut rows = match outcome.deliveries.is_empty() {
@@ -364,10 +365,20 @@ pub async fn check(config: &Config) -> Result<(), Error> {
             Ok(())
         }
         n => Err(Error::Usage(format!(
-            "{n} problem(s) in {}",
-            config.project_dir.display()
+            "{n} problem(s) in the project at {}",
+            project_folder(config).display()
         ))),
     }
+}
+
+/// The project folder, absolute (the embedded default's is the working
+/// directory, an empty path).
+fn project_folder(config: &Config) -> std::path::PathBuf {
+    let dir = match config.project_dir.as_os_str().is_empty() {
+        true => std::path::Path::new("."),
+        false => config.project_dir.as_path(),
+    };
+    std::path::absolute(dir).unwrap_or_else(|_| dir.to_path_buf())
 }
 
 async fn check_one(config: &Config, store: &Store, trigger: &TriggerFile) -> Result<(), FileError> {
@@ -402,14 +413,12 @@ async fn check_one(config: &Config, store: &Store, trigger: &TriggerFile) -> Res
     Ok(())
 }
 
-/// The file line an SQL error points at (the parser says "Line: N"), else the query's first line.
+/// The file line an SQL error points at (the parser's "Line: N", or the
+/// line naming the column, table or function the planner could not find),
+/// else the query's first line. Header lines are blanked in `sql`, so its
+/// lines are the file's.
 fn sql_line(trigger: &TriggerFile, message: &str) -> usize {
-    let reported = message
-        .split("Line: ")
-        .nth(1)
-        .and_then(|rest| rest.split(|c: char| !c.is_ascii_digit()).next())
-        .and_then(|n| n.parse().ok());
-    reported.unwrap_or_else(|| {
+    crate::sql::locate::error_line(&trigger.sql, message).unwrap_or_else(|| {
         trigger
             .sql
             .lines()

@@ -1,6 +1,7 @@
 //! The event model: one parsed event in any of the accepted shapes, before it
 //! becomes a row of the `events` table (docs/reference.md "Tables").
 //!
+//! - `scan`: nesting depth and escapes, checked before any parser runs.
 //! - `fields`: a JSON object read once, values kept raw.
 //! - `redact`: secrets taken out of rejected input before it is kept.
 //! - `shapes`: the three API shapes (collect envelope, Segment, name/payload).
@@ -10,12 +11,13 @@
 pub mod batch;
 pub mod fields;
 pub mod redact;
+pub mod scan;
 pub mod shapes;
 pub mod tabular;
 
 use std::borrow::Cow;
 
-use chrono::{DateTime, NaiveDateTime, Utc};
+use chrono::{DateTime, NaiveDate, NaiveDateTime, NaiveTime, Utc};
 
 pub use batch::{EventBatchBuilder, events_schema};
 
@@ -108,17 +110,44 @@ impl<'a> ParsedEvent<'a> {
     }
 }
 
-/// Parses an event time: epoch milliseconds, RFC 3339, or a date-time
-/// without zone (taken as UTC). Returns microseconds since the epoch.
+/// The earliest event time accepted: 1970-01-01T00:00:00Z, in microseconds.
+pub const MIN_TIME_MICROS: i64 = 0;
+/// The first event time refused: 2200-01-01T00:00:00Z, in microseconds. A
+/// time outside [`MIN_TIME_MICROS`, `MAX_TIME_MICROS`) is a sender's bug
+/// (seconds sent as milliseconds, a float overflow) and would poison every
+/// trigger doing time arithmetic on it, so it is refused, never clamped.
+pub const MAX_TIME_MICROS: i64 = 7_258_118_400_000_000;
+
+/// Parses an event time: epoch milliseconds (integer or decimal), RFC 3339,
+/// or a date-time or date without zone (taken as UTC). Returns microseconds since
+/// the epoch, within [`MIN_TIME_MICROS`, `MAX_TIME_MICROS`).
 pub fn parse_time(text: &str) -> Result<i64, String> {
     let text = text.trim();
+    let micros = parse_any_time(text)?;
+    check_time_range(micros).map_err(|e| format!("{text:?} {e}"))
+}
+
+/// Refuses a time outside [1970-01-01, 2200-01-01).
+pub fn check_time_range(micros: i64) -> Result<i64, String> {
+    if (MIN_TIME_MICROS..MAX_TIME_MICROS).contains(&micros) {
+        Ok(micros)
+    } else {
+        Err(out_of_range())
+    }
+}
+
+fn out_of_range() -> String {
+    "is outside the accepted range 1970-01-01 to 2200-01-01".into()
+}
+
+fn parse_any_time(text: &str) -> Result<i64, String> {
     if let Ok(millis) = text.parse::<i64>() {
-        return DateTime::from_timestamp_millis(millis)
-            .map(|t| t.timestamp_micros())
-            .ok_or_else(|| format!("{millis} is out of range for epoch milliseconds"));
+        return millis
+            .checked_mul(1000)
+            .ok_or_else(|| format!("{text:?} {}", out_of_range()));
     }
     if let Ok(millis) = text.parse::<f64>() {
-        return Ok((millis * 1000.0) as i64);
+        return float_millis(millis).ok_or_else(|| format!("{text:?} {}", out_of_range()));
     }
     if let Ok(t) = DateTime::parse_from_rfc3339(text) {
         return Ok(t.timestamp_micros());
@@ -135,9 +164,20 @@ pub fn parse_time(text: &str) -> Result<i64, String> {
     if let Ok(t) = DateTime::parse_from_str(text, "%Y-%m-%d %H:%M:%S%.f%#z") {
         return Ok(t.timestamp_micros());
     }
+    if let Ok(day) = NaiveDate::parse_from_str(text, "%Y-%m-%d") {
+        return Ok(day.and_time(NaiveTime::MIN).and_utc().timestamp_micros());
+    }
     Err(format!(
         "{text:?} is not a time (epoch milliseconds or RFC 3339 like 2026-01-31T12:00:00Z)"
     ))
+}
+
+/// Decimal epoch milliseconds as microseconds, range-checked before the
+/// cast (a cast saturates: 1e300 would become i64::MAX).
+fn float_millis(millis: f64) -> Option<i64> {
+    let micros = millis * 1000.0;
+    let range = MIN_TIME_MICROS as f64..MAX_TIME_MICROS as f64;
+    (micros.is_finite() && range.contains(&micros)).then_some(micros as i64)
 }
 
 /// The current time in microseconds since the epoch.
@@ -165,6 +205,38 @@ mod tests {
             Ok(1_524_776_691_259_000)
         );
         assert!(parse_time("yesterday").unwrap_err().contains("yesterday"));
+        assert_eq!(parse_time("1524776691259.5"), Ok(1_524_776_691_259_500));
+        assert_eq!(parse_time("2018-04-26"), Ok(1_524_700_800_000_000));
+    }
+
+    #[test]
+    fn times_outside_1970_to_2200_are_refused_in_every_shape() {
+        for text in [
+            "1e300",
+            "-1e300",
+            "NaN",
+            "inf",
+            "-1",
+            "9223372036854775807",
+            "7258118400000",
+            "7258118400000.0",
+            "2200-01-01T00:00:00Z",
+            "1969-12-31T23:59:59Z",
+            "1969-12-31 23:59:59",
+            "+275760-09-13T00:00:00Z",
+        ] {
+            let err = parse_time(text).expect_err(text);
+            assert!(
+                err.contains("1970-01-01 to 2200-01-01") || err.contains("not a time"),
+                "{text}: {err}"
+            );
+        }
+        assert_eq!(parse_time("0"), Ok(0));
+        assert_eq!(parse_time("7258118399999"), Ok(MAX_TIME_MICROS - 1000));
+        assert_eq!(
+            parse_time("2199-12-31T23:59:59.999999Z"),
+            Ok(MAX_TIME_MICROS - 1)
+        );
     }
 
     #[test]

@@ -8,6 +8,7 @@
 use std::borrow::Cow;
 
 use super::fields::Fields;
+use super::scan::{MAX_JSON_DEPTH, check_json};
 use super::{EventKind, ParsedEvent, parse_time};
 
 /// Which shape a JSON object is in.
@@ -20,11 +21,15 @@ pub enum Shape {
 
 impl Shape {
     /// A collect envelope carries `partnerId`; the name/payload shape has
-    /// `name` and no `type`; anything else is read as Segment's spec.
+    /// `name` and `payload` (whatever else it has, `type` included), or
+    /// `name` without `type` or `event`; anything else is read as Segment's
+    /// spec.
     pub fn detect(fields: &Fields) -> Shape {
+        let name_payload = fields.has("name")
+            && (fields.has("payload") || (!fields.has("type") && !fields.has("event")));
         if fields.has("partnerId") {
             Shape::Collect
-        } else if fields.has("name") && !fields.has("type") && !fields.has("event") {
+        } else if name_payload {
             Shape::NamePayload
         } else {
             Shape::Segment
@@ -34,6 +39,7 @@ impl Shape {
 
 /// Parses one JSON object in any shape and validates it.
 pub fn parse_event(text: &str) -> Result<ParsedEvent<'_>, String> {
+    check_json(text, MAX_JSON_DEPTH)?;
     let fields = Fields::parse(text)?;
     let event = match Shape::detect(&fields) {
         Shape::Collect => from_collect(&fields)?,
@@ -158,6 +164,7 @@ fn context_email<'a>(f: &Fields<'a>) -> Result<Option<Cow<'a, str>>, String> {
 
 /// Fields of the name/payload shape that become columns.
 const NAME_PAYLOAD_MAPPED: &[&str] = &[
+    "type",
     "name",
     "payload",
     "client_id",
@@ -168,6 +175,13 @@ const NAME_PAYLOAD_MAPPED: &[&str] = &[
 ];
 
 fn from_name_payload<'a>(f: &Fields<'a>) -> Result<ParsedEvent<'a>, String> {
+    if let Some(kind) = f.str("type")?
+        && kind != "track"
+    {
+        return Err(format!(
+            "type {kind:?}: an event with name and payload is a \"track\" event"
+        ));
+    }
     let mut event = ParsedEvent::new(EventKind::Track);
     event.event_name = f.str("name")?;
     event.properties = f.object("payload")?.map(Cow::Borrowed);
@@ -296,6 +310,59 @@ mod tests {
         assert_eq!(e.event_name.as_deref(), Some("Ticket Created"));
         assert_eq!(e.user_id.as_deref(), Some("gregg"));
         assert_eq!(e.properties.as_deref(), Some(r#"{"ticketName":"A"}"#));
+    }
+
+    #[test]
+    fn name_and_payload_win_over_a_type_field() {
+        let e =
+            parse_event(r#"{"type": "track", "name": "x", "payload": {"a": 1}, "user_id": "u"}"#)
+                .unwrap();
+        assert_eq!(e.event_name.as_deref(), Some("x"));
+        assert_eq!(e.properties.as_deref(), Some(r#"{"a": 1}"#));
+        assert_eq!(e.envelope, None, "type is mapped, not kept");
+        let err =
+            parse_event(r#"{"type": "identify", "name": "x", "payload": {}, "user_id": "u"}"#)
+                .unwrap_err();
+        assert!(err.contains("\"track\""), "{err}");
+        // A Segment call that happens to carry `name` is still a Segment call.
+        let page =
+            parse_event(r#"{"type": "track", "event": "e", "name": "n", "userId": "u"}"#).unwrap();
+        assert_eq!(page.event_name.as_deref(), Some("e"));
+    }
+
+    #[test]
+    fn a_lone_surrogate_anywhere_is_refused() {
+        // Found by fuzz/event_shapes: kept raw, it made properties that no
+        // JSON reader (learning, the JSON functions in triggers) could read.
+        for line in [
+            r#"{"name":"x","user_id":"u","payload":{"a":"\ud800"}}"#,
+            r#"{"type":"track","event":"e","userId":"u","context":{"k":"\udfff"}}"#,
+        ] {
+            let err = parse_event(line).unwrap_err();
+            assert!(err.contains("surrogate"), "{line}: {err}");
+        }
+    }
+
+    #[test]
+    fn deep_nesting_is_refused_like_on_every_endpoint() {
+        let deep = format!(
+            r#"{{"name":"x","user_id":"u","payload":{{"a":{}1{}}}}}"#,
+            "[".repeat(16_000),
+            "]".repeat(16_000)
+        );
+        assert!(parse_event(&deep).unwrap_err().contains("deeper than 64"));
+    }
+
+    #[test]
+    fn a_float_overflow_time_is_refused_with_its_field() {
+        let err = parse_event(r#"{"partnerId":"s","type":"track","clientId":"c","sentAt":1e300,"properties":{"eventName":"e"}}"#)
+            .unwrap_err();
+        assert!(err.starts_with("sentAt: ") && err.contains("2200"), "{err}");
+        let err = parse_event(
+            r#"{"type":"track","event":"e","userId":"u","timestamp":"1969-07-20T20:17:00Z"}"#,
+        )
+        .unwrap_err();
+        assert!(err.starts_with("timestamp: "), "{err}");
     }
 
     #[test]

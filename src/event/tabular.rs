@@ -5,6 +5,7 @@ use std::borrow::Cow;
 
 use serde_json::{Map, Value};
 
+use super::scan::{MAX_JSON_DEPTH, check_json};
 use super::{EventKind, ParsedEvent, parse_time};
 
 /// What a column of an input file means.
@@ -117,6 +118,47 @@ impl Columns {
     }
 }
 
+/// What a typed input's column (Parquet) must hold, by its name.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum ColumnKind {
+    /// Text only: `type`, `event_name`, `email`, `properties`, `traits`.
+    Text,
+    /// Text or an integer (ids are often numeric): `event_id`, `client_id`, `user_id`.
+    Id,
+    /// A timestamp, a date, integer epoch milliseconds, or text: `sent_at`.
+    Time,
+    /// A boolean or text: `requires_identity`.
+    Bool,
+    /// Anything: payload columns and the ones tripwire assigns itself.
+    Free,
+}
+
+impl ColumnKind {
+    /// The kind of the column named `name`.
+    pub fn of(name: &str) -> ColumnKind {
+        match role_of(name) {
+            Role::Type | Role::EventName | Role::Email | Role::Properties | Role::Traits => {
+                ColumnKind::Text
+            }
+            Role::EventId | Role::ClientId | Role::UserId => ColumnKind::Id,
+            Role::SentAt => ColumnKind::Time,
+            Role::RequiresIdentity => ColumnKind::Bool,
+            Role::Ignored | Role::Payload => ColumnKind::Free,
+        }
+    }
+
+    /// What the column must hold, for messages.
+    pub fn describe(self) -> &'static str {
+        match self {
+            ColumnKind::Text => "text",
+            ColumnKind::Id => "text or integers",
+            ColumnKind::Time => "a timestamp, a date, integer epoch milliseconds or text",
+            ColumnKind::Bool => "booleans or text",
+            ColumnKind::Free => "any value",
+        }
+    }
+}
+
 fn role_of(name: &str) -> Role {
     match name {
         "event_id" => Role::EventId,
@@ -134,7 +176,10 @@ fn role_of(name: &str) -> Role {
     }
 }
 
+/// `text` if it is a JSON object held to the rules of every event's JSON
+/// (`scan`: nesting, escapes, numbers).
 fn json_object<'a>(text: &'a str, column: &str) -> Result<&'a str, String> {
+    check_json(text, MAX_JSON_DEPTH).map_err(|e| format!("{column}: {e}"))?;
     match serde_json::from_str::<Value>(text) {
         Ok(Value::Object(_)) => Ok(text),
         Ok(_) => Err(format!("{column} must be a JSON object")),
@@ -221,5 +266,23 @@ mod tests {
                 .unwrap_err()
                 .contains("event_name")
         );
+    }
+
+    #[test]
+    fn json_columns_are_held_to_the_rules_of_every_event() {
+        let cols = columns(&["event_name", "user_id", "properties"]);
+        let deep = format!("{{\"a\":{}1{}}}", "[".repeat(70), "]".repeat(70));
+        for (properties, why) in [
+            (deep.as_str(), "deeper than 64"),
+            (r#"{"n":1e999}"#, "64-bit float"),
+            (r#"{"s":"\ud800"}"#, "surrogate"),
+        ] {
+            let row = ["e", "u", properties];
+            let err = cols.parse_row(|i| Some(row[i])).unwrap_err();
+            assert!(
+                err.starts_with("properties: ") && err.contains(why),
+                "{err}"
+            );
+        }
     }
 }

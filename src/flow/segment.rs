@@ -52,7 +52,7 @@ pub fn load_sql_segments(project_dir: &Path) -> (Vec<(String, SegmentSource)>, V
             path: path.to_path_buf(),
             sql: sql.to_string(),
         };
-        Ok((name, source))
+        Ok::<_, FileError>((name, source))
     })
 }
 

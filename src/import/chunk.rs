@@ -18,7 +18,20 @@ pub struct RawChunk {
     pub first_line: u64,
     /// Bytes of the input file consumed when the chunk was cut (progress).
     pub offset: u64,
+    /// Whole lines, each ending in a newline.
     pub data: Vec<u8>,
+    /// A line refused by the reader, right after those in `data`.
+    pub refused: Option<Refused>,
+}
+
+/// A line the reader refused without holding it whole: over
+/// `max_line_bytes`, or cut by a break in the stream.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Refused {
+    pub line: u64,
+    pub reason: String,
+    /// The line's first bytes, for the quarantine.
+    pub head: Vec<u8>,
 }
 
 /// The events and rejects of one chunk, covering lines `first_line..=last_line`.
@@ -60,6 +73,8 @@ pub struct ChunkParser {
     pub received_at: i64,
     /// Rows expected per chunk, to size the builders.
     pub rows_hint: usize,
+    /// Longer NDJSON lines are refused (`max_line_bytes`).
+    pub max_line_bytes: usize,
 }
 
 impl ChunkParser {
@@ -68,13 +83,17 @@ impl ChunkParser {
         let mut chunk = ParsedChunk::new(raw.index, raw.first_line);
         chunk.offset = raw.offset;
         let body = raw.data.strip_suffix(b"\n").unwrap_or(&raw.data);
-        if raw.data.is_empty() {
-            return chunk;
+        if !raw.data.is_empty() {
+            for (i, line) in body.split(|b| *b == b'\n').enumerate() {
+                let line_no = raw.first_line + i as u64;
+                self.parse_line(&mut chunk, line, line_no);
+                chunk.last_line = line_no;
+            }
         }
-        for (i, line) in body.split(|b| *b == b'\n').enumerate() {
-            let line_no = raw.first_line + i as u64;
-            self.parse_line(&mut chunk, line, line_no);
-            chunk.last_line = line_no;
+        if let Some(refused) = raw.refused {
+            let head = String::from_utf8_lossy(&refused.head).into_owned();
+            self.add(&mut chunk, Err(refused.reason), refused.line, || head);
+            chunk.last_line = refused.line;
         }
         chunk
     }
@@ -82,6 +101,17 @@ impl ChunkParser {
     fn parse_line(&self, chunk: &mut ParsedChunk, line: &[u8], line_no: u64) {
         let line = line.strip_suffix(b"\r").unwrap_or(line);
         if line.iter().all(u8::is_ascii_whitespace) {
+            return;
+        }
+        if line.len() > self.max_line_bytes {
+            let reason = format!(
+                "the line is {} bytes, over max_line_bytes ({} bytes)",
+                line.len(),
+                self.max_line_bytes
+            );
+            let head = &line[..line.len().min(super::lines::REFUSED_HEAD_BYTES)];
+            let head = String::from_utf8_lossy(head).into_owned();
+            self.add(chunk, Err(reason), line_no, || head);
             return;
         }
         match std::str::from_utf8(line) {

@@ -13,6 +13,7 @@
 
 pub mod chunk;
 pub mod commit;
+pub mod lines;
 pub mod progress;
 pub mod route;
 pub mod source;
@@ -122,6 +123,7 @@ pub async fn import(
             format: source::detect_format(file, options.format)
                 .map_err(|e| input_error(file, e))?,
             router: router.clone(),
+            max_line_bytes: config.limits.max_line_bytes,
         };
         let hash = hash_file(file).map_err(|e| input_error(file, e))?;
         let finished = finished_location(&hash);
@@ -166,6 +168,8 @@ struct FileJob {
     path: PathBuf,
     format: Format,
     router: Arc<Router>,
+    /// Longer NDJSON lines are refused (`max_line_bytes`).
+    max_line_bytes: usize,
 }
 
 impl FileJob {
@@ -221,6 +225,7 @@ impl FileJob {
             source: self.path.display().to_string().into(),
             received_at: crate::event::now_micros(),
             rows_hint: source::CHUNK_ROWS,
+            max_line_bytes: self.max_line_bytes,
         };
         let path = self.path.clone();
         let format = self.format;
@@ -249,6 +254,7 @@ fn parse_ndjson_in_parallel(
     parser: ChunkParser,
     sender: tokio_mpsc::Sender<ParsedChunk>,
 ) -> std::io::Result<()> {
+    let max_line_bytes = parser.max_line_bytes;
     let workers = std::thread::available_parallelism().map_or(2, |n| n.get());
     let (raw_sender, raw_receiver) = mpsc::sync_channel(RAW_QUEUE);
     let raw_receiver = Arc::new(Mutex::new(raw_receiver));
@@ -269,7 +275,9 @@ fn parse_ndjson_in_parallel(
         })
         .collect();
     drop(sender);
-    let read = source::read_ndjson_chunks(input, consumed, |raw| raw_sender.send(raw).is_ok());
+    let read = lines::read_ndjson_chunks(input, consumed, max_line_bytes, |raw| {
+        raw_sender.send(raw).is_ok()
+    });
     drop(raw_sender);
     for worker in pool {
         let _ = worker.join();

@@ -37,7 +37,7 @@ pub async fn accept(
     let mut records = Vec::with_capacity(items.len() * workspaces.len());
     let mut reserved: Vec<(String, String)> = Vec::new();
     {
-        let mut seen = ingest.seen.lock().map_err(|_| internal_poisoned())?;
+        let seen = &ingest.seen;
         for (index, raw) in items.iter().enumerate() {
             let event = match parse_event(raw) {
                 Ok(event) => event,
@@ -70,21 +70,11 @@ pub async fn accept(
             }
         }
     }
-    if records.is_empty() {
-        return Ok(accepted);
+    if !records.is_empty() {
+        append(ingest, records, &reserved).await?;
+        ingest.note_unflushed(received_at);
     }
-    let bytes = records.iter().map(WalRecord::encode).collect();
-    if let Err(e) = ingest.wal.append(bytes).await {
-        forget(ingest, &reserved);
-        return Err(match e {
-            WalError::Full => ApiError::Overloaded(
-                "the server is busy writing earlier events: retry shortly".into(),
-            ),
-            WalError::Closed => ApiError::Overloaded("the server is shutting down".into()),
-            other => ApiError::Internal(format!("write-ahead log: {other}")),
-        });
-    }
-    ingest.note_unflushed(received_at);
+    // Counted for every answered request, all-duplicate ones included.
     ingest.metrics.accepted(
         accepted.stored as u64,
         accepted.rejected.len() as u64,
@@ -93,15 +83,34 @@ pub async fn accept(
     Ok(accepted)
 }
 
-/// Un-reserves ids whose request was not acknowledged, so a retry is stored.
-fn forget(ingest: &Ingest, reserved: &[(String, String)]) {
-    if let Ok(mut seen) = ingest.seen.lock() {
-        for (workspace, id) in reserved {
-            seen.forget(workspace, id);
-        }
+/// Appends the records and waits until they are durable; on failure the
+/// reserved ids are forgotten, so the sender's retry is stored.
+async fn append(
+    ingest: &Ingest,
+    records: Vec<WalRecord>,
+    reserved: &[(String, String)],
+) -> Result<(), ApiError> {
+    let bytes = records.iter().map(WalRecord::encode).collect();
+    if let Err(e) = ingest.wal.append(bytes).await {
+        forget(ingest, reserved);
+        return Err(match e {
+            WalError::Full => ApiError::Overloaded(
+                "the server is busy writing earlier events: retry shortly".into(),
+            ),
+            WalError::Closed => ApiError::Overloaded("the server is shutting down".into()),
+            // Transient until proven otherwise: the log recovers by itself.
+            WalError::Failed(reason) => ApiError::Overloaded(format!(
+                "the events could not be stored durably ({reason}): retry shortly"
+            )),
+            other => ApiError::Internal(format!("write-ahead log: {other}")),
+        });
     }
+    Ok(())
 }
 
-fn internal_poisoned() -> ApiError {
-    ApiError::Internal("the dedupe index is unusable after a panic".into())
+/// Un-reserves ids whose request was not acknowledged, so a retry is stored.
+fn forget(ingest: &Ingest, reserved: &[(String, String)]) {
+    for (workspace, id) in reserved {
+        ingest.seen.forget(workspace, id);
+    }
 }

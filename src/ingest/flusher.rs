@@ -185,6 +185,7 @@ pub async fn run_flusher(ingest: Arc<Ingest>, store: Store, mut shutdown: watch:
             _ = shutdown.changed() => continue,
         }
         if let Err(e) = ingest.wal.seal(false).await {
+            ingest.metrics.flush_failed();
             tracing::error!("sealing the write-ahead log: {e}");
         }
         flush_and_report(&mut flusher, &ingest).await;
@@ -209,9 +210,13 @@ async fn save_schemas(ingest: &Ingest, store: &Store) {
 
 async fn flush_and_report(flusher: &mut Flusher, ingest: &Ingest) {
     match flusher.flush_sealed(ingest).await {
-        Ok(_) => ingest.note_flushed(),
+        Ok(_) => {
+            ingest.note_flush(None);
+            ingest.note_flushed();
+        }
         Err(e) => {
             ingest.metrics.flush_failed();
+            ingest.note_flush(Some(e.to_string()));
             tracing::error!("committing the write-ahead log (retried): {e}");
         }
     }

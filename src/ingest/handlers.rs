@@ -19,10 +19,14 @@ use serde_json::{Map, Value, json};
 use super::IngestState;
 use super::accept::{Accepted, accept};
 use crate::config::Workspace;
+use crate::event::scan::{MAX_JSON_DEPTH, check_json};
 use crate::http::ApiError;
 use crate::http::auth::{header_key, workspace_list};
 
 type Answer = Result<(StatusCode, Value), ApiError>;
+
+/// Levels a body may add around its events: `{"batch": [...]}`.
+const WRAPPER_LEVELS: usize = 2;
 
 /// Counts the request and turns the answer into a response.
 fn respond(state: &IngestState, endpoint: &'static str, answer: Answer) -> Response {
@@ -68,6 +72,7 @@ async fn collect_answer(
         listed.push(partner);
     }
     let workspaces = writable_or_refuse(state, key.as_deref(), &listed)?;
+    within_rate(state, &workspaces, 1)?;
     let accepted = accept(
         &state.ingest,
         &workspaces,
@@ -116,6 +121,7 @@ async fn single_call(
     call.entry("type").or_insert_with(|| Value::from(kind));
     let key = header_key(headers).or_else(|| string_field(&call, "writeKey"));
     let workspaces = writable_or_refuse(state, key.as_deref(), &listed_workspaces(headers, &call))?;
+    within_rate(state, &workspaces, 1)?;
     let item = Value::Object(call).to_string();
     let accepted = accept(&state.ingest, &workspaces, &[&item], source, false).await?;
     match accepted.rejected.first() {
@@ -161,6 +167,7 @@ async fn batch_answer(
         listed = body.workspaces.as_ref().map(list_value).unwrap_or_default();
     }
     let workspaces = writable_or_refuse(state, key.as_deref(), &listed)?;
+    within_rate(state, &workspaces, items.len())?;
     let accepted = accept(&state.ingest, &workspaces, &items, "POST /v1/batch", true).await?;
     let mut answer = json!({ "success": true });
     add_rejections(&mut answer, &accepted);
@@ -194,6 +201,7 @@ async fn events_answer(
     check_batch(state, &items)?;
     let listed = header_workspaces(headers);
     let workspaces = writable_or_refuse(state, header_key(headers).as_deref(), &listed)?;
+    within_rate(state, &workspaces, items.len())?;
     let single = items.len() == 1;
     let accepted = accept(
         &state.ingest,
@@ -253,7 +261,12 @@ fn body_text(
     } else {
         bytes.to_vec()
     };
-    String::from_utf8(bytes).map_err(|_| ApiError::BadRequest("the body is not UTF-8".into()))
+    let text = String::from_utf8(bytes)
+        .map_err(|_| ApiError::BadRequest("the body is not UTF-8".into()))?;
+    // Before any parser recurses into it; each event is held to
+    // MAX_JSON_DEPTH again when it is parsed, as on import.
+    check_json(&text, MAX_JSON_DEPTH + WRAPPER_LEVELS).map_err(ApiError::BadRequest)?;
+    Ok(text)
 }
 
 fn check_event_size(state: &IngestState, text: &str, index: Option<usize>) -> Result<(), ApiError> {
@@ -324,6 +337,28 @@ fn list_value(value: &Value) -> Vec<String> {
             .collect(),
         _ => Vec::new(),
     }
+}
+
+/// Takes `events` from each workspace's `max_events_per_second`, or
+/// answers 429 with how long to wait.
+fn within_rate(
+    state: &IngestState,
+    workspaces: &[&Workspace],
+    events: usize,
+) -> Result<(), ApiError> {
+    let keys: Vec<&str> = workspaces.iter().map(|w| w.id.as_str()).collect();
+    let now = crate::event::now_micros();
+    state
+        .ingest
+        .limiter
+        .take(&keys, events as u64, now)
+        .map_err(|wait| ApiError::RateLimited {
+            message: format!(
+                "over max_events_per_second for this key: retry in {:.1}s",
+                wait.as_secs_f64()
+            ),
+            retry_after: wait.as_secs_f64().ceil().max(1.0) as u64,
+        })
 }
 
 /// The workspaces `key` may write to (see `Keyring::writable`).

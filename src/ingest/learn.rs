@@ -3,8 +3,13 @@
 //! seen, for `GET /v1/schema` and `tripwire schema`.
 //!
 //! The flusher feeds it (off the acknowledgement path) and saves it as
-//! `<storage>/<workspace>/state/schema.json`, at most every
+//! `<storage>/<workspace>/state/schema.json` when it changed, at most every
 //! [`SAVE_EVERY`]; a crash loses at most that much learning, never events.
+//!
+//! Its size is bounded whatever senders invent: at most
+//! `max_learned_names` event names per workspace (events with a new name
+//! beyond that are counted in `unlearned`, not stored), at most
+//! `max_learned_fields` field paths per name, and [`MAX_DEPTH`] levels.
 
 use std::collections::{BTreeMap, BTreeSet};
 use std::time::Duration;
@@ -23,13 +28,27 @@ pub const SAVE_EVERY: Duration = Duration::from_secs(5);
 /// Nesting deeper than this is learned as one `object` field.
 const MAX_DEPTH: usize = 8;
 
-/// The most field paths kept per event name (bounded memory).
-const MAX_FIELDS: usize = 500;
+/// How much one workspace's schema may hold (`max_learned_names`,
+/// `max_learned_fields`).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Bounds {
+    pub names: usize,
+    /// Field paths per event name.
+    pub fields: usize,
+}
 
 /// What a workspace has been sent.
 #[derive(Debug, Default, Clone, PartialEq, Serialize, Deserialize)]
 pub struct Schema {
     pub events: BTreeMap<String, Seen>,
+    /// Events whose name was new when the schema already held the most
+    /// names it may: counted, never stored.
+    #[serde(default, skip_serializing_if = "is_zero")]
+    pub unlearned: u64,
+}
+
+fn is_zero(n: &u64) -> bool {
+    *n == 0
 }
 
 /// One event name, or one field path of it.
@@ -58,21 +77,49 @@ impl Seen {
 }
 
 impl Schema {
-    /// Learns from one stored event.
-    pub fn observe(&mut self, event: &StoredEvent) {
+    /// Learns from one stored event, within `bounds`.
+    pub fn observe(&mut self, event: &StoredEvent, bounds: Bounds) {
         let name = match (&event.event_name, event.identify) {
-            (_, true) => "identify".to_string(),
-            (Some(name), false) => name.clone(),
+            (_, true) => "identify",
+            (Some(name), false) => name.as_str(),
             (None, false) => return,
         };
-        let entry = self.events.entry(name).or_default();
+        if !self.events.contains_key(name) && self.events.len() >= bounds.names {
+            self.unlearned += 1;
+            return;
+        }
+        let entry = self.events.entry(name.to_string()).or_default();
         entry.touch(event.received_at);
         for (root, text) in [("properties", &event.properties), ("traits", &event.traits)] {
             if let Some(value) = text.as_deref().and_then(|t| serde_json::from_str(t).ok()) {
-                learn_fields(&mut entry.fields, root, &value, event.received_at, 0);
+                let at = event.received_at;
+                learn_fields(&mut entry.fields, root, &value, at, 0, bounds.fields);
             }
         }
     }
+
+    /// Cuts a schema saved under looser bounds down to `bounds`, keeping the
+    /// most recently seen names and fields.
+    pub fn bound(&mut self, bounds: Bounds) {
+        keep_newest(&mut self.events, bounds.names);
+        for seen in self.events.values_mut() {
+            keep_newest(&mut seen.fields, bounds.fields);
+        }
+    }
+}
+
+/// Keeps the `most` entries seen last.
+fn keep_newest(entries: &mut BTreeMap<String, Seen>, most: usize) {
+    if entries.len() <= most {
+        return;
+    }
+    let mut newest: Vec<(i64, String)> = entries
+        .iter()
+        .map(|(key, seen)| (seen.last_seen, key.clone()))
+        .collect();
+    newest.sort_unstable_by(|a, b| b.cmp(a));
+    let kept: BTreeSet<String> = newest.into_iter().take(most).map(|(_, k)| k).collect();
+    entries.retain(|key, _| kept.contains(key));
 }
 
 fn learn_fields(
@@ -81,19 +128,20 @@ fn learn_fields(
     value: &Value,
     at: i64,
     depth: usize,
+    most: usize,
 ) {
     if let Value::Object(object) = value
         && depth < MAX_DEPTH
     {
         for (key, inner) in object {
-            learn_fields(fields, &format!("{path}.{key}"), inner, at, depth + 1);
+            learn_fields(fields, &format!("{path}.{key}"), inner, at, depth + 1, most);
         }
         return;
     }
     if depth == 0 {
         return;
     }
-    if fields.len() >= MAX_FIELDS && !fields.contains_key(path) {
+    if fields.len() >= most && !fields.contains_key(path) {
         return;
     }
     let field = fields.entry(path.to_string()).or_default();
@@ -147,7 +195,7 @@ pub async fn load(store: &Store, workspace: &str) -> Result<Schema, StoreError> 
 /// Saves `schema` as `workspace`'s (replacing the earlier one whole).
 pub async fn save(store: &Store, workspace: &str, schema: &Schema) -> Result<(), StoreError> {
     let (objects, path) = location(store, workspace)?;
-    let bytes = serde_json::to_vec_pretty(schema).map_err(|e| root_error(store, e))?;
+    let bytes = serde_json::to_vec(schema).map_err(|e| root_error(store, e))?;
     objects
         .put(&path, bytes.into())
         .await
@@ -180,6 +228,11 @@ pub fn rows(schema: &Schema) -> Vec<Value> {
 mod tests {
     use super::*;
 
+    const BOUNDS: Bounds = Bounds {
+        names: 100,
+        fields: 100,
+    };
+
     fn event(name: &str, properties: &str, at: i64) -> StoredEvent {
         StoredEvent {
             workspace: "shop".into(),
@@ -201,12 +254,14 @@ mod tests {
     #[test]
     fn names_and_nested_field_paths_with_their_types() {
         let mut schema = Schema::default();
-        schema.observe(&event(
-            "cart",
-            r#"{"value":10,"cart":{"sku":"A","n":1.5}}"#,
-            20,
-        ));
-        schema.observe(&event("cart", r#"{"value":"ten","tags":["x"]}"#, 10));
+        schema.observe(
+            &event("cart", r#"{"value":10,"cart":{"sku":"A","n":1.5}}"#, 20),
+            BOUNDS,
+        );
+        schema.observe(
+            &event("cart", r#"{"value":"ten","tags":["x"]}"#, 10),
+            BOUNDS,
+        );
         let cart = &schema.events["cart"];
         assert_eq!((cart.count, cart.first_seen, cart.last_seen), (2, 10, 20));
         let value = &cart.fields["properties.value"];
@@ -228,9 +283,46 @@ mod tests {
         runtime.block_on(async {
             assert_eq!(load(&store, "shop").await.unwrap(), Schema::default());
             let mut schema = Schema::default();
-            schema.observe(&event("cart", r#"{"value":1}"#, 5));
+            schema.observe(&event("cart", r#"{"value":1}"#, 5), BOUNDS);
             save(&store, "shop", &schema).await.unwrap();
             assert_eq!(load(&store, "shop").await.unwrap(), schema);
         });
+    }
+
+    #[test]
+    fn names_and_fields_beyond_the_bounds_are_counted_not_stored() {
+        let bounds = Bounds {
+            names: 2,
+            fields: 3,
+        };
+        let mut schema = Schema::default();
+        for (i, name) in ["a", "b", "c", "d", "a"].iter().enumerate() {
+            schema.observe(&event(name, r#"{"x":1}"#, i as i64), bounds);
+        }
+        assert_eq!(schema.events.keys().collect::<Vec<_>>(), ["a", "b"]);
+        assert_eq!(schema.events["a"].count, 2, "known names still count");
+        assert_eq!(schema.unlearned, 2);
+        schema.observe(&event("a", r#"{"p":1,"q":2,"r":3,"s":4}"#, 9), bounds);
+        assert_eq!(schema.events["a"].fields.len(), 3);
+        let text = serde_json::to_string(&schema).unwrap();
+        assert_eq!(serde_json::from_str::<Schema>(&text).unwrap(), schema);
+    }
+
+    #[test]
+    fn a_schema_saved_under_looser_bounds_is_cut_to_the_newest() {
+        let loose = Bounds {
+            names: 10,
+            fields: 10,
+        };
+        let mut schema = Schema::default();
+        for (i, name) in ["old", "mid", "new"].iter().enumerate() {
+            schema.observe(&event(name, r#"{"x":1,"y":2}"#, i as i64), loose);
+        }
+        schema.bound(Bounds {
+            names: 2,
+            fields: 1,
+        });
+        assert_eq!(schema.events.keys().collect::<Vec<_>>(), ["mid", "new"]);
+        assert!(schema.events.values().all(|s| s.fields.len() == 1));
     }
 }

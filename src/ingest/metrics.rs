@@ -44,6 +44,10 @@ pub struct WalGauges {
     pub bytes_written: u64,
     pub fsyncs: u64,
     pub bytes_pending: u64,
+    /// Failed writes, fsyncs and segment creations.
+    pub errors: u64,
+    /// Bytes of records waiting for the WAL's writer.
+    pub queued_bytes: u64,
 }
 
 impl Metrics {
@@ -132,6 +136,16 @@ impl Metrics {
             "WAL bytes not yet committed to the tables",
             ConstGauge::new(wal.bytes_pending),
         );
+        registry.register(
+            "wal_errors",
+            "Failed WAL writes, fsyncs and segment creations",
+            ConstCounter::new(wal.errors),
+        );
+        registry.register(
+            "wal_queued_bytes",
+            "Bytes of requests waiting for the WAL",
+            ConstGauge::new(wal.queued_bytes),
+        );
         let oldest = self.oldest_unflushed.load(Ordering::Relaxed);
         registry.register_with_unit(
             "flush_lag",
@@ -161,6 +175,8 @@ mod tests {
             bytes_written: 10,
             fsyncs: 1,
             bytes_pending: 5,
+            errors: 2,
+            queued_bytes: 7,
         };
         metrics.render(wal, 3_500_000).expect("the page renders")
     }
@@ -190,6 +206,8 @@ mod tests {
                 "# TYPE tripwire_wal_bytes_written_total counter",
                 "# TYPE tripwire_wal_fsyncs_total counter",
                 "# TYPE tripwire_wal_bytes_pending gauge",
+                "# TYPE tripwire_wal_errors_total counter",
+                "# TYPE tripwire_wal_queued_bytes gauge",
                 "# TYPE tripwire_flush_lag_seconds gauge",
             ]
         );
@@ -221,6 +239,8 @@ mod tests {
             "tripwire_wal_bytes_written_total 10",
             "tripwire_wal_fsyncs_total 1",
             "tripwire_wal_bytes_pending 5",
+            "tripwire_wal_errors_total 2",
+            "tripwire_wal_queued_bytes 7",
             "tripwire_flush_lag_seconds 2.5",
         ] {
             assert!(page.lines().any(|line| line == sample), "{sample}\n{page}");

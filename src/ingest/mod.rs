@@ -10,6 +10,7 @@
 //! - `dedupe`: repeated event ids within the window are stored once.
 //! - `metrics`: the counters of `GET /metrics`.
 //! - `learn`: the event names and fields each workspace receives.
+//! - `rate`: `max_events_per_second` per write key.
 
 pub mod accept;
 pub mod dedupe;
@@ -17,6 +18,7 @@ pub mod flusher;
 pub mod handlers;
 pub mod learn;
 pub mod metrics;
+pub mod rate;
 pub mod record;
 pub mod wal;
 
@@ -33,9 +35,9 @@ use axum::response::{IntoResponse, Response};
 use axum::routing::post;
 use chrono::Utc;
 
-use self::dedupe::{MAX_REMEMBERED, Seen};
+use self::dedupe::Dedupe;
 use self::flusher::Flusher;
-use self::learn::Schema;
+use self::learn::{Bounds, Schema};
 use self::metrics::{Metrics, WalGauges};
 use self::record::StoredEvent;
 use self::wal::{Wal, WalConfig};
@@ -51,12 +53,18 @@ use crate::store::Store;
 /// The ingest side of a running server.
 pub struct Ingest {
     pub wal: Wal,
-    pub seen: Mutex<Seen>,
+    pub seen: Dedupe,
     pub metrics: Metrics,
     /// What each learning workspace has been sent; fed by the flusher.
     pub schemas: Mutex<BTreeMap<String, Schema>>,
     /// Workspaces whose schema changed since it was last saved.
     unsaved: Mutex<BTreeSet<String>>,
+    /// How much each workspace's schema may hold.
+    learn_bounds: Bounds,
+    /// Why the flusher's last attempt failed, until one succeeds.
+    flush_failure: Mutex<Option<String>>,
+    /// `max_events_per_second` per write key.
+    pub limiter: rate::Limiter,
 }
 
 impl Ingest {
@@ -69,6 +77,7 @@ impl Ingest {
             segment_bytes: settings.flush_bytes,
             segment_age: settings.flush_age,
             queue: settings.queue,
+            queue_bytes: settings.max_queue_bytes,
         })
         .map_err(|e| {
             Error::Server(format!(
@@ -76,19 +85,25 @@ impl Ingest {
                 settings.wal_dir.display()
             ))
         })?;
+        let learn_bounds = Bounds {
+            names: config.limits.max_learned_names,
+            fields: config.limits.max_learned_fields,
+        };
         let mut schemas = BTreeMap::new();
         for workspace in config.workspaces.iter().filter(|w| w.learning) {
-            schemas.insert(
-                workspace.id.clone(),
-                learn::load(store, &workspace.id).await?,
-            );
+            let mut schema = learn::load(store, &workspace.id).await?;
+            schema.bound(learn_bounds);
+            schemas.insert(workspace.id.clone(), schema);
         }
         let ingest = Ingest {
             wal,
-            seen: Mutex::new(Seen::new(settings.dedupe_window, MAX_REMEMBERED)),
+            seen: Dedupe::new(settings.dedupe_window, settings.max_dedupe_bytes),
             metrics: Metrics::default(),
             schemas: Mutex::new(schemas),
             unsaved: Mutex::new(BTreeSet::new()),
+            learn_bounds,
+            flush_failure: Mutex::new(None),
+            limiter: rate::Limiter::new(config.limits.max_events_per_second),
         };
         let replayed = Flusher::new(store.clone(), ingest.wal.node_id())
             .flush_sealed(&ingest)
@@ -110,7 +125,7 @@ impl Ingest {
             return;
         };
         for event in events {
-            schema.observe(event);
+            schema.observe(event, self.learn_bounds);
         }
         if let Ok(mut unsaved) = self.unsaved.lock() {
             unsaved.insert(workspace.to_string());
@@ -157,10 +172,6 @@ impl Ingest {
                 since.format("%Y-%m-%dT%H:%M:%S%.6fZ")
             );
             let batches = run_read_only(&ctx, &sql).await?;
-            let mut seen = self
-                .seen
-                .lock()
-                .map_err(|_| Error::Server("the dedupe index is unusable".into()))?;
             for batch in &batches {
                 let ids = arrow::compute::cast(batch.column(0), &arrow::datatypes::DataType::Utf8)
                     .map_err(|e| Error::Server(format!("reading stored event ids: {e}")))?;
@@ -168,7 +179,8 @@ impl Ingest {
                 let times = batch.column(1).as_primitive::<TimestampMicrosecondType>();
                 for row in 0..batch.num_rows() {
                     if ids.is_valid(row) {
-                        seen.insert(&workspace.id, ids.value(row), times.value(row));
+                        self.seen
+                            .insert(&workspace.id, ids.value(row), times.value(row));
                     }
                 }
             }
@@ -194,12 +206,36 @@ impl Ingest {
         }
     }
 
+    /// The flusher's last attempt failed (`Some(reason)`) or worked (`None`).
+    pub fn note_flush(&self, failure: Option<String>) {
+        if let Ok(mut slot) = self.flush_failure.lock() {
+            *slot = failure;
+        }
+    }
+
+    /// `Err(reason)` while ingest cannot make progress: the WAL cannot write,
+    /// or the flusher cannot commit what it holds.
+    pub fn health(&self) -> Result<(), String> {
+        if let Some(reason) = self.wal.failure() {
+            return Err(format!("the write-ahead log cannot write: {reason}"));
+        }
+        let flush = self.flush_failure.lock().ok().and_then(|slot| slot.clone());
+        match flush {
+            Some(reason) => Err(format!(
+                "the flusher cannot commit the write-ahead log: {reason}"
+            )),
+            None => Ok(()),
+        }
+    }
+
     fn gauges(&self) -> WalGauges {
         let stats = self.wal.stats();
         WalGauges {
             bytes_written: stats.bytes_written,
             fsyncs: stats.fsyncs,
             bytes_pending: stats.bytes_pending,
+            errors: stats.errors,
+            queued_bytes: stats.queued_bytes,
         }
     }
 }

@@ -8,7 +8,7 @@ use std::sync::Arc;
 
 use axum::Json;
 use axum::extract::{Path, Query, State};
-use axum::http::HeaderMap;
+use axum::http::{HeaderMap, StatusCode};
 use chrono::{DateTime, Utc};
 use serde::Deserialize;
 use serde_json::{Value, json};
@@ -18,6 +18,7 @@ use crate::config::Workspace;
 use crate::http::ApiError;
 use crate::http::auth::header_key;
 use crate::run::{RunRequest, run_trigger};
+use crate::sql::limits::within;
 use crate::trigger::load_triggers;
 use crate::trigger::status::{recent_runs, trigger_rows, workspace_of};
 
@@ -26,6 +27,11 @@ const DEFAULT_RUNS: usize = 100;
 
 fn internal(e: impl std::fmt::Display) -> ApiError {
     ApiError::Internal(e.to_string())
+}
+
+/// Over `query_timeout`: the analyst's query to narrow (or the key to raise).
+fn too_slow(e: crate::sql::QueryError) -> ApiError {
+    ApiError::BadRequest(e.to_string())
 }
 
 /// The workspace an admin request works on (`?workspace=`, else the one
@@ -45,8 +51,16 @@ pub(super) fn admin<'a>(
         .ok_or_else(|| internal(format!("workspace {id:?} has keys but no configuration")))
 }
 
-pub async fn healthz() -> Json<Value> {
-    Json(json!({ "status": "ok" }))
+/// `GET /healthz`: 200 while ingest makes progress; 503 with the reason
+/// while the write-ahead log cannot write or the flusher cannot commit.
+pub async fn healthz(State(state): State<Arc<AppState>>) -> (StatusCode, Json<Value>) {
+    match state.ingest.health() {
+        Ok(()) => (StatusCode::OK, Json(json!({ "status": "ok" }))),
+        Err(reason) => (
+            StatusCode::SERVICE_UNAVAILABLE,
+            Json(json!({ "status": "unhealthy", "reason": reason })),
+        ),
+    }
 }
 
 #[derive(Debug, Deserialize)]
@@ -61,8 +75,10 @@ pub async fn triggers(
     Query(query): Query<TriggersQuery>,
 ) -> Result<Json<Value>, ApiError> {
     let workspace = admin(&state, &headers, query.workspace.as_deref())?;
-    let (rows, errors) = trigger_rows(&state.config, &state.store, Some(&workspace.id), Utc::now())
+    let listing = trigger_rows(&state.config, &state.store, Some(&workspace.id), Utc::now());
+    let (rows, errors) = within(state.config.limits.query_timeout, listing)
         .await
+        .map_err(too_slow)?
         .map_err(internal)?;
     let errors: Vec<Value> = errors
         .iter()
@@ -86,15 +102,17 @@ pub async fn runs(
 ) -> Result<Json<Value>, ApiError> {
     let workspace = admin(&state, &headers, query.workspace.as_deref())?;
     let limit = query.limit.unwrap_or(DEFAULT_RUNS);
-    let runs = recent_runs(
+    let listing = recent_runs(
         &state.config,
         &state.store,
         &workspace.id,
         query.trigger.as_deref(),
         limit,
-    )
-    .await
-    .map_err(internal)?;
+    );
+    let runs = within(state.config.limits.query_timeout, listing)
+        .await
+        .map_err(too_slow)?
+        .map_err(internal)?;
     Ok(Json(json!({ "runs": runs })))
 }
 
@@ -149,8 +167,9 @@ pub async fn preview(
         max_failures: state.config.max_run_failures,
         identities: &state.identities,
     };
-    let outcome = run_trigger(&request)
+    let outcome = within(state.config.limits.query_timeout, run_trigger(&request))
         .await
+        .map_err(too_slow)?
         .map_err(|e| ApiError::BadRequest(e.to_string()))?;
     let matches: Vec<Value> = outcome
         .matches
@@ -182,7 +201,8 @@ pub struct SchemaQuery {
 }
 
 /// `GET /v1/schema[?workspace=W]`: learned event names and fields, with
-/// types, counts and first/last seen.
+/// types, counts and first/last seen; `unlearned` counts the events whose
+/// name came after `max_learned_names` was reached.
 pub async fn schema(
     State(state): State<Arc<AppState>>,
     headers: HeaderMap,
@@ -205,5 +225,6 @@ pub async fn schema(
     Ok(Json(json!({
         "workspace": workspace.id,
         "fields": crate::ingest::learn::rows(&learned),
+        "unlearned": learned.unlearned,
     })))
 }

@@ -11,7 +11,9 @@
 //! the runs in flight.
 
 mod api;
+mod deadline;
 mod deliveries;
+mod listen;
 
 use std::future::Future;
 use std::net::SocketAddr;
@@ -108,19 +110,19 @@ impl App {
             self.state.store.clone(),
             flusher_stopped,
         ));
-        let served = axum::serve(self.listener, router(self.state))
-            .with_graceful_shutdown(async move {
-                shutdown.await;
-                let _ = stop_scheduler.send(true);
-            })
-            .await;
+        let settings = self.state.config.server.clone();
+        listen::serve(self.listener, router(self.state), &settings, async move {
+            shutdown.await;
+            let _ = stop_scheduler.send(true);
+        })
+        .await;
         // Every acknowledged request is in the WAL now: commit it all.
         let _ = stop_flusher.send(true);
         let _ = flusher.await;
         let _ = scheduler.await;
         let _ = deliveries.await;
         let _ = maintenance.await;
-        served.map_err(|e| Error::Server(e.to_string()))
+        Ok(())
     }
 }
 

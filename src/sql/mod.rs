@@ -4,26 +4,25 @@
 //! hints for analyst SQL. `session` composes a workspace's whole session.
 //!
 //! - `ledger`: the ledger's views (`runs`, `matches`, `deliveries`, `attempts`).
+//! - `limits`: `query_memory` (one pool for the process) and `query_timeout`.
+//! - `locate`: the line of the query an error is about.
 //! - `output`: query results as a table, CSV or JSON lines.
 
 pub mod ledger;
+pub mod limits;
+pub mod locate;
 pub mod output;
 
 use std::sync::Arc;
 
 use arrow::array::RecordBatch;
 use datafusion::catalog::{MemTable, TableProvider};
-use datafusion::execution::memory_pool::FairSpillPool;
-use datafusion::execution::runtime_env::RuntimeEnvBuilder;
 use datafusion::prelude::{DataFrame, SessionConfig, SessionContext};
 use datafusion::sql::parser::{DFParser, Statement as DFStatement};
 use datafusion::sql::sqlparser::ast::Statement;
 use deltalake_core::DeltaTable;
 
 use crate::store::{StoreError, TableKind};
-
-/// Memory an analyst's query may hold before it spills or fails.
-pub const QUERY_MEMORY_BYTES: usize = 4 << 30;
 
 /// Why a query did not run.
 #[derive(Debug, thiserror::Error)]
@@ -37,16 +36,13 @@ pub enum QueryError {
     Engine(String),
 }
 
-/// A session with the JSON functions, filter pushdown and a spilling memory pool.
+/// A session with the JSON functions, filter pushdown and the process's
+/// spilling memory pool (`query_memory`, see `limits`).
 pub fn new_context() -> Result<SessionContext, QueryError> {
     let config = SessionConfig::new()
         .set_bool("datafusion.execution.parquet.pushdown_filters", true)
         .set_bool("datafusion.execution.parquet.reorder_filters", true);
-    let runtime = RuntimeEnvBuilder::new()
-        .with_memory_pool(Arc::new(FairSpillPool::new(QUERY_MEMORY_BYTES)))
-        .build_arc()
-        .map_err(|e| QueryError::Engine(e.to_string()))?;
-    let mut ctx = SessionContext::new_with_config_rt(config, runtime);
+    let mut ctx = SessionContext::new_with_config_rt(config, limits::runtime()?);
     datafusion_functions_json::register_all(&mut ctx)
         .map_err(|e| QueryError::Engine(e.to_string()))?;
     Ok(ctx)
@@ -96,7 +92,7 @@ pub async fn run_read_only(
         .await?
         .collect()
         .await
-        .map_err(|e| QueryError::Sql(explain_error(sql, &e.to_string())))
+        .map_err(|e| QueryError::Sql(limits::explain_memory(explain_error(sql, &e.to_string()))))
 }
 
 /// Plans one read-only statement, down to the physical plan so type errors

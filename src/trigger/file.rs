@@ -44,14 +44,20 @@ pub struct TriggerFile {
 }
 
 impl TriggerFile {
-    /// Parses the text of `path`.
+    /// Parses the text of `path`; its first problem if it has any.
     pub fn parse(path: &Path, text: &str) -> Result<TriggerFile, FileError> {
+        TriggerFile::parse_all(path, text).map_err(|mut problems| problems.remove(0))
+    }
+
+    /// Parses the text of `path`; every problem of its header if it has any.
+    pub fn parse_all(path: &Path, text: &str) -> Result<TriggerFile, Vec<FileError>> {
         let error = |line: usize, reason: String| FileError {
             path: path.display().to_string(),
             line,
             reason,
         };
         let name = file_name(path)?;
+        let mut problems = Vec::new();
         let mut trigger = TriggerFile {
             name,
             path: path.to_path_buf(),
@@ -73,9 +79,9 @@ impl TriggerFile {
             }
             match header_entry(trimmed).filter(|_| in_header) {
                 Some((key, value)) => {
-                    trigger
-                        .set(key, value)
-                        .map_err(|reason| error(i + 1, reason))?;
+                    if let Err(reason) = trigger.set(key, value) {
+                        problems.push(error(i + 1, reason));
+                    }
                     sql_lines.push("");
                 }
                 None => sql_lines.push(line),
@@ -83,12 +89,15 @@ impl TriggerFile {
         }
         trigger.sql = sql_lines.join("\n");
         if trigger.sql.trim().is_empty() || in_header {
-            return Err(error(
+            problems.push(error(
                 text.lines().count().max(1),
                 "the file has no query after its header".into(),
             ));
         }
-        Ok(trigger)
+        match problems.is_empty() {
+            true => Ok(trigger),
+            false => Err(problems),
+        }
     }
 
     fn set(&mut self, key: &str, value: &str) -> Result<(), String> {
@@ -193,6 +202,16 @@ mod tests {
                 .reason
                 .contains("no query")
         );
+    }
+
+    #[test]
+    fn every_header_problem_is_reported() {
+        let path = Path::new("queries/triggers/t.sql");
+        let text = "-- schedule: every day\n-- activ: x\n-- active: maybe\n-- workspace: shop\n";
+        let problems = TriggerFile::parse_all(path, text).unwrap_err();
+        let lines: Vec<usize> = problems.iter().map(|p| p.line).collect();
+        assert_eq!(lines, [1, 2, 3, 4], "{problems:?}");
+        assert!(problems[3].reason.contains("no query"));
     }
 
     #[test]

@@ -25,5 +25,9 @@ use crate::project::{FileError, TRIGGER_DIR, load_files};
 /// Reads every `*.sql` file in the project's trigger folder, sorted by name.
 /// Files that do not parse are returned as errors; the others still load.
 pub fn load_triggers(project_dir: &Path) -> (Vec<TriggerFile>, Vec<FileError>) {
-    load_files(&project_dir.join(TRIGGER_DIR), "sql", TriggerFile::parse)
+    load_files(
+        &project_dir.join(TRIGGER_DIR),
+        "sql",
+        TriggerFile::parse_all,
+    )
 }

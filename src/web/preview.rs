@@ -11,6 +11,7 @@ use serde::Serialize;
 use super::Web;
 use crate::flow::FlowSetup;
 use crate::run::{RunOutcome, RunRequest, run_trigger};
+use crate::sql::limits::within;
 use crate::store::ledger::{DeliveryRecord, MatchRecord, PendingRecord};
 use crate::trigger::TriggerFile;
 
@@ -32,7 +33,8 @@ pub struct Why {
 }
 
 /// Runs `trigger` without committing: over its new events, or over every
-/// event with `whole_history`, at the clock `now`.
+/// event with `whole_history`, at the clock `now`; stopped after
+/// `query_timeout`, as the API's preview is.
 pub async fn dry_run(
     web: &Web,
     workspace: &str,
@@ -57,7 +59,10 @@ pub async fn dry_run(
         max_failures: web.config.max_run_failures,
         identities: &web.identities,
     };
-    run_trigger(&request).await.map_err(|e| e.to_string())
+    within(web.config.limits.query_timeout, run_trigger(&request))
+        .await
+        .map_err(|e| e.to_string())?
+        .map_err(|e| e.to_string())
 }
 
 /// Every match with each of its planned deliveries (or none), then every

@@ -2,8 +2,9 @@
 //! with their columns, and the event names and fields it has learned
 //! (what `GET /v1/schema` answers), beside a textarea; results as a
 //! table. The SQL goes through `sql::plan_read_only`, as `tripwire query`'s
-//! does (one statement, no DDL, DML, COPY or SET, in a session with the
-//! same memory pool); the page shows at most [`MAX_QUERY_ROWS`] rows.
+//! does (one statement, no DDL, DML, COPY or SET, in a session on the
+//! process's `query_memory` pool), stopped after `query_timeout`; the page
+//! shows at most [`MAX_QUERY_ROWS`] rows.
 
 use std::sync::Arc;
 
@@ -20,6 +21,7 @@ use super::auth::{Viewer, posted};
 use super::cells::Table;
 use super::page::Frame;
 use crate::session::{SessionSpec, workspace_session};
+use crate::sql::limits::{explain_memory, within};
 use crate::sql::{explain_error, plan_read_only};
 
 /// The most result rows the page shows (the query stops reading there).
@@ -99,17 +101,23 @@ async fn execute(
     };
     let ctx = session(web, workspace, now).await?;
     let sql = sql.to_string();
+    let timeout = web.config.limits.query_timeout;
     let task = tokio::spawn(async move {
-        let frame = plan_read_only(&ctx, &sql)
-            .await
-            .map_err(|e| e.to_string())?;
-        let batches = frame
-            .limit(0, Some(MAX_QUERY_ROWS + 1))
-            .map_err(|e| explain_error(&sql, &e.to_string()))?
-            .collect()
-            .await
-            .map_err(|e| explain_error(&sql, &e.to_string()))?;
-        Ok::<_, String>(batches)
+        let explain = |e: datafusion::error::DataFusionError| {
+            explain_memory(explain_error(&sql, &e.to_string()))
+        };
+        let read = async {
+            let frame = plan_read_only(&ctx, &sql)
+                .await
+                .map_err(|e| e.to_string())?;
+            frame
+                .limit(0, Some(MAX_QUERY_ROWS + 1))
+                .map_err(explain)?
+                .collect()
+                .await
+                .map_err(explain)
+        };
+        within(timeout, read).await.map_err(|e| e.to_string())?
     });
     let batches = task
         .await

@@ -21,6 +21,7 @@ use super::ledger::run_history;
 use super::page::Frame;
 use super::preview::{dry_run, explain};
 use super::triggers::{Newest, next_run, run_summary, trigger_href};
+use crate::sql::limits::within;
 use crate::trigger::status::{trigger_rows, workspace_of};
 use crate::trigger::{TriggerFile, load_triggers};
 use crate::workbench::diff::{Key, diff as diff_trigger};
@@ -145,15 +146,20 @@ pub async fn diff(
             return show(&web, &viewer, &name, results).await;
         }
     };
-    let compared = diff_trigger(
-        &web.config,
-        &web.store,
-        &viewer.workspace,
-        &trigger,
-        since,
-        Utc::now(),
+    let compared = within(
+        web.config.limits.query_timeout,
+        diff_trigger(
+            &web.config,
+            &web.store,
+            &viewer.workspace,
+            &trigger,
+            since,
+            Utc::now(),
+        ),
     )
-    .await;
+    .await
+    .map_err(|e| e.to_string())
+    .and_then(|report| report);
     match compared {
         Ok(report) => {
             results.diff = Some(json!({

@@ -28,6 +28,8 @@
 //! - `layers`: each module uses only the modules declared before it in `lib.rs`.
 //! - `migrate`: a store written by an earlier tripwire opens and keeps working.
 //! - `segment_client`: Segment's own python library sends to a real server.
+//! - `hostile_serve`: issue 13 against `serve`: slow clients, a failing WAL disk, rate limits, poison input, memory bounds.
+//! - `hostile_input`: issue 13 on import and `check`: long lines, broken gzip, mistyped Parquet, poison times, problem lines.
 //! - `receiver`: a webhook receiver (plain or TLS, with a test CA) in the test process.
 //! - `keys`: fail closed, write vs admin keys, rotation, the deliveries admin API.
 //! - `outbound`: what leaves: JSON-escaped templates, https, private networks, file paths.
@@ -41,6 +43,8 @@ mod deliver;
 mod erase;
 mod flows;
 mod guardrail;
+mod hostile_input;
+mod hostile_serve;
 mod idempotent;
 mod import_formats;
 mod ingest;

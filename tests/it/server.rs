@@ -100,12 +100,31 @@ impl Server {
             child,
             base,
             runtime,
-            client: reqwest::Client::new(),
+            client: reqwest::Client::builder()
+                .timeout(PATIENCE)
+                .build()
+                .expect("an HTTP client"),
         }
+    }
+
+    /// The server process's id.
+    pub fn pid(&self) -> u32 {
+        self.child.id()
+    }
+
+    /// The `host:port` it listens on.
+    pub fn addr(&self) -> &str {
+        self.base.trim_start_matches("http://")
     }
 
     /// Sends `request`; returns the status and the JSON body (Null if none).
     pub fn send(&self, request: Request) -> (u16, Value) {
+        let (status, _, body) = self.send_with_headers(request);
+        (status, body)
+    }
+
+    /// [`Server::send`], with the response's headers.
+    pub fn send_with_headers(&self, request: Request) -> (u16, reqwest::header::HeaderMap, Value) {
         self.runtime.block_on(async {
             let url = format!("{}{}", self.base, request.path);
             let method = request.method.parse().expect("a method");
@@ -115,7 +134,12 @@ impl Server {
             }
             let response = builder.send().await.expect("HTTP request");
             let status = response.status().as_u16();
-            (status, response.json().await.unwrap_or(Value::Null))
+            let headers = response.headers().clone();
+            (
+                status,
+                headers,
+                response.json().await.unwrap_or(Value::Null),
+            )
         })
     }
 

@@ -159,7 +159,7 @@ fn a_broken_trigger_is_reported_and_the_others_still_run() {
         "{stderr}"
     );
     assert!(
-        stderr.contains("bad_sql.sql:3: ") && stderr.contains("nope"),
+        stderr.contains("bad_sql.sql:5: ") && stderr.contains("nope"),
         "{stderr}"
     );
     assert!(

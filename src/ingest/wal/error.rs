@@ -14,9 +14,9 @@ pub enum WalError {
     /// The log was closed; nothing more is accepted.
     #[error("the write-ahead log is closed")]
     Closed,
-    /// A write or fsync failed earlier; nothing is accepted until a restart
-    /// replays what is on disk.
-    #[error("the write-ahead log stopped after an I/O error: {0}")]
+    /// A write, fsync or segment creation failed: the append was not
+    /// stored; the log tries a fresh segment for the next one.
+    #[error("the write-ahead log could not write: {0}")]
     Failed(String),
     #[error("a write-ahead log record holds 1 to {MAX_RECORD_BYTES} bytes, not {0}")]
     Record(usize),

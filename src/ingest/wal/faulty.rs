@@ -37,6 +37,8 @@ struct State {
     created_new: BTreeSet<PathBuf>,
     reused: Vec<PathBuf>,
     failed_syncs: u64,
+    /// File fsyncs still to fail on purpose, whatever the odds.
+    syncs_to_fail: u64,
 }
 
 fn power_off() -> io::Error {
@@ -70,6 +72,7 @@ impl FaultyFiles {
             created_new: BTreeSet::new(),
             reused: Vec::new(),
             failed_syncs: 0,
+            syncs_to_fail: 0,
         };
         FaultyFiles {
             state: Arc::new(Mutex::new(state)),
@@ -109,6 +112,12 @@ impl FaultyFiles {
         state.boot += 1;
         state.cut_at = None;
         state.fault_odds = 0;
+    }
+
+    /// Fails the next `count` file fsyncs (losing their unsynced pages like
+    /// Linux may), whatever the planned odds.
+    pub(super) fn fail_next_syncs(&self, count: u64) {
+        self.state().syncs_to_fail = count;
     }
 
     /// Fsyncs (of files or directories) failed on purpose so far.
@@ -177,7 +186,9 @@ impl WalFile for FaultyFile {
     fn sync_data(&mut self) -> io::Result<()> {
         let (mut guard, fault) = self.files.begin(Some(self.boot))?;
         let state = &mut *guard;
-        if fault {
+        let forced = state.syncs_to_fail > 0;
+        state.syncs_to_fail = state.syncs_to_fail.saturating_sub(1);
+        if fault || forced {
             state.disk.inode(self.inode).fail_sync(&mut state.rng);
             state.failed_syncs += 1;
             return Err(injected());

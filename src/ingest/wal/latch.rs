@@ -1,38 +1,54 @@
-//! The one switch that stops the write-ahead log after an I/O error: the only
-//! place that decides whether the writer may still write.
+//! Whether the write-ahead log can write right now: tripped by a failed
+//! write, fsync or segment creation, cleared once a fresh segment takes
+//! writes again. `/healthz` reads it; the writer alone sets it.
+//!
+//! Why a fresh segment: after a failed fsync the kernel may have dropped the
+//! dirty pages and marked them clean, so a retried fsync on the same file
+//! can succeed for bytes that never reached the disk, and every record
+//! written after them would sit behind a hole. So the writer never writes to
+//! a segment again once a write or an fsync on it failed: it seals it at the
+//! length known to be durable (every acknowledged record is before it) and
+//! the next append goes to a new segment. Nothing in the failed batch is
+//! acknowledged.
+
+use std::sync::{Mutex, MutexGuard, PoisonError};
 
 use super::error::WalError;
 
-/// Tripped by the first failed write or fsync; after that the writer writes
-/// nothing and answers every append and seal with [`WalError::Failed`].
-///
-/// Why not retry: after a failed fsync the kernel may have dropped the dirty
-/// pages and marked them clean, so a retried fsync can succeed for bytes that
-/// never reached the disk. Today only a restart clears the latch (recovery
-/// cuts the segment after its last whole record). Recovering in-process once
-/// a transient error clears means clearing it here, and only after the writer
-/// has left the failed segment for a fresh one.
+/// The last I/O failure, while it has not been overcome.
 #[derive(Debug, Default)]
 pub(super) struct Latch {
-    failure: Option<String>,
+    failure: Mutex<Option<String>>,
 }
 
 impl Latch {
-    /// Stops the log; the first error is the one reported.
-    pub(super) fn trip(&mut self, error: WalError) {
-        tracing::error!(%error, "write-ahead log failed; refusing appends until a restart");
-        self.failure.get_or_insert_with(|| error.to_string());
+    fn failure_slot(&self) -> MutexGuard<'_, Option<String>> {
+        self.failure.lock().unwrap_or_else(PoisonError::into_inner)
+    }
+
+    /// Records a failure; the latest one is the one reported.
+    pub(super) fn trip(&self, error: &WalError) {
+        let mut slot = self.failure_slot();
+        if slot.is_none() {
+            tracing::error!(%error, "write-ahead log failed; appends are refused until a fresh segment takes writes");
+        }
+        *slot = Some(error.to_string());
+    }
+
+    /// A fresh segment took writes: the log works again.
+    pub(super) fn clear(&self) {
+        if self.failure_slot().take().is_some() {
+            tracing::info!("write-ahead log recovered: a fresh segment takes writes again");
+        }
     }
 
     pub(super) fn is_tripped(&self) -> bool {
-        self.failure.is_some()
+        self.failure_slot().is_some()
     }
 
-    /// What to answer a waiter: `Ok` unless the log stopped.
-    pub(super) fn check(&self) -> Result<(), WalError> {
-        self.failure
-            .clone()
-            .map_or(Ok(()), |reason| Err(WalError::Failed(reason)))
+    /// Why the log cannot write, while it cannot.
+    pub(super) fn failure(&self) -> Option<String> {
+        self.failure_slot().clone()
     }
 }
 
@@ -41,16 +57,15 @@ mod tests {
     use super::*;
 
     #[test]
-    fn the_first_error_stops_the_log_for_good() {
-        let mut latch = Latch::default();
-        assert!(latch.check().is_ok());
-        latch.trip(WalError::Config("first".into()));
-        latch.trip(WalError::Config("second".into()));
+    fn the_latest_failure_is_reported_until_cleared() {
+        let latch = Latch::default();
+        assert_eq!(latch.failure(), None);
+        latch.trip(&WalError::Config("first".into()));
+        latch.trip(&WalError::Config("second".into()));
         assert!(latch.is_tripped());
-        let answer = latch.check();
-        assert!(
-            matches!(&answer, Err(WalError::Failed(r)) if r.ends_with("first")),
-            "{answer:?}"
-        );
+        assert!(latch.failure().is_some_and(|r| r.ends_with("second")));
+        latch.clear();
+        assert!(!latch.is_tripped());
+        assert_eq!(latch.failure(), None);
     }
 }

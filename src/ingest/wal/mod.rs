@@ -13,8 +13,10 @@
 //! - Acknowledged ⇒ fsynced: `append` resolves `Ok` only after its records
 //!   and every earlier one were written and `sync_data` returned, in a
 //!   segment whose name was made durable (directory fsync) when it was
-//!   created. After a failed write or fsync nothing more is acknowledged
-//!   (see `latch`).
+//!   created. A batch whose write or fsync failed is answered with the
+//!   error, and its segment is never written again: it is sealed at the
+//!   length known durable and the next batch goes to a fresh segment, so the
+//!   log recovers by itself once the fault clears (see `latch`).
 //! - Segment numbers are never reused: the highest number is persisted
 //!   (fsynced, directory fsynced) before a segment file is created, so the
 //!   flusher's idempotent commit per number stays sound after removals.
@@ -34,12 +36,12 @@
 //! - `lock`: held by the writer (`flock`) so no second process writes here.
 //!
 //! Modules: `format` (framing, file names; pure), `recovery` (opening the
-//! directory), `writer` (the group-commit thread), `latch` (stopping after an
-//! I/O error), `segment` (sealed segments and counters), `files` (the trait
+//! directory), `writer` (the group-commit thread), `latch` (whether it can
+//! write, and why not after an I/O error), `segment` (sealed segments and counters), `files` (the trait
 //! every file operation goes through), `error`. Tests: `tests` (on a real
 //! directory), `disk` (an in-memory disk that knows what is durable),
 //! `faulty` (files on it that cut power and fail) and `crash` (seeded crash
-//! points on those).
+//! points on those); `fuzzing` opens the log on fuzzed disks (`fuzz/`).
 
 mod error;
 mod files;
@@ -51,11 +53,15 @@ mod writer;
 
 #[cfg(test)]
 mod crash;
-#[cfg(test)]
+#[cfg(any(test, fuzzing))]
+#[cfg_attr(fuzzing, allow(dead_code))]
 mod disk;
-#[cfg(test)]
+#[cfg(any(test, fuzzing))]
+#[cfg_attr(fuzzing, allow(dead_code))]
 mod faulty;
-#[cfg(test)]
+#[cfg(fuzzing)]
+pub mod fuzzing;
+#[cfg(any(test, fuzzing))]
 mod splitmix;
 #[cfg(test)]
 mod tests;
@@ -74,7 +80,7 @@ use self::error::io_error;
 use self::files::{Files, StdFiles};
 use self::format::check_records;
 use self::segment::Shared;
-use self::writer::{Append, Command};
+use self::writer::{Append, Command, Queued};
 
 pub use self::error::WalError;
 pub use self::format::MAX_RECORD_BYTES;
@@ -94,6 +100,9 @@ pub struct WalConfig {
     pub segment_age: Duration,
     /// Bound on appends waiting for the writer (requests, not records).
     pub queue: usize,
+    /// Bound on the bytes of the records waiting for the writer. One append
+    /// is let in whatever its size when nothing else waits.
+    pub queue_bytes: usize,
 }
 
 impl WalConfig {
@@ -103,6 +112,9 @@ impl WalConfig {
                 "queue must be 1 to {MAX_QUEUE}, not {}",
                 self.queue
             )));
+        }
+        if self.queue_bytes == 0 {
+            return Err(WalError::Config("queue_bytes must be above 0".into()));
         }
         if self.segment_bytes == 0 {
             return Err(WalError::Config("segment_bytes must be above 0".into()));
@@ -124,7 +136,11 @@ pub struct WalStats {
     pub bytes_pending: u64,
     /// Commands waiting for the writer right now (at most `queue`).
     pub queued: u64,
+    /// Bytes of the records waiting for the writer (about `queue_bytes` at most).
+    pub queued_bytes: u64,
     pub sealed_segments: u64,
+    /// Failed writes, fsyncs and segment creations.
+    pub errors: u64,
 }
 
 /// The log: a cheap handle shared by all handlers.
@@ -139,6 +155,7 @@ struct Inner {
     writer: Option<JoinHandle<()>>,
     shared: Arc<Shared>,
     node_id: String,
+    queue_bytes: usize,
 }
 
 impl Drop for Inner {
@@ -189,6 +206,7 @@ impl Wal {
                 writer: Some(thread),
                 shared,
                 node_id: opened.node_id,
+                queue_bytes: config.queue_bytes,
             }),
         })
     }
@@ -200,8 +218,9 @@ impl Wal {
 
     /// Appends one request's records and resolves once they are written and
     /// fsynced, sharing the fsync with every append queued meanwhile. Answers
-    /// `Full` at once when `queue` appends are already waiting. An append
-    /// whose future is dropped after it was queued is still written.
+    /// `Full` at once when `queue` appends, or `queue_bytes` bytes, are
+    /// already waiting. An append whose future is dropped after it was
+    /// queued is still written.
     pub async fn append(&self, records: Vec<Vec<u8>>) -> Result<(), WalError> {
         if records.is_empty() {
             return Ok(());
@@ -216,17 +235,39 @@ impl Wal {
         records: Vec<Vec<u8>>,
     ) -> Result<oneshot::Receiver<Result<(), WalError>>, WalError> {
         let bytes = check_records(&records)?;
+        let queued = self.reserve(bytes)?;
         let (done, answer) = oneshot::channel();
         let command = Command::Append(Append {
             records,
             bytes,
             done,
+            _queued: queued,
         });
         self.sender()?.try_send(command).map_err(|e| match e {
             TrySendError::Full(_) => WalError::Full,
             TrySendError::Closed(_) => WalError::Closed,
         })?;
         Ok(answer)
+    }
+
+    /// Counts `bytes` against `queue_bytes`, or answers `Full`.
+    fn reserve(&self, bytes: usize) -> Result<Queued, WalError> {
+        let shared = &self.inner.shared;
+        let before = shared.queued_bytes.fetch_add(bytes, Ordering::Relaxed);
+        let queued = Queued {
+            shared: shared.clone(),
+            bytes,
+        };
+        if before > 0 && before + bytes > self.inner.queue_bytes {
+            return Err(WalError::Full);
+        }
+        Ok(queued)
+    }
+
+    /// Why the log cannot write right now, while a write, fsync or segment
+    /// creation keeps failing; `None` when it works.
+    pub fn failure(&self) -> Option<String> {
+        self.inner.shared.latch.failure()
     }
 
     fn sender(&self) -> Result<&mpsc::Sender<Command>, WalError> {
@@ -283,7 +324,9 @@ impl Wal {
             bytes_written: shared.bytes_written.load(Ordering::Relaxed),
             bytes_pending: shared.bytes_pending.load(Ordering::Relaxed),
             queued: queued as u64,
+            queued_bytes: shared.queued_bytes.load(Ordering::Relaxed) as u64,
             sealed_segments: shared.sealed_count() as u64,
+            errors: shared.errors.load(Ordering::Relaxed),
         }
     }
 

@@ -5,18 +5,24 @@ use std::collections::BTreeMap;
 use std::fmt;
 use std::io;
 use std::path::PathBuf;
-use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::atomic::{AtomicU64, AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex, MutexGuard, PoisonError};
 
 use super::error::{WalError, io_error};
 use super::files::Files;
 use super::format::decode;
+use super::latch::Latch;
 
 /// What the writer thread and the handles share: the file system, sealed
-/// segments and counters.
+/// segments, whether the log can write, and counters.
 pub(super) struct Shared {
     pub(super) files: Arc<dyn Files>,
     sealed: Mutex<BTreeMap<u64, SealedFile>>,
+    pub(super) latch: Latch,
+    /// Bytes of records queued for the writer and not yet answered.
+    pub(super) queued_bytes: AtomicUsize,
+    /// Failed writes, fsyncs and segment creations.
+    pub(super) errors: AtomicU64,
     pub(super) appends: AtomicU64,
     pub(super) records: AtomicU64,
     pub(super) fsyncs: AtomicU64,
@@ -24,7 +30,9 @@ pub(super) struct Shared {
     pub(super) bytes_pending: AtomicU64,
 }
 
-/// A sealed segment's file and its size.
+/// A sealed segment's file and its size: the bytes it is read up to (a
+/// segment sealed after a failed write or fsync may hold more, never
+/// acknowledged).
 #[derive(Debug, Clone)]
 pub(super) struct SealedFile {
     pub(super) path: PathBuf,
@@ -38,6 +46,9 @@ impl Shared {
         Shared {
             files,
             sealed: Mutex::new(sealed),
+            latch: Latch::default(),
+            queued_bytes: AtomicUsize::new(0),
+            errors: AtomicU64::new(0),
             appends: AtomicU64::new(0),
             records: AtomicU64::new(0),
             fsyncs: AtomicU64::new(0),
@@ -65,6 +76,7 @@ impl Shared {
             .map(|(&number, file)| Segment {
                 number,
                 path: file.path.clone(),
+                bytes: file.bytes,
                 shared: self.clone(),
             })
             .collect()
@@ -81,6 +93,8 @@ impl Shared {
 pub struct Segment {
     pub number: u64,
     pub path: PathBuf,
+    /// Read up to here.
+    bytes: u64,
     shared: Arc<Shared>,
 }
 
@@ -94,15 +108,23 @@ impl fmt::Debug for Segment {
 }
 
 impl Segment {
-    /// Every whole record, in order (a torn or corrupt tail ends the segment).
-    /// Blocking file I/O: call it from `spawn_blocking` on a busy runtime.
+    /// Every whole record up to the sealed length, in order (a torn or
+    /// corrupt tail ends the segment). Blocking file I/O: call it from
+    /// `spawn_blocking` on a busy runtime.
     pub fn read(&self) -> Result<Vec<Vec<u8>>, WalError> {
         let bytes = self
             .shared
             .files
             .read(&self.path)
             .map_err(io_error("read", &self.path))?;
-        Ok(decode(&bytes).0.into_iter().map(<[u8]>::to_vec).collect())
+        let end = bytes
+            .len()
+            .min(usize::try_from(self.bytes).unwrap_or(usize::MAX));
+        Ok(decode(&bytes[..end])
+            .0
+            .into_iter()
+            .map(<[u8]>::to_vec)
+            .collect())
     }
 
     /// Deletes the segment (after the flusher committed it). Removing one

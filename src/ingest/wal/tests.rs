@@ -17,6 +17,7 @@ fn config(dir: &TempDir) -> WalConfig {
         segment_bytes: 1 << 20,
         segment_age: HOUR,
         queue: 16,
+        queue_bytes: 1 << 20,
     }
 }
 
@@ -177,6 +178,7 @@ async fn a_full_queue_refuses_at_once() {
     let dir = TempDir::new().unwrap();
     let wal = Wal::open(WalConfig {
         queue: 2,
+        queue_bytes: 1 << 20,
         ..config(&dir)
     })
     .unwrap();
@@ -258,4 +260,75 @@ async fn empty_and_oversized_records_are_refused() {
     assert!(matches!(check_records(&big), Err(WalError::Record(_))));
     wal.append(Vec::new()).await.unwrap();
     assert_eq!(wal.stats().appends, 0);
+}
+
+#[tokio::test]
+async fn a_failed_fsync_is_refused_and_the_next_append_goes_to_a_fresh_segment() {
+    let files = super::faulty::FaultyFiles::new(7);
+    let config = WalConfig {
+        dir: PathBuf::from("/node/wal"),
+        ..config(&TempDir::new().unwrap())
+    };
+    let wal = Wal::open_on(config, Arc::new(files.clone())).unwrap();
+    wal.append(records(&["kept"])).await.unwrap();
+    files.fail_next_syncs(1);
+    let refused = wal.append(records(&["refused"])).await;
+    assert!(matches!(refused, Err(WalError::Failed(_))), "{refused:?}");
+    assert!(wal.failure().is_some_and(|r| r.contains("sync")));
+    assert_eq!(wal.stats().errors, 1);
+    // Sealed at its durable length: the refused record is not read back.
+    assert_eq!(sealed_contents(&wal), vec![(1, records(&["kept"]))]);
+    wal.append(records(&["after"])).await.unwrap();
+    assert_eq!(wal.failure(), None, "a fresh segment took the write");
+    wal.seal(true).await.unwrap();
+    assert_eq!(
+        sealed_contents(&wal),
+        vec![(1, records(&["kept"])), (2, records(&["after"]))]
+    );
+}
+
+#[tokio::test]
+async fn a_failing_log_recovers_on_a_seal_tick_without_appends() {
+    let files = super::faulty::FaultyFiles::new(7);
+    let config = WalConfig {
+        dir: PathBuf::from("/node/wal"),
+        ..config(&TempDir::new().unwrap())
+    };
+    let wal = Wal::open_on(config, Arc::new(files.clone())).unwrap();
+    files.fail_next_syncs(1);
+    assert!(wal.append(records(&["refused"])).await.is_err());
+    assert!(wal.failure().is_some());
+    wal.seal(false).await.unwrap();
+    assert_eq!(wal.failure(), None, "a fresh segment could be created");
+    assert_eq!(wal.stats().bytes_pending, 0, "nothing was acknowledged");
+}
+
+#[tokio::test]
+async fn the_queue_is_bounded_in_bytes() {
+    let dir = TempDir::new().unwrap();
+    let wal = Wal::open(WalConfig {
+        queue_bytes: 100,
+        ..config(&dir)
+    })
+    .unwrap();
+    let release = wal.hold().await;
+    let big = vec![vec![1u8; 80]];
+    let first = wal.enqueue(big.clone()).unwrap();
+    assert_eq!(wal.stats().queued_bytes, 88);
+    assert!(matches!(wal.enqueue(big.clone()), Err(WalError::Full)));
+    assert!(wal.enqueue(records(&["tiny"])).is_ok(), "room for 12 bytes");
+    drop(release);
+    first.await.unwrap().unwrap();
+    wal.close().await.unwrap();
+    assert_eq!(wal.stats().queued_bytes, 0);
+    let other = TempDir::new().unwrap();
+    let alone = Wal::open(WalConfig {
+        queue_bytes: 10,
+        ..config(&other)
+    })
+    .unwrap();
+    alone
+        .append(big)
+        .await
+        .expect("one append always fits an empty queue");
 }
