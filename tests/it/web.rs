@@ -609,3 +609,23 @@ fn the_trigger_buttons_show_a_failing_test_s_diff_and_readable_errors() {
     let missing = visitor.post("/triggers/nope/test", &headers, &[("csrf", &csrf)]);
     assert_eq!(missing.status, 404, "{}", missing.body);
 }
+
+#[test]
+fn a_query_past_query_timeout_is_stopped_with_the_key_named() {
+    let project = serving_project_with("", "");
+    let config = std::fs::read_to_string(project.path("tripwire.toml")).unwrap();
+    std::fs::write(
+        project.path("tripwire.toml"),
+        format!("query_timeout = \"50ms\"\n{config}"),
+    )
+    .unwrap();
+    let server = Server::start(&project);
+    let visitor = Visitor::new(&server);
+    let headers = [("authorization", basic(ADMIN))];
+    let csrf = visitor.get("/query", &headers).csrf();
+    let slow = "SELECT count(*) FROM generate_series(1, 100000000) a, generate_series(1, 1000) b";
+    let answer = visitor.post("/query", &headers, &[("sql", slow), ("csrf", &csrf)]);
+    assert_eq!(answer.status, 400, "{}", answer.body);
+    let error = answer.body.split("id=\"error\"").nth(1).unwrap_or_default();
+    assert!(error.contains("query_timeout (50ms)"), "{}", answer.body);
+}
