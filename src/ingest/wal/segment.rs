@@ -108,6 +108,11 @@ impl fmt::Debug for Segment {
 }
 
 impl Segment {
+    /// The bytes it is read up to.
+    pub fn bytes(&self) -> u64 {
+        self.bytes
+    }
+
     /// Every whole record up to the sealed length, in order (a torn or
     /// corrupt tail ends the segment). Blocking file I/O: call it from
     /// `spawn_blocking` on a busy runtime.
