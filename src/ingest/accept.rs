@@ -97,6 +97,9 @@ async fn append(
             WalError::Full => ApiError::Overloaded(
                 "the server is busy writing earlier events: retry shortly".into(),
             ),
+            WalError::Backlog { .. } => ApiError::Overloaded(format!(
+                "{e}: the server is still committing earlier events, retry shortly"
+            )),
             WalError::Closed => ApiError::Overloaded("the server is shutting down".into()),
             // Transient until proven otherwise: the log recovers by itself.
             WalError::Failed(reason) => ApiError::Overloaded(format!(

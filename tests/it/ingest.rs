@@ -472,3 +472,63 @@ fn sealed_segments_land_in_one_commit_per_flush() {
     let stored = project.number("SELECT count(*) FROM events");
     assert_eq!(stored, 24.0);
 }
+
+#[test]
+fn a_backlog_over_max_wal_bytes_is_answered_503_and_loses_nothing_acknowledged() {
+    let project = serving_project_with("", "flush_bytes = 1\nmax_wal_bytes = 6000\n");
+    let hold = project.path("hold-flush");
+    std::fs::write(&hold, "").unwrap();
+    let server =
+        Server::start_with_env(&project, &[("TRIPWIRE_HOLD_FLUSH", hold.to_str().unwrap())]);
+    let track = |id: &str| {
+        let event = json!({"type": "track", "event": "e", "anonymousId": "a", "messageId": id,
+                           "properties": {"pad": "x".repeat(200)}});
+        Request::post("/v1/track", event.to_string()).bearer(SECRET)
+    };
+    let mut acked = Vec::new();
+    let (headers, body) = loop {
+        let id = format!("b{}", acked.len());
+        let (status, headers, body) = server.send_with_headers(track(&id));
+        match status {
+            200 => acked.push(id),
+            503 => break (headers, body),
+            other => panic!("{other}: {body}"),
+        }
+        assert!(acked.len() < 100, "6000 bytes never filled up");
+    };
+    assert!(acked.len() >= 5, "only {} fit", acked.len());
+    assert_eq!(headers["retry-after"], "1");
+    let error = body["error"].as_str().unwrap_or_default();
+    assert!(error.contains("max_wal_bytes"), "{body}");
+    let (status, health) = server.call("GET", "/healthz", None);
+    assert_eq!(status, 503, "{health}");
+    assert!(
+        health["reason"].as_str().unwrap().contains("max_wal_bytes"),
+        "{health}"
+    );
+
+    std::fs::remove_file(&hold).unwrap();
+    let started = std::time::Instant::now();
+    while server.call("GET", "/healthz", None).0 != 200 {
+        assert!(
+            started.elapsed() < crate::server::PATIENCE,
+            "never caught up"
+        );
+        std::thread::sleep(std::time::Duration::from_millis(20));
+    }
+    let (status, body) = server.send(track("after"));
+    assert_eq!(status, 200, "{body}");
+    acked.push("after".into());
+    assert!(server.stop().success());
+    let mut stored: Vec<String> = project
+        .query("SELECT event_id FROM events")
+        .iter()
+        .map(|r| r["event_id"].as_str().unwrap().to_string())
+        .collect();
+    stored.sort();
+    acked.sort();
+    assert_eq!(
+        stored, acked,
+        "every acknowledged event, once, and no other"
+    );
+}

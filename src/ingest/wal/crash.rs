@@ -105,6 +105,7 @@ fn config(rng: &mut SplitMix) -> WalConfig {
         },
         queue: 8,
         queue_bytes: 1 << 20,
+        max_bytes: u64::MAX,
     }
 }
 
