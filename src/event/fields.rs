@@ -85,7 +85,17 @@ impl<'a> Fields<'a> {
                 continue;
             }
             out.push(if out.is_empty() { '{' } else { ',' });
-            out.push_str(&serde_json::to_string(key.as_ref()).unwrap_or_default());
+            match key {
+                // As sent, and it had no escapes: it needs none.
+                Cow::Borrowed(key) => {
+                    out.push('"');
+                    out.push_str(key);
+                    out.push('"');
+                }
+                Cow::Owned(key) => {
+                    out.push_str(&serde_json::to_string(key).unwrap_or_default());
+                }
+            }
             out.push(':');
             out.push_str(value.get());
         }
