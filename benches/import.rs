@@ -1,80 +1,204 @@
-//! `cargo bench --bench import`: generates 1M sample events (~300 MB of
-//! NDJSON, cached under target/bench-data), imports them with the release
-//! `tripwire` binary into a fresh store, and prints events/s, MB/s and the
-//! import process's peak RSS. `TRIPWIRE_BENCH_EVENTS=N` changes the size.
+//! `cargo bench --bench import`: `tripwire import` of each event shape next
+//! to DuckDB doing the same file's `read_json` → zstd Parquet, in the same
+//! run, so the ratio holds on a loaded machine.
+//!
+//! The events come from an independent generator, benches/wild_events.py
+//! (collect envelopes, Segment calls, name/payload events, each with nested
+//! properties, identifies and anonymous visitors), one file per shape,
+//! cached under target/bench-data. Each run imports the file into a fresh
+//! store with the release binary and then runs benches/duckdb_import.py on
+//! it; every line gives the wall time and the CPU seconds (user + system,
+//! from the process's own `wait4` rusage) of both, tripwire's peak RSS,
+//! and tripwire's time as a fraction of DuckDB's. A shape ends with the
+//! medians of its runs. Nothing is asserted about speed.
+//!
+//! - `TRIPWIRE_BENCH_EVENTS` (default 1000000): events per file.
+//! - `TRIPWIRE_BENCH_RUNS` (default 3): runs per shape.
+//! - `TRIPWIRE_BENCH_SHAPES` (default `collect,segment,name_payload`).
+//!
+//! DuckDB is skipped, with a note, when `python3 -c 'import duckdb'` fails.
 
+use std::io::Read as _;
 use std::path::{Path, PathBuf};
-use std::process::Command;
+use std::process::{Command, Stdio};
 use std::time::Instant;
 
-use tripwire::sample::{SampleSpec, write_ndjson};
+const SHAPES: &str = "collect,segment,name_payload";
 
 fn main() {
-    let events: u64 = std::env::var("TRIPWIRE_BENCH_EVENTS")
-        .ok()
-        .and_then(|v| v.parse().ok())
-        .unwrap_or(1_000_000);
-    let input = sample_file(events);
-    let bytes = input.metadata().expect("sample file").len();
-    let project = tempfile::tempdir().expect("temp dir");
+    let events = env_number("TRIPWIRE_BENCH_EVENTS", 1_000_000);
+    let runs = env_number("TRIPWIRE_BENCH_RUNS", 3).max(1);
+    let shapes = std::env::var("TRIPWIRE_BENCH_SHAPES").unwrap_or_else(|_| SHAPES.into());
+    let duckdb = duckdb_available();
+    if !duckdb {
+        println!("duckdb: `python3 -c 'import duckdb'` fails; tripwire alone");
+    }
+    for shape in shapes.split(',').map(str::trim) {
+        let input = wild_events(shape, events);
+        let mb = input.metadata().expect("the events file").len() as f64 / 1e6;
+        println!("{shape}: {events} events, {mb:.1} MB ({})", input.display());
+        let mut ours = Vec::new();
+        let mut theirs = Vec::new();
+        for run in 1..=runs {
+            let tripwire = import(&input);
+            let duck = duckdb.then(|| duckdb_import(&input));
+            println!(
+                "  run {run}: tripwire {} (peak RSS {} MB){}",
+                tripwire.describe(),
+                tripwire.max_rss_kb / 1024,
+                ratio_text(&tripwire, duck.as_ref())
+            );
+            ours.push(tripwire);
+            theirs.extend(duck);
+        }
+        let ours = Measured::median(&ours);
+        let theirs = (!theirs.is_empty()).then(|| Measured::median(&theirs));
+        println!(
+            "{shape} median of {runs}: tripwire {} = {:.0} events/s{}",
+            ours.describe(),
+            events as f64 / ours.wall,
+            ratio_text(&ours, theirs.as_ref())
+        );
+    }
+}
+
+fn ratio_text(ours: &Measured, theirs: Option<&Measured>) -> String {
+    match theirs {
+        Some(duck) => format!(
+            "; duckdb {}; tripwire/duckdb time {:.2}, CPU {:.2}",
+            duck.describe(),
+            ours.wall / duck.wall,
+            ours.cpu / duck.cpu
+        ),
+        None => String::new(),
+    }
+}
+
+fn env_number(name: &str, default: u64) -> u64 {
+    std::env::var(name).map_or(default, |v| {
+        v.parse().unwrap_or_else(|_| panic!("{name}: a number"))
+    })
+}
+
+/// One process's cost.
+#[derive(Debug, Clone, Copy)]
+struct Measured {
+    /// Wall seconds.
+    wall: f64,
+    /// User + system CPU seconds of the process and its threads.
+    cpu: f64,
+    max_rss_kb: i64,
+}
+
+impl Measured {
+    fn describe(&self) -> String {
+        format!("{:.2} s, {:.2} CPU-s", self.wall, self.cpu)
+    }
+
+    /// The median of each figure on its own.
+    fn median(all: &[Measured]) -> Measured {
+        let median = |f: fn(&Measured) -> f64| {
+            let mut values: Vec<f64> = all.iter().map(f).collect();
+            values.sort_by(f64::total_cmp);
+            values[values.len() / 2]
+        };
+        Measured {
+            wall: median(|m| m.wall),
+            cpu: median(|m| m.cpu),
+            max_rss_kb: median(|m| m.max_rss_kb as f64) as i64,
+        }
+    }
+}
+
+/// Runs `command` to the end, its stdout captured; the child's own rusage.
+// The child is reaped by wait4 (which std's `wait` cannot report).
+#[allow(clippy::zombie_processes)]
+fn measured(mut command: Command) -> (Measured, String) {
+    let started = Instant::now();
+    let mut child = command
+        .stdout(Stdio::piped())
+        .stderr(Stdio::inherit())
+        .spawn()
+        .expect("start the process");
+    let mut stdout = String::new();
+    child
+        .stdout
+        .take()
+        .expect("stdout")
+        .read_to_string(&mut stdout)
+        .expect("read its stdout");
+    let mut status = 0;
+    // SAFETY: wait4 on our own child, writing into structs we own.
+    let mut usage: libc::rusage = unsafe { std::mem::zeroed() };
+    let pid = unsafe { libc::wait4(child.id() as libc::pid_t, &mut status, 0, &mut usage) };
+    let wall = started.elapsed().as_secs_f64();
+    assert_eq!(pid, child.id() as libc::pid_t, "wait4 failed");
+    assert!(
+        libc::WIFEXITED(status) && libc::WEXITSTATUS(status) == 0,
+        "{command:?} failed ({status}): {stdout}"
+    );
+    let seconds = |t: libc::timeval| t.tv_sec as f64 + t.tv_usec as f64 / 1e6;
+    let figures = Measured {
+        wall,
+        cpu: seconds(usage.ru_utime) + seconds(usage.ru_stime),
+        max_rss_kb: usage.ru_maxrss,
+    };
+    (figures, stdout)
+}
+
+/// `tripwire import FILE` into a fresh store under target/tmp.
+fn import(input: &Path) -> Measured {
+    let project = tempfile::tempdir_in(env!("CARGO_TARGET_TMPDIR")).expect("temp dir");
     let config = project.path().join("tripwire.toml");
     std::fs::write(
         &config,
         "storage = \"./store\"\n[[workspace]]\nid = \"shop\"\n",
     )
     .expect("config");
-
-    let started = Instant::now();
-    let out = Command::new(env!("CARGO_BIN_EXE_tripwire"))
+    let mut command = Command::new(env!("CARGO_BIN_EXE_tripwire"));
+    command
         .arg("import")
-        .arg(&input)
+        .arg(input)
         .arg("--config")
-        .arg(&config)
-        .output()
-        .expect("run tripwire import");
-    let seconds = started.elapsed().as_secs_f64();
-    assert!(
-        out.status.success(),
-        "{}",
-        String::from_utf8_lossy(&out.stderr)
-    );
-    println!("{}", String::from_utf8_lossy(&out.stdout).trim());
-    println!(
-        "import: {events} events, {:.1} MB in {seconds:.2}s = {:.0} events/s, {:.1} MB/s, peak RSS {} MB",
-        bytes as f64 / 1e6,
-        events as f64 / seconds,
-        bytes as f64 / 1e6 / seconds,
-        peak_child_rss_kb() / 1024
-    );
+        .arg(&config);
+    measured(command).0
 }
 
-/// The sample file for `events`, generated once and kept under target/.
-fn sample_file(events: u64) -> PathBuf {
+/// benches/duckdb_import.py on the same file; its process's costs.
+fn duckdb_import(input: &Path) -> Measured {
+    let mut command = Command::new("python3");
+    command
+        .arg(Path::new(env!("CARGO_MANIFEST_DIR")).join("benches/duckdb_import.py"))
+        .arg(input);
+    measured(command).0
+}
+
+fn duckdb_available() -> bool {
+    Command::new("python3")
+        .args(["-c", "import duckdb"])
+        .stderr(Stdio::null())
+        .status()
+        .is_ok_and(|s| s.success())
+}
+
+/// The wild_events.py file of `shape`, generated once and kept under target/.
+fn wild_events(shape: &str, events: u64) -> PathBuf {
     let dir = Path::new(env!("CARGO_MANIFEST_DIR"))
         .join("target")
         .join("bench-data");
     std::fs::create_dir_all(&dir).expect("bench data dir");
-    let path = dir.join(format!("events-{events}.ndjson"));
+    let path = dir.join(format!("wild-{shape}-{events}.ndjson"));
     if !path.exists() {
         let partial = path.with_extension("partial");
-        let mut out =
-            std::io::BufWriter::new(std::fs::File::create(&partial).expect("create sample"));
-        let spec = SampleSpec {
-            events,
-            seed: 42,
-            ..SampleSpec::default()
-        };
-        write_ndjson(&spec, &mut out).expect("write sample");
-        drop(out);
-        std::fs::rename(&partial, &path).expect("rename sample");
+        let status = Command::new("python3")
+            .arg(Path::new(env!("CARGO_MANIFEST_DIR")).join("benches/wild_events.py"))
+            .args(["--shape", shape, "--events", &events.to_string(), "--out"])
+            .arg(&partial)
+            .stdout(Stdio::null())
+            .status()
+            .expect("run benches/wild_events.py");
+        assert!(status.success(), "wild_events.py --shape {shape} failed");
+        std::fs::rename(&partial, &path).expect("rename the events file");
     }
     path
-}
-
-/// Peak resident set of the largest finished child, in KiB.
-fn peak_child_rss_kb() -> i64 {
-    // SAFETY: getrusage only writes into the struct we pass.
-    let mut usage: libc::rusage = unsafe { std::mem::zeroed() };
-    unsafe { libc::getrusage(libc::RUSAGE_CHILDREN, &mut usage) };
-    usage.ru_maxrss
 }

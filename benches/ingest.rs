@@ -23,6 +23,17 @@
 //!   (`16,64`) runs each scenario once per count.
 //! - `TRIPWIRE_BENCH_INGEST`: extra `[ingest]` lines for the server's
 //!   tripwire.toml, e.g. `flush_bytes = 67108864`.
+//!
+//! Then the sustained runs: for each shape of benches/wild_events.py
+//! (collect envelopes, Segment calls, name/payload events, with their nested
+//! properties), `POST /v1/batch` of 100 of them per request over the first
+//! connection count, for `TRIPWIRE_BENCH_SUSTAINED` seconds (default 60; 0
+//! skips them). Each reports the acknowledged rate, the end-to-end rate
+//! (acknowledged events over the time until the table held every one of
+//! them), the largest WAL backlog seen on `/metrics` (polled every 250 ms)
+//! and the 503s the backlog limit (`max_wal_bytes`) answered.
+//! `TRIPWIRE_BENCH_SHAPES` picks shapes (default
+//! `collect,segment,name_payload`).
 
 use std::collections::BTreeMap;
 use std::io::{BufRead, BufReader};
@@ -42,6 +53,10 @@ const PATIENCE: Duration = Duration::from_secs(120);
 /// Digits of the counter in each messageId, written into the prebuilt bodies.
 const ID_DIGITS: usize = 16;
 const ID_SLOT: &str = "################";
+/// Distinct request bodies per sustained shape (ids differ in each copy).
+const SUSTAINED_BODIES: usize = 10;
+/// How often the sustained runs read the WAL backlog.
+const BACKLOG_POLL: Duration = Duration::from_millis(250);
 
 fn main() {
     let seconds = env_number("TRIPWIRE_BENCH_SECONDS", 10);
@@ -68,9 +83,14 @@ fn main() {
         .expect("runtime");
     let load = Load::new(&server);
     let duration = Duration::from_secs(seconds);
+    let sustained = Duration::from_secs(env_number("TRIPWIRE_BENCH_SUSTAINED", 60));
+    let shapes = std::env::var("TRIPWIRE_BENCH_SHAPES")
+        .unwrap_or_else(|_| "collect,segment,name_payload".into());
     let mut acknowledged = 0;
     runtime.block_on(async {
-        let warm = load.run(&load.batch, connections[0], WARM_UP).await;
+        let warm = load
+            .run(std::slice::from_ref(&load.batch), connections[0], WARM_UP)
+            .await;
         acknowledged += warm.acknowledged_events(BATCH_EVENTS);
         for &count in &connections {
             let tally = load.measure(&server, "batch", count, duration).await;
@@ -80,8 +100,57 @@ fn main() {
             let tally = load.measure(&server, "single", count, duration).await;
             acknowledged += tally.acknowledged_events(1);
         }
+        if !sustained.is_zero() {
+            for shape in shapes.split(',').map(str::trim) {
+                let bodies = wild_bodies(&server.base, shape);
+                let tally = load
+                    .sustain(&server, shape, &bodies, connections[0], sustained)
+                    .await;
+                acknowledged += tally.acknowledged_events(BATCH_EVENTS);
+            }
+        }
     });
     server.stop_and_check(acknowledged);
+}
+
+/// [`SUSTAINED_BODIES`] `/v1/batch` bodies of [`BATCH_EVENTS`] events of
+/// `shape` from benches/wild_events.py, their ids made slots.
+fn wild_bodies(base: &str, shape: &str) -> Vec<Template> {
+    let events = SUSTAINED_BODIES * BATCH_EVENTS;
+    let dir = Path::new(env!("CARGO_MANIFEST_DIR")).join("target/bench-data");
+    std::fs::create_dir_all(&dir).expect("bench data dir");
+    let path = dir.join(format!("wild-{shape}-{events}.ndjson"));
+    if !path.exists() {
+        let status = Command::new("python3")
+            .arg(Path::new(env!("CARGO_MANIFEST_DIR")).join("benches/wild_events.py"))
+            .args(["--shape", shape, "--events", &events.to_string(), "--out"])
+            .arg(&path)
+            .stdout(Stdio::null())
+            .status()
+            .expect("run benches/wild_events.py");
+        assert!(status.success(), "wild_events.py --shape {shape} failed");
+    }
+    let text = std::fs::read_to_string(&path).expect("the wild events");
+    let items: Vec<String> = text
+        .lines()
+        .map(|line| {
+            let mut event: serde_json::Value = serde_json::from_str(line).expect("a JSON event");
+            let id = if event.get("event_id").is_some() {
+                "event_id"
+            } else {
+                "messageId"
+            };
+            event[id] = format!("wild-{ID_SLOT}").into();
+            event.to_string()
+        })
+        .collect();
+    items
+        .chunks(BATCH_EVENTS)
+        .map(|chunk| {
+            let body = format!(r#"{{"batch":[{}]}}"#, chunk.join(","));
+            Template::new(format!("{base}/v1/batch"), body)
+        })
+        .collect()
 }
 
 fn env_number(name: &str, default: u64) -> u64 {
@@ -310,7 +379,9 @@ impl Load {
         let server_cpu = server.cpu_seconds();
         let own_cpu = own_cpu_seconds();
         let started = Instant::now();
-        let mut tally = self.run(template, connections, duration).await;
+        let mut tally = self
+            .run(std::slice::from_ref(template), connections, duration)
+            .await;
         let elapsed = started.elapsed().as_secs_f64();
         let cores = |cpu: f64| cpu / elapsed;
         let (server_cores, own_cores) = (
@@ -363,18 +434,78 @@ impl Load {
         started.elapsed()
     }
 
-    /// Keeps `connections` requests of `template` in flight for `duration`.
-    async fn run(&self, template: &Template, connections: usize, duration: Duration) -> Tally {
+    /// A sustained run of `bodies` (see the module's doc): acknowledged
+    /// and end-to-end rates, the largest WAL backlog, the 503s.
+    async fn sustain(
+        &self,
+        server: &Server,
+        shape: &str,
+        bodies: &[Template],
+        connections: usize,
+        duration: Duration,
+    ) -> Tally {
+        self.drain(server).await;
+        let server_cpu = server.cpu_seconds();
+        let started = Instant::now();
+        let deadline = started + duration;
+        let (tally, backlog) = futures::join!(
+            self.run(bodies, connections, duration),
+            self.largest_backlog(&server.base, deadline)
+        );
+        let acked_in = started.elapsed().as_secs_f64();
+        self.drain(server).await;
+        let landed_in = started.elapsed().as_secs_f64();
+        let cores = (server.cpu_seconds() - server_cpu) / landed_in;
+        let events = tally.ok as f64 * BATCH_EVENTS as f64;
+        let refused = tally
+            .failed
+            .iter()
+            .filter(|(what, _)| what.starts_with("503"))
+            .map(|(_, n)| n)
+            .sum::<u64>();
+        println!(
+            "sustained {shape:<12} ({BATCH_EVENTS} events/request, {connections} connections, \
+             {acked_in:.1} s): acknowledged {:.0} events/s; end to end {:.0} events/s (all in \
+             the table {:.1} s after the load stopped); largest WAL backlog {:.1} MB, {} events; \
+             {refused} requests answered 503; other failures: {}; server {cores:.2} cores",
+            events / acked_in,
+            events / landed_in,
+            landed_in - acked_in,
+            backlog.bytes / 1e6,
+            backlog.events,
+            tally.failures_except("503"),
+        );
+        tally
+    }
+
+    /// The most bytes (and acknowledged events) the WAL held at once until
+    /// `deadline`.
+    async fn largest_backlog(&self, base: &str, deadline: Instant) -> Backlog {
+        let mut largest = Backlog::default();
+        while Instant::now() < deadline {
+            let now = WalMetrics::read(&self.client, base).await;
+            largest.bytes = largest.bytes.max(now.pending_bytes);
+            largest.events = largest.events.max(now.accepted.saturating_sub(now.flushed));
+            tokio::time::sleep(BACKLOG_POLL).await;
+        }
+        largest
+    }
+
+    /// Keeps `connections` requests of `templates` (in turn) in flight for
+    /// `duration`.
+    async fn run(&self, templates: &[Template], connections: usize, duration: Duration) -> Tally {
         let deadline = Instant::now() + duration;
-        let workers = (0..connections).map(|_| self.worker(template, deadline));
+        let workers = (0..connections).map(|_| self.worker(templates, deadline));
         let tallies = futures::future::join_all(workers).await;
         tallies.into_iter().fold(Tally::default(), Tally::merge)
     }
 
-    async fn worker(&self, template: &Template, deadline: Instant) -> Tally {
+    async fn worker(&self, templates: &[Template], deadline: Instant) -> Tally {
         let mut tally = Tally::default();
         while Instant::now() < deadline {
-            let first = self.next_id.fetch_add(template.events(), Ordering::Relaxed);
+            let events = templates[0].events();
+            let first = self.next_id.fetch_add(events, Ordering::Relaxed);
+            let template = &templates[(first / events) as usize % templates.len()];
             let body = template.fill(first);
             let started = Instant::now();
             let sent = self
@@ -434,14 +565,20 @@ impl Tally {
     }
 
     fn failures(&self) -> String {
-        if self.failed.is_empty() {
-            return "0".into();
-        }
+        self.failures_except("\0")
+    }
+
+    /// Failures whose answer does not start with `prefix`.
+    fn failures_except(&self, prefix: &str) -> String {
         let each: Vec<String> = self
             .failed
             .iter()
+            .filter(|(what, _)| !what.starts_with(prefix))
             .map(|(what, n)| format!("{n} × {what}"))
             .collect();
+        if each.is_empty() {
+            return "0".into();
+        }
         each.join("; ")
     }
 
@@ -473,6 +610,13 @@ impl Tally {
             at(1.0)
         )
     }
+}
+
+/// The largest WAL backlog a sustained run saw.
+#[derive(Default)]
+struct Backlog {
+    bytes: f64,
+    events: u64,
 }
 
 /// The write-ahead log's and the flusher's numbers on `/metrics`.

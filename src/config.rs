@@ -202,6 +202,7 @@ struct RawIngest {
     max_batch_items: usize,
     queue: usize,
     max_queue_bytes: usize,
+    max_wal_bytes: u64,
     max_dedupe_bytes: usize,
 }
 
@@ -217,6 +218,7 @@ impl Default for RawIngest {
             max_batch_items: 500,
             queue: 4096,
             max_queue_bytes: 64 << 20,
+            max_wal_bytes: 1 << 30,
             max_dedupe_bytes: 256 << 20,
         }
     }
@@ -240,6 +242,9 @@ pub struct Ingest {
     pub queue: usize,
     /// Bytes of records waiting for the WAL before new requests get 503.
     pub max_queue_bytes: usize,
+    /// Bytes acknowledged but not yet in the tables (the WAL's segments plus
+    /// its queue) before new requests get 503: the WAL never grows past it.
+    pub max_wal_bytes: u64,
     /// Memory the dedupe index may take; past it the oldest ids are forgotten.
     pub max_dedupe_bytes: usize,
 }
@@ -258,6 +263,7 @@ impl RawIngest {
         positive("max_batch_items", self.max_batch_items as u64)?;
         positive("queue", self.queue as u64)?;
         positive("max_queue_bytes", self.max_queue_bytes as u64)?;
+        positive("max_wal_bytes", self.max_wal_bytes)?;
         positive("max_dedupe_bytes", self.max_dedupe_bytes as u64)?;
         if self.wal_dir.is_empty() {
             return Err("ingest.wal_dir: must not be empty".into());
@@ -272,6 +278,7 @@ impl RawIngest {
             max_batch_items: self.max_batch_items,
             queue: self.queue,
             max_queue_bytes: self.max_queue_bytes,
+            max_wal_bytes: self.max_wal_bytes,
             max_dedupe_bytes: self.max_dedupe_bytes,
         })
     }
@@ -667,6 +674,7 @@ mod tests {
             ),
             ("[server]\nmax_connections = 0", "server.max_connections"),
             ("[ingest]\nmax_dedupe_bytes = 0", "ingest.max_dedupe_bytes"),
+            ("[ingest]\nmax_wal_bytes = 0", "ingest.max_wal_bytes"),
         ];
         for (line, key) in cases {
             let err = parse(&format!("{line}\n[[workspace]]\nid = \"a\"")).unwrap_err();

@@ -8,7 +8,7 @@ use serde::de::{Deserializer, MapAccess, Visitor};
 use serde_json::value::RawValue;
 
 /// The top-level fields of one JSON object, values left unparsed.
-#[derive(Debug)]
+#[derive(Debug, Clone)]
 pub struct Fields<'a> {
     pairs: Vec<(Cow<'a, str>, &'a RawValue)>,
 }
@@ -46,6 +46,13 @@ impl<'a> Fields<'a> {
         self.pairs.iter().any(|(k, _)| k == key)
     }
 
+    /// Adds `key` with `value` unless the object has the key (even as null).
+    pub fn or_insert(&mut self, key: &'a str, value: &'a RawValue) {
+        if !self.has(key) {
+            self.pairs.push((Cow::Borrowed(key), value));
+        }
+    }
+
     /// A string field; numbers are accepted as their text (ids are often numeric).
     pub fn str(&self, key: &str) -> Result<Option<Cow<'a, str>>, String> {
         self.raw(key).map(|raw| string_of(raw, key)).transpose()
@@ -78,7 +85,17 @@ impl<'a> Fields<'a> {
                 continue;
             }
             out.push(if out.is_empty() { '{' } else { ',' });
-            out.push_str(&serde_json::to_string(key.as_ref()).unwrap_or_default());
+            match key {
+                // As sent, and it had no escapes: it needs none.
+                Cow::Borrowed(key) => {
+                    out.push('"');
+                    out.push_str(key);
+                    out.push('"');
+                }
+                Cow::Owned(key) => {
+                    out.push_str(&serde_json::to_string(key).unwrap_or_default());
+                }
+            }
             out.push(':');
             out.push_str(value.get());
         }
@@ -130,11 +147,43 @@ impl<'de> Visitor<'de> for FieldsVisitor {
 
     fn visit_map<M: MapAccess<'de>>(self, mut map: M) -> Result<Fields<'de>, M::Error> {
         let mut pairs = Vec::with_capacity(map.size_hint().unwrap_or(12));
-        while let Some(key) = map.next_key::<Cow<'de, str>>()? {
+        while let Some(Key(key)) = map.next_key::<Key<'de>>()? {
             let value: &'de RawValue = map.next_value()?;
             pairs.push((key, value));
         }
         Ok(Fields { pairs })
+    }
+}
+
+/// A key borrowed from the text when it has no escapes (serde's own
+/// `Cow<str>` always allocates one).
+struct Key<'de>(Cow<'de, str>);
+
+impl<'de> serde::Deserialize<'de> for Key<'de> {
+    fn deserialize<D: Deserializer<'de>>(deserializer: D) -> Result<Key<'de>, D::Error> {
+        deserializer.deserialize_str(KeyVisitor)
+    }
+}
+
+struct KeyVisitor;
+
+impl<'de> Visitor<'de> for KeyVisitor {
+    type Value = Key<'de>;
+
+    fn expecting(&self, f: &mut fmt::Formatter) -> fmt::Result {
+        f.write_str("a string key")
+    }
+
+    fn visit_borrowed_str<E: serde::de::Error>(self, key: &'de str) -> Result<Key<'de>, E> {
+        Ok(Key(Cow::Borrowed(key)))
+    }
+
+    fn visit_str<E: serde::de::Error>(self, key: &str) -> Result<Key<'de>, E> {
+        Ok(Key(Cow::Owned(key.to_string())))
+    }
+
+    fn visit_string<E: serde::de::Error>(self, key: String) -> Result<Key<'de>, E> {
+        Ok(Key(Cow::Owned(key)))
     }
 }
 
@@ -156,6 +205,14 @@ mod tests {
         );
         assert!(f.object("a").is_err());
         assert!(f.str("o").is_err());
+    }
+
+    #[test]
+    fn keys_are_borrowed_unless_escaped() {
+        let f = Fields::parse(r#"{"plain":1,"esc\u0061ped":2}"#).unwrap();
+        assert!(matches!(f.pairs[0].0, Cow::Borrowed("plain")));
+        assert!(matches!(&f.pairs[1].0, Cow::Owned(k) if k == "escaped"));
+        assert_eq!(f.str("escaped").unwrap().as_deref(), Some("2"));
     }
 
     #[test]

@@ -44,6 +44,13 @@ fn scan(text: &[u8], limit: usize) -> Result<usize, Problem> {
     let mut state = InString::No;
     let mut at = 0;
     while at < text.len() {
+        if state == InString::Yes {
+            // Most bytes are inside strings: jump to the next that matters.
+            match memchr::memchr2(b'"', b'\\', &text[at..]) {
+                Some(skip) => at += skip,
+                None => break,
+            }
+        }
         let byte = text[at];
         state = match (state, byte) {
             (InString::No, b'"') => InString::Yes,
@@ -160,6 +167,15 @@ pub fn check_json(text: &str, limit: usize) -> Result<(), String> {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn strings_are_skipped_to_their_quotes_and_escapes() {
+        assert_eq!(nesting_depth(br#"{"a":"x{[\"{[","b":[{}]}"#, 10), 3);
+        assert_eq!(nesting_depth(br#"{"a":"unterminated [[["#, 10), 1);
+        assert_eq!(nesting_depth(br#"{"a":"ends in a backslash \"#, 10), 1);
+        assert!(check_json(r#"{"long":"...\ud800 in the middle"}"#, 10).is_err());
+        assert!(check_json(r#"{"k":"\ud83d\ude00","n":[1e999]}"#, 10).is_err());
+    }
 
     #[test]
     fn depth_counts_brackets_outside_strings() {

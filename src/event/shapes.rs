@@ -40,11 +40,17 @@ impl Shape {
 /// Parses one JSON object in any shape and validates it.
 pub fn parse_event(text: &str) -> Result<ParsedEvent<'_>, String> {
     check_json(text, MAX_JSON_DEPTH)?;
-    let fields = Fields::parse(text)?;
-    let event = match Shape::detect(&fields) {
-        Shape::Collect => from_collect(&fields)?,
-        Shape::Segment => from_segment(&fields)?,
-        Shape::NamePayload => from_name_payload(&fields)?,
+    event_from_fields(&Fields::parse(text)?)
+}
+
+/// [`parse_event`] of an object already read into its fields (its text
+/// checked by [`check_json`]), so a caller that needed the fields itself
+/// reads the JSON once.
+pub fn event_from_fields<'a>(fields: &Fields<'a>) -> Result<ParsedEvent<'a>, String> {
+    let event = match Shape::detect(fields) {
+        Shape::Collect => from_collect(fields)?,
+        Shape::Segment => from_segment(fields)?,
+        Shape::NamePayload => from_name_payload(fields)?,
     };
     event.validate()
 }

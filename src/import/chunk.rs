@@ -63,6 +63,18 @@ impl ParsedChunk {
     }
 }
 
+/// The lines of `body` (newline-separated, the last one unterminated).
+fn lines(body: &[u8]) -> impl Iterator<Item = &[u8]> {
+    let mut start = 0;
+    memchr::memchr_iter(b'\n', body)
+        .chain(std::iter::once(body.len()))
+        .map(move |end| {
+            let line = &body[start..end];
+            start = end + 1;
+            line
+        })
+}
+
 /// Turns input lines and rows into a [`ParsedChunk`].
 #[derive(Clone)]
 pub struct ChunkParser {
@@ -84,7 +96,7 @@ impl ChunkParser {
         chunk.offset = raw.offset;
         let body = raw.data.strip_suffix(b"\n").unwrap_or(&raw.data);
         if !raw.data.is_empty() {
-            for (i, line) in body.split(|b| *b == b'\n').enumerate() {
+            for (i, line) in lines(body).enumerate() {
                 let line_no = raw.first_line + i as u64;
                 self.parse_line(&mut chunk, line, line_no);
                 chunk.last_line = line_no;
@@ -147,6 +159,27 @@ impl ChunkParser {
                 reason,
                 raw: without_secrets(&raw()),
             }),
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::lines;
+
+    #[test]
+    fn lines_split_at_every_newline_like_slice_split() {
+        for body in [
+            &b""[..],
+            b"a",
+            b"a\nb",
+            b"a\n\nb\n",
+            b"\n",
+            b"{\"x\":1}\r\n{}",
+        ] {
+            let ours: Vec<&[u8]> = lines(body).collect();
+            let std: Vec<&[u8]> = body.split(|b| *b == b'\n').collect();
+            assert_eq!(ours, std, "{body:?}");
         }
     }
 }

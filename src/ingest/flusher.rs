@@ -1,11 +1,14 @@
 //! The flusher: turns sealed WAL segments into commits of the workspaces'
 //! `events` and `quarantine` tables, oldest first, then deletes them.
 //!
-//! Each commit records `txn("ingest:<node id>", segment number)` (docs/architecture.md
-//! "Idempotent writes"): a segment whose number a table has already recorded
-//! was committed before a crash and is skipped there, so a replay neither
-//! loses nor duplicates events. A segment that fails to commit stops the
-//! flush (later segments wait), so numbers are committed in order.
+//! A flush takes every sealed segment (up to [`MAX_FLUSH_BYTES`]) and
+//! appends their rows to each table in one Delta commit recording
+//! `txn("ingest:<node id>", highest segment number)` (docs/architecture.md
+//! "Idempotent writes"). Segments reach each table in order, so that number
+//! says every earlier segment is in too: a replay after a crash appends only
+//! the segments above it, neither losing nor duplicating events. A commit
+//! that fails stops the flush (later segments wait), so numbers are
+//! committed in order.
 
 use std::collections::BTreeMap;
 use std::collections::HashMap;
@@ -21,13 +24,20 @@ use super::learn::SAVE_EVERY;
 use super::record::{StoredEvent, StoredReject, WalRecord};
 use super::wal::Segment;
 use crate::event::EventBatchBuilder;
-use crate::store::commit::{Once, commit};
+use crate::store::commit::{Append, Plan, Writer, commit};
 use crate::store::quarantine::{Rejected, quarantine_batch};
 use crate::store::seq::SeqClock;
+use crate::store::table::app_progress;
 use crate::store::{Store, StoreError, TableKind};
 
 /// How often the flusher seals an old segment and commits what is sealed.
 pub const FLUSH_TICK: Duration = Duration::from_millis(200);
+
+/// The most WAL bytes one flush reads and commits together (at least one
+/// segment): every sealed segment within it lands in each table as one
+/// Delta commit, and a bigger backlog (after a stall, at startup) is
+/// committed in several, so the flusher's memory stays bounded.
+pub const MAX_FLUSH_BYTES: u64 = 128 << 20;
 
 /// One workspace's share of a segment.
 #[derive(Default)]
@@ -54,46 +64,67 @@ impl Flusher {
         }
     }
 
-    /// Commits every sealed segment, oldest first, removing each once
-    /// committed. Returns how many events were committed.
+    /// Commits every sealed segment, oldest first: as many as fit in
+    /// [`MAX_FLUSH_BYTES`] go to each table in one Delta commit, then are
+    /// removed. Returns how many events were committed.
     pub async fn flush_sealed(&mut self, ingest: &Ingest) -> Result<u64, StoreError> {
         let mut committed = 0;
-        for segment in ingest.wal.sealed() {
-            committed += self.commit_segment(&segment, ingest).await?;
-            segment.remove().map_err(|e| StoreError::Root {
-                root: "write-ahead log".into(),
-                message: e.to_string(),
-            })?;
+        let mut sealed = ingest.wal.sealed();
+        while !sealed.is_empty() {
+            let sizes: Vec<u64> = sealed.iter().map(Segment::bytes).collect();
+            let rest = sealed.split_off(flush_group_len(&sizes, MAX_FLUSH_BYTES));
+            committed += self.commit_segments(&sealed, ingest).await?;
+            for segment in sealed {
+                segment.remove().map_err(|e| StoreError::Root {
+                    root: "write-ahead log".into(),
+                    message: e.to_string(),
+                })?;
+            }
+            sealed = rest;
         }
         ingest.metrics.flushed(committed);
         Ok(committed)
     }
 
-    async fn commit_segment(
+    /// Commits `segments` (consecutive, oldest first) to each table they
+    /// hold rows for, in one commit per table.
+    async fn commit_segments(
         &mut self,
-        segment: &Segment,
+        segments: &[Segment],
         ingest: &Ingest,
     ) -> Result<u64, StoreError> {
-        let records =
-            tokio::task::block_in_place(|| segment.read()).map_err(|e| StoreError::Root {
-                root: segment.path.display().to_string(),
-                message: e.to_string(),
-            })?;
-        let number = i64::try_from(segment.number).unwrap_or(i64::MAX);
+        let mut shares: BTreeMap<String, Vec<(i64, Share)>> = BTreeMap::new();
+        for segment in segments {
+            let records =
+                tokio::task::block_in_place(|| segment.read()).map_err(|e| StoreError::Root {
+                    root: segment.path.display().to_string(),
+                    message: e.to_string(),
+                })?;
+            let number = i64::try_from(segment.number).unwrap_or(i64::MAX);
+            for (workspace, share) in split_by_workspace(&records, segment) {
+                shares.entry(workspace).or_default().push((number, share));
+            }
+        }
         let mut committed = 0;
-        for (workspace, share) in split_by_workspace(&records, segment) {
-            if !share.events.is_empty() {
-                committed += share.events.len() as u64;
-                let batch = self.events_batch(&share.events);
-                self.commit_once(&workspace, TableKind::Events, vec![batch], number)
-                    .await?;
+        for (workspace, shares) in shares {
+            let mut events = Vec::new();
+            let mut rejects = Vec::new();
+            for (number, share) in &shares {
+                if !share.events.is_empty() {
+                    committed += share.events.len() as u64;
+                    events.push((*number, vec![self.events_batch(&share.events)]));
+                }
+                if !share.rejects.is_empty() {
+                    rejects.push((*number, rejects_batches(&share.rejects)));
+                }
+            }
+            self.commit_once(&workspace, TableKind::Events, events)
+                .await?;
+            for (_, share) in &shares {
                 ingest.learn(&workspace, &share.events);
             }
-            if !share.rejects.is_empty() {
-                let batches = rejects_batches(&share.rejects);
-                self.commit_once(&workspace, TableKind::Quarantine, batches, number)
-                    .await?;
-            }
+            self.commit_once(&workspace, TableKind::Quarantine, rejects)
+                .await?;
         }
         Ok(committed)
     }
@@ -106,27 +137,78 @@ impl Flusher {
         builder.finish(self.seq.reserve(events.len()))
     }
 
-    /// Appends `batches` with this node's txn at `number`, unless the table
-    /// already recorded that number.
+    /// Appends the segments' rows that the table has not recorded yet, in
+    /// one commit with this node's txn at the highest number appended.
     async fn commit_once(
         &mut self,
         workspace: &str,
         kind: TableKind,
-        batches: Vec<RecordBatch>,
-        number: i64,
+        segments: Vec<(i64, Vec<RecordBatch>)>,
     ) -> Result<(), StoreError> {
+        if segments.is_empty() {
+            return Ok(());
+        }
         let key = (workspace.to_string(), kind);
         if !self.tables.contains_key(&key) {
             let table = self.store.open_or_create(workspace, kind).await?;
             self.tables.insert(key.clone(), table);
         }
         let table = self.tables.get_mut(&key).expect("opened above");
-        let mut writer = Once {
+        let mut writer = Segments {
             app_id: self.app_id.clone(),
-            version: number,
-            batches,
+            segments,
         };
         commit(table, &mut writer).await.map(|_| ())
+    }
+}
+
+/// How many sealed segments of these `sizes` (oldest first) one flush
+/// commits together: as many as fit in `max_bytes`, and at least one.
+fn flush_group_len(sizes: &[u64], max_bytes: u64) -> usize {
+    let mut total = 0u64;
+    let fitting = sizes
+        .iter()
+        .take_while(|&&size| {
+            total = total.saturating_add(size);
+            total <= max_bytes
+        })
+        .count();
+    fitting.max(1).min(sizes.len())
+}
+
+/// Which of a table's segments (numbers, ascending) a commit appends when
+/// the table's txn for this node stands at `progress`: those above it. The
+/// txn it records is the last of them; since segments reach each table in
+/// order, that number says every earlier one is in too.
+pub fn unrecorded(numbers: &[i64], progress: Option<i64>) -> std::ops::Range<usize> {
+    let first = numbers.partition_point(|&n| Some(n) <= progress);
+    first..numbers.len()
+}
+
+/// The flusher's writer: a run of segments' rows for one table, each
+/// appended unless the table's txn shows it committed (by this flush
+/// before a crash, or by an earlier one).
+struct Segments {
+    app_id: String,
+    /// (segment number, its rows), numbers ascending.
+    segments: Vec<(i64, Vec<RecordBatch>)>,
+}
+
+impl Writer for Segments {
+    type Error = StoreError;
+
+    async fn plan(&mut self, table: &DeltaTable) -> Result<Plan, StoreError> {
+        let progress = app_progress(table, &self.app_id).await?;
+        let numbers: Vec<i64> = self.segments.iter().map(|(n, _)| *n).collect();
+        let range = unrecorded(&numbers, progress);
+        let Some(&last) = numbers[range.clone()].last() else {
+            return Ok(Plan::Nothing);
+        };
+        let batches = self.segments[range]
+            .iter()
+            .flat_map(|(_, batches)| batches.iter().cloned())
+            .collect();
+        Ok(Plan::Append(Append::recorded(batches, &self.app_id, last)))
     }
 }
 
@@ -188,6 +270,9 @@ pub async fn run_flusher(ingest: Arc<Ingest>, store: Store, mut shutdown: watch:
             ingest.metrics.flush_failed();
             tracing::error!("sealing the write-ahead log: {e}");
         }
+        if held_for_tests() {
+            continue;
+        }
         flush_and_report(&mut flusher, &ingest).await;
         if last_save.elapsed() >= SAVE_EVERY {
             save_schemas(&ingest, &store).await;
@@ -200,6 +285,13 @@ pub async fn run_flusher(ingest: Arc<Ingest>, store: Store, mut shutdown: watch:
     }
     flush_and_report(&mut flusher, &ingest).await;
     save_schemas(&ingest, &store).await;
+}
+
+/// Tests set `TRIPWIRE_HOLD_FLUSH=<file>`: while that file exists, the
+/// running flusher commits nothing, so acknowledged events pile up in the
+/// WAL (the startup replay and the flush at shutdown still commit).
+fn held_for_tests() -> bool {
+    std::env::var_os("TRIPWIRE_HOLD_FLUSH").is_some_and(|file| std::path::Path::new(&file).exists())
 }
 
 async fn save_schemas(ingest: &Ingest, store: &Store) {
@@ -219,5 +311,29 @@ async fn flush_and_report(flusher: &mut Flusher, ingest: &Ingest) {
             ingest.note_flush(Some(e.to_string()));
             tracing::error!("committing the write-ahead log (retried): {e}");
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_flush_takes_what_fits_and_always_one() {
+        assert_eq!(flush_group_len(&[10, 10, 10], 100), 3);
+        assert_eq!(flush_group_len(&[10, 10, 10], 20), 2);
+        assert_eq!(flush_group_len(&[500, 10], 100), 1, "a big one goes alone");
+        assert_eq!(flush_group_len(&[], 100), 0);
+    }
+
+    #[test]
+    fn a_replay_appends_only_the_segments_above_the_txn() {
+        let numbers = [3, 4, 7, 9];
+        assert_eq!(unrecorded(&numbers, None), 0..4);
+        assert_eq!(unrecorded(&numbers, Some(2)), 0..4);
+        assert_eq!(unrecorded(&numbers, Some(4)), 2..4, "3 and 4 are in");
+        assert_eq!(unrecorded(&numbers, Some(5)), 2..4);
+        assert_eq!(unrecorded(&numbers, Some(9)), 4..4, "all are in");
+        assert_eq!(unrecorded(&numbers, Some(12)), 4..4);
     }
 }

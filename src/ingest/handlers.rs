@@ -14,11 +14,12 @@ use axum::http::{HeaderMap, StatusCode, header};
 use axum::response::{IntoResponse, Response};
 use serde::Deserialize;
 use serde_json::value::RawValue;
-use serde_json::{Map, Value, json};
+use serde_json::{Value, json};
 
 use super::IngestState;
-use super::accept::{Accepted, accept};
+use super::accept::{Accepted, Item, accept};
 use crate::config::Workspace;
+use crate::event::fields::Fields;
 use crate::event::scan::{MAX_JSON_DEPTH, check_json};
 use crate::http::ApiError;
 use crate::http::auth::{header_key, workspace_list};
@@ -60,9 +61,9 @@ async fn collect_answer(
     check_event_size(state, &text, None)?;
     let envelope = json_object(&text)?;
     let debug = envelope
-        .get("context")
-        .and_then(|c| c.get("debug"))
-        .and_then(Value::as_bool)
+        .raw("context")
+        .and_then(|c| Fields::parse(c.get()).ok())
+        .and_then(|c| c.raw("debug").map(|d| d.get() == "true"))
         .unwrap_or(false);
     let key = string_field(&envelope, "partnerSecret").or_else(|| header_key(headers));
     let mut listed = listed_workspaces(headers, &envelope);
@@ -76,7 +77,7 @@ async fn collect_answer(
     let accepted = accept(
         &state.ingest,
         &workspaces,
-        &[&text],
+        &[Item::of(&text, envelope)],
         "POST /http/v1/collect",
         !debug,
     )
@@ -94,7 +95,7 @@ pub async fn track(
     headers: HeaderMap,
     body: Result<Bytes, BytesRejection>,
 ) -> Response {
-    let answer = single_call(&state, &headers, body, "track", "POST /v1/track").await;
+    let answer = single_call(&state, &headers, body, TRACK, "POST /v1/track").await;
     respond(&state, "/v1/track", answer)
 }
 
@@ -104,26 +105,32 @@ pub async fn identify(
     headers: HeaderMap,
     body: Result<Bytes, BytesRejection>,
 ) -> Response {
-    let answer = single_call(&state, &headers, body, "identify", "POST /v1/identify").await;
+    let answer = single_call(&state, &headers, body, IDENTIFY, "POST /v1/identify").await;
     respond(&state, "/v1/identify", answer)
 }
+
+/// The `type` a single call gets when it has none, as raw JSON.
+const TRACK: &str = r#""track""#;
+const IDENTIFY: &str = r#""identify""#;
 
 async fn single_call(
     state: &IngestState,
     headers: &HeaderMap,
     body: Result<Bytes, BytesRejection>,
-    kind: &str,
+    kind: &'static str,
     source: &'static str,
 ) -> Answer {
+    let kind: &RawValue = serde_json::from_str(kind)
+        .map_err(|e| ApiError::Internal(format!("the default type {kind}: {e}")))?;
     let text = body_text(state, headers, body)?;
     check_event_size(state, &text, None)?;
     let mut call = json_object(&text)?;
-    call.entry("type").or_insert_with(|| Value::from(kind));
+    call.or_insert("type", kind);
     let key = header_key(headers).or_else(|| string_field(&call, "writeKey"));
     let workspaces = writable_or_refuse(state, key.as_deref(), &listed_workspaces(headers, &call))?;
     within_rate(state, &workspaces, 1)?;
-    let item = Value::Object(call).to_string();
-    let accepted = accept(&state.ingest, &workspaces, &[&item], source, false).await?;
+    let item = Item::of(&text, call);
+    let accepted = accept(&state.ingest, &workspaces, &[item], source, false).await?;
     match accepted.rejected.first() {
         Some((_, reason)) => Err(ApiError::BadRequest(reason.clone())),
         None => Ok((StatusCode::OK, json!({ "success": true }))),
@@ -161,6 +168,7 @@ async fn batch_answer(
         .map_err(|e| ApiError::BadRequest(format!("the body is not {{\"batch\": [...]}}: {e}")))?;
     let items: Vec<&str> = body.batch.iter().map(|raw| raw.get()).collect();
     check_batch(state, &items)?;
+    let items: Vec<Item> = items.into_iter().map(Item::read).collect();
     let key = header_key(headers).or(body.write_key);
     let mut listed = header_workspaces(headers);
     if listed.is_empty() {
@@ -190,15 +198,17 @@ async fn events_answer(
     body: Result<Bytes, BytesRejection>,
 ) -> Answer {
     let text = body_text(state, headers, body)?;
-    let items: Vec<&str> = if text.trim_start().starts_with('[') {
+    let items: Vec<Item> = if text.trim_start().starts_with('[') {
         let raws: Vec<&RawValue> = serde_json::from_str(&text)
             .map_err(|e| ApiError::BadRequest(format!("the body is not a JSON array: {e}")))?;
-        raws.iter().map(|raw| raw.get()).collect()
+        let raws: Vec<&str> = raws.iter().map(|raw| raw.get()).collect();
+        check_batch(state, &raws)?;
+        raws.into_iter().map(Item::read).collect()
     } else {
-        json_object(&text)?;
-        vec![text.as_str()]
+        let object = json_object(&text)?;
+        check_batch(state, &[&text])?;
+        vec![Item::of(&text, object)]
     };
-    check_batch(state, &items)?;
     let listed = header_workspaces(headers);
     let workspaces = writable_or_refuse(state, header_key(headers).as_deref(), &listed)?;
     within_rate(state, &workspaces, items.len())?;
@@ -295,27 +305,38 @@ fn check_batch(state: &IngestState, items: &[&str]) -> Result<(), ApiError> {
         .try_for_each(|(i, item)| check_event_size(state, item, Some(i)))
 }
 
-fn json_object(text: &str) -> Result<Map<String, Value>, ApiError> {
-    match serde_json::from_str::<Value>(text) {
-        Ok(Value::Object(object)) => Ok(object),
-        Ok(_) => Err(ApiError::BadRequest(
-            "the body must be a JSON object".into(),
-        )),
-        Err(e) => Err(ApiError::BadRequest(format!("the body is not JSON: {e}"))),
+/// The body's top-level fields: the one read of a single-event body.
+fn json_object(text: &str) -> Result<Fields<'_>, ApiError> {
+    Fields::parse(text).map_err(|_| not_an_object(text))
+}
+
+/// Why a body that does not read as an object was refused (serde_json's
+/// own words, as the API has always answered).
+fn not_an_object(text: &str) -> ApiError {
+    match serde_json::from_str::<serde::de::IgnoredAny>(text) {
+        Ok(_) => ApiError::BadRequest("the body must be a JSON object".into()),
+        Err(e) => ApiError::BadRequest(format!("the body is not JSON: {e}")),
     }
 }
 
-fn string_field(object: &Map<String, Value>, key: &str) -> Option<String> {
-    object.get(key).and_then(Value::as_str).map(str::to_string)
+/// A field that is a JSON string (not a number), unescaped.
+fn string_field(object: &Fields, key: &str) -> Option<String> {
+    object
+        .raw(key)
+        .filter(|raw| raw.get().starts_with('"'))
+        .and_then(|raw| serde_json::from_str(raw.get()).ok())
 }
 
 /// Fan-out targets: the `X-Workspaces` header, else the body's `workspaces`.
-fn listed_workspaces(headers: &HeaderMap, body: &Map<String, Value>) -> Vec<String> {
+fn listed_workspaces(headers: &HeaderMap, body: &Fields) -> Vec<String> {
     let listed = header_workspaces(headers);
     if !listed.is_empty() {
         return listed;
     }
-    body.get("workspaces").map(list_value).unwrap_or_default()
+    body.raw("workspaces")
+        .and_then(|raw| serde_json::from_str::<Value>(raw.get()).ok())
+        .map(|value| list_value(&value))
+        .unwrap_or_default()
 }
 
 fn header_workspaces(headers: &HeaderMap) -> Vec<String> {

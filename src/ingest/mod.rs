@@ -65,6 +65,8 @@ pub struct Ingest {
     flush_failure: Mutex<Option<String>>,
     /// `max_events_per_second` per write key.
     pub limiter: rate::Limiter,
+    /// `[ingest] max_wal_bytes`, for `/healthz`.
+    max_wal_bytes: u64,
 }
 
 impl Ingest {
@@ -78,6 +80,7 @@ impl Ingest {
             segment_age: settings.flush_age,
             queue: settings.queue,
             queue_bytes: settings.max_queue_bytes,
+            max_bytes: settings.max_wal_bytes,
         })
         .map_err(|e| {
             Error::Server(format!(
@@ -104,6 +107,7 @@ impl Ingest {
             learn_bounds,
             flush_failure: Mutex::new(None),
             limiter: rate::Limiter::new(config.limits.max_events_per_second),
+            max_wal_bytes: settings.max_wal_bytes,
         };
         let replayed = Flusher::new(store.clone(), ingest.wal.node_id())
             .flush_sealed(&ingest)
@@ -214,10 +218,20 @@ impl Ingest {
     }
 
     /// `Err(reason)` while ingest cannot make progress: the WAL cannot write,
-    /// or the flusher cannot commit what it holds.
+    /// the flusher cannot commit what it holds, or the WAL is at
+    /// `max_wal_bytes` (from a request refused for it until the flusher
+    /// removes a segment).
     pub fn health(&self) -> Result<(), String> {
         if let Some(reason) = self.wal.failure() {
             return Err(format!("the write-ahead log cannot write: {reason}"));
+        }
+        if self.wal.backlogged() {
+            let pending = self.wal.stats().bytes_pending;
+            return Err(format!(
+                "the write-ahead log is full: {pending} bytes wait for the flusher, \
+                 at max_wal_bytes ({}); requests are answered 503 until it catches up",
+                self.max_wal_bytes
+            ));
         }
         let flush = self.flush_failure.lock().ok().and_then(|slot| slot.clone());
         match flush {

@@ -10,6 +10,7 @@ use deltalake_core::protocol::SaveMode;
 use deltalake_core::{DeltaTable, DeltaTableBuilder, DeltaTableError};
 use parquet::basic::{Compression, ZstdLevel};
 use parquet::file::properties::WriterProperties;
+use parquet::schema::types::ColumnPath;
 use url::Url;
 
 use super::StoreError;
@@ -110,9 +111,28 @@ pub async fn app_progress(table: &DeltaTable, app_id: &str) -> Result<Option<i64
         .map_err(|e| StoreError::delta(table.table_url(), e))
 }
 
+/// Columns whose values are (nearly) all different, written without
+/// dictionary encoding: building a dictionary of them costs a hash per
+/// value and buys nothing before Parquet gives up on it. Every other column
+/// keeps it (`type`, `event_name`, statuses… repeat, and a dictionary of
+/// them is smaller and faster to read).
+pub const UNIQUE_COLUMNS: &[&str] = &[
+    "seq",
+    "event_id",
+    "sent_at",
+    "properties",
+    "traits",
+    "envelope",
+    "raw",
+];
+
 /// The Parquet settings of every file tripwire writes.
 pub fn writer_properties() -> WriterProperties {
-    WriterProperties::builder()
+    UNIQUE_COLUMNS
+        .iter()
+        .fold(WriterProperties::builder(), |builder, column| {
+            builder.set_column_dictionary_enabled(ColumnPath::from(*column), false)
+        })
         .set_compression(Compression::ZSTD(ZstdLevel::try_new(1).unwrap_or_default()))
         .set_max_row_group_row_count(Some(128 * 1024))
         .build()
@@ -125,4 +145,28 @@ pub async fn refresh(table: &mut DeltaTable) -> Result<(), StoreError> {
         .update_incremental(None)
         .await
         .map_err(|e| StoreError::delta(&url, e))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn unique_columns_skip_the_dictionary_and_repeating_ones_keep_it() {
+        let properties = writer_properties();
+        let dictionary = |c: &str| properties.dictionary_enabled(&ColumnPath::from(c));
+        for column in ["event_id", "seq", "properties", "envelope", "raw"] {
+            assert!(!dictionary(column), "{column}");
+        }
+        for column in ["type", "event_name", "client_id", "received_at", "status"] {
+            assert!(dictionary(column), "{column}");
+        }
+        // The names are real columns of the tables that hold them.
+        let events = crate::event::events_schema();
+        let quarantine = crate::store::quarantine::quarantine_schema();
+        for column in UNIQUE_COLUMNS {
+            let known = events.index_of(column).is_ok() || quarantine.index_of(column).is_ok();
+            assert!(known, "{column} is in no table");
+        }
+    }
 }

@@ -408,3 +408,127 @@ fn kill_9_under_load_loses_no_acknowledged_event_and_stores_each_once() {
     );
     assert!(acked.len() >= 1_200);
 }
+
+/// The versions of `table`'s commits that added files.
+fn appending_commits(table: &std::path::Path) -> Vec<u64> {
+    let mut versions: Vec<u64> = std::fs::read_dir(table.join("_delta_log"))
+        .unwrap()
+        .filter_map(|e| {
+            let path = e.ok()?.path();
+            let version = path
+                .file_name()?
+                .to_str()?
+                .strip_suffix(".json")?
+                .parse()
+                .ok()?;
+            let text = std::fs::read_to_string(&path).ok()?;
+            text.lines()
+                .any(|l| l.starts_with(r#"{"add""#))
+                .then_some(version)
+        })
+        .collect();
+    versions.sort();
+    versions
+}
+
+/// Segments in the WAL folder.
+fn wal_segments(project: &crate::project::Project) -> usize {
+    std::fs::read_dir(project.path("wal"))
+        .map(|dir| {
+            dir.filter_map(Result::ok)
+                .filter(|e| e.path().extension().is_some_and(|x| x == "wal"))
+                .count()
+        })
+        .unwrap_or(0)
+}
+
+#[test]
+fn sealed_segments_land_in_one_commit_per_flush() {
+    // Every append fills its segment, so each request seals one.
+    let project = serving_project_with("", "flush_bytes = 1\n");
+    let hold = project.path("hold-flush");
+    std::fs::write(&hold, "").unwrap();
+    let server =
+        Server::start_with_env(&project, &[("TRIPWIRE_HOLD_FLUSH", hold.to_str().unwrap())]);
+    for i in 0..24 {
+        let event = json!({"type": "track", "event": "e", "anonymousId": "a", "messageId": format!("s{i}")});
+        let (status, body) =
+            server.send(Request::post("/v1/track", event.to_string()).bearer(SECRET));
+        assert_eq!(status, 200, "{body}");
+    }
+    assert!(
+        wal_segments(&project) >= 24,
+        "one sealed segment per request"
+    );
+    std::fs::remove_file(&hold).unwrap();
+    let started = std::time::Instant::now();
+    while wal_segments(&project) > 0 {
+        assert!(started.elapsed() < crate::server::PATIENCE, "never flushed");
+        std::thread::sleep(std::time::Duration::from_millis(20));
+    }
+    assert!(server.stop().success());
+    let commits = appending_commits(&project.events_table("shop"));
+    assert_eq!(commits.len(), 1, "24 segments, one flush: {commits:?}");
+    let stored = project.number("SELECT count(*) FROM events");
+    assert_eq!(stored, 24.0);
+}
+
+#[test]
+fn a_backlog_over_max_wal_bytes_is_answered_503_and_loses_nothing_acknowledged() {
+    let project = serving_project_with("", "flush_bytes = 1\nmax_wal_bytes = 6000\n");
+    let hold = project.path("hold-flush");
+    std::fs::write(&hold, "").unwrap();
+    let server =
+        Server::start_with_env(&project, &[("TRIPWIRE_HOLD_FLUSH", hold.to_str().unwrap())]);
+    let track = |id: &str| {
+        let event = json!({"type": "track", "event": "e", "anonymousId": "a", "messageId": id,
+                           "properties": {"pad": "x".repeat(200)}});
+        Request::post("/v1/track", event.to_string()).bearer(SECRET)
+    };
+    let mut acked = Vec::new();
+    let (headers, body) = loop {
+        let id = format!("b{}", acked.len());
+        let (status, headers, body) = server.send_with_headers(track(&id));
+        match status {
+            200 => acked.push(id),
+            503 => break (headers, body),
+            other => panic!("{other}: {body}"),
+        }
+        assert!(acked.len() < 100, "6000 bytes never filled up");
+    };
+    assert!(acked.len() >= 5, "only {} fit", acked.len());
+    assert_eq!(headers["retry-after"], "1");
+    let error = body["error"].as_str().unwrap_or_default();
+    assert!(error.contains("max_wal_bytes"), "{body}");
+    let (status, health) = server.call("GET", "/healthz", None);
+    assert_eq!(status, 503, "{health}");
+    assert!(
+        health["reason"].as_str().unwrap().contains("max_wal_bytes"),
+        "{health}"
+    );
+
+    std::fs::remove_file(&hold).unwrap();
+    let started = std::time::Instant::now();
+    while server.call("GET", "/healthz", None).0 != 200 {
+        assert!(
+            started.elapsed() < crate::server::PATIENCE,
+            "never caught up"
+        );
+        std::thread::sleep(std::time::Duration::from_millis(20));
+    }
+    let (status, body) = server.send(track("after"));
+    assert_eq!(status, 200, "{body}");
+    acked.push("after".into());
+    assert!(server.stop().success());
+    let mut stored: Vec<String> = project
+        .query("SELECT event_id FROM events")
+        .iter()
+        .map(|r| r["event_id"].as_str().unwrap().to_string())
+        .collect();
+    stored.sort();
+    acked.sort();
+    assert_eq!(
+        stored, acked,
+        "every acknowledged event, once, and no other"
+    );
+}

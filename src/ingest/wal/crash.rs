@@ -1,7 +1,8 @@
 //! The seeded crash-point test: random appends, seals, commits and segment
 //! removals on a file system that fails, tears and loses power at a seeded
-//! operation. A fake table commits segments by the flusher's rule (a segment
-//! whose number the table's `txn` already reached is skipped) and, like
+//! operation. A fake table commits runs of segments by the flusher's rule
+//! (one commit appends the segments above the table's `txn`, which then
+//! records the last of them: `flusher::unrecorded`) and, like
 //! Delta, survives power cuts. After every cut the log is opened again on
 //! what survived, its segments are committed, and the table must hold every
 //! acknowledged record exactly once, in order, and nothing never appended.
@@ -18,6 +19,7 @@ use std::time::Duration;
 use super::faulty::FaultyFiles;
 use super::splitmix::SplitMix;
 use super::{Segment, Wal, WalConfig, WalError};
+use crate::ingest::flusher::unrecorded;
 
 /// Seeds run by default; the whole test stays within seconds in debug.
 const SEEDS: u64 = 2_000;
@@ -44,8 +46,9 @@ struct Model {
     table: Table,
 }
 
-/// The events table, as the flusher commits to it: each commit records the
-/// segment's number as the node's transaction version.
+/// The events table, as the flusher commits to it: each commit appends a
+/// run of segments and records the last one's number as the node's
+/// transaction version.
 #[derive(Default)]
 struct Table {
     /// The highest segment number committed (`txn("ingest:<node>")`).
@@ -54,15 +57,18 @@ struct Table {
 }
 
 impl Table {
-    /// Commits a segment's records, unless the table already recorded its
-    /// number (`store::commit::Once`); true if it did commit.
-    fn commit(&mut self, number: u64, ids: &[u64]) -> bool {
-        if self.progress >= Some(number) {
-            return false;
+    /// Commits the segments (ascending) the table has not recorded, in one
+    /// commit; returns how many it skipped as already recorded.
+    fn commit(&mut self, segments: &[(u64, Vec<u64>)]) -> usize {
+        let numbers: Vec<i64> = segments.iter().map(|(n, _)| *n as i64).collect();
+        let progress = self.progress.map(|p| p as i64);
+        let range = unrecorded(&numbers, progress);
+        let skipped = range.start;
+        for (number, ids) in &segments[range] {
+            self.rows.extend_from_slice(ids);
+            self.progress = Some(*number);
         }
-        self.rows.extend_from_slice(ids);
-        self.progress = Some(number);
-        true
+        skipped
     }
 }
 
@@ -99,6 +105,7 @@ fn config(rng: &mut SplitMix) -> WalConfig {
         },
         queue: 8,
         queue_bytes: 1 << 20,
+        max_bytes: u64::MAX,
     }
 }
 
@@ -218,34 +225,46 @@ impl Run {
         self.failed_in_session |= failed_sync;
     }
 
-    /// What the flusher does: read the oldest sealed segment, commit it to
-    /// the table, then remove it. A quarter of the time the commit fails
-    /// (the segment stays), an eighth of the time the flusher stops between
-    /// the commit and the removal.
+    /// What the flusher does: read the oldest sealed segments (all of them,
+    /// or the first few as [`MAX_FLUSH_BYTES`] would), commit them to the
+    /// table together, then remove them. A quarter of the time the commit
+    /// fails (the segments stay), an eighth of the time the flusher stops
+    /// between the commit and the removals, and removals stop at the first
+    /// that fails.
+    ///
+    /// [`MAX_FLUSH_BYTES`]: crate::ingest::flusher::MAX_FLUSH_BYTES
     fn flush_oldest(&mut self, wal: &Wal) {
-        let Some(segment) = wal.sealed().into_iter().next() else {
-            return;
-        };
-        let Ok(records) = segment.read() else {
-            return;
-        };
-        let number = segment.number;
-        let ids = self.model.observe(self.seed, number, records);
+        let mut sealed = wal.sealed();
+        if self.rng.one_in(2) {
+            sealed.truncate(1 + self.rng.below(3) as usize);
+        }
+        let mut run = Vec::new();
+        for segment in &sealed {
+            let Ok(records) = segment.read() else {
+                return;
+            };
+            let ids = self.model.observe(self.seed, segment.number, records);
+            run.push((segment.number, ids));
+        }
         match self.rng.below(8) {
             0 | 1 => {}
-            2 => self.commit(number, &ids),
+            2 => self.commit(&run),
             _ => {
-                self.commit(number, &ids);
-                if segment.remove().is_ok() {
+                self.commit(&run);
+                for segment in sealed {
+                    let number = segment.number;
+                    if segment.remove().is_err() {
+                        break;
+                    }
                     self.model.gone.insert(number);
                 }
             }
         }
     }
 
-    fn commit(&mut self, number: u64, ids: &[u64]) {
-        let committed = self.model.table.commit(number, ids);
-        self.tally.replays_skipped += u64::from(!committed);
+    fn commit(&mut self, run: &[(u64, Vec<u64>)]) {
+        let skipped = self.model.table.commit(run);
+        self.tally.replays_skipped += skipped as u64;
     }
 
     /// Opens the log under faults, runs steps until the power is cut or the
@@ -286,14 +305,16 @@ impl Run {
             .get_or_insert_with(|| wal.node_id().into());
         assert_eq!(node_id, wal.node_id(), "seed {seed}: the node id changed");
         let mut stream = Vec::new();
+        let mut run = Vec::new();
         for segment in wal.sealed() {
             let number = segment.number;
             let records = read(seed, segment);
             self.tally.removed_came_back += u64::from(self.model.gone.contains(&number));
             let ids = self.model.observe(seed, number, records);
-            self.commit(number, &ids);
-            stream.extend(ids);
+            stream.extend(ids.iter().copied());
+            run.push((number, ids));
         }
+        self.commit(&run);
         self.check(&stream);
         let reused = self.files.reused_names();
         assert!(

@@ -11,6 +11,13 @@ pub enum WalError {
     /// `queue` appends are already waiting: answer 503 with Retry-After.
     #[error("the write-ahead log's queue is full")]
     Full,
+    /// The log holds `max_bytes` not yet committed: answer 503 with
+    /// Retry-After until the flusher catches up.
+    #[error(
+        "the write-ahead log holds {pending} bytes not yet in the tables, \
+         at its limit of {limit} bytes (max_wal_bytes)"
+    )]
+    Backlog { pending: u64, limit: u64 },
     /// The log was closed; nothing more is accepted.
     #[error("the write-ahead log is closed")]
     Closed,

@@ -49,6 +49,7 @@ pub fn recover(files: &[(String, Vec<u8>)], record: Option<&[u8]>) -> Result<Rec
         segment_age: Duration::from_secs(3600),
         queue: 4,
         queue_bytes: 1 << 20,
+        max_bytes: u64::MAX,
     };
     let wal = Wal::open_on(config, Arc::new(disk))?;
     let before: Vec<u64> = wal.sealed().iter().map(|s| s.number).collect();

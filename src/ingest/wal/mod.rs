@@ -103,6 +103,11 @@ pub struct WalConfig {
     /// Bound on the bytes of the records waiting for the writer. One append
     /// is let in whatever its size when nothing else waits.
     pub queue_bytes: usize,
+    /// Bound on the bytes the log holds: its segments not yet removed by the
+    /// flusher plus the records waiting for the writer. An append that would
+    /// pass it is refused ([`WalError::Backlog`]), so the log never grows
+    /// past it; one is let in whatever its size when the log is empty.
+    pub max_bytes: u64,
 }
 
 impl WalConfig {
@@ -115,6 +120,9 @@ impl WalConfig {
         }
         if self.queue_bytes == 0 {
             return Err(WalError::Config("queue_bytes must be above 0".into()));
+        }
+        if self.max_bytes == 0 {
+            return Err(WalError::Config("max_bytes must be above 0".into()));
         }
         if self.segment_bytes == 0 {
             return Err(WalError::Config("segment_bytes must be above 0".into()));
@@ -156,6 +164,7 @@ struct Inner {
     shared: Arc<Shared>,
     node_id: String,
     queue_bytes: usize,
+    max_bytes: u64,
 }
 
 impl Drop for Inner {
@@ -207,6 +216,7 @@ impl Wal {
                 shared,
                 node_id: opened.node_id,
                 queue_bytes: config.queue_bytes,
+                max_bytes: config.max_bytes,
             }),
         })
     }
@@ -219,8 +229,9 @@ impl Wal {
     /// Appends one request's records and resolves once they are written and
     /// fsynced, sharing the fsync with every append queued meanwhile. Answers
     /// `Full` at once when `queue` appends, or `queue_bytes` bytes, are
-    /// already waiting. An append whose future is dropped after it was
-    /// queued is still written.
+    /// already waiting, and `Backlog` when the log would pass `max_bytes`.
+    /// An append whose future is dropped after it was queued is still
+    /// written.
     pub async fn append(&self, records: Vec<Vec<u8>>) -> Result<(), WalError> {
         if records.is_empty() {
             return Ok(());
@@ -250,7 +261,9 @@ impl Wal {
         Ok(answer)
     }
 
-    /// Counts `bytes` against `queue_bytes`, or answers `Full`.
+    /// Counts `bytes` against `queue_bytes` and `max_bytes`, or answers
+    /// `Full` or `Backlog`. Each reservation sees every earlier one (one
+    /// atomic add), so racing appends cannot pass the bounds together.
     fn reserve(&self, bytes: usize) -> Result<Queued, WalError> {
         let shared = &self.inner.shared;
         let before = shared.queued_bytes.fetch_add(bytes, Ordering::Relaxed);
@@ -261,7 +274,24 @@ impl Wal {
         if before > 0 && before + bytes > self.inner.queue_bytes {
             return Err(WalError::Full);
         }
+        // Counted twice while the writer moves bytes from the queue into a
+        // segment (pending first): on the safe side.
+        let pending = shared.bytes_pending.load(Ordering::Relaxed);
+        let held = pending.saturating_add((before + bytes) as u64);
+        if (before > 0 || pending > 0) && held > self.inner.max_bytes {
+            shared.backlogged.store(true, Ordering::Relaxed);
+            return Err(WalError::Backlog {
+                pending,
+                limit: self.inner.max_bytes,
+            });
+        }
         Ok(queued)
+    }
+
+    /// True from an append refused for `max_bytes` until the flusher next
+    /// removes a segment.
+    pub fn backlogged(&self) -> bool {
+        self.inner.shared.backlogged.load(Ordering::Relaxed)
     }
 
     /// Why the log cannot write right now, while a write, fsync or segment

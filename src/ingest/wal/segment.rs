@@ -5,7 +5,7 @@ use std::collections::BTreeMap;
 use std::fmt;
 use std::io;
 use std::path::PathBuf;
-use std::sync::atomic::{AtomicU64, AtomicUsize, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicU64, AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex, MutexGuard, PoisonError};
 
 use super::error::{WalError, io_error};
@@ -21,6 +21,9 @@ pub(super) struct Shared {
     pub(super) latch: Latch,
     /// Bytes of records queued for the writer and not yet answered.
     pub(super) queued_bytes: AtomicUsize,
+    /// An append was refused for the log's `max_bytes` since the flusher
+    /// last removed a segment.
+    pub(super) backlogged: AtomicBool,
     /// Failed writes, fsyncs and segment creations.
     pub(super) errors: AtomicU64,
     pub(super) appends: AtomicU64,
@@ -48,6 +51,7 @@ impl Shared {
             sealed: Mutex::new(sealed),
             latch: Latch::default(),
             queued_bytes: AtomicUsize::new(0),
+            backlogged: AtomicBool::new(false),
             errors: AtomicU64::new(0),
             appends: AtomicU64::new(0),
             records: AtomicU64::new(0),
@@ -85,6 +89,7 @@ impl Shared {
     fn forget(&self, number: u64) {
         if let Some(file) = self.sealed().remove(&number) {
             self.bytes_pending.fetch_sub(file.bytes, Ordering::Relaxed);
+            self.backlogged.store(false, Ordering::Relaxed);
         }
     }
 }
@@ -108,6 +113,11 @@ impl fmt::Debug for Segment {
 }
 
 impl Segment {
+    /// The bytes it is read up to.
+    pub fn bytes(&self) -> u64 {
+        self.bytes
+    }
+
     /// Every whole record up to the sealed length, in order (a torn or
     /// corrupt tail ends the segment). Blocking file I/O: call it from
     /// `spawn_blocking` on a busy runtime.

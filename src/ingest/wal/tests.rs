@@ -18,6 +18,7 @@ fn config(dir: &TempDir) -> WalConfig {
         segment_age: HOUR,
         queue: 16,
         queue_bytes: 1 << 20,
+        max_bytes: u64::MAX,
     }
 }
 
@@ -179,6 +180,7 @@ async fn a_full_queue_refuses_at_once() {
     let wal = Wal::open(WalConfig {
         queue: 2,
         queue_bytes: 1 << 20,
+        max_bytes: u64::MAX,
         ..config(&dir)
     })
     .unwrap();
@@ -331,4 +333,42 @@ async fn the_queue_is_bounded_in_bytes() {
         .append(big)
         .await
         .expect("one append always fits an empty queue");
+}
+
+#[tokio::test]
+async fn the_log_is_bounded_in_bytes_until_the_flusher_removes_segments() {
+    let dir = TempDir::new().unwrap();
+    let wal = Wal::open(WalConfig {
+        max_bytes: 100,
+        ..config(&dir)
+    })
+    .unwrap();
+    let big = vec![vec![1u8; 80]];
+    wal.append(big.clone())
+        .await
+        .expect("one append always fits an empty log");
+    assert!(
+        wal.append(records(&["tiny"])).await.is_ok(),
+        "88 + 12 bytes"
+    );
+    let refused = wal.append(records(&["x"])).await;
+    assert!(
+        matches!(
+            refused,
+            Err(WalError::Backlog {
+                pending: 100,
+                limit: 100
+            })
+        ),
+        "{refused:?}"
+    );
+    assert!(wal.backlogged());
+    assert_eq!(wal.stats().bytes_pending, 100, "nothing more was written");
+    wal.seal(true).await.unwrap();
+    assert!(wal.backlogged(), "sealing frees nothing");
+    for segment in wal.sealed() {
+        segment.remove().unwrap();
+    }
+    assert!(!wal.backlogged());
+    wal.append(big).await.expect("room again");
 }

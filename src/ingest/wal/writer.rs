@@ -188,7 +188,12 @@ impl Writer {
             Err(error) => Err(self.fail(error)),
         };
         for append in batch {
-            let _ = append.done.send(answer.clone().map_err(WalError::Failed));
+            // Its bytes are counted as pending now (or given up): out of the
+            // queue's count before the sender hears, so a next append from
+            // it never finds them counted twice.
+            let Append { done, _queued, .. } = append;
+            drop(_queued);
+            let _ = done.send(answer.clone().map_err(WalError::Failed));
         }
     }
 
