@@ -140,6 +140,10 @@ pub async fn erase(
         let matches = col("kind").in_list(kinds, false).and(subject.rows());
         erasure.matches = delete(&mut ledger, matches).await?;
         erasure.deliveries = forget_deliveries(&mut ledger, &subject).await?;
+        // Snapshots of the open deliveries hold payloads too; the delivery
+        // worker rebuilds its index from what is left.
+        let snapshots = format!("{workspace}/{}", crate::store::state::OPEN_DELIVERIES);
+        store.state_dir(&snapshots)?.clear().await?;
     }
     erasure.file_lines = erase_file_lines(config, &subject)?;
     let mut erasures = store.open_or_create(workspace, TableKind::Erasures).await?;

@@ -144,15 +144,51 @@ pub enum Taken {
 /// A workspace's claims, as one worker takes them.
 pub struct Claims {
     dir: StateDir,
+    /// The workspace's `state` folder, where the last sweep is noted.
+    state: StateDir,
     node: String,
+}
+
+/// The object in `<workspace>/state/` noting when claims were last swept.
+const SWEPT: &str = "claims-swept.json";
+
+/// When the claims were last swept, by any worker.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+struct Swept {
+    at: DateTime<Utc>,
+}
+
+/// Is a sweep due at `now`, the last one having been at `last`? Once
+/// [`CLAIM_SWEEP_EVERY`] has passed (or the last is in the future: another
+/// node's clock).
+pub fn sweep_due(last: Option<DateTime<Utc>>, now: DateTime<Utc>) -> bool {
+    last.is_none_or(|at| {
+        (now - at)
+            .to_std()
+            .is_ok_and(|age| age >= CLAIM_SWEEP_EVERY)
+            || at > now
+    })
 }
 
 impl Claims {
     pub fn open(store: &Store, workspace: &str, node: &str) -> Result<Claims, StoreError> {
         Ok(Claims {
             dir: store.state_dir(&format!("{workspace}/state/claims"))?,
+            state: store.state_dir(&format!("{workspace}/state"))?,
             node: node.to_string(),
         })
+    }
+
+    /// Whether this worker should sweep now (notes that it does): at most
+    /// every [`CLAIM_SWEEP_EVERY`] across the processes sharing the
+    /// storage, since a sweep lists every claim of the last hour.
+    pub async fn sweep_now(&self, now: DateTime<Utc>) -> Result<bool, StoreError> {
+        let last: Option<Swept> = self.state.read(SWEPT).await.unwrap_or(None);
+        if !sweep_due(last.map(|s| s.at), now) {
+            return Ok(false);
+        }
+        self.state.write(SWEPT, &Swept { at: now }).await?;
+        Ok(true)
     }
 
     /// Claims attempt `attempt` of `delivery_id` at `now` for `lifetime`.
@@ -271,6 +307,18 @@ mod tests {
         assert!(sweepable(written, at("2026-01-01T01:00:00Z")));
         assert!(
             !sweepable(written, at("2025-12-31T00:00:00Z")),
+            "a clock behind"
+        );
+    }
+
+    #[test]
+    fn claims_are_swept_every_ten_minutes_whoever_sweeps() {
+        let last = at("2026-01-01T00:00:00Z");
+        assert!(sweep_due(None, last));
+        assert!(!sweep_due(Some(last), at("2026-01-01T00:09:59Z")));
+        assert!(sweep_due(Some(last), at("2026-01-01T00:10:00Z")));
+        assert!(
+            sweep_due(Some(last), at("2025-12-31T23:59:00Z")),
             "a clock behind"
         );
     }

@@ -3,14 +3,17 @@
 //! attempt, retries with backoff and dead-letters what keeps failing.
 //!
 //! ```text
-//! ledger (record = 'delivery', status 'pending', payload)  ─┐
-//! attempts (append-only history per delivery_id)           ─┴▶ delivery_state ─▶ due, oldest first (capped per rate-limited action)
-//!   batch ─▶ claim each (state/claims, create-only) ─▶ webhook (paced per action, ≤ WEBHOOK_CONCURRENCY in flight, signed now)
-//!         │                                          ─▶ file (append, fsync) │ event (events table, once)
-//!         ─▶ RetryAction ─▶ delivered | failed (next_attempt_at) | dead ─▶ ONE attempts commit
+//! ledger (record = 'delivery', status 'pending', payload)  ─┐ new commits only
+//! attempts (append-only history per delivery_id)           ─┴▶ open-deliveries index ─▶ due, oldest first (capped per rate-limited action)
+//!   batch N ─▶ claim each (state/claims, create-only) ─▶ webhook (paced per action, ≤ WEBHOOK_CONCURRENCY in flight, signed now)
+//!           │                                          ─▶ file (append, fsync) │ event (events table, once)
+//!           ─▶ RetryAction ─▶ delivered | failed (next_attempt_at) | dead ─▶ ONE attempts commit, while batch N+1 is performed
 //! ```
-//! - `attempts`: the attempts table's schema and rows.
-//! - `state`: a delivery's current state, the `deliveries` view, what is due.
+//! - `open`: the open deliveries (pending, failed, held) and what is due,
+//!   a pure fold of ledger and attempts rows; `index`: keeping it up to
+//!   date from the new commits (`follow`), rebuilt from `state` when it
+//!   cannot be; `snapshot`: its snapshots for a fresh process.
+//! - `state`: a delivery's current state over the whole history (`delivery_state`).
 //! - `retry`: pure decisions: HTTP answer → [`RetryAction`], backoff, dead.
 //! - `claim`: one worker at a time per delivery attempt, across replicas.
 //! - `pace`: per-action rate limits and 429s; `replicas`: heartbeats that split them.
@@ -59,8 +62,11 @@ mod clock;
 mod commands;
 mod emit;
 mod file;
+mod follow;
 mod hold;
+mod index;
 mod network;
+mod open;
 mod pace;
 mod payload;
 mod perform;
@@ -68,6 +74,7 @@ mod redeliver;
 mod replicas;
 mod retry;
 mod sign;
+mod snapshot;
 mod state;
 mod trust;
 mod webhook;
@@ -97,7 +104,8 @@ pub use retry::{
 };
 pub use sign::{SIGNATURE_HEADER, hmac_hex, signature};
 pub use worker::{
-    DELIVERY_BATCH, Deliverer, DeliveryLimits, DeliverySummary, WEBHOOK_CONCURRENCY, deliver_due,
+    DELIVERY_BATCH, Deliverer, DeliveryLimits, DeliverySummary, OpenDelivery, WEBHOOK_CONCURRENCY,
+    deliver_due,
 };
 
 use crate::config::Config;

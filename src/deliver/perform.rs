@@ -50,8 +50,9 @@ pub enum Performed {
     },
     /// Another worker holds its claim: it records it.
     Busy,
-    /// Not started within the claim window (its action's rate limit, or
-    /// every request slot busy): still due, for a later batch.
+    /// Not started within the claim window (its action's rate limit, every
+    /// request slot busy, or a slow storage taking claims): still due, for
+    /// a later batch.
     Deferred,
     /// The storage could not take its claim: still due, left alone for now.
     Unclaimed,
@@ -243,7 +244,8 @@ impl Performer<'_> {
         performed
     }
 
-    /// Claims each of `others`; the busy and unclaimable go to `performed`.
+    /// Claims each of `others` within the claim window; the busy, the
+    /// unclaimable and those past the window go to `performed`.
     async fn claim_all(
         &self,
         due: &[Due],
@@ -255,13 +257,18 @@ impl Performer<'_> {
             .into_iter()
             .map(|(i, local)| {
                 let d = &due[i];
-                let claim = self.claims.take(
-                    &d.delivery_id,
-                    d.last_attempt + 1,
-                    self.clock.now(),
-                    lifetime,
-                );
-                async move { (i, local, claim.await) }
+                async move {
+                    if Instant::now() > self.deadline {
+                        return (i, local, None);
+                    }
+                    let claim = self.claims.take(
+                        &d.delivery_id,
+                        d.last_attempt + 1,
+                        self.clock.now(),
+                        lifetime,
+                    );
+                    (i, local, Some(claim.await))
+                }
             })
             .collect();
         let taken: Vec<_> = futures::stream::iter(claims)
@@ -270,6 +277,10 @@ impl Performer<'_> {
             .await;
         let mut claimed = Vec::new();
         for (i, local, taken) in taken {
+            let Some(taken) = taken else {
+                performed.push((i, Performed::Deferred));
+                continue;
+            };
             match taken {
                 Ok(Taken::Mine(_)) => claimed.push((i, local)),
                 Ok(Taken::Busy) => performed.push((i, Performed::Busy)),

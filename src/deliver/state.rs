@@ -1,7 +1,8 @@
 //! Where each delivery stands, read from `delivery_state` (`sql::ledger`:
 //! its planned row in the ledger joined with the latest row of its history
-//! in the attempts table): the worker's "what is due" and the checks of
-//! `redeliver` and of a lost commit race.
+//! in the attempts table), over the whole history: what rebuilding the
+//! open-deliveries index (`open`) reads, and the checks of `redeliver`
+//! and of claims to sweep.
 
 use std::collections::HashMap;
 use std::sync::Arc;
@@ -11,10 +12,12 @@ use arrow::datatypes::{DataType, TimeUnit};
 use chrono::{DateTime, Utc};
 use datafusion::prelude::{SessionContext, col, lit};
 
+use super::open::{Planned, Standing};
 use crate::sql::{QueryError, engine};
 
-/// A delivery that is due: planned `pending`, and not yet attempted, reset
-/// by `redeliver`, or failed with its next try due.
+/// A delivery that is due (`open::OpenDeliveries::due`): planned
+/// `pending` (or released from `held`), and not yet attempted, reset by
+/// `redeliver`, or failed with its next try due.
 #[derive(Debug, Clone, PartialEq)]
 pub struct Due {
     pub delivery_id: String,
@@ -40,34 +43,27 @@ pub struct Cap {
     pub max: usize,
 }
 
-/// Up to `limit` due deliveries, oldest planned first, at most each cap's
-/// `max` of its action.
-pub async fn due(
-    ctx: &SessionContext,
-    now: DateTime<Utc>,
-    limit: usize,
-    caps: &[Cap],
-) -> Result<Vec<Due>, QueryError> {
-    let due = format!(
-        "SELECT delivery_id, run_id, flow, action, payload, tries, last_attempt, planned_at
-         FROM delivery_state
-         WHERE planned_status IN ('pending', 'held')
-           AND (status = 'pending' OR (status = 'failed' AND next_attempt_at <= {now}))",
-        now = timestamp(now),
-    );
-    let sql = match caps_condition(caps) {
-        None => format!("{due} ORDER BY planned_at, delivery_id LIMIT {limit}"),
-        Some(over) => format!(
-            "SELECT * FROM (
-               SELECT *, row_number() OVER (PARTITION BY flow, action
-                                            ORDER BY planned_at, delivery_id) AS nth
-               FROM ({due}))
-             WHERE NOT ({over})
-             ORDER BY planned_at, delivery_id LIMIT {limit}"
-        ),
-    };
+/// An open delivery as `delivery_state` has it (what rebuilding the
+/// open-deliveries index reads): planned `pending` or `held`, and now
+/// `pending`, `failed` or `held`.
+#[derive(Debug, Clone, PartialEq)]
+pub struct OpenRow {
+    pub planned: Planned,
+    pub standing: Standing,
+    pub last_attempt: i64,
+    pub tries: i64,
+    /// Its first attempt since it was planned or reset (µs).
+    pub first_try: Option<i64>,
+}
+
+/// Every open delivery, read from the whole ledger and attempts history.
+pub async fn open(ctx: &SessionContext) -> Result<Vec<OpenRow>, QueryError> {
+    let sql = "SELECT delivery_id, run_id, flow, action, payload, planned_at, planned_status,
+                      status, next_attempt_at, tries, last_attempt
+               FROM delivery_state
+               WHERE planned_status IN ('pending', 'held') AND status IN ('pending', 'failed', 'held')";
     let batches = ctx
-        .sql(&sql)
+        .sql(sql)
         .await
         .map_err(engine)?
         .collect()
@@ -80,18 +76,32 @@ pub async fn due(
         let flows = texts(batch, "flow");
         let actions = texts(batch, "action");
         let payloads = texts(batch, "payload");
+        let planned_at = micros(batch, "planned_at");
+        let planned_status = texts(batch, "planned_status");
+        let statuses = texts(batch, "status");
+        let next = micros(batch, "next_attempt_at");
         let tries = numbers(batch, "tries");
         let last = numbers(batch, "last_attempt");
         for i in 0..batch.num_rows() {
-            rows.push(Due {
-                delivery_id: ids[i].clone().unwrap_or_default(),
-                run_id: runs[i].clone().unwrap_or_default(),
-                flow: flows[i].clone().unwrap_or_default(),
-                action: actions[i].clone().unwrap_or_default(),
-                payload: payloads[i].clone(),
-                first_try: None,
-                tries: u32::try_from(tries[i].unwrap_or(0)).unwrap_or(0),
+            let standing = match statuses[i].as_deref() {
+                Some("pending") => Standing::Pending,
+                Some("failed") => Standing::Failed { next: next[i] },
+                _ => Standing::Held,
+            };
+            rows.push(OpenRow {
+                planned: Planned {
+                    delivery_id: ids[i].clone().unwrap_or_default(),
+                    run_id: runs[i].clone().unwrap_or_default(),
+                    flow: flows[i].clone().unwrap_or_default(),
+                    action: actions[i].clone().unwrap_or_default(),
+                    payload: payloads[i].clone(),
+                    planned_at: planned_at[i].unwrap_or(0),
+                    held: planned_status[i].as_deref() == Some("held"),
+                },
+                standing,
                 last_attempt: last[i].unwrap_or(0),
+                tries: tries[i].unwrap_or(0),
+                first_try: None,
             });
         }
     }
@@ -99,70 +109,58 @@ pub async fn due(
     Ok(rows)
 }
 
-/// The SQL condition of rows beyond a cap (`nth` counts each action's rows).
-fn caps_condition(caps: &[Cap]) -> Option<String> {
-    let quote = |text: &str| format!("'{}'", text.replace('\'', "''"));
-    let over: Vec<String> = caps
-        .iter()
-        .map(|c| {
-            format!(
-                "(flow = {} AND action = {} AND nth > {})",
-                quote(&c.flow),
-                quote(&c.action),
-                c.max
-            )
-        })
-        .collect();
-    (!over.is_empty()).then(|| over.join(" OR "))
-}
-
 /// Fills in `first_try` of the rows tried since they were planned or
 /// reset: the earliest attempt after the reset (`last_attempt - tries`).
-async fn add_first_tries(ctx: &SessionContext, rows: &mut [Due]) -> Result<(), QueryError> {
+async fn add_first_tries(ctx: &SessionContext, rows: &mut [OpenRow]) -> Result<(), QueryError> {
     let retried: Vec<&str> = rows
         .iter()
-        .filter(|d| d.tries > 0)
-        .map(|d| d.delivery_id.as_str())
+        .filter(|r| r.tries > 0)
+        .map(|r| r.planned.delivery_id.as_str())
         .collect();
     if retried.is_empty() {
         return Ok(());
     }
-    let wanted = retried.iter().map(|id| lit(*id)).collect();
-    let batches = ctx
-        .table("attempts")
-        .await
-        .and_then(|frame| {
-            frame.filter(
-                col("delivery_id")
-                    .in_list(wanted, false)
-                    .and(col("status").not_eq(lit("pending"))),
-            )
-        })
-        .and_then(|frame| frame.select_columns(&["delivery_id", "attempt", "attempted_at"]))
-        .map_err(engine)?
-        .collect()
-        .await
-        .map_err(engine)?;
     let mut tried: HashMap<String, Vec<(i64, i64)>> = HashMap::new();
-    for batch in &batches {
-        let ids = texts(batch, "delivery_id");
-        let attempts = numbers(batch, "attempt");
-        let at = micros(batch, "attempted_at");
-        for i in 0..batch.num_rows() {
-            if let (Some(id), Some(attempt), Some(at)) = (ids[i].clone(), attempts[i], at[i]) {
-                tried.entry(id).or_default().push((attempt, at));
+    for chunk in retried.chunks(LOOKUP_CHUNK) {
+        let wanted = chunk.iter().map(|id| lit(*id)).collect();
+        let batches = ctx
+            .table("attempts")
+            .await
+            .and_then(|frame| {
+                frame.filter(
+                    col("delivery_id")
+                        .in_list(wanted, false)
+                        .and(col("status").not_eq(lit("pending"))),
+                )
+            })
+            .and_then(|frame| frame.select_columns(&["delivery_id", "attempt", "attempted_at"]))
+            .map_err(engine)?
+            .collect()
+            .await
+            .map_err(engine)?;
+        for batch in &batches {
+            let ids = texts(batch, "delivery_id");
+            let attempts = numbers(batch, "attempt");
+            let at = micros(batch, "attempted_at");
+            for i in 0..batch.num_rows() {
+                if let (Some(id), Some(attempt), Some(at)) = (ids[i].clone(), attempts[i], at[i]) {
+                    tried.entry(id).or_default().push((attempt, at));
+                }
             }
         }
     }
-    for row in rows.iter_mut().filter(|d| d.tries > 0) {
-        let reset = row.last_attempt - i64::from(row.tries);
+    for row in rows.iter_mut().filter(|r| r.tries > 0) {
+        let reset = row.last_attempt - row.tries;
         row.first_try = tried
-            .get(&row.delivery_id)
+            .get(&row.planned.delivery_id)
             .and_then(|history| history.iter().filter(|(a, _)| *a > reset).min())
-            .and_then(|(_, at)| DateTime::from_timestamp_micros(*at));
+            .map(|(_, at)| *at);
     }
     Ok(())
 }
+
+/// Delivery ids looked up per query.
+const LOOKUP_CHUNK: usize = 1_000;
 
 /// A delivery's current status and the highest `attempt` of its history.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -202,11 +200,6 @@ pub async fn current(
         }
     }
     Ok(found)
-}
-
-/// A SQL timestamp literal of `at`.
-fn timestamp(at: DateTime<Utc>) -> String {
-    format!("TIMESTAMP '{}'", at.format("%Y-%m-%dT%H:%M:%S%.6fZ"))
 }
 
 fn column(batch: &RecordBatch, name: &str, to: &DataType) -> Arc<dyn Array> {

@@ -14,6 +14,9 @@ use deltalake_core::DeltaTable;
 use super::DeliverError;
 use super::claim::{CLAIM_SWEEP_EVERY, CLAIM_WINDOW, Claims};
 use super::clock::Clock;
+use super::follow::{self, Followed};
+use super::index::{OpenIndex, tried_rows};
+use super::open::{Standing, Tried};
 use super::pace::{ActionKey, Pacer};
 use super::perform::{Performed, Performer};
 use super::replicas::{self, Replicas};
@@ -22,10 +25,9 @@ use super::state::{self, Cap, Due};
 use super::webhook::Attempted;
 use crate::config::Config;
 use crate::sql::ledger::state_context;
-use crate::store::commit::{Append, Plan, Writer, commit};
+use crate::store::commit::{Append, Committed, Plan, Writer, commit};
 use crate::store::ledger::attempts::{AttemptRecord, Status, attempts_batch};
-use crate::store::table::refresh;
-use crate::store::{Store, TableKind};
+use crate::store::{Store, StoreError, TableKind};
 
 /// Deliveries read, attempted and recorded together.
 pub const DELIVERY_BATCH: usize = 2_000;
@@ -126,8 +128,10 @@ pub struct Deliverer {
     limits: DeliveryLimits,
     pacer: Arc<Mutex<Pacer>>,
     replicas: Mutex<Replicas>,
-    /// When each workspace's claims were last swept.
+    /// When each workspace's claims were last swept (or found swept).
     swept: Mutex<HashMap<String, Instant>>,
+    /// Each workspace's open-deliveries index, kept between calls.
+    indexes: Mutex<HashMap<String, OpenIndex>>,
 }
 
 /// A node id for this process: its pid and a random part.
@@ -146,6 +150,7 @@ impl Deliverer {
             pacer: Arc::default(),
             replicas: Mutex::default(),
             swept: Mutex::default(),
+            indexes: Mutex::default(),
         }
     }
 
@@ -172,13 +177,14 @@ impl Deliverer {
         workspace: &str,
         due_at: DateTime<Utc>,
     ) -> Result<DeliverySummary, DeliverError> {
-        let mut summary = DeliverySummary::default();
         let Some(ledger) = store.open(workspace, TableKind::Ledger).await? else {
-            return Ok(summary);
+            return Ok(DeliverySummary::default());
         };
         let mut attempts = store.open_or_create(workspace, TableKind::Attempts).await?;
+        let held = self.take_index(workspace);
+        let mut index = OpenIndex::ready(store, workspace, &attempts, &ledger, held).await?;
         let claims = Arc::new(Claims::open(store, workspace, &self.node)?);
-        self.sweep_claims(workspace, &ledger, &mut attempts, &claims)
+        self.sweep_claims((&ledger, &attempts), workspace, &index, &claims)
             .await;
         let call = Call {
             store,
@@ -189,23 +195,49 @@ impl Deliverer {
             secrets: signing_secrets(config, workspace),
             due_at,
         };
+        // An index left by an error may hold half a fold: dropped, the next
+        // call starts from the snapshot.
+        let summary = self.batches(&call, &mut attempts, &mut index).await?;
+        index.release_all();
+        index.save_if_due(store, workspace, false).await;
+        self.put_index(workspace, index);
+        Ok(summary)
+    }
+
+    /// The batches of one call, pipelined: while batch N is recorded, batch
+    /// N+1 is chosen, claimed and performed (it never holds N's deliveries,
+    /// which are in flight until their record is folded back).
+    async fn batches(
+        &self,
+        call: &Call<'_>,
+        attempts: &mut DeltaTable,
+        index: &mut OpenIndex,
+    ) -> Result<DeliverySummary, DeliverError> {
+        let mut summary = DeliverySummary::default();
         let mut busy: HashSet<String> = HashSet::new();
-        for _ in 0..self.limits.max_batches {
-            match self.batch(&call, &mut attempts).await? {
-                Step::Waited => continue,
-                Step::Done => break,
-                Step::Did {
-                    recorded,
-                    busy: others,
-                    deferred,
-                    last,
-                } => {
-                    summary.add(recorded);
-                    summary.deferred = deferred as u64;
-                    busy.extend(others);
-                    if last {
-                        break;
+        let mut previous: Option<Batch> = None;
+        let mut done = 0;
+        loop {
+            let more = done < self.limits.max_batches && previous.as_ref().is_none_or(|b| !b.last);
+            let (recorded, next) =
+                tokio::join!(self.record(call, attempts, previous.take()), async {
+                    match more {
+                        true => Some(self.next_batch(call, index).await),
+                        false => None,
                     }
+                });
+            if let Some((version, rows, recorded)) = recorded? {
+                index.settle(version, &rows);
+                summary.add(recorded);
+            }
+            match next.transpose()? {
+                None | Some(Next::Done) => break,
+                Some(Next::Waited) => continue,
+                Some(Next::Did(batch)) => {
+                    done += 1;
+                    summary.deferred = batch.deferred as u64;
+                    busy.extend(batch.busy.iter().cloned());
+                    previous = Some(batch);
                 }
             }
         }
@@ -213,24 +245,23 @@ impl Deliverer {
         Ok(summary)
     }
 
-    /// Reads what is due, performs it and records what was tried.
-    async fn batch(
+    /// Catches the index up, chooses what is due and performs it.
+    async fn next_batch(
         &self,
         call: &Call<'_>,
-        attempts: &mut DeltaTable,
-    ) -> Result<Step, DeliverError> {
+        index: &mut OpenIndex,
+    ) -> Result<Next, DeliverError> {
         let share = self.share(call.store, call.workspace).await;
-        // Before the refresh: claims go within the window of this read.
+        // Before the catch-up: claims go within the window of this read.
         let read_at = Instant::now();
-        refresh(attempts).await?;
-        let ctx = state_context(call.ledger, attempts).await?;
+        index.catch_up(call.store, call.workspace).await?;
         let caps = self.caps(call.workspace, share, read_at);
         let size = self.limits.batch.max(1);
-        let due = state::due(&ctx, call.due_at, size, &caps).await?;
+        let due = index.choose(call.due_at.timestamp_micros(), size, &caps);
         if due.is_empty() {
             return Ok(match self.wait_for_room(call.workspace, &caps).await {
-                true => Step::Waited,
-                false => Step::Done,
+                true => Next::Waited,
+                false => Next::Done,
             });
         }
         let performer = Performer {
@@ -245,28 +276,45 @@ impl Deliverer {
             concurrency: self.limits.concurrency,
             deadline: read_at + CLAIM_WINDOW,
         };
-        let pass = Pass::of(&due, performer.perform(&due).await?);
-        let mut recorded = DeliverySummary::default();
-        if !pass.tried.is_empty() {
-            let rows = verdicts(&pass.tried, self.limits.retry_period);
-            pause_before_record_for_tests();
-            recorded = record(call.ledger, attempts, rows).await?;
+        let performed = performer.perform(&due).await?;
+        let batch = Batch::of(due, performed, size, caps.is_empty(), &self.limits);
+        index.release(batch.untried.iter().map(String::as_str));
+        Ok(Next::Did(batch))
+    }
+
+    /// Records what `batch` tried in one attempts commit: the version, the
+    /// rows committed and their tally.
+    async fn record(
+        &self,
+        call: &Call<'_>,
+        attempts: &mut DeltaTable,
+        batch: Option<Batch>,
+    ) -> Result<Option<Recorded>, DeliverError> {
+        let Some(batch) = batch else {
+            return Ok(None);
+        };
+        if batch.tried.is_empty() {
+            return Ok(None);
         }
-        // Without waiting for rate limits, deferred work goes to the next
-        // call (`serve` calls again at once): other workspaces take turns.
-        let stuck = pass.tried.is_empty() && pass.deferred == 0;
-        let leave = !self.limits.wait_for_rate_limits && pass.deferred > 0;
-        let drained = due.len() < size
-            && caps.is_empty()
-            && pass.deferred == 0
-            && pass.busy.is_empty()
-            && pass.unclaimed == 0;
-        Ok(Step::Did {
-            recorded,
-            busy: pass.busy,
-            deferred: pass.deferred,
-            last: stuck || drained || leave,
-        })
+        let tried: Vec<(&Due, Attempted, DateTime<Utc>)> = batch
+            .tried
+            .iter()
+            .map(|(i, outcome, at)| (&batch.due[*i], outcome.clone(), *at))
+            .collect();
+        let rows = verdicts(&tried, self.limits.retry_period);
+        pause_before_record_for_tests();
+        record(call.ledger, attempts, rows).await.map(Some)
+    }
+
+    /// The workspace's index held from an earlier call, if any.
+    fn take_index(&self, workspace: &str) -> Option<OpenIndex> {
+        self.indexes.lock().ok()?.remove(workspace)
+    }
+
+    fn put_index(&self, workspace: &str, index: OpenIndex) {
+        if let Ok(mut indexes) = self.indexes.lock() {
+            indexes.insert(workspace.to_string(), index);
+        }
     }
 
     /// The caps of this workspace's rate-limited actions for a batch read at `now`.
@@ -340,37 +388,46 @@ impl Deliverer {
     }
 
     /// Deletes the workspace's claims that are old and whose attempt is
-    /// recorded, at most every `CLAIM_SWEEP_EVERY` (best effort).
+    /// recorded, at most every `CLAIM_SWEEP_EVERY` across the processes
+    /// sharing the storage (best effort).
     async fn sweep_claims(
         &self,
+        tables: (&DeltaTable, &DeltaTable),
         workspace: &str,
-        ledger: &DeltaTable,
-        attempts: &mut DeltaTable,
+        index: &OpenIndex,
         claims: &Claims,
     ) {
-        let due = match self.swept.lock() {
-            Ok(mut swept) => {
-                let due = swept
-                    .get(workspace)
-                    .is_none_or(|at| at.elapsed() >= CLAIM_SWEEP_EVERY);
-                if due {
-                    swept.insert(workspace.to_string(), Instant::now());
-                }
-                due
-            }
-            Err(_) => false,
+        let (ledger, attempts) = tables;
+        let recent = match self.swept.lock() {
+            Ok(swept) => swept
+                .get(workspace)
+                .is_some_and(|at| at.elapsed() < CLAIM_SWEEP_EVERY),
+            Err(_) => true,
         };
-        if !due {
+        if recent {
             return;
         }
-        match sweep(ledger, attempts, claims, self.clock.now()).await {
+        if let Ok(mut swept) = self.swept.lock() {
+            swept.insert(workspace.to_string(), Instant::now());
+        }
+        let now = self.clock.now();
+        match claims.sweep_now(now).await {
+            Ok(true) => {}
+            Ok(false) => return,
+            Err(e) => {
+                tracing::debug!(workspace, "cannot read when claims were swept: {e}");
+                return;
+            }
+        }
+        match sweep(index, ledger, attempts, claims, now).await {
             Ok(0) => {}
             Ok(n) => tracing::debug!(workspace, "swept {n} delivery claims"),
             Err(e) => tracing::debug!(workspace, "cannot sweep delivery claims: {e}"),
         }
     }
 
-    /// Removes this worker's heartbeats: it stops delivering.
+    /// Removes this worker's heartbeats and saves its open-deliveries
+    /// indexes: it stops delivering.
     pub async fn leave(&self, store: &Store) {
         let workspaces = match self.replicas.lock() {
             Ok(replicas) => replicas.workspaces(),
@@ -381,35 +438,106 @@ impl Deliverer {
                 tracing::debug!(workspace, "cannot remove the heartbeat: {e}");
             }
         }
+        let indexes: Vec<(String, OpenIndex)> = match self.indexes.lock() {
+            Ok(mut indexes) => indexes.drain().collect(),
+            Err(_) => Vec::new(),
+        };
+        for (workspace, mut index) in indexes {
+            index.save_if_due(store, &workspace, true).await;
+        }
+    }
+
+    /// The workspace's open deliveries, caught up to its tables now (what
+    /// the agreement test compares with the `deliveries` view): (delivery
+    /// id, status, tries, next attempt in µs), sorted by id.
+    pub async fn open_deliveries(
+        &self,
+        store: &Store,
+        workspace: &str,
+    ) -> Result<Vec<OpenDelivery>, DeliverError> {
+        let Some(ledger) = store.open(workspace, TableKind::Ledger).await? else {
+            return Ok(Vec::new());
+        };
+        let attempts = store.open_or_create(workspace, TableKind::Attempts).await?;
+        let held = self.take_index(workspace);
+        let index = OpenIndex::ready(store, workspace, &attempts, &ledger, held).await?;
+        let mut open: Vec<OpenDelivery> = index
+            .open()
+            .iter()
+            .map(|(id, e)| OpenDelivery {
+                delivery_id: id.to_string(),
+                status: e.standing.status().to_string(),
+                tries: e.tries(),
+                last_attempt: e.last_attempt,
+                next_attempt_at: match e.standing {
+                    Standing::Failed { next } => next,
+                    Standing::Pending | Standing::Held => None,
+                },
+                first_try: e.first_try,
+                planned_at: e.planned_at,
+                payload: e.payload.as_deref().map(str::to_string),
+            })
+            .collect();
+        open.sort_by(|a, b| a.delivery_id.cmp(&b.delivery_id));
+        self.put_index(workspace, index);
+        Ok(open)
     }
 }
 
+/// One open delivery as the index holds it (µs times).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct OpenDelivery {
+    pub delivery_id: String,
+    /// `pending`, `failed` or `held`, as the `deliveries` view says.
+    pub status: String,
+    /// Failed tries since it was planned or reset.
+    pub tries: u32,
+    pub last_attempt: i64,
+    pub next_attempt_at: Option<i64>,
+    pub first_try: Option<i64>,
+    pub planned_at: i64,
+    pub payload: Option<String>,
+}
+
 /// Deletes the claims old enough to go whose attempt the attempts table
-/// records (or whose delivery it does not know); how many went.
+/// records (or whose delivery it does not know); how many went. Open
+/// deliveries are looked up in the index, the others (closed ones) in the
+/// whole history.
 async fn sweep(
+    index: &OpenIndex,
     ledger: &DeltaTable,
-    attempts: &mut DeltaTable,
+    attempts: &DeltaTable,
     claims: &Claims,
     now: DateTime<Utc>,
 ) -> Result<usize, DeliverError> {
     let old = claims.old(now).await?;
-    if old.is_empty() {
-        return Ok(0);
-    }
-    refresh(attempts).await?;
-    let ctx = state_context(ledger, attempts).await?;
-    let mut done = Vec::new();
-    for chunk in old.chunks(SWEEP_CHUNK) {
-        let ids: Vec<&str> = chunk.iter().map(|(_, id, _)| id.as_str()).collect();
-        let current = state::current(&ctx, &ids).await?;
-        done.extend(
-            chunk
-                .iter()
-                .filter(|(_, id, attempt)| {
-                    current.get(id).is_none_or(|c| *attempt <= c.last_attempt)
-                })
-                .map(|(name, _, _)| name.clone()),
-        );
+    let (open, closed): (Vec<_>, Vec<_>) = old
+        .into_iter()
+        .partition(|(_, id, _)| index.open().get(id).is_some());
+    let mut done: Vec<String> = open
+        .into_iter()
+        .filter(|(_, id, attempt)| {
+            index
+                .open()
+                .get(id)
+                .is_some_and(|e| *attempt <= e.last_attempt)
+        })
+        .map(|(name, _, _)| name)
+        .collect();
+    if !closed.is_empty() {
+        let ctx = state_context(ledger, attempts).await?;
+        for chunk in closed.chunks(SWEEP_CHUNK) {
+            let ids: Vec<&str> = chunk.iter().map(|(_, id, _)| id.as_str()).collect();
+            let current = state::current(&ctx, &ids).await?;
+            done.extend(
+                chunk
+                    .iter()
+                    .filter(|(_, id, attempt)| {
+                        current.get(id).is_none_or(|c| *attempt <= c.last_attempt)
+                    })
+                    .map(|(name, _, _)| name.clone()),
+            );
+        }
     }
     Ok(claims.delete(&done).await)
 }
@@ -444,50 +572,78 @@ struct Call<'a> {
     due_at: DateTime<Utc>,
 }
 
-/// What one batch came to.
-enum Step {
+/// What choosing the next batch came to.
+enum Next {
     /// Nothing was due but a rate-limited action, which now has room.
     Waited,
     /// Nothing (more) is due.
     Done,
-    /// A batch was performed; `last` when the call should stop after it.
-    Did {
-        recorded: DeliverySummary,
-        /// Deliveries another worker holds.
-        busy: Vec<String>,
-        /// Deliveries left for a later batch (rate limits, the claim window).
-        deferred: usize,
-        last: bool,
-    },
+    /// A batch was performed (not recorded yet).
+    Did(Batch),
 }
 
-/// A batch's deliveries, sorted by what became of them.
-struct Pass<'a> {
-    tried: Vec<(&'a Due, Attempted, DateTime<Utc>)>,
+/// A performed batch, its deliveries sorted by what became of them.
+struct Batch {
+    due: Vec<Due>,
+    /// Tried: (index in `due`, outcome, when).
+    tried: Vec<(usize, Attempted, DateTime<Utc>)>,
+    /// Not tried: busy, deferred or unclaimed.
+    untried: Vec<String>,
+    /// Deliveries another worker holds.
     busy: Vec<String>,
+    /// Deliveries left for a later batch (rate limits, the claim window).
     deferred: usize,
-    unclaimed: usize,
+    /// The call should stop after it.
+    last: bool,
 }
 
-impl<'a> Pass<'a> {
-    fn of(due: &'a [Due], performed: Vec<Performed>) -> Pass<'a> {
-        let mut pass = Pass {
+impl Batch {
+    fn of(
+        due: Vec<Due>,
+        performed: Vec<Performed>,
+        size: usize,
+        uncapped: bool,
+        limits: &DeliveryLimits,
+    ) -> Batch {
+        let mut batch = Batch {
+            due: Vec::new(),
             tried: Vec::new(),
+            untried: Vec::new(),
             busy: Vec::new(),
             deferred: 0,
-            unclaimed: 0,
+            last: false,
         };
-        for (d, performed) in due.iter().zip(performed) {
+        let mut unclaimed = 0;
+        for (i, (d, performed)) in due.iter().zip(performed).enumerate() {
             match performed {
-                Performed::Tried { outcome, at } => pass.tried.push((d, outcome, at)),
-                Performed::Busy => pass.busy.push(d.delivery_id.clone()),
-                Performed::Deferred => pass.deferred += 1,
-                Performed::Unclaimed => pass.unclaimed += 1,
+                Performed::Tried { outcome, at } => {
+                    batch.tried.push((i, outcome, at));
+                    continue;
+                }
+                Performed::Busy => batch.busy.push(d.delivery_id.clone()),
+                Performed::Deferred => batch.deferred += 1,
+                Performed::Unclaimed => unclaimed += 1,
             }
+            batch.untried.push(d.delivery_id.clone());
         }
-        pass
+        // Without waiting for rate limits, deferred work goes to the next
+        // call (`serve` calls again at once): other workspaces take turns.
+        let stuck = batch.tried.is_empty() && batch.deferred == 0;
+        let leave = !limits.wait_for_rate_limits && batch.deferred > 0;
+        let drained = due.len() < size
+            && uncapped
+            && batch.deferred == 0
+            && batch.busy.is_empty()
+            && unclaimed == 0;
+        batch.last = stuck || drained || leave;
+        batch.due = due;
+        batch
     }
 }
+
+/// What recording a batch came to: the attempts version committed (none:
+/// nothing was), the rows committed, their tally.
+type Recorded = (Option<i64>, Vec<AttemptRecord>, DeliverySummary);
 
 /// The attempts rows of what was tried: each outcome judged at the time
 /// it was tried.
@@ -535,15 +691,20 @@ async fn record(
     ledger: &DeltaTable,
     attempts: &mut DeltaTable,
     rows: Vec<AttemptRecord>,
-) -> Result<DeliverySummary, DeliverError> {
+) -> Result<Recorded, DeliverError> {
     let mut writer = Recording {
         ledger,
         rows,
         skipped: 0,
-        first: true,
+        read: None,
     };
-    commit(attempts, &mut writer).await?;
-    Ok(tally(&writer.rows, writer.skipped))
+    let committed = commit(attempts, &mut writer).await?;
+    let version = match committed {
+        Committed::Version(v) => Some(v),
+        Committed::Nothing => None,
+    };
+    let summary = tally(&writer.rows, writer.skipped);
+    Ok((version, writer.rows, summary))
 }
 
 /// A batch's attempts rows, checked again against the table after a lost race.
@@ -551,30 +712,84 @@ struct Recording<'a> {
     ledger: &'a DeltaTable,
     rows: Vec<AttemptRecord>,
     skipped: u64,
-    first: bool,
+    /// The attempts version the rows were last planned on (none: not yet).
+    read: Option<i64>,
+}
+
+impl Recording<'_> {
+    /// Drops the rows of deliveries `others` (rows committed since the
+    /// last plan) record as delivered; numbers the rest after theirs.
+    fn after(&mut self, others: &[Tried]) {
+        let mut latest: HashMap<&str, &Tried> = HashMap::new();
+        for row in others {
+            let newer = latest
+                .get(row.delivery_id.as_str())
+                .is_none_or(|known| row.attempt > known.attempt);
+            if newer {
+                latest.insert(&row.delivery_id, row);
+            }
+        }
+        let before = self.rows.len();
+        self.rows.retain(|r| {
+            latest
+                .get(r.delivery_id.as_str())
+                .is_none_or(|t| t.status != Status::Delivered.as_str())
+        });
+        self.skipped += (before - self.rows.len()) as u64;
+        for row in &mut self.rows {
+            if let Some(t) = latest.get(row.delivery_id.as_str()) {
+                row.attempt = row.attempt.max(t.attempt + 1);
+            }
+        }
+    }
+
+    /// The same check from the whole history (the new commits cannot be
+    /// followed: a rewrite).
+    async fn after_all(&mut self, attempts: &DeltaTable) -> Result<(), DeliverError> {
+        let ctx = state_context(self.ledger, attempts).await?;
+        let ids: Vec<&str> = self.rows.iter().map(|r| r.delivery_id.as_str()).collect();
+        let current = state::current(&ctx, &ids).await?;
+        let before = self.rows.len();
+        self.rows.retain(|r| {
+            current
+                .get(&r.delivery_id)
+                .is_none_or(|c| c.status != Status::Delivered.as_str())
+        });
+        self.skipped += (before - self.rows.len()) as u64;
+        for row in &mut self.rows {
+            if let Some(c) = current.get(&row.delivery_id) {
+                row.attempt = c.last_attempt + 1;
+            }
+        }
+        Ok(())
+    }
 }
 
 impl Writer for Recording<'_> {
     type Error = DeliverError;
 
     async fn plan(&mut self, attempts: &DeltaTable) -> Result<Plan, DeliverError> {
-        if !std::mem::take(&mut self.first) {
-            let ctx = state_context(self.ledger, attempts).await?;
-            let ids: Vec<&str> = self.rows.iter().map(|r| r.delivery_id.as_str()).collect();
-            let current = state::current(&ctx, &ids).await?;
-            let before = self.rows.len();
-            self.rows.retain(|r| {
-                current
-                    .get(&r.delivery_id)
-                    .is_none_or(|c| c.status != Status::Delivered.as_str())
-            });
-            self.skipped += (before - self.rows.len()) as u64;
-            for row in &mut self.rows {
-                if let Some(c) = current.get(&row.delivery_id) {
-                    row.attempt = c.last_attempt + 1;
+        let version = attempts.version().map_or(-1, |v| v as i64);
+        if let Some(read) = self.read.filter(|read| *read < version) {
+            let id = attempts
+                .snapshot()
+                .map(|s| s.metadata().id().to_string())
+                .map_err(|e| StoreError::delta(attempts.table_url(), e))?;
+            let log = attempts.log_store();
+            match follow::since(log.as_ref(), read, &id).await? {
+                Followed::Added { files, .. } => {
+                    let mut others = Vec::new();
+                    for file in &files {
+                        let batches =
+                            follow::read_columns(log.as_ref(), file, RACE_COLUMNS).await?;
+                        others.extend(batches.iter().flat_map(tried_rows));
+                    }
+                    self.after(&others);
                 }
+                Followed::Rewritten(_) => self.after_all(attempts).await?,
             }
         }
+        self.read = Some(version);
         if self.rows.is_empty() {
             return Ok(Plan::Nothing);
         }
@@ -584,6 +799,15 @@ impl Writer for Recording<'_> {
         }))
     }
 }
+
+/// The attempts columns a lost race reads of the winner's rows.
+const RACE_COLUMNS: &[&str] = &[
+    "delivery_id",
+    "attempt",
+    "status",
+    "attempted_at",
+    "next_attempt_at",
+];
 
 fn tally(rows: &[AttemptRecord], skipped: u64) -> DeliverySummary {
     let count = |status| rows.iter().filter(|r| r.status == status).count() as u64;

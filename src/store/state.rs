@@ -67,6 +67,10 @@ impl Store {
     }
 }
 
+/// The folder, under a workspace, of the open-deliveries index's snapshots
+/// (`deliver::snapshot`); named here so `tripwire erase` can delete them.
+pub const OPEN_DELIVERIES: &str = "state/deliveries";
+
 /// A folder of small state objects (`shop/state/claims`), opened once for
 /// many objects: create-only writes (a claim), listing, deletion.
 pub struct StateDir {
@@ -180,6 +184,14 @@ impl StateDir {
             found.push((name, meta.last_modified));
         }
         Ok(found)
+    }
+
+    /// Deletes every object directly in the folder.
+    pub async fn clear(&self) -> Result<(), StoreError> {
+        for (name, _) in self.list().await? {
+            self.delete(&name).await?;
+        }
+        Ok(())
     }
 
     /// Deletes the object `name`; one that is already gone is fine.

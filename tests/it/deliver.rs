@@ -17,7 +17,8 @@ use serde_json::{Value, json};
 use sha2::Sha256;
 use tripwire::config::Config;
 use tripwire::deliver::{
-    CLAIM_MARGIN, Clock, Deliverer, DeliveryLimits, DeliverySummary, deliver_due, redeliver,
+    CLAIM_MARGIN, Clock, Deliverer, DeliveryLimits, DeliverySummary, WEBHOOK_CONCURRENCY,
+    deliver_due, redeliver,
 };
 use tripwire::session::{SessionSpec, workspace_session};
 use tripwire::sql::output::{OutputFormat, render};
@@ -840,4 +841,50 @@ async fn a_ledger_file_path_outside_the_project_is_dead_and_nothing_is_written()
     let parent = setup.project.dir.path().parent().unwrap();
     assert!(!parent.join(&escape_name).exists());
     assert!(setup.project.path("out/ok.ndjson").exists());
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn webhooks_to_one_receiver_share_a_few_kept_alive_connections_across_batches_and_calls() {
+    let setup = Setup::new();
+    let receiver = Recorder::default();
+    let url = receiver.start("127.0.0.1:0").await;
+    let planned = planned_now();
+    let first: Vec<DeliveryRecord> = (0..300)
+        .map(|i| webhook(&format!("k{i:03}"), &url))
+        .collect();
+    setup.plan("run-1", &first, planned).await;
+    let limits = DeliveryLimits {
+        batch: 50,
+        ..DeliveryLimits::default()
+    };
+    let worker = Deliverer::new(limits);
+    let summary = worker
+        .deliver_due(&setup.store, &setup.config, "shop", planned)
+        .await
+        .unwrap();
+    assert_eq!(summary.delivered, 300, "{summary}");
+    // At most WEBHOOK_CONCURRENCY requests are in flight; a connection is
+    // back in the pool a moment after its answer, so a few more may open.
+    let after_first = receiver.connections();
+    assert!(
+        (1..=2 * WEBHOOK_CONCURRENCY).contains(&after_first),
+        "300 requests in 6 batches over {after_first} connections"
+    );
+
+    let second: Vec<DeliveryRecord> = (0..100)
+        .map(|i| webhook(&format!("m{i:03}"), &url))
+        .collect();
+    setup.plan("run-2", &second, planned).await;
+    let summary = worker
+        .deliver_due(&setup.store, &setup.config, "shop", planned)
+        .await
+        .unwrap();
+    worker.leave(&setup.store).await;
+    assert_eq!(summary.delivered, 100, "{summary}");
+    assert_eq!(receiver.requests().len(), 400);
+    let opened = receiver.connections() - after_first;
+    assert!(
+        opened < WEBHOOK_CONCURRENCY / 2,
+        "the next call reuses them: it opened {opened} more"
+    );
 }

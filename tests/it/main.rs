@@ -16,6 +16,7 @@
 //! - `recorder`: a webhook receiver in the test's own runtime that records arrival times and
 //!   answers with scripted statuses, `Retry-After`, delays or refusals of stale signatures.
 //! - `deliver`: the delivery worker against a real receiver: signatures, retries, dead letters, `redeliver`, `kill -9`.
+//! - `open_deliveries`: the delivery worker's open-deliveries index agrees with the `deliveries` view.
 //! - `replicas`: two `serve` replicas on one storage: each delivery sent once; a `kill -9` taken over.
 //! - `webhooks`: flows' webhooks through `tripwire run`: fresh signatures under `--now`, `rate_limit`.
 //! - `workbench`: `tripwire test` on the example project, a failing case's diff, `check` running tests.
@@ -54,6 +55,7 @@ mod late_identity;
 mod layers;
 mod maintain;
 mod migrate;
+mod open_deliveries;
 mod outbound;
 mod project;
 mod query;

@@ -6,6 +6,7 @@
 
 use std::collections::{HashMap, HashSet, VecDeque};
 use std::net::SocketAddr;
+use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
@@ -13,6 +14,7 @@ use axum::extract::State;
 use axum::http::{HeaderMap, StatusCode};
 use axum::response::{IntoResponse, Response};
 use axum::routing::post;
+use axum::serve::ListenerExt as _;
 use hmac::{Hmac, Mac};
 use sha2::Sha256;
 
@@ -51,6 +53,8 @@ struct Behaviour {
 pub struct Recorder {
     log: Arc<Mutex<Vec<Received>>>,
     behaviour: Arc<Mutex<Behaviour>>,
+    /// TCP connections accepted.
+    connections: Arc<AtomicUsize>,
 }
 
 impl Recorder {
@@ -58,6 +62,10 @@ impl Recorder {
     pub async fn start(&self, addr: &str) -> String {
         let listener = tokio::net::TcpListener::bind(addr).await.unwrap();
         let addr = listener.local_addr().unwrap();
+        let accepted = self.connections.clone();
+        let listener = listener.tap_io(move |_| {
+            accepted.fetch_add(1, Ordering::SeqCst);
+        });
         let app = axum::Router::new()
             .route("/hook", post(answer))
             .with_state(self.clone());
@@ -86,6 +94,11 @@ impl Recorder {
     /// The first request of each key gets `status`.
     pub fn fail_first_try(&self, status: u16) {
         self.behaviour.lock().unwrap().first_try = Some(status);
+    }
+
+    /// How many TCP connections the receiver accepted.
+    pub fn connections(&self) -> usize {
+        self.connections.load(Ordering::SeqCst)
     }
 
     pub fn requests(&self) -> Vec<Received> {
