@@ -19,6 +19,11 @@ mod limits;
 
 pub use limits::{Limits, Server};
 
+#[path = "config/engine.rs"]
+mod engine;
+
+pub use engine::{Engine, Scheduler};
+
 /// The configuration used when no `tripwire.toml` exists (docs/reference.md "Project").
 pub const DEFAULT_CONFIG: &str = include_str!("default.toml");
 
@@ -58,6 +63,8 @@ pub struct Config {
     pub server: Server,
     /// Bounds on analyst SQL, learning, import lines and ingest rates.
     pub limits: Limits,
+    /// `[engine]`: where analysts' SQL executes (in-process, or a Ballista cluster).
+    pub engine: Engine,
     /// `GET /metrics` answers without a key (else it needs an `admin_secret`).
     pub metrics_public: bool,
     /// How often `serve` maintains the tables (compaction, checkpoints).
@@ -172,6 +179,8 @@ struct RawConfig {
     delivery_retry_period: String,
     #[serde(default)]
     server: limits::RawServer,
+    #[serde(default)]
+    engine: engine::RawEngine,
     query_timeout: Option<String>,
     query_memory: Option<usize>,
     max_learned_names: Option<usize>,
@@ -418,6 +427,7 @@ impl Config {
         }
         .validate()
         .map_err(invalid)?;
+        let engine = raw.engine.validate().map_err(invalid)?;
         let maintenance_interval = parse_duration(&raw.maintenance_interval)
             .and_then(|d| at_least(d, MIN_MAINTENANCE_INTERVAL))
             .map_err(|m| invalid(format!("maintenance_interval: {m}")))?;
@@ -442,6 +452,7 @@ impl Config {
             delivery_retry_period,
             server,
             limits,
+            engine,
             metrics_public: raw.metrics_public,
             maintenance_interval,
             vacuum_retention,

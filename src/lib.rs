@@ -15,7 +15,7 @@
 //! project                          trigger, segment and flow files
 //! store                            Delta tables, the one commit path, the ledger's rows
 //! import                           bulk import with idempotent, resumable commits
-//! sql, error                       DataFusion sessions, read-only SQL, the ledger's views
+//! sql, error                       DataFusion sessions (in-process or on a cluster), read-only SQL, the ledger's views
 //! window, identity                 a run's new_events; identities, contacts, the identity index, resolution
 //! session                          the tables an analyst's SQL reads
 //! trigger                          trigger files, evaluation, status
@@ -29,6 +29,7 @@
 //! http, ingest                     the HTTP API's shared auth and errors; ingest (WAL)
 //! web                              the analyst's web page at `/`, behind admin_secret
 //! server                           `serve`: the admin API, the page, ingest, the loops
+//! cluster                          `cluster scheduler|executor`: Ballista's, with tripwire's codecs (feature `cluster`)
 //! cli                              the `tripwire` command line
 //! ```
 
@@ -86,6 +87,9 @@ pub mod ingest;
 pub mod web;
 
 pub mod server;
+
+#[cfg(feature = "cluster")]
+pub mod cluster;
 
 pub mod cli;
 

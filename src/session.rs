@@ -12,7 +12,8 @@ use datafusion::catalog::TableProvider;
 use datafusion::prelude::SessionContext;
 use deltalake_core::DeltaTable;
 
-use crate::sql::{QueryError, delta_provider, ledger, new_context, register_delta};
+use crate::sql::cluster::analyst_context;
+use crate::sql::{QueryError, delta_provider, ledger, register_delta};
 use crate::store::{Store, TableKind};
 
 /// What a session's tables see: a workspace at a moment.
@@ -68,13 +69,14 @@ impl WorkspaceTables {
 
 /// A session over `tables` as of `now`; `identities` is the identity
 /// index's table when it answers for `now`, else the view over `events`.
+/// With `[engine] ballista`, its queries run on the cluster (`sql::cluster`).
 pub async fn tables_session(
     tables: &WorkspaceTables,
     now: DateTime<Utc>,
     identity_ttl: Duration,
     identities: Option<Arc<dyn TableProvider>>,
 ) -> Result<SessionContext, QueryError> {
-    let ctx = new_context()?;
+    let ctx = analyst_context()?;
     register_delta(&ctx, tables.events.clone(), TableKind::Events, "events").await?;
     let quarantine = tables.quarantine.clone();
     register_delta(&ctx, quarantine, TableKind::Quarantine, "quarantine").await?;

@@ -1,6 +1,7 @@
 //! The `tripwire` command line (docs/reference.md "CLI"): argument definitions and the
 //! glue from each command to the library.
 
+mod cluster;
 mod triggers;
 
 use std::io::Write;
@@ -105,6 +106,12 @@ pub enum Command {
     },
     /// Serve the HTTP API on `listen` and run each trigger on its schedule.
     Serve,
+    /// Run a scheduler or an executor of a Ballista cluster for `[engine] ballista`
+    /// (a tripwire built with the `cluster` feature).
+    Cluster {
+        #[command(subcommand)]
+        command: cluster::ClusterCommand,
+    },
     /// Erase people (right to erasure): their events, quarantined input,
     /// matches, delivery contacts and payloads, and the lines `file`
     /// actions wrote about them; recorded in `erasures` as counts.
@@ -228,6 +235,7 @@ pub enum Command {
 pub async fn run(cli: Cli) -> Result<(), Error> {
     let config = Config::load(cli.config.as_deref())?;
     crate::sql::limits::configure(config.limits.query_memory);
+    crate::sql::cluster::configure(&config.engine);
     match cli.command {
         Command::Import {
             files,
@@ -307,6 +315,7 @@ pub async fn run(cli: Cli) -> Result<(), Error> {
         Command::Check => triggers::check(&config).await,
         Command::Test { triggers: names } => triggers::test(&config, &names).await,
         Command::Serve => serve(config).await,
+        Command::Cluster { command } => cluster::run(&config, command).await,
         Command::Erase {
             emails,
             user_ids,

@@ -210,7 +210,9 @@ impl Tick {
                 .filter(|f| f.may_hold(window.from, window.to))
                 .map(|f| f.rows)
                 .sum();
-            if count < 2 || rows > MAX_SHARED_WINDOW_ROWS {
+            // On a cluster a window travels as its file list, never decoded here.
+            let clustered = crate::sql::cluster::scheduler().is_some();
+            if count < 2 || rows > MAX_SHARED_WINDOW_ROWS || clustered {
                 continue;
             }
             let decoded = decode(events, window, sent_after)

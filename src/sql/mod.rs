@@ -3,11 +3,13 @@
 //! workspace tables registered as table providers; read-only checks and
 //! hints for analyst SQL. `session` composes a workspace's whole session.
 //!
+//! - `cluster`: `[engine] ballista`: analysts' sessions executed on a Ballista cluster.
 //! - `ledger`: the ledger's views (`runs`, `matches`, `deliveries`, `attempts`).
 //! - `limits`: `query_memory` (one pool for the process) and `query_timeout`.
 //! - `locate`: the line of the query an error is about.
 //! - `output`: query results as a table, CSV or JSON lines.
 
+pub mod cluster;
 pub mod ledger;
 pub mod limits;
 pub mod locate;
@@ -39,13 +41,17 @@ pub enum QueryError {
 /// A session with the JSON functions, filter pushdown and the process's
 /// spilling memory pool (`query_memory`, see `limits`).
 pub fn new_context() -> Result<SessionContext, QueryError> {
-    let config = SessionConfig::new()
-        .set_bool("datafusion.execution.parquet.pushdown_filters", true)
-        .set_bool("datafusion.execution.parquet.reorder_filters", true);
-    let mut ctx = SessionContext::new_with_config_rt(config, limits::runtime()?);
+    let mut ctx = SessionContext::new_with_config_rt(session_config(), limits::runtime()?);
     datafusion_functions_json::register_all(&mut ctx)
         .map_err(|e| QueryError::Engine(e.to_string()))?;
     Ok(ctx)
+}
+
+/// The settings every session starts from: filter pushdown into Parquet.
+pub fn session_config() -> SessionConfig {
+    SessionConfig::new()
+        .set_bool("datafusion.execution.parquet.pushdown_filters", true)
+        .set_bool("datafusion.execution.parquet.reorder_filters", true)
 }
 
 /// Registers a workspace table under `name`; an empty one if never written.
@@ -67,6 +73,7 @@ pub(crate) async fn delta_provider(
     kind: TableKind,
 ) -> Result<Arc<dyn TableProvider>, QueryError> {
     match table {
+        Some(table) if cluster::scheduler().is_some() => cluster::file_list_provider(&table).await,
         Some(table) => {
             table
                 .update_datafusion_session(&ctx.state())

@@ -36,9 +36,13 @@
 //! - `outbound`: what leaves: JSON-escaped templates, https, private networks, file paths.
 //! - `web`: the web page over plain HTTP: login, cookie flags, Basic, CSRF, escaping, read-only SQL.
 //! - `browser`: the web page in headless Chromium over WebDriver, with screenshots.
+//! - `cluster` (feature `cluster`): a scheduler and two executors run the example triggers and
+//!   queries with the same results as the in-process engine.
 
 mod bad_input;
 mod browser;
+#[cfg(feature = "cluster")]
+mod cluster;
 mod config;
 mod deliver;
 mod erase;

@@ -1,0 +1,120 @@
+//! `[engine] ballista` (docs/architecture.md "Cluster execution"): the
+//! sessions analysts' SQL runs in (trigger runs, previews, `tripwire
+//! query`) are planned here and executed on a Ballista cluster. Their
+//! tables reach the executors as plain Parquet file lists (Delta's own scan
+//! nodes cannot be serialized; tables with deletion vectors are refused) and
+//! in-memory tables as Arrow IPC (`codec`); the scheduler and executors of
+//! `tripwire cluster` register the same functions ([`server_state`]).
+//! Without `[engine]` every session is in-process, as [`super::new_context`]
+//! builds it.
+
+#[cfg(feature = "cluster")]
+pub mod codec;
+
+use std::sync::{Arc, OnceLock};
+
+use datafusion::catalog::TableProvider;
+use datafusion::datasource::empty::EmptyTable;
+use datafusion::datasource::file_format::parquet::ParquetFormat;
+use datafusion::datasource::listing::{
+    ListingOptions, ListingTable, ListingTableConfig, ListingTableUrl,
+};
+use datafusion::prelude::SessionContext;
+use deltalake_core::DeltaTable;
+
+use super::{QueryError, engine, new_context};
+use crate::config::{Engine, Scheduler};
+use crate::store::files::live_files;
+
+/// The cluster this process's analyst sessions execute on (`None`: in-process).
+static SCHEDULER: OnceLock<Option<Scheduler>> = OnceLock::new();
+
+/// Sets where analyst sessions execute; the first call wins (a process
+/// runs one command with one config).
+pub fn configure(engine: &Engine) {
+    let _ = SCHEDULER.set(engine.ballista.clone());
+}
+
+/// The configured Ballista scheduler, if any.
+pub fn scheduler() -> Option<&'static Scheduler> {
+    SCHEDULER.get().and_then(Option::as_ref)
+}
+
+/// A session for an analyst's SQL and everything run on its tables: on the
+/// cluster when `[engine] ballista` is set, else in-process.
+pub fn analyst_context() -> Result<SessionContext, QueryError> {
+    match scheduler() {
+        None => new_context(),
+        #[cfg(feature = "cluster")]
+        Some(scheduler) => remote::context(scheduler),
+        #[cfg(not(feature = "cluster"))]
+        Some(_) => Err(QueryError::Engine(
+            "[engine] ballista needs a tripwire built with the `cluster` feature".into(),
+        )),
+    }
+}
+
+/// `table`'s current snapshot as a plain list of its Parquet files (which
+/// Ballista ships to executors), with the schema Delta reads it with.
+/// Refuses tables with deletion vectors, naming the table: a plain file
+/// list would read the rows they delete.
+pub async fn file_list_provider(table: &DeltaTable) -> Result<Arc<dyn TableProvider>, QueryError> {
+    let schema = table.table_provider().await.map_err(engine)?.schema();
+    let files = live_files(table)?;
+    if files.is_empty() {
+        return Ok(Arc::new(EmptyTable::new(schema)));
+    }
+    let urls = files
+        .iter()
+        .map(|f| ListingTableUrl::parse(&f.url))
+        .collect::<Result<Vec<_>, _>>()
+        .map_err(engine)?;
+    let options =
+        ListingOptions::new(Arc::new(ParquetFormat::default())).with_file_extension(".parquet");
+    let config = ListingTableConfig::new_with_multi_paths(urls)
+        .with_listing_options(options)
+        .with_schema(schema);
+    Ok(Arc::new(ListingTable::try_new(config).map_err(engine)?))
+}
+
+/// The session state of a `tripwire cluster` scheduler or executor: Ballista's
+/// defaults plus every function tripwire's sessions register (the JSON
+/// functions), so plans that call them decode and run there.
+#[cfg(feature = "cluster")]
+pub fn server_state(
+    config: datafusion::prelude::SessionConfig,
+) -> datafusion::error::Result<datafusion::execution::SessionState> {
+    let mut state = ballista_core::utils::default_session_builder(config)?;
+    datafusion_functions_json::register_all(&mut state)?;
+    Ok(state)
+}
+
+#[cfg(feature = "cluster")]
+mod remote {
+    use std::sync::Arc;
+
+    use ballista_core::extension::{SessionConfigExt, SessionStateExt};
+    use datafusion::execution::SessionStateBuilder;
+    use datafusion::prelude::SessionContext;
+
+    use super::codec::LogicalCodec;
+    use crate::config::Scheduler;
+    use crate::sql::{QueryError, engine, limits, session_config};
+
+    /// A session whose queries run on `scheduler`'s cluster: tripwire's
+    /// functions and codecs, Ballista's planner.
+    pub(super) fn context(scheduler: &Scheduler) -> Result<SessionContext, QueryError> {
+        let config = session_config()
+            .upgrade_for_ballista()
+            .with_ballista_logical_extension_codec(Arc::new(LogicalCodec::default()));
+        let mut state = SessionStateBuilder::new()
+            .with_default_features()
+            .with_config(config)
+            .with_runtime_env(limits::runtime()?)
+            .build();
+        datafusion_functions_json::register_all(&mut state).map_err(engine)?;
+        let url = format!("http://{}:{}", scheduler.host, scheduler.port);
+        let state = state.upgrade_for_ballista(url).map_err(engine)?;
+        Ok(SessionContext::new_with_state(state))
+    }
+}

@@ -1,0 +1,219 @@
+//! `[engine] ballista` (feature `cluster`): a scheduler and two executors,
+//! each a `tripwire cluster …` child process on loopback, run the example
+//! project's triggers, a preview and queries over a local store, and get
+//! the same matches and rows as the in-process engine; without the
+//! scheduler the same command fails, so the cluster really ran them.
+
+use std::net::{SocketAddr, TcpListener, TcpStream};
+use std::path::Path;
+use std::process::{Child, Command, Stdio};
+use std::time::{Duration, Instant};
+
+use crate::project::Project;
+use crate::server::PATIENCE;
+use crate::workbench::copy_dir;
+
+/// The sample's clock (README's first screen).
+const NOW: &str = "2026-11-05T00:00:00Z";
+
+/// A port nothing listens on now.
+fn free_port() -> u16 {
+    let listener = TcpListener::bind("127.0.0.1:0").expect("a free port");
+    listener.local_addr().expect("its address").port()
+}
+
+/// Polls until something accepts connections on `addr`, or fails after [`PATIENCE`].
+fn wait_listening(addr: SocketAddr, what: &str, child: &mut Child) {
+    let deadline = Instant::now() + PATIENCE;
+    while TcpStream::connect_timeout(&addr, Duration::from_secs(1)).is_err() {
+        if let Ok(Some(status)) = child.try_wait() {
+            panic!("{what} exited before listening on {addr}: {status}");
+        }
+        assert!(Instant::now() < deadline, "{what} is not listening on {addr}");
+        std::thread::yield_now();
+    }
+}
+
+/// A scheduler and executors, killed (`kill -9`) when dropped.
+struct Cluster {
+    scheduler: SocketAddr,
+    children: Vec<Child>,
+}
+
+impl Cluster {
+    /// Starts a scheduler and `executors` executors with the `tripwire` of
+    /// this build, reading `project`'s config; their logs go to `logs`.
+    fn start(project: &Project, executors: usize, logs: &Path) -> Cluster {
+        let scheduler: SocketAddr = format!("127.0.0.1:{}", free_port()).parse().unwrap();
+        let mut cluster = Cluster {
+            scheduler,
+            children: Vec::new(),
+        };
+        let bind = scheduler.to_string();
+        cluster.spawn(project, &["cluster", "scheduler", "--bind", &bind], logs, "scheduler");
+        let child = cluster.children.last_mut().unwrap();
+        wait_listening(scheduler, "the scheduler", child);
+        for n in 0..executors {
+            let flight: SocketAddr = format!("127.0.0.1:{}", free_port()).parse().unwrap();
+            let grpc = free_port();
+            let work = logs.join(format!("executor{n}"));
+            std::fs::create_dir_all(&work).unwrap();
+            let args = [
+                "cluster",
+                "executor",
+                "--scheduler",
+                &format!("df://{scheduler}"),
+                "--bind",
+                &flight.to_string(),
+                "--grpc-port",
+                &grpc.to_string(),
+                "--task-slots",
+                "2",
+                "--work-dir",
+                work.to_str().unwrap(),
+            ];
+            cluster.spawn(project, &args, logs, &format!("executor{n}"));
+            let child = cluster.children.last_mut().unwrap();
+            wait_listening(flight, "an executor's results", child);
+            let tasks: SocketAddr = format!("127.0.0.1:{grpc}").parse().unwrap();
+            wait_listening(tasks, "an executor's tasks", child);
+        }
+        cluster
+    }
+
+    fn spawn(&mut self, project: &Project, args: &[&str], logs: &Path, name: &str) {
+        let log = std::fs::File::create(logs.join(format!("{name}.log"))).unwrap();
+        let child = project
+            .command(args)
+            .env("RUST_LOG", "info")
+            .stdout(log.try_clone().unwrap())
+            .stderr(log)
+            .stdin(Stdio::null())
+            .spawn()
+            .expect("start tripwire cluster");
+        self.children.push(child);
+    }
+
+    /// The `[engine]` table that sends a project's queries here.
+    fn engine(&self) -> String {
+        format!("[engine]\nballista = \"df://{}\"\n", self.scheduler)
+    }
+}
+
+impl Drop for Cluster {
+    fn drop(&mut self) {
+        for child in &mut self.children {
+            let _ = child.kill();
+            let _ = child.wait();
+        }
+    }
+}
+
+/// The repository's example project (triggers, flows, segments) with the
+/// sample imported, plus `extra` config.
+fn example_project(extra: &str) -> Project {
+    let project =
+        Project::with_config(&format!("storage = \"./store\"\n[[workspace]]\nid = \"shop\"\n{extra}"));
+    let repo = Path::new(env!("CARGO_MANIFEST_DIR"));
+    copy_dir(&repo.join("queries"), &project.path("queries"));
+    copy_dir(&repo.join("flows"), &project.path("flows"));
+    project.ok(&["import", repo.join("data/sample").to_str().unwrap()]);
+    project
+}
+
+fn query(project: &Project, sql: &str) -> Vec<serde_json::Value> {
+    project
+        .ok(&["query", "--now", NOW, "--format", "json", sql])
+        .lines()
+        .map(|l| serde_json::from_str(l).expect("a JSON row"))
+        .collect()
+}
+
+const MATCHES: &str = "SELECT trigger, contact, email, user_id, client_id, event_id, data \
+     FROM matches ORDER BY trigger, contact, event_id, data";
+
+#[test]
+fn the_example_triggers_and_queries_match_the_in_process_engine() {
+    let logs = tempfile::tempdir().unwrap();
+    let local = example_project("");
+    let config_only = Project::with_config("storage = \"./store\"\n[[workspace]]\nid = \"shop\"\n");
+    let cluster = Cluster::start(&config_only, 2, logs.path());
+    let remote = example_project(&cluster.engine());
+
+    // Two runs: the second picks up the events the first one's flows emitted.
+    for _ in 0..2 {
+        local.ok(&["run", "--now", NOW]);
+        remote.ok(&["run", "--now", NOW]);
+    }
+    let matched = query(&local, MATCHES);
+    assert!(matched.len() > 10, "the sample matches: {matched:?}");
+    assert_eq!(query(&remote, MATCHES), matched);
+    let fired = "SELECT trigger, count(*) AS n FROM matches GROUP BY trigger ORDER BY trigger";
+    let per_trigger = query(&local, fired);
+    assert!(
+        per_trigger.iter().any(|r| r["trigger"] == "vip_cart_abandoned"),
+        "chained events fired: {per_trigger:?}"
+    );
+    let deliveries = "SELECT flow, action, contact, status FROM deliveries ORDER BY flow, action, contact";
+    assert_eq!(query(&remote, deliveries), query(&local, deliveries));
+
+    // Queries an analyst writes: JSON functions and operators, joins with
+    // identities and contacts, aggregates and windows.
+    for sql in [
+        "SELECT event_name, count(*) AS n FROM events GROUP BY event_name ORDER BY n DESC, event_name",
+        "SELECT email, json_get_float(properties, 'cart_value') AS v FROM events \
+         WHERE event_name = 'cart_abandoned' AND json_get_float(properties, 'cart_value') > 300 \
+         ORDER BY v DESC, email",
+        "SELECT count(*) AS n FROM events WHERE (properties->>'sku') = 'SKU-300'",
+        "SELECT i.user_id, i.email, count(*) AS n FROM events e JOIN identities i \
+         ON e.client_id = i.client_id GROUP BY 1, 2 ORDER BY n DESC, 1 LIMIT 20",
+        "SELECT contact, row_number() OVER (ORDER BY contact) AS k FROM contacts ORDER BY contact LIMIT 20",
+        "SELECT trigger, count(*) AS n FROM runs GROUP BY trigger ORDER BY trigger",
+    ] {
+        let expected = query(&local, sql);
+        assert!(!expected.is_empty(), "{sql} returns rows");
+        assert_eq!(query(&remote, sql), expected, "{sql}");
+    }
+
+    // A preview: a dry run of a trigger over the whole table.
+    let preview = |p: &Project| p.ok(&["preview", "cart_abandoned", "--all", "--now", NOW]);
+    let strip = |text: String| -> Vec<String> {
+        // Timings differ between engines; everything else must not.
+        text.lines()
+            .filter(|l| !l.contains(" ms") && !l.contains("took"))
+            .map(str::to_string)
+            .collect()
+    };
+    assert_eq!(strip(preview(&remote)), strip(preview(&local)));
+
+    // The executors ran the tasks: both logged work, and without the cluster
+    // the same query fails, naming the engine.
+    let executed = |n: usize| {
+        std::fs::read_to_string(logs.path().join(format!("executor{n}.log"))).unwrap()
+    };
+    for n in 0..2 {
+        let log = executed(n);
+        assert!(log.contains("task"), "executor{n} ran tasks:\n{log}");
+    }
+    drop(cluster);
+    let failed = remote.run(&["query", "SELECT count(*) FROM events"]);
+    assert!(!failed.status.success());
+    let stderr = String::from_utf8_lossy(&failed.stderr);
+    assert!(stderr.contains("127.0.0.1"), "names the scheduler: {stderr}");
+}
+
+#[test]
+fn engine_ballista_is_validated_naming_the_key() {
+    let project = Project::with_config(
+        "storage = \"./store\"\n[[workspace]]\nid = \"shop\"\n[engine]\nballista = \"http://x:1\"\n",
+    );
+    let out = project.run(&["query", "SELECT 1"]);
+    assert_eq!(out.status.code(), Some(2));
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert!(stderr.contains("engine.ballista") && stderr.contains("df://"), "{stderr}");
+    let project = Project::with_config(
+        "storage = \"./store\"\n[[workspace]]\nid = \"shop\"\n[engine]\nbalista = \"df://x:1\"\n",
+    );
+    let stderr = String::from_utf8_lossy(&project.run(&["query", "SELECT 1"]).stderr).to_string();
+    assert!(stderr.contains("balista"), "{stderr}");
+}
