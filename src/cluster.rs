@@ -10,22 +10,15 @@ use std::net::SocketAddr;
 use std::path::PathBuf;
 use std::sync::Arc;
 
-use ballista_core::extension::SessionConfigExt;
 use ballista_core::registry::BallistaFunctionRegistry;
 use ballista_executor::executor_process::{ExecutorProcessConfig, start_executor_process};
 use ballista_scheduler::cluster::BallistaCluster;
 use ballista_scheduler::config::SchedulerConfig;
 use ballista_scheduler::scheduler_process::start_server;
-use datafusion::prelude::SessionConfig;
 
 use crate::config::{Config, Scheduler};
 use crate::sql::cluster::codec::LogicalCodec;
-use crate::sql::cluster::server_state;
-use crate::sql::session_config;
-
-/// The largest message (a plan with its in-memory tables, a task) a
-/// scheduler, executor or client of tripwire's cluster accepts: 256 MiB.
-pub const MAX_MESSAGE_BYTES: u32 = 256 << 20;
+use crate::sql::cluster::{MAX_MESSAGE_BYTES, cluster_config, server_state};
 
 /// How long a starting executor keeps trying to reach its scheduler.
 pub const SCHEDULER_CONNECT_TIMEOUT_SECS: u16 = 60;
@@ -51,15 +44,6 @@ pub struct ExecutorOptions {
 #[error("{0}")]
 pub struct ClusterError(String);
 
-/// The session config every cluster process starts from: tripwire's
-/// settings, Ballista's, and tripwire's codec.
-fn cluster_config() -> SessionConfig {
-    session_config()
-        .upgrade_for_ballista()
-        .with_ballista_logical_extension_codec(Arc::new(LogicalCodec::default()))
-        .with_ballista_grpc_client_max_message_size(MAX_MESSAGE_BYTES as usize)
-}
-
 /// Runs a scheduler on `bind` until the process is stopped.
 pub async fn scheduler(config: &Config, bind: SocketAddr) -> Result<(), ClusterError> {
     announce(config, &format!("scheduler on df://{bind}"));
@@ -67,9 +51,9 @@ pub async fn scheduler(config: &Config, bind: SocketAddr) -> Result<(), ClusterE
         bind_host: bind.ip().to_string(),
         external_host: bind.ip().to_string(),
         bind_port: bind.port(),
-        grpc_server_max_decoding_message_size: MAX_MESSAGE_BYTES,
-        grpc_server_max_encoding_message_size: MAX_MESSAGE_BYTES,
-        grpc_client_max_message_size: MAX_MESSAGE_BYTES,
+        grpc_server_max_decoding_message_size: MAX_MESSAGE_BYTES as u32,
+        grpc_server_max_encoding_message_size: MAX_MESSAGE_BYTES as u32,
+        grpc_client_max_message_size: MAX_MESSAGE_BYTES as u32,
         override_config_producer: Some(Arc::new(cluster_config)),
         override_session_builder: Some(Arc::new(server_state)),
         override_logical_codec: Some(Arc::new(LogicalCodec::default())),
@@ -131,8 +115,8 @@ pub async fn executor(config: &Config, options: ExecutorOptions) -> Result<(), C
         scheduler_connect_timeout_seconds: SCHEDULER_CONNECT_TIMEOUT_SECS,
         vcores: options.task_slots.unwrap_or(0),
         work_dir,
-        grpc_max_decoding_message_size: MAX_MESSAGE_BYTES,
-        grpc_max_encoding_message_size: MAX_MESSAGE_BYTES,
+        grpc_max_decoding_message_size: MAX_MESSAGE_BYTES as u32,
+        grpc_max_encoding_message_size: MAX_MESSAGE_BYTES as u32,
         override_function_registry: Some(Arc::new(BallistaFunctionRegistry::from(&state))),
         override_config_producer: Some(Arc::new(cluster_config)),
         override_logical_codec: Some(Arc::new(LogicalCodec::default())),

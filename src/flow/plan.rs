@@ -65,10 +65,11 @@ pub async fn plan_deliveries(
     ctx.register_table(MATCHES, Arc::new(provider))
         .map_err(|e| e.to_string())?;
     if let Some(ledger) = request.ledger {
-        ledger
-            .update_datafusion_session(&ctx.state())
+        // The session's own way to read a table (a file list on a cluster).
+        let kind = crate::store::TableKind::Ledger;
+        let provider = crate::sql::delta_provider(ctx, Some(ledger.clone()), kind)
+            .await
             .map_err(|e| e.to_string())?;
-        let provider = ledger.table_provider().await.map_err(|e| e.to_string())?;
         ctx.register_table(LEDGER, provider)
             .map_err(|e| e.to_string())?;
     }

@@ -77,6 +77,24 @@ pub async fn file_list_provider(table: &DeltaTable) -> Result<Arc<dyn TableProvi
     Ok(Arc::new(ListingTable::try_new(config).map_err(engine)?))
 }
 
+/// The largest message (a plan with its in-memory tables, a task, results)
+/// a client, scheduler or executor of tripwire's cluster accepts: 256 MiB.
+pub const MAX_MESSAGE_BYTES: usize = 256 << 20;
+
+/// The session config of every cluster session, client or server:
+/// tripwire's settings, Ballista's, tripwire's codec. Ballista's adaptive
+/// planner is off: in Ballista 55 it re-plans a query over a `UNION`
+/// (the `identities` view) without end.
+#[cfg(feature = "cluster")]
+pub fn cluster_config() -> datafusion::prelude::SessionConfig {
+    use ballista_core::extension::SessionConfigExt;
+    super::session_config()
+        .upgrade_for_ballista()
+        .with_ballista_logical_extension_codec(Arc::new(codec::LogicalCodec::default()))
+        .with_ballista_grpc_client_max_message_size(MAX_MESSAGE_BYTES)
+        .with_ballista_adaptive_query_planner(false)
+}
+
 /// The session state of a `tripwire cluster` scheduler or executor: Ballista's
 /// defaults plus every function tripwire's sessions register (the JSON
 /// functions), so plans that call them decode and run there.
@@ -91,30 +109,28 @@ pub fn server_state(
 
 #[cfg(feature = "cluster")]
 mod remote {
-    use std::sync::Arc;
 
-    use ballista_core::extension::{SessionConfigExt, SessionStateExt};
+    use ballista_core::extension::SessionStateExt;
     use datafusion::execution::SessionStateBuilder;
     use datafusion::prelude::SessionContext;
 
-    use super::codec::LogicalCodec;
+    use super::cluster_config;
     use crate::config::Scheduler;
-    use crate::sql::{QueryError, engine, limits, session_config};
+    use crate::sql::{QueryError, engine, limits};
 
     /// A session whose queries run on `scheduler`'s cluster: tripwire's
     /// functions and codecs, Ballista's planner.
     pub(super) fn context(scheduler: &Scheduler) -> Result<SessionContext, QueryError> {
-        let config = session_config()
-            .upgrade_for_ballista()
-            .with_ballista_logical_extension_codec(Arc::new(LogicalCodec::default()));
-        let mut state = SessionStateBuilder::new()
+        let state = SessionStateBuilder::new()
             .with_default_features()
-            .with_config(config)
+            .with_config(cluster_config())
             .with_runtime_env(limits::runtime()?)
             .build();
-        datafusion_functions_json::register_all(&mut state).map_err(engine)?;
         let url = format!("http://{}:{}", scheduler.host, scheduler.port);
-        let state = state.upgrade_for_ballista(url).map_err(engine)?;
+        // Ballista's upgrade replaces the session's functions with its own
+        // list: the JSON functions go in after it.
+        let mut state = state.upgrade_for_ballista(url).map_err(engine)?;
+        datafusion_functions_json::register_all(&mut state).map_err(engine)?;
         Ok(SessionContext::new_with_state(state))
     }
 }
