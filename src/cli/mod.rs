@@ -235,6 +235,9 @@ pub enum Command {
 pub async fn run(cli: Cli) -> Result<(), Error> {
     let config = Config::load(cli.config.as_deref())?;
     crate::sql::limits::configure(config.limits.query_memory);
+    if let Some(why) = config.engine.unavailable(cfg!(feature = "cluster")) {
+        return Err(Error::Usage(format!("{}: {why}", config.origin)));
+    }
     crate::sql::cluster::configure(&config.engine);
     match cli.command {
         Command::Import {

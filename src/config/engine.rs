@@ -16,11 +16,29 @@ pub(super) struct RawEngine {
     ballista: Option<String>,
 }
 
-/// Where analysts' SQL executes.
+/// Where analysts' SQL executes. A binary built without the `cluster`
+/// feature refuses `ballista` when a command starts ([`Engine::unavailable`]).
 #[derive(Debug, Clone, Default, PartialEq, Eq)]
 pub struct Engine {
     /// The Ballista scheduler (`df://host:port`), or `None`: in-process.
     pub ballista: Option<Scheduler>,
+}
+
+impl Engine {
+    /// Why this binary cannot run the configured engine (it was built
+    /// without the `cluster` feature), naming the key and the feature.
+    pub fn unavailable(&self, built_with_cluster: bool) -> Option<String> {
+        let scheduler = self.ballista.as_ref()?;
+        match built_with_cluster {
+            true => None,
+            false => Some(format!(
+                "engine.ballista: this tripwire was built without the `cluster` feature, \
+                 so it cannot run queries on a Ballista cluster ({}); build it with \
+                 `cargo build --release --features cluster`, or remove [engine]",
+                scheduler.url()
+            )),
+        }
+    }
 }
 
 /// A Ballista scheduler's address.
@@ -53,7 +71,7 @@ impl Scheduler {
         })
     }
 
-    /// The scheduler's gRPC URL as Ballista's client takes it.
+    /// The address as `[engine] ballista` writes it.
     pub fn url(&self) -> String {
         format!("df://{}:{}", self.host, self.port)
     }
@@ -65,13 +83,6 @@ impl RawEngine {
             return Ok(Engine::default());
         };
         let scheduler = Scheduler::parse(&text).map_err(|m| format!("engine.ballista: {m}"))?;
-        if !cfg!(feature = "cluster") {
-            return Err(format!(
-                "engine.ballista: this tripwire was built without the `cluster` feature, \
-                 so it cannot run queries on a Ballista cluster ({text}); build it with \
-                 `cargo build --release --features cluster`, or remove [engine]"
-            ));
-        }
         Ok(Engine {
             ballista: Some(scheduler),
         })
@@ -102,5 +113,19 @@ mod tests {
     #[test]
     fn no_engine_key_means_in_process() {
         assert_eq!(RawEngine::default().validate(), Ok(Engine::default()));
+        assert_eq!(Engine::default().unavailable(false), None);
+    }
+
+    #[test]
+    fn a_binary_without_the_feature_names_it() {
+        let engine = RawEngine {
+            ballista: Some("df://sched".into()),
+        }
+        .validate()
+        .unwrap();
+        assert_eq!(engine.unavailable(true), None);
+        let why = engine.unavailable(false).unwrap();
+        assert!(why.starts_with("engine.ballista: ") && why.contains("`cluster` feature"), "{why}");
+        assert!(why.contains("df://sched:50050"), "{why}");
     }
 }

@@ -63,3 +63,41 @@ fn several_workspaces_need_a_choice() {
     let out = project.run(&["query", "SELECT 1", "--workspace", "c"]);
     assert!(String::from_utf8_lossy(&out.stderr).contains("unknown workspace \"c\""));
 }
+
+#[test]
+fn engine_ballista_is_validated_naming_the_key() {
+    for (engine, names) in [
+        ("[engine]\nballista = \"http://x:1\"\n", "engine.ballista"),
+        ("[engine]\nballista = \"df://\"\n", "engine.ballista"),
+        ("[engine]\nbalista = \"df://x:1\"\n", "balista"),
+    ] {
+        let project =
+            Project::with_config(&format!("storage = \"./store\"\n[[workspace]]\nid = \"a\"\n{engine}"));
+        let out = project.run(&["query", "SELECT 1"]);
+        assert_eq!(out.status.code(), Some(2), "{engine}");
+        let stderr = String::from_utf8_lossy(&out.stderr);
+        assert!(stderr.contains(names), "{engine}: {stderr}");
+    }
+}
+
+/// A binary built without the `cluster` feature refuses the cluster's key
+/// and commands, naming the feature (`cargo test` builds it so).
+#[cfg(not(feature = "cluster"))]
+#[test]
+fn without_the_cluster_feature_the_engine_and_commands_name_it() {
+    let project = Project::with_config(
+        "storage = \"./store\"\n[[workspace]]\nid = \"a\"\n[engine]\nballista = \"df://127.0.0.1:1\"\n",
+    );
+    let out = project.run(&["query", "SELECT 1"]);
+    assert_eq!(out.status.code(), Some(2));
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert!(
+        stderr.contains("engine.ballista") && stderr.contains("`cluster` feature"),
+        "{stderr}"
+    );
+    let plain = Project::new();
+    let out = plain.run(&["cluster", "scheduler", "--bind", "127.0.0.1:0"]);
+    assert_eq!(out.status.code(), Some(2));
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert!(stderr.contains("`cluster` feature"), "{stderr}");
+}
