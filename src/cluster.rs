@@ -96,10 +96,7 @@ pub async fn executor(config: &Config, options: ExecutorOptions) -> Result<(), C
         Some(dir) => Some(
             dir.to_str()
                 .ok_or_else(|| {
-                    ClusterError(format!(
-                        "--work-dir {}: not a UTF-8 path",
-                        dir.display()
-                    ))
+                    ClusterError(format!("--work-dir {}: not a UTF-8 path", dir.display()))
                 })?
                 .to_string(),
         ),

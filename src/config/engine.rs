@@ -125,7 +125,10 @@ mod tests {
         .unwrap();
         assert_eq!(engine.unavailable(true), None);
         let why = engine.unavailable(false).unwrap();
-        assert!(why.starts_with("engine.ballista: ") && why.contains("`cluster` feature"), "{why}");
+        assert!(
+            why.starts_with("engine.ballista: ") && why.contains("`cluster` feature"),
+            "{why}"
+        );
         assert!(why.contains("df://sched:50050"), "{why}");
     }
 }

@@ -29,7 +29,10 @@ fn wait_listening(addr: SocketAddr, what: &str, child: &mut Child) {
         if let Ok(Some(status)) = child.try_wait() {
             panic!("{what} exited before listening on {addr}: {status}");
         }
-        assert!(Instant::now() < deadline, "{what} is not listening on {addr}");
+        assert!(
+            Instant::now() < deadline,
+            "{what} is not listening on {addr}"
+        );
         std::thread::yield_now();
     }
 }
@@ -50,7 +53,12 @@ impl Cluster {
             children: Vec::new(),
         };
         let bind = scheduler.to_string();
-        cluster.spawn(project, &["cluster", "scheduler", "--bind", &bind], logs, "scheduler");
+        cluster.spawn(
+            project,
+            &["cluster", "scheduler", "--bind", &bind],
+            logs,
+            "scheduler",
+        );
         let child = cluster.children.last_mut().unwrap();
         wait_listening(scheduler, "the scheduler", child);
         for n in 0..executors {
@@ -112,8 +120,9 @@ impl Drop for Cluster {
 /// The repository's example project (triggers, flows, segments) with the
 /// sample imported, plus `extra` config.
 fn example_project(extra: &str) -> Project {
-    let project =
-        Project::with_config(&format!("storage = \"./store\"\n[[workspace]]\nid = \"shop\"\n{extra}"));
+    let project = Project::with_config(&format!(
+        "storage = \"./store\"\n[[workspace]]\nid = \"shop\"\n{extra}"
+    ));
     let repo = Path::new(env!("CARGO_MANIFEST_DIR"));
     copy_dir(&repo.join("queries"), &project.path("queries"));
     copy_dir(&repo.join("flows"), &project.path("flows"));
@@ -179,12 +188,20 @@ fn the_example_triggers_and_queries_match_the_in_process_engine() {
     let fired = "SELECT trigger, count(*) AS n FROM matches GROUP BY trigger ORDER BY trigger";
     let per_trigger = query(&local, fired);
     assert!(
-        per_trigger.iter().any(|r| r["trigger"] == "vip_cart_abandoned"),
+        per_trigger
+            .iter()
+            .any(|r| r["trigger"] == "vip_cart_abandoned"),
         "chained events fired: {per_trigger:?}"
     );
-    let deliveries = "SELECT flow, action, contact, status FROM deliveries ORDER BY flow, action, contact";
-    let (remote_deliveries, local_deliveries) = (query(&remote, deliveries), query(&local, deliveries));
-    assert_same(&sorted(remote_deliveries), &sorted(local_deliveries), "deliveries");
+    let deliveries =
+        "SELECT flow, action, contact, status FROM deliveries ORDER BY flow, action, contact";
+    let (remote_deliveries, local_deliveries) =
+        (query(&remote, deliveries), query(&local, deliveries));
+    assert_same(
+        &sorted(remote_deliveries),
+        &sorted(local_deliveries),
+        "deliveries",
+    );
 
     // Queries an analyst writes: JSON functions and operators, joins with
     // identities and contacts, aggregates and windows.
@@ -207,28 +224,47 @@ fn the_example_triggers_and_queries_match_the_in_process_engine() {
 
     // A preview: a dry run of a trigger over the whole table.
     let preview = |p: &Project| {
-        let args = ["preview", "cart_abandoned", "--all", "--now", NOW, "--format", "json"];
+        let args = [
+            "preview",
+            "cart_abandoned",
+            "--all",
+            "--now",
+            NOW,
+            "--format",
+            "json",
+        ];
         sorted(json_rows(&p.ok(&args)))
     };
     let planned = preview(&local);
-    assert!(planned.len() > 10, "the preview plans deliveries: {planned:?}");
+    assert!(
+        planned.len() > 10,
+        "the preview plans deliveries: {planned:?}"
+    );
     assert_same(&preview(&remote), &planned, "preview");
 
     // The executors ran the tasks: both logged work, and without the cluster
     // the same query fails, naming the engine.
-    let executed = |n: usize| {
-        std::fs::read_to_string(logs.path().join(format!("executor{n}.log"))).unwrap()
-    };
+    let executed =
+        |n: usize| std::fs::read_to_string(logs.path().join(format!("executor{n}.log"))).unwrap();
     for n in 0..2 {
         let log = executed(n);
-        assert!(log.contains("Finished task"), "executor{n} ran tasks:\n{log}");
+        assert!(
+            log.contains("Finished task"),
+            "executor{n} ran tasks:\n{log}"
+        );
     }
     drop(cluster);
     let failed = remote.run(&["query", "SELECT count(*) FROM events"]);
     assert!(!failed.status.success());
     let stderr = String::from_utf8_lossy(&failed.stderr);
-    assert!(stderr.contains("127.0.0.1"), "names the scheduler: {stderr}");
+    assert!(
+        stderr.contains("127.0.0.1"),
+        "names the scheduler: {stderr}"
+    );
     let args = ["preview", "cart_abandoned", "--all", "--now", NOW];
     let failed = remote.run(&args);
-    assert!(!failed.status.success(), "a trigger's SQL needs the cluster too");
+    assert!(
+        !failed.status.success(),
+        "a trigger's SQL needs the cluster too"
+    );
 }

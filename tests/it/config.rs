@@ -71,8 +71,9 @@ fn engine_ballista_is_validated_naming_the_key() {
         ("[engine]\nballista = \"df://\"\n", "engine.ballista"),
         ("[engine]\nbalista = \"df://x:1\"\n", "balista"),
     ] {
-        let project =
-            Project::with_config(&format!("storage = \"./store\"\n[[workspace]]\nid = \"a\"\n{engine}"));
+        let project = Project::with_config(&format!(
+            "storage = \"./store\"\n[[workspace]]\nid = \"a\"\n{engine}"
+        ));
         let out = project.run(&["query", "SELECT 1"]);
         assert_eq!(out.status.code(), Some(2), "{engine}");
         let stderr = String::from_utf8_lossy(&out.stderr);

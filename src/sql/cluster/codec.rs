@@ -176,9 +176,11 @@ mod tests {
             )
             .unwrap()
         };
-        let table =
-            MemTable::try_new(schema.clone(), vec![vec![batch(1), batch(3)], vec![], vec![batch(5)]])
-                .unwrap();
+        let table = MemTable::try_new(
+            schema.clone(),
+            vec![vec![batch(1), batch(3)], vec![], vec![batch(5)]],
+        )
+        .unwrap();
         let codec = LogicalCodec::default();
         let mut buf = Vec::new();
         let name = TableReference::bare("t");
