@@ -65,11 +65,10 @@ impl Store {
                 )));
             }
         };
-        objects
-            .delete(&path)
-            .await
-            .map_err(|e| fail(format!("cannot delete the probe object {path}: {e}")))?;
-        verdict(second).map_err(fail)
+        let deleted = objects.delete(&path).await;
+        // A server that failed the probe is refused for that, whatever its delete did.
+        verdict(second).map_err(fail)?;
+        deleted.map_err(|e| fail(format!("cannot delete the probe object {path}: {e}")))
     }
 }
 
