@@ -106,7 +106,7 @@ impl ObjectStoreFactory for S3Factory {
         url: &Url,
         _config: &StorageConfig,
     ) -> DeltaResult<(ObjectStoreRef, ObjectPath)> {
-        for_url(url).map_err(|message| DeltaTableError::Generic(message))
+        for_url(url).map_err(DeltaTableError::Generic)
     }
 }
 
