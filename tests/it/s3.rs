@@ -406,4 +406,9 @@ fn a_server_that_ignores_conditional_writes_is_refused_before_anything_is_writte
         puts[0].contains("/careless/_probe/") && puts[0].ends_with("conditional=true"),
         "{seen:?}"
     );
+    // `serve` refuses the same way, before it listens or replays anything.
+    let out = project.run(&["serve"]);
+    assert_eq!(out.status.code(), Some(3));
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert!(stderr.contains("ignores create-only writes"), "{stderr}");
 }
