@@ -224,10 +224,35 @@ pub enum Command {
     },
 }
 
+impl Command {
+    /// Whether the command may write to the storage: such commands probe
+    /// that it honours create-only writes before they start (`store::probe`).
+    pub fn writes(&self) -> bool {
+        match self {
+            Command::Query { .. }
+            | Command::Preview { .. }
+            | Command::Triggers
+            | Command::Check
+            | Command::Test { .. }
+            | Command::Schema { .. }
+            | Command::Deliveries { .. }
+            | Command::Diff { .. } => false,
+            Command::Cursor { set, .. } => set.is_some(),
+            _ => true,
+        }
+    }
+}
+
 /// Runs one command.
 pub async fn run(cli: Cli) -> Result<(), Error> {
     let config = Config::load(cli.config.as_deref())?;
     crate::sql::limits::configure(config.limits.query_memory);
+    crate::store::objects::configure(&config.storage_options()?);
+    if cli.command.writes() {
+        Store::new(config.storage.clone())
+            .probe_conditional_writes()
+            .await?;
+    }
     match cli.command {
         Command::Import {
             files,

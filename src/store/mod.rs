@@ -14,12 +14,16 @@
 //! - `rewrite`: replacing files without changing data; `stamp`: rows without a stamp get one.
 //! - `seq`: the `seq` values of appended rows.
 //! - `ledger`, `quarantine`: those tables' rows; `state`: small JSON objects.
+//! - `objects`: the object stores behind `file://` and `s3://` URLs; `probe`:
+//!   whether the storage honours create-only writes.
 
 pub mod commit;
 pub mod erasures;
 pub mod files;
 pub mod handles;
 pub mod ledger;
+pub mod objects;
+pub mod probe;
 pub mod quarantine;
 pub mod rewrite;
 pub mod seq;

@@ -35,6 +35,8 @@
 //! - `keys`: fail closed, write vs admin keys, rotation, the deliveries admin API.
 //! - `outbound`: what leaves: JSON-escaped templates, https, private networks, file paths.
 //! - `web`: the web page over plain HTTP: login, cookie flags, Basic, CSRF, escaping, read-only SQL.
+//! - `s3`: storage on a real S3 server (moto): import, ingest with `kill -9`, runs, maintenance,
+//!   erasure count as on a local store; the probe refuses a server ignoring conditional writes.
 //! - `browser`: the web page in headless Chromium over WebDriver, with screenshots.
 
 mod bad_input;
@@ -62,6 +64,7 @@ mod query;
 mod receiver;
 mod recorder;
 mod replicas;
+mod s3;
 mod segment_client;
 mod serve;
 mod server;
