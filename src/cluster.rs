@@ -4,7 +4,8 @@
 //! cluster runs every query an analyst's session can plan. Both read the
 //! project's `tripwire.toml` like every command; the executors read the
 //! store's Parquet files directly (its paths must resolve the same on every
-//! node: a shared mount or object storage).
+//! node: a shared mount or object storage; `s3://` through `[storage]` and
+//! the `AWS_*` variables, as every tripwire command reaches it).
 
 use std::net::SocketAddr;
 use std::path::PathBuf;
@@ -18,7 +19,7 @@ use ballista_scheduler::scheduler_process::start_server;
 
 use crate::config::{Config, Scheduler};
 use crate::sql::cluster::codec::LogicalCodec;
-use crate::sql::cluster::{MAX_MESSAGE_BYTES, cluster_config, server_state};
+use crate::sql::cluster::{MAX_MESSAGE_BYTES, cluster_config, server_runtime, server_state};
 
 /// How long a starting executor keeps trying to reach its scheduler.
 pub const SCHEDULER_CONNECT_TIMEOUT_SECS: u16 = 60;
@@ -102,6 +103,8 @@ pub async fn executor(config: &Config, options: ExecutorOptions) -> Result<(), C
         ),
         None => None,
     };
+    let temp_dir = work_dir.clone();
+    let runtime = move |_: &datafusion::prelude::SessionConfig| server_runtime(temp_dir.as_deref());
     let settings = ExecutorProcessConfig {
         bind_host: bind.ip().to_string(),
         external_host: Some(host),
@@ -116,6 +119,7 @@ pub async fn executor(config: &Config, options: ExecutorOptions) -> Result<(), C
         grpc_max_encoding_message_size: MAX_MESSAGE_BYTES as u32,
         override_function_registry: Some(Arc::new(BallistaFunctionRegistry::from(&state))),
         override_config_producer: Some(Arc::new(cluster_config)),
+        override_runtime_producer: Some(Arc::new(runtime)),
         override_logical_codec: Some(Arc::new(LogicalCodec::default())),
         ..ExecutorProcessConfig::default()
     };

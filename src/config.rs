@@ -16,8 +16,11 @@ use crate::duration::parse_duration;
 // path looks for its modules beside it).
 #[path = "config/limits.rs"]
 mod limits;
+#[path = "config/storage.rs"]
+mod storage;
 
 pub use limits::{Limits, Server};
+pub use storage::S3Settings;
 
 #[path = "config/engine.rs"]
 mod engine;
@@ -52,6 +55,8 @@ pub struct Config {
     pub project_dir: PathBuf,
     /// Root URL of all durable state (docs/architecture.md "Storage").
     pub storage: Url,
+    /// `[storage]`'s S3 settings (endpoint, region, credentials, allow_http).
+    pub storage_s3: S3Settings,
     pub listen: SocketAddr,
     pub identity_ttl: Duration,
     pub default_schedule: String,
@@ -163,8 +168,8 @@ impl fmt::Debug for Secret {
 #[derive(Deserialize)]
 #[serde(deny_unknown_fields)]
 struct RawConfig {
-    #[serde(default = "default_storage")]
-    storage: String,
+    /// A path or URL, or a `[storage]` table (`config/storage.rs`).
+    storage: Option<toml::Value>,
     #[serde(default = "default_listen")]
     listen: String,
     #[serde(default = "default_ttl")]
@@ -400,8 +405,10 @@ impl Config {
             message,
         };
         let raw: RawConfig = toml::from_str(text).map_err(|e| invalid(e.to_string()))?;
-        let storage =
-            storage_url(&raw.storage, base).map_err(|m| invalid(format!("storage: {m}")))?;
+        let storage = raw
+            .storage
+            .unwrap_or_else(|| toml::Value::String(default_storage()));
+        let storage = storage::parse(storage, base).map_err(invalid)?;
         let listen = raw.listen.parse().map_err(|_| {
             invalid(format!(
                 "listen: {:?} is not an address like \"127.0.0.1:8080\"",
@@ -443,7 +450,8 @@ impl Config {
         Ok(Config {
             origin: origin.to_string(),
             project_dir: base.to_path_buf(),
-            storage,
+            storage: storage.url,
+            storage_s3: storage.s3,
             listen,
             identity_ttl,
             default_schedule: raw.default_schedule,
@@ -459,6 +467,17 @@ impl Config {
             retention,
             max_run_failures: raw.max_run_failures,
         })
+    }
+
+    /// The S3 options of `[storage]` (object_store's names), secrets
+    /// resolved; a secret naming an unset variable is an error naming its key.
+    pub fn storage_options(&self) -> Result<Vec<(&'static str, String)>, ConfigError> {
+        self.storage_s3
+            .options()
+            .map_err(|message| ConfigError::Invalid {
+                origin: self.origin.clone(),
+                message,
+            })
     }
 
     /// Every configured secret entry that resolves to nothing (an unset or
@@ -566,27 +585,6 @@ fn validate_workspace_id(id: &str) -> Result<(), String> {
     Ok(())
 }
 
-/// Turns the `storage` value into a URL; plain paths become `file://` URLs.
-fn storage_url(value: &str, base: &Path) -> Result<Url, String> {
-    if value.is_empty() {
-        return Err("must not be empty".into());
-    }
-    if let Some((scheme, _)) = value.split_once("://") {
-        return match scheme {
-            "file" => Url::parse(value).map_err(|e| format!("{value:?} is not a URL: {e}")),
-            "s3" | "gs" | "az" | "abfss" => Err(format!(
-                "{value:?}: {scheme}:// storage is planned but not built into this version; use a local path"
-            )),
-            _ => Err(format!(
-                "{value:?}: unknown scheme {scheme}:// (use a path or file://)"
-            )),
-        };
-    }
-    let path = base.join(value);
-    let absolute = std::path::absolute(&path).map_err(|e| format!("{value:?}: {e}"))?;
-    Url::from_directory_path(&absolute).map_err(|_| format!("{value:?} is not a usable path"))
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -674,7 +672,7 @@ mod tests {
             ("identity_ttl = \"7x\"", "identity_ttl"),
             ("listen = \"nowhere\"", "listen"),
             ("default_schedule = \"every day\"", "default_schedule"),
-            ("storage = \"s3://bucket/x\"", "storage"),
+            ("storage = \"gs://bucket/x\"", "storage"),
             ("query_timeout = \"0s\"", "query_timeout"),
             ("max_learned_names = 0", "max_learned_names"),
             ("max_line_bytes = 2147483648", "max_line_bytes"),

@@ -102,7 +102,8 @@ pub async fn run_scheduler(
     identities: Arc<IndexCache>,
     mut shutdown: watch::Receiver<bool>,
 ) {
-    let store = Store::new(config.storage.clone());
+    // Tables stay open between ticks: each tick reads only new commits.
+    let store = Store::new(config.storage.clone()).keeping_tables_open();
     let mut plan = Plan::default();
     let mut running: HashSet<String> = HashSet::new();
     let mut runs: JoinSet<Vec<String>> = JoinSet::new();

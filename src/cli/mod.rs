@@ -231,6 +231,26 @@ pub enum Command {
     },
 }
 
+impl Command {
+    /// Whether the command may write to the storage: such commands probe
+    /// that it honours create-only writes before they start (`store::probe`).
+    pub fn writes(&self) -> bool {
+        match self {
+            Command::Query { .. }
+            | Command::Preview { .. }
+            | Command::Triggers
+            | Command::Check
+            | Command::Test { .. }
+            | Command::Schema { .. }
+            | Command::Deliveries { .. }
+            | Command::Diff { .. }
+            | Command::Cluster { .. } => false,
+            Command::Cursor { set, .. } => set.is_some(),
+            _ => true,
+        }
+    }
+}
+
 /// Runs one command.
 pub async fn run(cli: Cli) -> Result<(), Error> {
     let config = Config::load(cli.config.as_deref())?;
@@ -239,6 +259,12 @@ pub async fn run(cli: Cli) -> Result<(), Error> {
         return Err(Error::Usage(format!("{}: {why}", config.origin)));
     }
     crate::sql::cluster::configure(&config.engine);
+    crate::store::objects::configure(&config.storage_options()?);
+    if cli.command.writes() {
+        Store::new(config.storage.clone())
+            .probe_conditional_writes()
+            .await?;
+    }
     match cli.command {
         Command::Import {
             files,

@@ -125,16 +125,8 @@ fn list_location(
     store: &Store,
     workspace: &str,
     name: &str,
-) -> Result<(Box<dyn object_store::ObjectStore>, ObjectPath), StoreError> {
-    let failed = |e: &dyn std::fmt::Display| StoreError::Root {
-        root: store.root().to_string(),
-        message: e.to_string(),
-    };
-    let url = store
-        .root()
-        .join(&format!("{workspace}/state/segments/{name}.json"))
-        .map_err(|e| failed(&e))?;
-    object_store::parse_url(&url).map_err(|e| failed(&e))
+) -> Result<(std::sync::Arc<dyn object_store::ObjectStore>, ObjectPath), StoreError> {
+    store.state_location(&format!("{workspace}/state/segments/{name}.json"))
 }
 
 /// The static lists saved for `workspace`, by name.

@@ -15,6 +15,7 @@ pub mod chunk;
 pub mod commit;
 pub mod lines;
 pub mod progress;
+pub mod remote;
 pub mod route;
 pub mod source;
 
@@ -111,21 +112,36 @@ pub async fn import(
         .default_workspace()
         .filter(|w| config.workspace(w).is_some_and(|w| w.quarantine))
         .map(str::to_string);
-    let files = expand(&options.paths)?;
+    let inputs = inputs(&options.paths).await?;
     let store = Store::new(config.storage.clone());
-    let total: u64 = files.iter().map(|f| file_size(f)).sum();
+    let total: u64 = inputs.iter().map(Input::size).sum();
     progress.start(total);
     let started = Instant::now();
     let mut report = ImportReport::default();
-    for file in &files {
+    let scratch = match inputs.iter().any(|i| matches!(i, Input::Remote(_))) {
+        true => Some(remote::Scratch::new()?),
+        false => None,
+    };
+    for input in &inputs {
+        let (name, size) = (input.name(), input.size());
+        let downloaded = match (input, &scratch) {
+            (Input::Remote(object), Some(scratch)) => Some(scratch.download(object).await?),
+            _ => None,
+        };
+        let file = match (input, &downloaded) {
+            (_, Some(downloaded)) => downloaded.path.as_path(),
+            (Input::Local(path), None) => path.as_path(),
+            (Input::Remote(_), None) => return Err(named_error(&name, "was not downloaded")),
+        };
         let job = FileJob {
-            path: file.clone(),
+            path: file.to_path_buf(),
+            name: name.clone(),
             format: source::detect_format(file, options.format)
-                .map_err(|e| input_error(file, e))?,
+                .map_err(|e| named_error(&name, e))?,
             router: router.clone(),
             max_line_bytes: config.limits.max_line_bytes,
         };
-        let hash = hash_file(file).map_err(|e| input_error(file, e))?;
+        let hash = hash_file(file).map_err(|e| named_error(&name, e))?;
         let finished = finished_location(&hash);
         let done = match store.read_state::<ImportReport>(&finished).await? {
             // Imported before (its transactions may have expired since).
@@ -139,7 +155,7 @@ pub async fn import(
                     progress.at(0);
                     if bad > 0 {
                         return Err(ImportError::Strict {
-                            path: file.display().to_string(),
+                            path: name.clone(),
                             count: bad,
                         });
                     }
@@ -151,12 +167,12 @@ pub async fn import(
                 done
             }
         };
-        progress.file_done(file_size(file));
+        progress.file_done(size);
         report.files += 1;
         report.events += done.events;
         report.skipped += done.skipped;
         report.bad_lines += done.bad_lines;
-        report.bytes += file_size(file);
+        report.bytes += size;
     }
     report.seconds = started.elapsed().as_secs_f64();
     progress.finish();
@@ -165,7 +181,10 @@ pub async fn import(
 
 /// One file's import: where it is, its format, and how to route its events.
 struct FileJob {
+    /// The file read (a local copy of a downloaded object).
     path: PathBuf,
+    /// The file as the user named it, for reports.
+    name: String,
     format: Format,
     router: Arc<Router>,
     /// Longer NDJSON lines are refused (`max_line_bytes`).
@@ -210,8 +229,8 @@ impl FileJob {
         }
         producer
             .join()
-            .map_err(|_| input_error(&self.path, "the reader thread panicked"))?
-            .map_err(|e| input_error(&self.path, e))?;
+            .map_err(|_| named_error(&self.name, "the reader thread panicked"))?
+            .map_err(|e| named_error(&self.name, e))?;
         Ok(report)
     }
 
@@ -222,7 +241,7 @@ impl FileJob {
     ) -> std::thread::JoinHandle<std::io::Result<()>> {
         let parser = ChunkParser {
             router: self.router.clone(),
-            source: self.path.display().to_string().into(),
+            source: self.name.clone().into(),
             received_at: crate::event::now_micros(),
             rows_hint: source::CHUNK_ROWS,
             max_line_bytes: self.max_line_bytes,
@@ -285,11 +304,50 @@ fn parse_ndjson_in_parallel(
     read
 }
 
-/// The files named: files as given, folders as their (non-hidden) files, sorted.
-fn expand(paths: &[PathBuf]) -> Result<Vec<PathBuf>, ImportError> {
+/// One file to import: on the local disk, or an object in S3.
+enum Input {
+    Local(PathBuf),
+    Remote(remote::RemoteObject),
+}
+
+impl Input {
+    fn name(&self) -> String {
+        match self {
+            Input::Local(path) => path.display().to_string(),
+            Input::Remote(object) => object.name.clone(),
+        }
+    }
+
+    fn size(&self) -> u64 {
+        match self {
+            Input::Local(path) => file_size(path),
+            Input::Remote(object) => object.size,
+        }
+    }
+}
+
+/// The files named, in order: `s3://` URLs as [`remote::expand`] reads
+/// them, local ones as [`expand`] does.
+async fn inputs(paths: &[PathBuf]) -> Result<Vec<Input>, ImportError> {
     if paths.is_empty() {
         return Err(ImportError::Usage("no files to import".into()));
     }
+    let mut inputs = Vec::new();
+    for path in paths {
+        match path.to_str().filter(|_| remote::is_remote(path)) {
+            Some(url) => inputs.extend(remote::expand(url).await?.into_iter().map(Input::Remote)),
+            None => inputs.extend(
+                expand(std::slice::from_ref(path))?
+                    .into_iter()
+                    .map(Input::Local),
+            ),
+        }
+    }
+    Ok(inputs)
+}
+
+/// The files named: files as given, folders as their (non-hidden) files, sorted.
+fn expand(paths: &[PathBuf]) -> Result<Vec<PathBuf>, ImportError> {
     let mut files = Vec::new();
     for path in paths {
         if path.is_dir() {
@@ -342,8 +400,12 @@ fn file_size(path: &Path) -> u64 {
 }
 
 fn input_error(path: &Path, e: impl ToString) -> ImportError {
+    named_error(&path.display().to_string(), e)
+}
+
+fn named_error(name: &str, e: impl ToString) -> ImportError {
     ImportError::Input {
-        path: path.display().to_string(),
+        path: name.to_string(),
         message: e.to_string(),
     }
 }

@@ -164,12 +164,8 @@ fn json_type(value: &Value) -> &'static str {
 fn location(
     store: &Store,
     workspace: &str,
-) -> Result<(Box<dyn object_store::ObjectStore>, ObjectPath), StoreError> {
-    let url = store
-        .root()
-        .join(&format!("{workspace}/state/schema.json"))
-        .map_err(|e| root_error(store, e))?;
-    object_store::parse_url(&url).map_err(|e| root_error(store, e))
+) -> Result<(std::sync::Arc<dyn object_store::ObjectStore>, ObjectPath), StoreError> {
+    store.state_location(&format!("{workspace}/state/schema.json"))
 }
 
 fn root_error(store: &Store, e: impl std::fmt::Display) -> StoreError {

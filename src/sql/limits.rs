@@ -37,6 +37,8 @@ pub(super) fn runtime() -> Result<Arc<RuntimeEnv>, QueryError> {
     }
     let runtime = RuntimeEnvBuilder::new()
         .with_memory_pool(Arc::new(FairSpillPool::new(memory())))
+        // `s3://` file lists (windows) read through the storage's clients.
+        .with_object_store_registry(Arc::new(crate::store::objects::Registry::default()))
         .build_arc()
         .map_err(|e| QueryError::Engine(e.to_string()))?;
     Ok(RUNTIME.get_or_init(|| runtime).clone())

@@ -8,23 +8,30 @@
 //! <root>/<workspace>/attempts/     every delivery attempt (append-only)
 //! <root>/<workspace>/erasures/     what each `tripwire erase` erased (counts)
 //! ```
-//! - `table`: open, create, evolve and refresh one table.
+//! - `table`: open, create, evolve and refresh one table; `handles`: tables kept open.
 //! - `commit`: the one commit path every writer appends through.
 //! - `files`: a table's live files with their stamps.
 //! - `rewrite`: replacing files without changing data; `stamp`: rows without a stamp get one.
 //! - `seq`: the `seq` values of appended rows.
 //! - `ledger`, `quarantine`: those tables' rows; `state`: small JSON objects.
+//! - `objects`: the object stores behind `file://` and `s3://` URLs; `probe`:
+//!   whether the storage honours create-only writes.
 
 pub mod commit;
 pub mod erasures;
 pub mod files;
+pub mod handles;
 pub mod ledger;
+pub mod objects;
+pub mod probe;
 pub mod quarantine;
 pub mod rewrite;
 pub mod seq;
 pub mod stamp;
 pub mod state;
 pub mod table;
+
+use std::sync::Arc;
 
 use arrow::datatypes::SchemaRef;
 use deltalake_core::DeltaTable;
@@ -120,6 +127,8 @@ impl TableKind {
 #[derive(Debug, Clone)]
 pub struct Store {
     root: Url,
+    /// Set in long-lived processes: tables stay open between opens.
+    kept: Option<Arc<handles::OpenTables>>,
 }
 
 impl Store {
@@ -128,7 +137,16 @@ impl Store {
         if !root.path().ends_with('/') {
             root.set_path(&format!("{}/", root.path()));
         }
-        Store { root }
+        Store { root, kept: None }
+    }
+
+    /// This store, keeping the tables it opens open: a later open reads
+    /// only the commits since (`serve`'s ticks).
+    pub fn keeping_tables_open(self) -> Store {
+        Store {
+            kept: Some(Arc::default()),
+            ..self
+        }
     }
 
     pub fn root(&self) -> &Url {
@@ -152,9 +170,14 @@ impl Store {
         kind: TableKind,
     ) -> Result<DeltaTable, StoreError> {
         let url = self.table_url(workspace, kind)?;
+        if let Some(table) = self.kept_table(&url).await {
+            return Ok(table);
+        }
         let table = table::open(&url).await?;
         let table = migrate_old_layout(kind, table).await?;
-        table::open_or_create(&url, &kind.schema(), &kind.properties(), table).await
+        let table = table::open_or_create(&url, &kind.schema(), &kind.properties(), table).await?;
+        self.keep(&url, &table);
+        Ok(table)
     }
 
     /// Opens a workspace table if it exists.
@@ -164,14 +187,27 @@ impl Store {
         kind: TableKind,
     ) -> Result<Option<DeltaTable>, StoreError> {
         let url = self.table_url(workspace, kind)?;
+        if let Some(table) = self.kept_table(&url).await {
+            return Ok(Some(table));
+        }
         let table = table::open(&url).await?;
         if table.version().is_none() {
             return Ok(None);
         }
         let table = migrate_old_layout(kind, table).await?;
-        table::add_missing_columns(table, &kind.schema())
-            .await
-            .map(Some)
+        let table = table::add_missing_columns(table, &kind.schema()).await?;
+        self.keep(&url, &table);
+        Ok(Some(table))
+    }
+
+    async fn kept_table(&self, url: &Url) -> Option<DeltaTable> {
+        self.kept.as_ref()?.latest(url).await
+    }
+
+    fn keep(&self, url: &Url, table: &DeltaTable) {
+        if let Some(kept) = &self.kept {
+            kept.keep(url, table);
+        }
     }
 }
 

@@ -20,12 +20,12 @@ impl Store {
     pub fn state_location(
         &self,
         relative: &str,
-    ) -> Result<(Box<dyn object_store::ObjectStore>, ObjectPath), StoreError> {
+    ) -> Result<(Arc<dyn ObjectStore>, ObjectPath), StoreError> {
         let url = self
             .root()
             .join(relative)
             .map_err(|e| self.state_error(&e))?;
-        object_store::parse_url(&url).map_err(|e| self.state_error(&e))
+        super::objects::for_url(&url).map_err(|e| self.state_error(&e))
     }
 
     fn state_error(&self, e: &dyn std::fmt::Display) -> StoreError {
@@ -84,7 +84,7 @@ impl Store {
     pub fn state_dir(&self, relative: &str) -> Result<StateDir, StoreError> {
         let (objects, path) = self.state_location(relative.trim_end_matches('/'))?;
         Ok(StateDir {
-            objects: Arc::from(objects),
+            objects,
             path,
             root: self.root().to_string(),
         })

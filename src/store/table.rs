@@ -89,6 +89,7 @@ pub async fn add_missing_columns(
 
 /// Opens the table at `url`; its version is `None` when nothing is there yet.
 pub async fn open(url: &Url) -> Result<DeltaTable, StoreError> {
+    super::objects::register();
     let delta = |e: DeltaTableError| StoreError::delta(url, e);
     let mut table = DeltaTableBuilder::from_url(url.clone())
         .map_err(delta)?

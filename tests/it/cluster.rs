@@ -1,8 +1,9 @@
 //! `[engine] ballista` (feature `cluster`): a scheduler and two executors,
 //! each a `tripwire cluster …` child process on loopback, run the example
-//! project's triggers, a preview and queries over a local store, and get
-//! the same matches and rows as the in-process engine; without the
-//! scheduler the same command fails, so the cluster really ran them.
+//! project's triggers, a preview and queries over a local store and over an
+//! S3 store (moto's server, as `s3` starts it), and get the same matches and
+//! rows as the in-process engine on a local store; without the scheduler
+//! the same command fails, so the cluster really ran them.
 
 use std::net::{SocketAddr, TcpListener, TcpStream};
 use std::path::Path;
@@ -10,6 +11,7 @@ use std::process::{Child, Stdio};
 use std::time::{Duration, Instant};
 
 use crate::project::Project;
+use crate::s3::Moto;
 use crate::server::PATIENCE;
 use crate::workbench::copy_dir;
 
@@ -171,11 +173,26 @@ const MATCHES: &str =
 
 #[test]
 fn the_example_triggers_and_queries_match_the_in_process_engine() {
+    same_results_on_a_cluster(LOCAL);
+}
+
+#[test]
+fn on_s3_the_cluster_matches_the_in_process_engine_too() {
+    let Some(moto) = Moto::start() else {
+        return;
+    };
+    same_results_on_a_cluster(&moto.storage("cluster"));
+}
+
+/// The example project on a local store in-process, and stored as
+/// `storage` says on a cluster (whose processes read the same `storage`):
+/// the same matches, deliveries, previews and query rows.
+fn same_results_on_a_cluster(storage: &str) {
     let logs = tempfile::tempdir().unwrap();
-    let local = example_project("");
-    let config_only = Project::with_config("storage = \"./store\"\n[[workspace]]\nid = \"shop\"\n");
+    let local = example_project(LOCAL, "");
+    let config_only = Project::with_config(&config(storage, ""));
     let cluster = Cluster::start(&config_only, 2, logs.path());
-    let remote = example_project(&cluster.engine());
+    let remote = example_project(storage, &cluster.engine());
 
     // Two runs: the second picks up the events the first one's flows emitted.
     for _ in 0..2 {

@@ -35,6 +35,8 @@
 //! - `keys`: fail closed, write vs admin keys, rotation, the deliveries admin API.
 //! - `outbound`: what leaves: JSON-escaped templates, https, private networks, file paths.
 //! - `web`: the web page over plain HTTP: login, cookie flags, Basic, CSRF, escaping, read-only SQL.
+//! - `s3`: storage on a real S3 server (moto): import, ingest with `kill -9`, runs, maintenance,
+//!   erasure count as on a local store; the probe refuses a server ignoring conditional writes.
 //! - `browser`: the web page in headless Chromium over WebDriver, with screenshots.
 //! - `cluster` (feature `cluster`): a scheduler and two executors run the example triggers and
 //!   queries with the same results as the in-process engine.
@@ -66,6 +68,7 @@ mod query;
 mod receiver;
 mod recorder;
 mod replicas;
+mod s3;
 mod segment_client;
 mod serve;
 mod server;

@@ -6,6 +6,9 @@
 
 use std::process::Command;
 
+use tripwire::store::{Store, TableKind};
+use url::Url;
+
 use crate::project::Project;
 
 /// Every event keyed by its id, from history.
@@ -259,3 +262,44 @@ import sys
 from deltalake import DeltaTable
 DeltaTable(sys.argv[1]).delete("type = 'identify'")
 "#;
+
+/// The version and live files of the events table as `store` opens it.
+fn seen(store: &Store, runtime: &tokio::runtime::Runtime) -> (Option<u64>, Vec<String>) {
+    runtime.block_on(async {
+        let table = store
+            .open("shop", TableKind::Events)
+            .await
+            .expect("open")
+            .expect("an events table");
+        let mut files: Vec<String> = table
+            .get_file_uris()
+            .expect("files")
+            .map(|uri| uri.to_string())
+            .collect();
+        files.sort();
+        (table.version(), files)
+    })
+}
+
+#[test]
+fn a_kept_table_handle_reads_what_a_fresh_open_reads_through_other_writers_and_cleanup() {
+    let project = Project::new();
+    import_sample(&project, "a.ndjson", 200, 31);
+    let root = Url::from_directory_path(project.path("store")).unwrap();
+    let kept = Store::new(root.clone()).keeping_tables_open();
+    let fresh = || Store::new(root.clone());
+    let runtime = tokio::runtime::Runtime::new().unwrap();
+    assert_eq!(seen(&kept, &runtime), seen(&fresh(), &runtime));
+    // Appends, another writer's delete and compaction, then log cleanup
+    // past the kept handle's version: each open agrees with a fresh one.
+    import_sample(&project, "b.ndjson", 60, 32);
+    assert_eq!(seen(&kept, &runtime), seen(&fresh(), &runtime));
+    python(&project, DELETE);
+    python(&project, OPTIMIZE);
+    assert_eq!(seen(&kept, &runtime), seen(&fresh(), &runtime));
+    for (i, seed) in [33, 34, 35].into_iter().enumerate() {
+        import_sample(&project, &format!("c{i}.ndjson"), 40, seed);
+    }
+    python(&project, CLEAN_UP_THE_LOG);
+    assert_eq!(seen(&kept, &runtime), seen(&fresh(), &runtime));
+}

@@ -102,9 +102,27 @@ pub fn cluster_config() -> datafusion::prelude::SessionConfig {
 pub fn server_state(
     config: datafusion::prelude::SessionConfig,
 ) -> datafusion::error::Result<datafusion::execution::SessionState> {
-    let mut state = ballista_core::utils::default_session_builder(config)?;
+    let state = ballista_core::utils::default_session_builder(config)?;
+    let mut state = datafusion::execution::SessionStateBuilder::new_from_existing(state)
+        .with_runtime_env(server_runtime(None)?)
+        .build();
     datafusion_functions_json::register_all(&mut state)?;
     Ok(state)
+}
+
+/// The runtime of a cluster process's tasks: the storage's object stores
+/// (`s3://` through `[storage]`, as every tripwire process reads it), spill
+/// files in `temp_dir` when given.
+#[cfg(feature = "cluster")]
+pub fn server_runtime(
+    temp_dir: Option<&str>,
+) -> datafusion::error::Result<Arc<datafusion::execution::runtime_env::RuntimeEnv>> {
+    let mut builder = datafusion::execution::runtime_env::RuntimeEnvBuilder::new()
+        .with_object_store_registry(Arc::new(crate::store::objects::Registry::default()));
+    if let Some(dir) = temp_dir {
+        builder = builder.with_temp_file_path(dir);
+    }
+    builder.build_arc()
 }
 
 #[cfg(feature = "cluster")]
