@@ -119,12 +119,18 @@ impl Drop for Cluster {
     }
 }
 
-/// The repository's example project (triggers, flows, segments) with the
-/// sample imported, plus `extra` config.
-fn example_project(extra: &str) -> Project {
-    let project = Project::with_config(&format!(
-        "storage = \"./store\"\n[[workspace]]\nid = \"shop\"\n{extra}"
-    ));
+/// A local store.
+const LOCAL: &str = "storage = \"./store\"\n";
+
+/// The config of a project stored as `storage` says, plus `extra` tables.
+fn config(storage: &str, extra: &str) -> String {
+    format!("{storage}\n[[workspace]]\nid = \"shop\"\n{extra}")
+}
+
+/// The repository's example project (triggers, flows, segments) stored as
+/// `storage` says, with the sample imported, plus `extra` config.
+fn example_project(storage: &str, extra: &str) -> Project {
+    let project = Project::with_config(&config(storage, extra));
     let repo = Path::new(env!("CARGO_MANIFEST_DIR"));
     copy_dir(&repo.join("queries"), &project.path("queries"));
     copy_dir(&repo.join("flows"), &project.path("flows"));
