@@ -247,7 +247,7 @@ pub fn explain_error(sql: &str, message: &str) -> String {
              json_get_int(...) for numbers"
         )
     } else {
-        message.to_string()
+        cluster::explain_unreachable(message, cluster::scheduler())
     }
 }
 

@@ -54,6 +54,19 @@ pub fn analyst_context() -> Result<SessionContext, QueryError> {
     }
 }
 
+/// `message`, led by what it means when it says the cluster could not be
+/// reached (Ballista reports a bare transport error).
+pub fn explain_unreachable(message: &str, scheduler: Option<&Scheduler>) -> String {
+    match scheduler {
+        Some(scheduler) if message.contains("tonic::transport::Error") => format!(
+            "cannot reach the Ballista cluster of [engine] ballista = \"{}\" (is `tripwire \
+             cluster scheduler` running there, with executors?): {message}",
+            scheduler.url()
+        ),
+        _ => message.to_string(),
+    }
+}
+
 /// `table`'s current snapshot as a plain list of its Parquet files (which
 /// Ballista ships to executors), with the schema Delta reads it with.
 /// Refuses tables with deletion vectors, naming the table: a plain file
@@ -150,5 +163,29 @@ mod remote {
         let mut state = state.upgrade_for_ballista(url).map_err(engine)?;
         datafusion_functions_json::register_all(&mut state).map_err(engine)?;
         Ok(SessionContext::new_with_state(state))
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn an_unreachable_cluster_is_named() {
+        let scheduler = Scheduler::parse("df://10.1.2.3:7000").unwrap();
+        let transport = "Execution error: tonic::transport::Error(Transport, ConnectError(..))";
+        let explained = explain_unreachable(transport, Some(&scheduler));
+        assert!(
+            explained.starts_with(
+                "cannot reach the Ballista cluster of [engine] ballista = \"df://10.1.2.3:7000\""
+            ),
+            "{explained}"
+        );
+        assert!(explained.ends_with(transport), "{explained}");
+        assert_eq!(explain_unreachable(transport, None), transport);
+        assert_eq!(
+            explain_unreachable("No field named x", Some(&scheduler)),
+            "No field named x"
+        );
     }
 }
