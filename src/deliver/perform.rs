@@ -413,7 +413,12 @@ async fn release(sending: &Sending, hook: &Hook, held: Option<u32>) {
     if let Some(generation) = held {
         sending
             .claims
-            .release(&hook.delivery_id, hook.attempt, generation)
+            .release(
+                &hook.delivery_id,
+                hook.attempt,
+                generation,
+                sending.clock.now(),
+            )
             .await;
     }
 }
