@@ -59,7 +59,9 @@ pub const CLAIM_SWEEP_EVERY: Duration = Duration::from_secs(10 * 60);
 pub const CLAIM_SWEEP_BATCH: usize = 10_000;
 
 /// Generations of one attempt's claim, at most (each one a crashed or
-/// stalled worker): beyond it the attempt is left alone.
+/// stalled worker, or a claim given back unused: a rate-limited driver
+/// gives back at most one per batch, which its next batch takes first):
+/// beyond it the attempt is left alone.
 pub const MAX_GENERATIONS: u32 = 1_000;
 
 /// What a claim object holds.
