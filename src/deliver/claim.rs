@@ -25,7 +25,13 @@
 //! read the state just before that record could then claim the attempt
 //! afresh. They are swept once older than [`CLAIM_SWEEP_AGE`] and their
 //! attempt is recorded (`sweepable`). A claim its worker did not use
-//! (nothing was sent under it) is released at once ([`Claims::release`]).
+//! (nothing was sent under it) is released at once ([`Claims::release`]):
+//! marked released, never deleted, so that the next claimant takes the
+//! next generation over. Deleting it would free its generation: a worker
+//! whose create had just failed would find it gone and take the next
+//! generation over while another created the freed one afresh (two
+//! senders), and a stalled worker releasing generation 0 after another
+//! took generation 1 over would let a third create generation 0 again.
 
 use std::time::Duration;
 
@@ -53,7 +59,9 @@ pub const CLAIM_SWEEP_EVERY: Duration = Duration::from_secs(10 * 60);
 pub const CLAIM_SWEEP_BATCH: usize = 10_000;
 
 /// Generations of one attempt's claim, at most (each one a crashed or
-/// stalled worker): beyond it the attempt is left alone.
+/// stalled worker, or a claim given back unused: a rate-limited driver
+/// gives back at most one per batch, which its next batch takes first):
+/// beyond it the attempt is left alone.
 pub const MAX_GENERATIONS: u32 = 1_000;
 
 /// What a claim object holds.
@@ -63,6 +71,9 @@ pub struct Claim {
     pub node: String,
     pub claimed_at: DateTime<Utc>,
     pub expires_at: DateTime<Utc>,
+    /// Given back unused by its worker: the next generation may be taken.
+    #[serde(default)]
+    pub released: bool,
 }
 
 impl Claim {
@@ -75,6 +86,18 @@ impl Claim {
             expires_at: now
                 .checked_add_signed(lifetime)
                 .unwrap_or(DateTime::<Utc>::MAX_UTC),
+            released: false,
+        }
+    }
+
+    /// What a claim by `node` becomes when given back unused at `now`:
+    /// expired then (for readers that do not know `released`) and released.
+    pub fn released(node: &str, now: DateTime<Utc>) -> Claim {
+        Claim {
+            node: node.to_string(),
+            claimed_at: now,
+            expires_at: now,
+            released: true,
         }
     }
 }
@@ -85,9 +108,10 @@ pub fn lifetime(timeout: Duration) -> Duration {
 }
 
 /// May a worker take over, given the newest claim of the attempt it found
-/// (`None`: gone or unreadable) and its clock? Only once it has expired.
+/// (`None`: gone or unreadable) and its clock? Once it has expired or its
+/// worker released it.
 pub fn may_take_over(newest: Option<&Claim>, now: DateTime<Utc>) -> bool {
-    newest.is_none_or(|claim| now >= claim.expires_at)
+    newest.is_none_or(|claim| claim.released || now >= claim.expires_at)
 }
 
 /// May a claim written at `written` be swept at `now`, its attempt being
@@ -239,11 +263,20 @@ impl Claims {
     }
 
     /// Gives back generation `generation` of a claim this worker took and
-    /// did not use: nothing was sent under it, so whoever claims the
-    /// attempt next sends it once (best effort: it expires anyway).
-    pub async fn release(&self, delivery_id: &str, attempt: i64, generation: u32) {
+    /// did not use, at `now`: nothing was sent under it, so whoever claims
+    /// the attempt next takes the next generation over and sends it once
+    /// (best effort: it expires anyway). The object is overwritten, never
+    /// deleted (see the module's doc): only its creator writes it.
+    pub async fn release(
+        &self,
+        delivery_id: &str,
+        attempt: i64,
+        generation: u32,
+        now: DateTime<Utc>,
+    ) {
         let name = object_name(delivery_id, attempt, generation);
-        if let Err(e) = self.dir.delete(&name).await {
+        let released = Claim::released(&self.node, now);
+        if let Err(e) = self.dir.write(&name, &released).await {
             tracing::debug!("cannot release claim {name}: {e}");
         }
     }
@@ -281,6 +314,8 @@ impl Claims {
 
 #[cfg(test)]
 mod tests {
+    use std::sync::Arc;
+
     use super::*;
 
     fn at(text: &str) -> DateTime<Utc> {
@@ -296,6 +331,16 @@ mod tests {
         assert!(!may_take_over(Some(&claim), at("2026-01-01T00:00:24.999Z")));
         assert!(may_take_over(Some(&claim), at("2026-01-01T00:00:25Z")));
         assert!(may_take_over(None, taken), "gone or unreadable");
+        let given_back = Claim::released("node-a", taken);
+        assert!(may_take_over(Some(&given_back), taken));
+        let old_reader: Claim = serde_json::from_value(serde_json::json!({
+            "node": "node-a", "claimed_at": taken, "expires_at": claim.expires_at
+        }))
+        .unwrap();
+        assert_eq!(
+            old_reader, claim,
+            "claims written before `released` read as held"
+        );
         let forever = Claim::new("node-a", taken, Duration::MAX);
         assert_eq!(forever.expires_at, DateTime::<Utc>::MAX_UTC);
     }
@@ -371,13 +416,75 @@ mod tests {
         );
         let held: Claim = a.dir.read("d1.1.2").await.unwrap().unwrap();
         assert_eq!(held.node, "c");
-        c.release("d1", 1, 2).await;
+        c.release("d1", 1, 2, much_later).await;
+        let released: Claim = a.dir.read("d1.1.2").await.unwrap().unwrap();
+        assert!(released.released, "kept, marked released: {released:?}");
         assert_eq!(
             a.take("d1", 1, much_later, life).await.unwrap(),
-            Taken::Mine(2),
-            "a released claim is free again"
+            Taken::Mine(3),
+            "a released claim is taken over at once, by its next generation"
+        );
+        assert_eq!(
+            b.take("d1", 1, much_later, life).await.unwrap(),
+            Taken::Busy
         );
     }
+
+    #[tokio::test]
+    async fn a_claim_released_after_it_was_taken_over_frees_no_generation() {
+        let dir = tempfile::tempdir().unwrap();
+        let (a, b, c) = (
+            claims(dir.path(), "a"),
+            claims(dir.path(), "b"),
+            claims(dir.path(), "c"),
+        );
+        let now = at("2026-01-01T00:00:00Z");
+        let life = Duration::from_secs(1);
+        assert_eq!(a.take("d1", 1, now, life).await.unwrap(), Taken::Mine(0));
+        let later = at("2026-01-01T00:00:05Z");
+        let long = Duration::from_secs(60);
+        assert_eq!(b.take("d1", 1, later, long).await.unwrap(), Taken::Mine(1));
+        // a stalled past its claim's expiry and gives it back unused: b
+        // still holds the attempt, and nobody else may claim it.
+        a.release("d1", 1, 0, later).await;
+        assert_eq!(c.take("d1", 1, later, long).await.unwrap(), Taken::Busy);
+        assert_eq!(a.take("d1", 1, later, long).await.unwrap(), Taken::Busy);
+    }
+
+    #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+    async fn a_claim_released_while_others_try_to_take_it_goes_to_one_of_them() {
+        let dir = tempfile::tempdir().unwrap();
+        let a = Arc::new(claims(dir.path(), "a"));
+        let b = Arc::new(claims(dir.path(), "b"));
+        let c = Arc::new(claims(dir.path(), "c"));
+        let now = at("2026-01-01T00:00:00Z");
+        let life = Duration::from_secs(60);
+        for i in 0..RELEASE_RACES {
+            let id = format!("d{i}");
+            assert_eq!(a.take(&id, 1, now, life).await.unwrap(), Taken::Mine(0));
+            let release = {
+                let (a, id) = (a.clone(), id.clone());
+                tokio::spawn(async move { a.release(&id, 1, 0, now).await })
+            };
+            let takes: Vec<_> = [b.clone(), c.clone()]
+                .into_iter()
+                .map(|w| {
+                    let id = id.clone();
+                    tokio::spawn(async move { w.take(&id, 1, now, life).await.unwrap() })
+                })
+                .collect();
+            release.await.unwrap();
+            let mut taken = Vec::new();
+            for take in takes {
+                taken.push(take.await.unwrap());
+            }
+            let mine = taken.iter().filter(|t| matches!(t, Taken::Mine(_))).count();
+            assert!(mine <= 1, "{id}: two workers hold one attempt: {taken:?}");
+        }
+    }
+
+    /// Rounds of a release racing two takers.
+    const RELEASE_RACES: usize = 300;
 
     #[tokio::test]
     async fn of_many_workers_taking_over_at_once_one_wins() {

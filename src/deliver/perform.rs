@@ -413,7 +413,12 @@ async fn release(sending: &Sending, hook: &Hook, held: Option<u32>) {
     if let Some(generation) = held {
         sending
             .claims
-            .release(&hook.delivery_id, hook.attempt, generation)
+            .release(
+                &hook.delivery_id,
+                hook.attempt,
+                generation,
+                sending.clock.now(),
+            )
             .await;
     }
 }
@@ -440,12 +445,22 @@ async fn pace(sending: &Sending, key: &ActionKey, rate: Option<RateLimit>) -> bo
 }
 
 /// Claims (unless `held`), signs and sends one webhook; a `429` slows its
-/// whole action.
+/// whole action. A claim is only taken, and used, within the claim window
+/// (a task started late, or a slow storage, defers the delivery): what a
+/// claim excludes rests on the read of what is due being that fresh.
 async fn send(sending: &Sending, key: &ActionKey, hook: &Hook, held: Option<u32>) -> Performed {
-    if held.is_none()
-        && let Err(other) = claim(sending, hook).await
-    {
-        return other;
+    if held.is_none() {
+        if Instant::now() > sending.deadline {
+            return Performed::Deferred;
+        }
+        let generation = match claim(sending, hook).await {
+            Ok(generation) => generation,
+            Err(other) => return other,
+        };
+        if Instant::now() > sending.deadline {
+            release(sending, hook, Some(generation)).await;
+            return Performed::Deferred;
+        }
     }
     let at = sending.clock.now();
     let signed = (!sending.secrets.is_empty())
