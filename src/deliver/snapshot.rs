@@ -46,17 +46,8 @@ pub async fn load(
     latest: &Coverage,
 ) -> Result<Option<(OpenDeliveries, Coverage)>, StoreError> {
     let dir = store.state_dir(&format!("{workspace}/{OPEN_DELIVERIES}"))?;
-    let newest = dir
-        .list()
-        .await?
-        .into_iter()
-        .filter_map(|(name, _)| versions_of(&name).map(|v| (v, name)))
-        .filter(|((a, l), _)| *a <= latest.attempts && *l <= latest.ledger)
-        .max();
-    let Some((_, name)) = newest else {
-        return Ok(None);
-    };
-    let Some(bytes) = dir.read_bytes(&name).await? else {
+    let usable = |(a, l): &(i64, i64)| *a <= latest.attempts && *l <= latest.ledger;
+    let Some((name, bytes)) = dir.newest(versions_of, usable).await? else {
         return Ok(None);
     };
     // One that does not decode, or is of other tables, is not trusted.

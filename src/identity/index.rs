@@ -467,17 +467,8 @@ async fn load_snapshot(
     watermark: i64,
 ) -> Result<Option<IdentityIndex>, StoreError> {
     let dir = store.state_dir(&format!("{workspace}/{SNAPSHOT_DIR}"))?;
-    let newest = dir
-        .list()
-        .await?
-        .into_iter()
-        .filter_map(|(name, _)| covered_of(&name).map(|c| (c, name)))
-        .filter(|(covered, _)| *covered <= watermark)
-        .max();
-    let Some((_, name)) = newest else {
-        return Ok(None);
-    };
-    let Some(bytes) = dir.read_bytes(&name).await? else {
+    let usable = |covered: &i64| *covered <= watermark;
+    let Some((name, bytes)) = dir.newest(covered_of, usable).await? else {
         return Ok(None);
     };
     // A snapshot that does not decode is rebuilt, not trusted.

@@ -161,6 +161,26 @@ impl StateDir {
         }
     }
 
+    /// The newest object whose name `key` reads and `usable` accepts (the
+    /// greatest key), with its name; `None` when there is none or it vanished.
+    pub async fn newest<K: Ord>(
+        &self,
+        key: impl Fn(&str) -> Option<K>,
+        usable: impl Fn(&K) -> bool,
+    ) -> Result<Option<(String, Vec<u8>)>, StoreError> {
+        let newest = self
+            .list()
+            .await?
+            .into_iter()
+            .filter_map(|(name, _)| key(&name).map(|k| (k, name)))
+            .filter(|(k, _)| usable(k))
+            .max();
+        let Some((_, name)) = newest else {
+            return Ok(None);
+        };
+        Ok(self.read_bytes(&name).await?.map(|bytes| (name, bytes)))
+    }
+
     /// The objects directly in the folder: name and when it was last written.
     pub async fn list(&self) -> Result<Vec<(String, DateTime<Utc>)>, StoreError> {
         let mut listing = self.objects.list(Some(&self.path));
