@@ -33,7 +33,7 @@
 //! senders), and a stalled worker releasing generation 0 after another
 //! took generation 1 over would let a third create generation 0 again.
 
-use std::time::Duration;
+use std::time::{Duration, Instant};
 
 use chrono::{DateTime, Utc};
 use serde::{Deserialize, Serialize};
@@ -237,6 +237,40 @@ impl Claims {
             generation = newest + 1;
         }
         Ok(Taken::Busy)
+    }
+
+    /// Claims each of `attempts` (delivery id, attempt) at `now` for
+    /// `lifetime`, as [`Claims::take`] does one: in order, `None` for those
+    /// not tried by `deadline`. Generation 0 of all is created in one go
+    /// (one blocking task on a local disk); only those that exist already
+    /// go through the take-over path, one at a time.
+    pub async fn take_all(
+        &self,
+        attempts: &[(&str, i64)],
+        now: DateTime<Utc>,
+        lifetime: Duration,
+        deadline: Instant,
+    ) -> Vec<Option<Result<Taken, StoreError>>> {
+        if Instant::now() > deadline {
+            return attempts.iter().map(|_| None).collect();
+        }
+        let names: Vec<String> = attempts
+            .iter()
+            .map(|(id, attempt)| object_name(id, *attempt, 0))
+            .collect();
+        let claim = Claim::new(&self.node, now, lifetime);
+        let bytes = serde_json::to_vec(&claim).expect("a claim serializes");
+        let created = self.dir.create_all(&names, &bytes).await;
+        let mut taken = Vec::with_capacity(attempts.len());
+        for ((id, attempt), created) in attempts.iter().zip(created) {
+            taken.push(match created {
+                Ok(true) => Some(Ok(Taken::Mine(0))),
+                Err(e) => Some(Err(e)),
+                Ok(false) if Instant::now() > deadline => None,
+                Ok(false) => Some(self.take(id, *attempt, now, lifetime).await),
+            });
+        }
+        taken
     }
 
     /// The newest generation from `from` on, and its claim (`None` when it
@@ -481,6 +515,47 @@ mod tests {
             let mine = taken.iter().filter(|t| matches!(t, Taken::Mine(_))).count();
             assert!(mine <= 1, "{id}: two workers hold one attempt: {taken:?}");
         }
+    }
+
+    #[tokio::test]
+    async fn a_batch_of_claims_takes_the_free_ones_and_takes_over_only_the_expired() {
+        let dir = tempfile::tempdir().unwrap();
+        let (a, b) = (claims(dir.path(), "a"), claims(dir.path(), "b"));
+        let now = at("2026-01-01T00:00:00Z");
+        let (short, long) = (Duration::from_secs(1), Duration::from_secs(60));
+        assert_eq!(a.take("held", 1, now, long).await.unwrap(), Taken::Mine(0));
+        assert_eq!(
+            a.take("stale", 1, now, short).await.unwrap(),
+            Taken::Mine(0)
+        );
+        let later = at("2026-01-01T00:00:30Z");
+        let deadline = Instant::now() + Duration::from_secs(60);
+        let batch = [("free", 1), ("held", 1), ("stale", 1), ("held", 2)];
+        let taken: Vec<Taken> = b
+            .take_all(&batch, later, long, deadline)
+            .await
+            .into_iter()
+            .map(|t| t.expect("tried before the deadline").unwrap())
+            .collect();
+        assert_eq!(
+            taken,
+            [Taken::Mine(0), Taken::Busy, Taken::Mine(1), Taken::Mine(0)]
+        );
+        let free: Claim = a.dir.read("free.1.0").await.unwrap().unwrap();
+        assert_eq!((free.node.as_str(), free.claimed_at), ("b", later));
+        assert_eq!(
+            a.take_all(&[("free", 1)], later, long, deadline).await[0]
+                .as_ref()
+                .unwrap()
+                .as_ref()
+                .unwrap(),
+            &Taken::Busy,
+            "a batch's claims hold like single ones"
+        );
+        let past = Instant::now() - Duration::from_millis(1);
+        let late = a.take_all(&[("other", 1)], later, long, past).await;
+        assert!(late[0].is_none(), "nothing is claimed past the deadline");
+        assert_eq!(a.dir.read::<Claim>("other.1.0").await.unwrap(), None);
     }
 
     /// Rounds of a release racing two takers.

@@ -17,7 +17,6 @@ use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
 use chrono::{DateTime, Utc};
-use futures::StreamExt;
 use tokio::sync::Semaphore;
 
 use super::DeliverError;
@@ -36,9 +35,6 @@ use crate::config::Config;
 use crate::flow::rate::RateLimit;
 use crate::project::resolve_confined;
 use crate::store::Store;
-
-/// Claims (of file lines and events) taken at once.
-pub const CLAIM_CONCURRENCY: usize = 32;
 
 /// What became of one due delivery in a batch.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -253,28 +249,18 @@ impl Performer<'_> {
         lifetime: Duration,
         performed: &mut Vec<(usize, Performed)>,
     ) -> Vec<(usize, Local)> {
-        let claims: Vec<_> = others
-            .into_iter()
-            .map(|(i, local)| {
-                let d = &due[i];
-                async move {
-                    if Instant::now() > self.deadline {
-                        return (i, local, None);
-                    }
-                    let claim = self.claims.take(
-                        &d.delivery_id,
-                        d.last_attempt + 1,
-                        self.clock.now(),
-                        lifetime,
-                    );
-                    (i, local, Some(claim.await))
-                }
-            })
+        let attempts: Vec<(&str, i64)> = others
+            .iter()
+            .map(|(i, _)| (due[*i].delivery_id.as_str(), due[*i].last_attempt + 1))
             .collect();
-        let taken: Vec<_> = futures::stream::iter(claims)
-            .buffer_unordered(CLAIM_CONCURRENCY)
-            .collect()
+        let taken = self
+            .claims
+            .take_all(&attempts, self.clock.now(), lifetime, self.deadline)
             .await;
+        let taken = others
+            .into_iter()
+            .zip(taken)
+            .map(|((i, local), taken)| (i, local, taken));
         let mut claimed = Vec::new();
         for (i, local, taken) in taken {
             let Some(taken) = taken else {

@@ -30,6 +30,7 @@ pub mod seq;
 pub mod stamp;
 pub mod state;
 pub mod table;
+pub mod whole_file;
 
 use std::sync::Arc;
 
