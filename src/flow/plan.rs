@@ -20,6 +20,7 @@ use super::file::{Experiment, Flow};
 use super::render::{Rendering, render_payload};
 use super::segment::{Keys, SegmentSource, register, table_name};
 use crate::identity::resolve::{IDENTITY_COLUMNS, Resolution};
+use crate::sql::replace_table;
 use crate::store::ledger::{DeliveryRecord, MatchRecord, id_of};
 use crate::window::Window;
 
@@ -62,16 +63,14 @@ pub async fn plan_deliveries(
     let matches = matches_batch(resolution).map_err(|e| e.to_string())?;
     let provider =
         MemTable::try_new(matches.schema(), vec![vec![matches]]).map_err(|e| e.to_string())?;
-    ctx.register_table(MATCHES, Arc::new(provider))
-        .map_err(|e| e.to_string())?;
+    replace_table(ctx, MATCHES, Arc::new(provider)).map_err(|e| e.to_string())?;
     if let Some(ledger) = request.ledger {
         // The session's own way to read a table (a file list on a cluster).
         let kind = crate::store::TableKind::Ledger;
         let provider = crate::sql::delta_provider(ctx, Some(ledger.clone()), kind)
             .await
             .map_err(|e| e.to_string())?;
-        ctx.register_table(LEDGER, provider)
-            .map_err(|e| e.to_string())?;
+        replace_table(ctx, LEDGER, provider).map_err(|e| e.to_string())?;
     }
     let mut planned = Vec::new();
     for flow in flows {

@@ -17,7 +17,7 @@ use object_store::path::Path as ObjectPath;
 use serde::{Deserialize, Serialize};
 
 use crate::project::{FileError, SEGMENT_DIR, file_name, load_files};
-use crate::sql::{QueryError, plan_read_only};
+use crate::sql::{QueryError, plan_read_only, replace_table};
 use crate::store::{Store, StoreError};
 
 /// A segment as defined in the project.
@@ -88,16 +88,14 @@ pub async fn register(
                     path.display()
                 ));
             }
-            ctx.register_table(&table, frame.into_view())
-                .map_err(|e| e.to_string())?;
+            replace_table(ctx, &table, frame.into_view()).map_err(|e| e.to_string())?;
             keys
         }
         SegmentSource::List(members) => {
             let batch = members_batch(members).map_err(|e| e.to_string())?;
             let provider =
                 MemTable::try_new(batch.schema(), vec![vec![batch]]).map_err(|e| e.to_string())?;
-            ctx.register_table(&table, Arc::new(provider))
-                .map_err(|e| e.to_string())?;
+            replace_table(ctx, &table, Arc::new(provider)).map_err(|e| e.to_string())?;
             Keys {
                 email: true,
                 user_id: true,

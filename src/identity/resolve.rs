@@ -79,8 +79,7 @@ pub async fn resolve(
     }
     let table = MemTable::try_new(numbered_schema, vec![numbered]).map_err(|e| e.to_string())?;
     let scoped = ctx.clone();
-    scoped
-        .register_table("__tripwire_rows", std::sync::Arc::new(table))
+    crate::sql::replace_table(&scoped, "__tripwire_rows", std::sync::Arc::new(table))
         .map_err(|e| e.to_string())?;
     let column = |name: &str| format!("r.{name}");
     // A row's own user id wins over its client's: a shared device must not

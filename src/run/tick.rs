@@ -11,6 +11,7 @@ use chrono::{DateTime, Utc};
 use datafusion::catalog::{MemTable, TableProvider};
 use datafusion::prelude::SessionContext;
 use deltalake_core::DeltaTable;
+use tokio::sync::OnceCell;
 
 use super::{RunError, RunRequest};
 use crate::event::batch::events_schema;
@@ -18,7 +19,7 @@ use crate::identity::identities_from_index;
 use crate::identity::index::IdentityIndex;
 use crate::identity::pending;
 use crate::session::{WorkspaceTables, tables_session};
-use crate::sql::new_context;
+use crate::sql::{new_context, replace_table};
 use crate::store::files::live_files;
 use crate::store::ledger::{PendingRecord, cursor_app_id};
 use crate::store::stamp::stamp_unstamped;
@@ -50,6 +51,8 @@ pub struct Tick {
     waiting: HashMap<String, Vec<PendingRecord>>,
     /// Windows decoded once for several triggers.
     shared: HashMap<WindowKey, Arc<dyn TableProvider>>,
+    /// The session the runs share (see [`Tick::session`]).
+    session: OnceCell<SessionContext>,
 }
 
 impl Tick {
@@ -115,6 +118,7 @@ impl Tick {
             streaks,
             waiting,
             shared: HashMap::new(),
+            session: OnceCell::new(),
         };
         tick.decode_shared_windows(request, triggers).await?;
         Ok(tick)
@@ -156,24 +160,31 @@ impl Tick {
     }
 
     /// A session over the tick's tables with `new_events` as the window.
+    /// The tick's runs take turns in one session, built once (its tables,
+    /// views and functions planned once, not per trigger): each run
+    /// registers its own window over the last one's.
     pub async fn session(
         &self,
         request: &RunRequest<'_>,
         window: Window,
         sent_after: Option<DateTime<Utc>>,
     ) -> Result<SessionContext, String> {
-        let identities = self.identities.clone();
-        let ctx = tables_session(&self.tables, request.now, request.identity_ttl, identities)
+        let ctx = self
+            .session
+            .get_or_try_init(|| {
+                let identities = self.identities.clone();
+                tables_session(&self.tables, request.now, request.identity_ttl, identities)
+            })
             .await
-            .map_err(|e| e.to_string())?;
+            .map_err(|e| e.to_string())?
+            .clone();
         let key = window_key(window, sent_after);
         let rows = match self.shared.get(&key) {
             Some(decoded) => decoded.clone(),
             None => new_events(self.tables.events.as_ref(), window, sent_after)
                 .map_err(|e| e.to_string())?,
         };
-        ctx.register_table("new_events", rows)
-            .map_err(|e| e.to_string())?;
+        replace_table(&ctx, "new_events", rows).map_err(|e| e.to_string())?;
         Ok(ctx)
     }
 

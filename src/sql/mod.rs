@@ -68,6 +68,18 @@ pub fn session_config() -> SessionConfig {
         .set_bool("datafusion.execution.parquet.reorder_filters", true)
 }
 
+/// Registers `provider` as `name`, replacing a table of that name: sessions
+/// shared by the runs of a tick register each run's tables over the last's.
+pub fn replace_table(
+    ctx: &SessionContext,
+    name: &str,
+    provider: Arc<dyn TableProvider>,
+) -> datafusion::error::Result<()> {
+    ctx.deregister_table(name)?;
+    ctx.register_table(name, provider)?;
+    Ok(())
+}
+
 /// Registers a workspace table under `name`; an empty one if never written.
 pub async fn register_delta(
     ctx: &SessionContext,

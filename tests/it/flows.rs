@@ -426,3 +426,81 @@ fn the_within_run_cap_counts_only_rows_that_would_be_delivered() {
     assert_eq!(outcomes[0]["reason"], "no branch matched");
     assert_eq!(outcomes[1]["status"], "delivered");
 }
+
+/// A flow like `remind`, for trigger `trigger`, writing `out/<trigger>.ndjson`.
+fn excluding_flow(trigger: &str) -> String {
+    format!(
+        "trigger = \"{trigger}\"\nexclude_segments = [\"bought\", \"blocked\"]\n\
+         [[branch]]\nactions = [\"line\"]\n\
+         [actions.line]\ntype = \"file\"\npath = \"out/{trigger}.ndjson\"\n"
+    )
+}
+
+/// The emails `out/<trigger>.ndjson` holds lines for, sorted.
+fn emails_written(project: &Project, trigger: &str) -> Vec<String> {
+    let text =
+        std::fs::read_to_string(project.path(&format!("out/{trigger}.ndjson"))).unwrap_or_default();
+    let mut emails: Vec<String> = text
+        .lines()
+        .map(|l| {
+            let line: Value = serde_json::from_str(l).unwrap();
+            line["contact"]["email"].as_str().expect(l).to_string()
+        })
+        .collect();
+    emails.sort();
+    emails
+}
+
+#[test]
+fn the_triggers_of_one_tick_each_read_their_own_window_and_the_same_segments() {
+    let project = Project::new();
+    write(&project, "queries/triggers/carts.sql", CARTS);
+    write(
+        &project,
+        "queries/segments/bought.sql",
+        "SELECT DISTINCT email FROM events WHERE event_name = 'order'",
+    );
+    write(&project, "blocked.csv", "email\nc@x.com\n");
+    project.ok(&[
+        "import",
+        "--segment",
+        "blocked",
+        &project.path("blocked.csv").display().to_string(),
+    ]);
+    write(&project, "flows/carts.toml", &excluding_flow("carts"));
+    carts(
+        &project,
+        "b1.ndjson",
+        &[
+            ("a@x.com", 1.0, "2026-11-02T00:00:00Z"),
+            ("c@x.com", 1.0, "2026-11-02T00:00:00Z"),
+        ],
+    );
+    project.ok(&["run", "--now", "2026-11-02T01:00:00Z"]);
+    assert_eq!(emails_written(&project, "carts"), ["a@x.com"]);
+
+    // A second trigger with the same segments joins; its first window is
+    // all history, the first trigger's only what came since.
+    write(&project, "queries/triggers/carts_too.sql", CARTS);
+    write(
+        &project,
+        "flows/carts_too.toml",
+        &excluding_flow("carts_too"),
+    );
+    carts(
+        &project,
+        "b2.ndjson",
+        &[
+            ("b@x.com", 1.0, "2026-11-02T02:00:00Z"),
+            ("c@x.com", 1.0, "2026-11-02T02:00:00Z"),
+        ],
+    );
+    let ran = project.ok(&["run", "--now", "2026-11-02T03:00:00Z"]);
+    assert_eq!(ran.matches("committed run").count(), 2, "{ran}");
+    assert_eq!(emails_written(&project, "carts"), ["a@x.com", "b@x.com"]);
+    assert_eq!(
+        emails_written(&project, "carts_too"),
+        ["a@x.com", "b@x.com"],
+        "all history, with the blocked contact filtered"
+    );
+}
