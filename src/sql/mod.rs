@@ -4,12 +4,14 @@
 //! hints for analyst SQL. `session` composes a workspace's whole session.
 //!
 //! - `cluster`: `[engine] ballista`: analysts' sessions executed on a Ballista cluster.
+//! - `json_placement`: the JSON functions run on the rows filters keep.
 //! - `ledger`: the ledger's views (`runs`, `matches`, `deliveries`, `attempts`).
 //! - `limits`: `query_memory` (one pool for the process) and `query_timeout`.
 //! - `locate`: the line of the query an error is about.
 //! - `output`: query results as a table, CSV or JSON lines.
 
 pub mod cluster;
+pub mod json_placement;
 pub mod ledger;
 pub mod limits;
 pub mod locate;
@@ -19,6 +21,7 @@ use std::sync::Arc;
 
 use arrow::array::RecordBatch;
 use datafusion::catalog::{MemTable, TableProvider};
+use datafusion::execution::SessionStateBuilder;
 use datafusion::prelude::{DataFrame, SessionConfig, SessionContext};
 use datafusion::sql::parser::{DFParser, Statement as DFStatement};
 use datafusion::sql::sqlparser::ast::Statement;
@@ -41,24 +44,17 @@ pub enum QueryError {
 /// A session with the JSON functions, filter pushdown and the process's
 /// spilling memory pool (`query_memory`, see `limits`).
 pub fn new_context() -> Result<SessionContext, QueryError> {
-    let mut ctx = SessionContext::new_with_config_rt(session_config(), limits::runtime()?);
+    let state = SessionStateBuilder::new()
+        .with_config(session_config())
+        .with_runtime_env(limits::runtime()?)
+        .with_default_features()
+        .with_physical_optimizer_rule(Arc::new(json_placement::JsonConjunctsLast))
+        .build();
+    let mut ctx = SessionContext::new_with_state(state);
     datafusion_functions_json::register_all(&mut ctx)
         .map_err(|e| QueryError::Engine(e.to_string()))?;
-    keep_json_functions_above_filters(&ctx);
+    json_placement::keep_above_filters(&ctx);
     Ok(ctx)
-}
-
-/// The JSON functions over a literal path ask to be moved next to the scan
-/// (`MoveTowardsLeafNodes`, meant for cheap struct field access): below a
-/// query's filter, they would parse every row's `properties` rather than
-/// the rows the filter keeps — a trigger's `WHERE event_name = 'x' AND
-/// json_get_float(properties, 'v') > 10` parsed the whole window, once per
-/// trigger of a tick. Without the two rules that move them, they run where
-/// the query puts them (DataFusion still evaluates `AND` lazily).
-fn keep_json_functions_above_filters(ctx: &SessionContext) {
-    for rule in ["extract_leaf_expressions", "push_down_leaf_projections"] {
-        ctx.remove_optimizer_rule(rule);
-    }
 }
 
 /// The settings every session starts from: filter pushdown into Parquet.
@@ -280,34 +276,6 @@ pub fn explain_error(sql: &str, message: &str) -> String {
 #[cfg(test)]
 mod tests {
     use super::*;
-
-    #[tokio::test]
-    async fn json_functions_parse_only_the_rows_a_filter_keeps() {
-        use arrow::array::StringArray;
-        let ctx = new_context().unwrap();
-        let batch = RecordBatch::try_from_iter([
-            ("name", Arc::new(StringArray::from(vec!["a", "b"])) as _),
-            (
-                "properties",
-                Arc::new(StringArray::from(vec![r#"{"v":1}"#, r#"{"v":2}"#])) as _,
-            ),
-        ])
-        .unwrap();
-        let table = MemTable::try_new(batch.schema(), vec![vec![batch]]).unwrap();
-        ctx.register_table("t", Arc::new(table)).unwrap();
-        let sql = "SELECT json_get_float(properties, 'v') AS v FROM t \
-                   WHERE name = 'a' AND json_get_int(properties, 'v') > 0";
-        let frame = ctx.sql(sql).await.unwrap();
-        let plan = frame.clone().create_physical_plan().await.unwrap();
-        let shown = datafusion::physical_plan::displayable(plan.as_ref())
-            .indent(false)
-            .to_string();
-        let below_filter = shown.split("FilterExec").nth(1).unwrap();
-        let below_filter = below_filter.split_once('\n').unwrap().1;
-        assert!(!below_filter.contains("json_get"), "{shown}");
-        let rows = frame.collect().await.unwrap();
-        assert_eq!(rows.iter().map(RecordBatch::num_rows).sum::<usize>(), 1);
-    }
 
     #[test]
     fn the_json_operator_pitfall_is_found_with_its_line() {
