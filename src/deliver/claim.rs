@@ -318,19 +318,19 @@ impl Claims {
     /// Claims old enough to be swept if their attempt is recorded: (object
     /// name, delivery id, attempt), at most [`CLAIM_SWEEP_BATCH`].
     pub async fn old(&self, now: DateTime<Utc>) -> Result<Vec<(String, String, i64)>, StoreError> {
-        let mut old = Vec::new();
-        for (name, written) in self.dir.list().await? {
-            if old.len() >= CLAIM_SWEEP_BATCH {
-                break;
-            }
-            if !sweepable(written, now) {
-                continue;
-            }
-            if let Some((id, attempt, _)) = parse_object_name(&name) {
-                old.push((name, id, attempt));
-            }
-        }
-        Ok(old)
+        let listed = self
+            .dir
+            .list_first(CLAIM_SWEEP_BATCH, |name, written| {
+                sweepable(written, now) && parse_object_name(name).is_some()
+            })
+            .await?;
+        Ok(listed
+            .into_iter()
+            .filter_map(|(name, _)| {
+                let (id, attempt, _) = parse_object_name(&name)?;
+                Some((name, id, attempt))
+            })
+            .collect())
     }
 
     /// Deletes the claim objects `names` (best effort: errors are logged).

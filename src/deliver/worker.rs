@@ -184,8 +184,7 @@ impl Deliverer {
         let held = self.take_index(workspace);
         let mut index = OpenIndex::ready(store, workspace, &attempts, &ledger, held).await?;
         let claims = Arc::new(Claims::open(store, workspace, &self.node)?);
-        self.sweep_claims((&ledger, &attempts), workspace, &index, &claims)
-            .await;
+        self.sweep_claims(workspace, &index, &claims).await;
         let call = Call {
             store,
             config,
@@ -390,14 +389,7 @@ impl Deliverer {
     /// Deletes the workspace's claims that are old and whose attempt is
     /// recorded, at most every `CLAIM_SWEEP_EVERY` across the processes
     /// sharing the storage (best effort).
-    async fn sweep_claims(
-        &self,
-        tables: (&DeltaTable, &DeltaTable),
-        workspace: &str,
-        index: &OpenIndex,
-        claims: &Claims,
-    ) {
-        let (ledger, attempts) = tables;
+    async fn sweep_claims(&self, workspace: &str, index: &OpenIndex, claims: &Claims) {
         let recent = match self.swept.lock() {
             Ok(swept) => swept
                 .get(workspace)
@@ -419,10 +411,16 @@ impl Deliverer {
                 return;
             }
         }
-        match sweep(index, ledger, attempts, claims, now).await {
-            Ok(0) => {}
-            Ok(n) => tracing::debug!(workspace, "swept {n} delivery claims"),
-            Err(e) => tracing::debug!(workspace, "cannot sweep delivery claims: {e}"),
+        let old = match claims.old(now).await {
+            Ok(old) => old,
+            Err(e) => {
+                tracing::debug!(workspace, "cannot list delivery claims: {e}");
+                return;
+            }
+        };
+        match claims.delete(&sweepable_claims(index, old)).await {
+            0 => {}
+            n => tracing::debug!(workspace, "swept {n} delivery claims"),
         }
     }
 
@@ -499,51 +497,24 @@ pub struct OpenDelivery {
     pub payload: Option<String>,
 }
 
-/// Deletes the claims old enough to go whose attempt the attempts table
-/// records (or whose delivery it does not know); how many went. Open
-/// deliveries are looked up in the index, the others (closed ones) in the
-/// whole history.
-async fn sweep(
-    index: &OpenIndex,
-    ledger: &DeltaTable,
-    attempts: &DeltaTable,
-    claims: &Claims,
-    now: DateTime<Utc>,
-) -> Result<usize, DeliverError> {
-    let old = claims.old(now).await?;
-    let (open, closed): (Vec<_>, Vec<_>) = old
-        .into_iter()
-        .partition(|(_, id, _)| index.open().get(id).is_some());
-    let mut done: Vec<String> = open
-        .into_iter()
+/// Deletes the old claims (an hour or more) whose attempt is recorded, as
+/// the caught-up index of open deliveries tells: an open delivery's claims
+/// up to its last recorded attempt, and every claim of a delivery that is
+/// no longer open (delivered or dead: its last attempt was recorded, and
+/// none of its attempts is claimed again unless it is redelivered, which
+/// opens it). The index answers from memory, so a sweep costs the claims
+/// it looks at, not the ledger's size.
+fn sweepable_claims(index: &OpenIndex, old: Vec<(String, String, i64)>) -> Vec<String> {
+    old.into_iter()
         .filter(|(_, id, attempt)| {
             index
                 .open()
                 .get(id)
-                .is_some_and(|e| *attempt <= e.last_attempt)
+                .is_none_or(|e| *attempt <= e.last_attempt)
         })
         .map(|(name, _, _)| name)
-        .collect();
-    if !closed.is_empty() {
-        let ctx = state_context(ledger, attempts).await?;
-        for chunk in closed.chunks(SWEEP_CHUNK) {
-            let ids: Vec<&str> = chunk.iter().map(|(_, id, _)| id.as_str()).collect();
-            let current = state::current(&ctx, &ids).await?;
-            done.extend(
-                chunk
-                    .iter()
-                    .filter(|(_, id, attempt)| {
-                        current.get(id).is_none_or(|c| *attempt <= c.last_attempt)
-                    })
-                    .map(|(name, _, _)| name.clone()),
-            );
-        }
-    }
-    Ok(claims.delete(&done).await)
+        .collect()
 }
-
-/// Delivery ids looked up per query while sweeping claims.
-const SWEEP_CHUNK: usize = 1_000;
 
 /// Delivers the workspace's due deliveries with a worker of its own (what
 /// the commands and tests use; `serve` keeps one [`Deliverer`]).

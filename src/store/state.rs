@@ -257,9 +257,22 @@ impl StateDir {
 
     /// The objects directly in the folder: name and when it was last written.
     pub async fn list(&self) -> Result<Vec<(String, DateTime<Utc>)>, StoreError> {
+        self.list_first(usize::MAX, |_, _| true).await
+    }
+
+    /// The first `limit` objects directly in the folder that `keep` accepts,
+    /// in listing order; the listing stops there (a sweep of a folder of
+    /// millions of claims reads what it deletes, not the whole folder).
+    pub async fn list_first(
+        &self,
+        limit: usize,
+        keep: impl Fn(&str, DateTime<Utc>) -> bool,
+    ) -> Result<Vec<(String, DateTime<Utc>)>, StoreError> {
         let mut listing = self.objects.list(Some(&self.path));
         let mut found = Vec::new();
-        while let Some(meta) = listing.next().await {
+        while found.len() < limit
+            && let Some(meta) = listing.next().await
+        {
             let meta = match meta {
                 Ok(meta) => meta,
                 Err(object_store::Error::NotFound { .. }) => break,
@@ -275,7 +288,9 @@ impl StateDir {
             else {
                 continue;
             };
-            found.push((name, meta.last_modified));
+            if keep(&name, meta.last_modified) {
+                found.push((name, meta.last_modified));
+            }
         }
         Ok(found)
     }
