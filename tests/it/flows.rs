@@ -48,6 +48,23 @@ type = "file"
 path = "out/small.ndjson"
 "#;
 
+/// The segments the flows exclude: `bought` (SQL over `events`) and
+/// `blocked` (the list in `blocked_csv`, imported); what the import said.
+fn bought_and_blocked(project: &Project, blocked_csv: &str) -> String {
+    write(
+        project,
+        "queries/segments/bought.sql",
+        "SELECT DISTINCT email FROM events WHERE event_name = 'order'",
+    );
+    write(project, "blocked.csv", blocked_csv);
+    project.ok(&[
+        "import",
+        "--segment",
+        "blocked",
+        &project.path("blocked.csv").display().to_string(),
+    ])
+}
+
 /// email → (status, action, reason) of the deliveries of the run ending at `version`.
 fn fates(project: &Project, run: usize) -> BTreeMap<String, (String, String, String)> {
     let runs = project.query("SELECT run_id FROM runs WHERE error IS NULL ORDER BY to_version");
@@ -71,23 +88,8 @@ fn fates(project: &Project, run: usize) -> BTreeMap<String, (String, String, Str
 fn segments_caps_and_branches_decide_each_contact() {
     let project = Project::new();
     write(&project, "queries/triggers/carts.sql", CARTS);
-    write(
-        &project,
-        "queries/segments/bought.sql",
-        "SELECT DISTINCT email FROM events WHERE event_name = 'order'",
-    );
     write(&project, "flows/remind.toml", REMIND);
-    write(
-        &project,
-        "blocked.csv",
-        "email,note\nc@x.com,asked us to stop\n",
-    );
-    let imported = project.ok(&[
-        "import",
-        "--segment",
-        "blocked",
-        &project.path("blocked.csv").display().to_string(),
-    ]);
+    let imported = bought_and_blocked(&project, "email,note\nc@x.com,asked us to stop\n");
     assert!(
         imported.contains("segment blocked: 1 contacts"),
         "{imported}"
@@ -455,18 +457,7 @@ fn emails_written(project: &Project, trigger: &str) -> Vec<String> {
 fn the_triggers_of_one_tick_each_read_their_own_window_and_the_same_segments() {
     let project = Project::new();
     write(&project, "queries/triggers/carts.sql", CARTS);
-    write(
-        &project,
-        "queries/segments/bought.sql",
-        "SELECT DISTINCT email FROM events WHERE event_name = 'order'",
-    );
-    write(&project, "blocked.csv", "email\nc@x.com\n");
-    project.ok(&[
-        "import",
-        "--segment",
-        "blocked",
-        &project.path("blocked.csv").display().to_string(),
-    ]);
+    bought_and_blocked(&project, "email\nc@x.com\n");
     write(&project, "flows/carts.toml", &excluding_flow("carts"));
     carts(
         &project,
