@@ -22,6 +22,7 @@ use std::sync::Arc;
 use arrow::array::RecordBatch;
 use datafusion::catalog::{MemTable, TableProvider};
 use datafusion::execution::SessionStateBuilder;
+use datafusion::physical_plan::ExecutionPlan;
 use datafusion::prelude::{DataFrame, SessionConfig, SessionContext};
 use datafusion::sql::parser::{DFParser, Statement as DFStatement};
 use datafusion::sql::sqlparser::ast::Statement;
@@ -128,6 +129,17 @@ pub async fn run_read_only(
 /// surface here rather than mid-run. DDL, DML, COPY and SET are refused
 /// before anything runs.
 pub async fn plan_read_only(ctx: &SessionContext, sql: &str) -> Result<DataFrame, QueryError> {
+    plan_read_only_physical(ctx, sql)
+        .await
+        .map(|(frame, _)| frame)
+}
+
+/// [`plan_read_only`], with the physical plan it made: run it (a trigger's
+/// evaluation) rather than plan the frame a second time.
+pub async fn plan_read_only_physical(
+    ctx: &SessionContext,
+    sql: &str,
+) -> Result<(DataFrame, Arc<dyn ExecutionPlan>), QueryError> {
     refuse_writes(sql)?;
     if let Some(pitfall) = json_precedence_pitfall(sql) {
         return Err(QueryError::Sql(pitfall));
@@ -139,12 +151,12 @@ pub async fn plan_read_only(ctx: &SessionContext, sql: &str) -> Result<DataFrame
     let explain =
         |e: datafusion::error::DataFusionError| QueryError::Sql(explain_error(sql, &e.to_string()));
     let frame = ctx.sql_with_options(sql, options).await.map_err(explain)?;
-    frame
+    let plan = frame
         .clone()
         .create_physical_plan()
         .await
         .map_err(explain)?;
-    Ok(frame)
+    Ok((frame, plan))
 }
 
 /// Checks the statement kind up front (with DataFusion's own parser, which

@@ -8,7 +8,7 @@ use super::TriggerFile;
 use crate::identity::index::{AsOf, IdentityIndex};
 use crate::identity::pending::{decode, nullable};
 use crate::identity::resolve::{Resolution, resolve};
-use crate::sql::{explain_error, plan_read_only};
+use crate::sql::{explain_error, plan_read_only_physical};
 use crate::store::ledger::PendingRecord;
 
 /// What a trigger's query made of a run's window and pending rows.
@@ -32,12 +32,11 @@ pub async fn evaluate(
     pending: &[PendingRecord],
     index: Option<(&IdentityIndex, AsOf)>,
 ) -> Result<Evaluation, String> {
-    let frame = plan_read_only(ctx, &trigger.sql)
+    let (frame, plan) = plan_read_only_physical(ctx, &trigger.sql)
         .await
         .map_err(|e| e.to_string())?;
     let schema = nullable(frame.schema().as_arrow());
-    let rows = frame
-        .collect()
+    let rows = datafusion::physical_plan::collect(plan, ctx.task_ctx())
         .await
         .map_err(|e| explain_error(&trigger.sql, &e.to_string()))?;
     let mut all = Vec::with_capacity(rows.len());
