@@ -113,14 +113,14 @@ pub(crate) fn engine(e: datafusion::error::DataFusionError) -> QueryError {
     QueryError::Engine(e.to_string())
 }
 
-/// Runs one read-only statement and returns its rows.
+/// Runs one read-only statement and returns its rows (executing the plan
+/// its check made: a query is planned once).
 pub async fn run_read_only(
     ctx: &SessionContext,
     sql: &str,
 ) -> Result<Vec<RecordBatch>, QueryError> {
-    plan_read_only(ctx, sql)
-        .await?
-        .collect()
+    let (_, plan) = plan_read_only_physical(ctx, sql).await?;
+    datafusion::physical_plan::collect(plan, ctx.task_ctx())
         .await
         .map_err(|e| QueryError::Sql(limits::explain_memory(explain_error(sql, &e.to_string()))))
 }
