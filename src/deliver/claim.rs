@@ -36,6 +36,7 @@
 use std::time::{Duration, Instant};
 
 use chrono::{DateTime, Utc};
+use futures::StreamExt as _;
 use serde::{Deserialize, Serialize};
 
 use crate::store::state::StateDir;
@@ -63,6 +64,10 @@ pub const CLAIM_SWEEP_BATCH: usize = 10_000;
 /// gives back at most one per batch, which its next batch takes first):
 /// beyond it the attempt is left alone.
 pub const MAX_GENERATIONS: u32 = 1_000;
+
+/// Claims of a batch that already existed, taken over (their generations
+/// read) at once.
+const TAKE_OVER_CONCURRENCY: usize = 32;
 
 /// What a claim object holds.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
@@ -243,7 +248,7 @@ impl Claims {
     /// `lifetime`, as [`Claims::take`] does one: in order, `None` for those
     /// not tried by `deadline`. Generation 0 of all is created in one go
     /// (one blocking task on a local disk); only those that exist already
-    /// go through the take-over path, one at a time.
+    /// go through the take-over path, [`TAKE_OVER_CONCURRENCY`] at a time.
     pub async fn take_all(
         &self,
         attempts: &[(&str, i64)],
@@ -261,16 +266,36 @@ impl Claims {
         let claim = Claim::new(&self.node, now, lifetime);
         let bytes = serde_json::to_vec(&claim).expect("a claim serializes");
         let created = self.dir.create_all(&names, &bytes).await;
-        let mut taken = Vec::with_capacity(attempts.len());
-        for ((id, attempt), created) in attempts.iter().zip(created) {
-            taken.push(match created {
-                Ok(true) => Some(Ok(Taken::Mine(0))),
-                Err(e) => Some(Err(e)),
-                Ok(false) if Instant::now() > deadline => None,
-                Ok(false) => Some(self.take(id, *attempt, now, lifetime).await),
-            });
+        let tries: Vec<_> = attempts
+            .iter()
+            .zip(created)
+            .map(|((id, attempt), created)| {
+                self.take_unless_created(id, *attempt, now, lifetime, deadline, created)
+            })
+            .collect();
+        futures::stream::iter(tries)
+            .buffered(TAKE_OVER_CONCURRENCY)
+            .collect()
+            .await
+    }
+
+    /// One attempt of [`Claims::take_all`], given how creating its
+    /// generation 0 went: taken over (within the deadline) if it existed.
+    async fn take_unless_created(
+        &self,
+        delivery_id: &str,
+        attempt: i64,
+        now: DateTime<Utc>,
+        lifetime: Duration,
+        deadline: Instant,
+        created: Result<bool, StoreError>,
+    ) -> Option<Result<Taken, StoreError>> {
+        match created {
+            Ok(true) => Some(Ok(Taken::Mine(0))),
+            Err(e) => Some(Err(e)),
+            Ok(false) if Instant::now() > deadline => None,
+            Ok(false) => Some(self.take(delivery_id, attempt, now, lifetime).await),
         }
-        taken
     }
 
     /// The newest generation from `from` on, and its claim (`None` when it
@@ -318,19 +343,12 @@ impl Claims {
     /// Claims old enough to be swept if their attempt is recorded: (object
     /// name, delivery id, attempt), at most [`CLAIM_SWEEP_BATCH`].
     pub async fn old(&self, now: DateTime<Utc>) -> Result<Vec<(String, String, i64)>, StoreError> {
-        let listed = self
-            .dir
+        self.dir
             .list_first(CLAIM_SWEEP_BATCH, |name, written| {
-                sweepable(written, now) && parse_object_name(name).is_some()
+                let (id, attempt, _) = parse_object_name(name)?;
+                sweepable(written, now).then(|| (name.to_string(), id, attempt))
             })
-            .await?;
-        Ok(listed
-            .into_iter()
-            .filter_map(|(name, _)| {
-                let (id, attempt, _) = parse_object_name(&name)?;
-                Some((name, id, attempt))
-            })
-            .collect())
+            .await
     }
 
     /// Deletes the claim objects `names` (best effort: errors are logged).
@@ -425,11 +443,7 @@ mod tests {
     #[tokio::test]
     async fn one_worker_holds_an_attempt_until_its_claim_expires_then_one_takes_over() {
         let dir = tempfile::tempdir().unwrap();
-        let (a, b, c) = (
-            claims(dir.path(), "a"),
-            claims(dir.path(), "b"),
-            claims(dir.path(), "c"),
-        );
+        let [a, b, c] = ["a", "b", "c"].map(|node| claims(dir.path(), node));
         let now = at("2026-01-01T00:00:00Z");
         let life = Duration::from_secs(20);
         assert_eq!(a.take("d1", 1, now, life).await.unwrap(), Taken::Mine(0));
@@ -467,11 +481,7 @@ mod tests {
     #[tokio::test]
     async fn a_claim_released_after_it_was_taken_over_frees_no_generation() {
         let dir = tempfile::tempdir().unwrap();
-        let (a, b, c) = (
-            claims(dir.path(), "a"),
-            claims(dir.path(), "b"),
-            claims(dir.path(), "c"),
-        );
+        let [a, b, c] = ["a", "b", "c"].map(|node| claims(dir.path(), node));
         let now = at("2026-01-01T00:00:00Z");
         let life = Duration::from_secs(1);
         assert_eq!(a.take("d1", 1, now, life).await.unwrap(), Taken::Mine(0));

@@ -257,17 +257,21 @@ impl StateDir {
 
     /// The objects directly in the folder: name and when it was last written.
     pub async fn list(&self) -> Result<Vec<(String, DateTime<Utc>)>, StoreError> {
-        self.list_first(usize::MAX, |_, _| true).await
+        self.list_first(usize::MAX, |name, written| {
+            Some((name.to_string(), written))
+        })
+        .await
     }
 
-    /// The first `limit` objects directly in the folder that `keep` accepts,
+    /// What `pick` makes of the objects directly in the folder (name, when
+    /// last written), skipping those it returns `None` for, up to `limit`
     /// in listing order; the listing stops there (a sweep of a folder of
     /// millions of claims reads what it deletes, not the whole folder).
-    pub async fn list_first(
+    pub async fn list_first<T>(
         &self,
         limit: usize,
-        keep: impl Fn(&str, DateTime<Utc>) -> bool,
-    ) -> Result<Vec<(String, DateTime<Utc>)>, StoreError> {
+        pick: impl Fn(&str, DateTime<Utc>) -> Option<T>,
+    ) -> Result<Vec<T>, StoreError> {
         let mut listing = self.objects.list(Some(&self.path));
         let mut found = Vec::new();
         while found.len() < limit
@@ -288,8 +292,8 @@ impl StateDir {
             else {
                 continue;
             };
-            if keep(&name, meta.last_modified) {
-                found.push((name, meta.last_modified));
+            if let Some(picked) = pick(&name, meta.last_modified) {
+                found.push(picked);
             }
         }
         Ok(found)
