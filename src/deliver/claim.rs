@@ -1,12 +1,14 @@
 //! Claims (docs/architecture.md "Deliveries"): one worker at a time sends
 //! a delivery's attempt, however many `serve` replicas share the storage.
 //!
-//! Before sending attempt `n` of a delivery, a worker creates the object
-//! `<root>/<workspace>/state/claims/<delivery_id>.<n>.0` **create-only**
-//! (`PutMode::Create`: a local disk's hard link, S3's `If-None-Match`), holding
-//! its node and an expiry: the batch's longest request timeout plus
-//! [`CLAIM_MARGIN`]. Delta commits cannot serve as this lock: appends never
-//! conflict.
+//! Before sending attempt `n` of a delivery, a worker creates the claim
+//! `<delivery_id>.<n>.0` **create-only**, holding its node and an expiry:
+//! the batch's longest request timeout plus [`CLAIM_MARGIN`]. On S3 the
+//! claim is the object `<root>/<workspace>/state/claims/<name>` written
+//! `If-None-Match`; on a local disk a record of the workspace's claim
+//! journal (`store::journal`: one file appended under a lock, where a file
+//! per claim cost an inode apiece). Delta commits cannot serve as this
+//! lock: appends never conflict.
 //! - Created: the attempt is this worker's to send.
 //! - It exists and has not expired: someone else is sending it; skip.
 //! - It has expired (its worker crashed, or stalled): take it over by
@@ -27,18 +29,22 @@
 //! attempt is recorded (`sweepable`). A claim its worker did not use
 //! (nothing was sent under it) is released at once ([`Claims::release`]):
 //! marked released, never deleted, so that the next claimant takes the
-//! next generation over. Deleting it would free its generation: a worker
+//! next generation over (in the journal: a later record of the name).
+//! Deleting it would free its generation: a worker
 //! whose create had just failed would find it gone and take the next
 //! generation over while another created the freed one afresh (two
 //! senders), and a stalled worker releasing generation 0 after another
 //! took generation 1 over would let a third create generation 0 again.
 
+use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use chrono::{DateTime, Utc};
 use futures::StreamExt as _;
 use serde::{Deserialize, Serialize};
+use tokio::task::JoinHandle;
 
+use crate::store::journal::Journal;
 use crate::store::state::StateDir;
 use crate::store::{Store, StoreError};
 
@@ -172,6 +178,11 @@ pub enum Taken {
 
 /// A workspace's claims, as one worker takes them.
 pub struct Claims {
+    /// On a local disk: the journal whose records the claims are
+    /// (`<workspace>/state/claim-journal/`, see [`Journal`]).
+    journal: Option<Arc<Journal>>,
+    /// Elsewhere, the folder whose objects the claims are; on a local
+    /// disk, where claims of versions before the journal are swept from.
     dir: StateDir,
     /// The workspace's `state` folder, where the last sweep is noted.
     state: StateDir,
@@ -180,6 +191,9 @@ pub struct Claims {
 
 /// The object in `<workspace>/state/` noting when claims were last swept.
 const SWEPT: &str = "claims-swept.json";
+
+/// The folder in `<workspace>/state/` of the claims' journal (local disks).
+pub const JOURNAL: &str = "claim-journal";
 
 /// When the claims were last swept, by any worker.
 #[derive(Debug, Clone, Serialize, Deserialize)]
@@ -201,7 +215,9 @@ pub fn sweep_due(last: Option<DateTime<Utc>>, now: DateTime<Utc>) -> bool {
 
 impl Claims {
     pub fn open(store: &Store, workspace: &str, node: &str) -> Result<Claims, StoreError> {
+        let journal = store.state_dir(&format!("{workspace}/state/{JOURNAL}"))?;
         Ok(Claims {
+            journal: journal.local_folder().map(|f| Arc::new(Journal::open(f))),
             dir: store.state_dir(&format!("{workspace}/state/claims"))?,
             state: store.state_dir(&format!("{workspace}/state"))?,
             node: node.to_string(),
@@ -229,10 +245,11 @@ impl Claims {
         lifetime: Duration,
     ) -> Result<Taken, StoreError> {
         let claim = Claim::new(&self.node, now, lifetime);
+        let bytes = serde_json::to_vec(&claim).expect("a claim serializes");
         let mut generation = 0;
         while generation <= MAX_GENERATIONS {
             let name = object_name(delivery_id, attempt, generation);
-            if self.dir.create(&name, &claim).await? {
+            if self.create(name, bytes.clone()).await? {
                 return Ok(Taken::Mine(generation));
             }
             let (newest, found) = self.newest(delivery_id, attempt, generation).await?;
@@ -247,8 +264,9 @@ impl Claims {
     /// Claims each of `attempts` (delivery id, attempt) at `now` for
     /// `lifetime`, as [`Claims::take`] does one: in order, `None` for those
     /// not tried by `deadline`. Generation 0 of all is created in one go
-    /// (one blocking task on a local disk); only those that exist already
-    /// go through the take-over path, [`TAKE_OVER_CONCURRENCY`] at a time.
+    /// (one append to the journal on a local disk); only those that exist
+    /// already go through the take-over path, [`TAKE_OVER_CONCURRENCY`] at
+    /// a time.
     pub async fn take_all(
         &self,
         attempts: &[(&str, i64)],
@@ -265,7 +283,7 @@ impl Claims {
             .collect();
         let claim = Claim::new(&self.node, now, lifetime);
         let bytes = serde_json::to_vec(&claim).expect("a claim serializes");
-        let created = self.dir.create_all(&names, &bytes).await;
+        let created = self.create_all(names, bytes).await;
         let tries: Vec<_> = attempts
             .iter()
             .zip(created)
@@ -308,7 +326,7 @@ impl Claims {
     ) -> Result<(u32, Option<Claim>), StoreError> {
         let read = |generation| async move {
             let name = object_name(delivery_id, attempt, generation);
-            let bytes = self.dir.read_bytes(&name).await?;
+            let bytes = self.read(name).await?;
             Ok::<_, StoreError>(bytes.map(|b| serde_json::from_slice::<Claim>(&b).ok()))
         };
         let mut newest = (from, read(from).await?.flatten());
@@ -335,26 +353,49 @@ impl Claims {
     ) {
         let name = object_name(delivery_id, attempt, generation);
         let released = Claim::released(&self.node, now);
-        if let Err(e) = self.dir.write(&name, &released).await {
+        let bytes = serde_json::to_vec(&released).expect("a claim serializes");
+        if let Err(e) = self.write(name.clone(), bytes).await {
             tracing::debug!("cannot release claim {name}: {e}");
         }
     }
 
-    /// Claims old enough to be swept if their attempt is recorded: (object
-    /// name, delivery id, attempt), at most [`CLAIM_SWEEP_BATCH`].
+    /// Claims old enough to be swept if their attempt is recorded: (name,
+    /// delivery id, attempt). The journal's all; objects (claims of
+    /// earlier versions, on a local disk) at most [`CLAIM_SWEEP_BATCH`].
     pub async fn old(&self, now: DateTime<Utc>) -> Result<Vec<(String, String, i64)>, StoreError> {
-        self.dir
-            .list_first(CLAIM_SWEEP_BATCH, |name, written| {
-                let (id, attempt, _) = parse_object_name(name)?;
-                sweepable(written, now).then(|| (name.to_string(), id, attempt))
-            })
-            .await
+        let mut old = match &self.journal {
+            Some(journal) => {
+                let listing = in_journal(journal, move |j| j.list(|n, w| old_claim(n, w, now)));
+                self.finished(listing).await?
+            }
+            None => Vec::new(),
+        };
+        let objects = self
+            .dir
+            .list_first(CLAIM_SWEEP_BATCH, |n, w| old_claim(n, w, now));
+        old.extend(objects.await?);
+        Ok(old)
     }
 
-    /// Deletes the claim objects `names` (best effort: errors are logged).
+    /// Deletes the claims `names` (best effort: errors are logged): how
+    /// many were deleted.
     pub async fn delete(&self, names: &[String]) -> usize {
-        let mut deleted = 0;
-        for name in names {
+        let in_journal = match &self.journal {
+            None => vec![false; names.len()],
+            Some(journal) => {
+                let removing = names.to_vec();
+                let task = in_journal(journal, move |j| j.remove(&removing));
+                match self.finished(task).await {
+                    Ok(removed) => removed,
+                    Err(e) => {
+                        tracing::debug!("cannot sweep claims: {e}");
+                        vec![false; names.len()]
+                    }
+                }
+            }
+        };
+        let mut deleted = in_journal.iter().filter(|r| **r).count();
+        for (name, _) in names.iter().zip(in_journal).filter(|(_, r)| !r) {
             match self.dir.delete(name).await {
                 Ok(()) => deleted += 1,
                 Err(e) => tracing::debug!("cannot sweep claim {name}: {e}"),
@@ -362,12 +403,94 @@ impl Claims {
         }
         deleted
     }
+
+    /// Creates each of `names` holding `bytes` unless it exists: for each,
+    /// in order, whether it was created here.
+    async fn create_all(
+        &self,
+        names: Vec<String>,
+        bytes: Vec<u8>,
+    ) -> Vec<Result<bool, StoreError>> {
+        let Some(journal) = &self.journal else {
+            return self.dir.create_all(&names, &bytes).await;
+        };
+        let count = names.len();
+        let task = in_journal(journal, move |j| j.create_all(&names, &bytes));
+        match self.finished(task).await {
+            Ok(created) => created.into_iter().map(Ok).collect(),
+            Err(e) => (0..count)
+                .map(|_| Err(self.journal_error(e.to_string())))
+                .collect(),
+        }
+    }
+
+    async fn create(&self, name: String, bytes: Vec<u8>) -> Result<bool, StoreError> {
+        let mut created = self.create_all(vec![name], bytes).await;
+        created.pop().expect("one name, one answer")
+    }
+
+    /// The claim `name`'s bytes, if there is one.
+    async fn read(&self, name: String) -> Result<Option<Vec<u8>>, StoreError> {
+        let Some(journal) = &self.journal else {
+            return self.dir.read_bytes(&name).await;
+        };
+        let task = in_journal(journal, move |j| j.read(&name));
+        self.finished(task).await
+    }
+
+    /// Writes `bytes` as the claim `name`, replacing it.
+    async fn write(&self, name: String, bytes: Vec<u8>) -> Result<(), StoreError> {
+        let Some(journal) = &self.journal else {
+            return self.dir.write_bytes(&name, bytes).await;
+        };
+        let task = in_journal(journal, move |j| j.write(&name, &bytes));
+        self.finished(task).await
+    }
+
+    /// The outcome of a [`in_journal`] task, its errors named.
+    async fn finished<T>(&self, task: JoinHandle<std::io::Result<T>>) -> Result<T, StoreError> {
+        match task.await {
+            Ok(Ok(done)) => Ok(done),
+            Ok(Err(e)) => Err(self.journal_error(e.to_string())),
+            Err(e) => Err(self.journal_error(e.to_string())),
+        }
+    }
+
+    fn journal_error(&self, message: String) -> StoreError {
+        let folder = self
+            .journal
+            .as_ref()
+            .map(|j| j.folder().display().to_string());
+        StoreError::Root {
+            root: folder.unwrap_or_default(),
+            message: format!("claims: {message}"),
+        }
+    }
+}
+
+/// The claim `name` written at `written` as (name, delivery id, attempt),
+/// if it may be swept at `now` (its attempt being recorded).
+fn old_claim(
+    name: &str,
+    written: DateTime<Utc>,
+    now: DateTime<Utc>,
+) -> Option<(String, String, i64)> {
+    let (id, attempt, _) = parse_object_name(name)?;
+    sweepable(written, now).then(|| (name.to_string(), id, attempt))
+}
+
+/// Runs `work` on the journal in a blocking task (it waits for a lock
+/// other processes hold, and reads and writes a file).
+fn in_journal<T: Send + 'static>(
+    journal: &Arc<Journal>,
+    work: impl FnOnce(&Journal) -> std::io::Result<T> + Send + 'static,
+) -> JoinHandle<std::io::Result<T>> {
+    let journal = journal.clone();
+    tokio::task::spawn_blocking(move || work(&journal))
 }
 
 #[cfg(test)]
 mod tests {
-    use std::sync::Arc;
-
     use super::*;
 
     fn at(text: &str) -> DateTime<Utc> {
@@ -440,10 +563,33 @@ mod tests {
         Claims::open(&store, "shop", node).unwrap()
     }
 
+    /// Claims kept as objects (as on S3), on a local disk.
+    fn object_claims(dir: &std::path::Path, node: &str) -> Claims {
+        Claims {
+            journal: None,
+            ..claims(dir, node)
+        }
+    }
+
+    /// The claim `name`, if there is one.
+    async fn held(claims: &Claims, name: &str) -> Option<Claim> {
+        let bytes = claims.read(name.to_string()).await.unwrap()?;
+        Some(serde_json::from_slice(&bytes).unwrap())
+    }
+
     #[tokio::test]
     async fn one_worker_holds_an_attempt_until_its_claim_expires_then_one_takes_over() {
+        holds_until_expiry_then_one_takes_over(claims).await;
+    }
+
+    #[tokio::test]
+    async fn claims_kept_as_objects_hold_and_are_taken_over_alike() {
+        holds_until_expiry_then_one_takes_over(object_claims).await;
+    }
+
+    async fn holds_until_expiry_then_one_takes_over(open: fn(&std::path::Path, &str) -> Claims) {
         let dir = tempfile::tempdir().unwrap();
-        let [a, b, c] = ["a", "b", "c"].map(|node| claims(dir.path(), node));
+        let [a, b, c] = ["a", "b", "c"].map(|node| open(dir.path(), node));
         let now = at("2026-01-01T00:00:00Z");
         let life = Duration::from_secs(20);
         assert_eq!(a.take("d1", 1, now, life).await.unwrap(), Taken::Mine(0));
@@ -462,10 +608,10 @@ mod tests {
             c.take("d1", 1, much_later, life).await.unwrap(),
             Taken::Mine(2)
         );
-        let held: Claim = a.dir.read("d1.1.2").await.unwrap().unwrap();
-        assert_eq!(held.node, "c");
+        let holder: Claim = held(&a, "d1.1.2").await.unwrap();
+        assert_eq!(holder.node, "c");
         c.release("d1", 1, 2, much_later).await;
-        let released: Claim = a.dir.read("d1.1.2").await.unwrap().unwrap();
+        let released: Claim = held(&a, "d1.1.2").await.unwrap();
         assert!(released.released, "kept, marked released: {released:?}");
         assert_eq!(
             a.take("d1", 1, much_later, life).await.unwrap(),
@@ -551,7 +697,7 @@ mod tests {
             taken,
             [Taken::Mine(0), Taken::Busy, Taken::Mine(1), Taken::Mine(0)]
         );
-        let free: Claim = a.dir.read("free.1.0").await.unwrap().unwrap();
+        let free: Claim = held(&a, "free.1.0").await.unwrap();
         assert_eq!((free.node.as_str(), free.claimed_at), ("b", later));
         assert_eq!(
             a.take_all(&[("free", 1)], later, long, deadline).await[0]
@@ -565,7 +711,7 @@ mod tests {
         let past = Instant::now() - Duration::from_millis(1);
         let late = a.take_all(&[("other", 1)], later, long, past).await;
         assert!(late[0].is_none(), "nothing is claimed past the deadline");
-        assert_eq!(a.dir.read::<Claim>("other.1.0").await.unwrap(), None);
+        assert_eq!(held(&a, "other.1.0").await, None);
     }
 
     /// Rounds of a release racing two takers.

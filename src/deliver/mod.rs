@@ -5,7 +5,7 @@
 //! ```text
 //! ledger (record = 'delivery', status 'pending', payload)  ─┐ new commits only
 //! attempts (append-only history per delivery_id)           ─┴▶ open-deliveries index ─▶ due, oldest first (capped per rate-limited action)
-//!   batch N ─▶ claim each (state/claims, create-only) ─▶ webhook (paced per action, ≤ WEBHOOK_CONCURRENCY in flight, signed now)
+//!   batch N ─▶ claim each (create-only: claim journal, or state/claims on S3) ─▶ webhook (paced per action, ≤ WEBHOOK_CONCURRENCY in flight, signed now)
 //!           │                                          ─▶ file (append, fsync) │ event (events table, once)
 //!           ─▶ RetryAction ─▶ delivered | failed (next_attempt_at) | dead ─▶ ONE attempts commit, while batch N+1 is performed
 //! ```

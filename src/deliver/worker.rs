@@ -132,6 +132,9 @@ pub struct Deliverer {
     swept: Mutex<HashMap<String, Instant>>,
     /// Each workspace's open-deliveries index, kept between calls.
     indexes: Mutex<HashMap<String, OpenIndex>>,
+    /// Each workspace's claims (by storage root and workspace), kept between calls (their journal is read
+    /// once, then only what was appended since).
+    claims: Mutex<HashMap<String, Arc<Claims>>>,
 }
 
 /// A node id for this process: its pid and a random part.
@@ -151,6 +154,7 @@ impl Deliverer {
             replicas: Mutex::default(),
             swept: Mutex::default(),
             indexes: Mutex::default(),
+            claims: Mutex::default(),
         }
     }
 
@@ -183,7 +187,7 @@ impl Deliverer {
         let mut attempts = store.open_or_create(workspace, TableKind::Attempts).await?;
         let held = self.take_index(workspace);
         let mut index = OpenIndex::ready(store, workspace, &attempts, &ledger, held).await?;
-        let claims = Arc::new(Claims::open(store, workspace, &self.node)?);
+        let claims = self.claims_of(store, workspace)?;
         self.sweep_claims(workspace, &index, &claims).await;
         let call = Call {
             store,
@@ -306,6 +310,18 @@ impl Deliverer {
     }
 
     /// The workspace's index held from an earlier call, if any.
+    /// The workspace's claims, opened at the first call.
+    fn claims_of(&self, store: &Store, workspace: &str) -> Result<Arc<Claims>, StoreError> {
+        let key = format!("{}{workspace}", store.root());
+        let mut kept = self.claims.lock().unwrap_or_else(|e| e.into_inner());
+        if let Some(claims) = kept.get(&key) {
+            return Ok(claims.clone());
+        }
+        let claims = Arc::new(Claims::open(store, workspace, &self.node)?);
+        kept.insert(key, claims.clone());
+        Ok(claims)
+    }
+
     fn take_index(&self, workspace: &str) -> Option<OpenIndex> {
         self.indexes.lock().ok()?.remove(workspace)
     }

@@ -21,6 +21,7 @@ pub mod commit;
 pub mod erasures;
 pub mod files;
 pub mod handles;
+pub mod journal;
 pub mod ledger;
 pub mod objects;
 pub mod probe;
@@ -30,7 +31,6 @@ pub mod seq;
 pub mod stamp;
 pub mod state;
 pub mod table;
-pub mod whole_file;
 
 use std::sync::Arc;
 

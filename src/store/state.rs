@@ -14,7 +14,6 @@ use object_store::{ObjectStore, ObjectStoreExt as _, PutMode, PutOptions};
 use serde::Serialize;
 use serde::de::DeserializeOwned;
 
-use super::whole_file::{Created, create_whole};
 use super::{Store, StoreError};
 
 impl Store {
@@ -79,7 +78,7 @@ pub struct StateDir {
     objects: Arc<dyn ObjectStore>,
     path: ObjectPath,
     root: String,
-    /// On a local disk: where its objects are files ([`StateDir::create_all`]).
+    /// On a local disk: where its objects are files.
     local: Option<LocalFileSystem>,
 }
 
@@ -121,19 +120,16 @@ impl StateDir {
     }
 
     /// Creates each of `names` holding `bytes`, as [`StateDir::create`] does
-    /// one object: for each, in order, whether it was created here. On a
-    /// local disk they are written in one blocking task, each in one
-    /// metadata operation (`whole_file`); elsewhere a few requests at a time.
+    /// one object, a few requests at a time: for each, in order, whether
+    /// it was created here.
     pub async fn create_all(
         &self,
         names: &[String],
         bytes: &[u8],
     ) -> Vec<Result<bool, StoreError>> {
-        let local = self.create_local(names, bytes).await;
         let creates: Vec<_> = names
             .iter()
-            .zip(local)
-            .map(|(name, made)| self.create_unless_made(name, made, bytes))
+            .map(|name| self.create_bytes(name, bytes.to_vec()))
             .collect();
         futures::stream::iter(creates)
             .buffered(CREATE_CONCURRENCY)
@@ -141,44 +137,10 @@ impl StateDir {
             .await
     }
 
-    /// `made` when the local create decided, else the create through object_store.
-    async fn create_unless_made(
-        &self,
-        name: &str,
-        made: Option<bool>,
-        bytes: &[u8],
-    ) -> Result<bool, StoreError> {
-        match made {
-            Some(created) => Ok(created),
-            None => self.create_bytes(name, bytes.to_vec()).await,
-        }
-    }
-
-    /// On a local disk, creates what it can of `names` in one blocking
-    /// task: `None` for those to create through object_store.
-    async fn create_local(&self, names: &[String], bytes: &[u8]) -> Vec<Option<bool>> {
-        let Some(local) = self.local.as_ref() else {
-            return vec![None; names.len()];
-        };
-        let paths: Vec<Option<std::path::PathBuf>> = names
-            .iter()
-            .map(|name| local.path_to_filesystem(&self.object(name)).ok())
-            .collect();
-        let bytes = bytes.to_vec();
-        let made = tokio::task::spawn_blocking(move || {
-            paths
-                .iter()
-                .map(
-                    |path| match path.as_deref().map(|p| create_whole(p, &bytes)) {
-                        Some(Created::Created) => Some(true),
-                        Some(Created::Exists) => Some(false),
-                        Some(Created::Unavailable) | None => None,
-                    },
-                )
-                .collect()
-        })
-        .await;
-        made.unwrap_or_else(|_| vec![None; names.len()])
+    /// On a local disk, the folder's path.
+    pub fn local_folder(&self) -> Option<std::path::PathBuf> {
+        let local = self.local.as_ref()?;
+        local.path_to_filesystem(&self.path).ok()
     }
 
     async fn create_bytes(&self, name: &str, bytes: Vec<u8>) -> Result<bool, StoreError> {

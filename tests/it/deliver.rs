@@ -780,12 +780,19 @@ async fn claims_of_recorded_attempts_are_swept_once_an_hour_old() {
             planned,
         )
         .await;
+    // Claims are records of the workspace's journal; files in `claims/`
+    // are claims an earlier version left, swept alike.
+    let journal = setup.project.path("store/shop/state/claim-journal");
     let claims = setup.project.path("store/shop/state/claims");
     let names = || {
-        let mut names: Vec<String> = std::fs::read_dir(&claims)
+        let mut names: Vec<String> = tripwire::store::journal::read_log(&journal)
             .unwrap()
-            .map(|e| e.unwrap().file_name().into_string().unwrap())
+            .into_keys()
             .collect();
+        if claims.exists() {
+            let files = std::fs::read_dir(&claims).unwrap();
+            names.extend(files.map(|e| e.unwrap().file_name().into_string().unwrap()));
+        }
         names.sort();
         names
     };
@@ -795,6 +802,7 @@ async fn claims_of_recorded_attempts_are_swept_once_an_hour_old() {
     assert_eq!(names(), ["s1.1.0", "s2.1.0", "s3.1.0"], "kept while fresh");
     let stale =
         r#"{"node":"n","claimed_at":"2026-01-01T00:00:00Z","expires_at":"2026-01-01T00:00:00Z"}"#;
+    std::fs::create_dir_all(&claims).unwrap();
     std::fs::write(claims.join("s1.7.0"), stale).unwrap();
     std::fs::write(claims.join("s3.7.0"), stale).unwrap();
     let later = Utc::now() + chrono::Duration::hours(2);
