@@ -7,10 +7,11 @@ use std::fmt;
 use serde::de::{Deserializer, MapAccess, Visitor};
 use serde_json::value::RawValue;
 
-/// The top-level fields of one JSON object, values left unparsed.
+/// The top-level fields of one JSON object, values left unparsed (each
+/// value's JSON text).
 #[derive(Debug, Clone)]
 pub struct Fields<'a> {
-    pairs: Vec<(Cow<'a, str>, &'a RawValue)>,
+    pairs: Vec<(Cow<'a, str>, &'a str)>,
 }
 
 impl<'a> Fields<'a> {
@@ -24,30 +25,35 @@ impl<'a> Fields<'a> {
         Ok(fields)
     }
 
-    /// Reads a raw value that must be an object.
-    pub fn of(raw: &'a RawValue, name: &str) -> Result<Fields<'a>, String> {
-        if !raw.get().starts_with('{') {
-            return Err(format!("{name} must be a JSON object"));
+    /// Reads `text`, a JSON object taken out of one already read (a value
+    /// of [`Fields::object`]), without checking its syntax again: one scan
+    /// for where each member starts and ends. Text that does not split as
+    /// expected is read by [`Fields::parse`].
+    pub fn of_checked(text: &'a str) -> Result<Fields<'a>, String> {
+        match super::members::members(text) {
+            Some(pairs) => Ok(Fields { pairs }),
+            None => Fields::parse(text),
         }
-        Fields::parse(raw.get())
     }
 
-    /// The raw value of `key` (the last one if repeated); JSON `null` counts as absent.
-    pub fn raw(&self, key: &str) -> Option<&'a RawValue> {
+    /// The JSON text of `key`'s value (the last one if repeated); JSON
+    /// `null` counts as absent.
+    pub fn raw(&self, key: &str) -> Option<&'a str> {
         self.pairs
             .iter()
             .rev()
             .find(|(k, _)| k == key)
             .map(|(_, v)| *v)
-            .filter(|v| v.get() != "null")
+            .filter(|v| *v != "null")
     }
 
     pub fn has(&self, key: &str) -> bool {
         self.pairs.iter().any(|(k, _)| k == key)
     }
 
-    /// Adds `key` with `value` unless the object has the key (even as null).
-    pub fn or_insert(&mut self, key: &'a str, value: &'a RawValue) {
+    /// Adds `key` with the JSON text `value` unless the object has the key
+    /// (even as null).
+    pub fn or_insert(&mut self, key: &'a str, value: &'a str) {
         if !self.has(key) {
             self.pairs.push((Cow::Borrowed(key), value));
         }
@@ -61,14 +67,14 @@ impl<'a> Fields<'a> {
     /// A field that must be an object, kept as its JSON text.
     pub fn object(&self, key: &str) -> Result<Option<&'a str>, String> {
         match self.raw(key) {
-            Some(raw) if raw.get().starts_with('{') => Ok(Some(raw.get())),
+            Some(raw) if raw.starts_with('{') => Ok(Some(raw)),
             Some(_) => Err(format!("{key} must be a JSON object")),
             None => Ok(None),
         }
     }
 
     pub fn bool(&self, key: &str) -> Result<Option<bool>, String> {
-        match self.raw(key).map(RawValue::get) {
+        match self.raw(key) {
             Some("true") => Ok(Some(true)),
             Some("false") => Ok(Some(false)),
             Some(_) => Err(format!("{key} must be true or false")),
@@ -97,7 +103,7 @@ impl<'a> Fields<'a> {
                 }
             }
             out.push(':');
-            out.push_str(value.get());
+            out.push_str(value);
         }
         if out.is_empty() {
             return None;
@@ -108,8 +114,7 @@ impl<'a> Fields<'a> {
 }
 
 /// A JSON string value, borrowed when it has no escapes; numbers as text.
-fn string_of<'a>(raw: &'a RawValue, key: &str) -> Result<Cow<'a, str>, String> {
-    let text = raw.get();
+fn string_of<'a>(text: &'a str, key: &str) -> Result<Cow<'a, str>, String> {
     match text.as_bytes().first() {
         Some(b'"') if !text.contains('\\') => Ok(Cow::Borrowed(&text[1..text.len() - 1])),
         Some(b'"') => serde_json::from_str::<String>(text)
@@ -149,7 +154,7 @@ impl<'de> Visitor<'de> for FieldsVisitor {
         let mut pairs = Vec::with_capacity(map.size_hint().unwrap_or(12));
         while let Some(Key(key)) = map.next_key::<Key<'de>>()? {
             let value: &'de RawValue = map.next_value()?;
-            pairs.push((key, value));
+            pairs.push((key, value.get()));
         }
         Ok(Fields { pairs })
     }

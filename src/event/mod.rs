@@ -10,6 +10,7 @@
 
 pub mod batch;
 pub mod fields;
+pub mod members;
 pub mod redact;
 pub mod scan;
 pub mod shapes;

@@ -76,7 +76,7 @@ fn from_collect<'a>(f: &Fields<'a>) -> Result<ParsedEvent<'a>, String> {
     event.event_id = f.str("messageId")?;
     event.sent_at = time_field(f, "sentAt")?;
     if let Some(props) = f.object("properties")? {
-        let inner = Fields::parse(props)?;
+        let inner = Fields::of_checked(props)?;
         event.event_name = inner
             .str("eventName")
             .map_err(|e| format!("properties.{e}"))?;
@@ -134,7 +134,7 @@ fn from_segment<'a>(f: &Fields<'a>) -> Result<ParsedEvent<'a>, String> {
     };
     if let Some(traits) = f.object("traits")? {
         event.traits = Some(Cow::Borrowed(traits));
-        event.email = Fields::parse(traits)?
+        event.email = Fields::of_checked(traits)?
             .str("email")
             .map_err(|e| format!("traits.{e}"))?;
     }
@@ -156,14 +156,14 @@ fn context_email<'a>(f: &Fields<'a>) -> Result<Option<Cow<'a, str>>, String> {
     let Some(context) = f.object("context")? else {
         return Ok(None);
     };
-    let context = Fields::parse(context)?;
+    let context = Fields::of_checked(context)?;
     let Some(traits) = context
         .object("traits")
         .map_err(|e| format!("context.{e}"))?
     else {
         return Ok(None);
     };
-    Fields::parse(traits)?
+    Fields::of_checked(traits)?
         .str("email")
         .map_err(|e| format!("context.traits.{e}"))
 }
@@ -203,7 +203,7 @@ fn from_name_payload<'a>(f: &Fields<'a>) -> Result<ParsedEvent<'a>, String> {
 /// `traits.userId` and `traits.email` of the collect envelope.
 fn read_traits<'a>(f: &Fields<'a>, event: &mut ParsedEvent<'a>) -> Result<(), String> {
     if let Some(traits) = f.object("traits")? {
-        let inner = Fields::parse(traits)?;
+        let inner = Fields::of_checked(traits)?;
         event.user_id = inner.str("userId").map_err(|e| format!("traits.{e}"))?;
         event.email = inner.str("email").map_err(|e| format!("traits.{e}"))?;
         event.traits = Some(Cow::Borrowed(traits));

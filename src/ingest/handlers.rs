@@ -61,9 +61,11 @@ async fn collect_answer(
     check_event_size(state, &text, None)?;
     let envelope = json_object(&text)?;
     let debug = envelope
-        .raw("context")
-        .and_then(|c| Fields::parse(c.get()).ok())
-        .and_then(|c| c.raw("debug").map(|d| d.get() == "true"))
+        .object("context")
+        .ok()
+        .flatten()
+        .and_then(|c| Fields::of_checked(c).ok())
+        .and_then(|c| c.raw("debug").map(|d| d == "true"))
         .unwrap_or(false);
     let key = string_field(&envelope, "partnerSecret").or_else(|| header_key(headers));
     let mut listed = listed_workspaces(headers, &envelope);
@@ -125,7 +127,7 @@ async fn single_call(
     let text = body_text(state, headers, body)?;
     check_event_size(state, &text, None)?;
     let mut call = json_object(&text)?;
-    call.or_insert("type", kind);
+    call.or_insert("type", kind.get());
     let key = header_key(headers).or_else(|| string_field(&call, "writeKey"));
     let workspaces = writable_or_refuse(state, key.as_deref(), &listed_workspaces(headers, &call))?;
     within_rate(state, &workspaces, 1)?;
@@ -323,8 +325,8 @@ fn not_an_object(text: &str) -> ApiError {
 fn string_field(object: &Fields, key: &str) -> Option<String> {
     object
         .raw(key)
-        .filter(|raw| raw.get().starts_with('"'))
-        .and_then(|raw| serde_json::from_str(raw.get()).ok())
+        .filter(|raw| raw.starts_with('"'))
+        .and_then(|raw| serde_json::from_str(raw).ok())
 }
 
 /// Fan-out targets: the `X-Workspaces` header, else the body's `workspaces`.
@@ -334,7 +336,7 @@ fn listed_workspaces(headers: &HeaderMap, body: &Fields) -> Vec<String> {
         return listed;
     }
     body.raw("workspaces")
-        .and_then(|raw| serde_json::from_str::<Value>(raw.get()).ok())
+        .and_then(|raw| serde_json::from_str::<Value>(raw).ok())
         .map(|value| list_value(&value))
         .unwrap_or_default()
 }

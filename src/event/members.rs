@@ -1,0 +1,260 @@
+//! The members of a JSON object whose syntax was already checked (a value
+//! serde_json read as part of a larger text): where each key and value
+//! starts and ends, found in one scan that jumps from quote to quote inside
+//! strings, without checking the syntax a second time. The nested
+//! properties of a collect envelope were read twice by serde_json before
+//! (once in the envelope, once on their own): the most bytes of an event.
+
+use std::borrow::Cow;
+
+/// Each member of the object `text` as (key, value's JSON text), keys
+/// unescaped. `None` when the text is not an object as expected (the
+/// caller then reads it with a checking parser).
+pub fn members(text: &str) -> Option<Vec<(Cow<'_, str>, &str)>> {
+    let bytes = text.as_bytes();
+    let mut at = skip_blanks(bytes, 0);
+    if bytes.get(at) != Some(&b'{') {
+        return None;
+    }
+    let mut pairs = Vec::with_capacity(12);
+    at = skip_blanks(bytes, at + 1);
+    if bytes.get(at) == Some(&b'}') {
+        return whole(bytes, at).then_some(pairs);
+    }
+    loop {
+        let key_end = string_end(bytes, at)?;
+        let key = key_of(&text[at..key_end])?;
+        at = skip_blanks(bytes, key_end);
+        if bytes.get(at) != Some(&b':') {
+            return None;
+        }
+        let start = skip_blanks(bytes, at + 1);
+        let end = value_end(bytes, start)?;
+        pairs.push((key, &text[start..end]));
+        at = skip_blanks(bytes, end);
+        match bytes.get(at) {
+            Some(b',') => at = skip_blanks(bytes, at + 1),
+            Some(b'}') => return whole(bytes, at).then_some(pairs),
+            _ => return None,
+        }
+    }
+}
+
+/// Whether only blanks follow the closing brace at `at`.
+fn whole(bytes: &[u8], at: usize) -> bool {
+    skip_blanks(bytes, at + 1) == bytes.len()
+}
+
+fn skip_blanks(bytes: &[u8], mut at: usize) -> usize {
+    while matches!(bytes.get(at), Some(b' ' | b'\t' | b'\n' | b'\r')) {
+        at += 1;
+    }
+    at
+}
+
+/// The key of the string token `token` (quotes included): borrowed unless
+/// it has escapes.
+fn key_of(token: &str) -> Option<Cow<'_, str>> {
+    let inside = &token[1..token.len() - 1];
+    match inside.contains('\\') {
+        false => Some(Cow::Borrowed(inside)),
+        true => serde_json::from_str::<String>(token).ok().map(Cow::Owned),
+    }
+}
+
+/// Where the string starting with the quote at `at` ends (after its
+/// closing quote).
+fn string_end(bytes: &[u8], at: usize) -> Option<usize> {
+    if bytes.get(at) != Some(&b'"') {
+        return None;
+    }
+    let mut i = at + 1;
+    loop {
+        i += memchr::memchr2(b'"', b'\\', bytes.get(i..)?)?;
+        match bytes[i] {
+            b'\\' => i += 2,
+            _ => return Some(i + 1),
+        }
+    }
+}
+
+/// Where the value starting at `at` ends.
+fn value_end(bytes: &[u8], at: usize) -> Option<usize> {
+    match bytes.get(at)? {
+        b'"' => string_end(bytes, at),
+        b'{' | b'[' => nested_end(bytes, at),
+        _ => {
+            let length = bytes[at..]
+                .iter()
+                .position(|b| matches!(b, b',' | b'}' | b']' | b' ' | b'\t' | b'\n' | b'\r'))?;
+            (length > 0).then_some(at + length)
+        }
+    }
+}
+
+/// Where the object or array opening at `at` closes (after its bracket).
+fn nested_end(bytes: &[u8], at: usize) -> Option<usize> {
+    let mut depth = 0usize;
+    let mut i = at;
+    while i < bytes.len() {
+        match bytes[i] {
+            b'"' => i = string_end(bytes, i)?,
+            b'{' | b'[' => {
+                depth += 1;
+                i += 1;
+            }
+            b'}' | b']' => {
+                depth -= 1;
+                i += 1;
+                if depth == 0 {
+                    return Some(i);
+                }
+            }
+            _ => i += 1,
+        }
+    }
+    None
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use serde_json::value::RawValue;
+
+    /// What serde_json reads as the object's members.
+    fn checked(text: &str) -> Vec<(String, String)> {
+        let map: Vec<(String, Box<RawValue>)> =
+            serde_json::from_str::<serde_members::Members>(text)
+                .unwrap()
+                .0;
+        map.into_iter()
+            .map(|(k, v)| (k, v.get().to_string()))
+            .collect()
+    }
+
+    /// serde_json's own reading of an object's members, in order.
+    mod serde_members {
+        use serde::de::{Deserializer, MapAccess, Visitor};
+        use serde_json::value::RawValue;
+
+        pub struct Members(pub Vec<(String, Box<RawValue>)>);
+
+        impl<'de> serde::Deserialize<'de> for Members {
+            fn deserialize<D: Deserializer<'de>>(d: D) -> Result<Members, D::Error> {
+                d.deserialize_map(MembersVisitor)
+            }
+        }
+
+        struct MembersVisitor;
+
+        impl<'de> Visitor<'de> for MembersVisitor {
+            type Value = Members;
+
+            fn expecting(&self, f: &mut std::fmt::Formatter) -> std::fmt::Result {
+                f.write_str("an object")
+            }
+
+            fn visit_map<M: MapAccess<'de>>(self, mut map: M) -> Result<Members, M::Error> {
+                let mut pairs = Vec::new();
+                while let Some((k, v)) = map.next_entry()? {
+                    pairs.push((k, v));
+                }
+                Ok(Members(pairs))
+            }
+        }
+    }
+
+    fn ours(text: &str) -> Vec<(String, String)> {
+        members(text)
+            .unwrap_or_else(|| panic!("{text}"))
+            .into_iter()
+            .map(|(k, v)| (k.into_owned(), v.to_string()))
+            .collect()
+    }
+
+    #[test]
+    fn members_are_those_serde_json_reads() {
+        for text in [
+            r#"{}"#,
+            r#" { } "#,
+            r#"{"a":1}"#,
+            r#"{"a" : -1.5e3 , "b":true,"c":null,"d":false}"#,
+            r#"{"s":"x\"}{][,","t":"\\","u":"\\\""}"#,
+            r#"{"o":{"k":[1,{"z":"]"},[]],"e":{}},"arr":[[[]],{"a":[{}]}]}"#,
+            r#"{"esc\u0061ped":"v","ke\"y":{"x":"}"}}"#,
+            "{\n\t\"a\":\r\n[1,\n2]\n}\n",
+            r#"{"utm":{"source":"partner"},"cart":{"items":[{"sku":"S","qty":3,"price":115.13}],"value":964.05},"tags":[],"é":"ü"}"#,
+            r#"{"a":1,"a":2}"#,
+        ] {
+            assert_eq!(ours(text), checked(text), "{text}");
+        }
+    }
+
+    /// A value of depth up to `depth` from the generator state `seed`.
+    fn random_value(seed: &mut u64, depth: u32) -> serde_json::Value {
+        use serde_json::{Value, json};
+        *seed = seed
+            .wrapping_mul(6364136223846793005)
+            .wrapping_add(1442695040888963407);
+        let pick = (*seed >> 33) % if depth == 0 { 4 } else { 6 };
+        let text = |seed: u64| {
+            let pieces = ["a", "\"", "\\", "{", "]", ",", ":", "é", " ", "\n", "\u{1}"];
+            (0..seed % 5)
+                .map(|i| pieces[((seed >> (i * 4)) % pieces.len() as u64) as usize])
+                .collect::<String>()
+        };
+        match pick {
+            0 => Value::String(text(*seed >> 20)),
+            1 => json!((*seed >> 40) as i64 - (1 << 23)),
+            2 => json!(((*seed >> 30) as f64) / 7.0),
+            3 => [Value::Null, Value::Bool(true), Value::Bool(false)][(*seed % 3) as usize].clone(),
+            4 => Value::Array(
+                (0..*seed % 4)
+                    .map(|_| random_value(seed, depth - 1))
+                    .collect(),
+            ),
+            _ => random_object(seed, depth - 1),
+        }
+    }
+
+    fn random_object(seed: &mut u64, depth: u32) -> serde_json::Value {
+        let size = *seed % 5;
+        let members = (0..size).map(|i| {
+            let key = format!("k{i}{}", ["", "\"", "{", "\\"][(*seed % 4) as usize]);
+            (key, random_value(seed, depth))
+        });
+        serde_json::Value::Object(members.collect())
+    }
+
+    #[test]
+    fn members_of_generated_objects_are_those_serde_json_reads() {
+        let mut seed = 7;
+        for _ in 0..2_000 {
+            let object = random_object(&mut seed, 3);
+            for text in [
+                serde_json::to_string(&object).unwrap(),
+                serde_json::to_string_pretty(&object).unwrap(),
+            ] {
+                assert_eq!(ours(&text), checked(&text), "{text}");
+            }
+        }
+    }
+
+    #[test]
+    fn text_that_is_not_one_object_is_left_to_the_checking_parser() {
+        for text in [
+            "",
+            "[1]",
+            "{",
+            r#"{"a":1"#,
+            r#"{"a":1} x"#,
+            r#"{"a" 1}"#,
+            r#"{"a":}"#,
+            r#"{"a":"unterminated}"#,
+            r#"{"a":[1,2}"#,
+            r#"{a:1}"#,
+        ] {
+            assert!(members(text).is_none(), "{text}");
+        }
+    }
+}
