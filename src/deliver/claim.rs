@@ -366,7 +366,7 @@ impl Claims {
         let mut old = match &self.journal {
             Some(journal) => {
                 let listing = in_journal(journal, move |j| j.list(|n, w| old_claim(n, w, now)));
-                self.finished(listing).await?
+                finished(listing).await.map_err(|m| self.journal_error(m))?
             }
             None => Vec::new(),
         };
@@ -385,7 +385,7 @@ impl Claims {
             Some(journal) => {
                 let removing = names.to_vec();
                 let task = in_journal(journal, move |j| j.remove(&removing));
-                match self.finished(task).await {
+                match finished(task).await {
                     Ok(removed) => removed,
                     Err(e) => {
                         tracing::debug!("cannot sweep claims: {e}");
@@ -416,10 +416,10 @@ impl Claims {
         };
         let count = names.len();
         let task = in_journal(journal, move |j| j.create_all(&names, &bytes));
-        match self.finished(task).await {
+        match finished(task).await {
             Ok(created) => created.into_iter().map(Ok).collect(),
-            Err(e) => (0..count)
-                .map(|_| Err(self.journal_error(e.to_string())))
+            Err(message) => (0..count)
+                .map(|_| Err(self.journal_error(message.clone())))
                 .collect(),
         }
     }
@@ -435,7 +435,7 @@ impl Claims {
             return self.dir.read_bytes(&name).await;
         };
         let task = in_journal(journal, move |j| j.read(&name));
-        self.finished(task).await
+        finished(task).await.map_err(|m| self.journal_error(m))
     }
 
     /// Writes `bytes` as the claim `name`, replacing it.
@@ -444,16 +444,7 @@ impl Claims {
             return self.dir.write_bytes(&name, bytes).await;
         };
         let task = in_journal(journal, move |j| j.write(&name, &bytes));
-        self.finished(task).await
-    }
-
-    /// The outcome of a [`in_journal`] task, its errors named.
-    async fn finished<T>(&self, task: JoinHandle<std::io::Result<T>>) -> Result<T, StoreError> {
-        match task.await {
-            Ok(Ok(done)) => Ok(done),
-            Ok(Err(e)) => Err(self.journal_error(e.to_string())),
-            Err(e) => Err(self.journal_error(e.to_string())),
-        }
+        finished(task).await.map_err(|m| self.journal_error(m))
     }
 
     fn journal_error(&self, message: String) -> StoreError {
@@ -487,6 +478,15 @@ fn in_journal<T: Send + 'static>(
 ) -> JoinHandle<std::io::Result<T>> {
     let journal = journal.clone();
     tokio::task::spawn_blocking(move || work(&journal))
+}
+
+/// The outcome of an [`in_journal`] task, or what went wrong.
+async fn finished<T>(task: JoinHandle<std::io::Result<T>>) -> Result<T, String> {
+    match task.await {
+        Ok(Ok(done)) => Ok(done),
+        Ok(Err(e)) => Err(e.to_string()),
+        Err(e) => Err(e.to_string()),
+    }
 }
 
 #[cfg(test)]

@@ -132,8 +132,9 @@ pub struct Deliverer {
     swept: Mutex<HashMap<String, Instant>>,
     /// Each workspace's open-deliveries index, kept between calls.
     indexes: Mutex<HashMap<String, OpenIndex>>,
-    /// Each workspace's claims (by storage root and workspace), kept between calls (their journal is read
-    /// once, then only what was appended since).
+    /// Each workspace's claims (by storage root and workspace), kept
+    /// between calls: their journal is read once, then only what was
+    /// appended since.
     claims: Mutex<HashMap<String, Arc<Claims>>>,
 }
 
@@ -309,7 +310,6 @@ impl Deliverer {
         record(call.ledger, attempts, rows).await.map(Some)
     }
 
-    /// The workspace's index held from an earlier call, if any.
     /// The workspace's claims, opened at the first call.
     fn claims_of(&self, store: &Store, workspace: &str) -> Result<Arc<Claims>, StoreError> {
         let key = format!("{}{workspace}", store.root());
@@ -322,6 +322,7 @@ impl Deliverer {
         Ok(claims)
     }
 
+    /// The workspace's index held from an earlier call, if any.
     fn take_index(&self, workspace: &str) -> Option<OpenIndex> {
         self.indexes.lock().ok()?.remove(workspace)
     }

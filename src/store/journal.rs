@@ -69,7 +69,7 @@ impl Journal {
     pub fn create_all(&self, names: &[String], value: &[u8]) -> io::Result<Vec<bool>> {
         check_value(value)?;
         names.iter().try_for_each(|name| check_name(name))?;
-        self.locked(|held, log| {
+        self.locked(|held| {
             let written = Utc::now();
             let mut line = Vec::new();
             let mut fresh = std::collections::HashSet::new();
@@ -84,7 +84,7 @@ impl Journal {
                     free
                 })
                 .collect();
-            held.append(log, &line)?;
+            held.append(&line)?;
             for name in fresh {
                 held.keep(name, written, value);
             }
@@ -96,11 +96,11 @@ impl Journal {
     pub fn write(&self, name: &str, value: &[u8]) -> io::Result<()> {
         check_name(name)?;
         check_value(value)?;
-        self.locked(|held, log| {
+        self.locked(|held| {
             let written = Utc::now();
             let mut line = Vec::new();
             append_line(&mut line, written, name, value);
-            held.append(log, &line)?;
+            held.append(&line)?;
             held.keep(name, written, value);
             Ok(())
         })
@@ -108,13 +108,13 @@ impl Journal {
 
     /// `name`'s value, if it has a record.
     pub fn read(&self, name: &str) -> io::Result<Option<Vec<u8>>> {
-        self.locked(|held, _| Ok(held.records.get(name).map(|r| r.value.to_vec())))
+        self.locked(|held| Ok(held.records.get(name).map(|r| r.value.to_vec())))
     }
 
     /// What `pick` makes of each record (name, when last written),
     /// skipping those it returns `None` for; in no particular order.
     pub fn list<T>(&self, pick: impl Fn(&str, DateTime<Utc>) -> Option<T>) -> io::Result<Vec<T>> {
-        self.locked(|held, _| {
+        self.locked(|held| {
             Ok(held
                 .records
                 .iter()
@@ -126,7 +126,7 @@ impl Journal {
     /// Removes the records of `names` (rewriting the log without them):
     /// for each, in order, whether it had one.
     pub fn remove(&self, names: &[String]) -> io::Result<Vec<bool>> {
-        self.locked(|held, _| {
+        self.locked(|held| {
             let removed: Vec<bool> = names
                 .iter()
                 .map(|name| held.records.remove(name.as_str()).is_some())
@@ -148,24 +148,27 @@ impl Journal {
     }
 
     /// Runs `change` holding the lock, with the log caught up and open.
-    fn locked<T>(&self, change: impl FnOnce(&mut Held, &File) -> io::Result<T>) -> io::Result<T> {
+    fn locked<T>(&self, change: impl FnOnce(&mut Held) -> io::Result<T>) -> io::Result<T> {
         let mut held = self.held.lock().unwrap_or_else(|e| e.into_inner());
-        if held.lock.is_none() {
-            std::fs::create_dir_all(&self.folder)?;
-            let lock = OpenOptions::new()
-                .create(true)
-                .truncate(false)
-                .write(true)
-                .open(self.folder.join("lock"))?;
+        let lock = match held.lock.take() {
+            Some(lock) => lock,
+            None => {
+                std::fs::create_dir_all(&self.folder)?;
+                OpenOptions::new()
+                    .create(true)
+                    .truncate(false)
+                    .write(true)
+                    .open(self.folder.join("lock"))?
+            }
+        };
+        if let Err(e) = lock.lock() {
             held.lock = Some(lock);
+            return Err(e);
         }
-        let lock = held.lock.as_ref().expect("opened above").try_clone()?;
-        lock.lock()?;
-        let done = self.catch_up(&mut held).and_then(|()| {
-            let log = held.log.as_ref().expect("caught up").0.try_clone()?;
-            change(&mut held, &log)
-        });
-        lock.unlock()?;
+        let done = self.catch_up(&mut held).and_then(|()| change(&mut held));
+        let unlocked = lock.unlock();
+        held.lock = Some(lock);
+        unlocked?;
         done
     }
 
@@ -178,7 +181,8 @@ impl Journal {
             Err(e) if e.kind() == io::ErrorKind::NotFound => None,
             Err(e) => return Err(e),
         };
-        if identity.is_none() || held.log.as_ref().map(|(_, id)| Some(*id)) != Some(identity) {
+        let current = held.log.as_ref().map(|(_, id)| *id);
+        if identity.is_none() || current != identity {
             let log = OpenOptions::new()
                 .create(true)
                 .append(true)
@@ -227,10 +231,11 @@ impl Journal {
 impl Held {
     /// Appends `lines` (whole lines) at the end of the log, which this
     /// holder of the lock has read to.
-    fn append(&mut self, mut log: &File, lines: &[u8]) -> io::Result<()> {
+    fn append(&mut self, lines: &[u8]) -> io::Result<()> {
         if lines.is_empty() {
             return Ok(());
         }
+        let mut log = &self.log.as_ref().expect("caught up before appending").0;
         log.write_all(lines)?;
         self.read_to += lines.len() as u64;
         Ok(())
