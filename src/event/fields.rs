@@ -7,15 +7,35 @@ use std::fmt;
 use serde::de::{Deserializer, MapAccess, Visitor};
 use serde_json::value::RawValue;
 
+use super::checked::Member;
+use super::scan::check_json;
+
 /// The top-level fields of one JSON object, values left unparsed (each
 /// value's JSON text).
 #[derive(Debug, Clone)]
 pub struct Fields<'a> {
-    pairs: Vec<(Cow<'a, str>, &'a str)>,
+    pairs: Vec<Member<'a>>,
 }
 
 impl<'a> Fields<'a> {
-    /// Reads `text` as one JSON object.
+    /// Reads `text`, one JSON object, checked against JSON's grammar and
+    /// tripwire's rules ([`check_json`] with `limit` levels) in one pass.
+    /// Text that pass refuses is read again by the scan and serde_json,
+    /// whose words the error keeps.
+    pub fn read(text: &'a str, limit: usize) -> Result<Fields<'a>, String> {
+        match Fields::checked(text, limit) {
+            Some(fields) => Ok(fields),
+            None => check_json(text, limit).and_then(|()| Fields::parse(text)),
+        }
+    }
+
+    /// The one pass of [`Fields::read`] alone: `None` when it refuses the
+    /// text (for a caller with its own words for why).
+    pub fn checked(text: &'a str, limit: usize) -> Option<Fields<'a>> {
+        super::checked::object(text, limit).map(|pairs| Fields { pairs })
+    }
+
+    /// Reads `text` as one JSON object (its syntax only: see [`Fields::read`]).
     pub fn parse(text: &'a str) -> Result<Fields<'a>, String> {
         let mut de = serde_json::Deserializer::from_str(text);
         let fields = de
@@ -34,6 +54,11 @@ impl<'a> Fields<'a> {
             Some(pairs) => Ok(Fields { pairs }),
             None => Fields::parse(text),
         }
+    }
+
+    /// Every member, in the order sent.
+    pub fn pairs(&self) -> &[Member<'a>] {
+        &self.pairs
     }
 
     /// The JSON text of `key`'s value (the last one if repeated); JSON

@@ -2,13 +2,16 @@
 //! becomes a row of the `events` table (docs/reference.md "Tables").
 //!
 //! - `scan`: nesting depth and escapes, checked before any parser runs.
+//! - `checked`: a JSON object checked and split into members in one pass.
 //! - `fields`: a JSON object read once, values kept raw.
+//! - `members`: the members of an object already checked.
 //! - `redact`: secrets taken out of rejected input before it is kept.
 //! - `shapes`: the three API shapes (collect envelope, Segment, name/payload).
 //! - `tabular`: CSV and Parquet rows with the table's column names.
 //! - `batch`: the Arrow schema and the builder that turns events into batches.
 
 pub mod batch;
+pub mod checked;
 pub mod fields;
 pub mod members;
 pub mod redact;

@@ -8,7 +8,7 @@
 use std::borrow::Cow;
 
 use super::fields::Fields;
-use super::scan::{MAX_JSON_DEPTH, check_json};
+use super::scan::MAX_JSON_DEPTH;
 use super::{EventKind, ParsedEvent, parse_time};
 
 /// Which shape a JSON object is in.
@@ -39,13 +39,12 @@ impl Shape {
 
 /// Parses one JSON object in any shape and validates it.
 pub fn parse_event(text: &str) -> Result<ParsedEvent<'_>, String> {
-    check_json(text, MAX_JSON_DEPTH)?;
-    event_from_fields(&Fields::parse(text)?)
+    event_from_fields(&Fields::read(text, MAX_JSON_DEPTH)?)
 }
 
-/// [`parse_event`] of an object already read into its fields (its text
-/// checked by [`check_json`]), so a caller that needed the fields itself
-/// reads the JSON once.
+/// [`parse_event`] of an object already read into its fields (by
+/// [`Fields::read`]), so a caller that needed the fields itself reads the
+/// JSON once.
 pub fn event_from_fields<'a>(fields: &Fields<'a>) -> Result<ParsedEvent<'a>, String> {
     let event = match Shape::detect(fields) {
         Shape::Collect => from_collect(fields)?,

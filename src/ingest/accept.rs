@@ -39,9 +39,9 @@ pub struct Item<'a> {
 }
 
 impl<'a> Item<'a> {
-    /// Checks `raw` (depth, escapes, numbers) and reads its fields.
+    /// Checks `raw` (grammar, depth, escapes, numbers) and reads its fields.
     pub fn read(raw: &'a str) -> Item<'a> {
-        let fields = check_json(raw, MAX_JSON_DEPTH).and_then(|()| Fields::parse(raw));
+        let fields = Fields::read(raw, MAX_JSON_DEPTH);
         Item { raw, fields }
     }
 

@@ -19,7 +19,9 @@ use serde_json::{Value, json};
 use super::IngestState;
 use super::accept::{Accepted, Item, accept};
 use crate::config::Workspace;
+use crate::event::checked;
 use crate::event::fields::Fields;
+use crate::event::members;
 use crate::event::scan::{MAX_JSON_DEPTH, check_json};
 use crate::http::ApiError;
 use crate::http::auth::{header_key, workspace_list};
@@ -149,6 +151,55 @@ struct BatchBody<'a> {
     workspaces: Option<Value>,
 }
 
+/// What a batch body holds: its items' JSON texts, the write key and the
+/// workspaces it lists.
+struct Batch<'a> {
+    items: Vec<&'a str>,
+    write_key: Option<String>,
+    workspaces: Vec<String>,
+}
+
+/// The batch of `text`: read in one checked pass when the body is plainly
+/// one (each of `batch`, `writeKey`, `workspaces` at most once, `batch`
+/// an array, `writeKey` a string), else by serde_json, whose words a
+/// refusal keeps.
+fn read_batch(text: &str) -> Result<Batch<'_>, ApiError> {
+    if let Some(batch) = plain_batch(text) {
+        return Ok(batch);
+    }
+    check_body(text)?;
+    let body: BatchBody = serde_json::from_str(text)
+        .map_err(|e| ApiError::BadRequest(format!("the body is not {{\"batch\": [...]}}: {e}")))?;
+    Ok(Batch {
+        items: body.batch.iter().map(|raw| raw.get()).collect(),
+        write_key: body.write_key,
+        workspaces: body.workspaces.as_ref().map(list_value).unwrap_or_default(),
+    })
+}
+
+fn plain_batch(text: &str) -> Option<Batch<'_>> {
+    let body = Fields::checked(text, MAX_JSON_DEPTH + WRAPPER_LEVELS)?;
+    let once = |key: &str| body.pairs().iter().filter(|(k, _)| k == key).count() <= 1;
+    if !(once("batch") && once("writeKey") && once("workspaces")) {
+        return None;
+    }
+    let items = members::elements(body.raw("batch")?)?;
+    let write_key = match body.raw("writeKey") {
+        None => None,
+        Some(raw) if raw.starts_with('"') => Some(serde_json::from_str(raw).ok()?),
+        Some(_) => return None,
+    };
+    let workspaces = match body.raw("workspaces") {
+        None => Vec::new(),
+        Some(raw) => list_value(&serde_json::from_str(raw).ok()?),
+    };
+    Some(Batch {
+        items,
+        write_key,
+        workspaces,
+    })
+}
+
 /// `POST /v1/batch`: many calls; invalid items are answered with their
 /// index and reason and kept in quarantine, the others stored.
 pub async fn batch(
@@ -166,15 +217,13 @@ async fn batch_answer(
     body: Result<Bytes, BytesRejection>,
 ) -> Answer {
     let text = body_text(state, headers, body)?;
-    let body: BatchBody = serde_json::from_str(&text)
-        .map_err(|e| ApiError::BadRequest(format!("the body is not {{\"batch\": [...]}}: {e}")))?;
-    let items: Vec<&str> = body.batch.iter().map(|raw| raw.get()).collect();
-    check_batch(state, &items)?;
-    let items: Vec<Item> = items.into_iter().map(Item::read).collect();
+    let body = read_batch(&text)?;
+    check_batch(state, &body.items)?;
+    let items: Vec<Item> = body.items.into_iter().map(Item::read).collect();
     let key = header_key(headers).or(body.write_key);
     let mut listed = header_workspaces(headers);
     if listed.is_empty() {
-        listed = body.workspaces.as_ref().map(list_value).unwrap_or_default();
+        listed = body.workspaces;
     }
     let workspaces = writable_or_refuse(state, key.as_deref(), &listed)?;
     within_rate(state, &workspaces, items.len())?;
@@ -201,9 +250,7 @@ async fn events_answer(
 ) -> Answer {
     let text = body_text(state, headers, body)?;
     let items: Vec<Item> = if text.trim_start().starts_with('[') {
-        let raws: Vec<&RawValue> = serde_json::from_str(&text)
-            .map_err(|e| ApiError::BadRequest(format!("the body is not a JSON array: {e}")))?;
-        let raws: Vec<&str> = raws.iter().map(|raw| raw.get()).collect();
+        let raws = read_array(&text)?;
         check_batch(state, &raws)?;
         raws.into_iter().map(Item::read).collect()
     } else {
@@ -229,6 +276,18 @@ async fn events_answer(
     let mut answer = json!({ "accepted": items.len() - accepted.rejected.len() });
     add_rejections(&mut answer, &accepted);
     Ok((StatusCode::CREATED, answer))
+}
+
+/// The elements of an array body: one checked pass, else serde_json's
+/// reading and its words.
+fn read_array(text: &str) -> Result<Vec<&str>, ApiError> {
+    if let Some(elements) = checked::array(text, MAX_JSON_DEPTH + WRAPPER_LEVELS) {
+        return Ok(elements);
+    }
+    check_body(text)?;
+    let raws: Vec<&RawValue> = serde_json::from_str(text)
+        .map_err(|e| ApiError::BadRequest(format!("the body is not a JSON array: {e}")))?;
+    Ok(raws.iter().map(|raw| raw.get()).collect())
 }
 
 fn add_rejections(answer: &mut Value, accepted: &Accepted) {
@@ -273,12 +332,15 @@ fn body_text(
     } else {
         bytes.to_vec()
     };
-    let text = String::from_utf8(bytes)
-        .map_err(|_| ApiError::BadRequest("the body is not UTF-8".into()))?;
-    // Before any parser recurses into it; each event is held to
-    // MAX_JSON_DEPTH again when it is parsed, as on import.
-    check_json(&text, MAX_JSON_DEPTH + WRAPPER_LEVELS).map_err(ApiError::BadRequest)?;
-    Ok(text)
+    String::from_utf8(bytes).map_err(|_| ApiError::BadRequest("the body is not UTF-8".into()))
+}
+
+/// Refuses a body nested too deep (or with a bad escape or number) before
+/// serde_json recurses into it: the check a body the one-pass reader
+/// refused gets. Each event is held to MAX_JSON_DEPTH again when it is
+/// parsed, as on import.
+fn check_body(text: &str) -> Result<(), ApiError> {
+    check_json(text, MAX_JSON_DEPTH + WRAPPER_LEVELS).map_err(ApiError::BadRequest)
 }
 
 fn check_event_size(state: &IngestState, text: &str, index: Option<usize>) -> Result<(), ApiError> {
@@ -309,6 +371,10 @@ fn check_batch(state: &IngestState, items: &[&str]) -> Result<(), ApiError> {
 
 /// The body's top-level fields: the one read of a single-event body.
 fn json_object(text: &str) -> Result<Fields<'_>, ApiError> {
+    if let Some(fields) = Fields::checked(text, MAX_JSON_DEPTH + WRAPPER_LEVELS) {
+        return Ok(fields);
+    }
+    check_body(text)?;
     Fields::parse(text).map_err(|_| not_an_object(text))
 }
 
