@@ -276,7 +276,7 @@ fn beyond_a_float(token: &str, exponent: bool) -> bool {
 
 /// Where, from `at` inside a string, the next quote, backslash or control
 /// character is: eight bytes at a time.
-fn string_stop(bytes: &[u8], mut at: usize) -> Option<usize> {
+pub(super) fn string_stop(bytes: &[u8], mut at: usize) -> Option<usize> {
     const ONES: u64 = 0x0101_0101_0101_0101;
     const HIGHS: u64 = 0x8080_8080_8080_8080;
     let zero_byte = |word: u64| word.wrapping_sub(ONES) & !word & HIGHS;

@@ -7,6 +7,8 @@
 
 use std::borrow::Cow;
 
+use super::checked::string_stop;
+
 /// Each member of the object `text` as (key, value's JSON text), keys
 /// unescaped. `None` when the text is not an object as expected (the
 /// caller then reads it with a checking parser).
@@ -96,10 +98,12 @@ fn string_end(bytes: &[u8], at: usize) -> Option<usize> {
     }
     let mut i = at + 1;
     loop {
-        i += memchr::memchr2(b'"', b'\\', bytes.get(i..)?)?;
+        // Checked text has no control characters in its strings.
+        i = string_stop(bytes, i)?;
         match bytes[i] {
             b'\\' => i += 2,
-            _ => return Some(i + 1),
+            b'"' => return Some(i + 1),
+            _ => return None,
         }
     }
 }

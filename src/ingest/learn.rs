@@ -20,6 +20,7 @@ use serde::{Deserialize, Serialize};
 use serde_json::Value;
 
 use super::record::StoredEvent;
+use crate::event::members::members;
 use crate::store::{Store, StoreError};
 
 /// The longest a learned change waits before it is saved.
@@ -88,12 +89,24 @@ impl Schema {
             self.unlearned += 1;
             return;
         }
-        let entry = self.events.entry(name.to_string()).or_default();
+        if !self.events.contains_key(name) {
+            self.events.insert(name.to_string(), Seen::default());
+        }
+        let Some(entry) = self.events.get_mut(name) else {
+            return;
+        };
         entry.touch(event.received_at);
+        let mut learning = Learning {
+            fields: &mut entry.fields,
+            path: String::with_capacity(64),
+            at: event.received_at,
+            most: bounds.fields,
+        };
         for (root, text) in [("properties", &event.properties), ("traits", &event.traits)] {
-            if let Some(value) = text.as_deref().and_then(|t| serde_json::from_str(t).ok()) {
-                let at = event.received_at;
-                learn_fields(&mut entry.fields, root, &value, at, 0, bounds.fields);
+            if let Some(text) = text.as_deref() {
+                learning.path.clear();
+                learning.path.push_str(root);
+                learning.object(text, 0);
             }
         }
     }
@@ -122,42 +135,73 @@ fn keep_newest(entries: &mut BTreeMap<String, Seen>, most: usize) {
     entries.retain(|key, _| kept.contains(key));
 }
 
-fn learn_fields(
-    fields: &mut BTreeMap<String, Seen>,
-    path: &str,
-    value: &Value,
+/// Learning the field paths of one event's objects. Values are read as
+/// the JSON texts they were stored as (checked when they arrived): no
+/// value is built, and nothing is allocated for a path already known.
+struct Learning<'a> {
+    fields: &'a mut BTreeMap<String, Seen>,
+    /// The path of the object being read (`properties.cart`).
+    path: String,
     at: i64,
-    depth: usize,
     most: usize,
-) {
-    if let Value::Object(object) = value
-        && depth < MAX_DEPTH
-    {
-        for (key, inner) in object {
-            learn_fields(fields, &format!("{path}.{key}"), inner, at, depth + 1, most);
-        }
-        return;
-    }
-    if depth == 0 {
-        return;
-    }
-    if fields.len() >= most && !fields.contains_key(path) {
-        return;
-    }
-    let field = fields.entry(path.to_string()).or_default();
-    field.touch(at);
-    field.types.insert(json_type(value).to_string());
 }
 
-fn json_type(value: &Value) -> &'static str {
-    match value {
-        Value::Null => "null",
-        Value::Bool(_) => "boolean",
-        Value::Number(n) if n.is_i64() || n.is_u64() => "integer",
-        Value::Number(_) => "number",
-        Value::String(_) => "string",
-        Value::Array(_) => "array",
-        Value::Object(_) => "object",
+impl Learning<'_> {
+    /// Learns each member of the object `text`, `depth` levels down, in
+    /// key order; a key sent twice counts once, with its last value (as a
+    /// JSON object has it).
+    fn object(&mut self, text: &str, depth: usize) {
+        let Some(mut members) = members(text) else {
+            return;
+        };
+        members.sort_by(|a, b| a.0.cmp(&b.0));
+        for (i, (key, value)) in members.iter().enumerate() {
+            if members.get(i + 1).is_some_and(|(next, _)| next == key) {
+                continue;
+            }
+            let length = self.path.len();
+            self.path.push('.');
+            self.path.push_str(key);
+            self.value(value, depth + 1);
+            self.path.truncate(length);
+        }
+    }
+
+    /// Learns the value at `path`: an object's members while within
+    /// [`MAX_DEPTH`], else the value's type.
+    fn value(&mut self, value: &str, depth: usize) {
+        let kind = json_type(value);
+        if kind == "object" && depth < MAX_DEPTH {
+            return self.object(value, depth);
+        }
+        if !self.fields.contains_key(self.path.as_str()) {
+            if self.fields.len() >= self.most {
+                return;
+            }
+            self.fields.insert(self.path.clone(), Seen::default());
+        }
+        let Some(field) = self.fields.get_mut(self.path.as_str()) else {
+            return;
+        };
+        field.touch(self.at);
+        if !field.types.contains(kind) {
+            field.types.insert(kind.to_string());
+        }
+    }
+}
+
+/// The JSON type of a value's text, as serde_json reads it: an integer is
+/// a number without point or exponent that fits 64 bits (`-0` is not).
+fn json_type(value: &str) -> &'static str {
+    match value.as_bytes().first() {
+        Some(b'{') => "object",
+        Some(b'[') => "array",
+        Some(b'"') => "string",
+        Some(b't' | b'f') => "boolean",
+        Some(b'n') => "null",
+        _ if value.parse::<u64>().is_ok() => "integer",
+        _ if value.parse::<i64>().is_ok_and(|n| n < 0) => "integer",
+        _ => "number",
     }
 }
 
@@ -269,6 +313,58 @@ mod tests {
         assert!(cart.fields["properties.cart.n"].types.contains("number"));
         assert!(cart.fields["properties.tags"].types.contains("array"));
         assert_eq!(rows(&schema).len(), 1 + cart.fields.len());
+    }
+
+    #[test]
+    fn types_are_those_serde_json_reads() {
+        fn read(value: &Value) -> &'static str {
+            match value {
+                Value::Null => "null",
+                Value::Bool(_) => "boolean",
+                Value::Number(n) if n.is_i64() || n.is_u64() => "integer",
+                Value::Number(_) => "number",
+                Value::String(_) => "string",
+                Value::Array(_) => "array",
+                Value::Object(_) => "object",
+            }
+        }
+        for text in [
+            "0",
+            "-0",
+            "7",
+            "-7",
+            "18446744073709551615",
+            "18446744073709551616",
+            "-9223372036854775808",
+            "-9223372036854775809",
+            "1.0",
+            "1e2",
+            "-0.0",
+            r#""s""#,
+            "true",
+            "false",
+            "null",
+            "[1]",
+            "{}",
+        ] {
+            let value: Value = serde_json::from_str(text).unwrap();
+            assert_eq!(json_type(text), read(&value), "{text}");
+        }
+    }
+
+    #[test]
+    fn a_key_sent_twice_counts_once_with_its_last_value() {
+        let mut schema = Schema::default();
+        let text = r#"{ "b" : {"x":1}, "a":"s", "b":true, "deep":{"c":{"d":[]}} }"#;
+        schema.observe(&event("e", text, 1), BOUNDS);
+        let fields = &schema.events["e"].fields;
+        let paths: Vec<&str> = fields.keys().map(String::as_str).collect();
+        assert_eq!(
+            paths,
+            ["properties.a", "properties.b", "properties.deep.c.d"]
+        );
+        assert_eq!(fields["properties.b"].count, 1);
+        assert!(fields["properties.b"].types.contains("boolean"));
     }
 
     #[test]
