@@ -72,7 +72,7 @@ pub struct ParsedEvent<'a> {
     pub traits: Option<Cow<'a, str>>,
     pub requires_identity: Option<bool>,
     /// Every other field the sender included, as a JSON object (never dropped).
-    pub envelope: Option<String>,
+    pub envelope: Option<Cow<'a, str>>,
 }
 
 impl<'a> ParsedEvent<'a> {

@@ -98,7 +98,7 @@ fn from_collect<'a>(f: &Fields<'a>) -> Result<ParsedEvent<'a>, String> {
         }
     }
     read_traits(f, &mut event)?;
-    event.envelope = f.rest(COLLECT_MAPPED);
+    event.envelope = f.rest(COLLECT_MAPPED).map(Cow::Owned);
     Ok(event)
 }
 
@@ -140,7 +140,7 @@ fn from_segment<'a>(f: &Fields<'a>) -> Result<ParsedEvent<'a>, String> {
     if event.email.is_none() {
         event.email = context_email(f)?;
     }
-    event.envelope = f.rest(SEGMENT_MAPPED);
+    event.envelope = f.rest(SEGMENT_MAPPED).map(Cow::Owned);
     if kind == EventKind::Track && event.event_name.is_none() {
         return Err("event is required for a track call".into());
     }
@@ -195,7 +195,7 @@ fn from_name_payload<'a>(f: &Fields<'a>) -> Result<ParsedEvent<'a>, String> {
     event.email = f.str("email")?;
     event.event_id = f.str("event_id")?;
     event.sent_at = time_field(f, "timestamp")?;
-    event.envelope = f.rest(NAME_PAYLOAD_MAPPED);
+    event.envelope = f.rest(NAME_PAYLOAD_MAPPED).map(Cow::Owned);
     Ok(event)
 }
 

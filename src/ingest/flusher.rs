@@ -41,8 +41,8 @@ pub const MAX_FLUSH_BYTES: u64 = 128 << 20;
 
 /// One workspace's share of a segment.
 #[derive(Default)]
-struct Share {
-    events: Vec<StoredEvent>,
+struct Share<'a> {
+    events: Vec<StoredEvent<'a>>,
     rejects: Vec<StoredReject>,
 }
 
@@ -93,15 +93,20 @@ impl Flusher {
         segments: &[Segment],
         ingest: &Ingest,
     ) -> Result<u64, StoreError> {
-        let mut shares: BTreeMap<String, Vec<(i64, Share)>> = BTreeMap::new();
+        let mut read = Vec::with_capacity(segments.len());
         for segment in segments {
             let records =
                 tokio::task::block_in_place(|| segment.read()).map_err(|e| StoreError::Root {
                     root: segment.path.display().to_string(),
                     message: e.to_string(),
                 })?;
+            read.push(records);
+        }
+        // Events borrow their texts from the records read.
+        let mut shares: BTreeMap<String, Vec<(i64, Share)>> = BTreeMap::new();
+        for (segment, records) in segments.iter().zip(&read) {
             let number = i64::try_from(segment.number).unwrap_or(i64::MAX);
-            for (workspace, share) in split_by_workspace(&records, segment) {
+            for (workspace, share) in split_by_workspace(records, segment) {
                 shares.entry(workspace).or_default().push((number, share));
             }
         }
@@ -213,15 +218,16 @@ impl Writer for Segments {
 }
 
 /// The segment's records grouped by workspace (sorted, for a stable order).
-fn split_by_workspace(records: &[Vec<u8>], segment: &Segment) -> BTreeMap<String, Share> {
+fn split_by_workspace<'a>(
+    records: &'a [Vec<u8>],
+    segment: &Segment,
+) -> BTreeMap<String, Share<'a>> {
     let mut shares: BTreeMap<String, Share> = BTreeMap::new();
     for (i, bytes) in records.iter().enumerate() {
         match WalRecord::decode(bytes) {
-            Ok(WalRecord::Event(event)) => shares
-                .entry(event.workspace.clone())
-                .or_default()
-                .events
-                .push(event),
+            Ok(WalRecord::Event(event)) => {
+                share_of(&mut shares, &event.workspace).events.push(event)
+            }
             Ok(WalRecord::Rejected(reject)) => shares
                 .entry(reject.workspace.clone())
                 .or_default()
@@ -237,6 +243,17 @@ fn split_by_workspace(records: &[Vec<u8>], segment: &Segment) -> BTreeMap<String
         }
     }
     shares
+}
+
+/// The share of `workspace`, added when it is the first of its records.
+fn share_of<'s, 'a>(
+    shares: &'s mut BTreeMap<String, Share<'a>>,
+    workspace: &str,
+) -> &'s mut Share<'a> {
+    if !shares.contains_key(workspace) {
+        shares.insert(workspace.to_string(), Share::default());
+    }
+    shares.get_mut(workspace).expect("added above")
 }
 
 fn rejects_batches(rejects: &[StoredReject]) -> Vec<RecordBatch> {

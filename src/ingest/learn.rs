@@ -82,7 +82,7 @@ impl Schema {
     pub fn observe(&mut self, event: &StoredEvent, bounds: Bounds) {
         let name = match (&event.event_name, event.identify) {
             (_, true) => "identify",
-            (Some(name), false) => name.as_str(),
+            (Some(name), false) => name.as_ref(),
             (None, false) => return,
         };
         if !self.events.contains_key(name) && self.events.len() >= bounds.names {
@@ -273,7 +273,7 @@ mod tests {
         fields: 100,
     };
 
-    fn event(name: &str, properties: &str, at: i64) -> StoredEvent {
+    fn event<'a>(name: &'a str, properties: &'a str, at: i64) -> StoredEvent<'a> {
         StoredEvent {
             workspace: "shop".into(),
             received_at: at,

@@ -19,12 +19,12 @@ use crate::event::{EventKind, ParsedEvent};
 /// One WAL record.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 #[serde(tag = "kind", rename_all = "snake_case")]
-pub enum WalRecord {
-    Event(StoredEvent),
+pub enum WalRecord<'a> {
+    Event(StoredEvent<'a>),
     Rejected(StoredReject),
 }
 
-impl WalRecord {
+impl<'a> WalRecord<'a> {
     pub fn encode(&self) -> Vec<u8> {
         match self {
             WalRecord::Event(event) => encode_event(
@@ -39,7 +39,8 @@ impl WalRecord {
         }
     }
 
-    pub fn decode(bytes: &[u8]) -> Result<WalRecord, String> {
+    /// The record in `bytes`; a binary event's texts borrow from them.
+    pub fn decode(bytes: &'a [u8]) -> Result<WalRecord<'a>, String> {
         match bytes.first() {
             Some(&BINARY_EVENT) => {
                 decode_event(&bytes[1..])
@@ -62,31 +63,32 @@ impl WalRecord {
 
 /// An accepted event for one workspace, its id fixed before it is acknowledged.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
-pub struct StoredEvent {
-    pub workspace: String,
+pub struct StoredEvent<'a> {
+    pub workspace: Cow<'a, str>,
     pub received_at: i64,
-    pub event_id: String,
+    pub event_id: Cow<'a, str>,
     pub identify: bool,
-    pub event_name: Option<String>,
-    pub client_id: Option<String>,
-    pub user_id: Option<String>,
-    pub email: Option<String>,
+    pub event_name: Option<Cow<'a, str>>,
+    pub client_id: Option<Cow<'a, str>>,
+    pub user_id: Option<Cow<'a, str>>,
+    pub email: Option<Cow<'a, str>>,
     pub sent_at: Option<i64>,
-    pub properties: Option<String>,
-    pub traits: Option<String>,
+    pub properties: Option<Cow<'a, str>>,
+    pub traits: Option<Cow<'a, str>>,
     pub requires_identity: Option<bool>,
-    pub envelope: Option<String>,
+    pub envelope: Option<Cow<'a, str>>,
 }
 
-impl StoredEvent {
+impl<'a> StoredEvent<'a> {
     /// The event for `workspace`; a missing id becomes a new UUIDv7, so a
     /// replay after a crash stores the same id.
-    pub fn new(workspace: &str, event: &ParsedEvent, received_at: i64) -> StoredEvent {
-        let owned = |v: &Option<Cow<str>>| v.as_deref().map(str::to_string);
+    pub fn new(workspace: &str, event: &ParsedEvent, received_at: i64) -> StoredEvent<'a> {
+        let owned = |v: &Option<Cow<str>>| v.as_deref().map(|v| Cow::Owned(v.to_string()));
         StoredEvent {
-            workspace: workspace.to_string(),
+            workspace: Cow::Owned(workspace.to_string()),
             received_at,
-            event_id: owned(&event.event_id).unwrap_or_else(|| uuid::Uuid::now_v7().to_string()),
+            event_id: owned(&event.event_id)
+                .unwrap_or_else(|| Cow::Owned(uuid::Uuid::now_v7().to_string())),
             identify: event.kind == EventKind::Identify,
             event_name: owned(&event.event_name),
             client_id: owned(&event.client_id),
@@ -96,13 +98,13 @@ impl StoredEvent {
             properties: owned(&event.properties),
             traits: owned(&event.traits),
             requires_identity: event.requires_identity,
-            envelope: event.envelope.clone(),
+            envelope: owned(&event.envelope),
         }
     }
 
     /// The event as the table writer takes it.
     pub fn parsed(&self) -> ParsedEvent<'_> {
-        fn borrowed(v: &Option<String>) -> Option<Cow<'_, str>> {
+        fn borrowed<'b>(v: &'b Option<Cow<str>>) -> Option<Cow<'b, str>> {
             v.as_deref().map(Cow::Borrowed)
         }
         let kind = if self.identify {
@@ -120,7 +122,7 @@ impl StoredEvent {
         event.properties = borrowed(&self.properties);
         event.traits = borrowed(&self.traits);
         event.requires_identity = self.requires_identity;
-        event.envelope = self.envelope.clone();
+        event.envelope = borrowed(&self.envelope);
         event
     }
 }
@@ -207,7 +209,7 @@ fn put_text(out: &mut Vec<u8>, text: Option<&str>) {
 
 /// Reads a binary event record (after its first byte); `None` when it is
 /// cut short or a text is not UTF-8.
-fn decode_event(bytes: &[u8]) -> Option<StoredEvent> {
+fn decode_event(bytes: &[u8]) -> Option<StoredEvent<'_>> {
     let mut reader = Reader { bytes };
     let workspace = reader.text()??;
     let received_at = reader.i64()?;
@@ -257,13 +259,13 @@ impl<'a> Reader<'a> {
     }
 
     /// A text: `Some(None)` when absent, `None` when the record is broken.
-    fn text(&mut self) -> Option<Option<String>> {
+    fn text(&mut self) -> Option<Option<Cow<'a, str>>> {
         let length = u32::from_le_bytes(self.take(4)?.try_into().ok()?);
         if length == ABSENT {
             return Some(None);
         }
         let bytes = self.take(usize::try_from(length).ok()?)?;
-        Some(Some(std::str::from_utf8(bytes).ok()?.to_string()))
+        Some(Some(Cow::Borrowed(std::str::from_utf8(bytes).ok()?)))
     }
 }
 
@@ -295,12 +297,12 @@ mod tests {
         .unwrap();
         let stored = StoredEvent::new("shop", &parsed, 42);
         let record = WalRecord::Event(stored.clone());
-        let back = WalRecord::decode(&record.encode()).unwrap();
-        assert_eq!(back, record);
+        let bytes = record.encode();
+        assert_eq!(WalRecord::decode(&bytes).unwrap(), record);
         let again = stored.parsed();
         assert_eq!(again.event_name.as_deref(), Some("Order"));
         assert_eq!(again.email.as_deref(), Some("x@y.z"));
-        assert_eq!(again.event_id.as_deref(), Some(stored.event_id.as_str()));
+        assert_eq!(again.event_id.as_deref(), Some(stored.event_id.as_ref()));
         assert_eq!(again.properties.as_deref(), Some(r#"{"v":1}"#));
     }
 
