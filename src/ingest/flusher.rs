@@ -95,11 +95,11 @@ impl Flusher {
     ) -> Result<u64, StoreError> {
         let mut read = Vec::with_capacity(segments.len());
         for segment in segments {
-            let records =
-                tokio::task::block_in_place(|| segment.read()).map_err(|e| StoreError::Root {
-                    root: segment.path.display().to_string(),
-                    message: e.to_string(),
-                })?;
+            // On the flusher's own thread (`spawn_flusher`): blocking is fine.
+            let records = segment.read().map_err(|e| StoreError::Root {
+                root: segment.path.display().to_string(),
+                message: e.to_string(),
+            })?;
             read.push(records);
         }
         // Events borrow their texts from the records read.
@@ -269,6 +269,27 @@ fn rejects_batches(rejects: &[StoredReject]) -> Vec<RecordBatch> {
             quarantine_batch(&[&rejected], r.received_at)
         })
         .collect()
+}
+
+/// Runs [`run_flusher`] on a thread of its own, with a runtime of its own.
+/// As a task among the handlers' it got a share of the workers like any
+/// one connection: under sustained load its CPU work (decoding, Parquet
+/// encoding) fell behind what they acknowledged, and the WAL grew until
+/// the backlog limit answered 503. The thread's work ends with the task.
+pub fn spawn_flusher(
+    ingest: Arc<Ingest>,
+    store: Store,
+    shutdown: watch::Receiver<bool>,
+) -> tokio::task::JoinHandle<()> {
+    tokio::task::spawn_blocking(move || {
+        match tokio::runtime::Builder::new_current_thread()
+            .enable_all()
+            .build()
+        {
+            Ok(runtime) => runtime.block_on(run_flusher(ingest, store, shutdown)),
+            Err(e) => tracing::error!("the flusher's runtime cannot start: {e}"),
+        }
+    })
 }
 
 /// Seals segments by age and commits them every [`FLUSH_TICK`] until

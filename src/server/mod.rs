@@ -34,7 +34,7 @@ use crate::error::Error;
 use crate::http::ApiError;
 use crate::http::auth::{Keyring, header_key};
 use crate::identity::index::IndexCache;
-use crate::ingest::flusher::run_flusher;
+use crate::ingest::flusher::spawn_flusher;
 use crate::ingest::{self, Ingest, IngestState};
 use crate::maintain::run_maintenance_loop;
 use crate::scheduler::run_scheduler;
@@ -105,11 +105,11 @@ impl App {
             self.state.identities.clone(),
             scheduler_stopped,
         ));
-        let flusher = tokio::spawn(run_flusher(
+        let flusher = spawn_flusher(
             self.state.ingest.clone(),
             self.state.store.clone(),
             flusher_stopped,
-        ));
+        );
         let settings = self.state.config.server.clone();
         listen::serve(self.listener, router(self.state), &settings, async move {
             shutdown.await;
