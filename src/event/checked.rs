@@ -22,38 +22,22 @@ pub type Member<'a> = (Cow<'a, str>, &'a str);
 /// nesting at most `limit` levels, in order; `None` when the text is
 /// anything else or breaks a rule.
 pub fn object(text: &str, limit: usize) -> Option<Vec<Member<'_>>> {
-    let mut reader = Reader {
-        text,
-        bytes: text.as_bytes(),
-        at: skip_blanks(text.as_bytes(), 0),
-        depth: 0,
-        limit,
-    };
-    if reader.peek() != Some(b'{') {
-        return None;
-    }
     let mut members = Vec::with_capacity(12);
-    reader.members(Some(&mut members))?;
-    (skip_blanks(reader.bytes, reader.at) == reader.bytes.len()).then_some(members)
+    Reader::whole(text, limit, b'{', |reader| {
+        reader.members(Some(&mut members))
+    })?;
+    Some(members)
 }
 
 /// The elements of `text`, one JSON array (blanks around it allowed)
 /// nesting at most `limit` levels, as their JSON texts; `None` when the
 /// text is anything else or breaks a rule.
 pub fn array(text: &str, limit: usize) -> Option<Vec<&str>> {
-    let mut reader = Reader {
-        text,
-        bytes: text.as_bytes(),
-        at: skip_blanks(text.as_bytes(), 0),
-        depth: 0,
-        limit,
-    };
-    if reader.peek() != Some(b'[') {
-        return None;
-    }
     let mut elements = Vec::new();
-    reader.elements(Some(&mut elements))?;
-    (skip_blanks(reader.bytes, reader.at) == reader.bytes.len()).then_some(elements)
+    Reader::whole(text, limit, b'[', |reader| {
+        reader.elements(Some(&mut elements))
+    })?;
+    Some(elements)
 }
 
 /// The position of one pass through `text`.
@@ -66,6 +50,29 @@ struct Reader<'a> {
 }
 
 impl<'a> Reader<'a> {
+    /// Reads all of `text` with `read`, which starts at `open` (after
+    /// blanks); only blanks may follow what it read.
+    fn whole(
+        text: &'a str,
+        limit: usize,
+        open: u8,
+        read: impl FnOnce(&mut Reader<'a>) -> Option<()>,
+    ) -> Option<()> {
+        let bytes = text.as_bytes();
+        let mut reader = Reader {
+            text,
+            bytes,
+            at: skip_blanks(bytes, 0),
+            depth: 0,
+            limit,
+        };
+        if reader.peek() != Some(open) {
+            return None;
+        }
+        read(&mut reader)?;
+        (skip_blanks(bytes, reader.at) == bytes.len()).then_some(())
+    }
+
     fn peek(&self) -> Option<u8> {
         self.bytes.get(self.at).copied()
     }
@@ -89,56 +96,46 @@ impl<'a> Reader<'a> {
     /// The object opening at `at`, its members added to `found` if given
     /// (keys are unescaped only then).
     fn members(&mut self, mut found: Option<&mut Vec<Member<'a>>>) -> Option<()> {
-        self.enter()?;
-        self.at += 1;
-        self.skip_blanks();
-        if self.peek()? == b'}' {
-            self.at += 1;
-            self.depth -= 1;
-            return Some(());
-        }
-        loop {
-            self.skip_blanks();
-            let key_start = self.at;
-            self.string()?;
-            let key = &self.text[key_start..self.at];
-            self.expect(b':')?;
-            let value = self.value()?;
+        self.sequence(b'}', |reader| {
+            reader.skip_blanks();
+            let key_start = reader.at;
+            reader.string()?;
+            let key = &reader.text[key_start..reader.at];
+            reader.expect(b':')?;
+            let value = reader.value()?;
             if let Some(members) = found.as_deref_mut() {
                 members.push((key_of(key)?, value));
             }
-            self.skip_blanks();
-            match self.peek()? {
-                b',' => self.at += 1,
-                b'}' => break,
-                _ => return None,
-            }
-        }
-        self.at += 1;
-        self.depth -= 1;
-        Some(())
+            Some(())
+        })
     }
 
     /// The array opening at `at`, its elements added to `found` if given.
     fn elements(&mut self, mut found: Option<&mut Vec<&'a str>>) -> Option<()> {
-        self.enter()?;
-        self.at += 1;
-        self.skip_blanks();
-        if self.peek()? == b']' {
-            self.at += 1;
-            self.depth -= 1;
-            return Some(());
-        }
-        loop {
-            let value = self.value()?;
+        self.sequence(b']', |reader| {
+            let value = reader.value()?;
             if let Some(elements) = found.as_deref_mut() {
                 elements.push(value);
             }
-            self.skip_blanks();
-            match self.peek()? {
-                b',' => self.at += 1,
-                b']' => break,
-                _ => return None,
+            Some(())
+        })
+    }
+
+    /// The object or array opening at `at`, one level deeper: `item`
+    /// reads each member or element, separated by commas, up to `close`.
+    fn sequence(&mut self, close: u8, mut item: impl FnMut(&mut Self) -> Option<()>) -> Option<()> {
+        self.enter()?;
+        self.at += 1;
+        self.skip_blanks();
+        if self.peek()? != close {
+            loop {
+                item(self)?;
+                self.skip_blanks();
+                match self.peek()? {
+                    b',' => self.at += 1,
+                    byte if byte == close => break,
+                    _ => return None,
+                }
             }
         }
         self.at += 1;
