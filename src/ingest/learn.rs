@@ -68,6 +68,14 @@ pub struct Seen {
 }
 
 impl Seen {
+    /// A field seen at `at` with a value of type `kind`.
+    fn note(&mut self, kind: &str, at: i64) {
+        self.touch(at);
+        if !self.types.contains(kind) {
+            self.types.insert(kind.to_string());
+        }
+    }
+
     fn touch(&mut self, at: i64) {
         if self.count == 0 || at < self.first_seen {
             self.first_seen = at;
@@ -174,18 +182,13 @@ impl Learning<'_> {
         if kind == "object" && depth < MAX_DEPTH {
             return self.object(value, depth);
         }
-        if !self.fields.contains_key(self.path.as_str()) {
-            if self.fields.len() >= self.most {
-                return;
-            }
-            self.fields.insert(self.path.clone(), Seen::default());
+        // One search of the map for a known path (a search compares keys).
+        if let Some(field) = self.fields.get_mut(self.path.as_str()) {
+            return field.note(kind, self.at);
         }
-        let Some(field) = self.fields.get_mut(self.path.as_str()) else {
-            return;
-        };
-        field.touch(self.at);
-        if !field.types.contains(kind) {
-            field.types.insert(kind.to_string());
+        if self.fields.len() < self.most {
+            let field = self.fields.entry(self.path.clone()).or_default();
+            field.note(kind, self.at);
         }
     }
 }
