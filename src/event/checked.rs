@@ -29,6 +29,27 @@ pub fn object(text: &str, limit: usize) -> Option<Vec<Member<'_>>> {
     Some(members)
 }
 
+/// An element of an array: its JSON text, and its members when it is an
+/// object.
+pub type Element<'a> = (&'a str, Option<Vec<Member<'a>>>);
+
+/// [`object`], with the array under `key` also split into its elements,
+/// each object among them into its members, in the same pass: a batch body
+/// and its events are read once. The elements are `None` when `key` holds
+/// no array (the last array, when `key` is repeated).
+pub fn object_and_items<'a>(
+    text: &'a str,
+    limit: usize,
+    key: &str,
+) -> Option<(Vec<Member<'a>>, Option<Vec<Element<'a>>>)> {
+    let mut members = Vec::with_capacity(4);
+    let mut items = None;
+    Reader::whole(text, limit, b'{', |reader| {
+        reader.members_splitting(&mut members, key, &mut items)
+    })?;
+    Some((members, items))
+}
+
 /// The elements of `text`, one JSON array (blanks around it allowed)
 /// nesting at most `limit` levels, as their JSON texts; `None` when the
 /// text is anything else or breaks a rule.
@@ -97,17 +118,66 @@ impl<'a> Reader<'a> {
     /// (keys are unescaped only then).
     fn members(&mut self, mut found: Option<&mut Vec<Member<'a>>>) -> Option<()> {
         self.sequence(b'}', |reader| {
-            reader.skip_blanks();
-            let key_start = reader.at;
-            reader.string()?;
-            let key = &reader.text[key_start..reader.at];
-            reader.expect(b':')?;
+            let key = reader.key()?;
             let value = reader.value()?;
             if let Some(members) = found.as_deref_mut() {
                 members.push((key_of(key)?, value));
             }
             Some(())
         })
+    }
+
+    /// The members of the object opening at `at` added to `found`, the
+    /// array under `key` split into `items` by [`Reader::items`].
+    fn members_splitting(
+        &mut self,
+        found: &mut Vec<Member<'a>>,
+        key: &str,
+        items: &mut Option<Vec<Element<'a>>>,
+    ) -> Option<()> {
+        self.sequence(b'}', |reader| {
+            let name = key_of(reader.key()?)?;
+            reader.skip_blanks();
+            let start = reader.at;
+            if name == key && reader.peek() == Some(b'[') {
+                let mut elements = Vec::new();
+                reader.items(&mut elements)?;
+                *items = Some(elements);
+            } else {
+                reader.value()?;
+            }
+            found.push((name, &reader.text[start..reader.at]));
+            Some(())
+        })
+    }
+
+    /// The array opening at `at`, each element added to `found` with its
+    /// members when it is an object.
+    fn items(&mut self, found: &mut Vec<Element<'a>>) -> Option<()> {
+        self.sequence(b']', |reader| {
+            reader.skip_blanks();
+            let start = reader.at;
+            let members = match reader.peek()? {
+                b'{' => {
+                    let mut members = Vec::with_capacity(12);
+                    reader.members(Some(&mut members))?;
+                    Some(members)
+                }
+                _ => reader.value().map(|_| None)?,
+            };
+            found.push((&reader.text[start..reader.at], members));
+            Some(())
+        })
+    }
+
+    /// A member's key after blanks, and its colon: the key's JSON text.
+    fn key(&mut self) -> Option<&'a str> {
+        self.skip_blanks();
+        let start = self.at;
+        self.string()?;
+        let key = &self.text[start..self.at];
+        self.expect(b':')?;
+        Some(key)
     }
 
     /// The array opening at `at`, its elements added to `found` if given.
@@ -424,6 +494,31 @@ mod tests {
         }
         // Both outcomes were exercised.
         assert!((1_000..29_000).contains(&accepted), "{accepted}");
+    }
+
+    #[test]
+    fn a_batch_and_its_items_read_as_each_read_alone() {
+        let body = r#"{"writeKey":"k","batch":[ {"a":1,"b":{"c":[2]}} ,3,"s",{},{"k\u0061":"\ud83d\ude00"}],"x":null}"#;
+        let (members, items) = object_and_items(body, 5, "batch").unwrap();
+        assert_eq!(Some(members.clone()), object(body, 5));
+        let items = items.unwrap();
+        let texts: Vec<&str> = items.iter().map(|(text, _)| *text).collect();
+        assert_eq!(Some(texts), array(members[1].1, 4));
+        for (text, split) in &items {
+            assert_eq!(*split, object(text, 3), "{text}");
+        }
+        assert_eq!(
+            object_and_items(r#"{"batch":{}}"#, 4, "batch").unwrap().1,
+            None
+        );
+        for bad in [
+            r#"{"batch":[{"a":"\ud800"}]}"#,
+            r#"{"batch":[{"a":1},]}"#,
+            r#"{"batch":[[[[[1]]]]]}"#,
+            r#"{"batch":[]} x"#,
+        ] {
+            assert_eq!(object_and_items(bad, 5, "batch"), None, "{bad}");
+        }
     }
 
     #[test]

@@ -29,6 +29,11 @@ impl<'a> Fields<'a> {
         }
     }
 
+    /// The members a checked pass read (see [`super::checked`]).
+    pub fn of_members(pairs: Vec<Member<'a>>) -> Fields<'a> {
+        Fields { pairs }
+    }
+
     /// The one pass of [`Fields::read`] alone: `None` when it refuses the
     /// text (for a caller with its own words for why).
     pub fn checked(text: &'a str, limit: usize) -> Option<Fields<'a>> {

@@ -42,33 +42,7 @@ pub fn members(text: &str) -> Option<Vec<(Cow<'_, str>, &str)>> {
     }
 }
 
-/// The elements of the array `text` (already checked, like an object for
-/// [`members`]) as their JSON texts; `None` when it is not an array as
-/// expected.
-pub fn elements(text: &str) -> Option<Vec<&str>> {
-    let bytes = text.as_bytes();
-    let mut at = skip_blanks(bytes, 0);
-    if bytes.get(at) != Some(&b'[') {
-        return None;
-    }
-    let mut elements = Vec::new();
-    at = skip_blanks(bytes, at + 1);
-    if bytes.get(at) == Some(&b']') {
-        return whole(bytes, at).then_some(elements);
-    }
-    loop {
-        let end = value_end(bytes, at)?;
-        elements.push(&text[at..end]);
-        at = skip_blanks(bytes, end);
-        match bytes.get(at) {
-            Some(b',') => at = skip_blanks(bytes, at + 1),
-            Some(b']') => return whole(bytes, at).then_some(elements),
-            _ => return None,
-        }
-    }
-}
-
-/// Whether only blanks follow the closing bracket at `at`.
+/// Whether only blanks follow the closing brace at `at`.
 fn whole(bytes: &[u8], at: usize) -> bool {
     skip_blanks(bytes, at + 1) == bytes.len()
 }
@@ -267,22 +241,6 @@ mod tests {
             ] {
                 assert_eq!(ours(&text), checked(&text), "{text}");
             }
-        }
-    }
-
-    #[test]
-    fn elements_are_those_serde_json_reads() {
-        for text in [
-            "[]",
-            " [ 1 , \"a]\\\"\" ,{\"k\":[1,{}]},[[]], null,-2.5e3 ] ",
-            "[\n{\"a\":\"}\"}\n]",
-        ] {
-            let raws: Vec<&RawValue> = serde_json::from_str(text).unwrap();
-            let expected: Vec<&str> = raws.iter().map(|raw| raw.get()).collect();
-            assert_eq!(elements(text), Some(expected), "{text}");
-        }
-        for text in ["", "{}", "[1", "[1,]", "[1] 2", "[1 2]"] {
-            assert_eq!(elements(text), None, "{text}");
         }
     }
 

@@ -45,6 +45,15 @@ impl<'a> Item<'a> {
         Item { raw, fields }
     }
 
+    /// An item a checked pass read whole, with its depth counted from
+    /// itself (an event of a batch body: `checked::object_and_items`).
+    pub fn checked(raw: &'a str, fields: Fields<'a>) -> Item<'a> {
+        Item {
+            raw,
+            fields: Ok(fields),
+        }
+    }
+
     /// An item whose fields the handler has read already (to route it).
     pub fn of(raw: &'a str, fields: Fields<'a>) -> Item<'a> {
         let fields = check_json(raw, MAX_JSON_DEPTH).map(|()| fields);

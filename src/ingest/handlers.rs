@@ -21,7 +21,6 @@ use super::accept::{Accepted, Item, accept};
 use crate::config::Workspace;
 use crate::event::checked;
 use crate::event::fields::Fields;
-use crate::event::members;
 use crate::event::scan::{MAX_JSON_DEPTH, check_json};
 use crate::http::ApiError;
 use crate::http::auth::{header_key, workspace_list};
@@ -151,10 +150,11 @@ struct BatchBody<'a> {
     workspaces: Option<Value>,
 }
 
-/// What a batch body holds: its items' JSON texts, the write key and the
-/// workspaces it lists.
+/// What a batch body holds: its items' JSON texts (each with its fields
+/// when the body's one pass read them), the write key and the workspaces
+/// it lists.
 struct Batch<'a> {
-    items: Vec<&'a str>,
+    items: Vec<(&'a str, Option<Fields<'a>>)>,
     write_key: Option<String>,
     workspaces: Vec<String>,
 }
@@ -171,19 +171,25 @@ fn read_batch(text: &str) -> Result<Batch<'_>, ApiError> {
     let body: BatchBody = serde_json::from_str(text)
         .map_err(|e| ApiError::BadRequest(format!("the body is not {{\"batch\": [...]}}: {e}")))?;
     Ok(Batch {
-        items: body.batch.iter().map(|raw| raw.get()).collect(),
+        items: body.batch.iter().map(|raw| (raw.get(), None)).collect(),
         write_key: body.write_key,
         workspaces: body.workspaces.as_ref().map(list_value).unwrap_or_default(),
     })
 }
 
+/// A plain batch body and its events, read in one pass: each event sits
+/// two levels down, so the body's limit holds it to `MAX_JSON_DEPTH`.
 fn plain_batch(text: &str) -> Option<Batch<'_>> {
-    let body = Fields::checked(text, MAX_JSON_DEPTH + WRAPPER_LEVELS)?;
+    let (body, items) = checked::object_and_items(text, MAX_JSON_DEPTH + WRAPPER_LEVELS, "batch")?;
+    let body = Fields::of_members(body);
     let once = |key: &str| body.pairs().iter().filter(|(k, _)| k == key).count() <= 1;
     if !(once("batch") && once("writeKey") && once("workspaces")) {
         return None;
     }
-    let items = members::elements(body.raw("batch")?)?;
+    let items = items?
+        .into_iter()
+        .map(|(raw, members)| (raw, members.map(Fields::of_members)))
+        .collect();
     let write_key = match body.raw("writeKey") {
         None => None,
         Some(raw) if raw.starts_with('"') => Some(serde_json::from_str(raw).ok()?),
@@ -218,8 +224,14 @@ async fn batch_answer(
 ) -> Answer {
     let text = body_text(state, headers, body)?;
     let body = read_batch(&text)?;
-    check_batch(state, &body.items)?;
-    let items: Vec<Item> = body.items.into_iter().map(Item::read).collect();
+    let raws: Vec<&str> = body.items.iter().map(|(raw, _)| *raw).collect();
+    check_batch(state, &raws)?;
+    let items: Vec<Item> = (body.items.into_iter())
+        .map(|(raw, fields)| match fields {
+            Some(fields) => Item::checked(raw, fields),
+            None => Item::read(raw),
+        })
+        .collect();
     let key = header_key(headers).or(body.write_key);
     let mut listed = header_workspaces(headers);
     if listed.is_empty() {
