@@ -51,13 +51,11 @@ pub fn object_and_items<'a>(
 }
 
 /// The elements of `text`, one JSON array (blanks around it allowed)
-/// nesting at most `limit` levels, as their JSON texts; `None` when the
-/// text is anything else or breaks a rule.
-pub fn array(text: &str, limit: usize) -> Option<Vec<&str>> {
+/// nesting at most `limit` levels, each object among them split into its
+/// members; `None` when the text is anything else or breaks a rule.
+pub fn array(text: &str, limit: usize) -> Option<Vec<Element<'_>>> {
     let mut elements = Vec::new();
-    Reader::whole(text, limit, b'[', |reader| {
-        reader.elements(Some(&mut elements))
-    })?;
+    Reader::whole(text, limit, b'[', |reader| reader.items(&mut elements))?;
     Some(elements)
 }
 
@@ -180,15 +178,9 @@ impl<'a> Reader<'a> {
         Some(key)
     }
 
-    /// The array opening at `at`, its elements added to `found` if given.
-    fn elements(&mut self, mut found: Option<&mut Vec<&'a str>>) -> Option<()> {
-        self.sequence(b']', |reader| {
-            let value = reader.value()?;
-            if let Some(elements) = found.as_deref_mut() {
-                elements.push(value);
-            }
-            Some(())
-        })
+    /// The array opening at `at`, stepped over.
+    fn elements(&mut self) -> Option<()> {
+        self.sequence(b']', |reader| reader.value().map(|_| ()))
     }
 
     /// The object or array opening at `at`, one level deeper: `item`
@@ -220,7 +212,7 @@ impl<'a> Reader<'a> {
         match self.peek()? {
             b'"' => self.string()?,
             b'{' => self.members(None)?,
-            b'[' => self.elements(None)?,
+            b'[' => self.elements()?,
             b'-' | b'0'..=b'9' => self.number()?,
             b't' => self.literal(b"true")?,
             b'f' => self.literal(b"false")?,
@@ -503,7 +495,7 @@ mod tests {
         assert_eq!(Some(members.clone()), object(body, 5));
         let items = items.unwrap();
         let texts: Vec<&str> = items.iter().map(|(text, _)| *text).collect();
-        assert_eq!(Some(texts), array(members[1].1, 4));
+        assert_eq!(Some(texts), array(members[1].1, 4).map(|e| texts_of(&e)));
         for (text, split) in &items {
             assert_eq!(*split, object(text, 3), "{text}");
         }
@@ -521,12 +513,16 @@ mod tests {
         }
     }
 
+    fn texts_of<'a>(elements: &[Element<'a>]) -> Vec<&'a str> {
+        elements.iter().map(|(text, _)| *text).collect()
+    }
+
     #[test]
     fn arrays_split_into_their_elements() {
-        assert_eq!(
-            array(r#" [ {"a":[1]} , "s", 2 ,[]] "#, 4),
-            Some(vec![r#"{"a":[1]}"#, r#""s""#, "2", "[]"])
-        );
+        let elements = array(r#" [ {"a":[1]} , "s", 2 ,[]] "#, 4).unwrap();
+        assert_eq!(texts_of(&elements), [r#"{"a":[1]}"#, r#""s""#, "2", "[]"]);
+        assert_eq!(elements[0].1, object(r#"{"a":[1]}"#, 3));
+        assert!(elements[1..].iter().all(|(_, members)| members.is_none()));
         assert_eq!(array("[]", 4), Some(vec![]));
         for bad in ["[1,]", "[1", "{}", "[[[1]]]", r#"["\ud800"]"#, "[1] 2"] {
             assert_eq!(array(bad, 2), None, "{bad}");

@@ -46,7 +46,7 @@ impl<'a> Item<'a> {
     }
 
     /// An item a checked pass read whole, with its depth counted from
-    /// itself (an event of a batch body: `checked::object_and_items`).
+    /// itself (an event of a batch or array body, split in the body's pass).
     pub fn checked(raw: &'a str, fields: Fields<'a>) -> Item<'a> {
         Item {
             raw,

@@ -228,9 +228,7 @@ fn split_by_workspace<'a>(
             Ok(WalRecord::Event(event)) => {
                 share_of(&mut shares, &event.workspace).events.push(event)
             }
-            Ok(WalRecord::Rejected(reject)) => shares
-                .entry(reject.workspace.clone())
-                .or_default()
+            Ok(WalRecord::Rejected(reject)) => share_of(&mut shares, &reject.workspace)
                 .rejects
                 .push(reject),
             // A checksummed record that does not decode can never be stored:

@@ -150,11 +150,14 @@ struct BatchBody<'a> {
     workspaces: Option<Value>,
 }
 
-/// What a batch body holds: its items' JSON texts (each with its fields
-/// when the body's one pass read them), the write key and the workspaces
+/// An event of a body: its JSON text, with its fields when the body's one
+/// pass read them (then they are not read again).
+type BodyItem<'a> = (&'a str, Option<Fields<'a>>);
+
+/// What a batch body holds: its events, the write key and the workspaces
 /// it lists.
 struct Batch<'a> {
-    items: Vec<(&'a str, Option<Fields<'a>>)>,
+    items: Vec<BodyItem<'a>>,
     write_key: Option<String>,
     workspaces: Vec<String>,
 }
@@ -186,10 +189,7 @@ fn plain_batch(text: &str) -> Option<Batch<'_>> {
     if !(once("batch") && once("writeKey") && once("workspaces")) {
         return None;
     }
-    let items = items?
-        .into_iter()
-        .map(|(raw, members)| (raw, members.map(Fields::of_members)))
-        .collect();
+    let items = body_items(items?);
     let write_key = match body.raw("writeKey") {
         None => None,
         Some(raw) if raw.starts_with('"') => Some(serde_json::from_str(raw).ok()?),
@@ -224,14 +224,7 @@ async fn batch_answer(
 ) -> Answer {
     let text = body_text(state, headers, body)?;
     let body = read_batch(&text)?;
-    let raws: Vec<&str> = body.items.iter().map(|(raw, _)| *raw).collect();
-    check_batch(state, &raws)?;
-    let items: Vec<Item> = (body.items.into_iter())
-        .map(|(raw, fields)| match fields {
-            Some(fields) => Item::checked(raw, fields),
-            None => Item::read(raw),
-        })
-        .collect();
+    let items = checked_items(state, body.items)?;
     let key = header_key(headers).or(body.write_key);
     let mut listed = header_workspaces(headers);
     if listed.is_empty() {
@@ -262,9 +255,7 @@ async fn events_answer(
 ) -> Answer {
     let text = body_text(state, headers, body)?;
     let items: Vec<Item> = if text.trim_start().starts_with('[') {
-        let raws = read_array(&text)?;
-        check_batch(state, &raws)?;
-        raws.into_iter().map(Item::read).collect()
+        checked_items(state, read_array(&text)?)?
     } else {
         let object = json_object(&text)?;
         check_batch(state, &[&text])?;
@@ -290,16 +281,40 @@ async fn events_answer(
     Ok((StatusCode::CREATED, answer))
 }
 
-/// The elements of an array body: one checked pass, else serde_json's
-/// reading and its words.
-fn read_array(text: &str) -> Result<Vec<&str>, ApiError> {
-    if let Some(elements) = checked::array(text, MAX_JSON_DEPTH + WRAPPER_LEVELS) {
-        return Ok(elements);
+/// The events of an array body: read in one checked pass (each event sits
+/// one level down, so a limit one above `MAX_JSON_DEPTH` holds it to it),
+/// else by serde_json, whose words a refusal keeps.
+fn read_array(text: &str) -> Result<Vec<BodyItem<'_>>, ApiError> {
+    if let Some(elements) = checked::array(text, MAX_JSON_DEPTH + 1) {
+        return Ok(body_items(elements));
     }
     check_body(text)?;
     let raws: Vec<&RawValue> = serde_json::from_str(text)
         .map_err(|e| ApiError::BadRequest(format!("the body is not a JSON array: {e}")))?;
-    Ok(raws.iter().map(|raw| raw.get()).collect())
+    Ok(raws.iter().map(|raw| (raw.get(), None)).collect())
+}
+
+/// Elements the checked pass split, as a body's events.
+fn body_items(elements: Vec<checked::Element<'_>>) -> Vec<BodyItem<'_>> {
+    (elements.into_iter())
+        .map(|(raw, members)| (raw, members.map(Fields::of_members)))
+        .collect()
+}
+
+/// A body's events within the batch limits, as items: those the body's
+/// pass read taken as they are, the others read on their own.
+fn checked_items<'a>(
+    state: &IngestState,
+    items: Vec<BodyItem<'a>>,
+) -> Result<Vec<Item<'a>>, ApiError> {
+    let raws: Vec<&str> = items.iter().map(|(raw, _)| *raw).collect();
+    check_batch(state, &raws)?;
+    Ok((items.into_iter())
+        .map(|(raw, fields)| match fields {
+            Some(fields) => Item::checked(raw, fields),
+            None => Item::read(raw),
+        })
+        .collect())
 }
 
 fn add_rejections(answer: &mut Value, accepted: &Accepted) {

@@ -351,6 +351,42 @@ fn poison_times_deep_nesting_and_duplicates_are_handled_the_same_on_every_endpoi
     assert_eq!(typed, 1.0);
 }
 
+#[test]
+fn events_at_the_depth_limit_are_held_to_it_inside_every_body() {
+    // An event nesting `levels` deep (the event object is level 1).
+    let event = |levels: usize| {
+        let arrays = levels - 2;
+        let deep = format!("{}1{}", "[".repeat(arrays), "]".repeat(arrays));
+        format!(r#"{{"name":"e","user_id":"u","payload":{{"x":{deep}}}}}"#)
+    };
+    let project = serving_project_with("", "");
+    let server = Server::start(&project);
+    // In an array body each event is read with the body; 64 levels are an
+    // event, 65 are refused for that item alone.
+    let array = format!("[{},{}]", event(64), event(65));
+    let (status, answer) = server.send(Request::post("/v1/events", array).bearer(SECRET));
+    assert_eq!(status, 201, "{answer}");
+    assert_eq!(answer["accepted"], 1, "{answer}");
+    assert_eq!(answer["rejected"][0]["index"], 1, "{answer}");
+    let reason = answer["rejected"][0]["reason"].as_str().unwrap();
+    assert!(reason.contains("deeper than 64"), "{answer}");
+    // A batch of 64-level events is stored whole; one of 65 levels puts the
+    // body past its own bound, refused before any parser recurses.
+    let batch = format!(r#"{{"batch":[{},{}]}}"#, event(64), event(64));
+    let (status, answer) = server.send(Request::post("/v1/batch", batch).bearer(SECRET));
+    assert_eq!(status, 200, "{answer}");
+    assert!(answer.get("rejected").is_none(), "{answer}");
+    let batch = format!(r#"{{"batch":[{},{}]}}"#, event(64), event(65));
+    let (status, answer) = server.send(Request::post("/v1/batch", batch).bearer(SECRET));
+    assert_eq!(status, 400, "{answer}");
+    assert!(
+        answer["error"].as_str().unwrap().contains("deeper than 66"),
+        "{answer}"
+    );
+    assert!(server.stop().success());
+    assert_eq!(project.number("SELECT count(*) FROM events"), 3.0);
+}
+
 /// The resident memory of a process, in bytes.
 fn rss(pid: u32) -> u64 {
     let status = std::fs::read_to_string(format!("/proc/{pid}/status")).expect("/proc status");
