@@ -93,11 +93,11 @@ impl Schema {
             (Some(name), false) => name.as_ref(),
             (None, false) => return,
         };
-        if !self.events.contains_key(name) && self.events.len() >= bounds.names {
-            self.unlearned += 1;
-            return;
-        }
         if !self.events.contains_key(name) {
+            if self.events.len() >= bounds.names {
+                self.unlearned += 1;
+                return;
+            }
             self.events.insert(name.to_string(), Seen::default());
         }
         let Some(entry) = self.events.get_mut(name) else {
