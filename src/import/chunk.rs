@@ -92,17 +92,41 @@ pub struct ChunkParser {
 impl ChunkParser {
     /// Parses every line of an NDJSON chunk.
     pub fn parse_ndjson(&self, raw: RawChunk) -> ParsedChunk {
-        let mut chunk = ParsedChunk::new(raw.index, raw.first_line);
-        chunk.offset = raw.offset;
-        let body = raw.data.strip_suffix(b"\n").unwrap_or(&raw.data);
-        if !raw.data.is_empty() {
+        self.parse_ndjson_lines(
+            &raw.data,
+            raw.index,
+            raw.first_line,
+            raw.offset,
+            raw.refused,
+        )
+    }
+
+    /// [`Self::parse_ndjson`], leaving the chunk's buffer to its owner (the
+    /// reader takes it back for a later chunk).
+    pub fn parse_ndjson_of(&self, raw: &mut RawChunk) -> ParsedChunk {
+        let refused = raw.refused.take();
+        self.parse_ndjson_lines(&raw.data, raw.index, raw.first_line, raw.offset, refused)
+    }
+
+    fn parse_ndjson_lines(
+        &self,
+        data: &[u8],
+        index: u64,
+        first_line: u64,
+        offset: u64,
+        refused: Option<Refused>,
+    ) -> ParsedChunk {
+        let mut chunk = ParsedChunk::new(index, first_line);
+        chunk.offset = offset;
+        let body = data.strip_suffix(b"\n").unwrap_or(data);
+        if !data.is_empty() {
             for (i, line) in lines(body).enumerate() {
-                let line_no = raw.first_line + i as u64;
+                let line_no = first_line + i as u64;
                 self.parse_line(&mut chunk, line, line_no);
                 chunk.last_line = line_no;
             }
         }
-        if let Some(refused) = raw.refused {
+        if let Some(refused) = refused {
             let head = String::from_utf8_lossy(&refused.head).into_owned();
             self.add(&mut chunk, Err(refused.reason), refused.line, || head);
             chunk.last_line = refused.line;

@@ -35,18 +35,18 @@ enum Filled {
     Broken(io::Error),
 }
 
-/// Reads until `buf` holds at least `want` bytes, the input ends, or it breaks.
+/// Reads until `buf` holds at least `want` bytes, the input ends, or it
+/// breaks. The input is read straight into `buf`'s spare room: no block in
+/// between to copy from.
 fn fill(input: &mut impl Read, buf: &mut Vec<u8>, want: usize) -> Filled {
-    let mut block = vec![0u8; READ_BLOCK];
-    while buf.len() < want {
-        match input.read(&mut block) {
-            Ok(0) => return Filled::End,
-            Ok(n) => buf.extend_from_slice(&block[..n]),
-            Err(e) if e.kind() == io::ErrorKind::Interrupted => {}
-            Err(e) => return Filled::Broken(e),
-        }
+    let missing = want.saturating_sub(buf.len()) as u64;
+    // `read_to_end` retries interrupted reads and keeps what it read before
+    // an error.
+    match input.by_ref().take(missing).read_to_end(buf) {
+        Ok(_) if buf.len() < want => Filled::End,
+        Ok(_) => Filled::More,
+        Err(e) => Filled::Broken(e),
     }
-    Filled::More
 }
 
 /// Cuts `input` into chunks of whole lines of about [`CHUNK_BYTES`] and hands
@@ -58,10 +58,25 @@ pub fn read_ndjson_chunks(
     max_line: usize,
     send: impl FnMut(RawChunk) -> bool,
 ) -> io::Result<()> {
+    read_ndjson_chunks_into(input, consumed, max_line, Vec::new, send)
+}
+
+/// [`read_ndjson_chunks`], reading each chunk into a buffer `spare` gives
+/// (a chunk's buffer its parser is done with, or a new one): a buffer used
+/// again is already in memory, where a new one costs a page fault per page
+/// as the read fills it.
+pub fn read_ndjson_chunks_into(
+    input: impl Read,
+    consumed: &AtomicU64,
+    max_line: usize,
+    spare: impl FnMut() -> Vec<u8>,
+    send: impl FnMut(RawChunk) -> bool,
+) -> io::Result<()> {
     let mut cutter = Cutter {
         input,
         consumed,
         max_line,
+        spare,
         send,
         index: 0,
         next_line: 1,
@@ -70,16 +85,17 @@ pub fn read_ndjson_chunks(
     Ok(())
 }
 
-struct Cutter<'a, R, S> {
+struct Cutter<'a, R, P, S> {
     input: R,
     consumed: &'a AtomicU64,
     max_line: usize,
+    spare: P,
     send: S,
     index: u64,
     next_line: u64,
 }
 
-impl<R: Read, S: FnMut(RawChunk) -> bool> Cutter<'_, R, S> {
+impl<R: Read, P: FnMut() -> Vec<u8>, S: FnMut(RawChunk) -> bool> Cutter<'_, R, P, S> {
     fn run(&mut self) {
         // Bytes read but not sent yet, and how many of them at its start
         // are known to hold no newline (all of them after a cut; none after
@@ -87,7 +103,9 @@ impl<R: Read, S: FnMut(RawChunk) -> bool> Cutter<'_, R, S> {
         let mut carry: Vec<u8> = Vec::new();
         let mut clean = 0;
         loop {
-            let mut buf = std::mem::take(&mut carry);
+            let mut buf = (self.spare)();
+            buf.clear();
+            buf.extend_from_slice(&carry);
             let searched = clean;
             let want = CHUNK_BYTES.max(buf.len() + READ_BLOCK);
             buf.reserve(want - buf.len());

@@ -9,7 +9,12 @@
 //! Memory is bounded by the channel capacities times the chunk size, not by
 //! the file. Each commit records how many lines of the file (named by its
 //! content hash) are stored, so importing again or after a crash resumes
-//! exactly where the last commit ended.
+//! exactly where the last commit ended. The file is hashed on its own
+//! thread while the first chunks are read and parsed; the committer waits
+//! for the hash before its first commit (a file imported before stops the
+//! pipeline unread). The reader reads each chunk straight into a buffer a
+//! parser has finished with, so a chunk's memory is faulted in once per
+//! import, not once per chunk.
 
 pub mod chunk;
 pub mod commit;
@@ -40,6 +45,9 @@ pub use source::Format;
 const PARSED_QUEUE: usize = 2;
 /// Raw chunks waiting for a parser.
 const RAW_QUEUE: usize = 2;
+/// Chunk buffers parsed and waiting to be read into again (the rest are
+/// freed).
+const SPARE_BUFFERS: usize = 4;
 
 /// What `tripwire import` was asked to do.
 #[derive(Debug, Clone)]
@@ -141,17 +149,44 @@ pub async fn import(
             router: router.clone(),
             max_line_bytes: config.limits.max_line_bytes,
         };
-        let hash = hash_file(file).map_err(|e| named_error(&name, e))?;
+        // The file is hashed while its first chunks are parsed: nothing is
+        // committed before the hash names the import.
+        let hashing = {
+            let file = file.to_path_buf();
+            tokio::task::spawn_blocking(move || hash_file(&file))
+        };
+        let parsing = match options.strict {
+            true => None,
+            false => Some(job.start()),
+        };
+        let hash = match hashing.await {
+            Ok(hashed) => hashed.map_err(|e| named_error(&name, e)),
+            Err(_) => Err(named_error(&name, "the hashing thread panicked")),
+        };
+        let hash = match hash {
+            Ok(hash) => hash,
+            Err(e) => {
+                if let Some(parsing) = parsing {
+                    job.abandon(parsing);
+                }
+                return Err(e);
+            }
+        };
         let finished = finished_location(&hash);
         let done = match store.read_state::<ImportReport>(&finished).await? {
             // Imported before (its transactions may have expired since).
-            Some(earlier) => ImportReport {
-                skipped: earlier.events + earlier.skipped,
-                ..ImportReport::default()
-            },
+            Some(earlier) => {
+                if let Some(parsing) = parsing {
+                    job.abandon(parsing);
+                }
+                ImportReport {
+                    skipped: earlier.events + earlier.skipped,
+                    ..ImportReport::default()
+                }
+            }
             None => {
                 if options.strict {
-                    let bad = job.run(None, progress).await?.bad_lines;
+                    let bad = job.drain(job.start(), None, progress).await?.bad_lines;
                     progress.at(0);
                     if bad > 0 {
                         return Err(ImportError::Strict {
@@ -162,7 +197,8 @@ pub async fn import(
                 }
                 let committer =
                     Committer::new(store.clone(), format!("import:{hash}"), quarantine.clone());
-                let done = job.run(Some(committer), progress).await?;
+                let parsing = parsing.unwrap_or_else(|| job.start());
+                let done = job.drain(parsing, Some(committer), progress).await?;
                 store.write_state(&finished, &done).await?;
                 done
             }
@@ -191,16 +227,40 @@ struct FileJob {
     max_line_bytes: usize,
 }
 
+/// A file's pipeline, started: its parsed chunks as they come, and the
+/// thread that reads and parses them.
+struct Parsing {
+    receiver: tokio_mpsc::Receiver<ParsedChunk>,
+    producer: std::thread::JoinHandle<std::io::Result<()>>,
+}
+
 impl FileJob {
-    /// Streams the file through the pipeline. Without a committer, only
-    /// counts and reports bad lines (the `--strict` check).
-    async fn run(
+    /// Starts reading and parsing the file; [`Self::drain`] takes what it
+    /// parses.
+    fn start(&self) -> Parsing {
+        let (sender, receiver) = tokio_mpsc::channel::<ParsedChunk>(PARSED_QUEUE);
+        let producer = self.spawn_producer(sender);
+        Parsing { receiver, producer }
+    }
+
+    /// Stops a started pipeline unread: its threads end at their next send.
+    fn abandon(&self, parsing: Parsing) {
+        drop(parsing.receiver);
+        let _ = parsing.producer.join();
+    }
+
+    /// Takes every chunk the pipeline parses, in file order. Without a
+    /// committer, only counts and reports bad lines (the `--strict` check).
+    async fn drain(
         &self,
+        parsing: Parsing,
         mut committer: Option<Committer>,
         progress: &Progress,
     ) -> Result<ImportReport, ImportError> {
-        let (sender, mut receiver) = tokio_mpsc::channel::<ParsedChunk>(PARSED_QUEUE);
-        let producer = self.spawn_producer(sender);
+        let Parsing {
+            mut receiver,
+            producer,
+        } = parsing;
         let mut report = ImportReport::default();
         let mut waiting = BTreeMap::new();
         let mut next = 0u64;
@@ -277,24 +337,30 @@ fn parse_ndjson_in_parallel(
     let workers = std::thread::available_parallelism().map_or(2, |n| n.get());
     let (raw_sender, raw_receiver) = mpsc::sync_channel(RAW_QUEUE);
     let raw_receiver = Arc::new(Mutex::new(raw_receiver));
+    let (spare_sender, spare_receiver) = mpsc::sync_channel::<Vec<u8>>(SPARE_BUFFERS);
     let pool: Vec<_> = (0..workers)
         .map(|_| {
             let receiver = raw_receiver.clone();
             let parser = parser.clone();
             let sender = sender.clone();
+            let spares = spare_sender.clone();
             std::thread::spawn(move || {
                 loop {
                     let next = receiver.lock().map(|r| r.recv());
-                    let Ok(Ok(raw)) = next else { return };
-                    if sender.blocking_send(parser.parse_ndjson(raw)).is_err() {
+                    let Ok(Ok(mut raw)) = next else { return };
+                    let parsed = parser.parse_ndjson_of(&mut raw);
+                    // Full: the reader has enough; this one is freed.
+                    let _ = spares.try_send(raw.data);
+                    if sender.blocking_send(parsed).is_err() {
                         return;
                     }
                 }
             })
         })
         .collect();
-    drop(sender);
-    let read = lines::read_ndjson_chunks(input, consumed, max_line_bytes, |raw| {
+    drop((sender, spare_sender));
+    let spare = || spare_receiver.try_recv().unwrap_or_default();
+    let read = lines::read_ndjson_chunks_into(input, consumed, max_line_bytes, spare, |raw| {
         raw_sender.send(raw).is_ok()
     });
     drop(raw_sender);
