@@ -9,7 +9,7 @@ use deltalake_core::kernel::transaction::CommitProperties;
 use deltalake_core::protocol::SaveMode;
 use deltalake_core::{DeltaTable, DeltaTableBuilder, DeltaTableError};
 use parquet::basic::{Compression, ZstdLevel};
-use parquet::file::properties::WriterProperties;
+use parquet::file::properties::{EnabledStatistics, WriterProperties};
 use parquet::schema::types::ColumnPath;
 use url::Url;
 
@@ -127,12 +127,32 @@ pub const UNIQUE_COLUMNS: &[&str] = &[
     "raw",
 ];
 
+/// Columns of JSON text, written without min/max statistics: no query
+/// narrows them by range, and comparing each long value against the page's
+/// minimum and maximum is a cost on every write. (Their files carry no
+/// statistics for them in the Delta log either; nothing prunes on them.)
+pub const JSON_COLUMNS: &[&str] = &[
+    "properties",
+    "traits",
+    "envelope",
+    "raw",
+    "data",
+    "payload",
+    "row",
+];
+
 /// The Parquet settings of every file tripwire writes.
 pub fn writer_properties() -> WriterProperties {
-    UNIQUE_COLUMNS
+    let builder = UNIQUE_COLUMNS
         .iter()
         .fold(WriterProperties::builder(), |builder, column| {
             builder.set_column_dictionary_enabled(ColumnPath::from(*column), false)
+        });
+    JSON_COLUMNS
+        .iter()
+        .fold(builder, |builder, column| {
+            builder
+                .set_column_statistics_enabled(ColumnPath::from(*column), EnabledStatistics::None)
         })
         .set_compression(Compression::ZSTD(ZstdLevel::try_new(1).unwrap_or_default()))
         .set_max_row_group_row_count(Some(128 * 1024))
@@ -165,9 +185,32 @@ mod tests {
         // The names are real columns of the tables that hold them.
         let events = crate::event::events_schema();
         let quarantine = crate::store::quarantine::quarantine_schema();
-        for column in UNIQUE_COLUMNS {
-            let known = events.index_of(column).is_ok() || quarantine.index_of(column).is_ok();
+        let ledger = crate::store::ledger::ledger_schema();
+        for column in UNIQUE_COLUMNS.iter().chain(JSON_COLUMNS) {
+            let known = [&events, &quarantine, &ledger]
+                .iter()
+                .any(|schema| schema.index_of(column).is_ok());
             assert!(known, "{column} is in no table");
+        }
+    }
+
+    #[test]
+    fn json_columns_are_written_without_statistics_and_the_rest_with_them() {
+        let properties = writer_properties();
+        let statistics = |c: &str| properties.statistics_enabled(&ColumnPath::from(c));
+        for column in [
+            "properties",
+            "traits",
+            "envelope",
+            "raw",
+            "data",
+            "payload",
+            "row",
+        ] {
+            assert_eq!(statistics(column), EnabledStatistics::None, "{column}");
+        }
+        for column in ["commit_version", "sent_at", "event_name", "kind", "status"] {
+            assert_ne!(statistics(column), EnabledStatistics::None, "{column}");
         }
     }
 }
