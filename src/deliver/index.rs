@@ -20,11 +20,11 @@ use deltalake_core::DeltaTable;
 use deltalake_core::logstore::LogStoreRef;
 
 use super::DeliverError;
-use super::follow::{self, Followed};
 use super::open::{Entry, OpenDeliveries, Planned, Tried};
 use super::snapshot::{self, Coverage};
 use super::state::{self, Cap, Due};
 use crate::sql::ledger::state_context;
+use crate::store::follow::{self, Followed};
 use crate::store::ledger::attempts::AttemptRecord;
 use crate::store::{Store, StoreError, TableKind};
 

@@ -11,7 +11,7 @@
 //! ```
 //! - `open`: the open deliveries (pending, failed, held) and what is due,
 //!   a pure fold of ledger and attempts rows; `index`: keeping it up to
-//!   date from the new commits (`follow`), rebuilt from `state` when it
+//!   date from the new commits (`store::follow`), rebuilt from `state` when it
 //!   cannot be; `snapshot`: its snapshots for a fresh process.
 //! - `state`: a delivery's current state over the whole history (`delivery_state`).
 //! - `retry`: pure decisions: HTTP answer → [`RetryAction`], backoff, dead.
@@ -62,7 +62,6 @@ mod clock;
 mod commands;
 mod emit;
 mod file;
-mod follow;
 mod hold;
 mod index;
 mod network;

@@ -14,7 +14,6 @@ use deltalake_core::DeltaTable;
 use super::DeliverError;
 use super::claim::{CLAIM_SWEEP_EVERY, CLAIM_WINDOW, Claims};
 use super::clock::Clock;
-use super::follow::{self, Followed};
 use super::index::{OpenIndex, tried_rows};
 use super::open::{Standing, Tried};
 use super::pace::{ActionKey, Pacer};
@@ -26,6 +25,7 @@ use super::webhook::Attempted;
 use crate::config::Config;
 use crate::sql::ledger::state_context;
 use crate::store::commit::{Append, Committed, Plan, Writer, commit};
+use crate::store::follow::{self, Followed};
 use crate::store::ledger::attempts::{AttemptRecord, Status, attempts_batch};
 use crate::store::{Store, StoreError, TableKind};
 

@@ -30,7 +30,9 @@ use datafusion::prelude::{col, lit};
 use deltalake_core::DeltaTable;
 use futures::StreamExt as _;
 
-use crate::sql::new_context;
+use super::waiting::WaitingCache;
+use crate::sql::{QueryError, new_context};
+use crate::store::ledger::PendingRecord;
 use crate::store::{Store, StoreError};
 use crate::window::{Window, new_events};
 
@@ -302,15 +304,26 @@ fn identities_batch(
 }
 
 /// The up-to-date index of each workspace, shared by the runs of a process
-/// (`serve`'s ticks, one `tripwire run` of many triggers).
+/// (`serve`'s ticks, one `tripwire run` of many triggers), and the rows
+/// waiting in each ledger for an identity (`identity::waiting`).
 #[derive(Default)]
 pub struct IndexCache {
     indexes: tokio::sync::Mutex<HashMap<String, Arc<IdentityIndex>>>,
+    waiting: WaitingCache,
 }
 
 impl IndexCache {
     pub fn new() -> IndexCache {
         IndexCache::default()
+    }
+
+    /// `triggers`' rows waiting for an identity in `ledger`, oldest first.
+    pub async fn waiting(
+        &self,
+        ledger: &DeltaTable,
+        triggers: &[&str],
+    ) -> Result<HashMap<String, Vec<PendingRecord>>, QueryError> {
+        self.waiting.open(ledger, triggers).await
     }
 
     /// `workspace`'s index covering `events` at its loaded version.

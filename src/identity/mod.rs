@@ -12,5 +12,6 @@ pub mod index;
 pub mod pending;
 pub mod resolve;
 mod views;
+pub mod waiting;
 
 pub use views::{identities_from_index, register, register_with};

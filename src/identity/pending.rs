@@ -48,19 +48,47 @@ pub async fn open_all(
     if triggers.is_empty() {
         return Ok(HashMap::new());
     }
+    let mut open: HashMap<String, Vec<PendingRecord>> = HashMap::new();
+    for row in open_rows(ledger, Some(triggers)).await? {
+        open.entry(row.trigger).or_default().push(row.record);
+    }
+    Ok(open)
+}
+
+/// An unsettled pending row with its trigger and the clock of the run that
+/// deferred it.
+#[derive(Debug, Clone, PartialEq)]
+pub struct OpenRow {
+    pub trigger: String,
+    pub clock: i64,
+    pub record: PendingRecord,
+}
+
+/// The unsettled pending rows of `triggers` (every trigger's when `None`),
+/// by trigger, then oldest first.
+pub async fn open_rows(
+    ledger: &DeltaTable,
+    triggers: Option<&[&str]>,
+) -> Result<Vec<OpenRow>, QueryError> {
     let ctx = new_context()?;
     let rows = delta_provider(&ctx, Some(ledger.clone()), TableKind::Ledger).await?;
     ctx.register_table("ledger", rows).map_err(engine)?;
-    let names = triggers
-        .iter()
-        .map(|n| format!("'{}'", n.replace('\'', "''")))
-        .collect::<Vec<_>>()
-        .join(", ");
+    let only = match triggers {
+        Some(triggers) => format!(
+            "AND trigger IN ({})",
+            triggers
+                .iter()
+                .map(|n| format!("'{}'", n.replace('\'', "''")))
+                .collect::<Vec<_>>()
+                .join(", ")
+        ),
+        None => String::new(),
+    };
     let sql = format!(
         "SELECT pending_id, row, CAST(wait_until AS BIGINT) AS wait_until, email, user_id, client_id,
-                trigger
+                trigger, CAST(clock AS BIGINT) AS clock
          FROM ledger p
-         WHERE kind = 'pending' AND trigger IN ({names})
+         WHERE kind = 'pending' {only}
            AND NOT EXISTS (SELECT 1 FROM ledger s WHERE s.kind = 'settled'
                            AND s.trigger = p.trigger AND s.pending_id = p.pending_id)
          ORDER BY trigger, clock, pending_id"
@@ -72,15 +100,20 @@ pub async fn open_all(
         .collect()
         .await
         .map_err(engine)?;
-    let mut open: HashMap<String, Vec<PendingRecord>> = HashMap::new();
+    let mut open = Vec::new();
     for batch in &batches {
         let names = cast(batch.column(6), &DataType::Utf8)
             .map_err(|e| QueryError::Engine(e.to_string()))?;
         let names = names.as_string::<i32>();
+        let clocks = cast(batch.column(7), &DataType::Int64)
+            .map_err(|e| QueryError::Engine(e.to_string()))?;
+        let clocks = clocks.as_primitive::<arrow::datatypes::Int64Type>();
         for (i, record) in records(batch).into_iter().enumerate() {
-            open.entry(names.value(i).to_string())
-                .or_default()
-                .push(record);
+            open.push(OpenRow {
+                trigger: names.value(i).to_string(),
+                clock: clocks.value(i),
+                record,
+            });
         }
     }
     Ok(open)

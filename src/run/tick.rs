@@ -1,7 +1,8 @@
 //! What the runs of one tick share (docs/architecture.md "Ticks"): a
 //! workspace's tables opened and stamped once, its identity index and the
 //! `identities` table it answers, every trigger's cursor, health and
-//! waiting rows read in one pass over the ledger, and each window's rows
+//! waiting rows read in one pass over the ledger (the waiting rows kept by
+//! the identity cache between ticks), and each window's rows
 //! read once however many triggers read that window.
 
 use std::collections::HashMap;
@@ -17,7 +18,6 @@ use super::{RunError, RunRequest};
 use crate::event::batch::events_schema;
 use crate::identity::identities_from_index;
 use crate::identity::index::IdentityIndex;
-use crate::identity::pending;
 use crate::session::{WorkspaceTables, tables_session};
 use crate::sql::{new_context, replace_table};
 use crate::store::files::live_files;
@@ -96,7 +96,9 @@ impl Tick {
             false => HashMap::new(),
         };
         let waiting = match !request.whole_history && has_history {
-            true => pending::open_all(&ledger, &names)
+            true => request
+                .identities
+                .waiting(&ledger, &names)
                 .await
                 .map_err(|e| failed(&e))?,
             false => HashMap::new(),

@@ -10,7 +10,8 @@
 //! ```
 //! - `table`: open, create, evolve and refresh one table; `handles`: tables kept open.
 //! - `commit`: the one commit path every writer appends through.
-//! - `files`: a table's live files with their stamps.
+//! - `files`: a table's live files with their stamps; `follow`: the files
+//!   a table's commits after a version added, from its log entries.
 //! - `rewrite`: replacing files without changing data; `stamp`: rows without a stamp get one.
 //! - `seq`: the `seq` values of appended rows.
 //! - `ledger`, `quarantine`: those tables' rows; `state`: small JSON objects.
@@ -20,6 +21,7 @@
 pub mod commit;
 pub mod erasures;
 pub mod files;
+pub mod follow;
 pub mod handles;
 pub mod journal;
 pub mod ledger;

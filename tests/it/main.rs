@@ -73,6 +73,7 @@ mod segment_client;
 mod serve;
 mod server;
 mod triggers;
+mod waiting_rows;
 mod web;
 mod webhooks;
 mod windows;

@@ -1,7 +1,7 @@
 //! Following a table's Delta log from a version on: the data files the
 //! commits after it added, read straight from their log entries, so an
 //! index that covers the table up to that version catches up by reading
-//! the new work only (docs/architecture.md "Open deliveries").
+//! the new work only (docs/architecture.md "Open deliveries", "Ticks").
 //!
 //! Following stops, and the caller rebuilds from the whole table, when a
 //! new commit removed rows (`remove` with `dataChange`: an erasure, a
@@ -37,9 +37,20 @@ pub enum Followed {
 /// The commits of the table behind `log` after version `from`, read until
 /// the first version that does not exist yet.
 pub async fn since(log: &dyn LogStore, from: i64, table_id: &str) -> Result<Followed, StoreError> {
+    between(log, from, None, table_id).await
+}
+
+/// The commits of the table behind `log` after version `from`, up to `to`
+/// when given (else until the first version that does not exist yet).
+pub async fn between(
+    log: &dyn LogStore,
+    from: i64,
+    to: Option<i64>,
+    table_id: &str,
+) -> Result<Followed, StoreError> {
     let mut files = Vec::new();
     let mut version = from;
-    loop {
+    while to.is_none_or(|to| version < to) {
         let next = version + 1;
         let Ok(wanted) = u64::try_from(next) else {
             return Ok(Followed::Rewritten(format!(
@@ -61,6 +72,15 @@ pub async fn since(log: &dyn LogStore, from: i64, table_id: &str) -> Result<Foll
             Err(why) => return Ok(Followed::Rewritten(format!("commit {next}: {why}"))),
         }
         version = next;
+    }
+    if let Some(to) = to
+        && version < to
+    {
+        // Cleaned up from the log: what it added cannot be read.
+        return Ok(Followed::Rewritten(format!(
+            "commit {} has no log entry",
+            version + 1
+        )));
     }
     Ok(Followed::Added { to: version, files })
 }

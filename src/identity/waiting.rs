@@ -1,0 +1,221 @@
+//! The ledger's open pending rows (rows waiting for an identity that no run
+//! has settled yet), kept by a process between its ticks
+//! (docs/architecture.md "Ticks"). The ledger only grows: reading every
+//! trigger's open rows from it on each tick cost its whole history. Read
+//! whole once, the rows are then caught up from the files the ledger's
+//! later commits added (`store::follow`): a `pending` row opens, a
+//! `settled` row closes it. When following cannot tell (a commit removed
+//! rows, a log entry is gone, another table is at the path, too many
+//! commits), or the ledger handle is older than what is kept, they are
+//! read whole again.
+
+use std::collections::HashMap;
+use std::sync::Arc;
+
+use arrow::array::{Array, AsArray, RecordBatch};
+use arrow::compute::cast;
+use arrow::datatypes::{DataType, Int64Type};
+use deltalake_core::DeltaTable;
+
+use super::pending::{OpenRow, open_rows};
+use crate::sql::QueryError;
+use crate::store::StoreError;
+use crate::store::follow::{self, Followed};
+use crate::store::ledger::PendingRecord;
+
+/// The ledger columns a followed file is read for.
+const COLUMNS: &[&str] = &[
+    "kind",
+    "trigger",
+    "pending_id",
+    "row",
+    "wait_until",
+    "email",
+    "user_id",
+    "client_id",
+    "clock",
+];
+
+/// The open pending rows of one ledger at one version.
+#[derive(Debug, Clone, Default, PartialEq)]
+pub struct Waiting {
+    table_id: String,
+    version: i64,
+    /// Per trigger, per pending id: the row and the clock of the run that
+    /// deferred it (rows are handed out oldest first).
+    open: HashMap<String, HashMap<String, (i64, PendingRecord)>>,
+}
+
+impl Waiting {
+    /// Every trigger's open rows of `ledger`, read whole.
+    pub async fn read(ledger: &DeltaTable) -> Result<Waiting, QueryError> {
+        let mut waiting = Waiting {
+            table_id: table_id(ledger)?,
+            version: version(ledger),
+            open: HashMap::new(),
+        };
+        for row in open_rows(ledger, None).await? {
+            waiting.open_row(row);
+        }
+        Ok(waiting)
+    }
+
+    /// The rows kept, brought to `ledger`'s version; `None` when they
+    /// cannot be (read them whole).
+    pub async fn caught_up(mut self, ledger: &DeltaTable) -> Result<Option<Waiting>, QueryError> {
+        let to = version(ledger);
+        if self.table_id != table_id(ledger)? || to < self.version {
+            return Ok(None);
+        }
+        if to == self.version {
+            return Ok(Some(self));
+        }
+        let log = ledger.log_store();
+        let followed =
+            follow::between(log.as_ref(), self.version, Some(to), &self.table_id).await?;
+        let files = match followed {
+            Followed::Added { files, .. } => files,
+            Followed::Rewritten(why) => {
+                tracing::debug!(ledger = %ledger.table_url(), "reading open pending rows whole: {why}");
+                return Ok(None);
+            }
+        };
+        let mut batches = Vec::new();
+        for file in &files {
+            batches.extend(follow::read_columns(log.as_ref(), file, COLUMNS).await?);
+        }
+        // Rows a commit opens before the rows any commit settles.
+        for batch in &batches {
+            for row in rows_of_kind(batch, "pending")? {
+                self.open_row(row);
+            }
+        }
+        for batch in &batches {
+            for row in rows_of_kind(batch, "settled")? {
+                self.settle(&row.trigger, &row.record.pending_id);
+            }
+        }
+        self.version = to;
+        Ok(Some(self))
+    }
+
+    /// `triggers`' open rows, each trigger's oldest first (by the clock of
+    /// the run that deferred them, then pending id).
+    pub fn of(&self, triggers: &[&str]) -> HashMap<String, Vec<PendingRecord>> {
+        let mut of = HashMap::new();
+        for trigger in triggers {
+            let Some(rows) = self.open.get(*trigger).filter(|r| !r.is_empty()) else {
+                continue;
+            };
+            let mut rows: Vec<&(i64, PendingRecord)> = rows.values().collect();
+            rows.sort_by(|a, b| (a.0, &a.1.pending_id).cmp(&(b.0, &b.1.pending_id)));
+            let rows = rows.into_iter().map(|(_, r)| r.clone()).collect();
+            of.insert(trigger.to_string(), rows);
+        }
+        of
+    }
+
+    fn open_row(&mut self, row: OpenRow) {
+        self.open
+            .entry(row.trigger)
+            .or_default()
+            .insert(row.record.pending_id.clone(), (row.clock, row.record));
+    }
+
+    fn settle(&mut self, trigger: &str, pending_id: &str) {
+        if let Some(rows) = self.open.get_mut(trigger) {
+            rows.remove(pending_id);
+        }
+    }
+}
+
+/// The open pending rows of every ledger a process runs against, by table URL.
+#[derive(Debug, Default)]
+pub struct WaitingCache {
+    ledgers: tokio::sync::Mutex<HashMap<String, Waiting>>,
+}
+
+impl WaitingCache {
+    /// `triggers`' open rows of `ledger` at its loaded version: the kept
+    /// rows caught up, or read whole.
+    pub async fn open(
+        &self,
+        ledger: &DeltaTable,
+        triggers: &[&str],
+    ) -> Result<HashMap<String, Vec<PendingRecord>>, QueryError> {
+        let key = ledger.table_url().to_string();
+        let mut ledgers = self.ledgers.lock().await;
+        let kept = match ledgers.remove(&key) {
+            Some(kept) => kept.caught_up(ledger).await?,
+            None => None,
+        };
+        let waiting = match kept {
+            Some(waiting) => waiting,
+            None => Waiting::read(ledger).await?,
+        };
+        let open = waiting.of(triggers);
+        ledgers.insert(key, waiting);
+        Ok(open)
+    }
+}
+
+fn version(ledger: &DeltaTable) -> i64 {
+    ledger.version().map_or(-1, |v| v as i64)
+}
+
+fn table_id(ledger: &DeltaTable) -> Result<String, QueryError> {
+    let snapshot = ledger
+        .snapshot()
+        .map_err(|e| StoreError::delta(ledger.table_url(), e))?;
+    Ok(snapshot.metadata().id().to_string())
+}
+
+/// The rows of `batch` (a followed file's columns) whose kind is `kind`.
+fn rows_of_kind(batch: &RecordBatch, kind: &str) -> Result<Vec<OpenRow>, QueryError> {
+    let text = |name: &str| -> Result<Option<Arc<dyn Array>>, QueryError> {
+        batch
+            .column_by_name(name)
+            .map(|c| cast(c, &DataType::Utf8).map_err(|e| QueryError::Engine(e.to_string())))
+            .transpose()
+    };
+    let number = |name: &str| -> Result<Option<Arc<dyn Array>>, QueryError> {
+        batch
+            .column_by_name(name)
+            .map(|c| cast(c, &DataType::Int64).map_err(|e| QueryError::Engine(e.to_string())))
+            .transpose()
+    };
+    let Some(kinds) = text("kind")? else {
+        return Ok(Vec::new());
+    };
+    let (trigger, id, row) = (text("trigger")?, text("pending_id")?, text("row")?);
+    let (email, user, client) = (text("email")?, text("user_id")?, text("client_id")?);
+    let (wait_until, clock) = (number("wait_until")?, number("clock")?);
+    let string = |column: &Option<Arc<dyn Array>>, i: usize| {
+        column
+            .as_ref()
+            .filter(|c| c.is_valid(i))
+            .map(|c| c.as_string::<i32>().value(i).to_string())
+    };
+    let int = |column: &Option<Arc<dyn Array>>, i: usize| {
+        column
+            .as_ref()
+            .filter(|c| c.is_valid(i))
+            .map_or(0, |c| c.as_primitive::<Int64Type>().value(i))
+    };
+    let kinds = kinds.as_string::<i32>();
+    Ok((0..batch.num_rows())
+        .filter(|i| kinds.is_valid(*i) && kinds.value(*i) == kind)
+        .map(|i| OpenRow {
+            trigger: string(&trigger, i).unwrap_or_default(),
+            clock: int(&clock, i),
+            record: PendingRecord {
+                pending_id: string(&id, i).unwrap_or_default(),
+                row: string(&row, i).unwrap_or_else(|| "{}".into()),
+                wait_until: int(&wait_until, i),
+                email: string(&email, i),
+                user_id: string(&user, i),
+                client_id: string(&client, i),
+            },
+        })
+        .collect())
+}
