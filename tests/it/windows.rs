@@ -302,4 +302,13 @@ fn a_kept_table_handle_reads_what_a_fresh_open_reads_through_other_writers_and_c
     }
     python(&project, CLEAN_UP_THE_LOG);
     assert_eq!(seen(&kept, &runtime), seen(&fresh(), &runtime));
+    // Nothing new: the kept handle answers from its two log lookups.
+    assert_eq!(seen(&kept, &runtime), seen(&fresh(), &runtime));
+    // The table replaced by one with fewer commits: its own commit is gone.
+    let (before, _) = seen(&kept, &runtime);
+    std::fs::remove_dir_all(project.events_table("shop")).unwrap();
+    import_sample(&project, "d.ndjson", 30, 36);
+    let (after, files) = seen(&fresh(), &runtime);
+    assert!(after < before, "{after:?} < {before:?}");
+    assert_eq!(seen(&kept, &runtime), (after, files));
 }
