@@ -426,7 +426,7 @@ fn aged_store(
     commits: u64,
 ) -> Result<PathBuf> {
     let dir = bench_data().join(format!(
-        "trigger-aged-v3-{shape}-{history}-{window}-{commits}"
+        "trigger-aged-v4-{shape}-{history}-{window}-{commits}"
     ));
     let ready = dir.join("READY");
     let store = dir.join("store");

@@ -289,6 +289,71 @@ pub fn explain_error(sql: &str, message: &str) -> String {
 mod tests {
     use super::*;
 
+    /// A 3 MB file of 100k rows (a compacted window) is read by two cores:
+    /// written with tripwire's settings it has two row groups, and a session
+    /// splits files over 1 MB by row groups (DataFusion's
+    /// `repartition_file_min_size`).
+    #[tokio::test]
+    async fn a_compacted_window_file_is_read_by_two_cores() {
+        use arrow::array::{Int64Array, StringArray};
+        use arrow::datatypes::{DataType, Field, Schema};
+        use datafusion::prelude::ParquetReadOptions;
+        let rows: usize = 100_000;
+        let schema = Arc::new(Schema::new(vec![
+            Field::new("seq", DataType::Int64, false),
+            Field::new("properties", DataType::Utf8, false),
+        ]));
+        // Text that compresses little, so the file is a few MB as a window's is.
+        let mut state = 7u64;
+        let text: Vec<String> = (0..rows)
+            .map(|_| {
+                state = state
+                    .wrapping_mul(6364136223846793005)
+                    .wrapping_add(1442695040888963407);
+                format!("{{\"cart_value\":{}}}", state)
+            })
+            .collect();
+        let batch = RecordBatch::try_new(
+            schema.clone(),
+            vec![
+                Arc::new(Int64Array::from_iter_values(0..rows as i64)),
+                Arc::new(StringArray::from_iter_values(text)),
+            ],
+        )
+        .unwrap();
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("window.parquet");
+        let file = std::fs::File::create(&path).unwrap();
+        let properties = crate::store::table::writer_properties();
+        let mut writer =
+            parquet::arrow::ArrowWriter::try_new(file, schema, Some(properties)).unwrap();
+        writer.write(&batch).unwrap();
+        let metadata = writer.close().unwrap();
+        assert_eq!(metadata.num_row_groups(), 2, "100k rows in 64k-row groups");
+        let size = std::fs::metadata(&path).unwrap().len();
+        assert!(size > 1 << 20, "{size} bytes");
+
+        let ctx = SessionContext::new_with_config(session_config().with_target_partitions(2));
+        let path = path.to_str().unwrap();
+        ctx.register_parquet("window", path, ParquetReadOptions::default())
+            .await
+            .unwrap();
+        let frame = ctx
+            .sql("SELECT seq FROM window WHERE seq % 7 = 0")
+            .await
+            .unwrap();
+        let plan = frame.create_physical_plan().await.unwrap();
+        let text = datafusion::physical_plan::displayable(plan.as_ref())
+            .indent(true)
+            .to_string();
+        assert!(text.contains("file_groups={2 groups"), "{text}");
+        let batches = datafusion::physical_plan::collect(plan, ctx.task_ctx())
+            .await
+            .unwrap();
+        let counted: usize = batches.iter().map(|b| b.num_rows()).sum();
+        assert_eq!(counted, rows.div_ceil(7));
+    }
+
     #[test]
     fn the_json_operator_pitfall_is_found_with_its_line() {
         let wrong = "SELECT 1\nFROM events WHERE properties->>'coupon' = 'FALL10'";

@@ -141,6 +141,11 @@ pub const JSON_COLUMNS: &[&str] = &[
     "row",
 ];
 
+/// Rows per Parquet row group: a query splits a file across cores by row
+/// groups, so a compacted window of 100k events (one file of a few MB) is
+/// read by two cores, not one.
+pub const ROW_GROUP_ROWS: usize = 64 * 1024;
+
 /// The Parquet settings of every file tripwire writes.
 pub fn writer_properties() -> WriterProperties {
     let builder = UNIQUE_COLUMNS
@@ -155,7 +160,7 @@ pub fn writer_properties() -> WriterProperties {
                 .set_column_statistics_enabled(ColumnPath::from(*column), EnabledStatistics::None)
         })
         .set_compression(Compression::ZSTD(ZstdLevel::try_new(1).unwrap_or_default()))
-        .set_max_row_group_row_count(Some(128 * 1024))
+        .set_max_row_group_row_count(Some(ROW_GROUP_ROWS))
         .build()
 }
 
