@@ -26,7 +26,7 @@ use super::state::{self, Cap, Due};
 use crate::sql::ledger::state_context;
 use crate::store::follow::{self, Followed};
 use crate::store::ledger::attempts::AttemptRecord;
-use crate::store::{Store, StoreError, TableKind};
+use crate::store::{Store, StoreError, TableKind, table};
 
 /// Commits folded since the last snapshot that make `serve` write a new
 /// one (a command writes one when it finishes, `serve` when it stops).
@@ -76,17 +76,11 @@ pub struct OpenIndex {
 
 /// The versions and Delta ids of the two tables as opened.
 fn coverage_of(attempts: &DeltaTable, ledger: &DeltaTable) -> Result<Coverage, StoreError> {
-    let id = |table: &DeltaTable| {
-        table
-            .snapshot()
-            .map(|s| s.metadata().id().to_string())
-            .map_err(|e| StoreError::delta(table.table_url(), e))
-    };
     Ok(Coverage {
-        attempts: attempts.version().map_or(-1, |v| v as i64),
-        ledger: ledger.version().map_or(-1, |v| v as i64),
-        attempts_id: id(attempts)?,
-        ledger_id: id(ledger)?,
+        attempts: table::version(attempts),
+        ledger: table::version(ledger),
+        attempts_id: table::table_id(attempts)?,
+        ledger_id: table::table_id(ledger)?,
     })
 }
 

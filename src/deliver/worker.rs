@@ -27,7 +27,7 @@ use crate::sql::ledger::state_context;
 use crate::store::commit::{Append, Committed, Plan, Writer, commit};
 use crate::store::follow::{self, Followed};
 use crate::store::ledger::attempts::{AttemptRecord, Status, attempts_batch};
-use crate::store::{Store, StoreError, TableKind};
+use crate::store::{Store, StoreError, TableKind, table};
 
 /// Deliveries read, attempted and recorded together.
 pub const DELIVERY_BATCH: usize = 2_000;
@@ -757,12 +757,9 @@ impl Writer for Recording<'_> {
     type Error = DeliverError;
 
     async fn plan(&mut self, attempts: &DeltaTable) -> Result<Plan, DeliverError> {
-        let version = attempts.version().map_or(-1, |v| v as i64);
+        let version = table::version(attempts);
         if let Some(read) = self.read.filter(|read| *read < version) {
-            let id = attempts
-                .snapshot()
-                .map(|s| s.metadata().id().to_string())
-                .map_err(|e| StoreError::delta(attempts.table_url(), e))?;
+            let id = table::table_id(attempts)?;
             let log = attempts.log_store();
             match follow::since(log.as_ref(), read, &id).await? {
                 Followed::Added { files, .. } => {

@@ -33,7 +33,7 @@ use futures::StreamExt as _;
 use super::waiting::WaitingCache;
 use crate::sql::{QueryError, new_context};
 use crate::store::ledger::PendingRecord;
-use crate::store::{Store, StoreError};
+use crate::store::{Store, StoreError, table};
 use crate::window::{Window, new_events};
 
 /// Commits an index may catch up on by reading their log entries; one
@@ -349,12 +349,8 @@ pub async fn up_to_date(
     events: &DeltaTable,
     held: Option<Arc<IdentityIndex>>,
 ) -> Result<IdentityIndex, StoreError> {
-    let fail = |e: &dyn std::fmt::Display| StoreError::delta(events.table_url(), e);
-    let watermark = events.version().map_or(-1, |v| v as i64);
-    let table_id = events
-        .snapshot()
-        .map(|s| s.metadata().id().to_string())
-        .map_err(|e| fail(&e))?;
+    let watermark = table::version(events);
+    let table_id = table::table_id(events)?;
     let start = match held {
         Some(held) if held.covered == watermark && held.table_id == table_id => {
             return Ok(Arc::unwrap_or_clone(held));

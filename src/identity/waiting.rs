@@ -19,9 +19,9 @@ use deltalake_core::DeltaTable;
 
 use super::pending::{OpenRow, open_rows};
 use crate::sql::QueryError;
-use crate::store::StoreError;
 use crate::store::follow::{self, Followed};
 use crate::store::ledger::PendingRecord;
+use crate::store::table::{table_id, version};
 
 /// The ledger columns a followed file is read for.
 const COLUMNS: &[&str] = &[
@@ -157,17 +157,6 @@ impl WaitingCache {
         ledgers.insert(key, waiting);
         Ok(open)
     }
-}
-
-fn version(ledger: &DeltaTable) -> i64 {
-    ledger.version().map_or(-1, |v| v as i64)
-}
-
-fn table_id(ledger: &DeltaTable) -> Result<String, QueryError> {
-    let snapshot = ledger
-        .snapshot()
-        .map_err(|e| StoreError::delta(ledger.table_url(), e))?;
-    Ok(snapshot.metadata().id().to_string())
 }
 
 /// The rows of `batch` (a followed file's columns) whose kind is `kind`.

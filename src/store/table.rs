@@ -164,6 +164,20 @@ pub fn writer_properties() -> WriterProperties {
         .build()
 }
 
+/// The version `table` is loaded at (-1: no commit yet).
+pub fn version(table: &DeltaTable) -> i64 {
+    table.version().map_or(-1, |v| v as i64)
+}
+
+/// The Delta id of the table `table` is loaded from: a table replaced
+/// under the same path has another.
+pub fn table_id(table: &DeltaTable) -> Result<String, StoreError> {
+    let snapshot = table
+        .snapshot()
+        .map_err(|e| StoreError::delta(table.table_url(), e))?;
+    Ok(snapshot.metadata().id().to_string())
+}
+
 /// Refreshes `table` to its latest version.
 pub async fn refresh(table: &mut DeltaTable) -> Result<(), StoreError> {
     let url = table.table_url().clone();
