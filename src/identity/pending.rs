@@ -14,7 +14,7 @@ use std::time::Duration;
 
 use arrow::array::{Array, AsArray, RecordBatch, UInt64Array};
 use arrow::compute::{cast, concat_batches, take_record_batch};
-use arrow::datatypes::{DataType, Field, Schema, SchemaRef};
+use arrow::datatypes::{DataType, Field, Int64Type, Schema, SchemaRef};
 use chrono::{DateTime, Utc};
 use deltalake_core::DeltaTable;
 
@@ -102,42 +102,56 @@ pub async fn open_rows(
         .map_err(engine)?;
     let mut open = Vec::new();
     for batch in &batches {
-        let names = cast(batch.column(6), &DataType::Utf8)
-            .map_err(|e| QueryError::Engine(e.to_string()))?;
-        let names = names.as_string::<i32>();
-        let clocks = cast(batch.column(7), &DataType::Int64)
-            .map_err(|e| QueryError::Engine(e.to_string()))?;
-        let clocks = clocks.as_primitive::<arrow::datatypes::Int64Type>();
-        for (i, record) in records(batch).into_iter().enumerate() {
-            open.push(OpenRow {
-                trigger: names.value(i).to_string(),
-                clock: clocks.value(i),
-                record,
-            });
-        }
+        open.extend(open_rows_in(batch, 0..batch.num_rows())?);
     }
     Ok(open)
 }
 
-fn records(batch: &RecordBatch) -> Vec<PendingRecord> {
-    let text = |i: usize| cast(batch.column(i), &DataType::Utf8).expect("text columns");
-    let (id, row, email, user, client) = (text(0), text(1), text(3), text(4), text(5));
-    let wait_until = cast(batch.column(2), &DataType::Int64).expect("a number");
-    let wait_until = wait_until.as_primitive::<arrow::datatypes::Int64Type>();
-    let get = |a: &Arc<dyn Array>, i: usize| {
-        a.is_valid(i)
-            .then(|| a.as_string::<i32>().value(i).to_string())
+/// The open rows at `rows` of `batch`, its columns read by name (`trigger`,
+/// `clock`, `pending_id`, `row`, `wait_until`, `email`, `user_id`,
+/// `client_id`; a column it lacks reads as null): the whole read's answer
+/// and a followed ledger file decode alike.
+pub fn open_rows_in(
+    batch: &RecordBatch,
+    rows: impl Iterator<Item = usize>,
+) -> Result<Vec<OpenRow>, QueryError> {
+    let column = |name: &str, to: &DataType| -> Result<Option<Arc<dyn Array>>, QueryError> {
+        batch
+            .column_by_name(name)
+            .map(|c| cast(c, to).map_err(|e| QueryError::Engine(e.to_string())))
+            .transpose()
     };
-    (0..batch.num_rows())
-        .map(|i| PendingRecord {
-            pending_id: get(&id, i).unwrap_or_default(),
-            row: get(&row, i).unwrap_or_else(|| "{}".into()),
-            wait_until: wait_until.value(i),
-            email: get(&email, i),
-            user_id: get(&user, i),
-            client_id: get(&client, i),
+    let text = |name: &str| column(name, &DataType::Utf8);
+    let number = |name: &str| column(name, &DataType::Int64);
+    let (trigger, id, row) = (text("trigger")?, text("pending_id")?, text("row")?);
+    let (email, user, client) = (text("email")?, text("user_id")?, text("client_id")?);
+    let (wait_until, clock) = (number("wait_until")?, number("clock")?);
+    let string = |column: &Option<Arc<dyn Array>>, i: usize| {
+        column
+            .as_ref()
+            .filter(|c| c.is_valid(i))
+            .map(|c| c.as_string::<i32>().value(i).to_string())
+    };
+    let int = |column: &Option<Arc<dyn Array>>, i: usize| {
+        column
+            .as_ref()
+            .filter(|c| c.is_valid(i))
+            .map_or(0, |c| c.as_primitive::<Int64Type>().value(i))
+    };
+    Ok(rows
+        .map(|i| OpenRow {
+            trigger: string(&trigger, i).unwrap_or_default(),
+            clock: int(&clock, i),
+            record: PendingRecord {
+                pending_id: string(&id, i).unwrap_or_default(),
+                row: string(&row, i).unwrap_or_else(|| "{}".into()),
+                wait_until: int(&wait_until, i),
+                email: string(&email, i),
+                user_id: string(&user, i),
+                client_id: string(&client, i),
+            },
         })
-        .collect()
+        .collect())
 }
 
 /// The `pending` rows decoded into rows of `schema`; the indices (into

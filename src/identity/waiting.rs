@@ -10,14 +10,13 @@
 //! read whole again.
 
 use std::collections::HashMap;
-use std::sync::Arc;
 
 use arrow::array::{Array, AsArray, RecordBatch};
 use arrow::compute::cast;
-use arrow::datatypes::{DataType, Int64Type};
+use arrow::datatypes::DataType;
 use deltalake_core::DeltaTable;
 
-use super::pending::{OpenRow, open_rows};
+use super::pending::{OpenRow, open_rows, open_rows_in};
 use crate::sql::QueryError;
 use crate::store::follow::{self, Followed};
 use crate::store::ledger::PendingRecord;
@@ -161,50 +160,11 @@ impl WaitingCache {
 
 /// The rows of `batch` (a followed file's columns) whose kind is `kind`.
 fn rows_of_kind(batch: &RecordBatch, kind: &str) -> Result<Vec<OpenRow>, QueryError> {
-    let text = |name: &str| -> Result<Option<Arc<dyn Array>>, QueryError> {
-        batch
-            .column_by_name(name)
-            .map(|c| cast(c, &DataType::Utf8).map_err(|e| QueryError::Engine(e.to_string())))
-            .transpose()
-    };
-    let number = |name: &str| -> Result<Option<Arc<dyn Array>>, QueryError> {
-        batch
-            .column_by_name(name)
-            .map(|c| cast(c, &DataType::Int64).map_err(|e| QueryError::Engine(e.to_string())))
-            .transpose()
-    };
-    let Some(kinds) = text("kind")? else {
+    let Some(kinds) = batch.column_by_name("kind") else {
         return Ok(Vec::new());
     };
-    let (trigger, id, row) = (text("trigger")?, text("pending_id")?, text("row")?);
-    let (email, user, client) = (text("email")?, text("user_id")?, text("client_id")?);
-    let (wait_until, clock) = (number("wait_until")?, number("clock")?);
-    let string = |column: &Option<Arc<dyn Array>>, i: usize| {
-        column
-            .as_ref()
-            .filter(|c| c.is_valid(i))
-            .map(|c| c.as_string::<i32>().value(i).to_string())
-    };
-    let int = |column: &Option<Arc<dyn Array>>, i: usize| {
-        column
-            .as_ref()
-            .filter(|c| c.is_valid(i))
-            .map_or(0, |c| c.as_primitive::<Int64Type>().value(i))
-    };
+    let kinds = cast(kinds, &DataType::Utf8).map_err(|e| QueryError::Engine(e.to_string()))?;
     let kinds = kinds.as_string::<i32>();
-    Ok((0..batch.num_rows())
-        .filter(|i| kinds.is_valid(*i) && kinds.value(*i) == kind)
-        .map(|i| OpenRow {
-            trigger: string(&trigger, i).unwrap_or_default(),
-            clock: int(&clock, i),
-            record: PendingRecord {
-                pending_id: string(&id, i).unwrap_or_default(),
-                row: string(&row, i).unwrap_or_else(|| "{}".into()),
-                wait_until: int(&wait_until, i),
-                email: string(&email, i),
-                user_id: string(&user, i),
-                client_id: string(&client, i),
-            },
-        })
-        .collect())
+    let rows = (0..batch.num_rows()).filter(|i| kinds.is_valid(*i) && kinds.value(*i) == kind);
+    open_rows_in(batch, rows)
 }
