@@ -11,7 +11,7 @@
 //! content hash) are stored, so importing again or after a crash resumes
 //! exactly where the last commit ended. The file is hashed on its own
 //! thread while the first chunks are read and parsed; the committer waits
-//! for the hash before its first commit (a file imported before stops the
+//! for the hash before its first commit (a file imported before drops the
 //! pipeline unread). The reader reads each chunk straight into a buffer a
 //! parser has finished with, so a chunk's memory is faulted in once per
 //! import, not once per chunk.
@@ -155,35 +155,20 @@ pub async fn import(
             let file = file.to_path_buf();
             tokio::task::spawn_blocking(move || hash_file(&file))
         };
-        let parsing = match options.strict {
-            true => None,
-            false => Some(job.start()),
-        };
-        let hash = match hashing.await {
-            Ok(hashed) => hashed.map_err(|e| named_error(&name, e)),
-            Err(_) => Err(named_error(&name, "the hashing thread panicked")),
-        };
-        let hash = match hash {
-            Ok(hash) => hash,
-            Err(e) => {
-                if let Some(parsing) = parsing {
-                    job.abandon(parsing);
-                }
-                return Err(e);
-            }
-        };
+        // Not read (the file was imported before, or an error): dropped,
+        // its threads end at their next send.
+        let parsing = (!options.strict).then(|| job.start());
+        let hash = hashing
+            .await
+            .map_err(|_| named_error(&name, "the hashing thread panicked"))?
+            .map_err(|e| named_error(&name, e))?;
         let finished = finished_location(&hash);
         let done = match store.read_state::<ImportReport>(&finished).await? {
             // Imported before (its transactions may have expired since).
-            Some(earlier) => {
-                if let Some(parsing) = parsing {
-                    job.abandon(parsing);
-                }
-                ImportReport {
-                    skipped: earlier.events + earlier.skipped,
-                    ..ImportReport::default()
-                }
-            }
+            Some(earlier) => ImportReport {
+                skipped: earlier.events + earlier.skipped,
+                ..ImportReport::default()
+            },
             None => {
                 if options.strict {
                     let bad = job.drain(job.start(), None, progress).await?.bad_lines;
@@ -228,7 +213,8 @@ struct FileJob {
 }
 
 /// A file's pipeline, started: its parsed chunks as they come, and the
-/// thread that reads and parses them.
+/// thread that reads and parses them. Dropped unread, it stops: its
+/// threads end at their next send.
 struct Parsing {
     receiver: tokio_mpsc::Receiver<ParsedChunk>,
     producer: std::thread::JoinHandle<std::io::Result<()>>,
@@ -241,12 +227,6 @@ impl FileJob {
         let (sender, receiver) = tokio_mpsc::channel::<ParsedChunk>(PARSED_QUEUE);
         let producer = self.spawn_producer(sender);
         Parsing { receiver, producer }
-    }
-
-    /// Stops a started pipeline unread: its threads end at their next send.
-    fn abandon(&self, parsing: Parsing) {
-        drop(parsing.receiver);
-        let _ = parsing.producer.join();
     }
 
     /// Takes every chunk the pipeline parses, in file order. Without a
