@@ -2,8 +2,9 @@
 //! (`identity::waiting`) agree with a read of the whole ledger at every
 //! step of a history: rows deferred by several triggers' runs, settled as
 //! resolved or expired, the ledger compacted by another writer (followed:
-//! it moves rows, it adds none), and rows deleted by another writer (read
-//! whole again).
+//! it moves rows, it adds none), rows deleted by another writer (read
+//! whole again), a second replica's commits (followed) and a log cleaned
+//! up past what was kept (read whole again).
 
 use std::collections::HashMap;
 use std::process::Command;
@@ -220,5 +221,47 @@ async fn kept_waiting_rows_agree_with_the_whole_ledger_through_settlements_compa
     assert_eq!(
         ids(&cache.open(&ledger, TRIGGERS).await.unwrap())["cart_abandoned"],
         ["p9", "p0"]
+    );
+
+    // A second replica commits through its own handle: followed like ours.
+    let kept = Waiting::read(&ledger).await.unwrap();
+    let mut replica = store
+        .open_or_create("shop", TableKind::Ledger)
+        .await
+        .unwrap();
+    commit_run(&mut replica, "never_ran", 500, &[pending("r1", "g")], &[]).await;
+    ledger.update_state().await.unwrap();
+    let kept = agree(kept, &ledger, &cache)
+        .await
+        .expect("another replica's commit is followed");
+    assert_eq!(ids(&kept.of(TRIGGERS))["never_ran"], ["r1"]);
+
+    // Another writer cleans up the log past what was kept: read it whole.
+    commit_run(
+        &mut ledger,
+        "never_ran",
+        600,
+        &[],
+        &settled("r1", Settled::Resolved),
+    )
+    .await;
+    python(
+        table,
+        "import sys\nfrom deltalake import DeltaTable\n\
+         t = DeltaTable(sys.argv[1])\n\
+         t.alter.set_table_properties({'delta.logRetentionDuration': 'interval 0 seconds'})\n\
+         t = DeltaTable(sys.argv[1])\nt.create_checkpoint()\nt.cleanup_metadata()",
+    );
+    ledger.update_state().await.unwrap();
+    assert!(
+        agree(kept, &ledger, &cache).await.is_none(),
+        "commits cleaned from the log are not followed"
+    );
+    assert!(
+        !cache
+            .open(&ledger, TRIGGERS)
+            .await
+            .unwrap()
+            .contains_key("never_ran")
     );
 }
