@@ -19,7 +19,7 @@ use crate::event::batch::events_schema;
 use crate::identity::identities_from_index;
 use crate::identity::index::IdentityIndex;
 use crate::session::{WorkspaceTables, tables_session};
-use crate::sql::{new_context, replace_table};
+use crate::sql::{QueryError, new_context, replace_table};
 use crate::store::files::live_files;
 use crate::store::ledger::{PendingRecord, cursor_app_id};
 use crate::store::stamp::stamp_unstamped;
@@ -82,11 +82,7 @@ impl Tick {
             .as_ref()
             .and_then(DeltaTable::version)
             .map_or(-1, |v| v as i64);
-        let mut cursors = HashMap::new();
-        for trigger in triggers {
-            let cursor = table::app_progress(&ledger, &cursor_app_id(&trigger.name)).await?;
-            cursors.insert(trigger.name.clone(), cursor);
-        }
+        let cursors = cursors(&ledger, triggers).await?;
         let names: Vec<&str> = triggers.iter().map(|t| t.name.as_str()).collect();
         let has_history = ledger.version().is_some();
         let streaks = match request.commit && has_history {
@@ -175,7 +171,12 @@ impl Tick {
             .session
             .get_or_try_init(|| {
                 let identities = self.identities.clone();
-                tables_session(&self.tables, request.now, request.identity_ttl, identities)
+                remembering_json(tables_session(
+                    &self.tables,
+                    request.now,
+                    request.identity_ttl,
+                    identities,
+                ))
             })
             .await
             .map_err(|e| e.to_string())?
@@ -235,6 +236,41 @@ impl Tick {
         }
         Ok(())
     }
+}
+
+/// Each trigger's committed cursor. Each lookup replays the ledger's log
+/// for one application id on a blocking thread, so a few run at once.
+async fn cursors(
+    ledger: &DeltaTable,
+    triggers: &[TriggerFile],
+) -> Result<HashMap<String, Option<i64>>, StoreError> {
+    use futures::{StreamExt as _, TryStreamExt as _};
+    let lookups: Vec<_> = triggers.iter().map(|t| cursor(ledger, &t.name)).collect();
+    futures::stream::iter(lookups)
+        .buffer_unordered(CURSOR_LOOKUPS)
+        .try_collect()
+        .await
+}
+
+/// One trigger's committed cursor, with its name.
+async fn cursor(ledger: &DeltaTable, trigger: &str) -> Result<(String, Option<i64>), StoreError> {
+    let cursor = table::app_progress(ledger, &cursor_app_id(trigger)).await?;
+    Ok((trigger.to_string(), cursor))
+}
+
+/// Cursor lookups in flight at once.
+const CURSOR_LOOKUPS: usize = 8;
+
+/// The tick's session with its JSON lookups remembered (`json_memo`);
+/// on a cluster the executors run the plain functions.
+async fn remembering_json(
+    session: impl std::future::Future<Output = Result<SessionContext, QueryError>>,
+) -> Result<SessionContext, QueryError> {
+    let ctx = session.await?;
+    if crate::sql::cluster::scheduler().is_none() {
+        crate::sql::json_memo::install(&ctx);
+    }
+    Ok(ctx)
 }
 
 fn window_key(window: Window, sent_after: Option<DateTime<Utc>>) -> WindowKey {

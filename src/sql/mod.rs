@@ -4,6 +4,7 @@
 //! hints for analyst SQL. `session` composes a workspace's whole session.
 //!
 //! - `cluster`: `[engine] ballista`: analysts' sessions executed on a Ballista cluster.
+//! - `json_memo`: a tick's JSON lookups, each document and path parsed once.
 //! - `json_placement`: the JSON functions run on the rows filters keep.
 //! - `ledger`: the ledger's views (`runs`, `matches`, `deliveries`, `attempts`).
 //! - `limits`: `query_memory` (one pool for the process) and `query_timeout`.
@@ -11,6 +12,7 @@
 //! - `output`: query results as a table, CSV or JSON lines.
 
 pub mod cluster;
+pub mod json_memo;
 pub mod json_placement;
 pub mod ledger;
 pub mod limits;
