@@ -23,7 +23,7 @@ use crate::sql::{QueryError, new_context, replace_table};
 use crate::store::files::live_files;
 use crate::store::ledger::{PendingRecord, cursor_app_id};
 use crate::store::stamp::stamp_unstamped;
-use crate::store::{StoreError, TableKind, table};
+use crate::store::{Store, StoreError, TableKind, table};
 use crate::trigger::TriggerFile;
 use crate::trigger::health::{Streak, current_streaks};
 use crate::window::{Window, new_events, window_for};
@@ -63,16 +63,49 @@ impl Tick {
         triggers: &[TriggerFile],
     ) -> Result<Tick, RunError> {
         let (store, workspace) = (request.store, request.workspace);
-        let mut events = store.open(workspace, TableKind::Events).await?;
-        if let Some(table) = events.as_mut() {
-            stamp_unstamped(table).await?;
-        }
-        let ledger = store.open_or_create(workspace, TableKind::Ledger).await?;
-        let index = match events.as_ref() {
-            Some(table) => Some(request.identities.at(store, workspace, table).await?),
-            None => None,
-        };
+        // The tables are independent: opening one is reading its log.
+        let (events, ledger, (quarantine, erasures, attempts)) = tokio::try_join!(
+            stamped_events(store, workspace),
+            store.open_or_create(workspace, TableKind::Ledger),
+            async {
+                tokio::try_join!(
+                    store.open(workspace, TableKind::Quarantine),
+                    store.open(workspace, TableKind::Erasures),
+                    store.open(workspace, TableKind::Attempts),
+                )
+            },
+        )?;
         let failed = |e: &dyn std::fmt::Display| StoreError::delta(ledger.table_url(), e);
+        let names: Vec<&str> = triggers.iter().map(|t| t.name.as_str()).collect();
+        let has_history = ledger.version().is_some();
+        // The identity index (from the events) and the ledger's reads.
+        let (index, cursors, streaks, waiting) = tokio::try_join!(
+            async {
+                match events.as_ref() {
+                    Some(table) => Ok(Some(request.identities.at(store, workspace, table).await?)),
+                    None => Ok::<_, RunError>(None),
+                }
+            },
+            async { Ok::<_, RunError>(cursors(&ledger, triggers).await?) },
+            async {
+                match request.commit && has_history {
+                    true => current_streaks(&ledger, &names, request.max_failures)
+                        .await
+                        .map_err(|e| RunError::from(failed(&e))),
+                    false => Ok(HashMap::new()),
+                }
+            },
+            async {
+                match !request.whole_history && has_history {
+                    true => request
+                        .identities
+                        .waiting(&ledger, &names)
+                        .await
+                        .map_err(|e| RunError::from(failed(&e))),
+                    false => Ok(HashMap::new()),
+                }
+            },
+        )?;
         let identities = match index.as_deref() {
             Some(index) => identities_from_index(index, request.now, request.identity_ttl)
                 .map_err(|e| failed(&e))?,
@@ -82,29 +115,12 @@ impl Tick {
             .as_ref()
             .and_then(DeltaTable::version)
             .map_or(-1, |v| v as i64);
-        let cursors = cursors(&ledger, triggers).await?;
-        let names: Vec<&str> = triggers.iter().map(|t| t.name.as_str()).collect();
-        let has_history = ledger.version().is_some();
-        let streaks = match request.commit && has_history {
-            true => current_streaks(&ledger, &names, request.max_failures)
-                .await
-                .map_err(|e| failed(&e))?,
-            false => HashMap::new(),
-        };
-        let waiting = match !request.whole_history && has_history {
-            true => request
-                .identities
-                .waiting(&ledger, &names)
-                .await
-                .map_err(|e| failed(&e))?,
-            false => HashMap::new(),
-        };
         let tables = WorkspaceTables {
             events,
-            quarantine: store.open(workspace, TableKind::Quarantine).await?,
-            erasures: store.open(workspace, TableKind::Erasures).await?,
+            quarantine,
+            erasures,
             ledger: Some(ledger.clone()),
-            attempts: store.open(workspace, TableKind::Attempts).await?,
+            attempts,
         };
         let mut tick = Tick {
             tables,
@@ -236,6 +252,16 @@ impl Tick {
         }
         Ok(())
     }
+}
+
+/// The workspace's events table (none: never written), with its
+/// unstamped commits stamped.
+async fn stamped_events(store: &Store, workspace: &str) -> Result<Option<DeltaTable>, StoreError> {
+    let mut events = store.open(workspace, TableKind::Events).await?;
+    if let Some(table) = events.as_mut() {
+        stamp_unstamped(table).await?;
+    }
+    Ok(events)
 }
 
 /// Each trigger's committed cursor. Each lookup replays the ledger's log
