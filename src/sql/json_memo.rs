@@ -11,10 +11,12 @@
 //! Only calls whose path is literal are remembered (`json_get_float(
 //! properties, 'cart_value')`); a path taken from a column is passed
 //! through. The memo lives as long as the session (one tick) and stops
-//! growing at [`MAX_REMEMBERED`] answers per function.
+//! growing when its answers and index hold [`MEMO_BYTES`] (all functions
+//! together); lookups past that parse as before.
 
 use std::collections::HashMap;
 use std::hash::{BuildHasherDefault, Hash, Hasher};
+use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex};
 
 use arrow::array::{Array, ArrayRef, AsArray, UInt32Array};
@@ -42,17 +44,23 @@ const REMEMBERED: &[&str] = &[
     "json_length",
 ];
 
-/// Answers remembered per function (and memory held: the answers of a
-/// 200,000-row window over a few paths stay far below it).
-pub const MAX_REMEMBERED: usize = 1 << 20;
+/// Memory a session's memo may hold, answers and index together: a
+/// 200,000-row window's numbers over a few paths take a few MB; long text
+/// answers (`json_get_json` of big objects) stop being remembered here.
+pub const MEMO_BYTES: usize = 64 << 20;
+
+/// Index memory per remembered answer (digest, place, the map's slack).
+const INDEX_BYTES_PER_ANSWER: usize = 48;
 
 /// Replaces the session's JSON getters with remembering ones.
 pub fn install(ctx: &SessionContext) {
+    let held = Arc::new(AtomicUsize::new(0));
     for name in REMEMBERED {
         if let Ok(inner) = ctx.udf(name) {
             let memo = Remembering {
                 inner: Arc::clone(inner.inner()),
                 memo: Arc::default(),
+                held: Arc::clone(&held),
             };
             ctx.register_udf(ScalarUDF::new_from_impl(memo));
         }
@@ -64,6 +72,8 @@ pub fn install(ctx: &SessionContext) {
 struct Remembering {
     inner: Arc<dyn ScalarUDFImpl>,
     memo: Arc<Mutex<Memo>>,
+    /// Bytes the session's memos hold, against [`MEMO_BYTES`].
+    held: Arc<AtomicUsize>,
 }
 
 impl PartialEq for Remembering {
@@ -218,8 +228,11 @@ impl Remembering {
 
     /// Keeps `answers` and where each digest's answer is in them.
     fn remember(&self, answers: &ArrayRef, digests: impl Iterator<Item = Option<u128>>) {
+        let cost = answers.get_array_memory_size() + answers.len() * INDEX_BYTES_PER_ANSWER;
         let mut memo = self.memo.lock().expect("json memo lock");
-        if memo.at.len() >= MAX_REMEMBERED || memo.chunks.len() >= u32::MAX as usize {
+        let held = self.held.fetch_add(cost, Ordering::Relaxed);
+        if held + cost > MEMO_BYTES || memo.chunks.len() >= u32::MAX as usize {
+            self.held.fetch_sub(cost, Ordering::Relaxed);
             return;
         }
         let chunk = memo.chunks.len() as u32;
@@ -371,49 +384,77 @@ mod tests {
         assert_ne!(first, other, "a different key is looked up, not remembered");
     }
 
-    #[test]
-    fn a_batch_mixing_remembered_and_new_documents_keeps_its_row_order() {
-        let memo = Remembering {
+    /// `json_get_float(document, 'v')` through `getter`, for each document.
+    fn get_v(getter: &Remembering, docs: Vec<Option<&str>>) -> Float64Array {
+        let documents: ArrayRef = Arc::new(StringArray::from(docs));
+        let args = ScalarFunctionArgs {
+            args: vec![
+                ColumnarValue::Array(Arc::clone(&documents)),
+                ColumnarValue::Scalar(ScalarValue::from("v")),
+            ],
+            arg_fields: vec![
+                Arc::new(Field::new("p", DataType::Utf8, true)),
+                Arc::new(Field::new("k", DataType::Utf8, false)),
+            ],
+            number_rows: documents.len(),
+            return_field: Arc::new(Field::new("v", DataType::Float64, true)),
+            config_options: Arc::default(),
+        };
+        let ColumnarValue::Array(answers) = getter.invoke_with_args(args).unwrap() else {
+            panic!("an array")
+        };
+        answers
+            .as_any()
+            .downcast_ref::<Float64Array>()
+            .unwrap()
+            .clone()
+    }
+
+    /// A remembering `json_get_float` whose session already holds `held` bytes.
+    fn float_getter(held: usize) -> Remembering {
+        Remembering {
             inner: Arc::clone(datafusion_functions_json::udfs::json_get_float_udf().inner()),
             memo: Arc::default(),
-        };
-        let call = |docs: Vec<Option<&str>>| {
-            let documents: ArrayRef = Arc::new(StringArray::from(docs));
-            let rows = documents.len();
-            let args = ScalarFunctionArgs {
-                args: vec![
-                    ColumnarValue::Array(Arc::clone(&documents)),
-                    ColumnarValue::Scalar(ScalarValue::from("v")),
-                ],
-                arg_fields: vec![
-                    Arc::new(Field::new("p", DataType::Utf8, true)),
-                    Arc::new(Field::new("k", DataType::Utf8, false)),
-                ],
-                number_rows: rows,
-                return_field: Arc::new(Field::new("v", DataType::Float64, true)),
-                config_options: Arc::default(),
-            };
-            let answers = memo.invoke_with_args(args).unwrap();
-            let ColumnarValue::Array(answers) = answers else {
-                panic!("an array")
-            };
-            answers
-                .as_any()
-                .downcast_ref::<Float64Array>()
-                .unwrap()
-                .clone()
-        };
-        let first = call(vec![Some(r#"{"v": 1}"#), Some(r#"{"v": 2}"#)]);
+            held: Arc::new(AtomicUsize::new(held)),
+        }
+    }
+
+    #[test]
+    fn a_batch_mixing_remembered_and_new_documents_keeps_its_row_order() {
+        let getter = float_getter(0);
+        let first = get_v(&getter, vec![Some(r#"{"v": 1}"#), Some(r#"{"v": 2}"#)]);
         assert_eq!(first, Float64Array::from(vec![1.0, 2.0]));
-        let mixed = call(vec![
-            Some(r#"{"v": 3}"#),
-            Some(r#"{"v": 2}"#),
-            None,
-            Some(r#"{"v": 1}"#),
-            Some(r#"{"v": 4}"#),
-        ]);
+        let mixed = get_v(
+            &getter,
+            vec![
+                Some(r#"{"v": 3}"#),
+                Some(r#"{"v": 2}"#),
+                None,
+                Some(r#"{"v": 1}"#),
+                Some(r#"{"v": 4}"#),
+            ],
+        );
         let expected = Float64Array::from(vec![Some(3.0), Some(2.0), None, Some(1.0), Some(4.0)]);
         assert_eq!(mixed, expected);
-        assert_eq!(memo.memo.lock().unwrap().at.len(), 4, "each document once");
+        assert_eq!(
+            getter.memo.lock().unwrap().at.len(),
+            4,
+            "each document once"
+        );
+        assert!(
+            getter.held.load(Ordering::Relaxed) > 0,
+            "what it holds is counted"
+        );
+    }
+
+    #[test]
+    fn a_full_memo_answers_by_parsing_and_remembers_nothing_more() {
+        let getter = float_getter(MEMO_BYTES);
+        for _ in 0..2 {
+            let answers = get_v(&getter, vec![Some(r#"{"v": 7}"#), None]);
+            assert_eq!(answers, Float64Array::from(vec![Some(7.0), None]));
+        }
+        assert!(getter.memo.lock().unwrap().at.is_empty());
+        assert_eq!(getter.held.load(Ordering::Relaxed), MEMO_BYTES);
     }
 }
