@@ -10,6 +10,7 @@
 //! this file (a test, `tests/it/layers.rs`, keeps it so).
 //! ```text
 //! duration, schedule, config       values a project is configured with
+//! digest_map                       hash maps keyed by digests (dedupe, the JSON memo)
 //! keys                             API keys as SHA-256 digests, compared in constant time
 //! event, sample                    the event model and its API shapes
 //! project                          trigger, segment and flow files
@@ -37,6 +38,8 @@
 // order here is the layer order.
 
 pub mod duration;
+
+pub mod digest_map;
 
 pub mod schedule;
 

@@ -13,10 +13,11 @@
 //! are forgotten first.
 
 use std::collections::{HashMap, VecDeque};
-use std::hash::{BuildHasherDefault, Hasher};
 use std::sync::{Mutex, MutexGuard, PoisonError};
 
 use xxhash_rust::xxh3::Xxh3;
+
+use crate::digest_map::DigestMap;
 
 /// Independent maps, each behind its own lock.
 pub const SHARDS: usize = 16;
@@ -45,7 +46,7 @@ struct Shard {
     /// at most half full cleans up after removals in place instead of
     /// growing, so neither ever reallocates.
     capacity: usize,
-    received: HashMap<Digest, i64, BuildHasherDefault<DigestHasher>>,
+    received: DigestMap<Digest, i64>,
     /// Arrival order, for expiry: (received_at, digest).
     order: VecDeque<(i64, Digest)>,
 }
@@ -174,26 +175,6 @@ fn digest(workspace: &str, id: &str) -> Digest {
     }
     let value = hasher.digest128();
     (value as u64, (value >> 64) as u64)
-}
-
-/// The map's hasher: the key is a digest already, so its low word is the hash.
-#[derive(Debug, Default)]
-struct DigestHasher(u64);
-
-impl Hasher for DigestHasher {
-    fn finish(&self) -> u64 {
-        self.0
-    }
-
-    fn write(&mut self, bytes: &[u8]) {
-        for &byte in bytes {
-            self.0 = self.0.rotate_left(8) ^ u64::from(byte);
-        }
-    }
-
-    fn write_u64(&mut self, word: u64) {
-        self.0 ^= word;
-    }
 }
 
 #[cfg(test)]

@@ -4,9 +4,11 @@
 //! ask. A trigger reads a key in its `WHERE` and again in its `SELECT`,
 //! and the triggers of one event read the same keys of the same rows; each
 //! read was a parse. [`install`] wraps the session's JSON getters so that a
-//! lookup first digests the document (xxh3, 128 bits, seeded by the path)
-//! and answers from the tick's memo, parsing only the documents it has not
-//! seen.
+//! lookup first digests the document (xxh3, 128 bits, seeded by the path
+//! and a salt drawn per session) and answers from the tick's memo, parsing
+//! only the documents it has not seen. The digest is not cryptographic: two
+//! documents with one digest would share an answer. The random salt keeps
+//! a sender from crafting such a pair against a known seed.
 //!
 //! Only calls whose path is literal are remembered (`json_get_float(
 //! properties, 'cart_value')`); a path taken from a column is passed
@@ -15,10 +17,11 @@
 //! together); lookups past that parse as before.
 
 use std::collections::HashMap;
-use std::hash::{BuildHasherDefault, Hash, Hasher};
+use std::hash::{Hash, Hasher};
 use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex};
 
+use crate::digest_map::DigestMap;
 use arrow::array::{Array, ArrayRef, AsArray, UInt32Array};
 use arrow::compute::{interleave, take};
 use arrow::datatypes::{DataType, FieldRef};
@@ -29,7 +32,7 @@ use datafusion::logical_expr::{
     ColumnarValue, ReturnFieldArgs, ScalarFunctionArgs, ScalarUDF, ScalarUDFImpl, Signature,
 };
 use datafusion::prelude::SessionContext;
-use xxhash_rust::xxh3::{xxh3_64, xxh3_128_with_seed};
+use xxhash_rust::xxh3::{xxh3_64_with_seed, xxh3_128_with_seed};
 
 /// The getters whose answers are remembered: each returns one scalar per
 /// document and path.
@@ -55,12 +58,14 @@ const INDEX_BYTES_PER_ANSWER: usize = 48;
 /// Replaces the session's JSON getters with remembering ones.
 pub fn install(ctx: &SessionContext) {
     let held = Arc::new(AtomicUsize::new(0));
+    let salt = uuid::Uuid::new_v4().as_u64_pair().0;
     for name in REMEMBERED {
         if let Ok(inner) = ctx.udf(name) {
             let memo = Remembering {
                 inner: Arc::clone(inner.inner()),
                 memo: Arc::default(),
                 held: Arc::clone(&held),
+                salt,
             };
             ctx.register_udf(ScalarUDF::new_from_impl(memo));
         }
@@ -74,6 +79,8 @@ struct Remembering {
     memo: Arc<Mutex<Memo>>,
     /// Bytes the session's memos hold, against [`MEMO_BYTES`].
     held: Arc<AtomicUsize>,
+    /// Mixed into every seed, drawn per session.
+    salt: u64,
 }
 
 impl PartialEq for Remembering {
@@ -95,27 +102,7 @@ impl Hash for Remembering {
 #[derive(Debug, Default)]
 struct Memo {
     chunks: Vec<ArrayRef>,
-    at: HashMap<u128, (u32, u32), BuildHasherDefault<DigestHasher>>,
-}
-
-/// A digest is already a hash: its low 64 bits are the map's.
-#[derive(Default)]
-struct DigestHasher(u64);
-
-impl Hasher for DigestHasher {
-    fn finish(&self) -> u64 {
-        self.0
-    }
-
-    fn write(&mut self, bytes: &[u8]) {
-        for &b in bytes {
-            self.0 = self.0.rotate_left(8) ^ u64::from(b);
-        }
-    }
-
-    fn write_u128(&mut self, digest: u128) {
-        self.0 = digest as u64;
-    }
+    at: DigestMap<u128, (u32, u32)>,
 }
 
 impl ScalarUDFImpl for Remembering {
@@ -155,7 +142,7 @@ impl ScalarUDFImpl for Remembering {
     }
 
     fn invoke_with_args(&self, args: ScalarFunctionArgs) -> Result<ColumnarValue> {
-        let Some(seed) = literal_path_seed(&args.args, args.return_type()) else {
+        let Some(seed) = literal_path_seed(&args.args, args.return_type(), self.salt) else {
             return self.inner.invoke_with_args(args);
         };
         let ColumnarValue::Array(documents) = &args.args[0] else {
@@ -283,7 +270,7 @@ impl Remembering {
 /// A seed naming the path (and the answer's type) when every argument
 /// after the document is a literal (none: the path varies by row, nothing
 /// is remembered).
-fn literal_path_seed(args: &[ColumnarValue], answer: &DataType) -> Option<u64> {
+fn literal_path_seed(args: &[ColumnarValue], answer: &DataType, salt: u64) -> Option<u64> {
     let mut path = format!("{answer:?}\u{0}");
     for arg in args.get(1..)? {
         match arg {
@@ -291,7 +278,7 @@ fn literal_path_seed(args: &[ColumnarValue], answer: &DataType) -> Option<u64> {
             ColumnarValue::Array(_) => return None,
         }
     }
-    Some(xxh3_64(path.as_bytes()))
+    Some(xxh3_64_with_seed(path.as_bytes(), salt))
 }
 
 /// One path element, typed so that `'1'` and `1` differ.
@@ -416,6 +403,7 @@ mod tests {
             inner: Arc::clone(datafusion_functions_json::udfs::json_get_float_udf().inner()),
             memo: Arc::default(),
             held: Arc::new(AtomicUsize::new(held)),
+            salt: 7,
         }
     }
 
