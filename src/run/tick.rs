@@ -19,7 +19,7 @@ use crate::event::batch::events_schema;
 use crate::identity::identities_from_index;
 use crate::identity::index::IdentityIndex;
 use crate::session::{WorkspaceTables, tables_session};
-use crate::sql::{QueryError, new_context, replace_table};
+use crate::sql::{QueryError, json_memo, new_context, replace_table};
 use crate::store::files::live_files;
 use crate::store::ledger::{PendingRecord, cursor_app_id};
 use crate::store::stamp::stamp_unstamped;
@@ -111,10 +111,7 @@ impl Tick {
                 .map_err(|e| failed(&e))?,
             None => None,
         };
-        let watermark = events
-            .as_ref()
-            .and_then(DeltaTable::version)
-            .map_or(-1, |v| v as i64);
+        let watermark = events.as_ref().map_or(-1, table::version);
         let tables = WorkspaceTables {
             events,
             quarantine,
@@ -187,12 +184,13 @@ impl Tick {
             .session
             .get_or_try_init(|| {
                 let identities = self.identities.clone();
-                remembering_json(tables_session(
-                    &self.tables,
-                    request.now,
-                    request.identity_ttl,
-                    identities,
-                ))
+                async move {
+                    let ctx =
+                        tables_session(&self.tables, request.now, request.identity_ttl, identities)
+                            .await?;
+                    json_memo::install(&ctx);
+                    Ok::<_, QueryError>(ctx)
+                }
             })
             .await
             .map_err(|e| e.to_string())?
@@ -286,18 +284,6 @@ async fn cursor(ledger: &DeltaTable, trigger: &str) -> Result<(String, Option<i6
 
 /// Cursor lookups in flight at once.
 const CURSOR_LOOKUPS: usize = 8;
-
-/// The tick's session with its JSON lookups remembered (`json_memo`);
-/// on a cluster the executors run the plain functions.
-async fn remembering_json(
-    session: impl std::future::Future<Output = Result<SessionContext, QueryError>>,
-) -> Result<SessionContext, QueryError> {
-    let ctx = session.await?;
-    if crate::sql::cluster::scheduler().is_none() {
-        crate::sql::json_memo::install(&ctx);
-    }
-    Ok(ctx)
-}
 
 fn window_key(window: Window, sent_after: Option<DateTime<Utc>>) -> WindowKey {
     (
