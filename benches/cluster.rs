@@ -54,6 +54,8 @@ WHERE n.event_name = 'cart_abandoned'
 
 #[path = "cluster/executors.rs"]
 mod executors;
+#[path = "support/store_copy.rs"]
+mod store_copy;
 
 /// One section of the bench: its name and what it runs.
 type Section = (&'static str, fn() -> Result<()>);

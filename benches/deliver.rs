@@ -20,7 +20,7 @@
 //!
 //! and the flow `bench` writes one NDJSON line per match (`type = "file"`;
 //! `max_deliveries_per_run` raised above the sizes). Timed: one `tripwire
-//! run --now …` process, spawn to exit, in a hard-linked copy of the store:
+//! run --now …` process, spawn to exit, in a copy of the store (`support/store_copy.rs`):
 //! the trigger, contacts, planning, the ledger commit, then claiming,
 //! writing and recording every delivery. `TRIPWIRE_BENCH_RUNS` runs
 //! (default 3), the median printed: µs per delivery and deliveries/s, the
@@ -71,6 +71,10 @@ use axum::serve::ListenerExt as _;
 use chrono::{DateTime, Utc};
 use serde_json::{Value, json};
 use tripwire::config::Config;
+
+#[path = "support/store_copy.rs"]
+mod store_copy;
+use store_copy::copy_store;
 use tripwire::deliver::{DeliveryLimits, deliver_due};
 use tripwire::store::commit::{Always, commit};
 use tripwire::store::ledger::{DeliveryRecord, RunRecord, RunRows, run_batch};
@@ -404,20 +408,6 @@ fn aged_store(shape: &str, history: u64, size: u64) -> Result<PathBuf> {
     Ok(dir.join("store"))
 }
 
-fn hard_link_tree(from: &Path, to: &Path) -> Result<()> {
-    std::fs::create_dir_all(to)?;
-    for entry in std::fs::read_dir(from)? {
-        let entry = entry?;
-        let target = to.join(entry.file_name());
-        if entry.file_type()?.is_dir() {
-            hard_link_tree(&entry.path(), &target)?;
-        } else {
-            std::fs::hard_link(entry.path(), &target)?;
-        }
-    }
-    Ok(())
-}
-
 fn epoch_micros() -> i64 {
     SystemTime::now()
         .duration_since(UNIX_EPOCH)
@@ -449,7 +439,7 @@ fn measure(settings: &Settings, store: &Path, size: u64) -> Result<Figures> {
     let mut copies = Vec::new();
     for run in 0..settings.runs {
         let scratch = tempfile::tempdir_in(bench_data())?;
-        hard_link_tree(store, &scratch.path().join("store"))?;
+        copy_store(store, &scratch.path().join("store"))?;
         let project = Project::at(scratch.path())?;
         let before = project.number("SELECT count(*) FROM attempts").unwrap_or(0);
         let one = timed_run(&project, &now, settings.wrap.as_deref())?;

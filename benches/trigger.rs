@@ -32,7 +32,7 @@
 //!   timing below excludes reading the Delta log.
 //! - `sql`: the trigger's SQL alone over the view-based session, median.
 //! - `process`: one `tripwire run --now …` process, committing to a
-//!   hard-linked copy of the store.
+//!   copy (tables hard-linked) of the store.
 //! - `duckdb`: benches/duckdb_trigger.py, the same SQL over the same Parquet
 //!   files in DuckDB (skipped with a message when `import duckdb` fails).
 //!
@@ -60,6 +60,10 @@ use anyhow::{Context, Result, bail};
 use chrono::{DateTime, Utc};
 use deltalake_core::DeltaTable;
 use tripwire::Config;
+
+#[path = "support/store_copy.rs"]
+mod store_copy;
+use store_copy::copy_store;
 use tripwire::identity::index::IndexCache;
 use tripwire::run::{RunRequest, run_trigger};
 use tripwire::session::{SessionSpec, workspace_session};
@@ -272,14 +276,14 @@ fn tick_store(shape: &str, history: u64, count: u64) -> Result<PathBuf> {
 }
 
 /// The median of `runs` processes of `tripwire run --now NOW` with
-/// `triggers`, each on a fresh hard-linked copy of `store`.
+/// `triggers`, each on a fresh copy (tables hard-linked) of `store`.
 fn tick_process(store: &Path, triggers: &[(String, String)], runs: usize) -> Result<f64> {
     let now = now(TICK_WINDOW).to_rfc3339();
     let mut times = Vec::new();
     for round in 0..=runs {
         let scratch = tempfile::tempdir_in(bench_data())?;
         let copy = scratch.path().join("store");
-        hard_link_tree(store, &copy)?;
+        copy_store(store, &copy)?;
         let project = project_with(&copy, triggers)?;
         let started = Instant::now();
         let stdout = tripwire_cli(
@@ -743,12 +747,12 @@ fn median(times: &mut [Duration]) -> f64 {
     times[times.len() / 2].as_secs_f64()
 }
 
-/// One `tripwire run` process, committing to a hard-linked copy of `store`
+/// One `tripwire run` process, committing to a copy (tables hard-linked) of `store`
 /// (Delta never rewrites a file, so the cached store stays as it was).
 fn process_run(store: &Path, now: DateTime<Utc>) -> Result<f64> {
     let scratch = tempfile::tempdir_in(bench_data())?;
     let copy = scratch.path().join("store");
-    hard_link_tree(store, &copy)?;
+    copy_store(store, &copy)?;
     let project = Project::new(&copy)?;
     let started = Instant::now();
     let stdout = tripwire_cli(
@@ -759,20 +763,6 @@ fn process_run(store: &Path, now: DateTime<Utc>) -> Result<f64> {
     println!("{}", stdout.trim());
     println!("tripwire run process: {seconds:.3}s");
     Ok(seconds)
-}
-
-fn hard_link_tree(from: &Path, to: &Path) -> Result<()> {
-    std::fs::create_dir_all(to)?;
-    for entry in std::fs::read_dir(from)? {
-        let entry = entry?;
-        let target = to.join(entry.file_name());
-        if entry.file_type()?.is_dir() {
-            hard_link_tree(&entry.path(), &target)?;
-        } else {
-            std::fs::hard_link(entry.path(), &target)?;
-        }
-    }
-    Ok(())
 }
 
 /// Runs the release `tripwire` binary with `--config`; returns its stdout.

@@ -11,12 +11,14 @@
 //! shared under target/bench-data/), the trigger's cursor at their end,
 //! then a `TRIPWIRE_BENCH_WINDOW` (default 100k) of new events; built once.
 //! Each figure is the median of `TRIPWIRE_BENCH_RUNS` (default 5) runs
-//! after a warm-up, each on a hard-linked copy of the store.
+//! after a warm-up, each on a copy (tables hard-linked) of the store.
 
 use std::net::{SocketAddr, TcpListener, TcpStream};
 use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Stdio};
 use std::time::{Duration, Instant};
+
+use crate::store_copy::copy_store;
 
 use anyhow::{Context, Result, bail};
 use chrono::DateTime;
@@ -84,7 +86,7 @@ pub fn executors() -> Result<()> {
 }
 
 /// The median of `runs` committed `tripwire run` processes (after one
-/// warm-up), each on a fresh hard-linked copy of `store`, with `engine`
+/// warm-up), each on a fresh copy (tables hard-linked) of `store`, with `engine`
 /// config.
 fn timed_runs(store: &Path, engine: &str, window: u64, runs: usize) -> Result<f64> {
     let now = DateTime::from_timestamp_millis(
@@ -96,7 +98,7 @@ fn timed_runs(store: &Path, engine: &str, window: u64, runs: usize) -> Result<f6
     for round in 0..=runs {
         let scratch = tempfile::tempdir_in(bench_data())?;
         let copy = scratch.path().join("store");
-        hard_link_tree(store, &copy)?;
+        copy_store(store, &copy)?;
         let project = project_with(&copy, engine)?;
         let started = Instant::now();
         let stdout = tripwire_cli(
@@ -283,20 +285,6 @@ fn wild_file(name: &str, events: u64, seed: u64, start_ms: i64) -> Result<PathBu
 
 fn bench_data() -> PathBuf {
     Path::new(env!("CARGO_MANIFEST_DIR")).join("target/bench-data")
-}
-
-fn hard_link_tree(from: &Path, to: &Path) -> Result<()> {
-    std::fs::create_dir_all(to)?;
-    for entry in std::fs::read_dir(from)? {
-        let entry = entry?;
-        let target = to.join(entry.file_name());
-        if entry.file_type()?.is_dir() {
-            hard_link_tree(&entry.path(), &target)?;
-        } else {
-            std::fs::hard_link(entry.path(), &target)?;
-        }
-    }
-    Ok(())
 }
 
 /// Runs the bench build's `tripwire` binary with `--config`; returns its stdout.
