@@ -25,6 +25,7 @@ pub mod follow;
 pub mod handles;
 pub mod journal;
 pub mod ledger;
+pub mod local_log;
 pub mod objects;
 pub mod probe;
 pub mod quarantine;

@@ -22,6 +22,8 @@ use object_store::aws::{AmazonS3Builder, AmazonS3ConfigKey};
 use object_store::path::Path as ObjectPath;
 use url::Url;
 
+use super::local_log::LocalLog;
+
 /// `[storage]`'s S3 options (object_store's names), set once per command.
 static OPTIONS: RwLock<Vec<(String, String)>> = RwLock::new(Vec::new());
 /// One S3 client per bucket, built on first use.
@@ -44,16 +46,19 @@ pub fn configure(options: &[(&str, String)]) {
     register();
 }
 
-/// Puts the `s3://` object-store and log-store factories into deltalake's
-/// registries (once per process; opening a table calls it).
+/// Puts the `s3://` object-store and log-store factories, and the local
+/// file system's whose log listings read names only (`local_log`), into
+/// deltalake's registries (once per process; opening a table calls it).
 pub fn register() {
     static REGISTERED: Once = Once::new();
     REGISTERED.call_once(|| {
-        let Ok(scheme) = Url::parse("s3://") else {
-            return;
-        };
-        object_store_factories().insert(scheme.clone(), Arc::new(S3Factory));
-        logstore_factories().insert(scheme, Arc::new(DefaultLogStoreFactory));
+        if let Ok(scheme) = Url::parse("s3://") {
+            object_store_factories().insert(scheme.clone(), Arc::new(S3Factory));
+            logstore_factories().insert(scheme, Arc::new(DefaultLogStoreFactory));
+        }
+        if let Ok(scheme) = Url::parse("file://") {
+            object_store_factories().insert(scheme, Arc::new(LocalFactory));
+        }
     });
 }
 
@@ -107,6 +112,21 @@ impl ObjectStoreFactory for S3Factory {
         _config: &StorageConfig,
     ) -> DeltaResult<(ObjectStoreRef, ObjectPath)> {
         for_url(url).map_err(DeltaTableError::Generic)
+    }
+}
+
+/// deltalake's `file://` stores: the local file system, its log listings
+/// read by name ([`LocalLog`]).
+struct LocalFactory;
+
+impl ObjectStoreFactory for LocalFactory {
+    fn parse_url_opts(
+        &self,
+        url: &Url,
+        config: &StorageConfig,
+    ) -> DeltaResult<(ObjectStoreRef, ObjectPath)> {
+        let (store, path) = object_store::parse_url_opts(url, &config.raw)?;
+        Ok((Arc::new(LocalLog::new(Arc::from(store))), path))
     }
 }
 

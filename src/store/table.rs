@@ -95,7 +95,10 @@ pub async fn open(url: &Url) -> Result<DeltaTable, StoreError> {
         .map_err(delta)?
         .build()
         .map_err(delta)?;
-    if table.verify_deltatable_existence().await.map_err(delta)? {
+    // Loading first: asking whether a table is there lists its whole log
+    // folder, which on a store that has lived costs more than the load.
+    // A table created meanwhile is loaded again, as before the question.
+    if table.load().await.is_err() && table.verify_deltatable_existence().await.map_err(delta)? {
         table.load().await.map_err(delta)?;
     }
     Ok(table)

@@ -1,0 +1,256 @@
+//! The local file system as Delta tables see it, with an offset listing
+//! that reads only the names it returns (docs/architecture.md "Storage").
+//!
+//! Opening a table lists its `_delta_log` from the last checkpoint on.
+//! object_store's `LocalFileSystem` answers that by walking the whole
+//! folder, stat-ing every entry and turning each path into a URL before
+//! comparing it with the offset: on a store that has lived (thousands of
+//! commit and checkpoint files kept for the log's retention) that cost
+//! ~6 µs per file on every open, most of a cold run's table open.
+//!
+//! [`LocalLog::list_with_offset`] reads the folder's names instead and
+//! asks the file system only about the names after the offset (a
+//! checkpoint and the commits since). It answers what `LocalFileSystem`
+//! answers (the same [`ObjectMeta`], from its `head`), sorted by location;
+//! a folder it cannot answer for cheaply (a sub-folder, a symbolic link,
+//! a name that object_store would encode or skip, the offset outside the
+//! folder) is listed by `LocalFileSystem` itself. Everything else passes
+//! straight through.
+
+use std::ops::Range;
+use std::sync::Arc;
+
+use bytes::Bytes;
+use futures::stream::{self, BoxStream, StreamExt as _};
+use object_store::path::Path;
+use object_store::{
+    CopyOptions, GetOptions, GetResult, ListResult, MultipartUpload, ObjectMeta, ObjectStore,
+    ObjectStoreExt as _, PutMultipartOptions, PutOptions, PutPayload, PutResult, RenameOptions,
+    Result,
+};
+
+/// A local file system rooted at `/` (as `file://` URLs address it).
+#[derive(Debug)]
+pub struct LocalLog {
+    inner: Arc<dyn ObjectStore>,
+}
+
+impl LocalLog {
+    /// Wraps `inner`, a `LocalFileSystem` rooted at `/`.
+    pub fn new(inner: Arc<dyn ObjectStore>) -> LocalLog {
+        LocalLog { inner }
+    }
+}
+
+impl std::fmt::Display for LocalLog {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(f, "LocalLog({})", self.inner)
+    }
+}
+
+/// A name object_store keeps as it is, in a path and on the disk.
+fn is_plain_name(name: &str) -> bool {
+    !matches!(name, "" | "." | "..")
+        && name
+            .bytes()
+            .all(|b| b.is_ascii_alphanumeric() || matches!(b, b'.' | b'_' | b'-'))
+}
+
+/// A folder path made only of plain names.
+fn is_plain_path(path: &Path) -> bool {
+    path.parts().all(|part| is_plain_name(part.as_ref()))
+}
+
+/// The locations in `folder` after `offset`, sorted, read from the folder's
+/// names alone; `None` when only `LocalFileSystem` can tell.
+fn names_after(folder: &Path, offset: &Path) -> Option<Vec<Path>> {
+    if !is_plain_path(folder) || offset.prefix_match(folder)?.count() != 1 {
+        return None;
+    }
+    let entries = std::fs::read_dir(format!("/{folder}")).ok()?;
+    let mut after = Vec::new();
+    for entry in entries {
+        let entry = entry.ok()?;
+        if !entry.file_type().ok()?.is_file() {
+            return None;
+        }
+        let name = entry.file_name().into_string().ok()?;
+        if !is_plain_name(&name) {
+            return None;
+        }
+        let location = folder.clone().join(name);
+        if location > *offset {
+            after.push(location);
+        }
+    }
+    after.sort();
+    Some(after)
+}
+
+#[async_trait::async_trait]
+impl ObjectStore for LocalLog {
+    async fn put_opts(
+        &self,
+        location: &Path,
+        payload: PutPayload,
+        opts: PutOptions,
+    ) -> Result<PutResult> {
+        self.inner.put_opts(location, payload, opts).await
+    }
+
+    async fn put_multipart_opts(
+        &self,
+        location: &Path,
+        opts: PutMultipartOptions,
+    ) -> Result<Box<dyn MultipartUpload>> {
+        self.inner.put_multipart_opts(location, opts).await
+    }
+
+    async fn get_opts(&self, location: &Path, options: GetOptions) -> Result<GetResult> {
+        self.inner.get_opts(location, options).await
+    }
+
+    async fn get_ranges(&self, location: &Path, ranges: &[Range<u64>]) -> Result<Vec<Bytes>> {
+        self.inner.get_ranges(location, ranges).await
+    }
+
+    fn delete_stream(
+        &self,
+        locations: BoxStream<'static, Result<Path>>,
+    ) -> BoxStream<'static, Result<Path>> {
+        self.inner.delete_stream(locations)
+    }
+
+    fn list(&self, prefix: Option<&Path>) -> BoxStream<'static, Result<ObjectMeta>> {
+        self.inner.list(prefix)
+    }
+
+    fn list_with_offset(
+        &self,
+        prefix: Option<&Path>,
+        offset: &Path,
+    ) -> BoxStream<'static, Result<ObjectMeta>> {
+        let Some(folder) = prefix.cloned() else {
+            return self.inner.list_with_offset(None, offset);
+        };
+        let inner = self.inner.clone();
+        let offset = offset.clone();
+        let listed = async move {
+            let (folder_, offset_) = (folder.clone(), offset.clone());
+            let names = tokio::task::spawn_blocking(move || names_after(&folder_, &offset_))
+                .await
+                .ok()
+                .flatten();
+            match names {
+                None => inner.list_with_offset(Some(&folder), &offset),
+                Some(names) => stream::iter(names)
+                    .then(move |location| {
+                        let inner = inner.clone();
+                        async move { inner.head(&location).await }
+                    })
+                    // Deleted between reading the names and asking: gone,
+                    // as a walk a moment later would have found it.
+                    .filter(|meta| {
+                        let gone = matches!(meta, Err(object_store::Error::NotFound { .. }));
+                        async move { !gone }
+                    })
+                    .boxed(),
+            }
+        };
+        stream::once(listed).flatten().boxed()
+    }
+
+    async fn list_with_delimiter(&self, prefix: Option<&Path>) -> Result<ListResult> {
+        self.inner.list_with_delimiter(prefix).await
+    }
+
+    async fn copy_opts(&self, from: &Path, to: &Path, options: CopyOptions) -> Result<()> {
+        self.inner.copy_opts(from, to, options).await
+    }
+
+    async fn rename_opts(&self, from: &Path, to: &Path, options: RenameOptions) -> Result<()> {
+        self.inner.rename_opts(from, to, options).await
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use futures::TryStreamExt as _;
+    use object_store::local::LocalFileSystem;
+
+    fn stores() -> (LocalLog, Arc<dyn ObjectStore>) {
+        let plain: Arc<dyn ObjectStore> = Arc::new(LocalFileSystem::new());
+        (LocalLog::new(plain.clone()), plain)
+    }
+
+    async fn listed(store: &dyn ObjectStore, folder: &Path, offset: &Path) -> Vec<ObjectMeta> {
+        let mut found: Vec<ObjectMeta> = store
+            .list_with_offset(Some(folder), offset)
+            .try_collect()
+            .await
+            .unwrap();
+        found.sort_by(|a, b| a.location.cmp(&b.location));
+        found
+    }
+
+    fn folder_of(dir: &std::path::Path) -> Path {
+        Path::from_filesystem_path(dir).unwrap()
+    }
+
+    #[tokio::test]
+    async fn an_offset_listing_answers_what_the_local_file_system_answers() {
+        let dir = tempfile::tempdir().unwrap();
+        let log = dir.path().join("_delta_log");
+        std::fs::create_dir(&log).unwrap();
+        for version in 0..25 {
+            std::fs::write(log.join(format!("{version:020}.json")), "{}").unwrap();
+        }
+        std::fs::write(log.join(format!("{:020}.checkpoint.parquet", 20)), "pq").unwrap();
+        std::fs::write(log.join("_last_checkpoint"), "{}").unwrap();
+        let (fast, plain) = stores();
+        let folder = folder_of(&log);
+        for offset in [
+            format!("{:020}", 0),
+            format!("{:020}", 20),
+            format!("{:020}.json", 24),
+            "_last_checkpoint".to_string(),
+            "zzz".to_string(),
+        ] {
+            let offset = folder.clone().join(offset);
+            assert!(names_after(&folder, &offset).is_some(), "read by name");
+            let ours = listed(&fast, &folder, &offset).await;
+            assert_eq!(ours, listed(plain.as_ref(), &folder, &offset).await);
+            let sorted = ours.windows(2).all(|w| w[0].location < w[1].location);
+            assert!(sorted && ours.iter().all(|m| m.location > offset));
+        }
+        let from_20 = listed(&fast, &folder, &folder.clone().join(format!("{:020}", 20))).await;
+        let names: Vec<&str> = from_20
+            .iter()
+            .map(|m| m.location.filename().unwrap())
+            .collect();
+        // Versions 20 to 24, then `_last_checkpoint` ('_' sorts after digits).
+        assert_eq!(names.len(), 7, "{names:?}");
+        assert_eq!(names[0], format!("{:020}.checkpoint.parquet", 20));
+    }
+
+    #[tokio::test]
+    async fn folders_it_cannot_read_by_name_are_listed_by_the_file_system() {
+        let dir = tempfile::tempdir().unwrap();
+        let root = dir.path().join("t");
+        std::fs::create_dir_all(root.join("sub")).unwrap();
+        std::fs::write(root.join("b.json"), "1").unwrap();
+        std::fs::write(root.join("sub/c.json"), "2").unwrap();
+        std::fs::write(root.join("a b.json"), "3").unwrap();
+        std::fs::write(root.join("d.json#1"), "partial upload").unwrap();
+        let (fast, plain) = stores();
+        let folder = folder_of(&root);
+        let offset = folder.clone().join("a");
+        assert!(names_after(&folder, &offset).is_none());
+        let ours = listed(&fast, &folder, &offset).await;
+        assert_eq!(ours, listed(plain.as_ref(), &folder, &offset).await);
+        let names: Vec<String> = ours.iter().map(|m| m.location.to_string()).collect();
+        assert!(names.iter().any(|n| n.ends_with("sub/c.json")), "{names:?}");
+        assert!(!names.iter().any(|n| n.contains('#')), "{names:?}");
+    }
+}
