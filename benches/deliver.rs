@@ -71,14 +71,14 @@ use axum::serve::ListenerExt as _;
 use chrono::{DateTime, Utc};
 use serde_json::{Value, json};
 use tripwire::config::Config;
-
-#[path = "support/store_copy.rs"]
-mod store_copy;
-use store_copy::copy_store;
 use tripwire::deliver::{DeliveryLimits, deliver_due};
 use tripwire::store::commit::{Always, commit};
 use tripwire::store::ledger::{DeliveryRecord, RunRecord, RunRows, run_batch};
 use tripwire::store::{Store, TableKind};
+
+#[path = "support/store_copy.rs"]
+mod store_copy;
+use store_copy::copy_store;
 
 const CONFIG: &str =
     "storage = \"./store\"\n[[workspace]]\nid = \"shop\"\nsigning_secret = \"whsec_bench\"\n";

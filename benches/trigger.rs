@@ -60,10 +60,6 @@ use anyhow::{Context, Result, bail};
 use chrono::{DateTime, Utc};
 use deltalake_core::DeltaTable;
 use tripwire::Config;
-
-#[path = "support/store_copy.rs"]
-mod store_copy;
-use store_copy::copy_store;
 use tripwire::identity::index::IndexCache;
 use tripwire::run::{RunRequest, run_trigger};
 use tripwire::session::{SessionSpec, workspace_session};
@@ -72,6 +68,10 @@ use tripwire::store::ledger::cursor_app_id;
 use tripwire::store::{Store, TableKind, table};
 use tripwire::trigger::{TriggerFile, load_triggers};
 use tripwire::window::{Window, new_events};
+
+#[path = "support/store_copy.rs"]
+mod store_copy;
+use store_copy::copy_store;
 
 const WORKSPACE: &str = "shop";
 const TRIGGER: &str = "bench_identity";

@@ -18,10 +18,10 @@ use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Stdio};
 use std::time::{Duration, Instant};
 
-use crate::store_copy::copy_store;
-
 use anyhow::{Context, Result, bail};
 use chrono::DateTime;
+
+use crate::store_copy::copy_store;
 
 const WORKSPACE: &str = "shop";
 const TRIGGER: &str = "bench_identity";

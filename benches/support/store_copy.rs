@@ -1,7 +1,8 @@
 //! A cheap, independent copy of a cached bench store for one timed run.
 //!
-//! Parquet files and Delta log entries are never changed once written, so
-//! they are hard-linked (a 10M-event store copies in milliseconds). Every
+//! Parquet files and Delta log entries are never changed in place (written
+//! once, or `_last_checkpoint` replaced by a rename), so they are
+//! hard-linked (a 10M-event store copies in milliseconds). Every
 //! other file is copied: some are changed in place, like the claim journal
 //! (`store::journal`), which appends to its `log`. Linking those would let
 //! one run's appends reach the cached store and every later copy (a second
@@ -31,7 +32,7 @@ pub fn copy_store(from: &Path, to: &Path) -> Result<()> {
     Ok(())
 }
 
-/// A Parquet file, or a file in a Delta log: written once, never changed.
+/// A Parquet file, or a file in a Delta log: never changed in place.
 fn is_immutable(path: &Path) -> bool {
     let in_delta_log = path
         .parent()
