@@ -15,16 +15,14 @@ use std::num::NonZeroU64;
 use std::sync::Arc;
 use std::time::Duration;
 
-use arrow::array::RecordBatch;
-use arrow::compute::{SortColumn, concat_batches, lexsort_to_indices, take_record_batch};
 use chrono::{DateTime, Utc};
 use datafusion::prelude::{col, lit};
 use deltalake_core::DeltaTable;
 use tokio::sync::watch;
 
 use crate::config::Config;
-use crate::event::batch::COMMIT_VERSION;
 use crate::store::files::{LiveFile, live_files};
+use crate::store::layout::in_file_order;
 use crate::store::rewrite::{Race, arrow_schema, read_rows, replace, write_files};
 use crate::store::stamp::stamp_unstamped;
 use crate::store::{Store, StoreError, TableKind};
@@ -225,7 +223,7 @@ pub fn compaction_groups(files: &[LiveFile], cursors: &[i64], target: i64) -> Ve
 }
 
 /// Merges the events' small files (see [`compaction_groups`]), each
-/// group's rows sorted by stamp, then `seq`.
+/// group's rows in the events' file order (`store::layout`).
 async fn compact_events(table: &mut DeltaTable, cursors: &[i64]) -> Result<(), StoreError> {
     let groups = compaction_groups(&live_files(table)?, cursors, TARGET_FILE_BYTES);
     let schema = arrow_schema(table)?;
@@ -235,27 +233,11 @@ async fn compact_events(table: &mut DeltaTable, cursors: &[i64]) -> Result<(), S
         for file in &group {
             batches.extend(read_rows(table, file, &schema).await?);
         }
-        let merged = sorted_by_stamp(&schema, &batches).map_err(|e| StoreError::delta(&url, e))?;
-        let new = write_files(table, vec![merged]).await?;
+        let merged = in_file_order(&batches).map_err(|e| StoreError::delta(&url, e))?;
+        let new = write_files(table, merged.into_iter().collect()).await?;
         replace(table, &group, new, Vec::new(), Race::Retry).await?;
     }
     Ok(())
-}
-
-fn sorted_by_stamp(
-    schema: &arrow::datatypes::SchemaRef,
-    batches: &[RecordBatch],
-) -> Result<RecordBatch, arrow::error::ArrowError> {
-    let all = concat_batches(schema, batches)?;
-    let key = |name: &str| -> Result<SortColumn, arrow::error::ArrowError> {
-        let index = all.schema().index_of(name)?;
-        Ok(SortColumn {
-            values: all.column(index).clone(),
-            options: None,
-        })
-    };
-    let order = lexsort_to_indices(&[key(COMMIT_VERSION)?, key("seq")?], None)?;
-    take_record_batch(&all, &order)
 }
 
 /// Merges a table's small files with Delta's own optimize (no stamps to

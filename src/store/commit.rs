@@ -28,6 +28,7 @@ use deltalake_core::writer::{DeltaWriter, RecordBatchWriter};
 use deltalake_core::{DeltaTable, DeltaTableError};
 
 use super::StoreError;
+use super::layout::in_file_order;
 use super::table::{app_progress, refresh, writer_properties};
 use crate::event::batch::COMMIT_VERSION;
 
@@ -167,6 +168,22 @@ pub fn stamp(batch: RecordBatch, version: i64) -> Result<RecordBatch, arrow::err
     RecordBatch::try_new(batch.schema(), columns)
 }
 
+/// `batches` stamped with `version` and, when they are events, as one
+/// batch in the events' file order (`store::layout`).
+fn in_file_order_stamped(
+    batches: Vec<RecordBatch>,
+    version: i64,
+) -> Result<Vec<RecordBatch>, arrow::error::ArrowError> {
+    let stamped = batches
+        .into_iter()
+        .map(|batch| stamp(batch, version))
+        .collect::<Result<Vec<_>, _>>()?;
+    Ok(match in_file_order(&stamped)? {
+        Some(ordered) => vec![ordered],
+        None => stamped,
+    })
+}
+
 /// One try: write the Parquet files, then commit them with the txns at the
 /// version after the handle's, failing (not retrying) if that is taken.
 async fn append_once(table: &mut DeltaTable, append: Append) -> Result<i64, StoreError> {
@@ -176,8 +193,9 @@ async fn append_once(table: &mut DeltaTable, append: Append) -> Result<i64, Stor
     let mut writer = RecordBatchWriter::for_table(table)
         .map_err(delta)?
         .with_writer_properties(writer_properties());
-    for batch in append.batches {
-        let batch = stamp(batch, next_version).map_err(|e| StoreError::delta(&url, e))?;
+    for batch in in_file_order_stamped(append.batches, next_version)
+        .map_err(|e| StoreError::delta(&url, e))?
+    {
         writer.write(batch).await.map_err(delta)?;
     }
     let adds = writer.flush().await.map_err(delta)?;

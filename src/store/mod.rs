@@ -13,7 +13,7 @@
 //! - `files`: a table's live files with their stamps; `follow`: the files
 //!   a table's commits after a version added, from its log entries.
 //! - `rewrite`: replacing files without changing data; `stamp`: rows without a stamp get one.
-//! - `seq`: the `seq` values of appended rows.
+//! - `seq`: the `seq` values of appended rows; `layout`: the row order of an events file.
 //! - `ledger`, `quarantine`: those tables' rows; `state`: small JSON objects.
 //! - `objects`: the object stores behind `file://` and `s3://` URLs; `probe`:
 //!   whether the storage honours create-only writes.
@@ -24,6 +24,7 @@ pub mod files;
 pub mod follow;
 pub mod handles;
 pub mod journal;
+pub mod layout;
 pub mod ledger;
 pub mod local_log;
 pub mod objects;

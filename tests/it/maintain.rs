@@ -97,6 +97,59 @@ fn optimize_merges_small_files_and_nothing_fires_again() {
     );
 }
 
+/// Checks with pyarrow that each live events file holds each event name's
+/// rows together (identify calls, with no name, first), each name's rows
+/// by stamp then `seq`; prints how many files and distinct names it saw.
+const GROUPED_BY_NAME: &str = r#"
+import sys
+import pyarrow.parquet as pq
+from deltalake import DeltaTable
+names = set()
+files = DeltaTable(sys.argv[1]).file_uris()
+for uri in files:
+    t = pq.read_table(uri.removeprefix("file://"), columns=["event_name", "commit_version", "seq"])
+    rows = list(zip(*(t.column(c).to_pylist() for c in ["event_name", "commit_version", "seq"])))
+    key = [(n is not None, n or "", v, s) for n, v, s in rows]
+    if key != sorted(key):
+        sys.exit(f"{uri}: rows not grouped by name, stamp, seq: {rows[:20]}")
+    names.update(n for n, _, _ in rows)
+print(len(files), len(names))
+"#;
+
+/// (files, distinct event names) of the workspace's live events files,
+/// failing unless every file is in the events' file order.
+fn names_grouped_per_file(project: &Project) -> (usize, usize) {
+    let out = std::process::Command::new("python3")
+        .args(["-c", GROUPED_BY_NAME])
+        .arg(project.events_table("shop"))
+        .output()
+        .expect("python3");
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let text = String::from_utf8_lossy(&out.stdout);
+    let mut counts = text.split_whitespace().map(|n| n.parse().unwrap());
+    (counts.next().unwrap(), counts.next().unwrap())
+}
+
+#[test]
+fn events_files_hold_each_names_rows_together_after_import_and_compaction() {
+    let project = Project::new();
+    import_small_files(&project, "a", 3, 400);
+    // Imported in arrival order, written grouped: names (and identify
+    // calls) interleave in the sample, not in the files.
+    let (files, names) = names_grouped_per_file(&project);
+    assert_eq!(files, 3);
+    assert!(names > 3, "the sample mixes names: {names}");
+    let before = project.number("SELECT count(*) FROM events");
+    let report = project.ok(&["optimize"]);
+    assert!(report.contains("events: 3 → 1 files"), "{report}");
+    assert_eq!(names_grouped_per_file(&project), (1, names));
+    assert_eq!(project.number("SELECT count(*) FROM events"), before);
+}
+
 #[test]
 fn retention_deletes_old_events_and_fires_nothing() {
     let project = Project::with_config(&format!(
