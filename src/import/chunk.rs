@@ -4,11 +4,18 @@
 use std::collections::BTreeMap;
 use std::sync::Arc;
 
+use arrow::array::{AsArray, Int64Array, RecordBatch};
+use arrow::datatypes::Int64Type;
+
 use super::route::Router;
 use crate::event::redact::without_secrets;
 use crate::event::shapes::parse_event;
 use crate::event::{EventBatchBuilder, ParsedEvent};
+use crate::store::layout::in_file_order;
 use crate::store::quarantine::Rejected;
+
+/// The events' arrival order column.
+const SEQ: &str = "seq";
 
 /// Complete lines read from an NDJSON file.
 pub struct RawChunk {
@@ -42,8 +49,56 @@ pub struct ParsedChunk {
     /// Bytes of the input file consumed when the chunk was cut (progress).
     pub offset: u64,
     pub events: BTreeMap<String, EventBatchBuilder>,
+    /// The events once [`ParsedChunk::order_events`] turned them into
+    /// rows in the events' file order.
+    pub ordered: BTreeMap<String, OrderedEvents>,
     /// Input that could not be stored, kept in the default workspace's quarantine.
     pub rejected: Vec<Rejected>,
+}
+
+/// One workspace's events of a chunk in the events' file order
+/// (`store::layout`), ordered on a parser thread so the committer, which
+/// commits chunks one at a time, only checks the order.
+pub struct OrderedEvents {
+    /// The rows; `seq` holds each row's position in the chunk (the
+    /// committer adds the chunk's first `seq`).
+    pub batch: RecordBatch,
+    /// Each row's line in the file.
+    pub lines: Vec<i64>,
+}
+
+impl OrderedEvents {
+    fn of(builder: EventBatchBuilder) -> OrderedEvents {
+        let arrival: Vec<i64> = builder.lines().iter().map(|l| *l as i64).collect();
+        let batch = builder.finish(0);
+        // The events schema has the order's columns; were it to fail, the
+        // commit orders the rows itself.
+        let batch = match in_file_order(std::slice::from_ref(&batch)) {
+            Ok(Some(ordered)) => ordered,
+            _ => batch,
+        };
+        let positions = batch
+            .column_by_name(SEQ)
+            .and_then(|c| c.as_any().downcast_ref::<Int64Array>())
+            .expect("an events batch has seq");
+        let lines = positions
+            .values()
+            .iter()
+            .map(|p| arrival[*p as usize])
+            .collect();
+        OrderedEvents { batch, lines }
+    }
+
+    /// The rows with `seq` numbered from `first_seq` in arrival order.
+    pub fn numbered(&self, first_seq: i64) -> RecordBatch {
+        let schema = self.batch.schema();
+        let index = schema.index_of(SEQ).expect("an events batch has seq");
+        let positions = self.batch.column(index).as_primitive::<Int64Type>();
+        let seq: Int64Array = positions.unary(|p| first_seq + p);
+        let mut columns = self.batch.columns().to_vec();
+        columns[index] = Arc::new(seq);
+        RecordBatch::try_new(schema, columns).expect("the same column type")
+    }
 }
 
 impl ParsedChunk {
@@ -54,12 +109,21 @@ impl ParsedChunk {
             last_line: first_line.saturating_sub(1),
             offset: 0,
             events: BTreeMap::new(),
+            ordered: BTreeMap::new(),
             rejected: Vec::new(),
         }
     }
 
     pub fn event_count(&self) -> usize {
-        self.events.values().map(EventBatchBuilder::len).sum()
+        let building: usize = self.events.values().map(EventBatchBuilder::len).sum();
+        building + self.ordered.values().map(|o| o.lines.len()).sum::<usize>()
+    }
+
+    /// Turns the events parsed so far into [`OrderedEvents`].
+    pub fn order_events(&mut self) {
+        for (workspace, builder) in std::mem::take(&mut self.events) {
+            self.ordered.insert(workspace, OrderedEvents::of(builder));
+        }
     }
 }
 
@@ -131,6 +195,7 @@ impl ChunkParser {
             self.add(&mut chunk, Err(refused.reason), refused.line, || head);
             chunk.last_line = refused.line;
         }
+        chunk.order_events();
         chunk
     }
 
@@ -188,8 +253,66 @@ impl ChunkParser {
 }
 
 #[cfg(test)]
-mod tests {
-    use super::lines;
+pub(crate) mod tests {
+    use std::path::Path;
+
+    use arrow::array::{Array, StringArray};
+
+    use super::*;
+    use crate::config::Config;
+
+    /// A parser of a file named `source` for the one workspace `shop`.
+    pub(crate) fn parser(source: &str) -> ChunkParser {
+        let config = Config::parse("[[workspace]]\nid = \"shop\"\n", "test", Path::new(""))
+            .expect("a config");
+        ChunkParser {
+            router: Arc::new(Router::new(&config, None).expect("a router")),
+            source: source.into(),
+            received_at: 0,
+            rows_hint: 4,
+            max_line_bytes: 1 << 20,
+        }
+    }
+
+    #[test]
+    fn a_chunks_events_come_out_grouped_by_name_with_lines_and_seq_in_arrival_order() {
+        let names = ["view", "cart", "view", "cart", "view"];
+        let data: String = names
+            .iter()
+            .map(|n| format!("{{\"name\": \"{n}\", \"payload\": {{}}, \"user_id\": \"u\"}}\n"))
+            .collect();
+        let raw = RawChunk {
+            index: 0,
+            first_line: 10,
+            offset: 0,
+            data: data.into_bytes(),
+            refused: None,
+        };
+        let chunk = parser("t.ndjson").parse_ndjson(raw);
+        assert!(chunk.events.is_empty(), "ordered on the parser's thread");
+        assert_eq!(chunk.event_count(), 5);
+        let ordered = &chunk.ordered["shop"];
+        let batch = ordered.numbered(100);
+        let column = |name: &str| batch.column_by_name(name).unwrap().clone();
+        let got_names = column("event_name");
+        let got_names = got_names.as_any().downcast_ref::<StringArray>().unwrap();
+        let seq = column("seq");
+        let seq = seq.as_primitive::<Int64Type>();
+        let rows: Vec<(&str, i64, i64)> = (0..batch.num_rows())
+            .map(|i| (got_names.value(i), ordered.lines[i], seq.value(i)))
+            .collect();
+        // Each row keeps its own line, and seq counts lines from 100.
+        assert_eq!(
+            rows,
+            [
+                ("cart", 11, 101),
+                ("cart", 13, 103),
+                ("view", 10, 100),
+                ("view", 12, 102),
+                ("view", 14, 104),
+            ]
+        );
+    }
 
     #[test]
     fn lines_split_at_every_newline_like_slice_split() {

@@ -47,13 +47,14 @@ impl Committer {
     }
 
     /// Stores the chunk's events and rejects that are not stored yet.
-    pub async fn commit(&mut self, chunk: ParsedChunk) -> Result<ChunkOutcome, StoreError> {
+    pub async fn commit(&mut self, mut chunk: ParsedChunk) -> Result<ChunkOutcome, StoreError> {
         let mut outcome = ChunkOutcome::default();
         let last_line = chunk.last_line as i64;
-        for (workspace, events) in chunk.events {
-            let count = events.len() as u64;
-            let lines: Vec<i64> = events.lines().iter().map(|l| *l as i64).collect();
-            let batch = events.finish(self.seq.reserve(lines.len()));
+        chunk.order_events();
+        for (workspace, events) in chunk.ordered {
+            let count = events.lines.len() as u64;
+            let batch = events.numbered(self.seq.reserve(events.lines.len()));
+            let lines = events.lines;
             let stored = self
                 .append(&workspace, TableKind::Events, last_line, |committed| {
                     rows_after(&batch, &lines, committed)

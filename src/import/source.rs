@@ -366,19 +366,9 @@ fn invalid_data(e: impl ToString) -> io::Error {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::config::Config;
-    use crate::import::route::Router;
 
     fn parser() -> ChunkParser {
-        let config = Config::parse("[[workspace]]\nid = \"shop\"\n", "test", Path::new(""))
-            .expect("a config");
-        ChunkParser {
-            router: Arc::new(Router::new(&config, None).expect("a router")),
-            source: "t.csv".into(),
-            received_at: 0,
-            rows_hint: 4,
-            max_line_bytes: 1 << 20,
-        }
+        crate::import::chunk::tests::parser("t.csv")
     }
 
     /// (line, reason) of each rejected row.

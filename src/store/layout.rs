@@ -12,8 +12,11 @@
 //! Windows do not depend on the order: they select rows by stamp, and the
 //! file stats (which Delta keeps per file, not per page) stay the same.
 
-use arrow::array::{ArrayRef, RecordBatch, UInt32Array};
-use arrow::compute::{SortColumn, concat, interleave_record_batch, lexsort_to_indices};
+use std::collections::HashMap;
+
+use arrow::array::{Array, AsArray, RecordBatch};
+use arrow::compute::{cast, interleave_record_batch};
+use arrow::datatypes::{DataType, Int64Type};
 use arrow::error::ArrowError;
 
 use crate::event::batch::COMMIT_VERSION;
@@ -21,57 +24,107 @@ use crate::event::batch::COMMIT_VERSION;
 /// The columns an events file is ordered by, in order.
 pub const FILE_ORDER: [&str; 3] = ["event_name", COMMIT_VERSION, "seq"];
 
-/// `batches` as one batch in [`FILE_ORDER`]; `None` when the batches are
-/// not events (they lack a column of the order) or there are none.
+/// `batches` as one batch in [`FILE_ORDER`] (missing names and stamps
+/// first); `None` when the batches are not events (they lack a column of
+/// the order) or there are none.
 pub fn in_file_order(batches: &[RecordBatch]) -> Result<Option<RecordBatch>, ArrowError> {
     let Some(first) = batches.first() else {
         return Ok(None);
     };
-    let Some(keys) = key_columns(batches, first) else {
+    let schema = first.schema();
+    let columns: Result<Vec<usize>, _> = FILE_ORDER.iter().map(|c| schema.index_of(c)).collect();
+    let Ok(columns) = columns else {
         return Ok(None);
     };
-    let order = lexsort_to_indices(&keys, None)?;
-    let rows = batch_rows(batches, &order);
-    let refs: Vec<&RecordBatch> = batches.iter().collect();
-    interleave_record_batch(&refs, &rows).map(Some)
-}
-
-/// The order's columns over all `batches`, concatenated; `None` when the
-/// schema lacks one.
-fn key_columns(batches: &[RecordBatch], first: &RecordBatch) -> Option<Vec<SortColumn>> {
-    let schema = first.schema();
-    FILE_ORDER
+    let keys = batches
         .iter()
-        .map(|name| {
-            let index = schema.index_of(name).ok()?;
-            let parts: Vec<&dyn arrow::array::Array> =
-                batches.iter().map(|b| b.column(index).as_ref()).collect();
-            let values: ArrayRef = concat(&parts).ok()?;
-            Some(SortColumn {
-                values,
-                options: None,
-            })
-        })
-        .collect()
-}
-
-/// Positions in the concatenation of `batches` as (batch, row) pairs.
-fn batch_rows(batches: &[RecordBatch], order: &UInt32Array) -> Vec<(usize, usize)> {
-    let mut starts = Vec::with_capacity(batches.len());
-    let mut start = 0usize;
-    for batch in batches {
-        starts.push(start);
-        start += batch.num_rows();
+        .map(|batch| Keys::of(batch, &columns))
+        .collect::<Result<Vec<_>, _>>()?;
+    let mut rows = sort_keys(&keys);
+    if batches.len() == 1 && rows.is_sorted() {
+        return Ok(Some(first.clone()));
     }
-    order
-        .values()
+    rows.sort_unstable();
+    let positions: Vec<(usize, usize)> = rows
         .iter()
-        .map(|&position| {
-            let position = position as usize;
-            let batch = starts.partition_point(|&s| s <= position) - 1;
-            (batch, position - starts[batch])
+        .map(|row| (row.batch as usize, row.row as usize))
+        .collect();
+    let refs: Vec<&RecordBatch> = batches.iter().collect();
+    interleave_record_batch(&refs, &positions).map(Some)
+}
+
+/// One batch's order columns, as plain arrays.
+struct Keys {
+    names: arrow::array::StringArray,
+    stamps: arrow::array::Int64Array,
+    seqs: arrow::array::Int64Array,
+}
+
+impl Keys {
+    fn of(batch: &RecordBatch, columns: &[usize]) -> Result<Keys, ArrowError> {
+        let utf8 = cast(batch.column(columns[0]), &DataType::Utf8)?;
+        let int64 = |index: usize| -> Result<arrow::array::Int64Array, ArrowError> {
+            Ok(cast(batch.column(index), &DataType::Int64)?
+                .as_primitive::<Int64Type>()
+                .clone())
+        };
+        Ok(Keys {
+            names: utf8.as_string::<i32>().clone(),
+            stamps: int64(columns[1])?,
+            seqs: int64(columns[2])?,
         })
-        .collect()
+    }
+}
+
+/// A row's place in the order: its name's rank among the names (0: none),
+/// stamp and `seq` (`None` first), then where it is.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord)]
+struct SortKey {
+    name: u32,
+    stamp: Option<i64>,
+    seq: Option<i64>,
+    batch: u32,
+    row: u32,
+}
+
+/// Every row's [`SortKey`], in batch and row order. Names are ranked once
+/// each, so sorting compares integers, not text.
+fn sort_keys(keys: &[Keys]) -> Vec<SortKey> {
+    let ranks = name_ranks(keys);
+    let value = |array: &arrow::array::Int64Array, row: usize| {
+        array.is_valid(row).then(|| array.value(row))
+    };
+    let mut rows = Vec::with_capacity(keys.iter().map(|k| k.names.len()).sum());
+    for (batch, k) in keys.iter().enumerate() {
+        for row in 0..k.names.len() {
+            let name = match k.names.is_valid(row) {
+                true => ranks[k.names.value(row)],
+                false => 0,
+            };
+            rows.push(SortKey {
+                name,
+                stamp: value(&k.stamps, row),
+                seq: value(&k.seqs, row),
+                batch: batch as u32,
+                row: row as u32,
+            });
+        }
+    }
+    rows
+}
+
+/// Each distinct name's rank in byte order, from 1.
+fn name_ranks(keys: &[Keys]) -> HashMap<&str, u32> {
+    let mut ranks: HashMap<&str, u32> = HashMap::new();
+    for name in keys.iter().flat_map(|k| k.names.iter().flatten()) {
+        ranks.entry(name).or_insert(0);
+    }
+    let mut names: Vec<&str> = ranks.keys().copied().collect();
+    names.sort_unstable();
+    for (rank, name) in names.into_iter().enumerate() {
+        ranks.insert(name, rank as u32 + 1);
+    }
+    ranks
 }
 
 #[cfg(test)]
