@@ -175,7 +175,11 @@ impl Server {
         std::fs::write(
             &config,
             format!(
+                // query_memory: the durability check counts the distinct ids of
+                // every event the runs stored (~60M after the sustained runs),
+                // more than the default 4 GiB holds.
                 "storage = \"./store\"\nlisten = \"127.0.0.1:0\"\nmetrics_public = true\n\
+                 query_memory = 17179869184\n\
                  [[workspace]]\nid = \"shop\"\nsecret = \"{SECRET}\"\n\
                  [ingest]\n{extra_ingest}\n"
             ),
