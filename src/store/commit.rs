@@ -168,20 +168,32 @@ pub fn stamp(batch: RecordBatch, version: i64) -> Result<RecordBatch, arrow::err
     RecordBatch::try_new(batch.schema(), columns)
 }
 
-/// `batches` stamped with `version` and, when they are events, as one
-/// batch in the events' file order (`store::layout`).
+/// Appends up to this size (in Arrow memory) are ordered as one batch;
+/// larger ones batch by batch. One batch's text columns hold at most
+/// 2 GiB (32-bit offsets), and an ingest flush after a long stall commits
+/// every sealed WAL segment at once (`max_wal_bytes` can be raised past it).
+pub const ORDER_AS_ONE_BYTES: usize = 256 << 20;
+
+/// `batches` stamped with `version` and, when they are events, in the
+/// events' file order (`store::layout`): as one batch, or each batch on
+/// its own when together they are over `as_one_bytes`.
 fn in_file_order_stamped(
     batches: Vec<RecordBatch>,
     version: i64,
+    as_one_bytes: usize,
 ) -> Result<Vec<RecordBatch>, arrow::error::ArrowError> {
     let stamped = batches
         .into_iter()
         .map(|batch| stamp(batch, version))
         .collect::<Result<Vec<_>, _>>()?;
-    Ok(match in_file_order(&stamped)? {
-        Some(ordered) => vec![ordered],
-        None => stamped,
-    })
+    let bytes: usize = stamped.iter().map(RecordBatch::get_array_memory_size).sum();
+    if bytes <= as_one_bytes {
+        return Ok(in_file_order(&stamped)?.map_or(stamped, |ordered| vec![ordered]));
+    }
+    stamped
+        .into_iter()
+        .map(|batch| Ok(in_file_order(std::slice::from_ref(&batch))?.unwrap_or(batch)))
+        .collect()
 }
 
 /// One try: write the Parquet files, then commit them with the txns at the
@@ -193,7 +205,7 @@ async fn append_once(table: &mut DeltaTable, append: Append) -> Result<i64, Stor
     let mut writer = RecordBatchWriter::for_table(table)
         .map_err(delta)?
         .with_writer_properties(writer_properties());
-    for batch in in_file_order_stamped(append.batches, next_version)
+    for batch in in_file_order_stamped(append.batches, next_version, ORDER_AS_ONE_BYTES)
         .map_err(|e| StoreError::delta(&url, e))?
     {
         writer.write(batch).await.map_err(delta)?;
@@ -223,4 +235,72 @@ async fn append_once(table: &mut DeltaTable, append: Append) -> Result<i64, Stor
         .await
         .map_err(delta)?;
     Ok(version as i64)
+}
+
+#[cfg(test)]
+mod tests {
+    use arrow::array::{Array, AsArray, StringArray};
+    use arrow::datatypes::{DataType, Field, Int64Type, Schema};
+
+    use super::*;
+
+    fn events(names: &[&str], first_seq: i64) -> RecordBatch {
+        let schema = Arc::new(Schema::new(vec![
+            Field::new("seq", DataType::Int64, false),
+            Field::new("event_name", DataType::Utf8, true),
+            Field::new(COMMIT_VERSION, DataType::Int64, true),
+        ]));
+        let rows = names.len() as i64;
+        RecordBatch::try_new(
+            schema,
+            vec![
+                Arc::new(Int64Array::from_iter_values(first_seq..first_seq + rows)),
+                Arc::new(StringArray::from(names.to_vec())),
+                Arc::new(Int64Array::new_null(names.len())),
+            ],
+        )
+        .unwrap()
+    }
+
+    /// Each batch's (name, seq, stamp) rows.
+    fn rows(batches: &[RecordBatch]) -> Vec<Vec<(String, i64, i64)>> {
+        batches
+            .iter()
+            .map(|b| {
+                let names = b.column(1).as_string::<i32>();
+                let seq = b.column(0).as_primitive::<Int64Type>();
+                let stamp = b.column(2).as_primitive::<Int64Type>();
+                (0..b.num_rows())
+                    .map(|i| (names.value(i).to_string(), seq.value(i), stamp.value(i)))
+                    .collect()
+            })
+            .collect()
+    }
+
+    #[test]
+    fn an_append_is_stamped_and_ordered_as_one_batch_unless_it_is_too_big() {
+        let batches = || vec![events(&["b", "a", "b"], 0), events(&["a", "c"], 3)];
+        let row = |n: &str, s: i64| (n.to_string(), s, 7);
+        let one = in_file_order_stamped(batches(), 7, usize::MAX).unwrap();
+        assert_eq!(
+            rows(&one),
+            [vec![
+                row("a", 1),
+                row("a", 3),
+                row("b", 0),
+                row("b", 2),
+                row("c", 4)
+            ]]
+        );
+        // Over the bound, each batch is ordered on its own (no batch grows).
+        let apart = in_file_order_stamped(batches(), 7, 0).unwrap();
+        assert_eq!(
+            rows(&apart),
+            [
+                vec![row("a", 1), row("b", 0), row("b", 2)],
+                vec![row("a", 3), row("c", 4)]
+            ]
+        );
+        assert!(apart.iter().all(|b| b.column(2).null_count() == 0));
+    }
 }
