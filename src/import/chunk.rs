@@ -1,5 +1,7 @@
 //! A chunk of an input file: its raw lines, then the events and rejects
 //! parsed from them, grouped by workspace. A chunk is the unit of commit.
+//! An NDJSON chunk leaves its parser thread with each workspace's events
+//! already in the events' file order ([`OrderedEvents`]).
 
 use std::collections::BTreeMap;
 use std::sync::Arc;
@@ -122,7 +124,8 @@ impl ParsedChunk {
     /// Turns the events parsed so far into [`OrderedEvents`].
     pub fn order_events(&mut self) {
         for (workspace, builder) in std::mem::take(&mut self.events) {
-            self.ordered.insert(workspace, OrderedEvents::of(builder));
+            let earlier = self.ordered.insert(workspace, OrderedEvents::of(builder));
+            assert!(earlier.is_none(), "a chunk's events are ordered once");
         }
     }
 }
