@@ -234,7 +234,7 @@ async fn compact_events(table: &mut DeltaTable, cursors: &[i64]) -> Result<(), S
             batches.extend(read_rows(table, file, &schema).await?);
         }
         let merged = in_file_order(&batches).map_err(|e| StoreError::delta(&url, e))?;
-        let new = write_files(table, merged.into_iter().collect()).await?;
+        let new = write_files(table, merged).await?;
         replace(table, &group, new, Vec::new(), Race::Retry).await?;
     }
     Ok(())

@@ -13,7 +13,7 @@ use super::route::Router;
 use crate::event::redact::without_secrets;
 use crate::event::shapes::parse_event;
 use crate::event::{EventBatchBuilder, ParsedEvent};
-use crate::store::layout::in_file_order;
+use crate::store::layout::batch_in_file_order;
 use crate::store::quarantine::Rejected;
 
 /// The events' arrival order column.
@@ -75,14 +75,11 @@ impl OrderedEvents {
         let batch = builder.finish(0);
         // The events schema has the order's columns; were it to fail, the
         // commit orders the rows itself.
-        let batch = match in_file_order(std::slice::from_ref(&batch)) {
-            Ok(Some(ordered)) => ordered,
-            _ => batch,
-        };
+        let batch = batch_in_file_order(&batch).unwrap_or(batch);
         let positions = batch
             .column_by_name(SEQ)
-            .and_then(|c| c.as_any().downcast_ref::<Int64Array>())
-            .expect("an events batch has seq");
+            .expect("an events batch has seq")
+            .as_primitive::<Int64Type>();
         let lines = positions
             .values()
             .iter()

@@ -28,7 +28,7 @@ use deltalake_core::writer::{DeltaWriter, RecordBatchWriter};
 use deltalake_core::{DeltaTable, DeltaTableError};
 
 use super::StoreError;
-use super::layout::in_file_order;
+use super::layout::{ORDER_AS_ONE_BYTES, in_file_order_within};
 use super::table::{app_progress, refresh, writer_properties};
 use crate::event::batch::COMMIT_VERSION;
 
@@ -168,12 +168,6 @@ pub fn stamp(batch: RecordBatch, version: i64) -> Result<RecordBatch, arrow::err
     RecordBatch::try_new(batch.schema(), columns)
 }
 
-/// Appends up to this size (in Arrow memory) are ordered as one batch;
-/// larger ones batch by batch. One batch's text columns hold at most
-/// 2 GiB (32-bit offsets), and an ingest flush after a long stall commits
-/// every sealed WAL segment at once (`max_wal_bytes` can be raised past it).
-pub const ORDER_AS_ONE_BYTES: usize = 256 << 20;
-
 /// `batches` stamped with `version` and, when they are events, in the
 /// events' file order (`store::layout`): as one batch, or each batch on
 /// its own when together they are over `as_one_bytes`.
@@ -186,14 +180,7 @@ fn in_file_order_stamped(
         .into_iter()
         .map(|batch| stamp(batch, version))
         .collect::<Result<Vec<_>, _>>()?;
-    let bytes: usize = stamped.iter().map(RecordBatch::get_array_memory_size).sum();
-    if bytes <= as_one_bytes {
-        return Ok(in_file_order(&stamped)?.map_or(stamped, |ordered| vec![ordered]));
-    }
-    stamped
-        .into_iter()
-        .map(|batch| Ok(in_file_order(std::slice::from_ref(&batch))?.unwrap_or(batch)))
-        .collect()
+    in_file_order_within(&stamped, as_one_bytes)
 }
 
 /// One try: write the Parquet files, then commit them with the txns at the

@@ -24,10 +24,43 @@ use crate::event::batch::COMMIT_VERSION;
 /// The columns an events file is ordered by, in order.
 pub const FILE_ORDER: [&str; 3] = ["event_name", COMMIT_VERSION, "seq"];
 
-/// `batches` as one batch in [`FILE_ORDER`] (missing names and stamps
-/// first); `None` when the batches are not events (they lack a column of
-/// the order) or there are none.
-pub fn in_file_order(batches: &[RecordBatch]) -> Result<Option<RecordBatch>, ArrowError> {
+/// Batches together at most this big (Arrow memory) are ordered as one
+/// batch; bigger sets batch by batch. One batch holds at most 2 GiB of
+/// text per column (32-bit offsets), and an ingest flush after a long
+/// stall commits every sealed WAL segment at once (`max_wal_bytes` can be
+/// raised past it). A compaction group (64 MB of zstd files) stays whole.
+pub const ORDER_AS_ONE_BYTES: usize = 1 << 30;
+
+/// `batches` in [`FILE_ORDER`] (missing names and stamps first): as one
+/// batch, or each on its own past [`ORDER_AS_ONE_BYTES`]. Batches that are
+/// not events (they lack a column of the order) come back as they are.
+pub fn in_file_order(batches: &[RecordBatch]) -> Result<Vec<RecordBatch>, ArrowError> {
+    in_file_order_within(batches, ORDER_AS_ONE_BYTES)
+}
+
+/// [`in_file_order`] with the bound given.
+pub fn in_file_order_within(
+    batches: &[RecordBatch],
+    as_one_bytes: usize,
+) -> Result<Vec<RecordBatch>, ArrowError> {
+    let bytes: usize = batches.iter().map(RecordBatch::get_array_memory_size).sum();
+    if bytes > as_one_bytes {
+        return batches.iter().map(batch_in_file_order).collect();
+    }
+    Ok(match ordered_as_one(batches)? {
+        Some(ordered) => vec![ordered],
+        None => batches.to_vec(),
+    })
+}
+
+/// `batch` in [`FILE_ORDER`] (as it is when it is not events).
+pub fn batch_in_file_order(batch: &RecordBatch) -> Result<RecordBatch, ArrowError> {
+    Ok(ordered_as_one(std::slice::from_ref(batch))?.unwrap_or_else(|| batch.clone()))
+}
+
+/// `batches` as one ordered batch; `None` when they are not events or
+/// there are none.
+fn ordered_as_one(batches: &[RecordBatch]) -> Result<Option<RecordBatch>, ArrowError> {
     let Some(first) = batches.first() else {
         return Ok(None);
     };
@@ -179,16 +212,18 @@ mod tests {
             (Some("view"), 7, 0),
         ]);
         let second = events(&[(Some("cart"), 5, 9), (Some("view"), 5, 8), (None, 5, 4)]);
-        let ordered = in_file_order(&[first, second]).unwrap().unwrap();
+        let ordered = in_file_order(&[first, second]).unwrap();
+        assert_eq!(ordered.len(), 1);
+        let ordered = &ordered[0];
         // Identify calls (no name) first; each row keeps its own values.
         assert_eq!(
-            column(&ordered, "payload"),
+            column(ordered, "payload"),
             [
                 "--4", "--1", "cart-9", "cart-2", "view-8", "view-0", "view-3"
             ]
         );
         assert_eq!(
-            column(&ordered, COMMIT_VERSION),
+            column(ordered, COMMIT_VERSION),
             ["5", "7", "5", "7", "5", "7", "7"]
         );
     }
@@ -198,7 +233,9 @@ mod tests {
         let schema = Arc::new(Schema::new(vec![Field::new("x", DataType::Int64, false)]));
         let batch =
             RecordBatch::try_new(schema, vec![Arc::new(Int64Array::from(vec![2, 1]))]).unwrap();
-        assert!(in_file_order(&[batch]).unwrap().is_none());
-        assert!(in_file_order(&[]).unwrap().is_none());
+        let alone = std::slice::from_ref(&batch);
+        assert_eq!(in_file_order(alone).unwrap(), alone);
+        assert_eq!(batch_in_file_order(&batch).unwrap(), batch);
+        assert!(in_file_order(&[]).unwrap().is_empty());
     }
 }
