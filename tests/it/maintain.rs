@@ -16,13 +16,12 @@ fn with_trigger(project: &Project, name: &str, sql: &str) {
     std::fs::write(dir.join(format!("{name}.sql")), sql).unwrap();
 }
 
-/// Live files of a workspace table, as the python `deltalake` package
-/// reads the log (so the count is independent of tripwire).
-fn live_files(project: &Project, table: &str) -> usize {
-    let script = "import sys\nfrom deltalake import DeltaTable\nprint(len(DeltaTable(sys.argv[1]).file_uris()))";
+/// What python `script` prints about the Delta table at `table` (its
+/// `sys.argv[1]`), failing with the script's error.
+fn python_on_table(script: &str, table: &std::path::Path) -> String {
     let out = std::process::Command::new("python3")
         .args(["-c", script])
-        .arg(project.path("store").join("shop").join(table))
+        .arg(table)
         .output()
         .expect("python3");
     assert!(
@@ -30,7 +29,15 @@ fn live_files(project: &Project, table: &str) -> usize {
         "{}",
         String::from_utf8_lossy(&out.stderr)
     );
-    String::from_utf8_lossy(&out.stdout).trim().parse().unwrap()
+    String::from_utf8_lossy(&out.stdout).into_owned()
+}
+
+/// Live files of a workspace table, as the python `deltalake` package
+/// reads the log (so the count is independent of tripwire).
+fn live_files(project: &Project, table: &str) -> usize {
+    let script = "import sys\nfrom deltalake import DeltaTable\nprint(len(DeltaTable(sys.argv[1]).file_uris()))";
+    let table = project.path("store").join("shop").join(table);
+    python_on_table(script, &table).trim().parse().unwrap()
 }
 
 /// Imports `files` small sample files, one commit (and file) each.
@@ -119,17 +126,7 @@ print(len(files), len(names))
 /// (files, distinct event names) of the workspace's live events files,
 /// failing unless every file is in the events' file order.
 fn names_grouped_per_file(project: &Project) -> (usize, usize) {
-    let out = std::process::Command::new("python3")
-        .args(["-c", GROUPED_BY_NAME])
-        .arg(project.events_table("shop"))
-        .output()
-        .expect("python3");
-    assert!(
-        out.status.success(),
-        "{}",
-        String::from_utf8_lossy(&out.stderr)
-    );
-    let text = String::from_utf8_lossy(&out.stdout);
+    let text = python_on_table(GROUPED_BY_NAME, &project.events_table("shop"));
     let mut counts = text.split_whitespace().map(|n| n.parse().unwrap());
     (counts.next().unwrap(), counts.next().unwrap())
 }
