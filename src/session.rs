@@ -4,16 +4,20 @@
 //! the API all start from [`workspace_session`]; a run adds `new_events`
 //! (`window`).
 
+use std::collections::HashMap;
 use std::sync::Arc;
 use std::time::Duration;
 
 use chrono::{DateTime, Utc};
 use datafusion::catalog::TableProvider;
+use datafusion::error::DataFusionError;
 use datafusion::prelude::SessionContext;
 use deltalake_core::DeltaTable;
+use futures::FutureExt as _;
 
 use crate::sql::cluster::analyst_context;
-use crate::sql::{QueryError, delta_provider, ledger, register_delta};
+use crate::sql::lazy_schema::{LazySchema, Table};
+use crate::sql::{QueryError, delta_provider, engine, ledger};
 use crate::store::{Store, TableKind};
 
 /// What a session's tables see: a workspace at a moment.
@@ -28,42 +32,71 @@ pub struct SessionSpec<'a> {
     pub events: Option<&'a DeltaTable>,
 }
 
-/// Builds the session with the workspace's tables and views registered.
+/// Builds the session with the workspace's tables and views: each table
+/// is opened, and each view planned, when a query first names it
+/// (`sql::lazy_schema`).
 pub async fn workspace_session(spec: &SessionSpec<'_>) -> Result<SessionContext, QueryError> {
-    let tables = WorkspaceTables::open(spec.store, spec.workspace, spec.events).await?;
+    let mut tables = WorkspaceTables::new(spec.store, spec.workspace);
+    if let Some(events) = spec.events {
+        tables.opened(TableKind::Events, Some(events.clone()));
+    }
     tables_session(&tables, spec.now, spec.identity_ttl, None).await
 }
 
-/// A workspace's tables, opened (their logs read) once for the many
-/// sessions of a tick (docs/architecture.md "Ticks").
+/// A workspace's tables for a session: those already open (a tick opens
+/// `events` and the ledger; docs/architecture.md "Ticks"), and the rest
+/// opened when a query names them.
 #[derive(Debug, Clone)]
 pub struct WorkspaceTables {
-    pub events: Option<DeltaTable>,
-    pub quarantine: Option<DeltaTable>,
-    pub erasures: Option<DeltaTable>,
-    pub ledger: Option<DeltaTable>,
-    pub attempts: Option<DeltaTable>,
+    store: Store,
+    workspace: String,
+    /// Tables opened already (`None`: never written).
+    open: HashMap<TableKind, Option<DeltaTable>>,
 }
 
+/// The workspace tables a session offers, by name (the ledger is read
+/// through its views).
+const TABLES: [(&str, TableKind); 4] = [
+    ("events", TableKind::Events),
+    ("quarantine", TableKind::Quarantine),
+    ("erasures", TableKind::Erasures),
+    ("attempts", TableKind::Attempts),
+];
+
 impl WorkspaceTables {
-    /// Opens the workspace's tables at their latest versions (`events`, when
-    /// given, at the version it is at).
-    pub async fn open(
-        store: &Store,
-        workspace: &str,
-        events: Option<&DeltaTable>,
-    ) -> Result<WorkspaceTables, QueryError> {
-        let events = match events {
-            Some(table) => Some(table.clone()),
-            None => store.open(workspace, TableKind::Events).await?,
-        };
-        Ok(WorkspaceTables {
-            events,
-            quarantine: store.open(workspace, TableKind::Quarantine).await?,
-            erasures: store.open(workspace, TableKind::Erasures).await?,
-            ledger: store.open(workspace, TableKind::Ledger).await?,
-            attempts: store.open(workspace, TableKind::Attempts).await?,
-        })
+    /// The workspace's tables, none opened yet.
+    pub fn new(store: &Store, workspace: &str) -> WorkspaceTables {
+        WorkspaceTables {
+            store: store.clone(),
+            workspace: workspace.to_string(),
+            open: HashMap::new(),
+        }
+    }
+
+    /// Uses `table` (already opened) as the workspace's `kind` table.
+    pub fn opened(&mut self, kind: TableKind, table: Option<DeltaTable>) {
+        self.open.insert(kind, table);
+    }
+
+    /// `kind`'s table for `ctx`: ready when opened already, else opened on
+    /// first use at its latest version.
+    async fn table(&self, ctx: &SessionContext, kind: TableKind) -> Result<Table, QueryError> {
+        if let Some(table) = self.open.get(&kind) {
+            return Ok(Table::Ready(
+                delta_provider(ctx, table.clone(), kind).await?,
+            ));
+        }
+        let (store, workspace) = (self.store.clone(), self.workspace.clone());
+        Ok(Table::Later(Box::new(move |planner| {
+            let (store, workspace) = (store.clone(), workspace.clone());
+            async move {
+                let table = store.open(&workspace, kind).await.map_err(external)?;
+                delta_provider(&planner, table, kind)
+                    .await
+                    .map_err(external)
+            }
+            .boxed()
+        })))
     }
 }
 
@@ -77,14 +110,15 @@ pub async fn tables_session(
     identities: Option<Arc<dyn TableProvider>>,
 ) -> Result<SessionContext, QueryError> {
     let ctx = analyst_context()?;
-    register_delta(&ctx, tables.events.clone(), TableKind::Events, "events").await?;
-    let quarantine = tables.quarantine.clone();
-    register_delta(&ctx, quarantine, TableKind::Quarantine, "quarantine").await?;
-    let erasures = tables.erasures.clone();
-    register_delta(&ctx, erasures, TableKind::Erasures, "erasures").await?;
-    let ledger_rows = delta_provider(&ctx, tables.ledger.clone(), TableKind::Ledger).await?;
-    let attempts = delta_provider(&ctx, tables.attempts.clone(), TableKind::Attempts).await?;
-    ledger::register_views(&ctx, ledger_rows, attempts).await?;
-    crate::identity::register_with(&ctx, now, identity_ttl, identities).await?;
+    let schema = LazySchema::install(&ctx).map_err(engine)?;
+    for (name, kind) in TABLES {
+        schema.add(name, tables.table(&ctx, kind).await?);
+    }
+    ledger::defer_views(&schema, tables.table(&ctx, TableKind::Ledger).await?);
+    crate::identity::defer_views(&schema, now, identity_ttl, identities);
     Ok(ctx)
+}
+
+fn external(e: impl std::error::Error + Send + Sync + 'static) -> DataFusionError {
+    DataFusionError::External(Box::new(e))
 }

@@ -14,4 +14,4 @@ pub mod resolve;
 mod views;
 pub mod waiting;
 
-pub use views::{identities_from_index, register, register_with};
+pub use views::{defer_views, identities_from_index};

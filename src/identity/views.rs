@@ -7,42 +7,34 @@ use std::time::Duration;
 use arrow::datatypes::{Field, Schema, SchemaRef};
 use chrono::{DateTime, Utc};
 use datafusion::catalog::{MemTable, TableProvider};
-use datafusion::prelude::SessionContext;
 
 use super::index::{AsOf, IdentityIndex};
 use crate::event::batch::events_schema;
 use crate::sql::QueryError;
+use crate::sql::lazy_schema::{LazySchema, Table, view};
 
-/// Registers `identities` and `contacts` on `ctx` (which already has
-/// `events`), as of `now`, keeping identifies younger than `ttl`.
-pub async fn register(
-    ctx: &SessionContext,
-    now: DateTime<Utc>,
-    ttl: Duration,
-) -> Result<(), QueryError> {
-    register_with(ctx, now, ttl, None).await
-}
-
-/// As [`register`], with `identities` given as a table when the identity
-/// index answered it ([`identities_from_index`]) instead of the view.
-pub async fn register_with(
-    ctx: &SessionContext,
+/// Adds `identities` and `contacts` to a session's `tables` (which hold
+/// `events`), as of `now`, keeping identifies younger than `ttl`:
+/// `identities` is the identity index's table when it answered
+/// ([`identities_from_index`]), else a view over `events`. Views are
+/// planned when a query first names them.
+pub fn defer_views(
+    tables: &LazySchema,
     now: DateTime<Utc>,
     ttl: Duration,
     identities: Option<Arc<dyn TableProvider>>,
-) -> Result<(), QueryError> {
-    match identities {
-        Some(table) => {
-            ctx.register_table("identities", table).map_err(engine)?;
-        }
+) {
+    let identities = match identities {
+        Some(table) => Table::Ready(table),
         None => {
             let cutoff = AsOf::new(now, ttl).cutoff;
             let cutoff =
                 DateTime::from_timestamp_micros(cutoff).unwrap_or(DateTime::<Utc>::MIN_UTC);
-            register_view(ctx, "identities", &identities_sql(cutoff, now)).await?;
+            Table::Later(view(identities_sql(cutoff, now)))
         }
-    }
-    register_view(ctx, "contacts", &contacts_sql(now)).await
+    };
+    tables.add("identities", identities);
+    tables.add("contacts", Table::Later(view(contacts_sql(now))));
 }
 
 /// The `identities` table as `index` holds it at `now`: the same rows as
@@ -79,13 +71,6 @@ fn identities_schema() -> SchemaRef {
 
 fn engine(e: datafusion::error::DataFusionError) -> QueryError {
     QueryError::Engine(e.to_string())
-}
-
-async fn register_view(ctx: &SessionContext, name: &str, sql: &str) -> Result<(), QueryError> {
-    let engine = |e: datafusion::error::DataFusionError| QueryError::Engine(e.to_string());
-    let view = ctx.sql(sql).await.map_err(engine)?.into_view();
-    ctx.register_table(name, view).map_err(engine)?;
-    Ok(())
 }
 
 fn timestamp(at: DateTime<Utc>) -> String {

@@ -39,7 +39,9 @@ type WindowKey = (i64, i64, Option<i64>);
 
 /// The state the runs of one tick of one workspace read.
 pub struct Tick {
-    pub tables: WorkspaceTables,
+    /// The events table at the tick's watermark (none: never written).
+    pub events: Option<DeltaTable>,
+    tables: WorkspaceTables,
     /// The ledger at the tick's start (created if new); the tick's commit
     /// moves it.
     pub ledger: DeltaTable,
@@ -63,17 +65,11 @@ impl Tick {
         triggers: &[TriggerFile],
     ) -> Result<Tick, RunError> {
         let (store, workspace) = (request.store, request.workspace);
-        // The tables are independent: opening one is reading its log.
-        let (events, ledger, (quarantine, erasures, attempts)) = tokio::try_join!(
+        // The two tables every run reads, opened together; the others are
+        // opened when a query names them (`session::WorkspaceTables`).
+        let (events, ledger) = tokio::try_join!(
             stamped_events(store, workspace),
             store.open_or_create(workspace, TableKind::Ledger),
-            async {
-                tokio::try_join!(
-                    store.open(workspace, TableKind::Quarantine),
-                    store.open(workspace, TableKind::Erasures),
-                    store.open(workspace, TableKind::Attempts),
-                )
-            },
         )?;
         let failed = |e: &dyn std::fmt::Display| StoreError::delta(ledger.table_url(), e);
         let names: Vec<&str> = triggers.iter().map(|t| t.name.as_str()).collect();
@@ -112,14 +108,11 @@ impl Tick {
             None => None,
         };
         let watermark = events.as_ref().map_or(-1, table::version);
-        let tables = WorkspaceTables {
-            events,
-            quarantine,
-            erasures,
-            ledger: Some(ledger.clone()),
-            attempts,
-        };
+        let mut tables = WorkspaceTables::new(store, workspace);
+        tables.opened(TableKind::Events, events.clone());
+        tables.opened(TableKind::Ledger, Some(ledger.clone()));
         let mut tick = Tick {
+            events,
             tables,
             ledger,
             index,
@@ -198,8 +191,9 @@ impl Tick {
         let key = window_key(window, sent_after);
         let rows = match self.shared.get(&key) {
             Some(decoded) => decoded.clone(),
-            None => new_events(self.tables.events.as_ref(), window, sent_after)
-                .map_err(|e| e.to_string())?,
+            None => {
+                new_events(self.events.as_ref(), window, sent_after).map_err(|e| e.to_string())?
+            }
         };
         replace_table(&ctx, "new_events", rows).map_err(|e| e.to_string())?;
         Ok(ctx)
@@ -212,7 +206,7 @@ impl Tick {
         request: &RunRequest<'_>,
         triggers: &[TriggerFile],
     ) -> Result<(), RunError> {
-        let Some(events) = self.tables.events.as_ref() else {
+        let Some(events) = self.events.as_ref() else {
             return Ok(());
         };
         let mut readers: HashMap<WindowKey, (Window, Option<DateTime<Utc>>, usize)> =
@@ -230,17 +224,21 @@ impl Tick {
                     .2 += 1;
             }
         }
+        // A window read once is read from its files; on a cluster a window
+        // travels as its file list, never decoded here.
+        readers.retain(|_, (_, _, count)| *count >= 2);
+        if readers.is_empty() || crate::sql::cluster::scheduler().is_some() {
+            return Ok(());
+        }
         let files = live_files(events)?;
         let failed = |e: &dyn std::fmt::Display| StoreError::delta(events.table_url(), e);
-        for (key, (window, sent_after, count)) in readers {
+        for (key, (window, sent_after, _)) in readers {
             let rows: i64 = files
                 .iter()
                 .filter(|f| f.may_hold(window.from, window.to))
                 .map(|f| f.rows)
                 .sum();
-            // On a cluster a window travels as its file list, never decoded here.
-            let clustered = crate::sql::cluster::scheduler().is_some();
-            if count < 2 || rows > MAX_SHARED_WINDOW_ROWS || clustered {
+            if rows > MAX_SHARED_WINDOW_ROWS {
                 continue;
             }
             let decoded = decode(events, window, sent_after)

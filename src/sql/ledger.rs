@@ -2,18 +2,16 @@
 //! view per kind of ledger row (`runs`, `matches`), the `attempts` history,
 //! and `deliveries`: each planned delivery with its match's contact columns
 //! and its current state from its latest attempt (docs/reference.md
-//! "Tables"). The raw ledger is never left registered.
+//! "Tables"). The raw ledger is hidden: only the views read it.
 
-use std::sync::Arc;
-
-use datafusion::catalog::TableProvider;
 use datafusion::prelude::{DataFrame, SessionContext};
 use deltalake_core::DeltaTable;
 
+use super::lazy_schema::{LazySchema, Table, view};
 use super::{QueryError, delta_provider, engine, new_context};
 use crate::store::TableKind;
 
-/// The internal name the raw ledger is registered under while views are built.
+/// The name the raw ledger has where only the views can read it.
 const LEDGER_ROWS: &str = "tripwire_ledger_rows";
 
 /// Per delivery, from its history: real attempts, the latest row's status,
@@ -85,26 +83,14 @@ pub const DELIVERIES_COLUMNS: &[&str] = &[
     "payload",
 ];
 
-/// Registers `runs`, `matches`, `attempts` and `deliveries` on `ctx`.
-pub async fn register_views(
-    ctx: &SessionContext,
-    ledger: Arc<dyn TableProvider>,
-    attempts: Arc<dyn TableProvider>,
-) -> Result<(), QueryError> {
-    ctx.register_table("attempts", attempts).map_err(engine)?;
-    ctx.register_table(LEDGER_ROWS, ledger).map_err(engine)?;
-    let views = async {
-        for (name, sql) in [("runs", RUNS_SQL), ("matches", MATCHES_SQL)] {
-            let view = ctx.sql(sql).await?.into_view();
-            ctx.register_table(name, view)?;
-        }
-        let deliveries = ctx.sql(&deliveries_sql()).await?.into_view();
-        ctx.register_table("deliveries", deliveries)?;
-        Ok(())
-    };
-    let registered = views.await.map_err(engine);
-    ctx.deregister_table(LEDGER_ROWS).map_err(engine)?;
-    registered
+/// Adds the views `runs`, `matches` and `deliveries` over the raw ledger
+/// `rows` (hidden: only the views read it) to a session's `tables`, which
+/// hold `attempts`. Each view is planned when a query first names it.
+pub fn defer_views(tables: &LazySchema, rows: Table) {
+    tables.add_hidden(LEDGER_ROWS, rows);
+    tables.add("runs", Table::Later(view(RUNS_SQL.to_string())));
+    tables.add("matches", Table::Later(view(MATCHES_SQL.to_string())));
+    tables.add("deliveries", Table::Later(view(deliveries_sql())));
 }
 
 /// `deliveries`: the state of each delivery with its match's columns.

@@ -14,6 +14,7 @@
 pub mod cluster;
 pub mod json_memo;
 pub mod json_placement;
+pub mod lazy_schema;
 pub mod ledger;
 pub mod limits;
 pub mod locate;
