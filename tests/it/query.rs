@@ -172,3 +172,18 @@ fn contacts_are_the_people_seen_keyed_by_email_else_user_id() {
         ]
     );
 }
+
+#[test]
+fn a_damaged_table_fails_only_the_queries_that_name_it() {
+    let project = project_with_events();
+    let quarantine = project.events_table("shop").with_file_name("quarantine");
+    let log = quarantine.join("_delta_log");
+    std::fs::create_dir_all(&log).unwrap();
+    std::fs::write(log.join("00000000000000000000.json"), "{not a delta log\n").unwrap();
+    assert_eq!(project.number("SELECT count(*) FROM events"), 2.0);
+    assert_eq!(project.number("SELECT count(*) FROM runs"), 0.0);
+    let out = project.run(&["query", "SELECT count(*) FROM quarantine"]);
+    assert_ne!(out.status.code(), Some(0));
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert!(stderr.contains("quarantine"), "{stderr}");
+}
