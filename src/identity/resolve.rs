@@ -7,8 +7,8 @@
 use std::collections::HashMap;
 use std::sync::Arc;
 
-use arrow::array::{Array, AsArray, RecordBatch};
-use arrow::compute::cast;
+use arrow::array::{Array, ArrayRef, AsArray, RecordBatch, UInt64Array};
+use arrow::compute::{cast, take_record_batch};
 use arrow::datatypes::{DataType, Field};
 use datafusion::catalog::MemTable;
 use datafusion::prelude::SessionContext;
@@ -169,49 +169,25 @@ fn with_index(
     Ok(Some(out))
 }
 
-/// Turns resolved rows into matches: one per contact (and `event_id`, if selected).
+/// Turns resolved rows into matches: one per contact (and `event_id`, if
+/// selected). A row's strings are borrowed until it makes or replaces a
+/// match, and only the chosen rows' data is written as JSON.
 fn collapse(batches: &[RecordBatch], requires_identity_default: bool) -> Resolution {
     let mut out = Resolution::default();
-    let mut index: HashMap<(String, Option<String>), (usize, Option<i64>)> = HashMap::new();
+    // Match key (`match_key`) to the match's place and the seq of the row
+    // it was made from.
+    let mut index: HashMap<String, (usize, Option<i64>)> = HashMap::new();
+    let mut key = String::new();
     let mut position = 0;
     for (batch_index, batch) in batches.iter().enumerate() {
-        let text = |name: &str| {
-            batch
-                .column_by_name(name)
-                .and_then(|c| cast(c, &DataType::Utf8).ok())
-        };
-        let email = text(RESOLVED_EMAIL);
-        let user = text(RESOLVED_USER);
-        let client = text("client_id");
-        let event_id = text("event_id");
-        let identified = batch
-            .column_by_name(IDENTIFIED)
-            .and_then(|c| cast(c, &DataType::Boolean).ok());
-        let requires = batch
-            .column_by_name("requires_identity")
-            .and_then(|c| cast(c, &DataType::Boolean).ok());
-        let seq = batch
-            .column_by_name("seq")
-            .and_then(|c| cast(c, &DataType::Int64).ok());
-        let data = data_json(batch);
+        let columns = RowColumns::of(batch);
         for row in 0..batch.num_rows() {
             let at = position;
             position += 1;
             out.matched += 1;
-            let get = |a: &Option<arrow::array::ArrayRef>| {
-                a.as_ref()
-                    .filter(|a| a.is_valid(row))
-                    .map(|a| a.as_string::<i32>().value(row).to_string())
-            };
-            let (email, user_id, client_id) = (get(&email), get(&user), get(&client));
-            let requires_identity = requires
-                .as_ref()
-                .filter(|a| a.is_valid(row))
-                .map_or(requires_identity_default, |a| a.as_boolean().value(row));
-            let known = identified
-                .as_ref()
-                .is_some_and(|a| a.is_valid(row) && a.as_boolean().value(row));
-            let contact = match (&email, &user_id, &client_id) {
+            let (email, user_id, client_id) = columns.contact(row);
+            let requires_identity = columns.requires(row).unwrap_or(requires_identity_default);
+            let (prefix, id) = match (email, user_id, client_id) {
                 (None, None, None) => {
                     out.unresolved += 1;
                     out.dropped += 1;
@@ -219,12 +195,12 @@ fn collapse(batches: &[RecordBatch], requires_identity_default: bool) -> Resolut
                 }
                 (Some(e), _, _) => {
                     out.resolved += 1;
-                    format!("email:{e}")
+                    ("email:", e)
                 }
                 // Known to identities by a user id only: a contact keyed by it.
-                (None, Some(u), _) if known => {
+                (None, Some(u), _) if columns.identified(row) => {
                     out.resolved += 1;
-                    format!("user_id:{u}")
+                    ("user_id:", u)
                 }
                 _ if requires_identity => {
                     out.unresolved += 1;
@@ -233,46 +209,145 @@ fn collapse(batches: &[RecordBatch], requires_identity_default: bool) -> Resolut
                 }
                 (None, Some(u), _) => {
                     out.unresolved += 1;
-                    format!("user_id:{u}")
+                    ("user_id:", u)
                 }
                 (None, None, Some(c)) => {
                     out.unresolved += 1;
-                    format!("client_id:{c}")
+                    ("client_id:", c)
                 }
             };
-            let match_key = (contact, get(&event_id));
-            let seq_value = seq
-                .as_ref()
-                .filter(|a| a.is_valid(row))
-                .map(|a| a.as_primitive::<arrow::datatypes::Int64Type>().value(row));
-            let record = MatchRecord {
-                ordinal: 0,
-                contact: match_key.0.clone(),
-                event_id: match_key.1.clone(),
-                email,
-                user_id,
-                client_id,
-                data: data.get(row).cloned().unwrap_or_else(|| "{}".into()),
-            };
-            match index.get(&match_key) {
+            let event_id = columns.event_id(row);
+            match_key(&mut key, prefix, id, event_id);
+            let seq = columns.seq(row);
+            let place = match index.get(key.as_str()) {
                 // The row with the highest seq wins, else the first.
-                Some((at, Some(best))) if seq_value.is_some_and(|s| s > *best) => {
-                    let ordinal = *at as i64;
-                    out.matches[*at] = MatchRecord { ordinal, ..record };
-                    out.chosen[*at] = (batch_index, row);
-                    index.insert(match_key, (*at, seq_value));
-                }
-                Some(_) => {}
-                None => {
-                    let ordinal = out.matches.len() as i64;
-                    index.insert(match_key, (out.matches.len(), seq_value));
-                    out.matches.push(MatchRecord { ordinal, ..record });
+                Some((at, Some(best))) if seq.is_some_and(|s| s > *best) => *at,
+                Some(_) => continue,
+                None => out.matches.len(),
+            };
+            index.insert(key.clone(), (place, seq));
+            let owned = |v: Option<&str>| v.map(str::to_string);
+            let record = MatchRecord {
+                ordinal: place as i64,
+                contact: format!("{prefix}{id}"),
+                event_id: owned(event_id),
+                email: owned(email),
+                user_id: owned(user_id),
+                client_id: owned(client_id),
+                data: String::new(),
+            };
+            match place == out.matches.len() {
+                true => {
+                    out.matches.push(record);
                     out.chosen.push((batch_index, row));
+                }
+                false => {
+                    out.matches[place] = record;
+                    out.chosen[place] = (batch_index, row);
                 }
             }
         }
     }
+    fill_data(&mut out, batches);
     out
+}
+
+/// Writes into `key` a row's match key: its contact, and its event id when
+/// selected. The contact's length comes first, so no contact and event id
+/// (both sender-controlled text) can spell another pair's key.
+fn match_key(key: &mut String, prefix: &str, id: &str, event_id: Option<&str>) {
+    use std::fmt::Write as _;
+    key.clear();
+    let _ = write!(key, "{}:{prefix}{id}", prefix.len() + id.len());
+    match event_id {
+        Some(event_id) => key.extend(["+", event_id]),
+        None => key.push('-'),
+    }
+}
+
+/// The columns of a resolved batch that make its rows' matches, as text
+/// (absent columns read as null).
+struct RowColumns {
+    email: Option<ArrayRef>,
+    user: Option<ArrayRef>,
+    client: Option<ArrayRef>,
+    event_id: Option<ArrayRef>,
+    identified: Option<ArrayRef>,
+    requires: Option<ArrayRef>,
+    seq: Option<ArrayRef>,
+}
+
+impl RowColumns {
+    fn of(batch: &RecordBatch) -> RowColumns {
+        let typed =
+            |name: &str, to: &DataType| batch.column_by_name(name).and_then(|c| cast(c, to).ok());
+        RowColumns {
+            email: typed(RESOLVED_EMAIL, &DataType::Utf8),
+            user: typed(RESOLVED_USER, &DataType::Utf8),
+            client: typed("client_id", &DataType::Utf8),
+            event_id: typed("event_id", &DataType::Utf8),
+            identified: typed(IDENTIFIED, &DataType::Boolean),
+            requires: typed("requires_identity", &DataType::Boolean),
+            seq: typed("seq", &DataType::Int64),
+        }
+    }
+
+    /// The row's resolved email and user id, and its client id.
+    fn contact(&self, row: usize) -> (Option<&str>, Option<&str>, Option<&str>) {
+        (
+            text(&self.email, row),
+            text(&self.user, row),
+            text(&self.client, row),
+        )
+    }
+
+    fn event_id(&self, row: usize) -> Option<&str> {
+        text(&self.event_id, row)
+    }
+
+    fn identified(&self, row: usize) -> bool {
+        flag(&self.identified, row).unwrap_or(false)
+    }
+
+    fn requires(&self, row: usize) -> Option<bool> {
+        flag(&self.requires, row)
+    }
+
+    fn seq(&self, row: usize) -> Option<i64> {
+        let seq = self.seq.as_ref().filter(|a| a.is_valid(row))?;
+        Some(seq.as_primitive::<arrow::datatypes::Int64Type>().value(row))
+    }
+}
+
+fn text(column: &Option<ArrayRef>, row: usize) -> Option<&str> {
+    let column = column.as_ref().filter(|a| a.is_valid(row))?;
+    Some(column.as_string::<i32>().value(row))
+}
+
+fn flag(column: &Option<ArrayRef>, row: usize) -> Option<bool> {
+    let column = column.as_ref().filter(|a| a.is_valid(row))?;
+    Some(column.as_boolean().value(row))
+}
+
+/// Each match's `data`: its chosen row's data columns as a JSON object.
+fn fill_data(out: &mut Resolution, batches: &[RecordBatch]) {
+    for (batch_index, batch) in batches.iter().enumerate() {
+        let (matches, rows): (Vec<usize>, Vec<u64>) = out
+            .chosen
+            .iter()
+            .enumerate()
+            .filter(|(_, (b, _))| *b == batch_index)
+            .map(|(m, (_, row))| (m, *row as u64))
+            .unzip();
+        if matches.is_empty() {
+            continue;
+        }
+        let chosen = take_record_batch(batch, &UInt64Array::from(rows));
+        let data = chosen.map(|c| data_json(&c)).unwrap_or_default();
+        for (i, m) in matches.into_iter().enumerate() {
+            out.matches[m].data = data.get(i).cloned().unwrap_or_else(|| "{}".into());
+        }
+    }
 }
 
 /// `rows` with a row-number column appended, so resolution keeps their order.
@@ -344,4 +419,76 @@ fn data_json(batch: &RecordBatch) -> Vec<String> {
         .lines()
         .map(str::to_string)
         .collect()
+}
+
+#[cfg(test)]
+mod tests {
+    use arrow::array::{BooleanArray, Int64Array, StringArray};
+    use arrow::datatypes::Schema;
+
+    use super::*;
+
+    /// Resolved rows of (email, event id, seq, cart).
+    fn resolved(rows: &[(Option<&str>, Option<&str>, i64, &str)]) -> RecordBatch {
+        let text = |values: Vec<Option<&str>>| Arc::new(StringArray::from(values)) as ArrayRef;
+        let schema = Schema::new(vec![
+            Field::new(RESOLVED_EMAIL, DataType::Utf8, true),
+            Field::new(RESOLVED_USER, DataType::Utf8, true),
+            Field::new("client_id", DataType::Utf8, true),
+            Field::new(IDENTIFIED, DataType::Boolean, true),
+            Field::new("event_id", DataType::Utf8, true),
+            Field::new("seq", DataType::Int64, true),
+            Field::new("cart", DataType::Utf8, true),
+        ]);
+        let columns = vec![
+            text(rows.iter().map(|r| r.0).collect()),
+            text(vec![None; rows.len()]),
+            text(vec![None; rows.len()]),
+            Arc::new(BooleanArray::from(vec![false; rows.len()])) as ArrayRef,
+            text(rows.iter().map(|r| r.1).collect()),
+            Arc::new(Int64Array::from_iter_values(rows.iter().map(|r| r.2))),
+            text(rows.iter().map(|r| Some(r.3)).collect()),
+        ];
+        RecordBatch::try_new(Arc::new(schema), columns).unwrap()
+    }
+
+    #[test]
+    fn rows_of_one_contact_collapse_to_the_highest_seq_with_its_data() {
+        let first = resolved(&[
+            (Some("a@x.com"), None, 5, "one"),
+            (Some("b@x.com"), None, 1, "two"),
+            (None, None, 2, "nobody"),
+        ]);
+        let second = resolved(&[(Some("a@x.com"), None, 9, "three")]);
+        let resolution = collapse(&[first, second], false);
+        assert_eq!((resolution.matched, resolution.resolved), (4, 3));
+        assert_eq!(resolution.dropped, 1);
+        let matches: Vec<(&str, &str, i64)> = resolution
+            .matches
+            .iter()
+            .map(|m| (m.contact.as_str(), m.data.as_str(), m.ordinal))
+            .collect();
+        assert_eq!(
+            matches,
+            [
+                ("email:a@x.com", r#"{"seq":9,"cart":"three"}"#, 0),
+                ("email:b@x.com", r#"{"seq":1,"cart":"two"}"#, 1),
+            ]
+        );
+        assert_eq!(resolution.chosen, [(1, 0), (0, 1)]);
+    }
+
+    #[test]
+    fn no_contact_and_event_id_spell_another_pairs_match_key() {
+        // Sender-controlled text: an email holding what would separate a
+        // contact from an event id must not merge two matches.
+        let rows = resolved(&[
+            (Some("a+x"), None, 1, "one"),
+            (Some("a"), Some("x"), 2, "two"),
+            (Some("a-"), None, 3, "three"),
+            (Some("a"), None, 4, "four"),
+        ]);
+        let resolution = collapse(&[rows], false);
+        assert_eq!(resolution.matches.len(), 4);
+    }
 }
