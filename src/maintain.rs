@@ -18,6 +18,7 @@ use std::time::Duration;
 use chrono::{DateTime, Utc};
 use datafusion::prelude::{col, lit};
 use deltalake_core::DeltaTable;
+use deltalake_core::operations::vacuum::VacuumMode;
 use tokio::sync::watch;
 
 use crate::config::Config;
@@ -68,6 +69,8 @@ pub struct TableReport {
     pub expired_rows: usize,
     /// Files VACUUM deleted from storage.
     pub vacuumed: usize,
+    /// Log files past the table's log retention deleted.
+    pub logs_removed: usize,
 }
 
 impl std::fmt::Display for TableReport {
@@ -82,6 +85,9 @@ impl std::fmt::Display for TableReport {
         }
         if self.vacuumed > 0 {
             write!(f, ", {} unreferenced files vacuumed", self.vacuumed)?;
+        }
+        if self.logs_removed > 0 {
+            write!(f, ", {} old log files removed", self.logs_removed)?;
         }
         Ok(())
     }
@@ -122,6 +128,7 @@ pub async fn maintain(
             compact_plain(&mut table).await?;
         }
         checkpoint(&table).await?;
+        report.logs_removed = remove_old_log(&table).await;
         if settings.vacuum {
             report.vacuumed = vacuum(&mut table, settings.vacuum_retention).await?;
         }
@@ -287,6 +294,20 @@ async fn checkpoint(table: &DeltaTable) -> Result<(), StoreError> {
         .map_err(|e| StoreError::delta(table.table_url(), e))
 }
 
+/// Deletes the log files a checkpoint covers that are older than the
+/// table's `delta.logRetentionDuration` (`store::HISTORY_RETENTION`). A
+/// failure is reported and left for the next pass: another replica
+/// deleting the same files first is a lost race, not a fault.
+async fn remove_old_log(table: &DeltaTable) -> usize {
+    match deltalake_core::checkpoints::cleanup_metadata(table, None).await {
+        Ok(removed) => removed,
+        Err(e) => {
+            tracing::warn!(table = %table.table_url(), "old log files not removed: {e}");
+            0
+        }
+    }
+}
+
 /// Deletes files no version within `retention` needs; a run reading an
 /// older snapshot meanwhile finishes long before (the retention is at
 /// least an hour, see `config`).
@@ -298,6 +319,10 @@ async fn vacuum(table: &mut DeltaTable, retention: Duration) -> Result<usize, St
         .vacuum()
         .with_retention_period(retention)
         .with_enforce_retention_duration(false)
+        // Listing the table's files, not only its tombstones: a removed
+        // file's tombstone leaves the checkpoints after a day
+        // (`store::HISTORY_RETENTION`), its file must still go.
+        .with_mode(VacuumMode::Full)
         .await
         .map_err(|e| StoreError::delta(&url, e))?;
     *table = vacuumed;

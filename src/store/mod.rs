@@ -70,6 +70,19 @@ pub const CHECKPOINT_INTERVAL: &str = "10";
 /// beyond it comes from `import`'s own record of finished files.
 pub const TRANSACTION_RETENTION: &str = "interval 30 days";
 
+/// How long a table's log keeps a commit after a checkpoint covers it, and
+/// a checkpoint keeps a removed file's tombstone. Opening a table lists its
+/// log folder and reads every tombstone of its checkpoint, and `serve`
+/// commits every few seconds (a WAL flush, a tick) and compacts what it
+/// committed: with Delta's defaults (30 days of log, 7 of tombstones) a
+/// store that lived a month under steady ingest held ~10^6 log files and
+/// ~10^5 tombstones, and every open paid for them. Nothing in tripwire
+/// reads an old version (windows select rows by their stamp in the latest
+/// snapshot), so a day is kept for other tools' time travel. Files whose
+/// tombstone expired are still deleted by VACUUM, which lists the table's
+/// files (`maintain`).
+pub const HISTORY_RETENTION: &str = "interval 1 days";
+
 /// The tables a workspace keeps.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
 pub enum TableKind {
@@ -98,6 +111,8 @@ impl TableKind {
             // No change data: a deleted row must not live on in it.
             ("delta.enableChangeDataFeed", "false"),
             ("delta.checkpointInterval", CHECKPOINT_INTERVAL),
+            ("delta.logRetentionDuration", HISTORY_RETENTION),
+            ("delta.deletedFileRetentionDuration", HISTORY_RETENTION),
         ];
         match self {
             TableKind::Events => properties.extend([

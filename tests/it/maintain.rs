@@ -221,3 +221,71 @@ fn serve_keeps_the_file_count_bounded_while_events_stream_in() {
     server.stop();
     assert_eq!(matched(&project), sent);
 }
+
+/// Sets `path`'s modification time `age` in the past.
+fn age_file(path: &std::path::Path, age: std::time::Duration) {
+    let file = std::fs::File::options().write(true).open(path).unwrap();
+    file.set_modified(std::time::SystemTime::now() - age)
+        .unwrap();
+}
+
+const DAY: std::time::Duration = std::time::Duration::from_secs(24 * 3600);
+
+#[test]
+fn a_lived_store_keeps_a_day_of_log_and_vacuums_files_it_no_longer_tracks() {
+    let project = Project::new();
+    with_trigger(&project, "everything", EVERY_EVENT);
+    let events = import_small_files(&project, "a", 12, 300);
+    project.ok(&["run"]);
+    let table = project.events_table("shop");
+    let log = table.join("_delta_log");
+    // Everything so far was written two days ago; a file nothing tracks
+    // (another tool's leftover) eight days ago.
+    let old_commits: Vec<_> = std::fs::read_dir(&log)
+        .unwrap()
+        .flatten()
+        .map(|e| e.path())
+        .filter(|p| p.extension().is_some_and(|x| x == "json"))
+        .collect();
+    for path in &old_commits {
+        age_file(path, 2 * DAY);
+    }
+    let first_data = std::fs::read_dir(&table)
+        .unwrap()
+        .flatten()
+        .map(|e| e.path())
+        .find(|p| p.extension().is_some_and(|x| x == "parquet"))
+        .unwrap();
+    let orphan = table.join("part-00000-left-over-by-another-tool.zstd.parquet");
+    std::fs::copy(&first_data, &orphan).unwrap();
+    age_file(&orphan, 8 * DAY);
+
+    let report = project.ok(&["optimize", "--vacuum"]);
+    // The old commits a checkpoint covers are gone; the table reads whole,
+    // by tripwire and by another Delta reader, and nothing fires again.
+    let remaining = old_commits.iter().filter(|p| p.exists()).count();
+    assert!(
+        remaining < old_commits.len() / 2,
+        "{remaining} of {} left: {report}",
+        old_commits.len()
+    );
+    assert_eq!(project.number("SELECT count(*) FROM events") as u64, events);
+    assert_eq!(live_files(&project, "events"), 1);
+    let quiet = project.ok(&["run"]);
+    assert!(
+        quiet.contains(": 0 rows") || quiet.contains("no new events"),
+        "{quiet}"
+    );
+    assert_eq!(matched(&project), events);
+    // The untracked old file is vacuumed; the small files compaction just
+    // replaced stay while their tombstones are recent.
+    assert!(
+        !orphan.exists(),
+        "an untracked file past vacuum_retention is deleted"
+    );
+    assert!(first_data.exists(), "a file removed just now is kept");
+    let script = "import sys\nfrom deltalake import DeltaTable\nc = DeltaTable(sys.argv[1]).metadata().configuration\n\
+        print(c['delta.logRetentionDuration'], '|', c['delta.deletedFileRetentionDuration'])";
+    let retention = python_on_table(script, &table);
+    assert_eq!(retention.trim(), "interval 1 days | interval 1 days");
+}
