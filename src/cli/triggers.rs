@@ -71,6 +71,9 @@ pub async fn run(
             }
         }
     }
+    // A large workspace's identity index takes milliseconds to free: that
+    // happens beside the deliveries rather than before the process exits.
+    std::thread::spawn(move || drop(identities));
     // Deliveries run on the wall clock: retries and the retry period are real time.
     for (workspace, summary) in crate::deliver::deliver_all_due(config, &store, Utc::now()).await? {
         println!("{workspace}: {summary}");
