@@ -9,12 +9,12 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use chrono::{DateTime, Utc};
-use datafusion::catalog::TableProvider;
 use datafusion::error::DataFusionError;
 use datafusion::prelude::SessionContext;
 use deltalake_core::DeltaTable;
 use futures::FutureExt as _;
 
+use crate::identity::index::IdentityIndex;
 use crate::sql::cluster::analyst_context;
 use crate::sql::lazy_schema::{LazySchema, Table};
 use crate::sql::{QueryError, delta_provider, engine, ledger};
@@ -101,13 +101,13 @@ impl WorkspaceTables {
 }
 
 /// A session over `tables` as of `now`; `identities` is the identity
-/// index's table when it answers for `now`, else the view over `events`.
+/// index's table when `index` answers for `now`, else the view over `events`.
 /// With `[engine] ballista`, its queries run on the cluster (`sql::cluster`).
 pub async fn tables_session(
     tables: &WorkspaceTables,
     now: DateTime<Utc>,
     identity_ttl: Duration,
-    identities: Option<Arc<dyn TableProvider>>,
+    index: Option<Arc<IdentityIndex>>,
 ) -> Result<SessionContext, QueryError> {
     let ctx = analyst_context()?;
     let schema = LazySchema::install(&ctx).map_err(engine)?;
@@ -115,7 +115,7 @@ pub async fn tables_session(
         schema.add(name, tables.table(&ctx, kind).await?);
     }
     ledger::defer_views(&schema, tables.table(&ctx, TableKind::Ledger).await?);
-    crate::identity::defer_views(&schema, now, identity_ttl, identities);
+    crate::identity::defer_views(&schema, now, identity_ttl, index);
     Ok(ctx)
 }
 

@@ -7,33 +7,46 @@ use std::time::Duration;
 use arrow::datatypes::{Field, Schema, SchemaRef};
 use chrono::{DateTime, Utc};
 use datafusion::catalog::{MemTable, TableProvider};
+use datafusion::error::DataFusionError;
+use datafusion::prelude::SessionContext;
+use futures::FutureExt as _;
 
 use super::index::{AsOf, IdentityIndex};
 use crate::event::batch::events_schema;
 use crate::sql::QueryError;
-use crate::sql::lazy_schema::{LazySchema, Table, view};
+use crate::sql::lazy_schema::{Build, LazySchema, Table, view};
 
 /// Adds `identities` and `contacts` to a session's `tables` (which hold
-/// `events`), as of `now`, keeping identifies younger than `ttl`:
-/// `identities` is the identity index's table when it answered
-/// ([`identities_from_index`]), else a view over `events`. Views are
-/// planned when a query first names them.
+/// `events`), as of `now`, keeping identifies younger than `ttl`.
+/// `identities` is the identity index's table when `index` answers for
+/// `now` ([`identities_from_index`]), else a view over `events`. Both are
+/// made when a query first names them: a trigger that does not join
+/// `identities` (resolution reads the index itself) never copies it.
 pub fn defer_views(
     tables: &LazySchema,
     now: DateTime<Utc>,
     ttl: Duration,
-    identities: Option<Arc<dyn TableProvider>>,
+    index: Option<Arc<IdentityIndex>>,
 ) {
-    let identities = match identities {
-        Some(table) => Table::Ready(table),
-        None => {
-            let cutoff = AsOf::new(now, ttl).cutoff;
-            let cutoff =
-                DateTime::from_timestamp_micros(cutoff).unwrap_or(DateTime::<Utc>::MIN_UTC);
-            Table::Later(view(identities_sql(cutoff, now)))
-        }
+    let cutoff = AsOf::new(now, ttl).cutoff;
+    let cutoff = DateTime::from_timestamp_micros(cutoff).unwrap_or(DateTime::<Utc>::MIN_UTC);
+    let scan = identities_sql(cutoff, now);
+    let identities: Build = match index {
+        None => view(scan),
+        Some(index) => Box::new(move |planner: SessionContext| {
+            let (index, scan) = (index.clone(), scan.clone());
+            async move {
+                let from_index = identities_from_index(&index, now, ttl)
+                    .map_err(|e| DataFusionError::External(Box::new(e)))?;
+                match from_index {
+                    Some(table) => Ok(table),
+                    None => Ok(planner.sql(&scan).await?.into_view()),
+                }
+            }
+            .boxed()
+        }),
     };
-    tables.add("identities", identities);
+    tables.add("identities", Table::Later(identities));
     tables.add("contacts", Table::Later(view(contacts_sql(now))));
 }
 

@@ -16,7 +16,6 @@ use tokio::sync::OnceCell;
 
 use super::{RunError, RunRequest};
 use crate::event::batch::events_schema;
-use crate::identity::identities_from_index;
 use crate::identity::index::IdentityIndex;
 use crate::session::{WorkspaceTables, tables_session};
 use crate::sql::{QueryError, json_memo, new_context, replace_table};
@@ -46,7 +45,6 @@ pub struct Tick {
     /// moves it.
     pub ledger: DeltaTable,
     pub index: Option<Arc<IdentityIndex>>,
-    identities: Option<Arc<dyn TableProvider>>,
     watermark: i64,
     cursors: HashMap<String, Option<i64>>,
     streaks: HashMap<String, Streak>,
@@ -102,11 +100,6 @@ impl Tick {
                 }
             },
         )?;
-        let identities = match index.as_deref() {
-            Some(index) => identities_from_index(index, request.now, request.identity_ttl)
-                .map_err(|e| failed(&e))?,
-            None => None,
-        };
         let watermark = events.as_ref().map_or(-1, table::version);
         let mut tables = WorkspaceTables::new(store, workspace);
         tables.opened(TableKind::Events, events.clone());
@@ -116,7 +109,6 @@ impl Tick {
             tables,
             ledger,
             index,
-            identities,
             watermark,
             cursors,
             streaks,
@@ -176,10 +168,10 @@ impl Tick {
         let ctx = self
             .session
             .get_or_try_init(|| {
-                let identities = self.identities.clone();
+                let index = self.index.clone();
                 async move {
                     let ctx =
-                        tables_session(&self.tables, request.now, request.identity_ttl, identities)
+                        tables_session(&self.tables, request.now, request.identity_ttl, index)
                             .await?;
                     json_memo::install(&ctx);
                     Ok::<_, QueryError>(ctx)
