@@ -9,14 +9,13 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use chrono::{DateTime, Utc};
-use datafusion::error::DataFusionError;
 use datafusion::prelude::SessionContext;
 use deltalake_core::DeltaTable;
 use futures::FutureExt as _;
 
 use crate::identity::index::IdentityIndex;
 use crate::sql::cluster::analyst_context;
-use crate::sql::lazy_schema::{LazySchema, Table};
+use crate::sql::lazy_schema::{LazySchema, Table, external};
 use crate::sql::{QueryError, delta_provider, engine, ledger};
 use crate::store::{Store, TableKind};
 
@@ -78,25 +77,29 @@ impl WorkspaceTables {
         self.open.insert(kind, table);
     }
 
-    /// `kind`'s table for `ctx`: ready when opened already, else opened on
-    /// first use at its latest version.
-    async fn table(&self, ctx: &SessionContext, kind: TableKind) -> Result<Table, QueryError> {
-        if let Some(table) = self.open.get(&kind) {
-            return Ok(Table::Ready(
-                delta_provider(ctx, table.clone(), kind).await?,
-            ));
-        }
+    /// `kind`'s table if it was opened already (`None` inside: never written).
+    pub fn opened_table(&self, kind: TableKind) -> Option<&DeltaTable> {
+        self.open.get(&kind).and_then(Option::as_ref)
+    }
+
+    /// `kind`'s table, made when a query first names it: the one opened
+    /// already, else the latest version, opened then.
+    fn table(&self, kind: TableKind) -> Table {
+        let opened = self.open.get(&kind).cloned();
         let (store, workspace) = (self.store.clone(), self.workspace.clone());
-        Ok(Table::Later(Box::new(move |planner| {
-            let (store, workspace) = (store.clone(), workspace.clone());
+        Table::Later(Box::new(move |planner| {
+            let (opened, store, workspace) = (opened.clone(), store.clone(), workspace.clone());
             async move {
-                let table = store.open(&workspace, kind).await.map_err(external)?;
+                let table = match opened {
+                    Some(table) => table,
+                    None => store.open(&workspace, kind).await.map_err(external)?,
+                };
                 delta_provider(&planner, table, kind)
                     .await
                     .map_err(external)
             }
             .boxed()
-        })))
+        }))
     }
 }
 
@@ -112,13 +115,9 @@ pub async fn tables_session(
     let ctx = analyst_context()?;
     let schema = LazySchema::install(&ctx).map_err(engine)?;
     for (name, kind) in TABLES {
-        schema.add(name, tables.table(&ctx, kind).await?);
+        schema.add(name, tables.table(kind));
     }
-    ledger::defer_views(&schema, tables.table(&ctx, TableKind::Ledger).await?);
+    ledger::defer_views(&schema, tables.table(TableKind::Ledger));
     crate::identity::defer_views(&schema, now, identity_ttl, index);
     Ok(ctx)
-}
-
-fn external(e: impl std::error::Error + Send + Sync + 'static) -> DataFusionError {
-    DataFusionError::External(Box::new(e))
 }

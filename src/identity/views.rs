@@ -7,14 +7,13 @@ use std::time::Duration;
 use arrow::datatypes::{Field, Schema, SchemaRef};
 use chrono::{DateTime, Utc};
 use datafusion::catalog::{MemTable, TableProvider};
-use datafusion::error::DataFusionError;
 use datafusion::prelude::SessionContext;
 use futures::FutureExt as _;
 
 use super::index::{AsOf, IdentityIndex};
 use crate::event::batch::events_schema;
 use crate::sql::QueryError;
-use crate::sql::lazy_schema::{Build, LazySchema, Table, view};
+use crate::sql::lazy_schema::{Build, LazySchema, Table, external, view};
 
 /// Adds `identities` and `contacts` to a session's `tables` (which hold
 /// `events`), as of `now`, keeping identifies younger than `ttl`.
@@ -33,18 +32,16 @@ pub fn defer_views(
     let scan = identities_sql(cutoff, now);
     let identities: Build = match index {
         None => view(scan),
-        Some(index) => Box::new(move |planner: SessionContext| {
-            let (index, scan) = (index.clone(), scan.clone());
-            async move {
-                let from_index = identities_from_index(&index, now, ttl)
-                    .map_err(|e| DataFusionError::External(Box::new(e)))?;
-                match from_index {
-                    Some(table) => Ok(table),
-                    None => Ok(planner.sql(&scan).await?.into_view()),
-                }
-            }
-            .boxed()
-        }),
+        Some(index) => {
+            let scan = view(scan);
+            Box::new(
+                move |planner: SessionContext| match identities_from_index(&index, now, ttl) {
+                    Ok(Some(table)) => futures::future::ready(Ok(table)).boxed(),
+                    Ok(None) => scan(planner),
+                    Err(e) => futures::future::ready(Err(external(e))).boxed(),
+                },
+            )
+        }
     };
     tables.add("identities", Table::Later(identities));
     tables.add("contacts", Table::Later(view(contacts_sql(now))));

@@ -294,7 +294,7 @@ async fn step(request: &RunRequest<'_>, tick: &Tick) -> Step {
     let waiting = tick.waiting(&trigger.name);
     let run_id = run.run_id.clone();
     let scope = Scope {
-        events: tick.events.as_ref(),
+        events: tick.events(),
         window,
         sent_after,
         run_id: &run_id,

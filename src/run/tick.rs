@@ -38,8 +38,6 @@ type WindowKey = (i64, i64, Option<i64>);
 
 /// The state the runs of one tick of one workspace read.
 pub struct Tick {
-    /// The events table at the tick's watermark (none: never written).
-    pub events: Option<DeltaTable>,
     tables: WorkspaceTables,
     /// The ledger at the tick's start (created if new); the tick's commit
     /// moves it.
@@ -102,10 +100,9 @@ impl Tick {
         )?;
         let watermark = events.as_ref().map_or(-1, table::version);
         let mut tables = WorkspaceTables::new(store, workspace);
-        tables.opened(TableKind::Events, events.clone());
+        tables.opened(TableKind::Events, events);
         tables.opened(TableKind::Ledger, Some(ledger.clone()));
         let mut tick = Tick {
-            events,
             tables,
             ledger,
             index,
@@ -118,6 +115,11 @@ impl Tick {
         };
         tick.decode_shared_windows(request, triggers).await?;
         Ok(tick)
+    }
+
+    /// The events table at the tick's watermark (none: never written).
+    pub fn events(&self) -> Option<&DeltaTable> {
+        self.tables.opened_table(TableKind::Events)
     }
 
     /// The trigger's committed cursor (none: it never ran).
@@ -183,9 +185,7 @@ impl Tick {
         let key = window_key(window, sent_after);
         let rows = match self.shared.get(&key) {
             Some(decoded) => decoded.clone(),
-            None => {
-                new_events(self.events.as_ref(), window, sent_after).map_err(|e| e.to_string())?
-            }
+            None => new_events(self.events(), window, sent_after).map_err(|e| e.to_string())?,
         };
         replace_table(&ctx, "new_events", rows).map_err(|e| e.to_string())?;
         Ok(ctx)
@@ -198,7 +198,7 @@ impl Tick {
         request: &RunRequest<'_>,
         triggers: &[TriggerFile],
     ) -> Result<(), RunError> {
-        let Some(events) = self.events.as_ref() else {
+        let Some(events) = self.tables.opened_table(TableKind::Events) else {
             return Ok(());
         };
         let mut readers: HashMap<WindowKey, (Window, Option<DateTime<Utc>>, usize)> =

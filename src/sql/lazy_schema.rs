@@ -38,6 +38,11 @@ pub enum Table {
     Later(Build),
 }
 
+/// `e` as the engine's error, for a build's failure.
+pub fn external(e: impl std::error::Error + Send + Sync + 'static) -> DataFusionError {
+    DataFusionError::External(Box::new(e))
+}
+
 /// A build for a view: `sql` planned over the schema's tables.
 pub fn view(sql: String) -> Build {
     Box::new(move |planner| {
@@ -46,35 +51,43 @@ pub fn view(sql: String) -> Build {
     })
 }
 
-/// One name's table, built at most once (a failed build is tried again
-/// by the next lookup).
-struct Entry {
-    made: OnceCell<Arc<dyn TableProvider>>,
-    build: Option<Build>,
+/// One name's table: ready, or built at most once (a failed build is
+/// tried again by the next lookup).
+enum Entry {
+    Ready(Arc<dyn TableProvider>),
+    Later {
+        made: OnceCell<Arc<dyn TableProvider>>,
+        build: Build,
+    },
 }
 
 impl Entry {
     fn new(table: Table) -> Entry {
         match table {
-            Table::Ready(table) => Entry {
-                made: OnceCell::new_with(Some(table)),
-                build: None,
-            },
-            Table::Later(build) => Entry {
+            Table::Ready(table) => Entry::Ready(table),
+            Table::Later(build) => Entry::Later {
                 made: OnceCell::new(),
-                build: Some(build),
+                build,
             },
         }
     }
 
     async fn table(&self, schema: &LazySchema) -> Result<Arc<dyn TableProvider>> {
-        let made = self.made.get_or_try_init(|| async {
-            match &self.build {
-                Some(build) => build(schema.planner().await?).await,
-                None => exec_err!("a ready table always has its provider"),
+        match self {
+            Entry::Ready(table) => Ok(table.clone()),
+            Entry::Later { made, build } => {
+                let built = made.get_or_try_init(|| async { build(schema.planner().await?).await });
+                built.await.cloned()
             }
-        });
-        made.await.cloned()
+        }
+    }
+
+    /// The table, if it was made.
+    fn made(&self) -> Option<Arc<dyn TableProvider>> {
+        match self {
+            Entry::Ready(table) => Some(table.clone()),
+            Entry::Later { made, .. } => made.get().cloned(),
+        }
     }
 }
 
@@ -116,7 +129,7 @@ impl LazySchema {
     /// The session builds run in, made on the first build.
     async fn planner(&self) -> Result<SessionContext> {
         let planner = self.planner.get_or_try_init(|| async {
-            let ctx = analyst_context().map_err(|e| DataFusionError::External(Box::new(e)))?;
+            let ctx = analyst_context().map_err(external)?;
             let tables = PlannerSchema {
                 of: self.me.clone(),
             };
@@ -179,7 +192,7 @@ impl SchemaProvider for LazySchema {
 
     fn deregister_table(&self, name: &str) -> Result<Option<Arc<dyn TableProvider>>> {
         let removed = write(&self.tables).remove(name);
-        Ok(removed.and_then(|entry| entry.made.get().cloned()))
+        Ok(removed.and_then(|entry| entry.made()))
     }
 
     fn table_exist(&self, name: &str) -> bool {

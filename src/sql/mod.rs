@@ -80,18 +80,6 @@ pub fn replace_table(
     Ok(())
 }
 
-/// Registers a workspace table under `name`; an empty one if never written.
-pub async fn register_delta(
-    ctx: &SessionContext,
-    table: Option<DeltaTable>,
-    kind: TableKind,
-    name: &str,
-) -> Result<(), QueryError> {
-    let provider = delta_provider(ctx, table, kind).await?;
-    ctx.register_table(name, provider).map_err(engine)?;
-    Ok(())
-}
-
 /// A table provider over `table`, or an empty table of `kind`'s schema.
 pub(crate) async fn delta_provider(
     ctx: &SessionContext,
