@@ -15,11 +15,13 @@
 //! a folder it cannot answer for cheaply (a sub-folder, a symbolic link,
 //! a name that object_store would encode or skip, the offset outside the
 //! folder) is listed by `LocalFileSystem` itself. Everything else passes
-//! straight through.
+//! straight through, and the log's small files are read in place
+//! (`log_reads`).
 
 use std::ops::Range;
 use std::sync::Arc;
 
+use super::log_reads;
 use bytes::Bytes;
 use futures::stream::{self, BoxStream, StreamExt as _};
 use object_store::path::Path;
@@ -49,7 +51,7 @@ impl std::fmt::Display for LocalLog {
 }
 
 /// A name object_store keeps as it is, in a path and on the disk.
-fn is_plain_name(name: &str) -> bool {
+pub(super) fn is_plain_name(name: &str) -> bool {
     !matches!(name, "" | "." | "..")
         && name
             .bytes()
@@ -87,6 +89,20 @@ fn names_after(folder: &Path, offset: &Path) -> Option<Vec<Path>> {
     Some(after)
 }
 
+/// `location`'s metadata: in place for a log file, else from `inner`.
+async fn head(inner: &dyn ObjectStore, location: &Path) -> Result<ObjectMeta> {
+    let options = GetOptions {
+        head: true,
+        ..Default::default()
+    };
+    let in_place =
+        log_reads::log_file(location).and_then(|file| log_reads::get(location, &file, &options));
+    match in_place {
+        Some(answer) => answer.map(|found| found.meta),
+        None => inner.head(location).await,
+    }
+}
+
 #[async_trait::async_trait]
 impl ObjectStore for LocalLog {
     async fn put_opts(
@@ -107,11 +123,21 @@ impl ObjectStore for LocalLog {
     }
 
     async fn get_opts(&self, location: &Path, options: GetOptions) -> Result<GetResult> {
-        self.inner.get_opts(location, options).await
+        let in_place = log_reads::log_file(location)
+            .and_then(|file| log_reads::get(location, &file, &options));
+        match in_place {
+            Some(answer) => answer,
+            None => self.inner.get_opts(location, options).await,
+        }
     }
 
     async fn get_ranges(&self, location: &Path, ranges: &[Range<u64>]) -> Result<Vec<Bytes>> {
-        self.inner.get_ranges(location, ranges).await
+        let in_place = log_reads::log_file(location)
+            .and_then(|file| log_reads::get_ranges(location, &file, ranges));
+        match in_place {
+            Some(answer) => answer,
+            None => self.inner.get_ranges(location, ranges).await,
+        }
     }
 
     fn delete_stream(
@@ -136,17 +162,13 @@ impl ObjectStore for LocalLog {
         let inner = self.inner.clone();
         let offset = offset.clone();
         let listed = async move {
-            let (folder_, offset_) = (folder.clone(), offset.clone());
-            let names = tokio::task::spawn_blocking(move || names_after(&folder_, &offset_))
-                .await
-                .ok()
-                .flatten();
-            match names {
+            // Read in place, as the log's files are (`log_reads`).
+            match names_after(&folder, &offset) {
                 None => inner.list_with_offset(Some(&folder), &offset),
                 Some(names) => stream::iter(names)
                     .then(move |location| {
                         let inner = inner.clone();
-                        async move { inner.head(&location).await }
+                        async move { head(inner.as_ref(), &location).await }
                     })
                     // Deleted between reading the names and asking: gone,
                     // as a walk a moment later would have found it.

@@ -27,6 +27,7 @@ pub mod journal;
 pub mod layout;
 pub mod ledger;
 pub mod local_log;
+pub mod log_reads;
 pub mod objects;
 pub mod probe;
 pub mod quarantine;
