@@ -32,7 +32,16 @@ pub struct Committer {
     /// Workspace whose quarantine keeps rejected lines, if any.
     quarantine: Option<String>,
     tables: HashMap<(String, TableKind), DeltaTable>,
+    /// Each table's version when this committer opened it.
+    opened_at: HashMap<(String, TableKind), u64>,
     seq: SeqClock,
+}
+
+/// A table an import wrote to: as its last commit left it, and how many
+/// versions it moved on meanwhile.
+pub struct Written {
+    pub table: DeltaTable,
+    pub commits: u64,
 }
 
 impl Committer {
@@ -42,6 +51,7 @@ impl Committer {
             app_id,
             quarantine,
             tables: HashMap::new(),
+            opened_at: HashMap::new(),
             seq: SeqClock::default(),
         }
     }
@@ -81,6 +91,15 @@ impl Committer {
         Ok(outcome)
     }
 
+    /// The tables this committer opened, and what it wrote to each.
+    pub fn into_written(mut self) -> impl Iterator<Item = ((String, TableKind), Written)> {
+        self.tables.into_iter().map(move |(key, table)| {
+            let opened_at = self.opened_at.remove(&key).unwrap_or(0);
+            let commits = table.version().unwrap_or(0).saturating_sub(opened_at);
+            (key, Written { table, commits })
+        })
+    }
+
     /// Appends the rows `build(committed)` returns, recording `last_line`;
     /// returns how many rows were stored (0 when already committed).
     async fn append(
@@ -110,6 +129,8 @@ impl Committer {
         let key = (workspace.to_string(), kind);
         if !self.tables.contains_key(&key) {
             let table = self.store.open_or_create(workspace, kind).await?;
+            self.opened_at
+                .insert(key.clone(), table.version().unwrap_or(0));
             self.tables.insert(key.clone(), table);
         }
         Ok(self.tables.get_mut(&key).expect("inserted above"))

@@ -34,9 +34,9 @@ use std::time::Instant;
 use tokio::sync::mpsc as tokio_mpsc;
 
 use crate::config::Config;
-use crate::store::{Store, StoreError};
+use crate::store::{Store, StoreError, table};
 use chunk::{ChunkParser, ParsedChunk};
-use commit::Committer;
+use commit::{Committer, Written};
 pub use progress::Progress;
 use route::Router;
 pub use source::Format;
@@ -126,6 +126,11 @@ pub async fn import(
     progress.start(total);
     let started = Instant::now();
     let mut report = ImportReport::default();
+    // Each table the import wrote to: one it committed to more than once (a
+    // bulk import) is checkpointed at the end, so the runs that follow open
+    // it without replaying those commits; a small import leaves checkpoints
+    // to Delta's interval, as any writer does.
+    let mut written = std::collections::HashMap::new();
     let scratch = match inputs.iter().any(|i| matches!(i, Input::Remote(_))) {
         true => Some(remote::Scratch::new()?),
         false => None,
@@ -180,11 +185,21 @@ pub async fn import(
                         });
                     }
                 }
-                let committer =
+                let mut committer =
                     Committer::new(store.clone(), format!("import:{hash}"), quarantine.clone());
                 let parsing = parsing.unwrap_or_else(|| job.start());
-                let done = job.drain(parsing, Some(committer), progress).await?;
+                let done = job.drain(parsing, Some(&mut committer), progress).await?;
                 store.write_state(&finished, &done).await?;
+                for (key, now) in committer.into_written() {
+                    let commits = written.get(&key).map_or(0, |w: &Written| w.commits);
+                    written.insert(
+                        key,
+                        Written {
+                            commits: commits + now.commits,
+                            ..now
+                        },
+                    );
+                }
                 done
             }
         };
@@ -194,6 +209,9 @@ pub async fn import(
         report.skipped += done.skipped;
         report.bad_lines += done.bad_lines;
         report.bytes += size;
+    }
+    for written in written.values().filter(|w| w.commits > 1) {
+        table::checkpoint_latest(&written.table).await?;
     }
     report.seconds = started.elapsed().as_secs_f64();
     progress.finish();
@@ -234,7 +252,7 @@ impl FileJob {
     async fn drain(
         &self,
         parsing: Parsing,
-        mut committer: Option<Committer>,
+        mut committer: Option<&mut Committer>,
         progress: &Progress,
     ) -> Result<ImportReport, ImportError> {
         let Parsing {

@@ -8,6 +8,7 @@ use deltalake_core::kernel::engine::arrow_conversion::TryIntoKernel as _;
 use deltalake_core::kernel::transaction::CommitProperties;
 use deltalake_core::protocol::SaveMode;
 use deltalake_core::{DeltaTable, DeltaTableBuilder, DeltaTableError};
+use object_store::ObjectStoreExt as _;
 use parquet::basic::{Compression, ZstdLevel};
 use parquet::file::properties::{EnabledStatistics, WriterProperties};
 use parquet::schema::types::ColumnPath;
@@ -102,6 +103,33 @@ pub async fn open(url: &Url) -> Result<DeltaTable, StoreError> {
         table.load().await.map_err(delta)?;
     }
     Ok(table)
+}
+
+/// Writes a checkpoint of the table's version, as maintenance does.
+pub async fn checkpoint(table: &DeltaTable) -> Result<(), StoreError> {
+    deltalake_core::checkpoints::create_checkpoint(table, None)
+        .await
+        .map_err(|e| StoreError::delta(table.table_url(), e))
+}
+
+/// Writes a checkpoint of the table's version unless its log has one:
+/// a reader then opens the table from it instead of replaying each commit
+/// since the last (Delta writes one every `delta.checkpointInterval`).
+pub async fn checkpoint_latest(table: &DeltaTable) -> Result<(), StoreError> {
+    let Some(version) = table.version() else {
+        return Ok(());
+    };
+    let name = format!("_delta_log/{version:020}.checkpoint.parquet");
+    let store = table.log_store().root_object_store(None);
+    let path = object_store::path::Path::from(name);
+    match store.head(&path).await {
+        Ok(_) => Ok(()),
+        Err(object_store::Error::NotFound { .. }) => checkpoint(table).await,
+        Err(e) => Err(StoreError::delta(
+            table.table_url(),
+            DeltaTableError::from(e),
+        )),
+    }
 }
 
 /// How far application `app_id` has committed to `table` (Delta's `txn`).

@@ -62,3 +62,63 @@ fn a_killed_import_resumes_exactly() {
         totals.events
     );
 }
+
+/// The checkpoint files of a table's log, sorted.
+fn checkpoints(table: &std::path::Path) -> Vec<String> {
+    let mut found: Vec<String> = std::fs::read_dir(table.join("_delta_log"))
+        .unwrap()
+        .map(|e| e.unwrap().file_name().into_string().unwrap())
+        .filter(|name| name.ends_with(".checkpoint.parquet"))
+        .collect();
+    found.sort();
+    found
+}
+
+/// The table's latest version, from its commit files.
+fn latest_version(table: &std::path::Path) -> u64 {
+    std::fs::read_dir(table.join("_delta_log"))
+        .unwrap()
+        .filter_map(|e| {
+            let name = e.unwrap().file_name().into_string().unwrap();
+            name.strip_suffix(".json")?.parse().ok()
+        })
+        .max()
+        .unwrap()
+}
+
+#[test]
+fn a_bulk_import_leaves_each_table_it_committed_to_twice_checkpointed() {
+    let project = Project::new();
+    let (first, totals) = project.sample("first.ndjson", 2_000, 4);
+    let (second, more) = project.sample("second.ndjson", 1_000, 5);
+    let (third, last) = project.sample("third.ndjson", 500, 6);
+    let bad = project.path("bad.ndjson");
+    std::fs::write(&bad, "{\"type\":\"track\"}\nnot json\n").unwrap();
+    // One commit per file to the events, one to the quarantine.
+    project.import(&[&first, &second, &bad]);
+    let events = project.events_table("shop");
+    let quarantine = project.path("store/shop/quarantine");
+    let latest = |table| format!("{:020}.checkpoint.parquet", latest_version(table));
+    assert!(
+        checkpoints(&events).contains(&latest(&events)),
+        "{:?}, latest {}",
+        checkpoints(&events),
+        latest(&events)
+    );
+    assert!(
+        !checkpoints(&quarantine).contains(&latest(&quarantine)),
+        "a table committed to once is left to Delta's interval"
+    );
+    let before = checkpoints(&events);
+    // Nothing new to store: no commit and no checkpoint.
+    project.import(&[&first]);
+    assert_eq!(checkpoints(&events), before);
+    // One more commit: left to the interval.
+    project.import(&[&third]);
+    assert_eq!(checkpoints(&events), before);
+    assert_eq!(
+        project.number("SELECT count(*) FROM events") as u64,
+        totals.events + more.events + last.events
+    );
+    assert_eq!(project.number("SELECT count(*) FROM quarantine"), 2.0);
+}
