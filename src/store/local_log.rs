@@ -69,6 +69,9 @@ fn names_after(folder: &Path, offset: &Path) -> Option<Vec<Path>> {
     if !is_plain_path(folder) || offset.prefix_match(folder)?.count() != 1 {
         return None;
     }
+    // Plain names in one folder sort as their locations do: only the
+    // names after the offset's become locations.
+    let offset_name = offset.filename()?;
     let entries = std::fs::read_dir(format!("/{folder}")).ok()?;
     let mut after = Vec::new();
     for entry in entries {
@@ -80,13 +83,17 @@ fn names_after(folder: &Path, offset: &Path) -> Option<Vec<Path>> {
         if !is_plain_name(&name) {
             return None;
         }
-        let location = folder.clone().join(name);
-        if location > *offset {
-            after.push(location);
+        if name.as_str() > offset_name {
+            after.push(name);
         }
     }
     after.sort();
-    Some(after)
+    Some(
+        after
+            .into_iter()
+            .map(|name| folder.clone().join(name))
+            .collect(),
+    )
 }
 
 /// `location`'s metadata: in place for a log file, else from `inner`.
