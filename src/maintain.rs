@@ -26,7 +26,7 @@ use crate::store::files::{LiveFile, live_files};
 use crate::store::layout::in_file_order;
 use crate::store::rewrite::{Race, arrow_schema, read_rows, replace, write_files};
 use crate::store::stamp::stamp_unstamped;
-use crate::store::{Store, StoreError, TableKind, table};
+use crate::store::{Store, StoreError, TableKind};
 use crate::trigger::cursor::cursor;
 use crate::trigger::load_triggers;
 
@@ -127,7 +127,7 @@ pub async fn maintain(
         } else {
             compact_plain(&mut table).await?;
         }
-        table::checkpoint(&table).await?;
+        crate::store::table::checkpoint(&table).await?;
         report.logs_removed = remove_old_log(&table).await;
         if settings.vacuum {
             report.vacuumed = vacuum(&mut table, settings.vacuum_retention).await?;

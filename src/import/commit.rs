@@ -9,7 +9,7 @@ use arrow::compute::filter_record_batch;
 use deltalake_core::DeltaTable;
 
 use super::chunk::ParsedChunk;
-use crate::store::commit::{Append, Plan, Writer, commit};
+use crate::store::commit::{Append, Committed, Plan, Writer, commit};
 use crate::store::quarantine::{Rejected, quarantine_batch};
 use crate::store::seq::SeqClock;
 use crate::store::{Store, StoreError, TableKind, table};
@@ -31,14 +31,12 @@ pub struct Committer {
     app_id: String,
     /// Workspace whose quarantine keeps rejected lines, if any.
     quarantine: Option<String>,
-    tables: HashMap<(String, TableKind), DeltaTable>,
-    /// Each table's version when this committer opened it.
-    opened_at: HashMap<(String, TableKind), u64>,
+    tables: HashMap<(String, TableKind), Written>,
     seq: SeqClock,
 }
 
-/// A table an import wrote to: as its last commit left it, and how many
-/// versions it moved on meanwhile.
+/// A table an import opened: as its last commit left it, and how many
+/// commits the import made to it.
 pub struct Written {
     pub table: DeltaTable,
     pub commits: u64,
@@ -51,7 +49,6 @@ impl Committer {
             app_id,
             quarantine,
             tables: HashMap::new(),
-            opened_at: HashMap::new(),
             seq: SeqClock::default(),
         }
     }
@@ -92,12 +89,8 @@ impl Committer {
     }
 
     /// The tables this committer opened, and what it wrote to each.
-    pub fn into_written(mut self) -> impl Iterator<Item = ((String, TableKind), Written)> {
-        self.tables.into_iter().map(move |(key, table)| {
-            let opened_at = self.opened_at.remove(&key).unwrap_or(0);
-            let commits = table.version().unwrap_or(0).saturating_sub(opened_at);
-            (key, Written { table, commits })
-        })
+    pub fn into_written(self) -> impl Iterator<Item = ((String, TableKind), Written)> {
+        self.tables.into_iter()
     }
 
     /// Appends the rows `build(committed)` returns, recording `last_line`;
@@ -110,14 +103,16 @@ impl Committer {
         build: impl Fn(i64) -> RecordBatch + Send,
     ) -> Result<u64, StoreError> {
         let app_id = self.app_id.clone();
-        let table = self.table(workspace, kind).await?;
+        let written = self.table(workspace, kind).await?;
         let mut writer = ChunkWriter {
             app_id: &app_id,
             last_line,
             build,
             rows: 0,
         };
-        commit(table, &mut writer).await?;
+        if let Committed::Version(_) = commit(&mut written.table, &mut writer).await? {
+            written.commits += 1;
+        }
         Ok(writer.rows)
     }
 
@@ -125,13 +120,12 @@ impl Committer {
         &mut self,
         workspace: &str,
         kind: TableKind,
-    ) -> Result<&mut DeltaTable, StoreError> {
+    ) -> Result<&mut Written, StoreError> {
         let key = (workspace.to_string(), kind);
         if !self.tables.contains_key(&key) {
             let table = self.store.open_or_create(workspace, kind).await?;
-            self.opened_at
-                .insert(key.clone(), table.version().unwrap_or(0));
-            self.tables.insert(key.clone(), table);
+            let written = Written { table, commits: 0 };
+            self.tables.insert(key.clone(), written);
         }
         Ok(self.tables.get_mut(&key).expect("inserted above"))
     }

@@ -38,7 +38,8 @@ pub struct LocalLog {
 }
 
 impl LocalLog {
-    /// Wraps `inner`, a `LocalFileSystem` rooted at `/`.
+    /// Wraps `inner`, a `LocalFileSystem` rooted at `/` (a location is the
+    /// file system path without its leading `/`, which `log_reads` relies on).
     pub fn new(inner: Arc<dyn ObjectStore>) -> LocalLog {
         LocalLog { inner }
     }
@@ -169,8 +170,14 @@ impl ObjectStore for LocalLog {
         let inner = self.inner.clone();
         let offset = offset.clone();
         let listed = async move {
-            // Read in place, as the log's files are (`log_reads`).
-            match names_after(&folder, &offset) {
+            // On the blocking pool: a lived log folder holds a day of
+            // commits, thousands of names, too many to read on a worker.
+            let (folder_, offset_) = (folder.clone(), offset.clone());
+            let names = tokio::task::spawn_blocking(move || names_after(&folder_, &offset_))
+                .await
+                .ok()
+                .flatten();
+            match names {
                 None => inner.list_with_offset(Some(&folder), &offset),
                 Some(names) => stream::iter(names)
                     .then(move |location| {
@@ -281,5 +288,37 @@ mod tests {
         let names: Vec<String> = ours.iter().map(|m| m.location.to_string()).collect();
         assert!(names.iter().any(|n| n.ends_with("sub/c.json")), "{names:?}");
         assert!(!names.iter().any(|n| n.contains('#')), "{names:?}");
+    }
+
+    #[tokio::test]
+    async fn log_files_are_read_in_place_and_data_files_by_the_file_system() {
+        let dir = tempfile::tempdir().unwrap();
+        let log = dir.path().join("_delta_log");
+        std::fs::create_dir(&log).unwrap();
+        std::fs::write(log.join(format!("{:020}.json", 3)), "{\"commitInfo\":{}}").unwrap();
+        std::fs::write(dir.path().join("part-0.parquet"), "data").unwrap();
+        let (fast, plain) = stores();
+        let commit = folder_of(&log).join(format!("{:020}.json", 3));
+        let data = folder_of(dir.path()).join("part-0.parquet");
+        for (location, in_place) in [(&commit, true), (&data, false)] {
+            let ours = fast.get(location).await.unwrap();
+            let read_here = matches!(ours.payload, object_store::GetResultPayload::Stream(_));
+            assert_eq!(read_here, in_place, "{location}");
+            assert_eq!(ours.meta, plain.head(location).await.unwrap());
+            let bytes = ours.bytes().await.unwrap();
+            assert_eq!(
+                bytes,
+                plain.get(location).await.unwrap().bytes().await.unwrap()
+            );
+            assert_eq!(
+                fast.head(location).await.unwrap(),
+                plain.head(location).await.unwrap()
+            );
+            let ranges = fast.get_ranges(location, &[0..2, 1..3]).await.unwrap();
+            assert_eq!(
+                ranges,
+                plain.get_ranges(location, &[0..2, 1..3]).await.unwrap()
+            );
+        }
     }
 }

@@ -10,7 +10,9 @@
 //! (super::local_log) answers reads of a `_delta_log` file of at most
 //! [`IN_PLACE_LIMIT`] bytes here instead, with what `LocalFileSystem`
 //! answers (the same [`ObjectMeta`], e-tag included); larger reads, and
-//! every data file, still go through the pool.
+//! every data file, still go through the pool. It assumes a local disk, as
+//! `storage = "./path"` means: on a network mount that hangs, a worker
+//! thread would wait where a pool thread waited before.
 
 use std::fs::File;
 use std::ops::Range;

@@ -8,7 +8,6 @@ use deltalake_core::kernel::engine::arrow_conversion::TryIntoKernel as _;
 use deltalake_core::kernel::transaction::CommitProperties;
 use deltalake_core::protocol::SaveMode;
 use deltalake_core::{DeltaTable, DeltaTableBuilder, DeltaTableError};
-use object_store::ObjectStoreExt as _;
 use parquet::basic::{Compression, ZstdLevel};
 use parquet::file::properties::{EnabledStatistics, WriterProperties};
 use parquet::schema::types::ColumnPath;
@@ -105,31 +104,14 @@ pub async fn open(url: &Url) -> Result<DeltaTable, StoreError> {
     Ok(table)
 }
 
-/// Writes a checkpoint of the table's version, as maintenance does.
+/// Writes a checkpoint of the version `table` is at, unless its log has one
+/// (the kernel checks): a reader then opens the table from it instead of
+/// replaying each commit since the last (Delta writes one every
+/// `delta.checkpointInterval`).
 pub async fn checkpoint(table: &DeltaTable) -> Result<(), StoreError> {
     deltalake_core::checkpoints::create_checkpoint(table, None)
         .await
         .map_err(|e| StoreError::delta(table.table_url(), e))
-}
-
-/// Writes a checkpoint of the table's version unless its log has one:
-/// a reader then opens the table from it instead of replaying each commit
-/// since the last (Delta writes one every `delta.checkpointInterval`).
-pub async fn checkpoint_latest(table: &DeltaTable) -> Result<(), StoreError> {
-    let Some(version) = table.version() else {
-        return Ok(());
-    };
-    let name = format!("_delta_log/{version:020}.checkpoint.parquet");
-    let store = table.log_store().root_object_store(None);
-    let path = object_store::path::Path::from(name);
-    match store.head(&path).await {
-        Ok(_) => Ok(()),
-        Err(object_store::Error::NotFound { .. }) => checkpoint(table).await,
-        Err(e) => Err(StoreError::delta(
-            table.table_url(),
-            DeltaTableError::from(e),
-        )),
-    }
 }
 
 /// How far application `app_id` has committed to `table` (Delta's `txn`).
@@ -280,5 +262,34 @@ mod tests {
         }
         assert_eq!(page("event_name"), properties.data_page_size_limit());
         assert!(JSON_PAGE_BYTES < properties.data_page_size_limit());
+    }
+
+    #[tokio::test]
+    async fn a_checkpoint_is_written_once_per_version() {
+        use crate::store::{Store, TableKind};
+        let dir = tempfile::tempdir().unwrap();
+        let store = Store::new(url::Url::from_directory_path(dir.path()).unwrap());
+        let table = store
+            .open_or_create("shop", TableKind::Attempts)
+            .await
+            .unwrap();
+        let version = table.version().unwrap();
+        let file = dir
+            .path()
+            .join("shop/attempts/_delta_log")
+            .join(format!("{version:020}.checkpoint.parquet"));
+        assert!(!file.exists());
+        checkpoint(&table).await.unwrap();
+        // Writing a file makes a new one (a rename), with its own inode.
+        let inode = || std::os::unix::fs::MetadataExt::ino(&std::fs::metadata(&file).unwrap());
+        let written = inode();
+        checkpoint(&table).await.unwrap();
+        assert_eq!(inode(), written, "the checkpoint there was not rewritten");
+        let reopened = store
+            .open("shop", TableKind::Attempts)
+            .await
+            .unwrap()
+            .unwrap();
+        assert_eq!(reopened.version(), Some(version));
     }
 }
