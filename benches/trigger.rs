@@ -430,7 +430,7 @@ fn aged_store(
     commits: u64,
 ) -> Result<PathBuf> {
     let dir = bench_data().join(format!(
-        "trigger-aged-v5-{shape}-{history}-{window}-{commits}"
+        "trigger-aged-v6-{shape}-{history}-{window}-{commits}"
     ));
     let ready = dir.join("READY");
     let store = dir.join("store");

@@ -23,9 +23,10 @@ use tokio::sync::watch;
 
 use crate::config::Config;
 use crate::store::files::{LiveFile, live_files};
-use crate::store::layout::in_file_order;
-use crate::store::rewrite::{Race, arrow_schema, read_rows, replace, write_files};
+use crate::store::layout::in_runs;
+use crate::store::rewrite::{Race, arrow_schema, read_rows, replace, write_files_in_groups};
 use crate::store::stamp::stamp_unstamped;
+use crate::store::table::ROW_GROUP_ROWS;
 use crate::store::{Store, StoreError, TableKind};
 use crate::trigger::cursor::cursor;
 use crate::trigger::load_triggers;
@@ -229,8 +230,13 @@ pub fn compaction_groups(files: &[LiveFile], cursors: &[i64], target: i64) -> Ve
     groups
 }
 
+/// Runs per compacted file: one per core that reads it (`layout::in_runs`).
+fn compaction_runs() -> usize {
+    std::thread::available_parallelism().map_or(1, |n| n.get().min(16))
+}
+
 /// Merges the events' small files (see [`compaction_groups`]), each
-/// group's rows in the events' file order (`store::layout`).
+/// group's rows in runs in the events' file order (`store::layout`).
 async fn compact_events(table: &mut DeltaTable, cursors: &[i64]) -> Result<(), StoreError> {
     let groups = compaction_groups(&live_files(table)?, cursors, TARGET_FILE_BYTES);
     let schema = arrow_schema(table)?;
@@ -240,8 +246,9 @@ async fn compact_events(table: &mut DeltaTable, cursors: &[i64]) -> Result<(), S
         for file in &group {
             batches.extend(read_rows(table, file, &schema).await?);
         }
-        let merged = in_file_order(&batches).map_err(|e| StoreError::delta(&url, e))?;
-        let new = write_files(table, merged).await?;
+        let (merged, row_group_rows) = in_runs(&batches, compaction_runs(), ROW_GROUP_ROWS)
+            .map_err(|e| StoreError::delta(&url, e))?;
+        let new = write_files_in_groups(table, merged, row_group_rows).await?;
         replace(table, &group, new, Vec::new(), Race::Retry).await?;
     }
     Ok(())

@@ -9,6 +9,10 @@
 //! and decompressed whole for a few percent of its rows. Identify calls
 //! (no `event_name`) come first, together, for the identity index.
 //!
+//! Compaction writes a merged group as runs, each in this order and each
+//! its own row group ([`in_runs`]), so the cores reading a file each find
+//! a share of every name.
+//!
 //! Windows do not depend on the order: they select rows by stamp, and the
 //! file stats (which Delta keeps per file, not per page) stay the same.
 
@@ -51,6 +55,64 @@ pub fn in_file_order_within(
         Some(ordered) => vec![ordered],
         None => batches.to_vec(),
     })
+}
+
+/// A compacted file's rows: `batches` (in stamp order, as the group's
+/// files are) cut into `runs` runs of equal rows, each run in
+/// [`FILE_ORDER`], with the row-group size that starts each run on a new
+/// row group. A query splits a file across cores by row groups, so a name's
+/// rows, one range per run, are read on `runs` cores instead of one (a
+/// window's file of 100k rows was two row groups with every row of the
+/// name asked for in the first).
+pub fn in_runs(
+    batches: &[RecordBatch],
+    runs: usize,
+    max_row_group_rows: usize,
+) -> Result<(Vec<RecordBatch>, usize), ArrowError> {
+    let rows: usize = batches.iter().map(RecordBatch::num_rows).sum();
+    let (run_rows, row_group_rows) = run_size(rows, runs.max(1), max_row_group_rows.max(1));
+    let mut ordered = Vec::new();
+    for run in cut(batches, run_rows) {
+        ordered.extend(in_file_order(&run)?);
+    }
+    Ok((ordered, row_group_rows))
+}
+
+/// Rows per run and per row group: a run is one row group when it fits in
+/// one, else a whole number of full row groups.
+fn run_size(rows: usize, runs: usize, max_row_group_rows: usize) -> (usize, usize) {
+    let run_rows = rows.div_ceil(runs).max(1);
+    match run_rows <= max_row_group_rows {
+        true => (run_rows, run_rows),
+        false => (
+            run_rows.div_ceil(max_row_group_rows) * max_row_group_rows,
+            max_row_group_rows,
+        ),
+    }
+}
+
+/// `batches` cut into consecutive pieces of `rows` rows (the last shorter).
+fn cut(batches: &[RecordBatch], rows: usize) -> Vec<Vec<RecordBatch>> {
+    let mut pieces = vec![Vec::new()];
+    let mut filled = 0;
+    for batch in batches {
+        let mut offset = 0;
+        while offset < batch.num_rows() {
+            if filled == rows {
+                pieces.push(Vec::new());
+                filled = 0;
+            }
+            let take = (rows - filled).min(batch.num_rows() - offset);
+            pieces
+                .last_mut()
+                .expect("one piece at least")
+                .push(batch.slice(offset, take));
+            offset += take;
+            filled += take;
+        }
+    }
+    pieces.retain(|piece| !piece.is_empty());
+    pieces
 }
 
 /// `batch` in [`FILE_ORDER`] (as it is when it is not events).
@@ -237,5 +299,44 @@ mod tests {
         assert_eq!(in_file_order(alone).unwrap(), alone);
         assert_eq!(batch_in_file_order(&batch).unwrap(), batch);
         assert!(in_file_order(&[]).unwrap().is_empty());
+    }
+
+    #[test]
+    fn a_run_is_one_row_group_or_whole_row_groups() {
+        assert_eq!(run_size(100_000, 2, 65_536), (50_000, 50_000));
+        assert_eq!(run_size(100_001, 2, 65_536), (50_001, 50_001));
+        assert_eq!(run_size(1_000_000, 2, 65_536), (524_288, 65_536));
+        assert_eq!(run_size(10, 1, 64), (10, 10));
+        assert_eq!(run_size(3, 8, 64), (1, 1));
+    }
+
+    #[test]
+    fn a_compacted_group_is_runs_each_in_file_order() {
+        // Two files of a group, in stamp order; names mixed.
+        let first = events(&[(Some("b"), 1, 1), (Some("a"), 1, 2), (None, 1, 3)]);
+        let second = events(&[(Some("b"), 2, 4), (Some("a"), 2, 5), (Some("b"), 3, 6)]);
+        let (ordered, row_group_rows) = in_runs(&[first, second], 2, 64).unwrap();
+        assert_eq!(row_group_rows, 3);
+        let seqs: Vec<String> = ordered.iter().flat_map(|b| column(b, "seq")).collect();
+        // Each half of the group by stamp, ordered by name (none first).
+        assert_eq!(seqs, ["3", "2", "1", "5", "4", "6"]);
+        let (one_run, _) = in_runs(&ordered, 1, 64).unwrap();
+        let seqs: Vec<String> = one_run.iter().flat_map(|b| column(b, "seq")).collect();
+        assert_eq!(seqs, ["3", "2", "5", "1", "4", "6"]);
+    }
+
+    #[test]
+    fn cutting_keeps_every_row_once_in_order() {
+        let batches = [
+            events(&[(Some("a"), 1, 1), (Some("a"), 1, 2)]),
+            events(&[(Some("a"), 1, 3)]),
+            events(&[(Some("a"), 1, 4), (Some("a"), 1, 5), (Some("a"), 1, 6)]),
+        ];
+        let pieces = cut(&batches, 4);
+        let rows: Vec<Vec<String>> = pieces
+            .iter()
+            .map(|p| p.iter().flat_map(|b| column(b, "seq")).collect())
+            .collect();
+        assert_eq!(rows, [vec!["1", "2", "3", "4"], vec!["5", "6"]]);
     }
 }

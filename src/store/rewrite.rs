@@ -20,7 +20,7 @@ use parquet::arrow::arrow_reader::ParquetRecordBatchReaderBuilder;
 
 use super::StoreError;
 use super::files::LiveFile;
-use super::table::writer_properties;
+use super::table::{ROW_GROUP_ROWS, writer_properties_with};
 
 /// The rows of `file`, with the table's current columns (a column the file
 /// predates is null).
@@ -73,11 +73,20 @@ pub async fn write_files(
     table: &DeltaTable,
     batches: Vec<RecordBatch>,
 ) -> Result<Vec<Add>, StoreError> {
+    write_files_in_groups(table, batches, ROW_GROUP_ROWS).await
+}
+
+/// [`write_files`] with row groups of `row_group_rows` rows.
+pub async fn write_files_in_groups(
+    table: &DeltaTable,
+    batches: Vec<RecordBatch>,
+    row_group_rows: usize,
+) -> Result<Vec<Add>, StoreError> {
     let url = table.table_url().clone();
     let delta = |e: DeltaTableError| StoreError::delta(&url, e);
     let mut writer = RecordBatchWriter::for_table(table)
         .map_err(delta)?
-        .with_writer_properties(writer_properties());
+        .with_writer_properties(writer_properties_with(row_group_rows));
     for batch in batches {
         writer.write(batch).await.map_err(delta)?;
     }

@@ -167,6 +167,11 @@ pub const ROW_GROUP_ROWS: usize = 64 * 1024;
 
 /// The Parquet settings of every file tripwire writes.
 pub fn writer_properties() -> WriterProperties {
+    writer_properties_with(ROW_GROUP_ROWS)
+}
+
+/// [`writer_properties`] with row groups of at most `row_group_rows` rows.
+pub fn writer_properties_with(row_group_rows: usize) -> WriterProperties {
     let builder = UNIQUE_COLUMNS
         .iter()
         .fold(WriterProperties::builder(), |builder, column| {
@@ -180,7 +185,7 @@ pub fn writer_properties() -> WriterProperties {
                 .set_column_data_page_size_limit(ColumnPath::from(*column), JSON_PAGE_BYTES)
         })
         .set_compression(Compression::ZSTD(ZstdLevel::try_new(1).unwrap_or_default()))
-        .set_max_row_group_row_count(Some(ROW_GROUP_ROWS))
+        .set_max_row_group_row_count(Some(row_group_rows))
         .build()
 }
 

@@ -113,22 +113,32 @@ import pyarrow.parquet as pq
 from deltalake import DeltaTable
 names = set()
 files = DeltaTable(sys.argv[1]).file_uris()
+groups, fewest = 0, None
 for uri in files:
-    t = pq.read_table(uri.removeprefix("file://"), columns=["event_name", "commit_version", "seq"])
-    rows = list(zip(*(t.column(c).to_pylist() for c in ["event_name", "commit_version", "seq"])))
-    key = [(n is not None, n or "", v, s) for n, v, s in rows]
-    if key != sorted(key):
-        sys.exit(f"{uri}: rows not grouped by name, stamp, seq: {rows[:20]}")
-    names.update(n for n, _, _ in rows)
-print(len(files), len(names))
+    f = pq.ParquetFile(uri.removeprefix("file://"))
+    for g in range(f.num_row_groups):
+        t = f.read_row_group(g, columns=["event_name", "commit_version", "seq"])
+        rows = list(zip(*(t.column(c).to_pylist() for c in ["event_name", "commit_version", "seq"])))
+        key = [(n is not None, n or "", v, s) for n, v, s in rows]
+        if key != sorted(key):
+            sys.exit(f"{uri} row group {g}: rows not grouped by name, stamp, seq: {rows[:20]}")
+        here = {n for n, _, _ in rows}
+        names.update(here)
+        fewest = len(here) if fewest is None else min(fewest, len(here))
+    groups = max(groups, f.num_row_groups)
+print(len(files), len(names), groups, fewest)
 "#;
 
-/// (files, distinct event names) of the workspace's live events files,
-/// failing unless every file is in the events' file order.
-fn names_grouped_per_file(project: &Project) -> (usize, usize) {
+/// The workspace's live events files: (files, distinct event names, the
+/// most row groups in a file, the fewest names in a row group), failing
+/// unless every row group is in the events' file order.
+fn names_grouped_per_file(project: &Project) -> (usize, usize, usize, usize) {
     let text = python_on_table(GROUPED_BY_NAME, &project.events_table("shop"));
-    let mut counts = text.split_whitespace().map(|n| n.parse().unwrap());
-    (counts.next().unwrap(), counts.next().unwrap())
+    let counts: Vec<usize> = text
+        .split_whitespace()
+        .map(|n| n.parse().unwrap())
+        .collect();
+    (counts[0], counts[1], counts[2], counts[3])
 }
 
 #[test]
@@ -137,13 +147,18 @@ fn events_files_hold_each_names_rows_together_after_import_and_compaction() {
     import_small_files(&project, "a", 3, 400);
     // Imported in arrival order, written grouped: names (and identify
     // calls) interleave in the sample, not in the files.
-    let (files, names) = names_grouped_per_file(&project);
-    assert_eq!(files, 3);
+    let (files, names, groups, _) = names_grouped_per_file(&project);
+    assert_eq!((files, groups), (3, 1));
     assert!(names > 3, "the sample mixes names: {names}");
     let before = project.number("SELECT count(*) FROM events");
     let report = project.ok(&["optimize"]);
     assert!(report.contains("events: 3 → 1 files"), "{report}");
-    assert_eq!(names_grouped_per_file(&project), (1, names));
+    // One run per core, each its own row group holding a share of every
+    // name: a query reads a name's rows on every core.
+    let cores = std::thread::available_parallelism().map_or(1, |n| n.get().min(16));
+    let (files, after, groups, fewest) = names_grouped_per_file(&project);
+    assert_eq!((files, after, groups), (1, names, cores));
+    assert!(fewest > 3, "each run holds many names: {fewest}");
     assert_eq!(project.number("SELECT count(*) FROM events"), before);
 }
 
