@@ -25,7 +25,8 @@ pub struct ChunkOutcome {
     pub quarantined: u64,
 }
 
-/// Writes one file's chunks; `app_id` names the file by its content hash.
+/// Writes an import's chunks, file after file, to tables it opens once;
+/// `app_id` names the file being written by its content hash.
 pub struct Committer {
     store: Store,
     app_id: String,
@@ -43,10 +44,10 @@ pub struct Written {
 }
 
 impl Committer {
-    pub fn new(store: Store, app_id: String, quarantine: Option<String>) -> Committer {
+    pub fn new(store: Store, quarantine: Option<String>) -> Committer {
         Committer {
             store,
-            app_id,
+            app_id: String::new(),
             quarantine,
             tables: HashMap::new(),
             seq: SeqClock::default(),
@@ -88,9 +89,14 @@ impl Committer {
         Ok(outcome)
     }
 
+    /// The chunks committed next are the file's named `app_id`.
+    pub fn start_file(&mut self, app_id: String) {
+        self.app_id = app_id;
+    }
+
     /// The tables this committer opened, and what it wrote to each.
-    pub fn into_written(self) -> impl Iterator<Item = ((String, TableKind), Written)> {
-        self.tables.into_iter()
+    pub fn into_written(self) -> impl Iterator<Item = Written> {
+        self.tables.into_values()
     }
 
     /// Appends the rows `build(committed)` returns, recording `last_line`;

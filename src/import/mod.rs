@@ -24,7 +24,7 @@ pub mod remote;
 pub mod route;
 pub mod source;
 
-use std::collections::{BTreeMap, HashMap};
+use std::collections::BTreeMap;
 use std::io::Read;
 use std::path::{Path, PathBuf};
 use std::sync::atomic::AtomicU64;
@@ -36,7 +36,7 @@ use tokio::sync::mpsc as tokio_mpsc;
 use crate::config::Config;
 use crate::store::{Store, StoreError, table};
 use chunk::{ChunkParser, ParsedChunk};
-use commit::{Committer, Written};
+use commit::Committer;
 pub use progress::Progress;
 use route::Router;
 pub use source::Format;
@@ -126,11 +126,7 @@ pub async fn import(
     progress.start(total);
     let started = Instant::now();
     let mut report = ImportReport::default();
-    // Each table the import wrote to: one it committed to more than once (a
-    // bulk import) is checkpointed at the end, so the runs that follow open
-    // it without replaying those commits; a small import leaves checkpoints
-    // to Delta's interval, as any writer does.
-    let mut written = HashMap::new();
+    let mut committer = Committer::new(store.clone(), quarantine);
     let scratch = match inputs.iter().any(|i| matches!(i, Input::Remote(_))) {
         true => Some(remote::Scratch::new()?),
         false => None,
@@ -185,21 +181,10 @@ pub async fn import(
                         });
                     }
                 }
-                let mut committer =
-                    Committer::new(store.clone(), format!("import:{hash}"), quarantine.clone());
+                committer.start_file(format!("import:{hash}"));
                 let parsing = parsing.unwrap_or_else(|| job.start());
                 let done = job.drain(parsing, Some(&mut committer), progress).await?;
                 store.write_state(&finished, &done).await?;
-                for (key, now) in committer.into_written() {
-                    let commits = written.get(&key).map_or(0, |w: &Written| w.commits);
-                    written.insert(
-                        key,
-                        Written {
-                            commits: commits + now.commits,
-                            ..now
-                        },
-                    );
-                }
                 done
             }
         };
@@ -210,7 +195,10 @@ pub async fn import(
         report.bad_lines += done.bad_lines;
         report.bytes += size;
     }
-    for written in written.values().filter(|w| w.commits > 1) {
+    // A table committed to more than once (a bulk import) is checkpointed,
+    // so the runs that follow open it without replaying those commits; a
+    // small import leaves checkpoints to Delta's interval, as any writer does.
+    for written in committer.into_written().filter(|w| w.commits > 1) {
         checkpoint_after_import(&written.table).await;
     }
     report.seconds = started.elapsed().as_secs_f64();

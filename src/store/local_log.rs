@@ -103,9 +103,7 @@ async fn head(inner: &dyn ObjectStore, location: &Path) -> Result<ObjectMeta> {
         head: true,
         ..Default::default()
     };
-    let in_place =
-        log_reads::log_file(location).and_then(|file| log_reads::get(location, &file, &options));
-    match in_place {
+    match log_reads::get(location, &options) {
         Some(answer) => answer.map(|found| found.meta),
         None => inner.head(location).await,
     }
@@ -131,18 +129,14 @@ impl ObjectStore for LocalLog {
     }
 
     async fn get_opts(&self, location: &Path, options: GetOptions) -> Result<GetResult> {
-        let in_place = log_reads::log_file(location)
-            .and_then(|file| log_reads::get(location, &file, &options));
-        match in_place {
+        match log_reads::get(location, &options) {
             Some(answer) => answer,
             None => self.inner.get_opts(location, options).await,
         }
     }
 
     async fn get_ranges(&self, location: &Path, ranges: &[Range<u64>]) -> Result<Vec<Bytes>> {
-        let in_place = log_reads::log_file(location)
-            .and_then(|file| log_reads::get_ranges(location, &file, ranges));
-        match in_place {
+        match log_reads::get_ranges(location, ranges) {
             Some(answer) => answer,
             None => self.inner.get_ranges(location, ranges).await,
         }

@@ -33,7 +33,7 @@ const STORE: &str = "LocalLog";
 
 /// The file behind `location` when it is in a `_delta_log` folder and its
 /// path is one the file system spells as object_store does.
-pub fn log_file(location: &Path) -> Option<std::path::PathBuf> {
+fn log_file(location: &Path) -> Option<std::path::PathBuf> {
     let parts: Vec<_> = location.parts().collect();
     let in_log = parts.len() >= 2 && parts[parts.len() - 2].as_ref() == "_delta_log";
     let plain = parts
@@ -42,37 +42,34 @@ pub fn log_file(location: &Path) -> Option<std::path::PathBuf> {
     (in_log && plain).then(|| std::path::PathBuf::from(format!("/{location}")))
 }
 
-/// `get_opts` of `file` (the file behind `location`) in place; `None`
-/// when the read is larger than [`IN_PLACE_LIMIT`] (the caller reads it
-/// the usual way).
-pub fn get(
+/// `get_opts` of `location` in place; `None` when it is not a log file or
+/// the read is larger than [`IN_PLACE_LIMIT`] (the caller reads it the
+/// usual way).
+pub fn get(location: &Path, options: &GetOptions) -> Option<Result<GetResult>> {
+    let path = log_file(location)?;
+    read(location, &path, options).transpose()
+}
+
+/// [`get`] of the log file at `path`.
+fn read(
     location: &Path,
-    file: &std::path::Path,
+    path: &std::path::Path,
     options: &GetOptions,
-) -> Option<Result<GetResult>> {
-    let opened = match open(location, file) {
-        Ok(opened) => opened,
-        Err(e) => return Some(Err(e)),
-    };
-    let (file, meta) = opened;
-    if let Err(e) = options.check_preconditions(&meta) {
-        return Some(Err(e));
-    }
+) -> Result<Option<GetResult>> {
+    let (file, meta) = open(location, path)?;
+    options.check_preconditions(&meta)?;
     let range = match &options.range {
-        Some(range) => match range.as_range(meta.size) {
-            Ok(range) => range,
-            Err(e) => return Some(Err(generic(e))),
-        },
+        Some(range) => range.as_range(meta.size).map_err(generic)?,
         None => 0..meta.size,
     };
     if !options.head && range.end - range.start > IN_PLACE_LIMIT {
-        return None;
+        return Ok(None);
     }
     let bytes = match options.head {
-        true => Ok(Bytes::new()),
-        false => read_at(location, &file, range.clone()),
+        true => Bytes::new(),
+        false => read_at(location, &file, range.clone())?,
     };
-    Some(bytes.map(|bytes| GetResult {
+    Ok(Some(GetResult {
         payload: GetResultPayload::Stream(futures::stream::once(async { Ok(bytes) }).boxed()),
         meta,
         range,
@@ -80,19 +77,16 @@ pub fn get(
     }))
 }
 
-/// `get_ranges` of `file` in place; `None` when they add up to more than
-/// [`IN_PLACE_LIMIT`].
-pub fn get_ranges(
-    location: &Path,
-    file: &std::path::Path,
-    ranges: &[Range<u64>],
-) -> Option<Result<Vec<Bytes>>> {
+/// `get_ranges` of `location` in place; `None` when it is not a log file or
+/// the ranges add up to more than [`IN_PLACE_LIMIT`].
+pub fn get_ranges(location: &Path, ranges: &[Range<u64>]) -> Option<Result<Vec<Bytes>>> {
+    let file = log_file(location)?;
     let total: u64 = ranges.iter().map(|r| r.end.saturating_sub(r.start)).sum();
     if total > IN_PLACE_LIMIT {
         return None;
     }
     let read = || {
-        let file = File::open(file).map_err(|e| io_error(location, e))?;
+        let file = File::open(&file).map_err(|e| io_error(location, e))?;
         ranges
             .iter()
             .map(|range| read_at(location, &file, range.clone()))
@@ -185,7 +179,7 @@ mod tests {
     async fn reads_in_place_answer_what_the_local_file_system_answers() {
         let contents: Vec<u8> = (0..5000u32).map(|i| (i % 251) as u8).collect();
         let (_dir, location) = log_with("00000000000000000007.json", &contents);
-        let file = log_file(&location).expect("a log file");
+        assert!(log_file(&location).is_some(), "a log file");
         let plain = LocalFileSystem::new();
         for range in [
             None,
@@ -197,7 +191,7 @@ mod tests {
                 range: range.clone(),
                 ..Default::default()
             };
-            let ours = get(&location, &file, &options).expect("small enough");
+            let ours = get(&location, &options).expect("small enough");
             let theirs = plain.get_opts(&location, options).await;
             assert_eq!(answered(ours).await, answered(theirs).await, "{range:?}");
         }
@@ -205,11 +199,11 @@ mod tests {
             head: true,
             ..Default::default()
         };
-        let ours = get(&location, &file, &head).unwrap().unwrap().meta;
+        let ours = get(&location, &head).unwrap().unwrap().meta;
         assert_eq!(ours, plain.head(&location).await.unwrap());
         let ranges = [0..3, 100..4000, 4999..5000];
         assert_eq!(
-            get_ranges(&location, &file, &ranges).unwrap().unwrap(),
+            get_ranges(&location, &ranges).unwrap().unwrap(),
             plain.get_ranges(&location, &ranges).await.unwrap()
         );
     }
@@ -219,27 +213,21 @@ mod tests {
         let (dir, _) = log_with("_last_checkpoint", b"{}");
         let log = Path::from_filesystem_path(dir.path().join("t/_delta_log")).unwrap();
         let gone = log.join("00000000000000000001.json");
-        let file = log_file(&gone).unwrap();
-        let error = get(&gone, &file, &GetOptions::default())
-            .unwrap()
-            .unwrap_err();
+        let error = get(&gone, &GetOptions::default()).unwrap().unwrap_err();
         assert!(matches!(error, Error::NotFound { .. }), "{error}");
-        let error = get_ranges(&gone, &file, &[0..1, 2..3])
-            .unwrap()
-            .unwrap_err();
+        let error = get_ranges(&gone, &[0..1, 2..3]).unwrap().unwrap_err();
         assert!(matches!(error, Error::NotFound { .. }), "{error}");
 
         let big = vec![7u8; IN_PLACE_LIMIT as usize + 1];
         let (_dir, location) = log_with("00000000000000000010.checkpoint.parquet", &big);
-        let file = log_file(&location).unwrap();
-        assert!(get(&location, &file, &GetOptions::default()).is_none());
-        assert!(get_ranges(&location, &file, &[0..2, 2..IN_PLACE_LIMIT + 1]).is_none());
+        assert!(get(&location, &GetOptions::default()).is_none());
+        assert!(get_ranges(&location, &[0..2, 2..IN_PLACE_LIMIT + 1]).is_none());
         let part = GetOptions {
             range: Some(GetRange::Bounded(0..100)),
             ..Default::default()
         };
         assert!(
-            get(&location, &file, &part).is_some(),
+            get(&location, &part).is_some(),
             "a small part of it is read in place"
         );
     }
