@@ -124,13 +124,19 @@ impl EventBatchBuilder {
     }
 
     /// Builds the batch, numbering rows `first_seq, first_seq + 1, …`.
-    pub fn finish(mut self, first_seq: i64) -> RecordBatch {
+    pub fn finish(self, first_seq: i64) -> RecordBatch {
         let rows = self.len() as i64;
+        self.finish_with_seq(Int64Array::from_iter_values(first_seq..first_seq + rows))
+    }
+
+    /// Builds the batch with `seq` as given (one per row).
+    pub fn finish_with_seq(mut self, seq: Int64Array) -> RecordBatch {
+        let rows = self.len();
         let utc = |mut b: TimestampMicrosecondBuilder| -> ArrayRef {
             Arc::new(b.finish().with_timezone("UTC"))
         };
         let columns: Vec<ArrayRef> = vec![
-            Arc::new(Int64Array::from_iter_values(first_seq..first_seq + rows)),
+            Arc::new(seq),
             Arc::new(self.event_id.finish()),
             Arc::new(self.kind.finish()),
             Arc::new(self.event_name.finish()),
@@ -143,7 +149,7 @@ impl EventBatchBuilder {
             Arc::new(self.traits.finish()),
             Arc::new(self.requires_identity.finish()),
             Arc::new(self.envelope.finish()),
-            Arc::new(Int64Array::new_null(rows as usize)),
+            Arc::new(Int64Array::new_null(rows)),
         ];
         RecordBatch::try_new(events_schema(), columns)
             .expect("every column is built to the events schema")

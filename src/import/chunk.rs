@@ -1,23 +1,18 @@
 //! A chunk of an input file: its raw lines, then the events and rejects
 //! parsed from them, grouped by workspace. A chunk is the unit of commit.
 //! An NDJSON chunk leaves its parser thread with each workspace's events
-//! already in the events' file order ([`OrderedEvents`]).
+//! already in the events' file order ([`OrderedEvents`], built so by
+//! [`ByName`]).
 
 use std::collections::BTreeMap;
 use std::sync::Arc;
 
-use arrow::array::{AsArray, Int64Array, RecordBatch};
-use arrow::datatypes::Int64Type;
-
+use super::by_name::{ByName, OrderedEvents};
 use super::route::Router;
+use crate::event::ParsedEvent;
 use crate::event::redact::without_secrets;
 use crate::event::shapes::parse_event;
-use crate::event::{EventBatchBuilder, ParsedEvent};
-use crate::store::layout::batch_in_file_order;
 use crate::store::quarantine::Rejected;
-
-/// The events' arrival order column.
-const SEQ: &str = "seq";
 
 /// Complete lines read from an NDJSON file.
 pub struct RawChunk {
@@ -50,54 +45,12 @@ pub struct ParsedChunk {
     pub last_line: u64,
     /// Bytes of the input file consumed when the chunk was cut (progress).
     pub offset: u64,
-    pub events: BTreeMap<String, EventBatchBuilder>,
+    pub events: BTreeMap<String, ByName>,
     /// The events once [`ParsedChunk::order_events`] turned them into
-    /// rows in the events' file order.
+    /// batches in the events' file order.
     pub ordered: BTreeMap<String, OrderedEvents>,
     /// Input that could not be stored, kept in the default workspace's quarantine.
     pub rejected: Vec<Rejected>,
-}
-
-/// One workspace's events of a chunk in the events' file order
-/// (`store::layout`), ordered on a parser thread so the committer, which
-/// commits chunks one at a time, only checks the order.
-pub struct OrderedEvents {
-    /// The rows; `seq` holds each row's position in the chunk (the
-    /// committer adds the chunk's first `seq`).
-    pub batch: RecordBatch,
-    /// Each row's line in the file.
-    pub lines: Vec<i64>,
-}
-
-impl OrderedEvents {
-    fn of(builder: EventBatchBuilder) -> OrderedEvents {
-        let arrival: Vec<i64> = builder.lines().iter().map(|l| *l as i64).collect();
-        let batch = builder.finish(0);
-        // The events schema has the order's columns; were it to fail, the
-        // commit orders the rows itself.
-        let batch = batch_in_file_order(&batch).unwrap_or(batch);
-        let positions = batch
-            .column_by_name(SEQ)
-            .expect("an events batch has seq")
-            .as_primitive::<Int64Type>();
-        let lines = positions
-            .values()
-            .iter()
-            .map(|p| arrival[*p as usize])
-            .collect();
-        OrderedEvents { batch, lines }
-    }
-
-    /// The rows with `seq` numbered from `first_seq` in arrival order.
-    pub fn numbered(&self, first_seq: i64) -> RecordBatch {
-        let schema = self.batch.schema();
-        let index = schema.index_of(SEQ).expect("an events batch has seq");
-        let positions = self.batch.column(index).as_primitive::<Int64Type>();
-        let seq: Int64Array = positions.unary(|p| first_seq + p);
-        let mut columns = self.batch.columns().to_vec();
-        columns[index] = Arc::new(seq);
-        RecordBatch::try_new(schema, columns).expect("the same column type")
-    }
 }
 
 impl ParsedChunk {
@@ -114,14 +67,14 @@ impl ParsedChunk {
     }
 
     pub fn event_count(&self) -> usize {
-        let building: usize = self.events.values().map(EventBatchBuilder::len).sum();
+        let building: usize = self.events.values().map(ByName::len).sum();
         building + self.ordered.values().map(|o| o.lines.len()).sum::<usize>()
     }
 
     /// Turns the events parsed so far into [`OrderedEvents`].
     pub fn order_events(&mut self) {
-        for (workspace, builder) in std::mem::take(&mut self.events) {
-            let earlier = self.ordered.insert(workspace, OrderedEvents::of(builder));
+        for (workspace, events) in std::mem::take(&mut self.events) {
+            let earlier = self.ordered.insert(workspace, events.finish());
             assert!(earlier.is_none(), "a chunk's events are ordered once");
         }
     }
@@ -240,7 +193,7 @@ impl ChunkParser {
             Ok((workspace, event)) => chunk
                 .events
                 .entry(workspace)
-                .or_insert_with(|| EventBatchBuilder::with_capacity(self.rows_hint))
+                .or_insert_with(|| ByName::new(self.rows_hint))
                 .append(&event, line, self.received_at),
             Err(reason) => chunk.rejected.push(Rejected {
                 source: self.source.to_string(),
@@ -256,7 +209,8 @@ impl ChunkParser {
 pub(crate) mod tests {
     use std::path::Path;
 
-    use arrow::array::{Array, StringArray};
+    use arrow::array::{Array, AsArray, StringArray};
+    use arrow::datatypes::Int64Type;
 
     use super::*;
     use crate::config::Config;
@@ -292,7 +246,8 @@ pub(crate) mod tests {
         assert!(chunk.events.is_empty(), "ordered on the parser's thread");
         assert_eq!(chunk.event_count(), 5);
         let ordered = &chunk.ordered["shop"];
-        let batch = ordered.numbered(100);
+        let batches = ordered.numbered(100);
+        let batch = arrow::compute::concat_batches(&batches[0].schema(), &batches).unwrap();
         let column = |name: &str| batch.column_by_name(name).unwrap().clone();
         let got_names = column("event_name");
         let got_names = got_names.as_any().downcast_ref::<StringArray>().unwrap();

@@ -4,10 +4,10 @@
 
 use std::collections::HashMap;
 
-use arrow::array::{BooleanArray, RecordBatch};
-use arrow::compute::filter_record_batch;
+use arrow::array::RecordBatch;
 use deltalake_core::DeltaTable;
 
+use super::by_name::rows_after;
 use super::chunk::ParsedChunk;
 use crate::store::commit::{Append, Committed, Plan, Writer, commit};
 use crate::store::quarantine::{Rejected, quarantine_batch};
@@ -61,11 +61,11 @@ impl Committer {
         chunk.order_events();
         for (workspace, events) in chunk.ordered {
             let count = events.lines.len() as u64;
-            let batch = events.numbered(self.seq.reserve(events.lines.len()));
+            let batches = events.numbered(self.seq.reserve(events.lines.len()));
             let lines = events.lines;
             let stored = self
                 .append(&workspace, TableKind::Events, last_line, |committed| {
-                    rows_after(&batch, &lines, committed)
+                    rows_after(&batches, &lines, committed)
                 })
                 .await?;
             outcome.stored += stored;
@@ -82,7 +82,7 @@ impl Committer {
                         .iter()
                         .filter(|r| r.line as i64 > committed)
                         .collect();
-                    quarantine_batch(&fresh, received_at)
+                    vec![quarantine_batch(&fresh, received_at)]
                 })
                 .await?;
         }
@@ -106,7 +106,7 @@ impl Committer {
         workspace: &str,
         kind: TableKind,
         last_line: i64,
-        build: impl Fn(i64) -> RecordBatch + Send,
+        build: impl Fn(i64) -> Vec<RecordBatch> + Send,
     ) -> Result<u64, StoreError> {
         let app_id = self.app_id.clone();
         let written = self.table(workspace, kind).await?;
@@ -148,7 +148,7 @@ struct ChunkWriter<'a, B> {
     rows: u64,
 }
 
-impl<B: Fn(i64) -> RecordBatch + Send> Writer for ChunkWriter<'_, B> {
+impl<B: Fn(i64) -> Vec<RecordBatch> + Send> Writer for ChunkWriter<'_, B> {
     type Error = StoreError;
 
     async fn plan(&mut self, table: &DeltaTable) -> Result<Plan, StoreError> {
@@ -157,10 +157,10 @@ impl<B: Fn(i64) -> RecordBatch + Send> Writer for ChunkWriter<'_, B> {
         if self.last_line <= committed {
             return Ok(Plan::Nothing);
         }
-        let batch = (self.build)(committed);
-        self.rows = batch.num_rows() as u64;
+        let batches = (self.build)(committed);
+        self.rows = batches.iter().map(|b| b.num_rows() as u64).sum();
         Ok(Plan::Append(Append::recorded(
-            vec![batch],
+            batches,
             self.app_id,
             self.last_line,
         )))
@@ -169,13 +169,4 @@ impl<B: Fn(i64) -> RecordBatch + Send> Writer for ChunkWriter<'_, B> {
 
 async fn committed_lines(table: &DeltaTable, app_id: &str) -> Result<i64, StoreError> {
     Ok(table::app_progress(table, app_id).await?.unwrap_or(0))
-}
-
-/// The rows of `batch` read after line `committed` (`lines`: each row's line).
-fn rows_after(batch: &RecordBatch, lines: &[i64], committed: i64) -> RecordBatch {
-    if lines.iter().all(|l| *l > committed) {
-        return batch.clone();
-    }
-    let keep: BooleanArray = lines.iter().map(|l| Some(*l > committed)).collect();
-    filter_record_batch(batch, &keep).expect("the mask has one entry per row")
 }

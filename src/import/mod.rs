@@ -16,6 +16,7 @@
 //! parser has finished with, so a chunk's memory is faulted in once per
 //! import, not once per chunk.
 
+pub mod by_name;
 pub mod chunk;
 pub mod commit;
 pub mod lines;

@@ -411,7 +411,7 @@ mod tests {
         assert_eq!(ranges, [(2, 4)]);
         let mut lines = Vec::new();
         read_csv_chunks(&csv[..], &AtomicU64::new(0), &parser(), |chunk| {
-            lines.extend(chunk.events.values().flat_map(|b| b.lines().to_vec()));
+            lines.extend(chunk.events.values().flat_map(|b| b.lines()));
             true
         })
         .expect("read");

@@ -36,8 +36,10 @@ pub const FILE_ORDER: [&str; 3] = ["event_name", COMMIT_VERSION, "seq"];
 pub const ORDER_AS_ONE_BYTES: usize = 1 << 30;
 
 /// `batches` in [`FILE_ORDER`] (missing names and stamps first): as one
-/// batch, or each on its own past [`ORDER_AS_ONE_BYTES`]. Batches that are
-/// not events (they lack a column of the order) come back as they are.
+/// batch, or each on its own past [`ORDER_AS_ONE_BYTES`]. Batches whose
+/// rows, one batch after another, are in that order already, and batches
+/// that are not events (they lack a column of the order), come back as
+/// they are.
 pub fn in_file_order(batches: &[RecordBatch]) -> Result<Vec<RecordBatch>, ArrowError> {
     in_file_order_within(batches, ORDER_AS_ONE_BYTES)
 }
@@ -51,10 +53,7 @@ pub fn in_file_order_within(
     if bytes > as_one_bytes {
         return batches.iter().map(batch_in_file_order).collect();
     }
-    Ok(match ordered_as_one(batches)? {
-        Some(ordered) => vec![ordered],
-        None => batches.to_vec(),
-    })
+    Ok(ordered_as_one(batches)?.unwrap_or_else(|| batches.to_vec()))
 }
 
 /// A compacted file's rows: `batches` (in stamp order, as the group's
@@ -117,12 +116,17 @@ fn cut(batches: &[RecordBatch], rows: usize) -> Vec<Vec<RecordBatch>> {
 
 /// `batch` in [`FILE_ORDER`] (as it is when it is not events).
 pub fn batch_in_file_order(batch: &RecordBatch) -> Result<RecordBatch, ArrowError> {
-    Ok(ordered_as_one(std::slice::from_ref(batch))?.unwrap_or_else(|| batch.clone()))
+    let ordered = ordered_as_one(std::slice::from_ref(batch))?;
+    Ok(match ordered.as_deref() {
+        Some([one]) => one.clone(),
+        _ => batch.clone(),
+    })
 }
 
-/// `batches` as one ordered batch; `None` when they are not events or
-/// there are none.
-fn ordered_as_one(batches: &[RecordBatch]) -> Result<Option<RecordBatch>, ArrowError> {
+/// `batches` in order: as they are when their rows, one batch after
+/// another, already are (an import's chunk comes as a batch per name),
+/// else as one batch; `None` when they are not events or there are none.
+fn ordered_as_one(batches: &[RecordBatch]) -> Result<Option<Vec<RecordBatch>>, ArrowError> {
     let Some(first) = batches.first() else {
         return Ok(None);
     };
@@ -136,8 +140,8 @@ fn ordered_as_one(batches: &[RecordBatch]) -> Result<Option<RecordBatch>, ArrowE
         .map(|batch| Keys::of(batch, &columns))
         .collect::<Result<Vec<_>, _>>()?;
     let mut rows = sort_keys(&keys);
-    if batches.len() == 1 && rows.is_sorted() {
-        return Ok(Some(first.clone()));
+    if rows.is_sorted() {
+        return Ok(Some(batches.to_vec()));
     }
     rows.sort_unstable();
     let positions: Vec<(usize, usize)> = rows
@@ -145,7 +149,7 @@ fn ordered_as_one(batches: &[RecordBatch]) -> Result<Option<RecordBatch>, ArrowE
         .map(|row| (row.batch as usize, row.row as usize))
         .collect();
     let refs: Vec<&RecordBatch> = batches.iter().collect();
-    interleave_record_batch(&refs, &positions).map(Some)
+    interleave_record_batch(&refs, &positions).map(|one| Some(vec![one]))
 }
 
 /// One batch's order columns, as plain arrays.
@@ -288,6 +292,21 @@ mod tests {
             column(ordered, COMMIT_VERSION),
             ["5", "7", "5", "7", "5", "7", "7"]
         );
+    }
+
+    #[test]
+    fn batches_already_in_order_one_after_another_are_left_as_they_are() {
+        // An import's chunk: a batch per name, each in seq order.
+        let unnamed = events(&[(None, 7, 2)]);
+        let cart = events(&[(Some("cart"), 7, 0), (Some("cart"), 7, 3)]);
+        let view = events(&[(Some("view"), 7, 1)]);
+        let batches = [unnamed, cart, view];
+        assert_eq!(in_file_order(&batches).unwrap(), batches);
+        // Out of order across batches: merged into one.
+        let swapped = [batches[2].clone(), batches[1].clone()];
+        let ordered = in_file_order(&swapped).unwrap();
+        assert_eq!(ordered.len(), 1);
+        assert_eq!(column(&ordered[0], "seq"), ["0", "3", "1"]);
     }
 
     #[test]
