@@ -29,6 +29,23 @@ pub fn object(text: &str, limit: usize) -> Option<Vec<Member<'_>>> {
     Some(members)
 }
 
+/// [`object`], with the object under `key` also split into its members in
+/// the same pass: those of the last `key` (the value a lookup finds), or
+/// `None` when that holds no object. A collect envelope's `properties` is
+/// read so once, not scanned again for `eventName` and the rest.
+pub fn object_and_members<'a>(
+    text: &'a str,
+    limit: usize,
+    key: &str,
+) -> Option<(Vec<Member<'a>>, Option<Vec<Member<'a>>>)> {
+    let mut members = Vec::with_capacity(12);
+    let mut inner = None;
+    Reader::whole(text, limit, b'{', |reader| {
+        reader.members_nesting(&mut members, key, &mut inner)
+    })?;
+    Some((members, inner))
+}
+
 /// An element of an array: its JSON text, and its members when it is an
 /// object.
 pub type Element<'a> = (&'a str, Option<Vec<Member<'a>>>);
@@ -143,6 +160,33 @@ impl<'a> Reader<'a> {
                 *items = Some(elements);
             } else {
                 reader.value()?;
+            }
+            found.push((name, &reader.text[start..reader.at]));
+            Some(())
+        })
+    }
+
+    /// The members of the object opening at `at` added to `found`, those
+    /// of the object under the last `key` to `inner`.
+    fn members_nesting(
+        &mut self,
+        found: &mut Vec<Member<'a>>,
+        key: &str,
+        inner: &mut Option<Vec<Member<'a>>>,
+    ) -> Option<()> {
+        self.sequence(b'}', |reader| {
+            let name = key_of(reader.key()?)?;
+            reader.skip_blanks();
+            let start = reader.at;
+            if name != key {
+                reader.value()?;
+            } else if reader.peek() == Some(b'{') {
+                let mut members = Vec::with_capacity(12);
+                reader.members(Some(&mut members))?;
+                *inner = Some(members);
+            } else {
+                reader.value()?;
+                *inner = None;
             }
             found.push((name, &reader.text[start..reader.at]));
             Some(())
@@ -515,6 +559,30 @@ mod tests {
 
     fn texts_of<'a>(elements: &[Element<'a>]) -> Vec<&'a str> {
         elements.iter().map(|(text, _)| *text).collect()
+    }
+
+    #[test]
+    fn an_inner_object_splits_as_it_reads_alone() {
+        for text in [
+            r#"{"a":1,"properties":{"eventName":"x","properties":{"k":[1,{"v":"\u00e9"}]}},"z":2}"#,
+            r#"{"properties":{"a":1},"properties":null}"#,
+            r#"{"properties":null,"properties":{"b":2}}"#,
+            r#"{"properties":[1],"x":{"properties":{"c":3}}}"#,
+            r#"{"p\u0072operties":{"d":4}}"#,
+        ] {
+            let (members, inner) = object_and_members(text, 5, "properties").unwrap();
+            assert_eq!(Some(members.clone()), object(text, 5), "{text}");
+            let last = members.iter().rev().find(|(k, _)| k == "properties");
+            let expected = last.and_then(|(_, v)| object(v, 4));
+            assert_eq!(inner, expected, "{text}");
+        }
+        for bad in [
+            r#"{"properties":{"a":"\ud800"}}"#,
+            r#"{"properties":{"a":1,}}"#,
+            r#"{"properties":{"a":[[[[1]]]]}}"#,
+        ] {
+            assert_eq!(object_and_members(bad, 5, "properties"), None, "{bad}");
+        }
     }
 
     #[test]

@@ -15,7 +15,14 @@ use super::scan::check_json;
 #[derive(Debug, Clone)]
 pub struct Fields<'a> {
     pairs: Vec<Member<'a>>,
+    /// The members of the object under [`SPLIT_KEY`], when the pass that
+    /// read these fields split it too ([`Fields::inner`]).
+    split: Option<Vec<Member<'a>>>,
 }
+
+/// The key whose object the one pass of [`Fields::read`] splits as well:
+/// the collect envelope's `properties` (`eventName` and the payload).
+const SPLIT_KEY: &str = "properties";
 
 impl<'a> Fields<'a> {
     /// Reads `text`, one JSON object, checked against JSON's grammar and
@@ -23,7 +30,7 @@ impl<'a> Fields<'a> {
     /// Text that pass refuses is read again by the scan and serde_json,
     /// whose words the error keeps.
     pub fn read(text: &'a str, limit: usize) -> Result<Fields<'a>, String> {
-        match Fields::checked(text, limit) {
+        match Fields::checked_splitting(text, limit) {
             Some(fields) => Ok(fields),
             None => check_json(text, limit).and_then(|()| Fields::parse(text)),
         }
@@ -31,13 +38,19 @@ impl<'a> Fields<'a> {
 
     /// The members a checked pass read (see [`super::checked`]).
     pub fn of_members(pairs: Vec<Member<'a>>) -> Fields<'a> {
-        Fields { pairs }
+        Fields { pairs, split: None }
     }
 
     /// The one pass of [`Fields::read`] alone: `None` when it refuses the
     /// text (for a caller with its own words for why).
     pub fn checked(text: &'a str, limit: usize) -> Option<Fields<'a>> {
-        super::checked::object(text, limit).map(|pairs| Fields { pairs })
+        Fields::checked_splitting(text, limit)
+    }
+
+    /// [`Fields::checked`], splitting [`SPLIT_KEY`]'s object in the same pass.
+    fn checked_splitting(text: &'a str, limit: usize) -> Option<Fields<'a>> {
+        super::checked::object_and_members(text, limit, SPLIT_KEY)
+            .map(|(pairs, split)| Fields { pairs, split })
     }
 
     /// Reads `text` as one JSON object (its syntax only: see [`Fields::read`]).
@@ -56,7 +69,7 @@ impl<'a> Fields<'a> {
     /// expected is read by [`Fields::parse`].
     pub fn of_checked(text: &'a str) -> Result<Fields<'a>, String> {
         match super::members::members(text) {
-            Some(pairs) => Ok(Fields { pairs }),
+            Some(pairs) => Ok(Fields { pairs, split: None }),
             None => Fields::parse(text),
         }
     }
@@ -100,6 +113,18 @@ impl<'a> Fields<'a> {
             Some(raw) if raw.starts_with('{') => Ok(Some(raw)),
             Some(_) => Err(format!("{key} must be a JSON object")),
             None => Ok(None),
+        }
+    }
+
+    /// A field that must be an object, as its fields: split already when
+    /// the pass that read these fields split it, else read now.
+    pub fn inner(&self, key: &str) -> Result<Option<Fields<'a>>, String> {
+        let Some(text) = self.object(key)? else {
+            return Ok(None);
+        };
+        match (&self.split, key == SPLIT_KEY) {
+            (Some(pairs), true) => Ok(Some(Fields::of_members(pairs.clone()))),
+            _ => Fields::of_checked(text).map(Some),
         }
     }
 
@@ -197,7 +222,7 @@ impl<'de> Visitor<'de> for FieldsVisitor {
             let value: &'de RawValue = map.next_value()?;
             pairs.push((key, value.get()));
         }
-        Ok(Fields { pairs })
+        Ok(Fields { pairs, split: None })
     }
 }
 

@@ -74,8 +74,7 @@ fn from_collect<'a>(f: &Fields<'a>) -> Result<ParsedEvent<'a>, String> {
     event.client_id = f.str("clientId")?;
     event.event_id = f.str("messageId")?;
     event.sent_at = time_field(f, "sentAt")?;
-    if let Some(props) = f.object("properties")? {
-        let inner = Fields::of_checked(props)?;
+    if let Some(inner) = f.inner("properties")? {
         event.event_name = inner
             .str("eventName")
             .map_err(|e| format!("properties.{e}"))?;
