@@ -112,6 +112,10 @@ impl TableKind {
             // No change data: a deleted row must not live on in it.
             ("delta.enableChangeDataFeed", "false"),
             ("delta.checkpointInterval", CHECKPOINT_INTERVAL),
+            // Checkpoints carry each file's statistics parsed, as well as
+            // their JSON: an open reads them instead of parsing JSON for
+            // every checkpoint row (tombstones and transactions included).
+            ("delta.checkpoint.writeStatsAsStruct", "true"),
             ("delta.logRetentionDuration", HISTORY_RETENTION),
             ("delta.deletedFileRetentionDuration", HISTORY_RETENTION),
         ];

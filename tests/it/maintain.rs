@@ -304,3 +304,38 @@ fn a_lived_store_keeps_a_day_of_log_and_vacuums_files_it_no_longer_tracks() {
     let retention = python_on_table(script, &table);
     assert_eq!(retention.trim(), "interval 1 days | interval 1 days");
 }
+
+/// The `add` fields of the table's latest checkpoint, as pyarrow reads it.
+fn checkpoint_add_fields(table: &std::path::Path) -> String {
+    let script = "import sys, glob\nimport pyarrow.parquet as pq\n\
+        last = sorted(glob.glob(sys.argv[1] + '/_delta_log/*.checkpoint.parquet'))[-1]\n\
+        print(' '.join(f.name for f in pq.read_schema(last).field('add').type))";
+    python_on_table(script, table)
+}
+
+#[test]
+fn checkpoints_carry_parsed_statistics_and_optimize_brings_older_tables_up_to_date() {
+    let project = Project::new();
+    with_trigger(&project, "everything", EVERY_EVENT);
+    let events = import_small_files(&project, "a", 3, 500);
+    let table = project.events_table("shop");
+    // A table from before the property: checkpoints with JSON statistics only.
+    let script = "import sys\nfrom deltalake import DeltaTable\n\
+        t = DeltaTable(sys.argv[1])\n\
+        t.alter.set_table_properties({'delta.checkpoint.writeStatsAsStruct': 'false'}, raise_if_not_exists=False)\n\
+        DeltaTable(sys.argv[1]).create_checkpoint()";
+    python_on_table(script, &table);
+    assert!(!checkpoint_add_fields(&table).contains("stats_parsed"));
+
+    project.ok(&["optimize"]);
+    let fields = checkpoint_add_fields(&table);
+    assert!(
+        fields.contains("stats_parsed") && fields.contains("stats "),
+        "{fields}"
+    );
+    // Read by tripwire and by another Delta reader from that checkpoint.
+    assert_eq!(project.number("SELECT count(*) FROM events") as u64, events);
+    assert_eq!(live_files(&project, "events"), 1);
+    project.ok(&["run"]);
+    assert_eq!(matched(&project), events);
+}
