@@ -21,9 +21,10 @@ use std::collections::HashMap;
 use std::sync::Arc;
 
 use arrow::array::{
-    Array, ArrayRef, AsArray, Int64Array, RecordBatch, StringArray, TimestampMicrosecondArray,
+    Array, ArrayRef, AsArray, BooleanArray, Int64Array, RecordBatch, StringArray,
+    TimestampMicrosecondArray,
 };
-use arrow::compute::cast;
+use arrow::compute::{cast, filter_record_batch};
 use arrow::datatypes::{DataType, Field, Int64Type, Schema, SchemaRef};
 use chrono::{DateTime, Utc};
 use datafusion::prelude::{col, lit};
@@ -80,6 +81,36 @@ pub struct IdentityIndex {
     /// The latest `sent_at` of any identify folded in (µs; `i64::MIN`:
     /// none): a clock at or after it sees every key's latest identify.
     newest: i64,
+    /// Every key's row of the `identities` table, made when first asked
+    /// for and dropped by the next fold.
+    rows: RowsMade,
+}
+
+/// The `identities` rows of every key an index holds, made once per state
+/// of the index: the runs of a tick (and the ticks with no new identify)
+/// share them instead of copying every key again.
+#[derive(Debug, Default)]
+struct RowsMade(std::sync::OnceLock<AllRows>);
+
+#[derive(Debug)]
+struct AllRows {
+    batch: RecordBatch,
+    /// The oldest identify among them (µs).
+    oldest: i64,
+}
+
+/// A copy of an index makes its own rows (it may be folded into).
+impl Clone for RowsMade {
+    fn clone(&self) -> RowsMade {
+        RowsMade::default()
+    }
+}
+
+/// Rows made or not, two indexes holding the same identifies are equal.
+impl PartialEq for RowsMade {
+    fn eq(&self, _: &RowsMade) -> bool {
+        true
+    }
 }
 
 /// The moment a lookup is made at: identifies sent in `(cutoff, now]` count.
@@ -156,6 +187,7 @@ impl IdentityIndex {
             seq,
         };
         self.newest = self.newest.max(sent_at);
+        self.rows.0.take();
         for (map, key) in [
             (&mut self.clients, keys.client_id),
             (&mut self.users, keys.user_id),
@@ -257,7 +289,9 @@ impl IdentityIndex {
     /// each client's and each user's latest identify sent in `(cutoff,
     /// now]`, in `schema`'s columns (`client_id`, `user_id`, `email`,
     /// `traits`, `identified_at`). `None` when a key's latest identify was
-    /// sent after `now`: the one that was latest then is not kept.
+    /// sent after `now`: the one that was latest then is not kept. Every
+    /// key's row is made once per state of the index; a clock whose cutoff
+    /// passes some of them filters those out.
     pub fn identities(
         &self,
         at: AsOf,
@@ -266,16 +300,49 @@ impl IdentityIndex {
         if self.newest > at.now {
             return None;
         }
-        let live = |i: &&Identify| i.sent_at > at.cutoff;
-        let clients = self.clients.iter().filter(|(_, i)| live(i));
-        let users = self.users.iter().filter(|(_, i)| live(i));
-        let rows: Vec<(Option<&str>, Option<&str>, &Identify)> = clients
+        let all = match self.rows.0.get() {
+            Some(all) if all.batch.schema() == schema => all,
+            _ => match self.all_rows(schema) {
+                Ok(all) => self.rows.0.get_or_init(|| all),
+                Err(e) => return Some(Err(e)),
+            },
+        };
+        if all.oldest > at.cutoff {
+            return Some(Ok(all.batch.clone()));
+        }
+        let sent_at = all
+            .batch
+            .column_by_name(IDENTIFIED_AT)
+            .and_then(|c| c.as_any().downcast_ref::<TimestampMicrosecondArray>());
+        let Some(sent_at) = sent_at else {
+            return Some(Err(arrow::error::ArrowError::SchemaError(
+                IDENTIFIED_AT.into(),
+            )));
+        };
+        let live: BooleanArray = sent_at.iter().map(|t| Some(t > Some(at.cutoff))).collect();
+        Some(filter_record_batch(&all.batch, &live))
+    }
+
+    /// Every key's row, in `schema`'s columns.
+    fn all_rows(&self, schema: SchemaRef) -> Result<AllRows, arrow::error::ArrowError> {
+        let rows: Vec<(Option<&str>, Option<&str>, &Identify)> = self
+            .clients
+            .iter()
             .map(|(key, i)| (Some(key.as_ref()), i.user_id.as_deref(), i))
-            .chain(users.map(|(key, i)| (None, Some(key.as_ref()), i)))
+            .chain(
+                self.users
+                    .iter()
+                    .map(|(key, i)| (None, Some(key.as_ref()), i)),
+            )
             .collect();
-        Some(identities_batch(&rows, schema))
+        let oldest = rows.iter().map(|r| r.2.sent_at).min().unwrap_or(i64::MAX);
+        let batch = identities_batch(&rows, schema)?;
+        Ok(AllRows { batch, oldest })
     }
 }
+
+/// The `identities` column holding when each row's identify was sent.
+const IDENTIFIED_AT: &str = "identified_at";
 
 /// `rows` (client id, user id, identify) as a batch of `schema`.
 fn identities_batch(
@@ -718,6 +785,52 @@ mod tests {
         );
         // An unknown key is fine at any clock.
         assert!(index.resolve(keys(None, None, Some("zz")), at(0)).is_ok());
+    }
+
+    /// The `identities` rows at `at`, as (client id, user id, email), sorted.
+    fn table_at(index: &IdentityIndex, at: AsOf) -> Vec<(String, String, String)> {
+        let schema = crate::identity::views::identities_schema();
+        let batch = index.identities(at, schema).unwrap().unwrap();
+        let text = |name: &str| {
+            let column = batch.column_by_name(name).unwrap().as_string::<i32>();
+            column
+                .iter()
+                .map(|v| v.unwrap_or("-").to_string())
+                .collect::<Vec<_>>()
+        };
+        let (clients, users, emails) = (text("client_id"), text("user_id"), text("email"));
+        let mut rows: Vec<_> = (0..batch.num_rows())
+            .map(|i| (clients[i].clone(), users[i].clone(), emails[i].clone()))
+            .collect();
+        rows.sort();
+        rows
+    }
+
+    #[test]
+    fn the_identities_rows_are_made_once_and_follow_every_fold_and_cutoff() {
+        let mut index = IdentityIndex::empty("t");
+        index.fold(keys(Some("a@x"), None, Some("c1")), None, HOUR, 1);
+        index.fold(keys(Some("b@x"), Some("u2"), None), None, 30 * HOUR, 2);
+        let row = |c: &str, u: &str, e: &str| (c.to_string(), u.to_string(), e.to_string());
+        // Both live within a day of 30h; made once, asked twice.
+        let wide = AsOf {
+            now: 30 * HOUR,
+            cutoff: 0,
+        };
+        let both = vec![row("-", "u2", "b@x"), row("c1", "-", "a@x")];
+        assert_eq!(table_at(&index, wide), both);
+        assert_eq!(table_at(&index, wide), both);
+        // A later clock: the first identify is past the TTL.
+        assert_eq!(table_at(&index, at(30 * HOUR)), vec![row("-", "u2", "b@x")]);
+        // A fold drops the rows made: the new identify shows.
+        index.fold(keys(Some("c@x"), None, Some("c1")), None, 31 * HOUR, 3);
+        assert_eq!(
+            table_at(&index, at(31 * HOUR)),
+            vec![row("-", "u2", "b@x"), row("c1", "-", "c@x")]
+        );
+        // A copy is equal, and makes its own.
+        assert_eq!(index.clone(), index);
+        assert_eq!(table_at(&index.clone(), at(31 * HOUR)).len(), 2);
     }
 
     #[test]

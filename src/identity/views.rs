@@ -64,7 +64,7 @@ pub fn identities_from_index(
 }
 
 /// The view's columns, typed as the events table types them.
-fn identities_schema() -> SchemaRef {
+pub(crate) fn identities_schema() -> SchemaRef {
     let events = events_schema();
     let field = |name: &str, as_name: &str| {
         let field = events.field_with_name(name).expect("an events column");
