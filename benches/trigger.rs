@@ -248,7 +248,7 @@ fn tick_triggers(count: u64) -> Vec<(String, String)> {
 /// end, then a [`TICK_WINDOW`] of new events; built once and kept.
 fn tick_store(shape: &str, history: u64, count: u64) -> Result<PathBuf> {
     let dir = bench_data().join(format!(
-        "trigger-tick-v3-{shape}-{history}-{TICK_WINDOW}-{count}"
+        "trigger-tick-v4-{shape}-{history}-{TICK_WINDOW}-{count}"
     ));
     let (ready, store) = (dir.join("READY"), dir.join("store"));
     if ready.exists() {
@@ -430,7 +430,7 @@ fn aged_store(
     commits: u64,
 ) -> Result<PathBuf> {
     let dir = bench_data().join(format!(
-        "trigger-aged-v6-{shape}-{history}-{window}-{commits}"
+        "trigger-aged-v7-{shape}-{history}-{window}-{commits}"
     ));
     let ready = dir.join("READY");
     let store = dir.join("store");
@@ -844,7 +844,7 @@ fn duckdb_queries(
 /// The store of `shape` for `history` events plus a `window`, built once
 /// and kept.
 fn cached_store(shape: &str, history: u64, window: u64) -> Result<PathBuf> {
-    let dir = bench_data().join(format!("trigger-store-v5-{shape}-{history}-{window}"));
+    let dir = bench_data().join(format!("trigger-store-v6-{shape}-{history}-{window}"));
     let ready = dir.join("READY");
     let store = dir.join("store");
     if ready.exists() {
