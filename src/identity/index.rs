@@ -144,9 +144,9 @@ pub struct RowKeys<'a> {
 
 /// What the index makes of a row (docs/reference.md "Identity").
 #[derive(Debug, Clone, PartialEq, Eq)]
-pub struct Resolved {
-    pub email: Option<String>,
-    pub user_id: Option<String>,
+pub struct Resolved<'a> {
+    pub email: Option<&'a str>,
+    pub user_id: Option<&'a str>,
     /// The row's user or client is known to `identities`.
     pub identified: bool,
 }
@@ -266,7 +266,7 @@ impl IdentityIndex {
     /// A row's contact as of `at`, with the precedence of the `identities`
     /// view: the row's email, else its own user's, else its client's, else
     /// its client's user's; its user id, else its client's.
-    pub fn resolve(&self, row: RowKeys<'_>, at: AsOf) -> Result<Resolved, CannotSay> {
+    pub fn resolve<'a>(&'a self, row: RowKeys<'a>, at: AsOf) -> Result<Resolved<'a>, CannotSay> {
         let own = Self::lookup(&self.users, row.user_id, at)?;
         let by_client = Self::lookup(&self.clients, row.client_id, at)?;
         let client_user_id = by_client.and_then(|c| c.user_id.as_deref());
@@ -277,8 +277,8 @@ impl IdentityIndex {
             .or(by_client.and_then(|i| i.email.as_deref()))
             .or(client_user.and_then(|i| i.email.as_deref()));
         Ok(Resolved {
-            email: email.map(str::to_string),
-            user_id: row.user_id.or(client_user_id).map(str::to_string),
+            email,
+            user_id: row.user_id.or(client_user_id),
             identified: own.is_some() || by_client.is_some(),
         })
     }
@@ -736,8 +736,8 @@ mod tests {
         assert_eq!(
             resolved,
             Ok(Resolved {
-                email: Some("new@x".into()),
-                user_id: Some("u1".into()),
+                email: Some("new@x"),
+                user_id: Some("u1"),
                 identified: true,
             })
         );
@@ -751,8 +751,8 @@ mod tests {
         let resolved = index
             .resolve(keys(None, Some("ub"), Some("shared")), at(3 * HOUR))
             .unwrap();
-        assert_eq!(resolved.email.as_deref(), Some("b@x"));
-        assert_eq!(resolved.user_id.as_deref(), Some("ub"));
+        assert_eq!(resolved.email, Some("b@x"));
+        assert_eq!(resolved.user_id, Some("ub"));
     }
 
     #[test]
@@ -763,7 +763,7 @@ mod tests {
         let resolved = index
             .resolve(keys(None, None, Some("c1")), at(3 * HOUR))
             .unwrap();
-        assert_eq!(resolved.email.as_deref(), Some("u@x"));
+        assert_eq!(resolved.email, Some("u@x"));
     }
 
     #[test]
