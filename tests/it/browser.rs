@@ -115,10 +115,15 @@ impl Browser {
             .unwrap_or_else(|e| panic!("open {url}: {e}"));
     }
 
+    /// The element matching `css`, waited for (up to [`PATIENCE`]): a
+    /// navigation can return before the new page is there (seen with
+    /// Chromium 156.0.8078.114, which answered a `find` with the login page
+    /// still loading).
     fn find(&self, css: &str) -> Element {
+        let waiting = self.client().wait().at_most(PATIENCE);
         self.runtime
-            .block_on(self.client().find(Locator::Css(css)))
-            .unwrap_or_else(|e| panic!("find {css}: {e}"))
+            .block_on(waiting.for_element(Locator::Css(css)))
+            .unwrap_or_else(|e| panic!("find {css}: {e}\n{}", self.source()))
     }
 
     fn find_all(&self, css: &str) -> Vec<Element> {
