@@ -150,18 +150,13 @@ impl<'a> Reader<'a> {
         key: &str,
         items: &mut Option<Vec<Element<'a>>>,
     ) -> Option<()> {
-        self.sequence(b'}', |reader| {
-            let name = key_of(reader.key()?)?;
-            reader.skip_blanks();
-            let start = reader.at;
-            if name == key && reader.peek() == Some(b'[') {
-                let mut elements = Vec::new();
-                reader.items(&mut elements)?;
-                *items = Some(elements);
-            } else {
-                reader.value()?;
+        self.members_reading(found, key, |reader| {
+            if reader.peek() != Some(b'[') {
+                return reader.value().map(|_| ());
             }
-            found.push((name, &reader.text[start..reader.at]));
+            let mut elements = Vec::new();
+            reader.items(&mut elements)?;
+            *items = Some(elements);
             Some(())
         })
     }
@@ -174,19 +169,35 @@ impl<'a> Reader<'a> {
         key: &str,
         inner: &mut Option<Vec<Member<'a>>>,
     ) -> Option<()> {
+        self.members_reading(found, key, |reader| {
+            if reader.peek() != Some(b'{') {
+                *inner = None;
+                return reader.value().map(|_| ());
+            }
+            let mut members = Vec::with_capacity(12);
+            reader.members(Some(&mut members))?;
+            *inner = Some(members);
+            Some(())
+        })
+    }
+
+    /// The members of the object opening at `at` added to `found`, the
+    /// value of each `key` read by `read_keyed` (at its first byte).
+    fn members_reading(
+        &mut self,
+        found: &mut Vec<Member<'a>>,
+        key: &str,
+        mut read_keyed: impl FnMut(&mut Self) -> Option<()>,
+    ) -> Option<()> {
         self.sequence(b'}', |reader| {
             let name = key_of(reader.key()?)?;
             reader.skip_blanks();
             let start = reader.at;
-            if name != key {
-                reader.value()?;
-            } else if reader.peek() == Some(b'{') {
-                let mut members = Vec::with_capacity(12);
-                reader.members(Some(&mut members))?;
-                *inner = Some(members);
-            } else {
-                reader.value()?;
-                *inner = None;
+            match name == key {
+                true => read_keyed(reader)?,
+                false => {
+                    reader.value()?;
+                }
             }
             found.push((name, &reader.text[start..reader.at]));
             Some(())
