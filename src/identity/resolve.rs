@@ -170,24 +170,26 @@ fn with_index(
 }
 
 /// Turns resolved rows into matches: one per contact (and `event_id`, if
-/// selected). A row's strings are borrowed until it makes or replaces a
-/// match, and only the chosen rows' data is written as JSON.
+/// selected). Rows are only compared while they compete; each match's
+/// record is made once, from the row that won, and only the chosen rows'
+/// data is written as JSON.
 fn collapse(batches: &[RecordBatch], requires_identity_default: bool) -> Resolution {
     let mut out = Resolution::default();
+    let columns: Vec<RowColumns> = batches.iter().map(RowColumns::of).collect();
     // Match key (`match_key`) to the match's place and the seq of the row
-    // it was made from.
+    // it is made from; each place's kind of contact.
     let mut index: HashMap<String, (usize, Option<i64>)> = HashMap::new();
+    let mut kinds: Vec<ContactKind> = Vec::new();
     let mut key = String::new();
     let mut position = 0;
-    for (batch_index, batch) in batches.iter().enumerate() {
-        let columns = RowColumns::of(batch);
-        for row in 0..batch.num_rows() {
+    for (batch_index, columns) in columns.iter().enumerate() {
+        for row in 0..batches[batch_index].num_rows() {
             let at = position;
             position += 1;
             out.matched += 1;
             let (email, user_id, client_id) = columns.contact(row);
             let requires_identity = columns.requires(row).unwrap_or(requires_identity_default);
-            let (prefix, id) = match (email, user_id, client_id) {
+            let (kind, id) = match (email, user_id, client_id) {
                 (None, None, None) => {
                     out.unresolved += 1;
                     out.dropped += 1;
@@ -195,12 +197,12 @@ fn collapse(batches: &[RecordBatch], requires_identity_default: bool) -> Resolut
                 }
                 (Some(e), _, _) => {
                     out.resolved += 1;
-                    ("email:", e)
+                    (ContactKind::Email, e)
                 }
                 // Known to identities by a user id only: a contact keyed by it.
                 (None, Some(u), _) if columns.identified(row) => {
                     out.resolved += 1;
-                    ("user_id:", u)
+                    (ContactKind::User, u)
                 }
                 _ if requires_identity => {
                     out.unresolved += 1;
@@ -209,47 +211,61 @@ fn collapse(batches: &[RecordBatch], requires_identity_default: bool) -> Resolut
                 }
                 (None, Some(u), _) => {
                     out.unresolved += 1;
-                    ("user_id:", u)
+                    (ContactKind::User, u)
                 }
                 (None, None, Some(c)) => {
                     out.unresolved += 1;
-                    ("client_id:", c)
+                    (ContactKind::Client, c)
                 }
             };
-            let event_id = columns.event_id(row);
-            match_key(&mut key, prefix, id, event_id);
+            match_key(&mut key, kind.prefix(), id, columns.event_id(row));
             let seq = columns.seq(row);
-            let place = match index.get(key.as_str()) {
+            let place = match index.get_mut(key.as_str()) {
                 // The row with the highest seq wins, else the first.
-                Some((at, Some(best))) if seq.is_some_and(|s| s > *best) => *at,
-                Some(_) => continue,
-                None => out.matches.len(),
-            };
-            index.insert(key.clone(), (place, seq));
-            let owned = |v: Option<&str>| v.map(str::to_string);
-            let record = MatchRecord {
-                ordinal: place as i64,
-                contact: format!("{prefix}{id}"),
-                event_id: owned(event_id),
-                email: owned(email),
-                user_id: owned(user_id),
-                client_id: owned(client_id),
-                data: String::new(),
-            };
-            match place == out.matches.len() {
-                true => {
-                    out.matches.push(record);
+                Some((place, best)) => match (*best, seq) {
+                    (Some(best_seq), Some(s)) if s > best_seq => {
+                        *best = seq;
+                        *place
+                    }
+                    _ => continue,
+                },
+                None => {
+                    index.insert(key.clone(), (kinds.len(), seq));
+                    kinds.push(kind);
                     out.chosen.push((batch_index, row));
+                    continue;
                 }
-                false => {
-                    out.matches[place] = record;
-                    out.chosen[place] = (batch_index, row);
-                }
-            }
+            };
+            out.chosen[place] = (batch_index, row);
         }
     }
+    out.matches = out
+        .chosen
+        .iter()
+        .zip(&kinds)
+        .enumerate()
+        .map(|(place, (&(batch, row), kind))| columns[batch].record(row, place, *kind))
+        .collect();
     fill_data(&mut out, batches);
     out
+}
+
+/// Which of a row's keys names its contact.
+#[derive(Debug, Clone, Copy)]
+enum ContactKind {
+    Email,
+    User,
+    Client,
+}
+
+impl ContactKind {
+    fn prefix(self) -> &'static str {
+        match self {
+            ContactKind::Email => "email:",
+            ContactKind::User => "user_id:",
+            ContactKind::Client => "client_id:",
+        }
+    }
 }
 
 /// Writes into `key` a row's match key: its contact, and its event id when
@@ -299,6 +315,27 @@ impl RowColumns {
             text(&self.user, row),
             text(&self.client, row),
         )
+    }
+
+    /// The match made from `row`, the `place`th of the run, whose contact
+    /// is its `kind` of key.
+    fn record(&self, row: usize, place: usize, kind: ContactKind) -> MatchRecord {
+        let (email, user_id, client_id) = self.contact(row);
+        let id = match kind {
+            ContactKind::Email => email,
+            ContactKind::User => user_id,
+            ContactKind::Client => client_id,
+        };
+        let owned = |v: Option<&str>| v.map(str::to_string);
+        MatchRecord {
+            ordinal: place as i64,
+            contact: format!("{}{}", kind.prefix(), id.unwrap_or_default()),
+            event_id: owned(self.event_id(row)),
+            email: owned(email),
+            user_id: owned(user_id),
+            client_id: owned(client_id),
+            data: String::new(),
+        }
     }
 
     fn event_id(&self, row: usize) -> Option<&str> {
