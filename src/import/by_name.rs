@@ -12,13 +12,18 @@ use arrow::compute::filter_record_batch;
 use arrow::datatypes::Int64Type;
 
 use crate::event::{EventBatchBuilder, ParsedEvent};
+use crate::store::layout::in_file_order;
 
 /// The events' arrival order column.
 const SEQ: &str = "seq";
 
-/// Rows a new name's builder starts with room for (it grows as needed):
-/// a chunk may hold a few names or thousands.
+/// Rows a new name's builder starts with room for (it grows as needed).
 const FIRST_ROWS: usize = 1024;
+
+/// Names a chunk builds apart. The events of any further name share one
+/// builder, and the chunk is then sorted as a whole: a file whose event
+/// names all differ (an id in each) must not make a builder per event.
+pub const MAX_NAMES_APART: usize = 256;
 
 /// The events of one name, and each one's place among all the chunk's
 /// events of the workspace.
@@ -34,6 +39,12 @@ impl NameRows {
             positions: Vec::with_capacity(rows),
         }
     }
+
+    /// Appends the event that arrived `position`th in the chunk.
+    fn push(&mut self, event: &ParsedEvent, line: u64, received_at: i64, position: i64) {
+        self.builder.append(event, line, received_at);
+        self.positions.push(position);
+    }
 }
 
 /// Events as they are parsed, grouped by name.
@@ -42,7 +53,10 @@ pub struct ByName {
     /// Identify calls and other events without a name.
     unnamed: Option<NameRows>,
     named: HashMap<String, NameRows>,
-    rows: usize,
+    /// The events of names past [`MAX_NAMES_APART`].
+    others: Option<NameRows>,
+    /// Each event's line, in arrival order.
+    arrival_lines: Vec<i64>,
     /// Rows the chunk is expected to hold, to size the builders.
     rows_hint: usize,
 }
@@ -56,59 +70,53 @@ impl ByName {
     }
 
     pub fn len(&self) -> usize {
-        self.rows
+        self.arrival_lines.len()
     }
 
     pub fn is_empty(&self) -> bool {
-        self.rows == 0
+        self.arrival_lines.is_empty()
     }
 
     /// Appends one event read from input `line`.
     pub fn append(&mut self, event: &ParsedEvent, line: u64, received_at: i64) {
+        let position = self.arrival_lines.len() as i64;
+        self.arrival_lines.push(line as i64);
         let first_rows = self.rows_hint.min(FIRST_ROWS);
+        let new = || NameRows::new(first_rows);
         let rows = match event.event_name.as_deref() {
-            None => self
-                .unnamed
-                .get_or_insert_with(|| NameRows::new(first_rows)),
-            Some(name) => match self.named.get_mut(name) {
-                Some(rows) => rows,
-                None => self
-                    .named
-                    .entry(name.to_string())
-                    .or_insert_with(|| NameRows::new(first_rows)),
-            },
+            None => self.unnamed.get_or_insert_with(new),
+            Some(name) => {
+                if let Some(rows) = self.named.get_mut(name) {
+                    return rows.push(event, line, received_at, position);
+                }
+                match self.named.len() < MAX_NAMES_APART {
+                    true => self.named.entry(name.to_string()).or_insert_with(new),
+                    false => self.others.get_or_insert_with(new),
+                }
+            }
         };
-        rows.builder.append(event, line, received_at);
-        rows.positions.push(self.rows as i64);
-        self.rows += 1;
+        rows.push(event, line, received_at, position);
     }
 
-    /// The input line of each event, in file order.
-    pub fn lines(&self) -> Vec<u64> {
-        self.in_file_order()
-            .flat_map(|rows| rows.builder.lines().iter().copied())
-            .collect()
-    }
-
-    /// The groups in file order: no name first, then names in byte order.
-    fn in_file_order(&self) -> impl Iterator<Item = &NameRows> {
-        let mut named: Vec<(&String, &NameRows)> = self.named.iter().collect();
-        named.sort_unstable_by(|a, b| a.0.cmp(b.0));
-        self.unnamed
-            .iter()
-            .chain(named.into_iter().map(|(_, rows)| rows))
+    /// The input line of each event, in arrival order.
+    pub fn lines(&self) -> &[i64] {
+        &self.arrival_lines
     }
 
     /// The events as batches in file order, `seq` holding each row's
-    /// arrival position.
+    /// arrival position: a batch per name, or one sorted batch when some
+    /// names shared a builder.
     pub fn finish(mut self) -> OrderedEvents {
         let mut named: Vec<(String, NameRows)> = self.named.drain().collect();
         named.sort_unstable_by(|a, b| a.0.cmp(&b.0));
+        let others = self.others.take();
+        let mixed = others.is_some();
         let groups = self
             .unnamed
             .take()
             .into_iter()
-            .chain(named.into_iter().map(|(_, rows)| rows));
+            .chain(named.into_iter().map(|(_, rows)| rows))
+            .chain(others);
         let mut ordered = OrderedEvents::default();
         for NameRows { builder, positions } in groups {
             ordered
@@ -118,8 +126,29 @@ impl ByName {
                 .batches
                 .push(builder.finish_with_seq(Int64Array::from(positions)));
         }
-        ordered
+        match mixed {
+            true => sorted(ordered, &self.arrival_lines),
+            false => ordered,
+        }
     }
+}
+
+/// `events`, whose last batch mixes names, sorted into file order; each
+/// row's line is found again by its `seq` (its arrival position).
+fn sorted(events: OrderedEvents, arrival_lines: &[i64]) -> OrderedEvents {
+    let Ok(batches) = in_file_order(&events.batches) else {
+        // The commit orders the rows itself.
+        return events;
+    };
+    let lines = batches
+        .iter()
+        .flat_map(|batch| {
+            let seq = batch.column_by_name(SEQ).expect("an events batch has seq");
+            let positions = seq.as_primitive::<Int64Type>().values().to_vec();
+            positions.into_iter().map(|p| arrival_lines[p as usize])
+        })
+        .collect();
+    OrderedEvents { batches, lines }
 }
 
 /// One workspace's events of a chunk in the events' file order: a batch
@@ -186,7 +215,7 @@ mod tests {
         event
     }
 
-    fn names(batches: &[RecordBatch]) -> Vec<Option<String>> {
+    fn names_of(batches: &[RecordBatch]) -> Vec<Option<String>> {
         batches
             .iter()
             .flat_map(|b| {
@@ -217,12 +246,12 @@ mod tests {
             by_name.append(&event(*name), 10 + i as u64, 0);
         }
         assert_eq!(by_name.len(), 5);
-        assert_eq!(by_name.lines(), [11, 14, 12, 10, 13]);
+        assert_eq!(by_name.lines(), [10, 11, 12, 13, 14]);
         let ordered = by_name.finish();
         assert_eq!(ordered.lines, [11, 14, 12, 10, 13]);
         let batches = ordered.numbered(100);
         assert_eq!(
-            names(&batches),
+            names_of(&batches),
             [
                 None,
                 None,
@@ -232,6 +261,37 @@ mod tests {
             ]
         );
         assert_eq!(seqs(&batches), [101, 104, 102, 100, 103]);
+    }
+
+    #[test]
+    fn names_past_the_limit_share_a_builder_and_the_chunk_is_sorted_whole() {
+        let names: Vec<String> = (0..MAX_NAMES_APART + 3)
+            .rev()
+            .map(|i| format!("n{i:04}"))
+            .collect();
+        let mut by_name = ByName::new(4);
+        for (i, name) in names.iter().enumerate() {
+            by_name.append(&event(Some(name)), 100 + i as u64, 0);
+        }
+        by_name.append(&event(None), 1_000, 0);
+        let ordered = by_name.finish();
+        assert_eq!(ordered.batches.len(), 1, "sorted as one batch");
+        let batches = ordered.numbered(0);
+        let mut expected: Vec<Option<String>> = names.iter().cloned().map(Some).collect();
+        expected.sort();
+        expected.insert(0, None);
+        assert_eq!(names_of(&batches), expected);
+        // Each row keeps its own line and seq: arrival order reversed, the
+        // identify last.
+        let last = names.len() as i64;
+        let mut seq: Vec<i64> = (0..last).rev().collect();
+        seq.insert(0, last);
+        assert_eq!(seqs(&batches), seq);
+        let lines: Vec<i64> = seq
+            .iter()
+            .map(|s| if *s == last { 1_000 } else { 100 + s })
+            .collect();
+        assert_eq!(ordered.lines, lines);
     }
 
     #[test]
@@ -246,7 +306,7 @@ mod tests {
         let ordered = by_name.finish();
         let batches = ordered.numbered(0);
         let kept = rows_after(&batches, &ordered.lines, 2);
-        assert_eq!(names(&kept), [Some("a".into()), Some("b".into())]);
+        assert_eq!(names_of(&kept), [Some("a".into()), Some("b".into())]);
         assert_eq!(seqs(&kept), [3, 2]);
         assert_eq!(rows_after(&batches, &ordered.lines, 4).len(), 0);
         assert_eq!(rows_after(&batches, &ordered.lines, 0), batches);

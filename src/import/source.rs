@@ -411,10 +411,10 @@ mod tests {
         assert_eq!(ranges, [(2, 4)]);
         let mut lines = Vec::new();
         read_csv_chunks(&csv[..], &AtomicU64::new(0), &parser(), |chunk| {
-            lines.extend(chunk.events.values().flat_map(|b| b.lines()));
+            lines.extend(chunk.events.values().flat_map(|b| b.lines().to_vec()));
             true
         })
         .expect("read");
-        assert_eq!(lines, [2, 4]);
+        assert_eq!(lines, [2i64, 4]);
     }
 }
