@@ -30,7 +30,7 @@ impl<'a> Fields<'a> {
     /// Text that pass refuses is read again by the scan and serde_json,
     /// whose words the error keeps.
     pub fn read(text: &'a str, limit: usize) -> Result<Fields<'a>, String> {
-        match Fields::checked_splitting(text, limit) {
+        match Fields::checked(text, limit) {
             Some(fields) => Ok(fields),
             None => check_json(text, limit).and_then(|()| Fields::parse(text)),
         }
@@ -41,14 +41,10 @@ impl<'a> Fields<'a> {
         Fields { pairs, split: None }
     }
 
-    /// The one pass of [`Fields::read`] alone: `None` when it refuses the
-    /// text (for a caller with its own words for why).
+    /// The one pass of [`Fields::read`] alone (splitting [`SPLIT_KEY`]'s
+    /// object too): `None` when it refuses the text (for a caller with its
+    /// own words for why).
     pub fn checked(text: &'a str, limit: usize) -> Option<Fields<'a>> {
-        Fields::checked_splitting(text, limit)
-    }
-
-    /// [`Fields::checked`], splitting [`SPLIT_KEY`]'s object in the same pass.
-    fn checked_splitting(text: &'a str, limit: usize) -> Option<Fields<'a>> {
         super::checked::object_and_members(text, limit, SPLIT_KEY)
             .map(|(pairs, split)| Fields { pairs, split })
     }

@@ -111,44 +111,33 @@ impl ByName {
         named.sort_unstable_by(|a, b| a.0.cmp(&b.0));
         let others = self.others.take();
         let mixed = others.is_some();
-        let groups = self
+        let batches: Vec<RecordBatch> = self
             .unnamed
             .take()
             .into_iter()
             .chain(named.into_iter().map(|(_, rows)| rows))
-            .chain(others);
-        let mut ordered = OrderedEvents::default();
-        for NameRows { builder, positions } in groups {
-            ordered
-                .lines
-                .extend(builder.lines().iter().map(|l| *l as i64));
-            ordered
-                .batches
-                .push(builder.finish_with_seq(Int64Array::from(positions)));
-        }
-        match mixed {
-            true => sorted(ordered, &self.arrival_lines),
-            false => ordered,
-        }
+            .chain(others)
+            .map(|rows| {
+                rows.builder
+                    .finish_with_seq(Int64Array::from(rows.positions))
+            })
+            .collect();
+        let batches = match mixed {
+            // Were it to fail, the commit orders the rows itself.
+            true => in_file_order(&batches).unwrap_or(batches),
+            false => batches,
+        };
+        let arrival_lines = &self.arrival_lines;
+        let lines = batches
+            .iter()
+            .flat_map(|batch| {
+                let seq = batch.column_by_name(SEQ).expect("an events batch has seq");
+                let positions = seq.as_primitive::<Int64Type>().values().iter();
+                positions.map(|p| arrival_lines[*p as usize])
+            })
+            .collect();
+        OrderedEvents { batches, lines }
     }
-}
-
-/// `events`, whose last batch mixes names, sorted into file order; each
-/// row's line is found again by its `seq` (its arrival position).
-fn sorted(events: OrderedEvents, arrival_lines: &[i64]) -> OrderedEvents {
-    let Ok(batches) = in_file_order(&events.batches) else {
-        // The commit orders the rows itself.
-        return events;
-    };
-    let lines = batches
-        .iter()
-        .flat_map(|batch| {
-            let seq = batch.column_by_name(SEQ).expect("an events batch has seq");
-            let positions = seq.as_primitive::<Int64Type>().values().to_vec();
-            positions.into_iter().map(|p| arrival_lines[p as usize])
-        })
-        .collect();
-    OrderedEvents { batches, lines }
 }
 
 /// One workspace's events of a chunk in the events' file order: a batch
