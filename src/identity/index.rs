@@ -21,10 +21,10 @@ use std::collections::HashMap;
 use std::sync::Arc;
 
 use arrow::array::{
-    Array, ArrayRef, AsArray, BooleanArray, Int64Array, RecordBatch, StringArray,
+    Array, ArrayRef, AsArray, Int64Array, RecordBatch, StringArray,
     TimestampMicrosecondArray,
 };
-use arrow::compute::{cast, filter_record_batch};
+use arrow::compute::cast;
 use arrow::datatypes::{DataType, Field, Int64Type, Schema, SchemaRef};
 use chrono::{DateTime, Utc};
 use datafusion::prelude::{col, lit};
@@ -94,9 +94,10 @@ struct RowsMade(std::sync::OnceLock<AllRows>);
 
 #[derive(Debug)]
 struct AllRows {
+    /// Newest identify first, so the rows a TTL cutoff keeps are a prefix.
     batch: RecordBatch,
-    /// The oldest identify among them (µs).
-    oldest: i64,
+    /// When each row's identify was sent (µs), newest first: `batch`'s order.
+    sent_at: Vec<i64>,
 }
 
 /// A copy of an index makes its own rows (it may be folded into).
@@ -290,8 +291,9 @@ impl IdentityIndex {
     /// now]`, in `schema`'s columns (`client_id`, `user_id`, `email`,
     /// `traits`, `identified_at`). `None` when a key's latest identify was
     /// sent after `now`: the one that was latest then is not kept. Every
-    /// key's row is made once per state of the index; a clock whose cutoff
-    /// passes some of them filters those out.
+    /// key's row is made once per state of the index, newest identify
+    /// first, so a clock whose cutoff passes some of them gets the rows
+    /// before the first it passes: a slice, not a copy.
     pub fn identities(
         &self,
         at: AsOf,
@@ -307,25 +309,14 @@ impl IdentityIndex {
                 Err(e) => return Some(Err(e)),
             },
         };
-        if all.oldest > at.cutoff {
-            return Some(Ok(all.batch.clone()));
-        }
-        let sent_at = all
-            .batch
-            .column_by_name(IDENTIFIED_AT)
-            .and_then(|c| c.as_any().downcast_ref::<TimestampMicrosecondArray>());
-        let Some(sent_at) = sent_at else {
-            return Some(Err(arrow::error::ArrowError::SchemaError(
-                IDENTIFIED_AT.into(),
-            )));
-        };
-        let live: BooleanArray = sent_at.iter().map(|t| Some(t > Some(at.cutoff))).collect();
-        Some(filter_record_batch(&all.batch, &live))
+        // Rows newer than the cutoff come first: they are a slice, not a copy.
+        let live = all.sent_at.partition_point(|sent_at| *sent_at > at.cutoff);
+        Some(Ok(all.batch.slice(0, live)))
     }
 
     /// Every key's row, in `schema`'s columns.
     fn all_rows(&self, schema: SchemaRef) -> Result<AllRows, arrow::error::ArrowError> {
-        let rows: Vec<(Option<&str>, Option<&str>, &Identify)> = self
+        let mut rows: Vec<(Option<&str>, Option<&str>, &Identify)> = self
             .clients
             .iter()
             .map(|(key, i)| (Some(key.as_ref()), i.user_id.as_deref(), i))
@@ -335,14 +326,12 @@ impl IdentityIndex {
                     .map(|(key, i)| (None, Some(key.as_ref()), i)),
             )
             .collect();
-        let oldest = rows.iter().map(|r| r.2.sent_at).min().unwrap_or(i64::MAX);
+        rows.sort_unstable_by_key(|r| std::cmp::Reverse(r.2.sent_at));
+        let sent_at = rows.iter().map(|r| r.2.sent_at).collect();
         let batch = identities_batch(&rows, schema)?;
-        Ok(AllRows { batch, oldest })
+        Ok(AllRows { batch, sent_at })
     }
 }
-
-/// The `identities` column holding when each row's identify was sent.
-const IDENTIFIED_AT: &str = "identified_at";
 
 /// `rows` (client id, user id, identify) as a batch of `schema`.
 fn identities_batch(
