@@ -15,6 +15,11 @@ the Delta log is read once, before timing). Prints `median_seconds=S`.
     python3 benches/duckdb_trigger.py --table STORE/shop/events --from 9 --to 11 \\
         --now 2026-11-05T15:06:40Z --ttl-seconds 604800 --sql TRIGGER.sql --runs 5
 
+With `--paired`, the script times one run for each line read from stdin
+and prints `seconds=S` after it, so the bench can time DuckDB right after
+each of tripwire's runs: the pair sees the same moment of a machine whose
+speed drifts by a fifth over minutes.
+
 Exits with status 3 when duckdb or deltalake cannot be imported.
 """
 import argparse
@@ -75,6 +80,8 @@ def main():
     parser.add_argument("--sql", required=True, action="append",
                         help="a trigger file; repeat it to run several queries per timed run")
     parser.add_argument("--runs", type=int, default=5)
+    parser.add_argument("--paired", action="store_true",
+                        help="one timed run per line of stdin, each printed as seconds=S")
     args = parser.parse_args()
 
     now = datetime.fromisoformat(args.now.replace("Z", "+00:00"))
@@ -84,16 +91,28 @@ def main():
             queries.append(f.read())
     event_files = all_files(args.table, args.last)
 
-    times = []
-    rows = 0
-    # The first run warms the page cache and is not counted.
-    for _ in range(args.runs + 1):
+    def timed_run():
         started = time.perf_counter()
         con = duckdb.connect()
         setup(con, args.first, args.last, event_files, now, args.ttl_seconds)
         rows = sum(len(con.execute(sql).fetchall()) for sql in queries)
-        times.append(time.perf_counter() - started)
+        seconds = time.perf_counter() - started
         con.close()
+        return seconds, rows
+
+    if args.paired:
+        print(f"duckdb {duckdb.__version__}: {len(event_files)} table files", flush=True)
+        for _ in sys.stdin:
+            seconds, rows = timed_run()
+            print(f"seconds={seconds:.6f} rows={rows}", flush=True)
+        return
+
+    times = []
+    rows = 0
+    # The first run warms the page cache and is not counted.
+    for _ in range(args.runs + 1):
+        seconds, rows = timed_run()
+        times.append(seconds)
     median = statistics.median(times[1:])
     print(
         f"duckdb {duckdb.__version__}: {len(queries)} queries, {rows} rows over {len(event_files)} table files, "

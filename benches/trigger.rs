@@ -35,14 +35,21 @@
 //!   copy (tables hard-linked) of the store.
 //! - `duckdb`: benches/duckdb_trigger.py, the same SQL over the same Parquet
 //!   files in DuckDB (skipped with a message when `import duckdb` fails).
+//! - `run/duckdb`, `warm/duckdb`: the median over rounds of each round's
+//!   time against a DuckDB run (the script kept running, `--paired`) timed
+//!   right after it, so both sides of a ratio see the same moment of a
+//!   machine whose speed drifts over minutes; `process/duckdb` divides by
+//!   the `duckdb` median.
 //!
 //! The first shape is also measured at every history size (default 1M and
-//! 10M: flatness). Then a tick: `TRIPWIRE_BENCH_TICK_TRIGGERS` (200)
+//! 10M: flatness; its ratio is also taken over rounds that run the smallest
+//! and the largest history's store one after the other). Then a tick: `TRIPWIRE_BENCH_TICK_TRIGGERS` (200)
 //! triggers over one 20k-event window of the first shape's 1M history, as
 //! one `tripwire run` process, against the same process with one of them;
 //! DuckDB runs the same queries in one connection. Then a store that has
 //! lived: the first history again, its window arriving as
-//! `TRIPWIRE_BENCH_AGED_COMMITS` (2,000) small commits, then maintained.
+//! `TRIPWIRE_BENCH_AGED_COMMITS` (2,000) small commits, then maintained,
+//! compared with the fresh store in rounds that run both too.
 //!
 //! Environment: `TRIPWIRE_BENCH_HISTORY` (comma-separated history sizes,
 //! default `1000000,10000000`), `TRIPWIRE_BENCH_WINDOW` (default 100000),
@@ -84,6 +91,27 @@ SELECT n.client_id, i.email, json_get_float(n.properties, 'cart_value') AS cart_
 FROM new_events n JOIN identities i ON i.client_id = n.client_id
 WHERE n.event_name = 'cart_abandoned'
 ";
+/// The trigger for the name/payload shape, whose events carry their own
+/// email and whose senders send no identify (the generator's, like the
+/// API's users): a left join, the contact from the row or from
+/// `identities` (the join above returns no row there).
+const TRIGGER_SQL_NAME_PAYLOAD: &str = "\
+-- description: cart_abandoned events of the window with their contacts (cargo bench --bench trigger).
+-- workspace: shop
+-- backfill: all
+-- requires_identity: true
+SELECT n.client_id, coalesce(n.email, i.email) AS email, json_get_float(n.properties, 'cart_value') AS cart_value
+FROM new_events n LEFT JOIN identities i ON i.client_id = n.client_id
+WHERE n.event_name = 'cart_abandoned'
+";
+
+/// The trigger measured over `shape`'s store.
+fn trigger_sql_of(shape: &str) -> &'static str {
+    match shape {
+        "name_payload" => TRIGGER_SQL_NAME_PAYLOAD,
+        _ => TRIGGER_SQL,
+    }
+}
 /// Events per generated history file (and per import).
 const FILE_EVENTS: u64 = 1_000_000;
 /// Milliseconds between consecutive events, history and window alike.
@@ -124,6 +152,15 @@ struct Figures {
     sql: f64,
     process: f64,
     duckdb: Option<f64>,
+    /// Medians of each round's run / DuckDB's run timed right after it.
+    paired: Option<Paired>,
+}
+
+/// Ratios to DuckDB over rounds that time both sides back to back.
+#[derive(Debug, Clone, Copy)]
+struct Paired {
+    run: f64,
+    warm: f64,
 }
 
 fn main() -> Result<()> {
@@ -131,6 +168,7 @@ fn main() -> Result<()> {
     std::fs::create_dir_all(bench_data())?;
     let runtime = tokio::runtime::Runtime::new()?;
     let mut all = Vec::new();
+    let mut first_shape_stores = Vec::new();
     for (i, shape) in settings.shapes.iter().enumerate() {
         // Every history size for the first shape; the first one for the others.
         let histories = match i {
@@ -141,13 +179,26 @@ fn main() -> Result<()> {
             let store = cached_store(shape, history, settings.window)?;
             let figures = measure(&runtime, &settings, shape, history, &store)?;
             all.push(figures);
+            if i == 0 {
+                first_shape_stores.push(store);
+            }
         }
     }
+    // The largest history against the smallest, in rounds that run both.
+    let flatness = match &first_shape_stores[..] {
+        [small, .., large] => Some(runtime.block_on(paired_cold_runs(
+            &Project::new(small, &settings.shapes[0])?,
+            &Project::new(large, &settings.shapes[0])?,
+            now(settings.window),
+            settings.runs,
+        ))?),
+        _ => None,
+    };
     let tick = match settings.tick_triggers {
         0 => None,
         n => Some(compare_tick(&settings, n)?),
     };
-    print_summary(&settings, &all);
+    print_summary(&settings, &all, flatness);
     if let Some(tick) = tick {
         tick.print(settings.tick_triggers);
     }
@@ -371,10 +422,21 @@ fn compare_aged(
 == aged: history {history}, window in {} commits, maintained ==",
         settings.aged_commits
     );
-    let project = Project::new(&aged_store)?;
-    let LibraryRuns { run, .. } =
-        runtime.block_on(library_runs(&project, now(settings.window), settings.runs))?;
-    let fresh_health = runtime.block_on(health(&Project::new(&fresh_store)?, settings.runs))?;
+    let project = Project::new(&aged_store, shape)?;
+    let LibraryRuns { run, .. } = runtime.block_on(library_runs(
+        &project,
+        now(settings.window),
+        settings.runs,
+        None,
+    ))?;
+    let fresh_project = Project::new(&fresh_store, shape)?;
+    let paired = runtime.block_on(paired_cold_runs(
+        &fresh_project,
+        &project,
+        now(settings.window),
+        settings.runs,
+    ))?;
+    let fresh_health = runtime.block_on(health(&fresh_project, settings.runs))?;
     let aged_health = runtime.block_on(health(&project, settings.runs))?;
     println!(
         "
@@ -395,7 +457,10 @@ store that has lived ({} commits of ingest, then maintained) vs fresh:",
             h.log_load * 1e3
         );
     }
-    println!("aged/fresh run: {:.2} (goal ≤ 1.1)", run / fresh.run);
+    println!(
+        "aged/fresh run: {:.2} of the medians above; {paired:.2} over rounds that run both (goal ≤ 1.1)",
+        run / fresh.run
+    );
     Ok(())
 }
 
@@ -442,7 +507,7 @@ fn aged_store(
     }
     std::fs::create_dir_all(&dir)?;
     println!("building {} (once)…", dir.display());
-    let project = Project::new(&store)?;
+    let project = Project::new(&store, shape)?;
     for file in (0..history.div_ceil(FILE_EVENTS)).rev() {
         let events = FILE_EVENTS.min(history - file * FILE_EVENTS);
         import(&project, &history_file(shape, file, events)?)?;
@@ -556,12 +621,18 @@ fn measure(
         "\n== {shape}: history {history} events, window {} ==",
         settings.window
     );
-    let project = Project::new(store)?;
+    let project = Project::new(store, shape)?;
     let now = now(settings.window);
-    let LibraryRuns { run, warm, sql } =
-        runtime.block_on(library_runs(&project, now, settings.runs))?;
-    let process = process_run(store, now)?;
     let current = runtime.block_on(current_window(&project.store()))?;
+    let mut paired = PairedDuckDb::start(&project, &current, now)?;
+    let LibraryRuns {
+        run,
+        warm,
+        sql,
+        paired: ratios,
+    } = runtime.block_on(library_runs(&project, now, settings.runs, paired.as_mut()))?;
+    drop(paired);
+    let process = process_run(store, shape, now)?;
     let duckdb = duckdb_run(&project, &current, now, settings.runs)?;
     Ok(Figures {
         shape: shape.to_string(),
@@ -571,6 +642,7 @@ fn measure(
         sql,
         process,
         duckdb,
+        paired: ratios,
     })
 }
 
@@ -582,7 +654,7 @@ struct Project {
 }
 
 impl Project {
-    fn new(store: &Path) -> Result<Project> {
+    fn new(store: &Path, shape: &str) -> Result<Project> {
         let dir = tempfile::tempdir_in(bench_data())?;
         let config_path = dir.path().join("tripwire.toml");
         std::fs::write(
@@ -594,7 +666,10 @@ impl Project {
         )?;
         let triggers = dir.path().join(tripwire::project::TRIGGER_DIR);
         std::fs::create_dir_all(&triggers)?;
-        std::fs::write(triggers.join(format!("{TRIGGER}.sql")), TRIGGER_SQL)?;
+        std::fs::write(
+            triggers.join(format!("{TRIGGER}.sql")),
+            trigger_sql_of(shape),
+        )?;
         let config = Config::load(Some(&config_path))?;
         let (mut loaded, errors) = load_triggers(dir.path());
         if let Some(error) = errors.first() {
@@ -615,6 +690,29 @@ impl Project {
     fn store(&self) -> Store {
         Store::new(self.config.storage.clone())
     }
+
+    /// A preview run (nothing committed) of the trigger on `store`.
+    fn preview<'a>(
+        &'a self,
+        store: &'a Store,
+        now: DateTime<Utc>,
+        identities: &'a IndexCache,
+    ) -> RunRequest<'a> {
+        RunRequest {
+            store,
+            workspace: WORKSPACE,
+            trigger: &self.trigger,
+            now,
+            identity_ttl: self.config.identity_ttl,
+            commit: false,
+            whole_history: false,
+            flows: &[],
+            segments: &[],
+            flow_errors: &[],
+            max_failures: self.config.max_run_failures,
+            identities,
+        }
+    }
 }
 
 /// Medians of the library's trigger run (preview), seconds.
@@ -625,28 +723,49 @@ struct LibraryRuns {
     warm: f64,
     /// The trigger's SQL alone.
     sql: f64,
+    /// Against DuckDB timed after each round, when DuckDB runs here.
+    paired: Option<Paired>,
 }
 
 /// Medians of the library's trigger run (preview), cold and warm, and of
 /// the SQL alone.
-async fn library_runs(project: &Project, now: DateTime<Utc>, runs: usize) -> Result<LibraryRuns> {
+/// Cold runs of two stores' trigger, one of each per round: the median of
+/// each round's `b` time over its `a` time (after a first, uncounted round).
+async fn paired_cold_runs(
+    a: &Project,
+    b: &Project,
+    now: DateTime<Utc>,
+    runs: usize,
+) -> Result<f64> {
+    let (a_store, b_store) = (a.store(), b.store());
+    let (a_index, b_index) = (IndexCache::new(), IndexCache::new());
+    let a_request = a.preview(&a_store, now, &a_index);
+    let b_request = b.preview(&b_store, now, &b_index);
+    let mut ratios = Vec::new();
+    for round in 0..=runs {
+        let started = Instant::now();
+        run_trigger(&a_request).await?;
+        let a_time = started.elapsed();
+        let started = Instant::now();
+        run_trigger(&b_request).await?;
+        let b_time = started.elapsed();
+        if round > 0 {
+            ratios.push(b_time.as_secs_f64() / a_time.as_secs_f64());
+        }
+    }
+    Ok(median_of(&mut ratios))
+}
+
+async fn library_runs(
+    project: &Project,
+    now: DateTime<Utc>,
+    runs: usize,
+    mut duckdb: Option<&mut PairedDuckDb>,
+) -> Result<LibraryRuns> {
     let store = project.store();
     let kept = project.store().keeping_tables_open();
     let identities = IndexCache::new();
-    let request = RunRequest {
-        store: &store,
-        workspace: WORKSPACE,
-        trigger: &project.trigger,
-        now,
-        identity_ttl: project.config.identity_ttl,
-        commit: false,
-        whole_history: false,
-        flows: &[],
-        segments: &[],
-        flow_errors: &[],
-        max_failures: project.config.max_run_failures,
-        identities: &identities,
-    };
+    let request = project.preview(&store, now, &identities);
     let warm_request = RunRequest {
         store: &kept,
         ..request
@@ -654,6 +773,7 @@ async fn library_runs(project: &Project, now: DateTime<Utc>, runs: usize) -> Res
     let mut run_times = Vec::new();
     let mut warm_times = Vec::new();
     let mut sql_times = Vec::new();
+    let (mut run_ratios, mut warm_ratios) = (Vec::new(), Vec::new());
     // The first round warms the page cache and is not counted.
     for round in 0..=runs {
         let started = Instant::now();
@@ -670,6 +790,10 @@ async fn library_runs(project: &Project, now: DateTime<Utc>, runs: usize) -> Res
         let started = Instant::now();
         let rows = trigger_sql(project, now).await?;
         let sql_time = started.elapsed();
+        let duckdb_time = match duckdb.as_deref_mut() {
+            Some(duckdb) => Some(duckdb.time_one_run()?),
+            None => None,
+        };
         if round == 0 {
             let r = &outcome.run;
             println!(
@@ -686,6 +810,10 @@ async fn library_runs(project: &Project, now: DateTime<Utc>, runs: usize) -> Res
         run_times.push(run_time);
         warm_times.push(warm_time);
         sql_times.push(sql_time);
+        if let Some(duckdb) = duckdb_time {
+            run_ratios.push(run_time.as_secs_f64() / duckdb);
+            warm_ratios.push(warm_time.as_secs_f64() / duckdb);
+        }
     }
     let (run, warm, sql) = (
         median(&mut run_times),
@@ -695,7 +823,22 @@ async fn library_runs(project: &Project, now: DateTime<Utc>, runs: usize) -> Res
     println!(
         "tripwire run_trigger (preview): median {run:.3}s of {runs}, {warm:.3}s with the tables kept open; SQL alone: {sql:.3}s"
     );
-    Ok(LibraryRuns { run, warm, sql })
+    let paired = (!run_ratios.is_empty()).then(|| Paired {
+        run: median_of(&mut run_ratios),
+        warm: median_of(&mut warm_ratios),
+    });
+    if let Some(p) = paired {
+        println!(
+            "paired with DuckDB run after each round: median run/duckdb {:.2}, warm/duckdb {:.2}",
+            p.run, p.warm
+        );
+    }
+    Ok(LibraryRuns {
+        run,
+        warm,
+        sql,
+        paired,
+    })
 }
 
 /// The trigger's SQL over its window, the way a run plans it; returns the row count.
@@ -747,13 +890,18 @@ fn median(times: &mut [Duration]) -> f64 {
     times[times.len() / 2].as_secs_f64()
 }
 
+fn median_of(values: &mut [f64]) -> f64 {
+    values.sort_by(f64::total_cmp);
+    values[values.len() / 2]
+}
+
 /// One `tripwire run` process, committing to a copy (tables hard-linked) of `store`
 /// (Delta never rewrites a file, so the cached store stays as it was).
-fn process_run(store: &Path, now: DateTime<Utc>) -> Result<f64> {
+fn process_run(store: &Path, shape: &str, now: DateTime<Utc>) -> Result<f64> {
     let scratch = tempfile::tempdir_in(bench_data())?;
     let copy = scratch.path().join("store");
     copy_store(store, &copy)?;
-    let project = Project::new(&copy)?;
+    let project = Project::new(&copy, shape)?;
     let started = Instant::now();
     let stdout = tripwire_cli(
         &project.config_path(),
@@ -783,6 +931,74 @@ fn tripwire_cli(config: &Path, args: &[&str]) -> Result<String> {
     Ok(String::from_utf8_lossy(&out.stdout).into_owned())
 }
 
+/// benches/duckdb_trigger.py `--paired`, kept running: DuckDB timed on
+/// the same trigger right after each round of tripwire's runs.
+struct PairedDuckDb {
+    child: std::process::Child,
+    /// Closed on drop, which ends the script.
+    ask: Option<std::process::ChildStdin>,
+    answers: std::io::Lines<std::io::BufReader<std::process::ChildStdout>>,
+}
+
+impl PairedDuckDb {
+    /// The script started and past its setup; `None` (with why) when
+    /// DuckDB or python `deltalake` is missing.
+    fn start(
+        project: &Project,
+        current: &CurrentWindow,
+        now: DateTime<Utc>,
+    ) -> Result<Option<PairedDuckDb>> {
+        use std::io::BufRead as _;
+        let files = [project.trigger.path.clone()];
+        let mut command = duckdb_command(current, now, project.config.identity_ttl, &files)?;
+        let mut child = command
+            .arg("--paired")
+            .stdin(std::process::Stdio::piped())
+            .stdout(std::process::Stdio::piped())
+            .spawn()
+            .context("run python3 benches/duckdb_trigger.py --paired")?;
+        let ask = child.stdin.take().context("the script's stdin")?;
+        let stdout = child.stdout.take().context("the script's stdout")?;
+        let mut answers = std::io::BufReader::new(stdout).lines();
+        match answers.next().transpose()? {
+            Some(ready) => println!("{ready} (paired)"),
+            None => {
+                let status = child.wait()?;
+                println!("DuckDB skipped for the paired runs: the script ended ({status})");
+                return Ok(None);
+            }
+        }
+        Ok(Some(PairedDuckDb {
+            child,
+            ask: Some(ask),
+            answers,
+        }))
+    }
+
+    /// Seconds of one DuckDB run, timed now.
+    fn time_one_run(&mut self) -> Result<f64> {
+        use std::io::Write as _;
+        let ask = self.ask.as_mut().context("the script's stdin")?;
+        writeln!(ask, "run")?;
+        ask.flush()?;
+        let line = self
+            .answers
+            .next()
+            .context("duckdb_trigger.py --paired ended")??;
+        line.strip_prefix("seconds=")
+            .and_then(|rest| rest.split_whitespace().next())
+            .and_then(|v| v.parse().ok())
+            .with_context(|| format!("duckdb_trigger.py --paired printed {line:?}"))
+    }
+}
+
+impl Drop for PairedDuckDb {
+    fn drop(&mut self) {
+        drop(self.ask.take());
+        let _ = self.child.wait();
+    }
+}
+
 /// DuckDB's median over the same files, or `None` when DuckDB is missing.
 fn duckdb_run(
     project: &Project,
@@ -803,25 +1019,9 @@ fn duckdb_queries(
     sql_files: &[PathBuf],
     runs: usize,
 ) -> Result<Option<f64>> {
-    let (events_url, window) = (current.events.table_url(), current.window);
-    let events_path = events_url
-        .to_file_path()
-        .map_err(|_| anyhow::anyhow!("{events_url} is not a local path"))?;
-    let script = Path::new(env!("CARGO_MANIFEST_DIR")).join("benches/duckdb_trigger.py");
-    let mut command = Command::new("python3");
-    command
-        .arg(script)
-        .arg("--table")
-        .arg(events_path)
-        .args(["--from", &window.from.to_string()])
-        .args(["--to", &window.to.to_string()])
-        .args(["--now", &now.to_rfc3339()])
-        .args(["--ttl-seconds", &ttl.as_secs().to_string()])
-        .args(["--runs", &runs.to_string()]);
-    for file in sql_files {
-        command.arg("--sql").arg(file);
-    }
+    let mut command = duckdb_command(current, now, ttl, sql_files)?;
     let out = command
+        .args(["--runs", &runs.to_string()])
         .output()
         .context("run python3 benches/duckdb_trigger.py")?;
     let stdout = String::from_utf8_lossy(&out.stdout);
@@ -841,6 +1041,33 @@ fn duckdb_queries(
     Ok(Some(seconds))
 }
 
+/// benches/duckdb_trigger.py over the window, every query in `sql_files`.
+fn duckdb_command(
+    current: &CurrentWindow,
+    now: DateTime<Utc>,
+    ttl: std::time::Duration,
+    sql_files: &[PathBuf],
+) -> Result<Command> {
+    let (events_url, window) = (current.events.table_url(), current.window);
+    let events_path = events_url
+        .to_file_path()
+        .map_err(|_| anyhow::anyhow!("{events_url} is not a local path"))?;
+    let script = Path::new(env!("CARGO_MANIFEST_DIR")).join("benches/duckdb_trigger.py");
+    let mut command = Command::new("python3");
+    command
+        .arg(script)
+        .arg("--table")
+        .arg(events_path)
+        .args(["--from", &window.from.to_string()])
+        .args(["--to", &window.to.to_string()])
+        .args(["--now", &now.to_rfc3339()])
+        .args(["--ttl-seconds", &ttl.as_secs().to_string()]);
+    for file in sql_files {
+        command.arg("--sql").arg(file);
+    }
+    Ok(command)
+}
+
 /// The store of `shape` for `history` events plus a `window`, built once
 /// and kept.
 fn cached_store(shape: &str, history: u64, window: u64) -> Result<PathBuf> {
@@ -855,7 +1082,7 @@ fn cached_store(shape: &str, history: u64, window: u64) -> Result<PathBuf> {
     }
     std::fs::create_dir_all(&dir)?;
     println!("building {} (once)…", dir.display());
-    let project = Project::new(&store)?;
+    let project = Project::new(&store, shape)?;
     let started = Instant::now();
     for file in (0..history.div_ceil(FILE_EVENTS)).rev() {
         let events = FILE_EVENTS.min(history - file * FILE_EVENTS);
@@ -936,7 +1163,7 @@ fn wild_file(name: &str, shape: &str, events: u64, seed: u64, start_ms: i64) -> 
     Ok(path)
 }
 
-fn print_summary(settings: &Settings, all: &[Figures]) {
+fn print_summary(settings: &Settings, all: &[Figures], flatness: Option<f64>) {
     println!(
         "\ntrigger: identity join over a window of {} events, median of {} runs",
         settings.window, settings.runs
@@ -957,6 +1184,12 @@ fn print_summary(settings: &Settings, all: &[Figures]) {
     for f in all {
         let duckdb = f.duckdb.map_or("-".into(), |d| format!("{d:.3}s"));
         let ratio = |x: f64| f.duckdb.map_or("-".into(), |d| format!("{:.2}", x / d));
+        // Paired rounds, when DuckDB ran beside them, rather than two medians
+        // taken minutes apart.
+        let (run_ratio, warm_ratio) = match f.paired {
+            Some(p) => (format!("{:.2}", p.run), format!("{:.2}", p.warm)),
+            None => (ratio(f.run), ratio(f.warm)),
+        };
         println!(
             "{:>13} {:>10} {:>8.3}s {:>8.3}s {:>8.3}s {:>8.3}s {:>9} {:>11} {:>12} {:>15}",
             f.shape,
@@ -966,8 +1199,8 @@ fn print_summary(settings: &Settings, all: &[Figures]) {
             f.sql,
             f.process,
             duckdb,
-            ratio(f.run),
-            ratio(f.warm),
+            run_ratio,
+            warm_ratio,
             ratio(f.process)
         );
     }
@@ -979,8 +1212,11 @@ fn print_summary(settings: &Settings, all: &[Figures]) {
             (Some(s), Some(l)) => format!("{:.2}", l / s),
             _ => "-".into(),
         };
+        let paired = flatness.map_or(String::new(), |f| {
+            format!(" ({f:.2} over rounds that run both)")
+        });
         println!(
-            "history {}/{}: run {:.2}, warm {:.2}, sql {:.2}, process {:.2}, duckdb {duckdb}",
+            "history {}/{}: run {:.2}{paired}, warm {:.2}, sql {:.2}, process {:.2}, duckdb {duckdb}",
             large.history,
             small.history,
             large.run / small.run,
