@@ -21,6 +21,7 @@ use std::hash::{Hash, Hasher};
 use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex};
 
+use super::json_member;
 use crate::digest_map::DigestMap;
 use arrow::array::{Array, ArrayRef, AsArray, UInt32Array};
 use arrow::compute::{interleave, take};
@@ -202,7 +203,9 @@ impl Remembering {
         self.assemble(&found, computed)
     }
 
-    /// Runs the wrapped function on `documents` (or the `rows` of them).
+    /// Runs the wrapped function on `documents` (or the `rows` of them):
+    /// on the values of a top-level key when the scan finds them
+    /// ([`super::json_member`]), else on the whole documents.
     fn compute(
         &self,
         mut args: ScalarFunctionArgs,
@@ -214,6 +217,9 @@ impl Remembering {
             args.number_rows = rows.len();
         }
         let rows = args.number_rows;
+        if let Some(by_member) = json_member::by_member(self.inner.name(), &args) {
+            args = by_member;
+        }
         self.inner.invoke_with_args(args)?.into_array(rows)
     }
 

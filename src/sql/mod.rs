@@ -12,6 +12,7 @@
 //! - `output`: query results as a table, CSV or JSON lines.
 
 pub mod cluster;
+pub mod json_member;
 pub mod json_memo;
 pub mod json_placement;
 pub mod lazy_schema;
