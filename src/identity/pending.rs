@@ -186,8 +186,17 @@ pub fn encode(
     batches: &[RecordBatch],
     positions: &[usize],
 ) -> Result<Vec<String>, arrow::error::ArrowError> {
+    Ok(chosen_rows(batches, positions)?.map_or_else(Vec::new, |(_, lines)| lines))
+}
+
+/// The rows at `positions` of the concatenated `batches`, without
+/// tripwire's own columns: as a batch, and each as a JSON object.
+fn chosen_rows(
+    batches: &[RecordBatch],
+    positions: &[usize],
+) -> Result<Option<(RecordBatch, Vec<String>)>, arrow::error::ArrowError> {
     let Some(first) = batches.first() else {
-        return Ok(Vec::new());
+        return Ok(None);
     };
     let all = concat_batches(&first.schema(), batches)?;
     let keep: Vec<usize> = all
@@ -206,10 +215,11 @@ pub fn encode(
         writer.write(&chosen)?;
         writer.finish()?;
     }
-    Ok(String::from_utf8_lossy(&out)
+    let lines = String::from_utf8_lossy(&out)
         .lines()
         .map(str::to_string)
-        .collect())
+        .collect();
+    Ok(Some((chosen, lines)))
 }
 
 /// The pending rows a run defers: the rows at `positions` of its
@@ -220,23 +230,78 @@ pub fn deferred(
     run_id: &str,
     wait_until: i64,
 ) -> Result<Vec<PendingRecord>, arrow::error::ArrowError> {
-    let encoded = encode(rows, positions)?;
+    let Some((chosen, encoded)) = chosen_rows(rows, positions)? else {
+        return Ok(Vec::new());
+    };
+    let (email, user_id, client_id) = (
+        Contact::of(&chosen, "email")?,
+        Contact::of(&chosen, "user_id")?,
+        Contact::of(&chosen, "client_id")?,
+    );
     Ok(positions
         .iter()
         .zip(encoded)
-        .map(|(position, row)| {
-            let value: serde_json::Value = serde_json::from_str(&row).unwrap_or_default();
-            let text = |key: &str| value[key].as_str().map(str::to_string);
-            PendingRecord {
-                pending_id: id_of(&[run_id, &position.to_string()]),
-                email: text("email"),
-                user_id: text("user_id"),
-                client_id: text("client_id"),
-                row,
-                wait_until,
-            }
+        .enumerate()
+        .map(|(at, (position, row))| PendingRecord {
+            pending_id: id_of(&[run_id, &position.to_string()]),
+            email: email.text(at),
+            user_id: user_id.text(at),
+            client_id: client_id.text(at),
+            row,
+            wait_until,
         })
         .collect())
+}
+
+/// The columns of one name in a run's rows, read as the row's JSON object
+/// reads that key: the last of them with a value in the row (the JSON
+/// writer leaves nulls out, and an object keeps the last of a repeated
+/// key), and only text (a number is not the contact's text).
+struct Contact(Vec<ContactColumn>);
+
+enum ContactColumn {
+    Text(arrow::array::StringArray),
+    Other(arrow::array::ArrayRef),
+}
+
+impl Contact {
+    fn of(batch: &RecordBatch, name: &str) -> Result<Contact, arrow::error::ArrowError> {
+        let schema = batch.schema();
+        let columns = schema
+            .fields()
+            .iter()
+            .zip(batch.columns())
+            .filter(|(field, _)| field.name() == name)
+            .map(|(field, column)| {
+                let text = match field.data_type() {
+                    DataType::Utf8 | DataType::LargeUtf8 | DataType::Utf8View => true,
+                    DataType::Dictionary(_, values) => matches!(
+                        **values,
+                        DataType::Utf8 | DataType::LargeUtf8 | DataType::Utf8View
+                    ),
+                    _ => false,
+                };
+                Ok(match text {
+                    true => ContactColumn::Text(
+                        cast(column, &DataType::Utf8)?.as_string::<i32>().clone(),
+                    ),
+                    false => ContactColumn::Other(Arc::clone(column)),
+                })
+            })
+            .collect::<Result<_, arrow::error::ArrowError>>()?;
+        Ok(Contact(columns))
+    }
+
+    fn text(&self, row: usize) -> Option<String> {
+        let last = self.0.iter().rev().find(|column| match column {
+            ContactColumn::Text(text) => text.is_valid(row),
+            ContactColumn::Other(other) => other.is_valid(row),
+        })?;
+        match last {
+            ContactColumn::Text(text) => Some(text.value(row).to_string()),
+            ContactColumn::Other(_) => None,
+        }
+    }
 }
 
 /// What a run does with the rows that require an identity they lack.
@@ -296,6 +361,63 @@ pub fn wait_until(now: DateTime<Utc>, wait: Duration) -> i64 {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use arrow::array::{ArrayRef, DictionaryArray, Int64Array, StringArray};
+    use arrow::datatypes::Int32Type;
+
+    #[test]
+    fn a_deferred_rows_contacts_are_what_its_json_object_holds() {
+        let schema = Arc::new(Schema::new(vec![
+            Field::new("email", DataType::Utf8, true),
+            Field::new("user_id", DataType::Int64, true),
+            Field::new(
+                "client_id",
+                DataType::Dictionary(Box::new(DataType::Int32), Box::new(DataType::Utf8)),
+                true,
+            ),
+            Field::new("email", DataType::Utf8View, true),
+            Field::new("__tripwire_origin", DataType::Int64, true),
+        ]));
+        let client_ids: DictionaryArray<Int32Type> = vec![Some("c1"), None, Some("c1"), Some("c3")]
+            .into_iter()
+            .collect();
+        let columns: Vec<ArrayRef> = vec![
+            Arc::new(StringArray::from(vec![
+                Some("first@x"),
+                None,
+                Some("a@x"),
+                None,
+            ])),
+            Arc::new(Int64Array::from(vec![Some(7), Some(8), None, Some(9)])),
+            Arc::new(client_ids),
+            Arc::new(arrow::array::StringViewArray::from(vec![
+                Some("last@x"),
+                Some("b@x"),
+                None,
+                None,
+            ])),
+            Arc::new(Int64Array::from(vec![1, 2, 3, 4])),
+        ];
+        let batch = RecordBatch::try_new(schema, columns).unwrap();
+        let (first, second) = (batch.slice(0, 2), batch.slice(2, 2));
+        let records = deferred(&[first, second], &[3, 0, 1, 2], "run", 5).unwrap();
+        assert_eq!(records.len(), 4);
+        for record in &records {
+            let value: serde_json::Value = serde_json::from_str(&record.row).unwrap();
+            let text = |key: &str| value[key].as_str().map(str::to_string);
+            assert_eq!(record.email, text("email"), "{}", record.row);
+            assert_eq!(record.user_id, text("user_id"), "{}", record.row);
+            assert_eq!(record.client_id, text("client_id"), "{}", record.row);
+            assert!(!record.row.contains("__tripwire"), "{}", record.row);
+        }
+        let emails: Vec<_> = records.iter().map(|r| r.email.as_deref()).collect();
+        assert_eq!(emails, [None, Some("last@x"), Some("b@x"), Some("a@x")]);
+        let clients: Vec<_> = records.iter().map(|r| r.client_id.as_deref()).collect();
+        assert_eq!(clients, [Some("c3"), Some("c1"), None, Some("c1")]);
+        assert!(
+            records.iter().all(|r| r.user_id.is_none()),
+            "a number is no contact text"
+        );
+    }
 
     fn at(text: &str) -> DateTime<Utc> {
         DateTime::parse_from_rfc3339(text).unwrap().to_utc()

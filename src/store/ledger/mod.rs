@@ -203,12 +203,25 @@ pub fn cursor_app_id(trigger: &str) -> String {
 /// another list: each part is hashed with its length in front. Run and
 /// delivery ids are made so (docs/architecture.md "Deterministic ids").
 pub fn id_of(parts: &[&str]) -> String {
-    let mut key = Vec::new();
+    let size = parts.iter().map(|p| p.len() + 8).sum();
+    let mut key = Vec::with_capacity(size);
     for part in parts {
         key.extend_from_slice(&(part.len() as u64).to_le_bytes());
         key.extend_from_slice(part.as_bytes());
     }
-    format!("{:032x}", xxhash_rust::xxh3::xxh3_128(&key))
+    hex_of(xxhash_rust::xxh3::xxh3_128(&key))
+}
+
+/// `format!("{:032x}", digest)`, without the formatting machinery (a run
+/// makes an id per row it defers or matches).
+fn hex_of(digest: u128) -> String {
+    const DIGITS: &[u8; 16] = b"0123456789abcdef";
+    let mut out = String::with_capacity(32);
+    for byte in digest.to_be_bytes() {
+        out.push(char::from(DIGITS[usize::from(byte >> 4)]));
+        out.push(char::from(DIGITS[usize::from(byte & 0xf)]));
+    }
+    out
 }
 
 #[cfg(test)]
@@ -221,6 +234,21 @@ mod tests {
         assert_ne!(id_of(&["a\u{1f}b", "c"]), id_of(&["a", "b\u{1f}c"]));
         assert_eq!(id_of(&["x", "y"]), id_of(&["x", "y"]));
         assert_eq!(id_of(&["x", "y"]).len(), 32);
+        // Ids are stored: their spelling is the digest's 32 hex digits.
+        let mut key = Vec::new();
+        for part in ["x", "y"] {
+            key.extend_from_slice(&(part.len() as u64).to_le_bytes());
+            key.extend_from_slice(part.as_bytes());
+        }
+        let digest = xxhash_rust::xxh3::xxh3_128(&key);
+        assert_eq!(id_of(&["x", "y"]), format!("{digest:032x}"));
+        assert_eq!(
+            id_of(&[]),
+            format!("{:032x}", xxhash_rust::xxh3::xxh3_128(&[]))
+        );
+        for digest in [0, 1, 0xab << 120, u128::MAX] {
+            assert_eq!(hex_of(digest), format!("{digest:032x}"));
+        }
     }
 
     #[test]
