@@ -12,8 +12,8 @@ use std::io::Cursor;
 use std::sync::Arc;
 use std::time::Duration;
 
-use arrow::array::{Array, AsArray, RecordBatch, UInt64Array};
-use arrow::compute::{cast, concat_batches, take_record_batch};
+use arrow::array::{Array, AsArray, RecordBatch};
+use arrow::compute::{cast, interleave_record_batch};
 use arrow::datatypes::{DataType, Field, Int64Type, Schema, SchemaRef};
 use chrono::{DateTime, Utc};
 use deltalake_core::DeltaTable;
@@ -198,8 +198,7 @@ fn chosen_rows(
     let Some(first) = batches.first() else {
         return Ok(None);
     };
-    let all = concat_batches(&first.schema(), batches)?;
-    let keep: Vec<usize> = all
+    let keep: Vec<usize> = first
         .schema()
         .fields()
         .iter()
@@ -207,8 +206,27 @@ fn chosen_rows(
         .filter(|(_, f)| !f.name().starts_with("__tripwire"))
         .map(|(i, _)| i)
         .collect();
-    let indices = UInt64Array::from_iter_values(positions.iter().map(|p| *p as u64));
-    let chosen = take_record_batch(&all.project(&keep)?, &indices)?;
+    let kept = batches
+        .iter()
+        .map(|batch| batch.project(&keep))
+        .collect::<Result<Vec<_>, _>>()?;
+    // Each position as (batch, row): only the chosen rows are copied.
+    let starts: Vec<usize> = kept
+        .iter()
+        .scan(0, |start, batch| {
+            let this = *start;
+            *start += batch.num_rows();
+            Some(this)
+        })
+        .collect();
+    let picks = positions
+        .iter()
+        .map(|&position| {
+            let batch = starts.partition_point(|&start| start <= position) - 1;
+            (batch, position - starts[batch])
+        })
+        .collect::<Vec<_>>();
+    let chosen = interleave_record_batch(&kept.iter().collect::<Vec<_>>(), &picks)?;
     let mut out = Vec::new();
     {
         let mut writer = arrow::json::LineDelimitedWriter::new(&mut out);
