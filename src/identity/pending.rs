@@ -210,22 +210,8 @@ fn chosen_rows(
         .iter()
         .map(|batch| batch.project(&keep))
         .collect::<Result<Vec<_>, _>>()?;
-    // Each position as (batch, row): only the chosen rows are copied.
-    let starts: Vec<usize> = kept
-        .iter()
-        .scan(0, |start, batch| {
-            let this = *start;
-            *start += batch.num_rows();
-            Some(this)
-        })
-        .collect();
-    let picks = positions
-        .iter()
-        .map(|&position| {
-            let batch = starts.partition_point(|&start| start <= position) - 1;
-            (batch, position - starts[batch])
-        })
-        .collect::<Vec<_>>();
+    // Only the chosen rows are copied.
+    let picks = batch_and_row(&kept, positions);
     let chosen = interleave_record_batch(&kept.iter().collect::<Vec<_>>(), &picks)?;
     let mut out = Vec::new();
     {
@@ -238,6 +224,26 @@ fn chosen_rows(
         .map(str::to_string)
         .collect();
     Ok(Some((chosen, lines)))
+}
+
+/// Each position in the concatenated `batches` as (batch, row in it).
+fn batch_and_row(batches: &[RecordBatch], positions: &[usize]) -> Vec<(usize, usize)> {
+    let starts: Vec<usize> = batches
+        .iter()
+        .scan(0, |start, batch| {
+            let this = *start;
+            *start += batch.num_rows();
+            Some(this)
+        })
+        .collect();
+    positions
+        .iter()
+        .map(|&position| {
+            // The last batch starting at or before it (empty ones share a start).
+            let batch = starts.partition_point(|&start| start <= position) - 1;
+            (batch, position - starts[batch])
+        })
+        .collect()
 }
 
 /// The pending rows a run defers: the rows at `positions` of its
@@ -381,6 +387,20 @@ mod tests {
     use super::*;
     use arrow::array::{ArrayRef, DictionaryArray, Int64Array, StringArray};
     use arrow::datatypes::Int32Type;
+
+    #[test]
+    fn positions_find_their_batch_past_empty_ones() {
+        let schema = Arc::new(Schema::new(vec![Field::new("n", DataType::Int64, false)]));
+        let batch = |rows: i64| {
+            let column: ArrayRef = Arc::new(Int64Array::from_iter_values(0..rows));
+            RecordBatch::try_new(schema.clone(), vec![column]).unwrap()
+        };
+        let batches = [batch(0), batch(2), batch(0), batch(3), batch(0)];
+        assert_eq!(
+            batch_and_row(&batches, &[4, 0, 1, 2, 3]),
+            [(3, 2), (1, 0), (1, 1), (3, 0), (3, 1)]
+        );
+    }
 
     #[test]
     fn a_deferred_rows_contacts_are_what_its_json_object_holds() {
