@@ -48,7 +48,8 @@
 //! one `tripwire run` process, against the same process with one of them;
 //! DuckDB runs the same queries in one connection. Then a store that has
 //! lived: the first history again, its window arriving as
-//! `TRIPWIRE_BENCH_AGED_COMMITS` (2,000) small commits, then maintained,
+//! `TRIPWIRE_BENCH_AGED_COMMITS` (2,000) small commits made as `serve`'s
+//! flusher makes them (each with the node's one `ingest:` txn), then maintained,
 //! compared with the fresh store in rounds that run both too.
 //!
 //! Environment: `TRIPWIRE_BENCH_HISTORY` (comma-separated history sizes,
@@ -495,7 +496,7 @@ fn aged_store(
     commits: u64,
 ) -> Result<PathBuf> {
     let dir = bench_data().join(format!(
-        "trigger-aged-v7-{shape}-{history}-{window}-{commits}"
+        "trigger-aged-v8-{shape}-{history}-{window}-{commits}"
     ));
     let ready = dir.join("READY");
     let store = dir.join("store");
@@ -520,15 +521,16 @@ fn aged_store(
     let pieces = split_lines(&window_file(shape, window)?, commits, &dir.join("pieces"))?;
     let started = Instant::now();
     runtime.block_on(async {
-        for piece in &pieces {
-            let options = tripwire::import::ImportOptions {
-                paths: vec![piece.clone()],
-                workspace: Some(WORKSPACE.into()),
-                format: tripwire::import::Format::Ndjson,
-                strict: false,
+        let store = project.store();
+        let mut events = store.open_or_create(WORKSPACE, TableKind::Events).await?;
+        let mut seq = tripwire::store::seq::SeqClock::default();
+        for (number, piece) in pieces.iter().enumerate() {
+            let text = std::fs::read_to_string(piece)?;
+            let mut flush = Flush {
+                batches: vec![events_batch(&text, &mut seq)],
+                number: number as i64,
             };
-            let hidden = tripwire::import::Progress::hidden();
-            tripwire::import::import(&project.config, &options, &hidden).await?;
+            tripwire::store::commit::commit(&mut events, &mut flush).await?;
         }
         anyhow::Ok(())
     })?;
@@ -546,6 +548,45 @@ fn aged_store(
     std::fs::remove_dir_all(dir.join("pieces"))?;
     std::fs::write(&ready, b"")?;
     Ok(store)
+}
+
+/// One of `serve`'s flushes, as its flusher commits it (`ingest::flusher`):
+/// the events appended with the node's `ingest:` txn at the flush's number,
+/// so the log holds one application's txn however many flushes it takes
+/// (2,000 imports would hold 2,000, for the log's 30 days of them).
+struct Flush {
+    batches: Vec<arrow::array::RecordBatch>,
+    number: i64,
+}
+
+impl tripwire::store::commit::Writer for Flush {
+    type Error = tripwire::store::StoreError;
+
+    async fn plan(
+        &mut self,
+        _table: &DeltaTable,
+    ) -> Result<tripwire::store::commit::Plan, Self::Error> {
+        let append = tripwire::store::commit::Append::recorded(
+            self.batches.clone(),
+            "ingest:bench",
+            self.number,
+        );
+        Ok(tripwire::store::commit::Plan::Append(append))
+    }
+}
+
+/// The events of NDJSON `text` (lines that are not one left out), as a
+/// flush writes them.
+fn events_batch(text: &str, seq: &mut tripwire::store::seq::SeqClock) -> arrow::array::RecordBatch {
+    let received_at = tripwire::event::now_micros();
+    let mut builder = tripwire::event::batch::EventBatchBuilder::with_capacity(64);
+    for (line, text) in text.lines().enumerate() {
+        if let Ok(event) = tripwire::event::shapes::parse_event(text) {
+            builder.append(&event, line as u64, received_at);
+        }
+    }
+    let rows = builder.len();
+    builder.finish(seq.reserve(rows))
 }
 
 /// `file`'s lines in `pieces` files of about equal size, under `into`.
