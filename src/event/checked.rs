@@ -388,12 +388,19 @@ fn beyond_a_float(token: &str, exponent: bool) -> bool {
     token.parse::<f64>().map_or(true, f64::is_infinite)
 }
 
+/// A byte in each of a word's eight lanes: `ONES * b` repeats `b`.
+pub(super) const ONES: u64 = 0x0101_0101_0101_0101;
+const HIGHS: u64 = 0x8080_8080_8080_8080;
+
+/// The high bit of each zero byte of `word`: exact at the lowest one,
+/// which is all the searches that read eight bytes at a time need.
+pub(super) fn zero_byte(word: u64) -> u64 {
+    word.wrapping_sub(ONES) & !word & HIGHS
+}
+
 /// Where, from `at` inside a string, the next quote, backslash or control
 /// character is: eight bytes at a time.
-pub(super) fn string_stop(bytes: &[u8], mut at: usize) -> Option<usize> {
-    const ONES: u64 = 0x0101_0101_0101_0101;
-    const HIGHS: u64 = 0x8080_8080_8080_8080;
-    let zero_byte = |word: u64| word.wrapping_sub(ONES) & !word & HIGHS;
+pub(crate) fn string_stop(bytes: &[u8], mut at: usize) -> Option<usize> {
     while let Some(chunk) = bytes.get(at..at + 8) {
         let word = u64::from_le_bytes(chunk.try_into().ok()?);
         let quote = zero_byte(word ^ (ONES * u64::from(b'"')));

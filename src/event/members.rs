@@ -4,10 +4,12 @@
 //! strings, without checking the syntax a second time. The nested
 //! properties of a collect envelope were read twice by serde_json before
 //! (once in the envelope, once on their own): the most bytes of an event.
+//! The JSON getters find a top-level key with the same scan
+//! (`sql::json_member`).
 
 use std::borrow::Cow;
 
-use super::checked::string_stop;
+use super::checked::{ONES, string_stop, zero_byte};
 
 /// Each member of the object `text` as (key, value's JSON text), keys
 /// unescaped. `None` when the text is not an object as expected (the
@@ -47,7 +49,7 @@ fn whole(bytes: &[u8], at: usize) -> bool {
     skip_blanks(bytes, at + 1) == bytes.len()
 }
 
-pub(super) fn skip_blanks(bytes: &[u8], mut at: usize) -> usize {
+pub(crate) fn skip_blanks(bytes: &[u8], mut at: usize) -> usize {
     while matches!(bytes.get(at), Some(b' ' | b'\t' | b'\n' | b'\r')) {
         at += 1;
     }
@@ -66,7 +68,7 @@ pub(super) fn key_of(token: &str) -> Option<Cow<'_, str>> {
 
 /// Where the string starting with the quote at `at` ends (after its
 /// closing quote).
-fn string_end(bytes: &[u8], at: usize) -> Option<usize> {
+pub(crate) fn string_end(bytes: &[u8], at: usize) -> Option<usize> {
     if bytes.get(at) != Some(&b'"') {
         return None;
     }
@@ -83,7 +85,7 @@ fn string_end(bytes: &[u8], at: usize) -> Option<usize> {
 }
 
 /// Where the value starting at `at` ends.
-fn value_end(bytes: &[u8], at: usize) -> Option<usize> {
+pub(crate) fn value_end(bytes: &[u8], at: usize) -> Option<usize> {
     match bytes.get(at)? {
         b'"' => string_end(bytes, at),
         b'{' | b'[' => nested_end(bytes, at),
@@ -100,24 +102,45 @@ fn value_end(bytes: &[u8], at: usize) -> Option<usize> {
 fn nested_end(bytes: &[u8], at: usize) -> Option<usize> {
     let mut depth = 0usize;
     let mut i = at;
-    while i < bytes.len() {
+    loop {
+        i = next_structural(bytes, i)?;
         match bytes[i] {
             b'"' => i = string_end(bytes, i)?,
             b'{' | b'[' => {
                 depth += 1;
                 i += 1;
             }
-            b'}' | b']' => {
+            _ => {
                 depth -= 1;
                 i += 1;
                 if depth == 0 {
                     return Some(i);
                 }
             }
-            _ => i += 1,
         }
     }
-    None
+}
+
+/// Where, from `at`, the next quote or bracket is: eight bytes at a time
+/// (most of a nested value is text and numbers between them).
+fn next_structural(bytes: &[u8], mut at: usize) -> Option<usize> {
+    while let Some(chunk) = bytes.get(at..at + 8) {
+        let word = u64::from_le_bytes(chunk.try_into().ok()?);
+        // `[` and `{`, `]` and `}` differ only in the 0x20 bit.
+        let folded = word | (ONES * 0x20);
+        let stops = zero_byte(word ^ (ONES * u64::from(b'"')))
+            | zero_byte(folded ^ (ONES * u64::from(b'{')))
+            | zero_byte(folded ^ (ONES * u64::from(b'}')));
+        if stops != 0 {
+            return Some(at + stops.trailing_zeros() as usize / 8);
+        }
+        at += 8;
+    }
+    let skip = bytes
+        .get(at..)?
+        .iter()
+        .position(|b| matches!(b, b'"' | b'{' | b'}' | b'[' | b']'))?;
+    Some(at + skip)
 }
 
 #[cfg(test)]
@@ -241,6 +264,22 @@ mod tests {
             ] {
                 assert_eq!(ours(&text), checked(&text), "{text}");
             }
+        }
+    }
+
+    #[test]
+    fn brackets_and_quotes_are_found_at_every_offset_and_nothing_else_is() {
+        let filler = "a1 ,:-.eE\\tnulx\u{7f}é[Z;^_`|~";
+        for offset in 0..20 {
+            for stop in ['"', '{', '}', '[', ']'] {
+                let text = format!("{}{stop}{{", "x".repeat(offset));
+                assert_eq!(next_structural(text.as_bytes(), 0), Some(offset), "{text}");
+            }
+        }
+        let plain: String = filler.chars().filter(|c| !"[]\\".contains(*c)).collect();
+        for length in 0..plain.len() {
+            let text = &plain.as_bytes()[..length];
+            assert_eq!(next_structural(text, 0), None);
         }
     }
 

@@ -4,7 +4,8 @@
 //! every key before it decoded, every value before it walked token by
 //! token. Most trigger conditions read one top-level key, and `properties`
 //! holds JSON tripwire checked when it stored it, so the scan here only
-//! steps over what comes before the key: strings to their closing quote,
+//! steps over what comes before the key, with the scan that splits checked
+//! objects at import (`event::members`): strings to their closing quote,
 //! objects and arrays to their matching bracket. The getter then reads the
 //! value's text alone, with the same function (`json_get_float(value)`),
 //! so its answer is the one the whole document gives.
@@ -23,6 +24,8 @@ use arrow::array::{Array, ArrayRef, AsArray, StringArray};
 use arrow::datatypes::DataType;
 use datafusion::common::ScalarValue;
 use datafusion::logical_expr::{ColumnarValue, ScalarFunctionArgs};
+
+use crate::event::members::{skip_blanks, string_end, value_end};
 
 /// The getters whose answer for a top-level key is their answer for that
 /// key's value: each returns null for a missing key, as for a null value.
@@ -45,7 +48,8 @@ pub enum Member<'a> {
     Unsure,
 }
 
-/// The first top-level member `key` of `document`.
+/// The first top-level member `key` of `document`, found with the scan
+/// that splits checked objects (`event::members`).
 pub fn member<'a>(document: &'a str, key: &str) -> Member<'a> {
     let bytes = document.as_bytes();
     let mut at = skip_blanks(bytes, 0);
@@ -59,9 +63,13 @@ pub fn member<'a>(document: &'a str, key: &str) -> Member<'a> {
         return Member::Absent;
     }
     loop {
-        let Some((name, after)) = plain_key(bytes, at) else {
+        let Some(after) = string_end(bytes, at) else {
             return Member::Unsure;
         };
+        let name = &bytes[at + 1..after - 1];
+        if name.contains(&b'\\') {
+            return Member::Unsure;
+        }
         at = skip_blanks(bytes, after);
         if bytes.get(at) != Some(&b':') {
             return Member::Unsure;
@@ -130,128 +138,6 @@ fn values<'a>(documents: impl Iterator<Item = Option<&'a str>>, key: &str) -> Op
             Some(Member::Unsure) => None,
         })
         .collect()
-}
-
-fn skip_blanks(bytes: &[u8], mut at: usize) -> usize {
-    while matches!(bytes.get(at), Some(b' ' | b'\t' | b'\n' | b'\r')) {
-        at += 1;
-    }
-    at
-}
-
-/// The key opening at `at` (its bytes between the quotes) and where it
-/// ends; `None` unless it is a string without escapes.
-fn plain_key(bytes: &[u8], at: usize) -> Option<(&[u8], usize)> {
-    if bytes.get(at) != Some(&b'"') {
-        return None;
-    }
-    let close = quote_or_backslash(bytes, at + 1)?;
-    (bytes[close] == b'"').then(|| (&bytes[at + 1..close], close + 1))
-}
-
-/// Where the value opening at `at` ends: a string after its closing quote,
-/// an object or array after its matching bracket, anything else at the
-/// next comma, bracket or blank.
-fn value_end(bytes: &[u8], at: usize) -> Option<usize> {
-    match *bytes.get(at)? {
-        b'"' => string_end(bytes, at),
-        b'{' | b'[' => nested_end(bytes, at),
-        b',' | b'}' | b']' | b':' => None,
-        _ => {
-            let length = bytes[at..]
-                .iter()
-                .position(|b| matches!(b, b',' | b'}' | b']' | b' ' | b'\t' | b'\n' | b'\r'))
-                .unwrap_or(bytes.len() - at);
-            Some(at + length)
-        }
-    }
-}
-
-/// After the closing quote of the string opening at `at`.
-fn string_end(bytes: &[u8], at: usize) -> Option<usize> {
-    let mut from = at + 1;
-    loop {
-        let stop = quote_or_backslash(bytes, from)?;
-        match bytes[stop] {
-            b'"' => return Some(stop + 1),
-            _ => from = stop + 2,
-        }
-    }
-}
-
-/// After the bracket closing the object or array opening at `at`.
-fn nested_end(bytes: &[u8], at: usize) -> Option<usize> {
-    let mut depth = 0usize;
-    let mut from = at;
-    loop {
-        from = next_structural(bytes, from)?;
-        match bytes[from] {
-            b'"' => {
-                from = string_end(bytes, from)?;
-                continue;
-            }
-            b'{' | b'[' => depth += 1,
-            _ => {
-                depth -= 1;
-                if depth == 0 {
-                    return Some(from + 1);
-                }
-            }
-        }
-        from += 1;
-    }
-}
-
-/// Where, from `at`, the next quote or bracket is.
-fn next_structural(bytes: &[u8], at: usize) -> Option<usize> {
-    let in_word = |word: u64| {
-        // `[` and `{`, `]` and `}` differ only in the 0x20 bit.
-        let folded = word | (ONES * 0x20);
-        zero_byte(word ^ (ONES * u64::from(b'"')))
-            | zero_byte(folded ^ (ONES * u64::from(b'{')))
-            | zero_byte(folded ^ (ONES * u64::from(b'}')))
-    };
-    let is_stop = |byte: u8| matches!(byte, b'"' | b'{' | b'}' | b'[' | b']');
-    first_stop(bytes, at, in_word, is_stop)
-}
-
-/// Where, from `at` inside a string, its closing quote or next escape is.
-fn quote_or_backslash(bytes: &[u8], at: usize) -> Option<usize> {
-    let in_word = |word: u64| {
-        zero_byte(word ^ (ONES * u64::from(b'"'))) | zero_byte(word ^ (ONES * u64::from(b'\\')))
-    };
-    first_stop(bytes, at, in_word, |byte| matches!(byte, b'"' | b'\\'))
-}
-
-const ONES: u64 = 0x0101_0101_0101_0101;
-const HIGHS: u64 = 0x8080_8080_8080_8080;
-
-/// The high bit of each zero byte of `word`: exact at the lowest one,
-/// which is all the searches here need.
-fn zero_byte(word: u64) -> u64 {
-    word.wrapping_sub(ONES) & !word & HIGHS
-}
-
-/// The first byte from `at` that stops the search: eight bytes at a time
-/// (`in_word` marks a word's stops), then the tail one by one. Short
-/// strings and small values are the rule in event properties, where a
-/// vectorised search's setup cost more than the search.
-fn first_stop(
-    bytes: &[u8],
-    mut at: usize,
-    in_word: impl Fn(u64) -> u64,
-    is_stop: impl Fn(u8) -> bool,
-) -> Option<usize> {
-    while let Some(chunk) = bytes.get(at..at + 8) {
-        let word = u64::from_le_bytes(chunk.try_into().ok()?);
-        let stops = in_word(word);
-        if stops != 0 {
-            return Some(at + stops.trailing_zeros() as usize / 8);
-        }
-        at += 8;
-    }
-    let skip = bytes.get(at..)?.iter().position(|b| is_stop(*b))?;
-    Some(at + skip)
 }
 
 #[cfg(test)]
@@ -380,33 +266,6 @@ mod tests {
         );
         assert_eq!(member(document, "x"), Member::Absent, "not at the top");
         assert_eq!(member(document, "missing"), Member::Absent);
-    }
-
-    #[test]
-    fn brackets_and_quotes_are_found_at_every_offset_and_nothing_else_is() {
-        let filler = "a1 ,:-.eE\\tnulx\u{7f}é[Z;^_`|~";
-        for offset in 0..20 {
-            for stop in ['"', '{', '}', '[', ']'] {
-                let text = format!("{}{stop}{{", "x".repeat(offset));
-                assert_eq!(next_structural(text.as_bytes(), 0), Some(offset), "{text}");
-            }
-        }
-        for offset in 0..20 {
-            for stop in ['"', '\\'] {
-                let text = format!("{}{stop}\"", "{".repeat(offset));
-                assert_eq!(
-                    quote_or_backslash(text.as_bytes(), 0),
-                    Some(offset),
-                    "{text}"
-                );
-            }
-        }
-        let plain: String = filler.chars().filter(|c| !"[]\\".contains(*c)).collect();
-        for length in 0..plain.len() {
-            let text = &plain.as_bytes()[..length];
-            assert_eq!(next_structural(text, 0), None);
-            assert_eq!(quote_or_backslash(text, 0), None);
-        }
     }
 
     #[test]
