@@ -181,16 +181,8 @@ fn decode_one(row: &str, schema: &SchemaRef) -> Result<RecordBatch, arrow::error
 }
 
 /// The rows at `positions` of the concatenated `batches` (a resolution's
-/// rows), each as a JSON object of the query's columns.
-pub fn encode(
-    batches: &[RecordBatch],
-    positions: &[usize],
-) -> Result<Vec<String>, arrow::error::ArrowError> {
-    Ok(chosen_rows(batches, positions)?.map_or_else(Vec::new, |(_, lines)| lines))
-}
-
-/// The rows at `positions` of the concatenated `batches`, without
-/// tripwire's own columns: as a batch, and each as a JSON object.
+/// rows), without tripwire's own columns: as a batch, and each as a JSON
+/// object of the query's columns.
 fn chosen_rows(
     batches: &[RecordBatch],
     positions: &[usize],
@@ -508,7 +500,9 @@ mod tests {
             ],
         )
         .unwrap();
-        let rows = encode(std::slice::from_ref(&batch), &[0]).unwrap();
+        let (_, rows) = chosen_rows(std::slice::from_ref(&batch), &[0])
+            .unwrap()
+            .unwrap();
         let pending: Vec<PendingRecord> = rows
             .into_iter()
             .map(|row| PendingRecord {
