@@ -389,12 +389,12 @@ fn beyond_a_float(token: &str, exponent: bool) -> bool {
 }
 
 /// A byte in each of a word's eight lanes: `ONES * b` repeats `b`.
-pub(super) const ONES: u64 = 0x0101_0101_0101_0101;
+const ONES: u64 = 0x0101_0101_0101_0101;
 const HIGHS: u64 = 0x8080_8080_8080_8080;
 
 /// The high bit of each zero byte of `word`: exact at the lowest one,
 /// which is all the searches that read eight bytes at a time need.
-pub(super) fn zero_byte(word: u64) -> u64 {
+fn zero_byte(word: u64) -> u64 {
     word.wrapping_sub(ONES) & !word & HIGHS
 }
 

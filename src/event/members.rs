@@ -1,7 +1,8 @@
 //! The members of a JSON object whose syntax was already checked (a value
 //! serde_json read as part of a larger text): where each key and value
 //! starts and ends, found in one scan that jumps from quote to quote inside
-//! strings, without checking the syntax a second time. The nested
+//! strings and over nested values a block at a time (`structural`),
+//! without checking the syntax a second time. The nested
 //! properties of a collect envelope were read twice by serde_json before
 //! (once in the envelope, once on their own): the most bytes of an event.
 //! The JSON getters find a top-level key with the same scan
@@ -9,7 +10,8 @@
 
 use std::borrow::Cow;
 
-use super::checked::{ONES, string_stop, zero_byte};
+use super::checked::string_stop;
+use super::structural::nested_end;
 
 /// Each member of the object `text` as (key, value's JSON text), keys
 /// unescaped. `None` when the text is not an object as expected (the
@@ -96,51 +98,6 @@ pub(crate) fn value_end(bytes: &[u8], at: usize) -> Option<usize> {
             (length > 0).then_some(at + length)
         }
     }
-}
-
-/// Where the object or array opening at `at` closes (after its bracket).
-fn nested_end(bytes: &[u8], at: usize) -> Option<usize> {
-    let mut depth = 0usize;
-    let mut i = at;
-    loop {
-        i = next_structural(bytes, i)?;
-        match bytes[i] {
-            b'"' => i = string_end(bytes, i)?,
-            b'{' | b'[' => {
-                depth += 1;
-                i += 1;
-            }
-            _ => {
-                depth -= 1;
-                i += 1;
-                if depth == 0 {
-                    return Some(i);
-                }
-            }
-        }
-    }
-}
-
-/// Where, from `at`, the next quote or bracket is: eight bytes at a time
-/// (most of a nested value is text and numbers between them).
-fn next_structural(bytes: &[u8], mut at: usize) -> Option<usize> {
-    while let Some(chunk) = bytes.get(at..at + 8) {
-        let word = u64::from_le_bytes(chunk.try_into().ok()?);
-        // `[` and `{`, `]` and `}` differ only in the 0x20 bit.
-        let folded = word | (ONES * 0x20);
-        let stops = zero_byte(word ^ (ONES * u64::from(b'"')))
-            | zero_byte(folded ^ (ONES * u64::from(b'{')))
-            | zero_byte(folded ^ (ONES * u64::from(b'}')));
-        if stops != 0 {
-            return Some(at + stops.trailing_zeros() as usize / 8);
-        }
-        at += 8;
-    }
-    let skip = bytes
-        .get(at..)?
-        .iter()
-        .position(|b| matches!(b, b'"' | b'{' | b'}' | b'[' | b']'))?;
-    Some(at + skip)
 }
 
 #[cfg(test)]
@@ -264,22 +221,6 @@ mod tests {
             ] {
                 assert_eq!(ours(&text), checked(&text), "{text}");
             }
-        }
-    }
-
-    #[test]
-    fn brackets_and_quotes_are_found_at_every_offset_and_nothing_else_is() {
-        let filler = "a1 ,:-.eE\\tnulx\u{7f}é[Z;^_`|~";
-        for offset in 0..20 {
-            for stop in ['"', '{', '}', '[', ']'] {
-                let text = format!("{}{stop}{{", "x".repeat(offset));
-                assert_eq!(next_structural(text.as_bytes(), 0), Some(offset), "{text}");
-            }
-        }
-        let plain: String = filler.chars().filter(|c| !"[]\\".contains(*c)).collect();
-        for length in 0..plain.len() {
-            let text = &plain.as_bytes()[..length];
-            assert_eq!(next_structural(text, 0), None);
         }
     }
 

@@ -5,6 +5,7 @@
 //! - `checked`: a JSON object checked and split into members in one pass.
 //! - `fields`: a JSON object read once, values kept raw.
 //! - `members`: the members of an object already checked.
+//! - `structural`: where a nested value ends, 64 bytes at a time.
 //! - `redact`: secrets taken out of rejected input before it is kept.
 //! - `shapes`: the three API shapes (collect envelope, Segment, name/payload).
 //! - `tabular`: CSV and Parquet rows with the table's column names.
@@ -17,6 +18,7 @@ pub mod members;
 pub mod redact;
 pub mod scan;
 pub mod shapes;
+pub(crate) mod structural;
 pub mod tabular;
 
 use std::borrow::Cow;
