@@ -18,6 +18,7 @@ use arrow::datatypes::{DataType, Field, Int64Type, Schema, SchemaRef};
 use chrono::{DateTime, Utc};
 use deltalake_core::DeltaTable;
 
+use super::resolve::json_lines;
 use crate::sql::{QueryError, delta_provider, engine, new_context};
 use crate::store::TableKind;
 use crate::store::ledger::{PendingRecord, id_of};
@@ -205,16 +206,7 @@ fn chosen_rows(
     // Only the chosen rows are copied.
     let picks = batch_and_row(&kept, positions);
     let chosen = interleave_record_batch(&kept.iter().collect::<Vec<_>>(), &picks)?;
-    let mut out = Vec::new();
-    {
-        let mut writer = arrow::json::LineDelimitedWriter::new(&mut out);
-        writer.write(&chosen)?;
-        writer.finish()?;
-    }
-    let lines = String::from_utf8_lossy(&out)
-        .lines()
-        .map(str::to_string)
-        .collect();
+    let lines = json_lines(&chosen)?;
     Ok(Some((chosen, lines)))
 }
 

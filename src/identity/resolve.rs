@@ -4,16 +4,17 @@
 //! per `requires_identity`, and rows of the same match key (the contact,
 //! and the `event_id` when selected) collapse to one match.
 
-use std::collections::HashMap;
 use std::sync::Arc;
 
 use arrow::array::{Array, ArrayRef, AsArray, RecordBatch, UInt64Array};
 use arrow::compute::{cast, take_record_batch};
 use arrow::datatypes::{DataType, Field};
+use arrow::error::ArrowError;
 use datafusion::catalog::MemTable;
 use datafusion::prelude::SessionContext;
 
 use super::index::{AsOf, IdentityIndex, RowKeys};
+use crate::digest_map::DigestMap;
 use crate::store::ledger::MatchRecord;
 
 /// Columns with a meaning of their own; every other column is the match's data.
@@ -178,9 +179,9 @@ fn collapse(batches: &[RecordBatch], requires_identity_default: bool) -> Resolut
     let columns: Vec<RowColumns> = batches.iter().map(RowColumns::of).collect();
     // Match key (`match_key`) to the match's place and the seq of the row
     // it is made from; each place's kind of contact.
-    let mut index: HashMap<String, (usize, Option<i64>)> = HashMap::new();
+    let mut index: DigestMap<u128, (usize, Option<i64>)> = DigestMap::default();
     let mut kinds: Vec<ContactKind> = Vec::new();
-    let mut key = String::new();
+    let mut key = Vec::new();
     let mut position = 0;
     for (batch_index, columns) in columns.iter().enumerate() {
         for row in 0..batches[batch_index].num_rows() {
@@ -218,9 +219,9 @@ fn collapse(batches: &[RecordBatch], requires_identity_default: bool) -> Resolut
                     (ContactKind::Client, c)
                 }
             };
-            match_key(&mut key, kind.prefix(), id, columns.event_id(row));
+            let digest = match_key(&mut key, kind.prefix(), id, columns.event_id(row));
             let seq = columns.seq(row);
-            let place = match index.get_mut(key.as_str()) {
+            let place = match index.get_mut(&digest) {
                 // The row with the highest seq wins, else the first.
                 Some((place, best)) => match (*best, seq) {
                     (Some(best_seq), Some(s)) if s > best_seq => {
@@ -230,7 +231,7 @@ fn collapse(batches: &[RecordBatch], requires_identity_default: bool) -> Resolut
                     _ => continue,
                 },
                 None => {
-                    index.insert(key.clone(), (kinds.len(), seq));
+                    index.insert(digest, (kinds.len(), seq));
                     kinds.push(kind);
                     out.chosen.push((batch_index, row));
                     continue;
@@ -268,17 +269,24 @@ impl ContactKind {
     }
 }
 
-/// Writes into `key` a row's match key: its contact, and its event id when
-/// selected. The contact's length comes first, so no contact and event id
-/// (both sender-controlled text) can spell another pair's key.
-fn match_key(key: &mut String, prefix: &str, id: &str, event_id: Option<&str>) {
-    use std::fmt::Write as _;
+/// The digest (xxh3, 128 bits) of a row's match key: its contact (`kind`'s
+/// prefix and id) and the `event_id` when selected, written into `key`
+/// with the contact's length in front, so no two keys share a text. Rows
+/// of one digest are one match; two keys meeting on a digest is a 2^-128
+/// chance, as ingest's dedupe accepts.
+fn match_key(key: &mut Vec<u8>, prefix: &str, id: &str, event_id: Option<&str>) -> u128 {
     key.clear();
-    let _ = write!(key, "{}:{prefix}{id}", prefix.len() + id.len());
+    key.extend_from_slice(&((prefix.len() + id.len()) as u64).to_le_bytes());
+    key.extend_from_slice(prefix.as_bytes());
+    key.extend_from_slice(id.as_bytes());
     match event_id {
-        Some(event_id) => key.extend(["+", event_id]),
-        None => key.push('-'),
+        Some(event_id) => {
+            key.push(b'+');
+            key.extend_from_slice(event_id.as_bytes());
+        }
+        None => key.push(b'-'),
     }
+    xxhash_rust::xxh3::xxh3_128(key)
 }
 
 /// The columns of a resolved batch that make its rows' matches, as text
@@ -329,7 +337,7 @@ impl RowColumns {
         let owned = |v: Option<&str>| v.map(str::to_string);
         MatchRecord {
             ordinal: place as i64,
-            contact: format!("{}{}", kind.prefix(), id.unwrap_or_default()),
+            contact: [kind.prefix(), id.unwrap_or_default()].concat(),
             event_id: owned(self.event_id(row)),
             email: owned(email),
             user_id: owned(user_id),
@@ -380,9 +388,12 @@ fn fill_data(out: &mut Resolution, batches: &[RecordBatch]) {
             continue;
         }
         let chosen = take_record_batch(batch, &UInt64Array::from(rows));
-        let data = chosen.map(|c| data_json(&c)).unwrap_or_default();
-        for (i, m) in matches.into_iter().enumerate() {
-            out.matches[m].data = data.get(i).cloned().unwrap_or_else(|| "{}".into());
+        let mut data = chosen
+            .map(|c| data_json(&c))
+            .unwrap_or_default()
+            .into_iter();
+        for m in matches {
+            out.matches[m].data = data.next().unwrap_or_else(|| "{}".into());
         }
     }
 }
@@ -438,24 +449,22 @@ fn data_json(batch: &RecordBatch) -> Vec<String> {
         })
         .map(|(i, _)| i)
         .collect();
-    let Ok(projected) = batch.project(&keep) else {
-        return Vec::new();
-    };
+    batch
+        .project(&keep)
+        .and_then(|projected| json_lines(&projected))
+        .unwrap_or_default()
+}
+
+/// Each row of `batch` as a JSON object, by arrow's JSON writer: it escapes
+/// every newline inside a value, so its lines are the rows.
+pub(super) fn json_lines(batch: &RecordBatch) -> Result<Vec<String>, ArrowError> {
     let mut out = Vec::new();
-    {
-        let mut writer = arrow::json::LineDelimitedWriter::new(&mut out);
-        if writer
-            .write(&projected)
-            .and_then(|_| writer.finish())
-            .is_err()
-        {
-            return Vec::new();
-        }
-    }
-    String::from_utf8_lossy(&out)
-        .lines()
-        .map(str::to_string)
-        .collect()
+    let mut writer = arrow::json::LineDelimitedWriter::new(&mut out);
+    writer.write(batch)?;
+    writer.finish()?;
+    drop(writer);
+    let text = String::from_utf8(out).map_err(|e| ArrowError::JsonError(e.to_string()))?;
+    Ok(text.split_terminator('\n').map(str::to_string).collect())
 }
 
 #[cfg(test)]
