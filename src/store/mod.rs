@@ -112,10 +112,12 @@ impl TableKind {
             // No change data: a deleted row must not live on in it.
             ("delta.enableChangeDataFeed", "false"),
             ("delta.checkpointInterval", CHECKPOINT_INTERVAL),
-            // Checkpoints carry each file's statistics parsed, as well as
-            // their JSON: an open reads them instead of parsing JSON for
-            // every checkpoint row (tombstones and transactions included).
-            ("delta.checkpoint.writeStatsAsStruct", "true"),
+            // Checkpoints carry each file's statistics as JSON only: given
+            // a parsed copy as well, the kernel turns it back into JSON for
+            // every checkpoint row on every open (deltalake then parses the
+            // JSON either way), which cost more than it saved
+            // (docs/architecture.md "Table maintenance").
+            ("delta.checkpoint.writeStatsAsStruct", "false"),
             ("delta.logRetentionDuration", HISTORY_RETENTION),
             ("delta.deletedFileRetentionDuration", HISTORY_RETENTION),
         ];

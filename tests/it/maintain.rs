@@ -314,23 +314,25 @@ fn checkpoint_add_fields(table: &std::path::Path) -> String {
 }
 
 #[test]
-fn checkpoints_carry_parsed_statistics_and_optimize_brings_older_tables_up_to_date() {
+fn checkpoints_carry_json_statistics_only_and_optimize_brings_older_tables_up_to_date() {
     let project = Project::new();
     with_trigger(&project, "everything", EVERY_EVENT);
     let events = import_small_files(&project, "a", 3, 500);
     let table = project.events_table("shop");
-    // A table from before the property: checkpoints with JSON statistics only.
+    // A table from the stops that wrote parsed statistics too.
     let script = "import sys\nfrom deltalake import DeltaTable\n\
         t = DeltaTable(sys.argv[1])\n\
-        t.alter.set_table_properties({'delta.checkpoint.writeStatsAsStruct': 'false'}, raise_if_not_exists=False)\n\
+        t.alter.set_table_properties({'delta.checkpoint.writeStatsAsStruct': 'true'}, raise_if_not_exists=False)\n\
         DeltaTable(sys.argv[1]).create_checkpoint()";
     python_on_table(script, &table);
-    assert!(!checkpoint_add_fields(&table).contains("stats_parsed"));
+    assert!(checkpoint_add_fields(&table).contains("stats_parsed"));
+    // Still read from that checkpoint.
+    assert_eq!(project.number("SELECT count(*) FROM events") as u64, events);
 
     project.ok(&["optimize"]);
     let fields = checkpoint_add_fields(&table);
     assert!(
-        fields.contains("stats_parsed") && fields.contains("stats "),
+        !fields.contains("stats_parsed") && fields.contains("stats "),
         "{fields}"
     );
     // Read by tripwire and by another Delta reader from that checkpoint.
