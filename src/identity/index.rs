@@ -32,7 +32,6 @@ use futures::StreamExt as _;
 
 use super::waiting::WaitingCache;
 use crate::sql::{QueryError, new_context};
-use crate::store::ledger::PendingRecord;
 use crate::store::{Store, StoreError, table};
 use crate::window::{Window, new_events};
 
@@ -377,7 +376,7 @@ impl IndexCache {
         &self,
         ledger: &DeltaTable,
         triggers: &[&str],
-    ) -> Result<HashMap<String, Vec<PendingRecord>>, QueryError> {
+    ) -> Result<HashMap<String, super::waiting::OpenRows>, QueryError> {
         self.waiting.open(ledger, triggers).await
     }
 

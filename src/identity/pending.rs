@@ -7,6 +7,7 @@
 //! with that run, once) or `expired` (their wait is over; dropped and
 //! counted).
 
+use std::borrow::Borrow;
 use std::collections::HashMap;
 use std::io::Cursor;
 use std::sync::Arc;
@@ -158,16 +159,50 @@ pub fn open_rows_in(
 /// The `pending` rows decoded into rows of `schema`; the indices (into
 /// `pending`) of those that decode, in order. A row that no longer decodes
 /// (the query changed its columns' types) is left out.
-pub fn decode(pending: &[PendingRecord], schema: &SchemaRef) -> (Vec<RecordBatch>, Vec<usize>) {
+pub fn decode<R: Borrow<PendingRecord>>(
+    pending: &[R],
+    schema: &SchemaRef,
+) -> (Vec<RecordBatch>, Vec<usize>) {
+    if let Some(batch) = decode_together(pending, schema) {
+        return (vec![batch], (0..pending.len()).collect());
+    }
     let mut batches = Vec::new();
     let mut decoded = Vec::new();
     for (i, record) in pending.iter().enumerate() {
-        if let Ok(batch) = decode_one(&record.row, schema) {
+        if let Ok(batch) = decode_one(&record.borrow().row, schema) {
             batches.push(batch);
             decoded.push(i);
         }
     }
     (batches, decoded)
+}
+
+/// Every row of `pending` decoded into one batch, when each is one whole
+/// object of `schema` (as a run writes them); `None` sends the caller row
+/// by row, to leave out those that do not decode. A batch per row had
+/// made each later step of resolution pay per row what it pays per batch:
+/// a store with 84k rows waiting ran a trigger in 1.5 s.
+fn decode_together<R: Borrow<PendingRecord>>(
+    pending: &[R],
+    schema: &SchemaRef,
+) -> Option<RecordBatch> {
+    let mut decoder = arrow::json::ReaderBuilder::new(schema.clone())
+        .with_batch_size(pending.len().max(1))
+        .build_decoder()
+        .ok()?;
+    for (i, record) in pending.iter().enumerate() {
+        let row = record.borrow().row.as_bytes();
+        let whole = decoder.decode(row).ok()? == row.len()
+            && !decoder.has_partial_record()
+            && decoder.len() == i + 1;
+        if !whole {
+            return None;
+        }
+    }
+    decoder
+        .flush()
+        .ok()?
+        .filter(|batch| batch.num_rows() == pending.len())
 }
 
 fn decode_one(row: &str, schema: &SchemaRef) -> Result<RecordBatch, arrow::error::ArrowError> {
@@ -515,5 +550,61 @@ mod tests {
             true,
         )]));
         assert!(decode(&pending, &changed).1.is_empty());
+    }
+
+    #[test]
+    fn waiting_rows_decode_as_one_batch_and_those_that_do_not_decode_are_left_out() {
+        let schema = nullable(&Schema::new(vec![
+            Field::new("seq", DataType::Int64, true),
+            Field::new("name", DataType::Utf8, true),
+        ]));
+        let record = |row: &str| PendingRecord {
+            pending_id: "p".into(),
+            row: row.into(),
+            wait_until: 0,
+            email: None,
+            user_id: None,
+            client_id: Some("c1".into()),
+        };
+        let seqs = |batches: &[RecordBatch]| -> Vec<Option<i64>> {
+            batches
+                .iter()
+                .flat_map(|b| {
+                    b.column(0)
+                        .as_primitive::<Int64Type>()
+                        .iter()
+                        .collect::<Vec<_>>()
+                })
+                .collect()
+        };
+        let good: Vec<PendingRecord> = [r#"{"seq":1,"name":"a"}"#, r#"{"name":"c"}"#]
+            .into_iter()
+            .map(record)
+            .collect();
+        let (batches, ok) = decode(&good, &schema);
+        assert_eq!(ok, [0, 1]);
+        assert_eq!(batches.len(), 1, "one batch for all");
+        assert_eq!(seqs(&batches), [Some(1), None]);
+
+        // Rows another writer (or an older query) left: each is kept or
+        // left out as it decodes alone.
+        let mixed: Vec<PendingRecord> = [
+            r#"{"seq":1,"name":"a"}"#,
+            r#"{"seq":"x","name":"b"}"#,
+            r#"{"seq":3,"name":"c"}"#,
+            r#"{"seq":4"#,
+            r#"{"seq":5}{"seq":6}"#,
+            "",
+        ]
+        .into_iter()
+        .map(record)
+        .collect();
+        let (batches, ok) = decode(&mixed, &schema);
+        let alone: Vec<usize> = (0..mixed.len())
+            .filter(|i| decode_one(&mixed[*i].row, &schema).is_ok())
+            .collect();
+        assert_eq!(ok, alone);
+        assert_eq!(ok, [0, 2, 4]);
+        assert_eq!(seqs(&batches), [Some(1), Some(3), Some(5)]);
     }
 }

@@ -10,6 +10,7 @@
 //! read whole again.
 
 use std::collections::HashMap;
+use std::sync::Arc;
 
 use arrow::array::{Array, AsArray, RecordBatch};
 use arrow::compute::cast;
@@ -40,9 +41,37 @@ const COLUMNS: &[&str] = &[
 pub struct Waiting {
     table_id: String,
     version: i64,
-    /// Per trigger, per pending id: the row and the clock of the run that
-    /// deferred it (rows are handed out oldest first).
-    open: HashMap<String, HashMap<String, (i64, PendingRecord)>>,
+    /// Per trigger.
+    open: HashMap<String, Open>,
+}
+
+/// A trigger's open rows, as each tick hands them out: shared, oldest
+/// first (by the clock of the run that deferred them, then pending id).
+pub type OpenRows = Arc<[Arc<PendingRecord>]>;
+
+/// One trigger's open rows.
+#[derive(Debug, Clone, Default, PartialEq)]
+struct Open {
+    /// Per pending id: the row and the clock of the run that deferred it.
+    rows: HashMap<String, (i64, Arc<PendingRecord>)>,
+    /// The rows in the order handed out, kept until one opens or settles.
+    /// Sorting and copying every row for every tick had cost a run over a
+    /// ledger with 84k rows waiting more than its query.
+    ordered: Option<OpenRows>,
+}
+
+impl Open {
+    fn ordered(&mut self) -> OpenRows {
+        let rows = &self.rows;
+        let ordered = self.ordered.get_or_insert_with(|| {
+            let mut oldest_first: Vec<&(i64, Arc<PendingRecord>)> = rows.values().collect();
+            // Pending ids are the map's keys: no two rows compare equal.
+            oldest_first
+                .sort_unstable_by(|a, b| (a.0, &a.1.pending_id).cmp(&(b.0, &b.1.pending_id)));
+            oldest_first.into_iter().map(|(_, r)| r.clone()).collect()
+        });
+        ordered.clone()
+    }
 }
 
 impl Waiting {
@@ -100,30 +129,29 @@ impl Waiting {
 
     /// `triggers`' open rows, each trigger's oldest first (by the clock of
     /// the run that deferred them, then pending id).
-    pub fn of(&self, triggers: &[&str]) -> HashMap<String, Vec<PendingRecord>> {
+    pub fn of(&mut self, triggers: &[&str]) -> HashMap<String, OpenRows> {
         let mut of = HashMap::new();
         for trigger in triggers {
-            let Some(rows) = self.open.get(*trigger).filter(|r| !r.is_empty()) else {
+            let Some(open) = self.open.get_mut(*trigger).filter(|o| !o.rows.is_empty()) else {
                 continue;
             };
-            let mut rows: Vec<&(i64, PendingRecord)> = rows.values().collect();
-            rows.sort_by(|a, b| (a.0, &a.1.pending_id).cmp(&(b.0, &b.1.pending_id)));
-            let rows = rows.into_iter().map(|(_, r)| r.clone()).collect();
-            of.insert(trigger.to_string(), rows);
+            of.insert(trigger.to_string(), open.ordered());
         }
         of
     }
 
     fn open_row(&mut self, row: OpenRow) {
-        self.open
-            .entry(row.trigger)
-            .or_default()
-            .insert(row.record.pending_id.clone(), (row.clock, row.record));
+        let open = self.open.entry(row.trigger).or_default();
+        open.ordered = None;
+        let id = row.record.pending_id.clone();
+        open.rows.insert(id, (row.clock, Arc::new(row.record)));
     }
 
     fn settle(&mut self, trigger: &str, pending_id: &str) {
-        if let Some(rows) = self.open.get_mut(trigger) {
-            rows.remove(pending_id);
+        if let Some(open) = self.open.get_mut(trigger)
+            && open.rows.remove(pending_id).is_some()
+        {
+            open.ordered = None;
         }
     }
 }
@@ -141,14 +169,14 @@ impl WaitingCache {
         &self,
         ledger: &DeltaTable,
         triggers: &[&str],
-    ) -> Result<HashMap<String, Vec<PendingRecord>>, QueryError> {
+    ) -> Result<HashMap<String, OpenRows>, QueryError> {
         let key = ledger.table_url().to_string();
         let mut ledgers = self.ledgers.lock().await;
         let kept = match ledgers.remove(&key) {
             Some(kept) => kept.caught_up(ledger).await?,
             None => None,
         };
-        let waiting = match kept {
+        let mut waiting = match kept {
             Some(waiting) => waiting,
             None => Waiting::read(ledger).await?,
         };

@@ -6,6 +6,7 @@
 mod landing;
 mod tick;
 
+use std::sync::Arc;
 use std::time::Duration;
 
 use chrono::{DateTime, Utc};
@@ -420,13 +421,17 @@ fn panic_record(request: &RunRequest<'_>, error: String) -> RunRecord {
 /// expired (their wait is over), or expired because they no longer decode
 /// into the trigger's query.
 fn settlements(
-    waiting: &[PendingRecord],
+    waiting: &[Arc<PendingRecord>],
     evaluation: &Evaluation,
     deferral: &Deferral,
 ) -> Vec<(String, Settled)> {
-    let decoded: std::collections::HashSet<usize> =
-        evaluation.origins.iter().flatten().copied().collect();
-    let undecodable = (0..waiting.len()).filter(|i| !decoded.contains(i));
+    let mut decoded = vec![false; waiting.len()];
+    for origin in evaluation.origins.iter().flatten() {
+        if let Some(decoded) = decoded.get_mut(*origin) {
+            *decoded = true;
+        }
+    }
+    let undecodable = (0..waiting.len()).filter(|i| !decoded[*i]);
     let resolved = deferral.resolved.iter().map(|i| (*i, Settled::Resolved));
     let expired = deferral
         .expired
@@ -473,7 +478,7 @@ pub struct Scope<'a> {
     pub run_id: &'a str,
     pub ledger: &'a DeltaTable,
     /// The trigger's pending rows, decoded back into its query.
-    pub waiting: &'a [PendingRecord],
+    pub waiting: &'a [Arc<PendingRecord>],
     /// Record what would be sent as `shadow` (a shadow backfill).
     pub shadow: bool,
     /// The identity index at the window's watermark (none: resolve with

@@ -17,6 +17,7 @@ use tokio::sync::OnceCell;
 use super::{RunError, RunRequest};
 use crate::event::batch::events_schema;
 use crate::identity::index::IdentityIndex;
+use crate::identity::waiting::OpenRows;
 use crate::session::{WorkspaceTables, tables_session};
 use crate::sql::{QueryError, json_memo, new_context, replace_table};
 use crate::store::files::live_files;
@@ -46,7 +47,7 @@ pub struct Tick {
     watermark: i64,
     cursors: HashMap<String, Option<i64>>,
     streaks: HashMap<String, Streak>,
-    waiting: HashMap<String, Vec<PendingRecord>>,
+    waiting: HashMap<String, OpenRows>,
     /// Windows decoded once for several triggers.
     shared: HashMap<WindowKey, Arc<dyn TableProvider>>,
     /// The session the runs share (see [`Tick::session`]).
@@ -133,8 +134,8 @@ impl Tick {
     }
 
     /// The trigger's rows waiting for an identity.
-    pub fn waiting(&self, trigger: &str) -> &[PendingRecord] {
-        self.waiting.get(trigger).map_or(&[], Vec::as_slice)
+    pub fn waiting(&self, trigger: &str) -> &[Arc<PendingRecord>] {
+        self.waiting.get(trigger).map_or(&[], |rows| rows)
     }
 
     /// The window `request.trigger` reads, and its `backfill` bound.

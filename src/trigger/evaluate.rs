@@ -2,6 +2,8 @@
 //! rows, with the trigger's pending rows decoded back into rows of the
 //! query, resolved to contacts and collapsed to matches.
 
+use std::sync::Arc;
+
 use datafusion::prelude::SessionContext;
 
 use super::TriggerFile;
@@ -29,7 +31,7 @@ pub struct Evaluation {
 pub async fn evaluate(
     ctx: &SessionContext,
     trigger: &TriggerFile,
-    pending: &[PendingRecord],
+    pending: &[Arc<PendingRecord>],
     index: Option<(&IdentityIndex, AsOf)>,
 ) -> Result<Evaluation, String> {
     let (frame, plan) = plan_read_only_physical(ctx, &trigger.sql)

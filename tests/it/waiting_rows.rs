@@ -11,7 +11,7 @@ use std::process::Command;
 
 use deltalake_core::DeltaTable;
 use tripwire::identity::pending::open_all;
-use tripwire::identity::waiting::{Waiting, WaitingCache};
+use tripwire::identity::waiting::{OpenRows, Waiting, WaitingCache};
 use tripwire::store::commit::{Always, commit};
 use tripwire::store::ledger::{PendingRecord, RunRecord, RunRows, Settled, run_batch};
 use tripwire::store::{Store, TableKind};
@@ -68,8 +68,15 @@ async fn commit_run(
         .unwrap();
 }
 
+/// The rows handed out, as plain records.
+fn plain(open: HashMap<String, OpenRows>) -> HashMap<String, Vec<PendingRecord>> {
+    open.into_iter()
+        .map(|(t, rows)| (t, rows.iter().map(|r| r.as_ref().clone()).collect()))
+        .collect()
+}
+
 /// Each trigger's open pending ids, in the order runs get them.
-fn ids(open: &HashMap<String, Vec<PendingRecord>>) -> HashMap<String, Vec<String>> {
+fn ids(open: &HashMap<String, OpenRows>) -> HashMap<String, Vec<String>> {
     open.iter()
         .map(|(t, rows)| {
             (
@@ -84,16 +91,19 @@ fn ids(open: &HashMap<String, Vec<PendingRecord>>) -> HashMap<String, Vec<String
 /// checked equal to a read of the whole ledger and to what the cache hands out.
 async fn agree(kept: Waiting, ledger: &DeltaTable, cache: &WaitingCache) -> Option<Waiting> {
     let whole = open_all(ledger, TRIGGERS).await.unwrap();
-    let caught_up = kept.caught_up(ledger).await.unwrap();
-    if let Some(caught_up) = &caught_up {
-        assert_eq!(caught_up.of(TRIGGERS), whole, "followed = whole");
+    let mut caught_up = kept.caught_up(ledger).await.unwrap();
+    if let Some(caught_up) = &mut caught_up {
+        assert_eq!(plain(caught_up.of(TRIGGERS)), whole, "followed = whole");
     }
     assert_eq!(
-        cache.open(ledger, TRIGGERS).await.unwrap(),
+        plain(cache.open(ledger, TRIGGERS).await.unwrap()),
         whole,
         "cache = whole"
     );
-    assert_eq!(Waiting::read(ledger).await.unwrap().of(TRIGGERS), whole);
+    assert_eq!(
+        plain(Waiting::read(ledger).await.unwrap().of(TRIGGERS)),
+        whole
+    );
     caught_up
 }
 
@@ -129,7 +139,7 @@ async fn kept_waiting_rows_agree_with_the_whole_ledger_through_settlements_compa
         &[],
     )
     .await;
-    let kept = Waiting::read(&ledger).await.unwrap();
+    let mut kept = Waiting::read(&ledger).await.unwrap();
     assert_eq!(
         ids(&kept.of(TRIGGERS)),
         HashMap::from([("cart_abandoned".to_string(), vec!["p1".into(), "p2".into()])])
@@ -160,7 +170,7 @@ async fn kept_waiting_rows_agree_with_the_whole_ledger_through_settlements_compa
         &[],
     )
     .await;
-    let kept = agree(kept, &ledger, &cache)
+    let mut kept = agree(kept, &ledger, &cache)
         .await
         .expect("appends are followed");
     assert_eq!(
@@ -193,7 +203,7 @@ async fn kept_waiting_rows_agree_with_the_whole_ledger_through_settlements_compa
         .concat(),
     )
     .await;
-    let kept = agree(kept, &ledger, &cache).await.expect("followed");
+    let mut kept = agree(kept, &ledger, &cache).await.expect("followed");
     assert!(!kept.of(TRIGGERS).contains_key("deposit_started"));
 
     // Another writer compacts the ledger: rows move, none is new.
@@ -231,7 +241,7 @@ async fn kept_waiting_rows_agree_with_the_whole_ledger_through_settlements_compa
         .unwrap();
     commit_run(&mut replica, "never_ran", 500, &[pending("r1", "g")], &[]).await;
     ledger.update_state().await.unwrap();
-    let kept = agree(kept, &ledger, &cache)
+    let mut kept = agree(kept, &ledger, &cache)
         .await
         .expect("another replica's commit is followed");
     assert_eq!(ids(&kept.of(TRIGGERS))["never_ran"], ["r1"]);
