@@ -367,7 +367,6 @@ mod tests {
     fn file(name: &str, low: i64, high: i64, size: i64) -> LiveFile {
         LiveFile {
             path: name.into(),
-            url: format!("file:///t/{name}"),
             stamps: Some((low, high)),
             nulls: Some(0),
             size,

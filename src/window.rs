@@ -103,8 +103,8 @@ pub fn new_events(
     let files: Vec<String> = live_files(table)?
         .into_iter()
         .filter(|f| f.may_hold(window.from, window.to))
-        .map(|f| f.url)
-        .collect();
+        .map(|f| f.url_in(table.table_url()))
+        .collect::<Result<_, _>>()?;
     if files.is_empty() {
         return empty_new_events().map_err(engine);
     }

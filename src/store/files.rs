@@ -18,8 +18,6 @@ use crate::event::batch::COMMIT_VERSION;
 pub struct LiveFile {
     /// The file's path as the log has it (relative to the table).
     pub path: String,
-    /// The file's URL.
-    pub url: String,
     /// The lowest and highest `commit_version` in it (`None`: no stats).
     pub stamps: Option<(i64, i64)>,
     /// How many rows have no stamp (`None`: the stats do not say).
@@ -29,6 +27,15 @@ pub struct LiveFile {
 }
 
 impl LiveFile {
+    /// The file's URL, under `table`'s. Made for the files a reader needs
+    /// only: a table's snapshot lists every live file on each open.
+    pub fn url_in(&self, table: &Url) -> Result<String, StoreError> {
+        table
+            .join(&self.path)
+            .map(String::from)
+            .map_err(|e| StoreError::delta(table, e))
+    }
+
     /// Whether the file may hold rows stamped in `(from, to]`.
     pub fn may_hold(&self, from: i64, to: i64) -> bool {
         match self.stamps {
@@ -55,7 +62,7 @@ pub fn live_files(table: &DeltaTable) -> Result<Vec<LiveFile>, StoreError> {
     let mut files = Vec::new();
     for batch in &batches {
         refuse_deletion_vectors(batch).map_err(|e| fail(&e))?;
-        files.extend(files_of(batch, &url).map_err(|e| fail(&e))?);
+        files.extend(files_of(batch).map_err(|e| fail(&e))?);
     }
     Ok(files)
 }
@@ -79,7 +86,7 @@ fn refuse_deletion_vectors(batch: &RecordBatch) -> Result<(), String> {
     }
 }
 
-fn files_of(batch: &RecordBatch, table: &Url) -> Result<Vec<LiveFile>, String> {
+fn files_of(batch: &RecordBatch) -> Result<Vec<LiveFile>, String> {
     let column = |name: &str, to: &DataType| -> Result<Option<Arc<dyn Array>>, String> {
         batch
             .column_by_name(name)
@@ -99,20 +106,14 @@ fn files_of(batch: &RecordBatch, table: &Url) -> Result<Vec<LiveFile>, String> {
             .map(|c| c.as_primitive::<Int64Type>().value(i))
     };
     let paths = paths.as_string::<i32>();
-    (0..batch.num_rows())
-        .map(|i| {
-            let path = paths.value(i);
-            let url = table.join(path).map_err(|e| e.to_string())?;
-            Ok(LiveFile {
-                path: path.to_string(),
-                url: url.to_string(),
-                stamps: at(&low, i).zip(at(&high, i)),
-                nulls: at(&nulls, i),
-                size: at(&sizes, i).unwrap_or(0),
-                rows: at(&rows, i).unwrap_or(0),
-            })
-        })
-        .collect()
+    let files = (0..batch.num_rows()).map(|i| LiveFile {
+        path: paths.value(i).to_string(),
+        stamps: at(&low, i).zip(at(&high, i)),
+        nulls: at(&nulls, i),
+        size: at(&sizes, i).unwrap_or(0),
+        rows: at(&rows, i).unwrap_or(0),
+    });
+    Ok(files.collect())
 }
 
 #[cfg(test)]
@@ -122,7 +123,6 @@ mod tests {
     fn file(stamps: Option<(i64, i64)>, nulls: Option<i64>) -> LiveFile {
         LiveFile {
             path: "a.parquet".into(),
-            url: "file:///t/a.parquet".into(),
             stamps,
             nulls,
             size: 1,

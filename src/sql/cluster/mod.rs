@@ -79,9 +79,8 @@ pub async fn file_list_provider(table: &DeltaTable) -> Result<Arc<dyn TableProvi
     }
     let urls = files
         .iter()
-        .map(|f| ListingTableUrl::parse(&f.url))
-        .collect::<Result<Vec<_>, _>>()
-        .map_err(engine)?;
+        .map(|f| ListingTableUrl::parse(f.url_in(table.table_url())?).map_err(engine))
+        .collect::<Result<Vec<_>, QueryError>>()?;
     let options =
         ListingOptions::new(Arc::new(ParquetFormat::default())).with_file_extension(".parquet");
     let config = ListingTableConfig::new_with_multi_paths(urls)
