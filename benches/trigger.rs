@@ -761,10 +761,10 @@ struct LibraryRuns {
     paired: Option<Paired>,
 }
 
-/// Medians of the library's trigger run (preview), cold and warm, and of
-/// the SQL alone.
 /// Cold runs of two stores' trigger, one of each per round: the median of
-/// each round's `b` time over its `a` time (after a first, uncounted round).
+/// each round's `b` time over its `a` time (after a first, uncounted
+/// round). Every other round runs `b` first, so neither store always
+/// follows the other.
 async fn paired_cold_runs(
     a: &Project,
     b: &Project,
@@ -776,13 +776,18 @@ async fn paired_cold_runs(
     let a_request = a.preview(&a_store, now, &a_index);
     let b_request = b.preview(&b_store, now, &b_index);
     let mut ratios = Vec::new();
+    let timed = |request| async move {
+        let started = Instant::now();
+        run_trigger(request).await.map(|_| started.elapsed())
+    };
     for round in 0..=runs {
-        let started = Instant::now();
-        run_trigger(&a_request).await?;
-        let a_time = started.elapsed();
-        let started = Instant::now();
-        run_trigger(&b_request).await?;
-        let b_time = started.elapsed();
+        let (a_time, b_time) = match round % 2 {
+            0 => (timed(&a_request).await?, timed(&b_request).await?),
+            _ => {
+                let b_time = timed(&b_request).await?;
+                (timed(&a_request).await?, b_time)
+            }
+        };
         if round > 0 {
             ratios.push(b_time.as_secs_f64() / a_time.as_secs_f64());
         }
@@ -790,6 +795,8 @@ async fn paired_cold_runs(
     Ok(median_of(&mut ratios))
 }
 
+/// Medians of the library's trigger run (preview), cold and warm, and of
+/// the SQL alone.
 async fn library_runs(
     project: &Project,
     now: DateTime<Utc>,
