@@ -427,8 +427,8 @@ fn settlements(
 ) -> Vec<(String, Settled)> {
     let mut decoded = vec![false; waiting.len()];
     for origin in evaluation.origins.iter().flatten() {
-        if let Some(decoded) = decoded.get_mut(*origin) {
-            *decoded = true;
+        if let Some(mark) = decoded.get_mut(*origin) {
+            *mark = true;
         }
     }
     let undecodable = (0..waiting.len()).filter(|i| !decoded[*i]);
