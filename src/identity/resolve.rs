@@ -15,7 +15,7 @@ use datafusion::prelude::SessionContext;
 
 use super::index::{AsOf, IdentityIndex, RowKeys};
 use crate::digest_map::DigestMap;
-use crate::store::ledger::MatchRecord;
+use crate::store::ledger::{MatchRecord, digest_of};
 
 /// Columns with a meaning of their own; every other column is the match's data.
 pub const IDENTITY_COLUMNS: &[&str] = &["email", "user_id", "client_id", "requires_identity"];
@@ -181,7 +181,6 @@ fn collapse(batches: &[RecordBatch], requires_identity_default: bool) -> Resolut
     // it is made from; each place's kind of contact.
     let mut index: DigestMap<u128, (usize, Option<i64>)> = DigestMap::default();
     let mut kinds: Vec<ContactKind> = Vec::new();
-    let mut key = Vec::new();
     let mut position = 0;
     for (batch_index, columns) in columns.iter().enumerate() {
         for row in 0..batches[batch_index].num_rows() {
@@ -219,7 +218,7 @@ fn collapse(batches: &[RecordBatch], requires_identity_default: bool) -> Resolut
                     (ContactKind::Client, c)
                 }
             };
-            let digest = match_key(&mut key, kind.prefix(), id, columns.event_id(row));
+            let digest = match_key(kind.prefix(), id, columns.event_id(row));
             let seq = columns.seq(row);
             let place = match index.get_mut(&digest) {
                 // The row with the highest seq wins, else the first.
@@ -269,24 +268,16 @@ impl ContactKind {
     }
 }
 
-/// The digest (xxh3, 128 bits) of a row's match key: its contact (`kind`'s
-/// prefix and id) and the `event_id` when selected, written into `key`
-/// with the contact's length in front, so no two keys share a text. Rows
-/// of one digest are one match; two keys meeting on a digest is a 2^-128
+/// The digest of a row's match key: its contact (`kind`'s prefix and id)
+/// and the `event_id` when selected, each part with its length in front
+/// (`ledger::digest_of`), so no sender text can spell another key. Rows of
+/// one digest are one match; two keys meeting on a digest is a 2^-128
 /// chance, as ingest's dedupe accepts.
-fn match_key(key: &mut Vec<u8>, prefix: &str, id: &str, event_id: Option<&str>) -> u128 {
-    key.clear();
-    key.extend_from_slice(&((prefix.len() + id.len()) as u64).to_le_bytes());
-    key.extend_from_slice(prefix.as_bytes());
-    key.extend_from_slice(id.as_bytes());
+fn match_key(prefix: &str, id: &str, event_id: Option<&str>) -> u128 {
     match event_id {
-        Some(event_id) => {
-            key.push(b'+');
-            key.extend_from_slice(event_id.as_bytes());
-        }
-        None => key.push(b'-'),
+        Some(event_id) => digest_of(&[prefix, id, event_id]),
+        None => digest_of(&[prefix, id]),
     }
-    xxhash_rust::xxh3::xxh3_128(key)
 }
 
 /// The columns of a resolved batch that make its rows' matches, as text

@@ -203,13 +203,18 @@ pub fn cursor_app_id(trigger: &str) -> String {
 /// another list: each part is hashed with its length in front. Run and
 /// delivery ids are made so (docs/architecture.md "Deterministic ids").
 pub fn id_of(parts: &[&str]) -> String {
-    let size = parts.iter().map(|p| p.len() + 8).sum();
-    let mut key = Vec::with_capacity(size);
+    hex_of(digest_of(parts))
+}
+
+/// The digest (xxh3, 128 bits) an id of `parts` spells ([`id_of`]): each
+/// part hashed with its length in front, streamed into the hasher.
+pub fn digest_of(parts: &[&str]) -> u128 {
+    let mut hasher = xxhash_rust::xxh3::Xxh3::new();
     for part in parts {
-        key.extend_from_slice(&(part.len() as u64).to_le_bytes());
-        key.extend_from_slice(part.as_bytes());
+        hasher.update(&(part.len() as u64).to_le_bytes());
+        hasher.update(part.as_bytes());
     }
-    hex_of(xxhash_rust::xxh3::xxh3_128(&key))
+    hasher.digest128()
 }
 
 /// `format!("{:032x}", digest)`, without the formatting machinery (a run
