@@ -6,8 +6,8 @@
 
 use std::sync::Arc;
 
-use arrow::array::{Array, ArrayRef, AsArray, RecordBatch, UInt64Array};
-use arrow::compute::{cast, take_record_batch};
+use arrow::array::{Array, ArrayRef, AsArray, RecordBatch};
+use arrow::compute::{cast, interleave_record_batch};
 use arrow::datatypes::{DataType, Field};
 use arrow::error::ArrowError;
 use datafusion::catalog::MemTable;
@@ -366,26 +366,17 @@ fn flag(column: &Option<ArrayRef>, row: usize) -> Option<bool> {
 }
 
 /// Each match's `data`: its chosen row's data columns as a JSON object.
+/// The chosen rows are picked out of all batches at once (as deferral picks
+/// its rows), not looked for batch by batch.
 fn fill_data(out: &mut Resolution, batches: &[RecordBatch]) {
-    for (batch_index, batch) in batches.iter().enumerate() {
-        let (matches, rows): (Vec<usize>, Vec<u64>) = out
-            .chosen
-            .iter()
-            .enumerate()
-            .filter(|(_, (b, _))| *b == batch_index)
-            .map(|(m, (_, row))| (m, *row as u64))
-            .unzip();
-        if matches.is_empty() {
-            continue;
-        }
-        let chosen = take_record_batch(batch, &UInt64Array::from(rows));
-        let mut data = chosen
-            .map(|c| data_json(&c))
-            .unwrap_or_default()
-            .into_iter();
-        for m in matches {
-            out.matches[m].data = data.next().unwrap_or_else(|| "{}".into());
-        }
+    let batches: Vec<&RecordBatch> = batches.iter().collect();
+    let chosen = interleave_record_batch(&batches, &out.chosen);
+    let mut data = chosen
+        .map(|c| data_json(&c))
+        .unwrap_or_default()
+        .into_iter();
+    for found in &mut out.matches {
+        found.data = data.next().unwrap_or_else(|| "{}".into());
     }
 }
 
