@@ -18,30 +18,102 @@ use super::structural::nested_end;
 /// caller then reads it with a checking parser).
 pub fn members(text: &str) -> Option<Vec<(Cow<'_, str>, &str)>> {
     let bytes = text.as_bytes();
-    let mut at = skip_blanks(bytes, 0);
-    if bytes.get(at) != Some(&b'{') {
+    let open = skip_blanks(bytes, 0);
+    if bytes.get(open) != Some(&b'{') {
         return None;
     }
-    let mut pairs = Vec::with_capacity(12);
-    at = skip_blanks(bytes, at + 1);
-    if bytes.get(at) == Some(&b'}') {
-        return whole(bytes, at).then_some(pairs);
+    let mut pairs = Pairs::after(text, open);
+    let mut out = Vec::with_capacity(12);
+    for pair in &mut pairs {
+        let (key, value) = pair.ok()?;
+        out.push((key_of(key)?, value));
     }
-    loop {
-        let key_end = string_end(bytes, at)?;
-        let key = key_of(&text[at..key_end])?;
-        at = skip_blanks(bytes, key_end);
-        if bytes.get(at) != Some(&b':') {
+    whole(bytes, pairs.close()?).then_some(out)
+}
+
+/// The members of an object, one at a time, from the scan: each key's
+/// token (quotes included) and its value's text. An `Err` ends them where
+/// the text stops being an object; a member is given before what follows
+/// it is looked at. [`members`] and the JSON getters (`sql::json_member`)
+/// read objects with it.
+pub(crate) struct Pairs<'a> {
+    text: &'a str,
+    at: usize,
+    state: PairsState,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum PairsState {
+    /// A member starts at `at`.
+    Next,
+    /// The closing brace is at this position.
+    Closed(usize),
+    /// The text breaks off at `at`: an `Err` comes next.
+    Breaks,
+    /// The `Err` was given.
+    Done,
+}
+
+/// Where the pairs stopped being an object.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) struct Broken;
+
+impl<'a> Pairs<'a> {
+    /// The members of the object whose `{` is at `open` in `text`.
+    pub(crate) fn after(text: &'a str, open: usize) -> Pairs<'a> {
+        let at = skip_blanks(text.as_bytes(), open + 1);
+        let state = match text.as_bytes().get(at) {
+            Some(b'}') => PairsState::Closed(at),
+            _ => PairsState::Next,
+        };
+        Pairs { text, at, state }
+    }
+
+    /// Where the closing brace is, once the members ended on it.
+    pub(crate) fn close(&self) -> Option<usize> {
+        match self.state {
+            PairsState::Closed(at) => Some(at),
+            _ => None,
+        }
+    }
+
+    fn member(&mut self) -> Option<(&'a str, &'a str)> {
+        let bytes = self.text.as_bytes();
+        let key_end = string_end(bytes, self.at)?;
+        let key = &self.text[self.at..key_end];
+        let colon = skip_blanks(bytes, key_end);
+        if bytes.get(colon) != Some(&b':') {
             return None;
         }
-        let start = skip_blanks(bytes, at + 1);
+        let start = skip_blanks(bytes, colon + 1);
         let end = value_end(bytes, start)?;
-        pairs.push((key, &text[start..end]));
-        at = skip_blanks(bytes, end);
-        match bytes.get(at) {
-            Some(b',') => at = skip_blanks(bytes, at + 1),
-            Some(b'}') => return whole(bytes, at).then_some(pairs),
-            _ => return None,
+        let after = skip_blanks(bytes, end);
+        self.state = match bytes.get(after) {
+            Some(b',') => {
+                self.at = skip_blanks(bytes, after + 1);
+                PairsState::Next
+            }
+            Some(b'}') => PairsState::Closed(after),
+            _ => PairsState::Breaks,
+        };
+        Some((key, &self.text[start..end]))
+    }
+}
+
+impl<'a> Iterator for Pairs<'a> {
+    type Item = Result<(&'a str, &'a str), Broken>;
+
+    fn next(&mut self) -> Option<Self::Item> {
+        match self.state {
+            PairsState::Next => Some(self.member().ok_or_else(|| {
+                self.state = PairsState::Done;
+                Broken
+            })),
+            PairsState::Breaks => {
+                self.state = PairsState::Done;
+                Some(Err(Broken))
+            }
+            PairsState::Closed(_) | PairsState::Done => None,
         }
     }
 }
@@ -70,7 +142,7 @@ pub(super) fn key_of(token: &str) -> Option<Cow<'_, str>> {
 
 /// Where the string starting with the quote at `at` ends (after its
 /// closing quote).
-pub(crate) fn string_end(bytes: &[u8], at: usize) -> Option<usize> {
+fn string_end(bytes: &[u8], at: usize) -> Option<usize> {
     if bytes.get(at) != Some(&b'"') {
         return None;
     }
@@ -87,7 +159,7 @@ pub(crate) fn string_end(bytes: &[u8], at: usize) -> Option<usize> {
 }
 
 /// Where the value starting at `at` ends.
-pub(crate) fn value_end(bytes: &[u8], at: usize) -> Option<usize> {
+fn value_end(bytes: &[u8], at: usize) -> Option<usize> {
     match bytes.get(at)? {
         b'"' => string_end(bytes, at),
         b'{' | b'[' => nested_end(bytes, at),

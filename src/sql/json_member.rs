@@ -25,7 +25,7 @@ use arrow::datatypes::DataType;
 use datafusion::common::ScalarValue;
 use datafusion::logical_expr::{ColumnarValue, ScalarFunctionArgs};
 
-use crate::event::members::{skip_blanks, string_end, value_end};
+use crate::event::members::{Pairs, skip_blanks};
 
 /// The getters whose answer for a top-level key is their answer for that
 /// key's value: each returns null for a missing key, as for a null value.
@@ -52,42 +52,25 @@ pub enum Member<'a> {
 /// that splits checked objects (`event::members`).
 pub fn member<'a>(document: &'a str, key: &str) -> Member<'a> {
     let bytes = document.as_bytes();
-    let mut at = skip_blanks(bytes, 0);
-    match bytes.get(at) {
-        Some(b'{') => at += 1,
+    let open = skip_blanks(bytes, 0);
+    match bytes.get(open) {
+        Some(b'{') => {}
         Some(b'[') => return Member::Unsure,
         _ => return Member::Absent,
     }
-    at = skip_blanks(bytes, at);
-    if bytes.get(at) == Some(&b'}') {
-        return Member::Absent;
-    }
-    loop {
-        let Some(after) = string_end(bytes, at) else {
+    for pair in Pairs::after(document, open) {
+        let Ok((token, value)) = pair else {
             return Member::Unsure;
         };
-        let name = &bytes[at + 1..after - 1];
-        if name.contains(&b'\\') {
+        let name = &token[1..token.len() - 1];
+        if name.contains('\\') {
             return Member::Unsure;
         }
-        at = skip_blanks(bytes, after);
-        if bytes.get(at) != Some(&b':') {
-            return Member::Unsure;
-        }
-        let start = skip_blanks(bytes, at + 1);
-        let Some(end) = value_end(bytes, start) else {
-            return Member::Unsure;
-        };
-        if name == key.as_bytes() {
-            return Member::Value(&document[start..end]);
-        }
-        at = skip_blanks(bytes, end);
-        match bytes.get(at) {
-            Some(b',') => at = skip_blanks(bytes, at + 1),
-            Some(b'}') => return Member::Absent,
-            _ => return Member::Unsure,
+        if name == key {
+            return Member::Value(value);
         }
     }
+    Member::Absent
 }
 
 /// The getter `name`'s arguments with the document replaced by the value
