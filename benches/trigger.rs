@@ -927,8 +927,7 @@ async fn current_window(store: &Store) -> Result<CurrentWindow> {
 }
 
 fn median(times: &mut [Duration]) -> f64 {
-    times.sort();
-    times[times.len() / 2].as_secs_f64()
+    median_of(&mut times.iter().map(Duration::as_secs_f64).collect::<Vec<_>>())
 }
 
 fn median_of(values: &mut [f64]) -> f64 {

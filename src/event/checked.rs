@@ -400,7 +400,7 @@ fn zero_byte(word: u64) -> u64 {
 
 /// Where, from `at` inside a string, the next quote, backslash or control
 /// character is: eight bytes at a time.
-pub(crate) fn string_stop(bytes: &[u8], mut at: usize) -> Option<usize> {
+pub(super) fn string_stop(bytes: &[u8], mut at: usize) -> Option<usize> {
     while let Some(chunk) = bytes.get(at..at + 8) {
         let word = u64::from_le_bytes(chunk.try_into().ok()?);
         let quote = zero_byte(word ^ (ONES * u64::from(b'"')));
