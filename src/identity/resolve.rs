@@ -369,6 +369,10 @@ fn flag(column: &Option<ArrayRef>, row: usize) -> Option<bool> {
 /// The chosen rows are picked out of all batches at once (as deferral picks
 /// its rows), not looked for batch by batch.
 fn fill_data(out: &mut Resolution, batches: &[RecordBatch]) {
+    // arrow's interleave wants a batch to take its schema from.
+    if out.chosen.is_empty() {
+        return;
+    }
     let batches: Vec<&RecordBatch> = batches.iter().collect();
     let chosen = interleave_record_batch(&batches, &out.chosen);
     let mut data = chosen
@@ -518,5 +522,12 @@ mod tests {
         ]);
         let resolution = collapse(&[rows], false);
         assert_eq!(resolution.matches.len(), 4);
+    }
+
+    #[test]
+    fn a_run_with_no_rows_or_no_contacts_makes_no_matches() {
+        assert!(collapse(&[], false).matches.is_empty());
+        let nobody = resolved(&[]);
+        assert!(collapse(&[nobody], false).matches.is_empty());
     }
 }
