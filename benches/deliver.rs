@@ -367,7 +367,7 @@ fn fresh_store(shape: &str, size: u64) -> Result<PathBuf> {
 /// A cached store whose ledger holds `history` delivered deliveries (its
 /// events imported, run and delivered), then `size` newer events.
 fn aged_store(shape: &str, history: u64, size: u64) -> Result<PathBuf> {
-    let dir = bench_data().join(format!("deliver-{shape}-aged-{history}-{size}"));
+    let dir = bench_data().join(format!("deliver-aged-v2-{shape}-{history}-{size}"));
     if dir.join("done").exists() {
         return Ok(dir.join("store"));
     }

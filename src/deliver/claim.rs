@@ -360,12 +360,15 @@ impl Claims {
     }
 
     /// Claims old enough to be swept if their attempt is recorded: (name,
-    /// delivery id, attempt). The journal's all; objects (claims of
-    /// earlier versions, on a local disk) at most [`CLAIM_SWEEP_BATCH`].
+    /// delivery id, attempt). The journal's in segments last written to an
+    /// hour ago or earlier, all of them; objects (claims of earlier
+    /// versions, on a local disk) at most [`CLAIM_SWEEP_BATCH`].
     pub async fn old(&self, now: DateTime<Utc>) -> Result<Vec<(String, String, i64)>, StoreError> {
         let mut old = match &self.journal {
             Some(journal) => {
-                let listing = in_journal(journal, move |j| j.list(|n, w| old_claim(n, w, now)));
+                let cutoff = sweep_cutoff(now);
+                let listing =
+                    in_journal(journal, move |j| j.aged(cutoff, |n, w| old_claim(n, w, now)));
                 finished(listing).await.map_err(|m| self.journal_error(m))?
             }
             None => Vec::new(),
@@ -377,14 +380,15 @@ impl Claims {
         Ok(old)
     }
 
-    /// Deletes the claims `names` (best effort: errors are logged): how
-    /// many were deleted.
-    pub async fn delete(&self, names: &[String]) -> usize {
+    /// Deletes the claims `names`, found by [`Claims::old`] at `now` (best
+    /// effort: errors are logged): how many were deleted. In the journal,
+    /// the segments they were in go, the claims not named moving on.
+    pub async fn delete(&self, now: DateTime<Utc>, names: &[String]) -> usize {
         let in_journal = match &self.journal {
             None => vec![false; names.len()],
             Some(journal) => {
-                let removing = names.to_vec();
-                let task = in_journal(journal, move |j| j.remove(&removing));
+                let (cutoff, dropping) = (sweep_cutoff(now), names.to_vec());
+                let task = in_journal(journal, move |j| j.retire(cutoff, &dropping));
                 match finished(task).await {
                     Ok(removed) => removed,
                     Err(e) => {
@@ -457,6 +461,12 @@ impl Claims {
             message: format!("claims: {message}"),
         }
     }
+}
+
+/// Journal records written at this time or before may be swept at `now`.
+fn sweep_cutoff(now: DateTime<Utc>) -> DateTime<Utc> {
+    let age = chrono::Duration::from_std(CLAIM_SWEEP_AGE).expect("an hour");
+    now.checked_sub_signed(age).unwrap_or(DateTime::<Utc>::MIN_UTC)
 }
 
 /// The claim `name` written at `written` as (name, delivery id, attempt),

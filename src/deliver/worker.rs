@@ -435,7 +435,7 @@ impl Deliverer {
                 return;
             }
         };
-        match claims.delete(&sweepable_claims(index, old)).await {
+        match claims.delete(now, &sweepable_claims(index, old)).await {
             0 => {}
             n => tracing::debug!(workspace, "swept {n} delivery claims"),
         }

@@ -1,36 +1,48 @@
-//! A create-only map of small named records kept in one append-only file
-//! on a local disk, shared by every process and thread that opens the same
+//! A create-only map of small named records kept in append-only files on
+//! a local disk, shared by every process and thread that opens the same
 //! folder (delivery claims: thousands per batch, on a disk where one file
 //! each costs an inode apiece; docs/architecture.md "Claims").
 //!
-//! The folder holds `log`, one record per line
-//! (`<written, µs since the epoch> <name> <value>`; a later line of a name
-//! replaces an earlier one), and `lock`, which every change and read holds
-//! exclusively (`flock`) while it catches up with what the others appended
-//! and appends its own: a batch of creates costs one lock and one write.
+//! The folder holds the log as numbered segments (`log-0000000001`, …;
+//! `log` is the single file of earlier versions, read first), and `lock`,
+//! which every change and read holds exclusively (`flock`) while it catches
+//! up with what the others appended and appends its own: a batch of
+//! creates costs one lock and one write.
+//! - A line is `<written, µs since the epoch> <name>,<name>,… <value>`:
+//!   the names of one batch share its value. A later record of a name
+//!   replaces an earlier one (segments in number order, lines in order).
+//! - Appends go to the newest segment, or a new one once the newest is
+//!   [`SEGMENT_SPAN`] old, so each segment holds a span of time.
 //! - A create appends a name only when no record has it, so of two
 //!   creators one wins, as with an object created `If-None-Match`.
 //! - A writer killed mid-append leaves a line without its newline; the next
 //!   holder of the lock cuts it off (its writer is gone) before appending.
-//! - [`Journal::remove`] rewrites the log without the removed names into a
-//!   new file and renames it over `log`; the others see another file under
-//!   the name at their next catch-up and read it afresh.
+//! - [`Journal::retire`] drops whole segments written before a time: the
+//!   records it is told to keep move to a new segment first. The others see
+//!   a segment gone at their next catch-up and read the log afresh. A sweep
+//!   thus costs the old records it looks at, never a rewrite of the rest.
 //!
 //! Appends are not synced: a record lost with the machine was held by a
-//! process that died with it.
+//! process that died with it. Moved records are: they outlive their writer.
 
-use std::collections::HashMap;
+use std::collections::{HashMap, HashSet};
 use std::fs::{File, OpenOptions};
 use std::io::{self, Read as _, Seek as _, SeekFrom, Write as _};
-use std::os::unix::fs::MetadataExt as _;
+use std::os::unix::fs::DirEntryExt as _;
 use std::path::{Path, PathBuf};
-use std::sync::Mutex;
+use std::sync::{Arc, Mutex};
+use std::time::Duration;
 
 use chrono::{DateTime, Utc};
+
+/// A segment takes appends for this long after its first record.
+pub const SEGMENT_SPAN: Duration = Duration::from_secs(10 * 60);
 
 /// One folder's journal, as this process holds it.
 pub struct Journal {
     folder: PathBuf,
+    /// How long a segment takes appends ([`SEGMENT_SPAN`]; tests shorten it).
+    span_micros: i64,
     /// Threads of one process take turns here; processes on the lock file.
     held: Mutex<Held>,
 }
@@ -40,26 +52,46 @@ pub struct Journal {
 struct Held {
     /// The lock file, opened once.
     lock: Option<File>,
-    /// The log as last opened, with its identity (device, inode).
-    log: Option<(File, (u64, u64))>,
-    /// Bytes of the log read (always the end of a whole line).
-    read_to: u64,
+    /// The segments as last listed, oldest first.
+    segments: Vec<Segment>,
     /// Each name's latest record.
     records: HashMap<Box<str>, Record>,
+}
+
+/// One file of the log, as read so far.
+struct Segment {
+    /// Its number (0: the `log` of earlier versions).
+    number: u64,
+    /// Its inode when opened: another file under the name is another segment.
+    inode: u64,
+    file: File,
+    /// Bytes read (always the end of a whole line).
+    read_to: u64,
+    /// When its first and newest records were written (µs).
+    first_written: Option<i64>,
+    last_written: i64,
 }
 
 /// A name's latest record.
 #[derive(Debug, Clone)]
 struct Record {
-    written: DateTime<Utc>,
-    value: Box<[u8]>,
+    /// µs since the epoch.
+    written: i64,
+    value: Arc<[u8]>,
+    /// The number of the segment it is in.
+    segment: u64,
 }
 
 impl Journal {
     /// The journal in `folder` (made at the first change).
     pub fn open(folder: PathBuf) -> Journal {
+        Journal::spanning(folder, SEGMENT_SPAN)
+    }
+
+    fn spanning(folder: PathBuf, span: Duration) -> Journal {
         Journal {
             folder,
+            span_micros: i64::try_from(span.as_micros()).unwrap_or(i64::MAX),
             held: Mutex::new(Held::default()),
         }
     }
@@ -70,24 +102,20 @@ impl Journal {
         check_value(value)?;
         names.iter().try_for_each(|name| check_name(name))?;
         self.locked(|held| {
-            let written = Utc::now();
-            let mut line = Vec::new();
-            let mut fresh = std::collections::HashSet::new();
+            let mut fresh = HashSet::new();
             let created: Vec<bool> = names
                 .iter()
                 .map(|name| {
-                    let free =
-                        !held.records.contains_key(name.as_str()) && fresh.insert(name.as_str());
-                    if free {
-                        append_line(&mut line, written, name, value);
-                    }
-                    free
+                    !held.records.contains_key(name.as_str()) && fresh.insert(name.as_str())
                 })
                 .collect();
-            held.append(&line)?;
-            for name in fresh {
-                held.keep(name, written, value);
-            }
+            let fresh: Vec<&str> = names
+                .iter()
+                .zip(&created)
+                .filter(|(_, created)| **created)
+                .map(|(name, _)| name.as_str())
+                .collect();
+            self.append(held, &fresh, value)?;
             Ok(created)
         })
     }
@@ -96,14 +124,7 @@ impl Journal {
     pub fn write(&self, name: &str, value: &[u8]) -> io::Result<()> {
         check_name(name)?;
         check_value(value)?;
-        self.locked(|held| {
-            let written = Utc::now();
-            let mut line = Vec::new();
-            append_line(&mut line, written, name, value);
-            held.append(&line)?;
-            held.keep(name, written, value);
-            Ok(())
-        })
+        self.locked(|held| self.append(held, &[name], value))
     }
 
     /// `name`'s value, if it has a record.
@@ -111,30 +132,58 @@ impl Journal {
         self.locked(|held| Ok(held.records.get(name).map(|r| r.value.to_vec())))
     }
 
-    /// What `pick` makes of each record (name, when last written),
-    /// skipping those it returns `None` for; in no particular order.
-    pub fn list<T>(&self, pick: impl Fn(&str, DateTime<Utc>) -> Option<T>) -> io::Result<Vec<T>> {
+    /// What `pick` makes of each record (name, when written) that
+    /// [`Journal::retire`] with the same `cutoff` would drop or move: those
+    /// in segments written to at `cutoff` or before. In no particular order;
+    /// records `pick` returns `None` for are skipped.
+    pub fn aged<T>(
+        &self,
+        cutoff: DateTime<Utc>,
+        pick: impl Fn(&str, DateTime<Utc>) -> Option<T>,
+    ) -> io::Result<Vec<T>> {
         self.locked(|held| {
+            let aged = held.aged(cutoff.timestamp_micros());
             Ok(held
                 .records
                 .iter()
-                .filter_map(|(name, record)| pick(name, record.written))
+                .filter(|(_, record)| aged.contains(&record.segment))
+                .filter_map(|(name, record)| pick(name, micros_to_time(record.written)))
                 .collect())
         })
     }
 
-    /// Removes the records of `names` (rewriting the log without them):
-    /// for each, in order, whether it had one.
-    pub fn remove(&self, names: &[String]) -> io::Result<Vec<bool>> {
+    /// Deletes the segments last written to at `cutoff` or before, after
+    /// moving their records not named in `drop` to a new segment: for each
+    /// of `drop`, in order, whether its record went with them.
+    pub fn retire(&self, cutoff: DateTime<Utc>, drop: &[String]) -> io::Result<Vec<bool>> {
         self.locked(|held| {
-            let removed: Vec<bool> = names
+            let aged = held.aged(cutoff.timestamp_micros());
+            let dropping: HashSet<&str> = drop.iter().map(String::as_str).collect();
+            let in_aged = |record: &Record| aged.contains(&record.segment);
+            let dropped: Vec<bool> = drop
                 .iter()
-                .map(|name| held.records.remove(name.as_str()).is_some())
+                .map(|name| held.records.get(name.as_str()).is_some_and(in_aged))
                 .collect();
-            if removed.contains(&true) {
-                self.rewrite(held)?;
+            if aged.is_empty() {
+                return Ok(dropped);
             }
-            Ok(removed)
+            let moving: Vec<Box<str>> = held
+                .records
+                .iter()
+                .filter(|(name, record)| in_aged(record) && !dropping.contains(&***name))
+                .map(|(name, _)| name.clone())
+                .collect();
+            self.move_to_new_segment(held, &moving)?;
+            held.records
+                .retain(|name, record| !(in_aged(record) && dropping.contains(&**name)));
+            for number in &aged {
+                match std::fs::remove_file(self.segment_path(*number)) {
+                    Err(e) if e.kind() != io::ErrorKind::NotFound => return Err(e),
+                    _ => {}
+                }
+            }
+            held.segments.retain(|s| !aged.contains(&s.number));
+            Ok(dropped)
         })
     }
 
@@ -143,11 +192,11 @@ impl Journal {
         &self.folder
     }
 
-    fn log_path(&self) -> PathBuf {
-        self.folder.join("log")
+    fn segment_path(&self, number: u64) -> PathBuf {
+        self.folder.join(segment_name(number))
     }
 
-    /// Runs `change` holding the lock, with the log caught up and open.
+    /// Runs `change` holding the lock, with the log caught up.
     fn locked<T>(&self, change: impl FnOnce(&mut Held) -> io::Result<T>) -> io::Result<T> {
         let mut held = self.held.lock().unwrap_or_else(|e| e.into_inner());
         let lock = match held.lock.take() {
@@ -172,114 +221,248 @@ impl Journal {
         done
     }
 
-    /// Reads what was appended since the last read; reads the log afresh
-    /// when another file took its name. Cuts off a torn last line.
+    /// Reads what was appended since the last read, and segments new since
+    /// then; reads the log afresh when a segment it read is gone or
+    /// another file took its name. Cuts off torn last lines.
     fn catch_up(&self, held: &mut Held) -> io::Result<()> {
-        let path = self.log_path();
-        let identity = match std::fs::metadata(&path) {
-            Ok(meta) => Some((meta.dev(), meta.ino())),
-            Err(e) if e.kind() == io::ErrorKind::NotFound => None,
-            Err(e) => return Err(e),
-        };
-        let current = held.log.as_ref().map(|(_, id)| *id);
-        if identity.is_none() || current != identity {
-            let log = OpenOptions::new()
-                .create(true)
-                .append(true)
-                .read(true)
-                .open(&path)?;
-            let meta = log.metadata()?;
-            held.log = Some((log, (meta.dev(), meta.ino())));
-            held.read_to = 0;
+        let listed = list_segments(&self.folder)?;
+        let still = held.segments.len() <= listed.len()
+            && held
+                .segments
+                .iter()
+                .zip(&listed)
+                .all(|(segment, listed)| (segment.number, segment.inode) == *listed);
+        if !still {
+            held.segments.clear();
             held.records.clear();
         }
-        let mut tail = Vec::new();
-        let mut log = &held.log.as_ref().expect("opened above").0;
-        log.seek(SeekFrom::Start(held.read_to))?;
-        log.read_to_end(&mut tail)?;
-        let whole = tail
-            .iter()
-            .rposition(|b| *b == b'\n')
-            .map_or(0, |at| at + 1);
-        for line in tail[..whole].split(|b| *b == b'\n') {
-            held.read_line(line);
-        }
-        held.read_to += whole as u64;
-        if whole < tail.len() {
-            let log = &held.log.as_ref().expect("opened above").0;
-            log.set_len(held.read_to)?;
+        for (at, (number, inode)) in listed.into_iter().enumerate() {
+            if at == held.segments.len() {
+                let file = OpenOptions::new()
+                    .read(true)
+                    .append(true)
+                    .open(self.segment_path(number))?;
+                held.segments.push(Segment::new(number, inode, file));
+            }
+            held.read_tail(at)?;
         }
         Ok(())
     }
 
-    /// Writes every kept record into a new log and renames it over the old.
-    fn rewrite(&self, held: &mut Held) -> io::Result<()> {
-        let fresh_path = self.folder.join("log.new");
-        let mut bytes = Vec::new();
-        for (name, record) in &held.records {
-            append_line(&mut bytes, record.written, name, &record.value);
+    /// Appends one record of each of `names` holding `value`, written now.
+    fn append(&self, held: &mut Held, names: &[&str], value: &[u8]) -> io::Result<()> {
+        if names.is_empty() {
+            return Ok(());
         }
-        let mut fresh = File::create(&fresh_path)?;
-        fresh.write_all(&bytes)?;
-        fresh.sync_all()?;
-        std::fs::rename(&fresh_path, self.log_path())?;
-        held.log = None;
-        self.catch_up(held)
+        let written = Utc::now().timestamp_micros();
+        let at = self.appendable(held, written)?;
+        let mut line = Vec::new();
+        write_line(&mut line, written, names, value);
+        let segment = &mut held.segments[at];
+        (&segment.file).write_all(&line)?;
+        segment.read_to += line.len() as u64;
+        segment.note(written);
+        let value: Arc<[u8]> = value.into();
+        for name in names {
+            let record = Record {
+                written,
+                value: value.clone(),
+                segment: segment.number,
+            };
+            held.records.insert((*name).into(), record);
+        }
+        Ok(())
+    }
+
+    /// The segment an append written at `written` goes to: the newest,
+    /// unless it began [`SEGMENT_SPAN`] before (then a new one).
+    fn appendable(&self, held: &mut Held, written: i64) -> io::Result<usize> {
+        match held.segments.last() {
+            Some(newest)
+                if newest
+                    .first_written
+                    .is_none_or(|first| written.saturating_sub(first) < self.span_micros) =>
+            {
+                Ok(held.segments.len() - 1)
+            }
+            newest => {
+                let number = newest.map_or(1, |s| s.number + 1);
+                self.start_segment(held, number)
+            }
+        }
+    }
+
+    /// Creates segment `number` (after every other) and holds it.
+    fn start_segment(&self, held: &mut Held, number: u64) -> io::Result<usize> {
+        let file = OpenOptions::new()
+            .create_new(true)
+            .read(true)
+            .append(true)
+            .open(self.segment_path(number))?;
+        let inode = std::os::unix::fs::MetadataExt::ino(&file.metadata()?);
+        held.segments.push(Segment::new(number, inode, file));
+        Ok(held.segments.len() - 1)
+    }
+
+    /// Writes the records of `names` (unchanged) into a new segment, synced
+    /// (they outlive their writers), and holds them there.
+    fn move_to_new_segment(&self, held: &mut Held, names: &[Box<str>]) -> io::Result<()> {
+        if names.is_empty() {
+            return Ok(());
+        }
+        let mut bytes = Vec::new();
+        for name in names {
+            let record = &held.records[name];
+            write_line(&mut bytes, record.written, &[name], &record.value);
+        }
+        let number = held.segments.last().map_or(1, |s| s.number + 1);
+        let at = self.start_segment(held, number)?;
+        let segment = &mut held.segments[at];
+        (&segment.file).write_all(&bytes)?;
+        segment.file.sync_all()?;
+        segment.read_to = bytes.len() as u64;
+        for name in names {
+            let record = held.records.get_mut(name).expect("named above");
+            record.segment = number;
+            segment.note(record.written);
+        }
+        Ok(())
     }
 }
 
 impl Held {
-    /// Appends `lines` (whole lines) at the end of the log, which this
-    /// holder of the lock has read to.
-    fn append(&mut self, lines: &[u8]) -> io::Result<()> {
-        if lines.is_empty() {
-            return Ok(());
+    /// The numbers of the segments last written to at `cutoff` (µs) or before.
+    fn aged(&self, cutoff: i64) -> HashSet<u64> {
+        self.segments
+            .iter()
+            .filter(|s| s.last_written <= cutoff)
+            .map(|s| s.number)
+            .collect()
+    }
+
+    /// Reads segment `at` from where it was last read to its last whole
+    /// line, cutting off a torn one (its writer is gone: the lock is held).
+    fn read_tail(&mut self, at: usize) -> io::Result<()> {
+        let segment = &mut self.segments[at];
+        let mut tail = Vec::new();
+        (&segment.file).seek(SeekFrom::Start(segment.read_to))?;
+        (&segment.file).read_to_end(&mut tail)?;
+        let whole = whole_lines(&tail);
+        for line in tail[..whole].split(|b| *b == b'\n') {
+            if let Some(written) = apply_line(&mut self.records, segment.number, line) {
+                segment.note(written);
+            }
         }
-        let mut log = &self.log.as_ref().expect("caught up before appending").0;
-        log.write_all(lines)?;
-        self.read_to += lines.len() as u64;
+        segment.read_to += whole as u64;
+        if whole < tail.len() {
+            segment.file.set_len(segment.read_to)?;
+        }
         Ok(())
-    }
-
-    fn keep(&mut self, name: &str, written: DateTime<Utc>, value: &[u8]) {
-        let record = Record {
-            written,
-            value: value.into(),
-        };
-        self.records.insert(name.into(), record);
-    }
-
-    /// Applies one line of the log; one that does not read is skipped.
-    fn read_line(&mut self, line: &[u8]) {
-        let mut parts = line.splitn(3, |b| *b == b' ');
-        let (Some(micros), Some(name), Some(value)) = (parts.next(), parts.next(), parts.next())
-        else {
-            return;
-        };
-        let written = std::str::from_utf8(micros)
-            .ok()
-            .and_then(|m| m.parse().ok())
-            .and_then(DateTime::<Utc>::from_timestamp_micros);
-        let (Some(written), Ok(name)) = (written, std::str::from_utf8(name)) else {
-            return;
-        };
-        self.keep(name, written, value);
     }
 }
 
-fn append_line(line: &mut Vec<u8>, written: DateTime<Utc>, name: &str, value: &[u8]) {
-    line.extend_from_slice(written.timestamp_micros().to_string().as_bytes());
+impl Segment {
+    fn new(number: u64, inode: u64, file: File) -> Segment {
+        Segment {
+            number,
+            inode,
+            file,
+            read_to: 0,
+            first_written: None,
+            last_written: i64::MIN,
+        }
+    }
+
+    /// Notes a record written at `written` (µs).
+    fn note(&mut self, written: i64) {
+        self.first_written.get_or_insert(written);
+        self.last_written = self.last_written.max(written);
+    }
+}
+
+/// The segments in `folder`, oldest first: (number, inode).
+fn list_segments(folder: &Path) -> io::Result<Vec<(u64, u64)>> {
+    let entries = match std::fs::read_dir(folder) {
+        Ok(entries) => entries,
+        Err(e) if e.kind() == io::ErrorKind::NotFound => return Ok(Vec::new()),
+        Err(e) => return Err(e),
+    };
+    let mut segments = Vec::new();
+    for entry in entries {
+        let entry = entry?;
+        if let Some(number) = entry.file_name().to_str().and_then(segment_number) {
+            segments.push((number, entry.ino()));
+        }
+    }
+    segments.sort_unstable();
+    Ok(segments)
+}
+
+fn segment_name(number: u64) -> String {
+    match number {
+        0 => "log".to_string(),
+        n => format!("log-{n:010}"),
+    }
+}
+
+fn segment_number(name: &str) -> Option<u64> {
+    match name {
+        "log" => Some(0),
+        _ => {
+            let digits = name.strip_prefix("log-")?;
+            let all_digits = !digits.is_empty() && digits.bytes().all(|b| b.is_ascii_digit());
+            all_digits.then(|| digits.parse().ok()).flatten()
+        }
+    }
+}
+
+/// How many bytes of `bytes` are whole lines.
+fn whole_lines(bytes: &[u8]) -> usize {
+    bytes.iter().rposition(|b| *b == b'\n').map_or(0, |at| at + 1)
+}
+
+/// Applies one line of segment `segment` to `records`: when it was
+/// written (µs), or `None` for a line that does not read (skipped).
+fn apply_line(records: &mut HashMap<Box<str>, Record>, segment: u64, line: &[u8]) -> Option<i64> {
+    let mut parts = line.splitn(3, |b| *b == b' ');
+    let (micros, names, value) = (parts.next()?, parts.next()?, parts.next()?);
+    let written: i64 = std::str::from_utf8(micros).ok()?.parse().ok()?;
+    DateTime::<Utc>::from_timestamp_micros(written)?;
+    let names = std::str::from_utf8(names).ok()?;
+    let value: Arc<[u8]> = value.into();
+    for name in names.split(',').filter(|n| !n.is_empty()) {
+        let record = Record {
+            written,
+            value: value.clone(),
+            segment,
+        };
+        records.insert(name.into(), record);
+    }
+    Some(written)
+}
+
+fn write_line(line: &mut Vec<u8>, written: i64, names: &[&str], value: &[u8]) {
+    line.extend_from_slice(written.to_string().as_bytes());
     line.push(b' ');
-    line.extend_from_slice(name.as_bytes());
+    for (i, name) in names.iter().enumerate() {
+        if i > 0 {
+            line.push(b',');
+        }
+        line.extend_from_slice(name.as_bytes());
+    }
     line.push(b' ');
     line.extend_from_slice(value);
     line.push(b'\n');
 }
 
+fn micros_to_time(micros: i64) -> DateTime<Utc> {
+    DateTime::<Utc>::from_timestamp_micros(micros).unwrap_or(DateTime::<Utc>::MIN_UTC)
+}
+
 fn check_name(name: &str) -> io::Result<()> {
-    match name.is_empty() || name.contains([' ', '\n', '\r']) {
+    match name.is_empty() || name.contains([' ', ',', '\n', '\r']) {
         true => Err(invalid(format!(
-            "a journal record's name has no blanks: {name:?}"
+            "a journal record's name has no blanks or commas: {name:?}"
         ))),
         false => Ok(()),
     }
@@ -297,21 +480,18 @@ fn invalid(message: String) -> io::Error {
 }
 
 /// The names recorded in the journal at `folder` with their values, read
-/// straight from its log (for tests and inspection; no lock is taken).
+/// straight from its segments (for tests and inspection; no lock is taken).
 pub fn read_log(folder: &Path) -> io::Result<HashMap<String, Vec<u8>>> {
-    let mut held = Held::default();
-    let bytes = match std::fs::read(folder.join("log")) {
-        Ok(bytes) => bytes,
-        Err(e) if e.kind() == io::ErrorKind::NotFound => Vec::new(),
-        Err(e) => return Err(e),
-    };
-    for line in bytes.split(|b| *b == b'\n') {
-        held.read_line(line);
+    let mut records = HashMap::new();
+    for (number, _) in list_segments(folder)? {
+        let bytes = std::fs::read(folder.join(segment_name(number)))?;
+        for line in bytes[..whole_lines(&bytes)].split(|b| *b == b'\n') {
+            apply_line(&mut records, number, line);
+        }
     }
-    Ok(held
-        .records
+    Ok(records
         .into_iter()
-        .map(|(name, record)| (name.into(), record.value.into()))
+        .map(|(name, record)| (name.into(), record.value.to_vec()))
         .collect())
 }
 
@@ -323,6 +503,16 @@ mod tests {
 
     fn names(list: &[&str]) -> Vec<String> {
         list.iter().map(|n| n.to_string()).collect()
+    }
+
+    fn files(folder: &Path) -> Vec<String> {
+        let mut files: Vec<String> = std::fs::read_dir(folder)
+            .unwrap()
+            .map(|e| e.unwrap().file_name().into_string().unwrap())
+            .filter(|name| name != "lock")
+            .collect();
+        files.sort();
+        files
     }
 
     #[test]
@@ -348,6 +538,12 @@ mod tests {
         let log = read_log(&dir.path().join("j")).unwrap();
         assert_eq!(log.len(), 3);
         assert_eq!(log["x"], b"3");
+        let text = std::fs::read_to_string(dir.path().join("j/log-0000000001")).unwrap();
+        assert_eq!(
+            text.lines().map(|l| l.split(' ').nth(1).unwrap()).collect::<Vec<_>>(),
+            ["x,y", "z", "x"],
+            "a batch's names share one line"
+        );
     }
 
     #[test]
@@ -356,14 +552,18 @@ mod tests {
         let wanted = names(&["a", "b", "c", "d"]);
         let racers: Vec<_> = (0..8)
             .map(|i| {
-                let journal = Journal::open(dir.path().to_path_buf());
+                // Every append of half of them starts a segment of its own.
+                let span = Duration::from_secs(3600 * (i % 2));
+                let journal = Journal::spanning(dir.path().to_path_buf(), span);
                 let wanted = wanted.clone();
                 std::thread::spawn(move || {
                     (0..50)
                         .map(|round| {
                             let batch: Vec<String> =
                                 wanted.iter().map(|n| format!("{n}{round}")).collect();
-                            journal.create_all(&batch, format!("{i}").as_bytes())
+                            let created = journal.create_all(&batch, format!("{i}").as_bytes());
+                            journal.write(&format!("w{i}-{round}"), b"own")?;
+                            created
                         })
                         .collect::<io::Result<Vec<Vec<bool>>>>()
                         .unwrap()
@@ -377,7 +577,8 @@ mod tests {
                 assert_eq!(winners, 1, "round {round}, name {name}");
             }
         }
-        assert_eq!(read_log(dir.path()).unwrap().len(), 200);
+        assert_eq!(read_log(dir.path()).unwrap().len(), 200 + 8 * 50);
+        assert!(files(dir.path()).len() > 50, "{:?}", files(dir.path()));
     }
 
     #[test]
@@ -399,17 +600,38 @@ mod tests {
     }
 
     #[test]
+    fn appends_go_to_the_newest_segment_until_it_spans_its_time() {
+        let dir = tempfile::tempdir().unwrap();
+        let long = Journal::spanning(dir.path().join("long"), Duration::from_secs(3600));
+        long.create_all(&names(&["a"]), b"1").unwrap();
+        long.write("b", b"2").unwrap();
+        assert_eq!(files(&dir.path().join("long")), ["log-0000000001"]);
+
+        let short = Journal::spanning(dir.path().join("short"), Duration::ZERO);
+        short.create_all(&names(&["a"]), b"1").unwrap();
+        short.write("b", b"2").unwrap();
+        short.write("a", b"3").unwrap();
+        assert_eq!(
+            files(&dir.path().join("short")),
+            ["log-0000000001", "log-0000000002", "log-0000000003"]
+        );
+        let other = Journal::open(dir.path().join("short"));
+        assert_eq!(other.read("a").unwrap(), Some(b"3".to_vec()), "later wins");
+        assert_eq!(other.create_all(&names(&["b", "c"]), b"4").unwrap(), [false, true]);
+        assert_eq!(files(&dir.path().join("short")).len(), 3, "appends to the newest");
+    }
+
+    #[test]
     fn a_torn_last_line_is_cut_off_and_the_rest_kept() {
         let dir = tempfile::tempdir().unwrap();
         let journal = Journal::open(dir.path().to_path_buf());
         journal.create_all(&names(&["kept"]), b"{}").unwrap();
-        let mut log = OpenOptions::new()
-            .append(true)
-            .open(dir.path().join("log"))
-            .unwrap();
-        log.write_all(b"1764000000000000 torn {\"node\":").unwrap();
+        let segment = dir.path().join("log-0000000001");
+        let mut log = OpenOptions::new().append(true).open(&segment).unwrap();
+        log.write_all(b"1764000000000000 torn,also {\"node\":").unwrap();
         let other = Journal::open(dir.path().to_path_buf());
         assert_eq!(other.read("torn").unwrap(), None);
+        assert_eq!(other.read("also").unwrap(), None);
         assert_eq!(other.read("kept").unwrap(), Some(b"{}".to_vec()));
         assert_eq!(
             other.create_all(&names(&["torn"]), b"{}").unwrap(),
@@ -417,34 +639,91 @@ mod tests {
             "a torn create created nothing"
         );
         assert_eq!(journal.read("torn").unwrap(), Some(b"{}".to_vec()));
-        let text = std::fs::read_to_string(dir.path().join("log")).unwrap();
+        let text = std::fs::read_to_string(&segment).unwrap();
         assert_eq!(text.lines().count(), 2, "{text}");
     }
 
+    /// A journal holding `log` (an earlier version's, one name a line but
+    /// for one batch) and segment 1, all written on 1 and 2 January 2026.
+    fn journal_from_january(folder: &Path) {
+        std::fs::create_dir_all(folder).unwrap();
+        std::fs::write(
+            folder.join("log"),
+            "1767225600000000 gone-a 1\n1767225600000000 kept-a,gone-b 2\nnot a line\n",
+        )
+        .unwrap();
+        std::fs::write(folder.join("log-0000000001"), "1767312000000000 kept-b 3\n").unwrap();
+    }
+
     #[test]
-    fn removed_names_are_gone_for_every_journal_and_may_be_created_again() {
+    fn retiring_drops_the_named_records_of_old_segments_and_moves_the_rest() {
         let dir = tempfile::tempdir().unwrap();
+        journal_from_january(dir.path());
         let (a, b) = (
             Journal::open(dir.path().to_path_buf()),
             Journal::open(dir.path().to_path_buf()),
         );
-        a.create_all(&names(&["old", "kept"]), b"1").unwrap();
-        assert_eq!(b.read("old").unwrap(), Some(b"1".to_vec()));
-        assert_eq!(a.remove(&names(&["old", "never"])).unwrap(), [true, false]);
-        assert_eq!(b.read("old").unwrap(), None, "b reads the rewritten log");
-        assert_eq!(b.read("kept").unwrap(), Some(b"1".to_vec()));
-        assert_eq!(b.create_all(&names(&["old"]), b"2").unwrap(), [true]);
-        assert_eq!(a.create_all(&names(&["old"]), b"3").unwrap(), [false]);
-        let listed = a.list(|name, _| Some(name.to_string())).unwrap();
-        assert_eq!(listed.len(), 2);
-        assert!(!dir.path().join("log.new").exists());
+        a.create_all(&names(&["young"]), b"4").unwrap();
+        a.write("gone-b", b"5").unwrap();
+        assert_eq!(b.read("kept-a").unwrap(), Some(b"2".to_vec()), "b has read all");
+        let cutoff = "2026-06-01T00:00:00Z".parse().unwrap();
+        let mut aged = a
+            .aged(cutoff, |name, written| Some((name.to_string(), written)))
+            .unwrap();
+        aged.sort();
+        let january = |day| format!("2026-01-0{day}T00:00:00Z").parse().unwrap();
+        assert_eq!(
+            aged,
+            [
+                ("gone-a".to_string(), january(1)),
+                ("kept-a".to_string(), january(1)),
+                ("kept-b".to_string(), january(2)),
+            ],
+            "gone-b's record is young"
+        );
+
+        let drop = names(&["gone-a", "gone-b", "never"]);
+        assert_eq!(a.retire(cutoff, &drop).unwrap(), [true, false, false]);
+        assert_eq!(files(dir.path()), ["log-0000000002", "log-0000000003"]);
+        for journal in [&a, &b] {
+            assert_eq!(journal.read("gone-a").unwrap(), None);
+            assert_eq!(journal.read("kept-a").unwrap(), Some(b"2".to_vec()));
+            assert_eq!(journal.read("kept-b").unwrap(), Some(b"3".to_vec()));
+            assert_eq!(journal.read("gone-b").unwrap(), Some(b"5".to_vec()));
+            assert_eq!(journal.read("young").unwrap(), Some(b"4".to_vec()));
+        }
+        assert_eq!(b.create_all(&names(&["gone-a"]), b"6").unwrap(), [true]);
+        assert_eq!(a.create_all(&names(&["gone-a"]), b"7").unwrap(), [false]);
+
+        let moved = a.aged(cutoff, |name, _| Some(name.to_string())).unwrap();
+        assert_eq!(moved.len(), 2, "moved records keep when they were written");
+        assert_eq!(b.retire(cutoff, &names(&["kept-a"])).unwrap(), [true]);
+        let log = read_log(dir.path()).unwrap();
+        let mut left: Vec<&str> = log.keys().map(String::as_str).collect();
+        left.sort();
+        assert_eq!(left, ["gone-a", "gone-b", "kept-b", "young"]);
+        assert_eq!(log["gone-a"], b"6");
+        assert_eq!(a.read("kept-a").unwrap(), None);
     }
 
     #[test]
-    fn names_with_blanks_and_values_over_one_line_are_refused() {
+    fn retiring_nothing_old_changes_nothing() {
+        let dir = tempfile::tempdir().unwrap();
+        let journal = Journal::open(dir.path().to_path_buf());
+        journal.create_all(&names(&["a"]), b"1").unwrap();
+        let cutoff = "2026-01-01T00:00:00Z".parse().unwrap();
+        assert!(journal.aged(cutoff, |n, _| Some(n.to_string())).unwrap().is_empty());
+        assert_eq!(journal.retire(cutoff, &names(&["a"])).unwrap(), [false]);
+        assert_eq!(files(dir.path()), ["log-0000000001"]);
+        assert_eq!(journal.read("a").unwrap(), Some(b"1".to_vec()));
+    }
+
+    #[test]
+    fn names_with_blanks_or_commas_and_values_over_one_line_are_refused() {
         let dir = tempfile::tempdir().unwrap();
         let journal = Journal::open(dir.path().to_path_buf());
         assert!(journal.create_all(&names(&["a b"]), b"1").is_err());
+        assert!(journal.create_all(&names(&["a,b"]), b"1").is_err());
         assert!(journal.write("", b"1").is_err());
         assert!(journal.write("a", b"1\n2").is_err());
         assert_eq!(read_log(dir.path()).unwrap().len(), 0);
