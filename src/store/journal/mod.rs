@@ -30,10 +30,13 @@ use std::fs::{File, OpenOptions};
 use std::io::{self, Read as _, Seek as _, SeekFrom, Write as _};
 use std::os::unix::fs::DirEntryExt as _;
 use std::path::{Path, PathBuf};
-use std::sync::{Arc, Mutex};
+use std::sync::Mutex;
 use std::time::Duration;
 
 use chrono::{DateTime, Utc};
+
+mod records;
+use records::{Record, Records};
 
 /// A segment takes appends for this long after its first record.
 pub const SEGMENT_SPAN: Duration = Duration::from_secs(10 * 60);
@@ -55,7 +58,7 @@ struct Held {
     /// The segments as last listed, oldest first.
     segments: Vec<Segment>,
     /// Each name's latest record.
-    records: HashMap<Box<str>, Record>,
+    records: Records,
 }
 
 /// One file of the log, as read so far.
@@ -70,16 +73,6 @@ struct Segment {
     /// When its first and newest records were written (µs).
     first_written: Option<i64>,
     last_written: i64,
-}
-
-/// A name's latest record.
-#[derive(Debug, Clone)]
-struct Record {
-    /// µs since the epoch.
-    written: i64,
-    value: Arc<[u8]>,
-    /// The number of the segment it is in.
-    segment: u64,
 }
 
 impl Journal {
@@ -106,7 +99,7 @@ impl Journal {
             let created: Vec<bool> = names
                 .iter()
                 .map(|name| {
-                    !held.records.contains_key(name.as_str()) && fresh.insert(name.as_str())
+                    !held.records.contains(name) && fresh.insert(name.as_str())
                 })
                 .collect();
             let fresh: Vec<&str> = names
@@ -129,7 +122,7 @@ impl Journal {
 
     /// `name`'s value, if it has a record.
     pub fn read(&self, name: &str) -> io::Result<Option<Vec<u8>>> {
-        self.locked(|held| Ok(held.records.get(name).map(|r| r.value.to_vec())))
+        self.locked(|held| Ok(held.records.get(name).map(|r| r.value().to_vec())))
     }
 
     /// What `pick` makes of each record (name, when written) that
@@ -145,9 +138,9 @@ impl Journal {
             let aged = held.aged(cutoff.timestamp_micros());
             Ok(held
                 .records
-                .iter()
-                .filter(|(_, record)| aged.contains(&record.segment))
-                .filter_map(|(name, record)| pick(name, micros_to_time(record.written)))
+                .values()
+                .filter(|record| aged.contains(&record.segment))
+                .filter_map(|record| pick(record.name(), micros_to_time(record.written)))
                 .collect())
         })
     }
@@ -162,20 +155,20 @@ impl Journal {
             let in_aged = |record: &Record| aged.contains(&record.segment);
             let dropped: Vec<bool> = drop
                 .iter()
-                .map(|name| held.records.get(name.as_str()).is_some_and(in_aged))
+                .map(|name| held.records.get(name).is_some_and(in_aged))
                 .collect();
             if aged.is_empty() {
                 return Ok(dropped);
             }
-            let moving: Vec<Box<str>> = held
+            let moving: Vec<String> = held
                 .records
-                .iter()
-                .filter(|(name, record)| in_aged(record) && !dropping.contains(&***name))
-                .map(|(name, _)| name.clone())
+                .values()
+                .filter(|record| in_aged(record) && !dropping.contains(record.name()))
+                .map(|record| record.name().to_string())
                 .collect();
             self.move_to_new_segment(held, &moving)?;
             held.records
-                .retain(|name, record| !(in_aged(record) && dropping.contains(&**name)));
+                .retain(|record| !(in_aged(record) && dropping.contains(record.name())));
             for number in &aged {
                 match std::fs::remove_file(self.segment_path(*number)) {
                     Err(e) if e.kind() != io::ErrorKind::NotFound => return Err(e),
@@ -256,21 +249,14 @@ impl Journal {
         }
         let written = Utc::now().timestamp_micros();
         let at = self.appendable(held, written)?;
+        let names = names.join(",");
         let mut line = Vec::new();
-        write_line(&mut line, written, names, value);
+        write_line(&mut line, written, &names, value);
         let segment = &mut held.segments[at];
         (&segment.file).write_all(&line)?;
         segment.read_to += line.len() as u64;
         segment.note(written);
-        let value: Arc<[u8]> = value.into();
-        for name in names {
-            let record = Record {
-                written,
-                value: value.clone(),
-                segment: segment.number,
-            };
-            held.records.insert((*name).into(), record);
-        }
+        held.records.put_line(written, &names, value, segment.number);
         Ok(())
     }
 
@@ -306,14 +292,14 @@ impl Journal {
 
     /// Writes the records of `names` (unchanged) into a new segment, synced
     /// (they outlive their writers), and holds them there.
-    fn move_to_new_segment(&self, held: &mut Held, names: &[Box<str>]) -> io::Result<()> {
+    fn move_to_new_segment(&self, held: &mut Held, names: &[String]) -> io::Result<()> {
         if names.is_empty() {
             return Ok(());
         }
         let mut bytes = Vec::new();
         for name in names {
-            let record = &held.records[name];
-            write_line(&mut bytes, record.written, &[name], &record.value);
+            let record = held.records.get(name).expect("named by a record");
+            write_line(&mut bytes, record.written, name, record.value());
         }
         let number = held.segments.last().map_or(1, |s| s.number + 1);
         let at = self.start_segment(held, number)?;
@@ -423,33 +409,20 @@ fn whole_lines(bytes: &[u8]) -> usize {
 
 /// Applies one line of segment `segment` to `records`: when it was
 /// written (µs), or `None` for a line that does not read (skipped).
-fn apply_line(records: &mut HashMap<Box<str>, Record>, segment: u64, line: &[u8]) -> Option<i64> {
+fn apply_line(records: &mut Records, segment: u64, line: &[u8]) -> Option<i64> {
     let mut parts = line.splitn(3, |b| *b == b' ');
     let (micros, names, value) = (parts.next()?, parts.next()?, parts.next()?);
     let written: i64 = std::str::from_utf8(micros).ok()?.parse().ok()?;
     DateTime::<Utc>::from_timestamp_micros(written)?;
-    let names = std::str::from_utf8(names).ok()?;
-    let value: Arc<[u8]> = value.into();
-    for name in names.split(',').filter(|n| !n.is_empty()) {
-        let record = Record {
-            written,
-            value: value.clone(),
-            segment,
-        };
-        records.insert(name.into(), record);
-    }
+    records.put_line(written, std::str::from_utf8(names).ok()?, value, segment);
     Some(written)
 }
 
-fn write_line(line: &mut Vec<u8>, written: i64, names: &[&str], value: &[u8]) {
+/// A line of the log: `names` are separated by commas.
+fn write_line(line: &mut Vec<u8>, written: i64, names: &str, value: &[u8]) {
     line.extend_from_slice(written.to_string().as_bytes());
     line.push(b' ');
-    for (i, name) in names.iter().enumerate() {
-        if i > 0 {
-            line.push(b',');
-        }
-        line.extend_from_slice(name.as_bytes());
-    }
+    line.extend_from_slice(names.as_bytes());
     line.push(b' ');
     line.extend_from_slice(value);
     line.push(b'\n');
@@ -482,7 +455,7 @@ fn invalid(message: String) -> io::Error {
 /// The names recorded in the journal at `folder` with their values, read
 /// straight from its segments (for tests and inspection; no lock is taken).
 pub fn read_log(folder: &Path) -> io::Result<HashMap<String, Vec<u8>>> {
-    let mut records = HashMap::new();
+    let mut records = Records::default();
     for (number, _) in list_segments(folder)? {
         let bytes = std::fs::read(folder.join(segment_name(number)))?;
         for line in bytes[..whole_lines(&bytes)].split(|b| *b == b'\n') {
@@ -490,8 +463,8 @@ pub fn read_log(folder: &Path) -> io::Result<HashMap<String, Vec<u8>>> {
         }
     }
     Ok(records
-        .into_iter()
-        .map(|(name, record)| (name.into(), record.value.to_vec()))
+        .values()
+        .map(|record| (record.name().to_string(), record.value().to_vec()))
         .collect())
 }
 
