@@ -367,8 +367,9 @@ impl Claims {
         let mut old = match &self.journal {
             Some(journal) => {
                 let cutoff = sweep_cutoff(now);
-                let listing =
-                    in_journal(journal, move |j| j.aged(cutoff, |n, w| old_claim(n, w, now)));
+                let listing = in_journal(journal, move |j| {
+                    j.aged(cutoff, |n, w| old_claim(n, w, now))
+                });
                 finished(listing).await.map_err(|m| self.journal_error(m))?
             }
             None => Vec::new(),
@@ -466,7 +467,8 @@ impl Claims {
 /// Journal records written at this time or before may be swept at `now`.
 fn sweep_cutoff(now: DateTime<Utc>) -> DateTime<Utc> {
     let age = chrono::Duration::from_std(CLAIM_SWEEP_AGE).expect("an hour");
-    now.checked_sub_signed(age).unwrap_or(DateTime::<Utc>::MIN_UTC)
+    now.checked_sub_signed(age)
+        .unwrap_or(DateTime::<Utc>::MIN_UTC)
 }
 
 /// The claim `name` written at `written` as (name, delivery id, attempt),

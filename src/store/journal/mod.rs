@@ -98,9 +98,7 @@ impl Journal {
             let mut fresh = HashSet::new();
             let created: Vec<bool> = names
                 .iter()
-                .map(|name| {
-                    !held.records.contains(name) && fresh.insert(name.as_str())
-                })
+                .map(|name| !held.records.contains(name) && fresh.insert(name.as_str()))
                 .collect();
             let fresh: Vec<&str> = names
                 .iter()
@@ -256,7 +254,8 @@ impl Journal {
         (&segment.file).write_all(&line)?;
         segment.read_to += line.len() as u64;
         segment.note(written);
-        held.records.put_line(written, &names, value, segment.number);
+        held.records
+            .put_line(written, &names, value, segment.number);
         Ok(())
     }
 
@@ -404,7 +403,10 @@ fn segment_number(name: &str) -> Option<u64> {
 
 /// How many bytes of `bytes` are whole lines.
 fn whole_lines(bytes: &[u8]) -> usize {
-    bytes.iter().rposition(|b| *b == b'\n').map_or(0, |at| at + 1)
+    bytes
+        .iter()
+        .rposition(|b| *b == b'\n')
+        .map_or(0, |at| at + 1)
 }
 
 /// Applies one line of segment `segment` to `records`: when it was
@@ -513,7 +515,9 @@ mod tests {
         assert_eq!(log["x"], b"3");
         let text = std::fs::read_to_string(dir.path().join("j/log-0000000001")).unwrap();
         assert_eq!(
-            text.lines().map(|l| l.split(' ').nth(1).unwrap()).collect::<Vec<_>>(),
+            text.lines()
+                .map(|l| l.split(' ').nth(1).unwrap())
+                .collect::<Vec<_>>(),
             ["x,y", "z", "x"],
             "a batch's names share one line"
         );
@@ -590,8 +594,15 @@ mod tests {
         );
         let other = Journal::open(dir.path().join("short"));
         assert_eq!(other.read("a").unwrap(), Some(b"3".to_vec()), "later wins");
-        assert_eq!(other.create_all(&names(&["b", "c"]), b"4").unwrap(), [false, true]);
-        assert_eq!(files(&dir.path().join("short")).len(), 3, "appends to the newest");
+        assert_eq!(
+            other.create_all(&names(&["b", "c"]), b"4").unwrap(),
+            [false, true]
+        );
+        assert_eq!(
+            files(&dir.path().join("short")).len(),
+            3,
+            "appends to the newest"
+        );
     }
 
     #[test]
@@ -601,7 +612,8 @@ mod tests {
         journal.create_all(&names(&["kept"]), b"{}").unwrap();
         let segment = dir.path().join("log-0000000001");
         let mut log = OpenOptions::new().append(true).open(&segment).unwrap();
-        log.write_all(b"1764000000000000 torn,also {\"node\":").unwrap();
+        log.write_all(b"1764000000000000 torn,also {\"node\":")
+            .unwrap();
         let other = Journal::open(dir.path().to_path_buf());
         assert_eq!(other.read("torn").unwrap(), None);
         assert_eq!(other.read("also").unwrap(), None);
@@ -638,7 +650,11 @@ mod tests {
         );
         a.create_all(&names(&["young"]), b"4").unwrap();
         a.write("gone-b", b"5").unwrap();
-        assert_eq!(b.read("kept-a").unwrap(), Some(b"2".to_vec()), "b has read all");
+        assert_eq!(
+            b.read("kept-a").unwrap(),
+            Some(b"2".to_vec()),
+            "b has read all"
+        );
         let cutoff = "2026-06-01T00:00:00Z".parse().unwrap();
         let mut aged = a
             .aged(cutoff, |name, written| Some((name.to_string(), written)))
@@ -685,7 +701,12 @@ mod tests {
         let journal = Journal::open(dir.path().to_path_buf());
         journal.create_all(&names(&["a"]), b"1").unwrap();
         let cutoff = "2026-01-01T00:00:00Z".parse().unwrap();
-        assert!(journal.aged(cutoff, |n, _| Some(n.to_string())).unwrap().is_empty());
+        assert!(
+            journal
+                .aged(cutoff, |n, _| Some(n.to_string()))
+                .unwrap()
+                .is_empty()
+        );
         assert_eq!(journal.retire(cutoff, &names(&["a"])).unwrap(), [false]);
         assert_eq!(files(dir.path()), ["log-0000000001"]);
         assert_eq!(journal.read("a").unwrap(), Some(b"1".to_vec()));

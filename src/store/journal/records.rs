@@ -129,7 +129,10 @@ mod tests {
         records.put_line(1, "a,,b,c", b"v1", 7);
         records.put_line(2, "c", b"v2", 8);
         let a = records.get("a").unwrap();
-        assert_eq!((a.name(), a.value(), a.written, a.segment), ("a", &b"v1"[..], 1, 7));
+        assert_eq!(
+            (a.name(), a.value(), a.written, a.segment),
+            ("a", &b"v1"[..], 1, 7)
+        );
         assert_eq!(records.get("b").unwrap().name(), "b");
         let c = records.get("c").unwrap();
         assert_eq!((c.value(), c.written, c.segment), (&b"v2"[..], 2, 8));
