@@ -11,14 +11,15 @@
 //! changes no data (`dataChange = false`): no row is new again.
 
 use std::collections::HashMap;
-use std::num::NonZeroU64;
 use std::sync::Arc;
 use std::time::Duration;
 
 use chrono::{DateTime, Utc};
 use datafusion::prelude::{col, lit};
 use deltalake_core::DeltaTable;
+use deltalake_core::kernel::Add;
 use deltalake_core::operations::vacuum::VacuumMode;
+use object_store::ObjectStoreExt as _;
 use tokio::sync::watch;
 
 use crate::config::Config;
@@ -140,34 +141,61 @@ pub async fn maintain(
 }
 
 /// Sets the table properties a table of `kind` is created with, on tables
-/// created before tripwire set them.
+/// created before tripwire set them. Another writer's metadata commit in
+/// between (another replica's maintenance setting the same ones) is read
+/// and the properties checked again, up to [`PROPERTY_TRIES`] times.
 async fn ensure_properties(table: &mut DeltaTable, kind: TableKind) -> Result<(), StoreError> {
     let url = table.table_url().clone();
+    let mut tries = 0;
+    loop {
+        let missing = missing_properties(table, kind)?;
+        if missing.is_empty() {
+            return Ok(());
+        }
+        tries += 1;
+        let set = table
+            .clone()
+            .set_tbl_properties()
+            .with_properties(missing)
+            .with_raise_if_not_exists(false)
+            .await;
+        match set {
+            Ok(updated) => {
+                *table = updated;
+                return Ok(());
+            }
+            Err(e) if tries >= PROPERTY_TRIES => return Err(StoreError::delta(&url, e)),
+            Err(e) => {
+                tracing::debug!("setting table properties raced another writer: {e}");
+                crate::store::table::refresh(table).await?;
+            }
+        }
+    }
+}
+
+/// Tries at setting a table's properties when other writers' commits come
+/// in between.
+const PROPERTY_TRIES: u32 = 3;
+
+/// The properties a table of `kind` lacks or holds another value of.
+fn missing_properties(
+    table: &DeltaTable,
+    kind: TableKind,
+) -> Result<HashMap<String, String>, StoreError> {
     let current = table
         .snapshot()
-        .map_err(|e| StoreError::delta(&url, e))?
+        .map_err(|e| StoreError::delta(table.table_url(), e))?
         .metadata()
         .configuration()
         .clone();
-    let missing: HashMap<String, String> = kind
+    Ok(kind
         .properties()
         .into_iter()
         // Stamping marks its own tables once every row is stamped.
         .filter(|(key, _)| *key != crate::store::stamp::STAMPED_PROPERTY)
         .filter(|(key, value)| current.get(*key).is_none_or(|v| v != value))
         .map(|(key, value)| (key.to_string(), value.to_string()))
-        .collect();
-    if missing.is_empty() {
-        return Ok(());
-    }
-    *table = table
-        .clone()
-        .set_tbl_properties()
-        .with_properties(missing)
-        .with_raise_if_not_exists(false)
-        .await
-        .map_err(|e| StoreError::delta(&url, e))?;
-    Ok(())
+        .collect())
 }
 
 /// The cursors of the workspace's triggers (active or not: a paused
@@ -249,24 +277,81 @@ async fn compact_events(table: &mut DeltaTable, cursors: &[i64]) -> Result<(), S
         let (merged, row_group_rows) = in_runs(&batches, compaction_runs(), ROW_GROUP_ROWS)
             .map_err(|e| StoreError::delta(&url, e))?;
         let new = write_files_in_groups(table, merged, row_group_rows).await?;
-        replace(table, &group, new, Vec::new(), Race::Retry).await?;
+        merge(table, &group, new).await?;
     }
     Ok(())
 }
 
-/// Merges a table's small files with Delta's own optimize (no stamps to
-/// keep apart in the quarantine, the ledger and the attempts).
-async fn compact_plain(table: &mut DeltaTable) -> Result<(), StoreError> {
-    let url = table.table_url().clone();
-    let target = NonZeroU64::new(TARGET_FILE_BYTES as u64).expect("the target is not zero");
-    let (optimized, _) = table
-        .clone()
-        .optimize()
-        .with_target_size(target)
-        .await
-        .map_err(|e| StoreError::delta(&url, e))?;
-    *table = optimized;
+/// Commits `group` → `new`, unless another writer (a replica's
+/// maintenance) replaced some of `group` first: then what was written is
+/// tracked by nothing, and deleted.
+async fn merge(
+    table: &mut DeltaTable,
+    group: &[LiveFile],
+    new: Vec<Add>,
+) -> Result<(), StoreError> {
+    let written: Vec<String> = new.iter().map(|add| add.path.clone()).collect();
+    if replace(table, group, new, Vec::new(), Race::Retry)
+        .await?
+        .is_none()
+    {
+        delete_written(table, &written).await;
+    }
     Ok(())
+}
+
+/// Deletes files a rewrite wrote but never committed (best effort: VACUUM
+/// deletes what is left, being tracked by nothing).
+async fn delete_written(table: &DeltaTable, paths: &[String]) {
+    let store = table.log_store().object_store(None);
+    for path in paths {
+        let location = object_store::path::Path::from(path.as_str());
+        if let Err(e) = store.delete(&location).await {
+            tracing::debug!("cannot delete the uncommitted file {path}: {e}");
+        }
+    }
+}
+
+/// Merges the small files of a table with no stamps to keep apart (the
+/// quarantine, the ledger, the attempts; see [`plain_groups`]). Delta's own
+/// optimize did this until two replicas' maintenance ran at once: its
+/// commits retry through Delta's conflict checker, which lets two merges
+/// of the same files both land (every row twice; see `rewrite::replace`).
+async fn compact_plain(table: &mut DeltaTable) -> Result<(), StoreError> {
+    let groups = plain_groups(&live_files(table)?, TARGET_FILE_BYTES);
+    let schema = arrow_schema(table)?;
+    for group in groups {
+        let mut batches = Vec::new();
+        for file in &group {
+            batches.extend(read_rows(table, file, &schema).await?);
+        }
+        let new = write_files_in_groups(table, batches, ROW_GROUP_ROWS).await?;
+        merge(table, &group, new).await?;
+    }
+    Ok(())
+}
+
+/// Groups of a table's small files (under half of `target` bytes) to merge
+/// into one each, in path order, each closed once it reaches `target`
+/// bytes; groups of one are left alone.
+pub fn plain_groups(files: &[LiveFile], target: i64) -> Vec<Vec<LiveFile>> {
+    let mut small: Vec<&LiveFile> = files.iter().filter(|f| f.size < target / 2).collect();
+    small.sort_by(|a, b| a.path.cmp(&b.path));
+    let mut groups: Vec<Vec<LiveFile>> = vec![Vec::new()];
+    let mut bytes = 0;
+    for file in small {
+        if bytes >= target {
+            groups.push(Vec::new());
+            bytes = 0;
+        }
+        bytes += file.size;
+        groups
+            .last_mut()
+            .expect("one group at least")
+            .push(file.clone());
+    }
+    groups.retain(|g| g.len() > 1);
+    groups
 }
 
 /// Deletes events sent more than `retention` before `now` (a Delta delete:
@@ -379,6 +464,26 @@ mod tests {
             .iter()
             .map(|g| g.iter().map(|f| f.path.as_str()).collect())
             .collect()
+    }
+
+    #[test]
+    fn plain_small_files_merge_in_path_order_up_to_the_target() {
+        let mut files = vec![
+            file("d", 0, 0, 40),
+            file("a", 0, 0, 40),
+            file("big", 0, 0, 60),
+            file("c", 0, 0, 40),
+            file("b", 0, 0, 40),
+            file("e", 0, 0, 10),
+        ];
+        files[0].stamps = None;
+        assert_eq!(
+            names(&plain_groups(&files, 100)),
+            [vec!["a", "b", "c"], vec!["d", "e"]],
+            "files of half the target or more stay; a group closes at the target"
+        );
+        assert!(plain_groups(&files[..2], 100).len() == 1);
+        assert!(plain_groups(&files[2..3], 100).is_empty(), "nothing to merge");
     }
 
     #[test]

@@ -116,25 +116,35 @@ fn removal(file: &LiveFile, at_millis: i64) -> Remove {
 /// How a replacement commit treats other writers.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Race {
-    /// Let Delta's conflict checker retry around concurrent appends (the
-    /// new files' rows do not depend on the version).
+    /// Commit after other writers' commits as long as every file it
+    /// replaces is still live (the new files' rows do not depend on the
+    /// version); give up once another writer replaced one of them.
     Retry,
     /// Fail if any other commit lands first (the rows are stamped with the
     /// version this commit must create).
     FailOnAnyCommit,
 }
 
+/// Commits tried by a [`Race::Retry`] replacement, each after another
+/// writer's commit came first.
+pub const RACE_TRIES: usize = 10;
+
 /// Commits `old` → `new` (plus `extra` actions, such as a metadata change)
-/// as one commit that changes no data. Returns the version it created.
+/// as one commit that changes no data: the version it created, or `None`
+/// when another writer replaced some of `old` first ([`Race::Retry`]).
+///
+/// Every commit is made against the version it was checked on: Delta's
+/// own conflict checker lets two commits that both remove a file with
+/// `dataChange = false` land (two compactions of the same files: every
+/// row twice), so a lost race is read and checked here instead.
 pub async fn replace(
     table: &mut DeltaTable,
     old: &[LiveFile],
     new: Vec<Add>,
     extra: Vec<Action>,
     race: Race,
-) -> Result<i64, StoreError> {
+) -> Result<Option<i64>, StoreError> {
     let url = table.table_url().clone();
-    let delta = |e: DeltaTableError| StoreError::delta(&url, e);
     let now = chrono::Utc::now().timestamp_millis();
     let mut actions: Vec<Action> = old
         .iter()
@@ -142,28 +152,58 @@ pub async fn replace(
         .collect();
     actions.extend(new.into_iter().map(Action::Add));
     actions.extend(extra);
-    let mut properties = CommitProperties::default();
-    if race == Race::FailOnAnyCommit {
-        properties = properties.with_max_retries(0);
+    let tries = match race {
+        Race::Retry => RACE_TRIES,
+        Race::FailOnAnyCommit => 1,
+    };
+    for _ in 0..tries {
+        if !all_live(table, old)? {
+            return Ok(None);
+        }
+        let checked_on = table.version();
+        let failed = match commit_on_checked_version(table, actions.clone()).await {
+            Ok(version) => return Ok(Some(version)),
+            Err(e) => e,
+        };
+        if race == Race::FailOnAnyCommit {
+            return Err(StoreError::delta(&url, failed));
+        }
+        super::table::refresh(table).await?;
+        if table.version() == checked_on {
+            return Err(StoreError::delta(&url, failed));
+        }
     }
+    Err(StoreError::delta(
+        &url,
+        format!("other writers committed first {tries} times in a row; nothing replaced"),
+    ))
+}
+
+/// Whether every file of `files` is live in `table`'s snapshot.
+fn all_live(table: &DeltaTable, files: &[LiveFile]) -> Result<bool, StoreError> {
+    let live: std::collections::HashSet<String> = super::files::live_files(table)?
+        .into_iter()
+        .map(|f| f.path)
+        .collect();
+    Ok(files.iter().all(|f| live.contains(&f.path)))
+}
+
+/// Commits `actions` as the version after `table`'s, failing if another
+/// writer made that version first; the table is then loaded at it.
+async fn commit_on_checked_version(
+    table: &mut DeltaTable,
+    actions: Vec<Action>,
+) -> Result<i64, DeltaTableError> {
     let operation = DeltaOperation::Optimize {
         predicate: None,
         target_size: 0,
     };
-    let committed = CommitBuilder::from(properties)
+    let committed = CommitBuilder::from(CommitProperties::default().with_max_retries(0))
         .with_actions(actions)
-        .build(
-            Some(table.snapshot().map_err(delta)?),
-            table.log_store(),
-            operation,
-        )
-        .await
-        .map_err(delta)?;
+        .build(Some(table.snapshot()?), table.log_store(), operation)
+        .await?;
     let version = committed.version();
-    table
-        .update_incremental(Some(version))
-        .await
-        .map_err(delta)?;
+    table.update_incremental(Some(version)).await?;
     Ok(version as i64)
 }
 

@@ -2,6 +2,7 @@
 //! without any row firing again, checkpoints, honours `retention`, and
 //! `serve` keeps a table's file count bounded while events stream in.
 
+use std::process::Stdio;
 use std::time::Instant;
 
 use crate::project::{Project, SECRET};
@@ -340,4 +341,69 @@ fn checkpoints_carry_json_statistics_only_and_optimize_brings_older_tables_up_to
     assert_eq!(live_files(&project, "events"), 1);
     project.ok(&["run"]);
     assert_eq!(matched(&project), events);
+}
+
+#[test]
+fn two_optimizes_at_once_lose_nothing_and_the_next_one_finishes_the_job() {
+    let project = Project::new();
+    with_trigger(&project, "everything", EVERY_EVENT);
+    let mut events = 0;
+    for round in 0..4 {
+        // Each run commits the ledger: its small files race too.
+        events += import_small_files(&project, &format!("r{round}-"), 2, 300 + 10 * round);
+        project.ok(&["run"]);
+    }
+    let table = project.events_table("shop");
+    let ledger_rows = || {
+        project.number("SELECT (SELECT count(*) FROM matches) + (SELECT count(*) FROM runs)") as u64
+    };
+    let before = ledger_rows();
+    assert_eq!(matched(&project), events);
+    assert!(live_files(&project, "ledger") >= 4);
+    // A table from before, so that both also turn parsed statistics off.
+    let script = "import sys\nfrom deltalake import DeltaTable\n\
+        t = DeltaTable(sys.argv[1])\n\
+        t.alter.set_table_properties({'delta.checkpoint.writeStatsAsStruct': 'true'}, raise_if_not_exists=False)\n\
+        DeltaTable(sys.argv[1]).create_checkpoint()";
+    python_on_table(script, &table);
+
+    // Two replicas' maintenance racing on the same tables: each finishes,
+    // or fails saying why; neither loses or doubles an event.
+    let racers: Vec<_> = (0..2)
+        .map(|_| {
+            let mut command = project.command(&["optimize"]);
+            command.stdout(Stdio::piped()).stderr(Stdio::piped());
+            command.spawn().unwrap()
+        })
+        .collect();
+    let outcomes: Vec<_> = racers
+        .into_iter()
+        .map(|r| r.wait_with_output().unwrap())
+        .collect();
+    for out in &outcomes {
+        let stderr = String::from_utf8_lossy(&out.stderr);
+        assert!(
+            out.status.success() || stderr.contains("error"),
+            "neither finished nor said why: {stderr}"
+        );
+        assert!(!stderr.contains("panicked"), "{stderr}");
+    }
+    assert!(
+        outcomes.iter().any(|out| out.status.success()),
+        "one of them finishes"
+    );
+    assert_eq!(project.number("SELECT count(*) FROM events") as u64, events);
+    assert_eq!(ledger_rows(), before, "the ledger's rows once each");
+    let counted = python_on_table(
+        "import sys\nfrom deltalake import DeltaTable\nprint(DeltaTable(sys.argv[1]).to_pyarrow_dataset().count_rows())",
+        &table,
+    );
+    assert_eq!(counted.trim(), events.to_string(), "another reader agrees");
+
+    project.ok(&["optimize"]);
+    assert_eq!(live_files(&project, "events"), 1);
+    assert!(!checkpoint_add_fields(&table).contains("stats_parsed"));
+    assert_eq!(ledger_rows(), before);
+    project.ok(&["run"]);
+    assert_eq!(matched(&project), events, "each event fires once");
 }
