@@ -18,7 +18,6 @@ use chrono::{DateTime, Utc};
 use datafusion::prelude::{col, lit};
 use deltalake_core::DeltaTable;
 use deltalake_core::kernel::Add;
-use deltalake_core::kernel::transaction::CommitProperties;
 use deltalake_core::operations::vacuum::VacuumMode;
 use object_store::ObjectStoreExt as _;
 use tokio::sync::watch;
@@ -26,9 +25,7 @@ use tokio::sync::watch;
 use crate::config::Config;
 use crate::store::files::{LiveFile, live_files};
 use crate::store::layout::in_runs;
-use crate::store::rewrite::{
-    RACE_TRIES, Race, arrow_schema, read_rows, replace, write_files_in_groups,
-};
+use crate::store::rewrite::{Race, arrow_schema, read_rows, replace, write_files_in_groups};
 use crate::store::stamp::stamp_unstamped;
 use crate::store::table::ROW_GROUP_ROWS;
 use crate::store::{Store, StoreError, TableKind};
@@ -373,35 +370,14 @@ async fn expire(
         Some(cutoff.timestamp_micros()),
         Some(Arc::from("UTC")),
     ));
-    // On the version it read, else read again: Delta's conflict checker
-    // would let it land after another replica's compaction of the files it
-    // rewrote, and the merged file would keep the expired rows (see
-    // `rewrite::replace`).
-    for _ in 0..RACE_TRIES {
-        let read = table.version();
-        let deleting = table
-            .clone()
-            .delete()
-            .with_predicate(col("sent_at").lt(cutoff.clone()))
-            .with_commit_properties(CommitProperties::default().with_max_retries(0))
-            .await;
-        match deleting {
-            Ok((deleted, metrics)) => {
-                *table = deleted;
-                return Ok(metrics.num_deleted_rows.unwrap_or(0));
-            }
-            Err(e) => {
-                crate::store::table::refresh(table).await?;
-                if table.version() == read {
-                    return Err(StoreError::delta(&url, e));
-                }
-            }
-        }
-    }
-    Err(StoreError::delta(
-        &url,
-        format!("other writers committed first {RACE_TRIES} times in a row; nothing expired"),
-    ))
+    let (deleted, metrics) = table
+        .clone()
+        .delete()
+        .with_predicate(col("sent_at").lt(cutoff))
+        .await
+        .map_err(|e| StoreError::delta(&url, e))?;
+    *table = deleted;
+    Ok(metrics.num_deleted_rows.unwrap_or(0))
 }
 
 /// Deletes the log files a checkpoint covers that are older than the
@@ -507,10 +483,7 @@ mod tests {
             "files of half the target or more stay; a group closes at the target"
         );
         assert!(plain_groups(&files[..2], 100).len() == 1);
-        assert!(
-            plain_groups(&files[2..3], 100).is_empty(),
-            "nothing to merge"
-        );
+        assert!(plain_groups(&files[2..3], 100).is_empty(), "nothing to merge");
     }
 
     #[test]
