@@ -483,7 +483,10 @@ mod tests {
             "files of half the target or more stay; a group closes at the target"
         );
         assert!(plain_groups(&files[..2], 100).len() == 1);
-        assert!(plain_groups(&files[2..3], 100).is_empty(), "nothing to merge");
+        assert!(
+            plain_groups(&files[2..3], 100).is_empty(),
+            "nothing to merge"
+        );
     }
 
     #[test]
