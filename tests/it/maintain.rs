@@ -343,6 +343,8 @@ fn checkpoints_carry_json_statistics_only_and_optimize_brings_older_tables_up_to
     assert_eq!(matched(&project), events);
 }
 
+/// Every step of maintenance races: properties, stamping, merges, the
+/// checkpoint, log cleanup and VACUUM.
 #[test]
 fn two_optimizes_at_once_lose_nothing_and_the_next_one_finishes_the_job() {
     let project = Project::new();
@@ -366,12 +368,31 @@ fn two_optimizes_at_once_lose_nothing_and_the_next_one_finishes_the_job() {
         t.alter.set_table_properties({'delta.checkpoint.writeStatsAsStruct': 'true'}, raise_if_not_exists=False)\n\
         DeltaTable(sys.argv[1]).create_checkpoint()";
     python_on_table(script, &table);
+    // Old enough for both to clean up: the commits so far, and a file
+    // another tool left that nothing tracks.
+    for entry in std::fs::read_dir(table.join("_delta_log"))
+        .unwrap()
+        .flatten()
+    {
+        if entry.path().extension().is_some_and(|x| x == "json") {
+            age_file(&entry.path(), 2 * DAY);
+        }
+    }
+    let first_data = std::fs::read_dir(&table)
+        .unwrap()
+        .flatten()
+        .map(|e| e.path())
+        .find(|p| p.extension().is_some_and(|x| x == "parquet"))
+        .unwrap();
+    let orphan = table.join("part-00000-left-over-by-another-tool.zstd.parquet");
+    std::fs::copy(&first_data, &orphan).unwrap();
+    age_file(&orphan, 8 * DAY);
 
     // Two replicas' maintenance racing on the same tables: each finishes,
     // or fails saying why; neither loses or doubles an event.
     let racers: Vec<_> = (0..2)
         .map(|_| {
-            let mut command = project.command(&["optimize"]);
+            let mut command = project.command(&["optimize", "--vacuum"]);
             command.stdout(Stdio::piped()).stderr(Stdio::piped());
             command.spawn().unwrap()
         })
@@ -400,7 +421,8 @@ fn two_optimizes_at_once_lose_nothing_and_the_next_one_finishes_the_job() {
     );
     assert_eq!(counted.trim(), events.to_string(), "another reader agrees");
 
-    project.ok(&["optimize"]);
+    project.ok(&["optimize", "--vacuum"]);
+    assert!(!orphan.exists(), "vacuumed");
     assert_eq!(live_files(&project, "events"), 1);
     assert!(!checkpoint_add_fields(&table).contains("stats_parsed"));
     assert_eq!(ledger_rows(), before);
