@@ -25,7 +25,9 @@ use tokio::sync::watch;
 use crate::config::Config;
 use crate::store::files::{LiveFile, live_files};
 use crate::store::layout::in_runs;
-use crate::store::rewrite::{Race, arrow_schema, read_rows, replace, write_files_in_groups};
+use crate::store::rewrite::{
+    Race, any_live, arrow_schema, read_rows, replace, write_files_in_groups,
+};
 use crate::store::stamp::stamp_unstamped;
 use crate::store::table::ROW_GROUP_ROWS;
 use crate::store::{Store, StoreError, TableKind};
@@ -291,10 +293,10 @@ async fn merge(
     new: Vec<Add>,
 ) -> Result<(), StoreError> {
     let written: Vec<String> = new.iter().map(|add| add.path.clone()).collect();
-    if replace(table, group, new, Vec::new(), Race::Retry)
-        .await?
-        .is_none()
-    {
+    let replaced = replace(table, group, new, Vec::new(), Race::Retry).await?;
+    // Never a file the table holds: checked on the table as it is now.
+    crate::store::table::refresh(table).await?;
+    if replaced.is_none() && !any_live(table, &written)? {
         delete_written(table, &written).await;
     }
     Ok(())

@@ -146,6 +146,7 @@ pub async fn replace(
 ) -> Result<Option<i64>, StoreError> {
     let url = table.table_url().clone();
     let now = chrono::Utc::now().timestamp_millis();
+    let written: Vec<String> = new.iter().map(|add| add.path.clone()).collect();
     let mut actions: Vec<Action> = old
         .iter()
         .map(|f| Action::Remove(removal(f, now)))
@@ -169,6 +170,11 @@ pub async fn replace(
             return Err(StoreError::delta(&url, failed));
         }
         super::table::refresh(table).await?;
+        // The commit may have landed and a step after it failed (the
+        // checkpoint or log cleanup its commit runs, the reload).
+        if any_live(table, &written)? {
+            return Ok(table.version().map(|v| v as i64));
+        }
         if table.version() == checked_on {
             return Err(StoreError::delta(&url, failed));
         }
@@ -181,11 +187,21 @@ pub async fn replace(
 
 /// Whether every file of `files` is live in `table`'s snapshot.
 fn all_live(table: &DeltaTable, files: &[LiveFile]) -> Result<bool, StoreError> {
-    let live: std::collections::HashSet<String> = super::files::live_files(table)?
+    let live = live_paths(table)?;
+    Ok(files.iter().all(|f| live.contains(&f.path)))
+}
+
+/// Whether any of `paths` is live in `table`'s snapshot.
+pub fn any_live(table: &DeltaTable, paths: &[String]) -> Result<bool, StoreError> {
+    let live = live_paths(table)?;
+    Ok(paths.iter().any(|path| live.contains(path)))
+}
+
+fn live_paths(table: &DeltaTable) -> Result<std::collections::HashSet<String>, StoreError> {
+    Ok(super::files::live_files(table)?
         .into_iter()
         .map(|f| f.path)
-        .collect();
-    Ok(files.iter().all(|f| live.contains(&f.path)))
+        .collect())
 }
 
 /// Commits `actions` as the version after `table`'s, failing if another
@@ -212,4 +228,69 @@ pub fn arrow_schema(table: &DeltaTable) -> Result<SchemaRef, StoreError> {
     let url = table.table_url().clone();
     let snapshot = table.snapshot().map_err(|e| StoreError::delta(&url, e))?;
     Ok(snapshot.snapshot().arrow_schema())
+}
+
+#[cfg(test)]
+mod tests {
+    use std::sync::Arc;
+
+    use arrow::array::Int64Array;
+    use arrow::datatypes::{DataType, Field, Schema};
+
+    use super::*;
+    use crate::store::files::live_files;
+
+    fn batch(ids: std::ops::Range<i64>) -> RecordBatch {
+        let schema = Arc::new(Schema::new(vec![Field::new("id", DataType::Int64, false)]));
+        let ids = Int64Array::from_iter_values(ids);
+        RecordBatch::try_new(schema, vec![Arc::new(ids)]).unwrap()
+    }
+
+    /// Every row of `table` now.
+    async fn rows(table: &DeltaTable) -> usize {
+        let schema = arrow_schema(table).unwrap();
+        let mut count = 0;
+        for file in live_files(table).unwrap() {
+            let batches = read_rows(table, &file, &schema).await.unwrap();
+            count += batches.iter().map(RecordBatch::num_rows).sum::<usize>();
+        }
+        count
+    }
+
+    /// Merges `table`'s first two files (by path) into one.
+    async fn merge_first_two(table: &mut DeltaTable) -> Result<Option<i64>, StoreError> {
+        let mut files = live_files(table).unwrap();
+        files.sort_by(|a, b| a.path.cmp(&b.path));
+        let schema = arrow_schema(table).unwrap();
+        let mut merged = Vec::new();
+        for file in &files[..2] {
+            merged.extend(read_rows(table, file, &schema).await.unwrap());
+        }
+        let new = write_files(table, merged).await.unwrap();
+        replace(table, &files[..2], new, Vec::new(), Race::Retry).await
+    }
+
+    #[tokio::test]
+    async fn a_merge_of_files_another_writer_merged_first_commits_nothing() {
+        let dir = tempfile::tempdir().unwrap();
+        let url = url::Url::from_directory_path(dir.path()).unwrap();
+        let mut table = DeltaTable::try_from_url(url.clone()).await.unwrap();
+        for ids in [0..10, 10..20, 20..30] {
+            table = table.write([batch(ids)]).await.unwrap();
+        }
+        // Two replicas read the same version; both merge the same files.
+        let mut first = DeltaTable::try_from_url(url.clone()).await.unwrap();
+        let mut second = DeltaTable::try_from_url(url.clone()).await.unwrap();
+        assert!(merge_first_two(&mut first).await.unwrap().is_some());
+        assert_eq!(merge_first_two(&mut second).await.unwrap(), None);
+        let now = DeltaTable::try_from_url(url).await.unwrap();
+        assert_eq!(rows(&now).await, 30, "no row twice");
+        assert_eq!(live_files(&now).unwrap().len(), 2);
+
+        // After an append by another writer, a merge of live files lands.
+        now.write([batch(30..40)]).await.unwrap();
+        assert!(merge_first_two(&mut second).await.unwrap().is_some());
+        second.update_incremental(None).await.unwrap();
+        assert_eq!(rows(&second).await, 40);
+    }
 }
