@@ -28,7 +28,6 @@
 use std::collections::{HashMap, HashSet};
 use std::fs::{File, OpenOptions};
 use std::io::{self, Read as _, Seek as _, SeekFrom, Write as _};
-use std::os::unix::fs::DirEntryExt as _;
 use std::path::{Path, PathBuf};
 use std::sync::Mutex;
 use std::time::Duration;
@@ -167,6 +166,7 @@ impl Journal {
             self.move_to_new_segment(held, &moving)?;
             held.records
                 .retain(|record| !(in_aged(record) && dropping.contains(record.name())));
+            // Oldest first: a sweep cut short leaves a run from the oldest.
             for number in &aged {
                 match std::fs::remove_file(self.segment_path(*number)) {
                     Err(e) if e.kind() != io::ErrorKind::NotFound => return Err(e),
@@ -248,6 +248,9 @@ impl Journal {
         let written = Utc::now().timestamp_micros();
         let at = self.appendable(held, written)?;
         let names = names.join(",");
+        if u32::try_from(names.len()).is_err() {
+            return Err(invalid("a journal line's names are under 4 GiB".into()));
+        }
         let mut line = Vec::new();
         write_line(&mut line, written, &names, value);
         let segment = &mut held.segments[at];
@@ -260,13 +263,14 @@ impl Journal {
     }
 
     /// The segment an append written at `written` goes to: the newest,
-    /// unless it began [`SEGMENT_SPAN`] before (then a new one).
+    /// unless it began [`SEGMENT_SPAN`] before, or after (a clock that went
+    /// back): then a new one.
     fn appendable(&self, held: &mut Held, written: i64) -> io::Result<usize> {
         match held.segments.last() {
             Some(newest)
-                if newest
-                    .first_written
-                    .is_none_or(|first| written.saturating_sub(first) < self.span_micros) =>
+                if newest.first_written.is_none_or(|first| {
+                    (0..self.span_micros).contains(&written.saturating_sub(first))
+                }) =>
             {
                 Ok(held.segments.len() - 1)
             }
@@ -300,27 +304,37 @@ impl Journal {
             let record = held.records.get(name).expect("named by a record");
             write_line(&mut bytes, record.written, name, record.value());
         }
+        // A line of no names, written now: the segment counts as written to
+        // now, so its records move again only a sweep age later.
+        let moved_at = Utc::now().timestamp_micros();
+        write_line(&mut bytes, moved_at, "", b"moved");
         let number = held.segments.last().map_or(1, |s| s.number + 1);
         let at = self.start_segment(held, number)?;
         let segment = &mut held.segments[at];
         (&segment.file).write_all(&bytes)?;
         segment.file.sync_all()?;
+        // Its name too, before the segments it replaces go.
+        File::open(&self.folder)?.sync_all()?;
         segment.read_to = bytes.len() as u64;
         for name in names {
             let record = held.records.get_mut(name).expect("named above");
             record.segment = number;
             segment.note(record.written);
         }
+        segment.note(moved_at);
         Ok(())
     }
 }
 
 impl Held {
-    /// The numbers of the segments last written to at `cutoff` (µs) or before.
-    fn aged(&self, cutoff: i64) -> HashSet<u64> {
+    /// The numbers of the oldest segments, up to the first one written to
+    /// after `cutoff` (µs). Only a run from the oldest: a later segment
+    /// dropped before an earlier one (one written to in the future by a
+    /// clock that jumped) would bring back the earlier records of its names.
+    fn aged(&self, cutoff: i64) -> Vec<u64> {
         self.segments
             .iter()
-            .filter(|s| s.last_written <= cutoff)
+            .take_while(|s| s.last_written <= cutoff)
             .map(|s| s.number)
             .collect()
     }
@@ -376,7 +390,10 @@ fn list_segments(folder: &Path) -> io::Result<Vec<(u64, u64)>> {
     for entry in entries {
         let entry = entry?;
         if let Some(number) = entry.file_name().to_str().and_then(segment_number) {
-            segments.push((number, entry.ino()));
+            // As `fstat` says it (`start_segment`): on some file systems
+            // (overlayfs) the folder's entry says another number.
+            let inode = std::os::unix::fs::MetadataExt::ino(&entry.metadata()?);
+            segments.push((number, inode));
         }
     }
     segments.sort_unstable();
@@ -685,14 +702,43 @@ mod tests {
         assert_eq!(a.create_all(&names(&["gone-a"]), b"7").unwrap(), [false]);
 
         let moved = a.aged(cutoff, |name, _| Some(name.to_string())).unwrap();
-        assert_eq!(moved.len(), 2, "moved records keep when they were written");
-        assert_eq!(b.retire(cutoff, &names(&["kept-a"])).unwrap(), [true]);
+        assert!(moved.is_empty(), "moved records wait a sweep age again");
+        let later = Utc::now() + chrono::Duration::days(2);
+        let kept_a = a
+            .aged(later, |name, written| (name == "kept-a").then_some(written))
+            .unwrap();
+        assert_eq!(
+            kept_a,
+            [january(1)],
+            "moved records keep when they were written"
+        );
+        assert_eq!(b.retire(later, &names(&["kept-a"])).unwrap(), [true]);
         let log = read_log(dir.path()).unwrap();
         let mut left: Vec<&str> = log.keys().map(String::as_str).collect();
         left.sort();
         assert_eq!(left, ["gone-a", "gone-b", "kept-b", "young"]);
         assert_eq!(log["gone-a"], b"6");
         assert_eq!(a.read("kept-a").unwrap(), None);
+    }
+
+    #[test]
+    fn retiring_stops_at_the_first_segment_written_to_after_the_cutoff() {
+        let dir = tempfile::tempdir().unwrap();
+        // Segment 1 written to in 2099 (a clock that had jumped), segment 2
+        // in January: dropping 2 alone would bring back 1's record of "a".
+        std::fs::write(dir.path().join("log-0000000001"), "4070908800000000 a 1\n").unwrap();
+        std::fs::write(dir.path().join("log-0000000002"), "1767225600000000 a 2\n").unwrap();
+        let journal = Journal::open(dir.path().to_path_buf());
+        let cutoff = "2026-06-01T00:00:00Z".parse().unwrap();
+        assert!(
+            journal
+                .aged(cutoff, |n, _| Some(n.to_string()))
+                .unwrap()
+                .is_empty()
+        );
+        assert_eq!(journal.retire(cutoff, &names(&["a"])).unwrap(), [false]);
+        assert_eq!(files(dir.path()), ["log-0000000001", "log-0000000002"]);
+        assert_eq!(journal.read("a").unwrap(), Some(b"2".to_vec()));
     }
 
     #[test]

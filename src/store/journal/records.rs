@@ -77,28 +77,22 @@ impl Records {
     /// each of `names` (separated by commas; empty ones skipped) holding
     /// `value`, replacing any earlier record of the name.
     pub fn put_line(&mut self, written: i64, names: &str, value: &[u8], segment: u64) {
-        let Ok(length) = u32::try_from(names.len()) else {
-            return;
-        };
+        if u32::try_from(names.len()).is_err() {
+            return; // refused before it is written (`Journal::append`)
+        }
         let line = Arc::new(Line {
             names: names.into(),
             value: value.into(),
         });
         let mut start = 0;
-        for end in names
-            .bytes()
-            .enumerate()
-            .filter(|(_, b)| *b == b',')
-            .map(|(at, _)| at as u32)
-            .chain([length])
-        {
-            if end > start {
-                let name = &names[start as usize..end as usize];
+        for name in names.split(',') {
+            let end = start + name.len();
+            if !name.is_empty() {
                 let record = Record {
                     written,
                     segment,
                     line: line.clone(),
-                    name: (start, end),
+                    name: (start as u32, end as u32),
                 };
                 self.latest.insert(self.key(name), record);
             }
