@@ -247,17 +247,21 @@ fn age_file(path: &std::path::Path, age: std::time::Duration) {
 
 const DAY: std::time::Duration = std::time::Duration::from_secs(24 * 3600);
 
-#[test]
-fn a_lived_store_keeps_a_day_of_log_and_vacuums_files_it_no_longer_tracks() {
-    let project = Project::new();
-    with_trigger(&project, "everything", EVERY_EVENT);
-    let events = import_small_files(&project, "a", 12, 300);
-    project.ok(&["run"]);
-    let table = project.events_table("shop");
-    let log = table.join("_delta_log");
-    // Everything so far was written two days ago; a file nothing tracks
-    // (another tool's leftover) eight days ago.
-    let old_commits: Vec<_> = std::fs::read_dir(&log)
+/// What [`lived`] made of a table.
+struct Lived {
+    /// Its commits so far, now two days old.
+    old_commits: Vec<std::path::PathBuf>,
+    /// One of its data files.
+    first_data: std::path::PathBuf,
+    /// A copy of it that nothing tracks (another tool's leftover), eight
+    /// days old.
+    orphan: std::path::PathBuf,
+}
+
+/// Ages `table` as a store that has lived: its commits so far two days
+/// old, and a file another tool left that nothing tracks eight days old.
+fn lived(table: &std::path::Path) -> Lived {
+    let old_commits: Vec<_> = std::fs::read_dir(table.join("_delta_log"))
         .unwrap()
         .flatten()
         .map(|e| e.path())
@@ -266,7 +270,7 @@ fn a_lived_store_keeps_a_day_of_log_and_vacuums_files_it_no_longer_tracks() {
     for path in &old_commits {
         age_file(path, 2 * DAY);
     }
-    let first_data = std::fs::read_dir(&table)
+    let first_data = std::fs::read_dir(table)
         .unwrap()
         .flatten()
         .map(|e| e.path())
@@ -275,6 +279,27 @@ fn a_lived_store_keeps_a_day_of_log_and_vacuums_files_it_no_longer_tracks() {
     let orphan = table.join("part-00000-left-over-by-another-tool.zstd.parquet");
     std::fs::copy(&first_data, &orphan).unwrap();
     age_file(&orphan, 8 * DAY);
+    Lived {
+        old_commits,
+        first_data,
+        orphan,
+    }
+}
+
+#[test]
+fn a_lived_store_keeps_a_day_of_log_and_vacuums_files_it_no_longer_tracks() {
+    let project = Project::new();
+    with_trigger(&project, "everything", EVERY_EVENT);
+    let events = import_small_files(&project, "a", 12, 300);
+    project.ok(&["run"]);
+    let table = project.events_table("shop");
+    // Everything so far was written two days ago; a file nothing tracks
+    // (another tool's leftover) eight days ago.
+    let Lived {
+        old_commits,
+        first_data,
+        orphan,
+    } = lived(&table);
 
     let report = project.ok(&["optimize", "--vacuum"]);
     // The old commits a checkpoint covers are gone; the table reads whole,
@@ -368,25 +393,8 @@ fn two_optimizes_at_once_lose_nothing_and_the_next_one_finishes_the_job() {
         t.alter.set_table_properties({'delta.checkpoint.writeStatsAsStruct': 'true'}, raise_if_not_exists=False)\n\
         DeltaTable(sys.argv[1]).create_checkpoint()";
     python_on_table(script, &table);
-    // Old enough for both to clean up: the commits so far, and a file
-    // another tool left that nothing tracks.
-    for entry in std::fs::read_dir(table.join("_delta_log"))
-        .unwrap()
-        .flatten()
-    {
-        if entry.path().extension().is_some_and(|x| x == "json") {
-            age_file(&entry.path(), 2 * DAY);
-        }
-    }
-    let first_data = std::fs::read_dir(&table)
-        .unwrap()
-        .flatten()
-        .map(|e| e.path())
-        .find(|p| p.extension().is_some_and(|x| x == "parquet"))
-        .unwrap();
-    let orphan = table.join("part-00000-left-over-by-another-tool.zstd.parquet");
-    std::fs::copy(&first_data, &orphan).unwrap();
-    age_file(&orphan, 8 * DAY);
+    // Old enough for both to clean up.
+    let orphan = lived(&table).orphan;
 
     // Two replicas' maintenance racing on the same tables: each finishes,
     // or fails saying why; neither loses or doubles an event.

@@ -721,6 +721,14 @@ mod tests {
         assert_eq!(a.read("kept-a").unwrap(), None);
     }
 
+    /// Asserts that nothing is aged at `cutoff`, and retiring `name` then
+    /// drops nothing.
+    fn retires_nothing(journal: &Journal, cutoff: DateTime<Utc>, name: &str) {
+        let aged = journal.aged(cutoff, |n, _| Some(n.to_string())).unwrap();
+        assert!(aged.is_empty(), "{aged:?}");
+        assert_eq!(journal.retire(cutoff, &names(&[name])).unwrap(), [false]);
+    }
+
     #[test]
     fn retiring_stops_at_the_first_segment_written_to_after_the_cutoff() {
         let dir = tempfile::tempdir().unwrap();
@@ -730,13 +738,7 @@ mod tests {
         std::fs::write(dir.path().join("log-0000000002"), "1767225600000000 a 2\n").unwrap();
         let journal = Journal::open(dir.path().to_path_buf());
         let cutoff = "2026-06-01T00:00:00Z".parse().unwrap();
-        assert!(
-            journal
-                .aged(cutoff, |n, _| Some(n.to_string()))
-                .unwrap()
-                .is_empty()
-        );
-        assert_eq!(journal.retire(cutoff, &names(&["a"])).unwrap(), [false]);
+        retires_nothing(&journal, cutoff, "a");
         assert_eq!(files(dir.path()), ["log-0000000001", "log-0000000002"]);
         assert_eq!(journal.read("a").unwrap(), Some(b"2".to_vec()));
     }
@@ -747,13 +749,7 @@ mod tests {
         let journal = Journal::open(dir.path().to_path_buf());
         journal.create_all(&names(&["a"]), b"1").unwrap();
         let cutoff = "2026-01-01T00:00:00Z".parse().unwrap();
-        assert!(
-            journal
-                .aged(cutoff, |n, _| Some(n.to_string()))
-                .unwrap()
-                .is_empty()
-        );
-        assert_eq!(journal.retire(cutoff, &names(&["a"])).unwrap(), [false]);
+        retires_nothing(&journal, cutoff, "a");
         assert_eq!(files(dir.path()), ["log-0000000001"]);
         assert_eq!(journal.read("a").unwrap(), Some(b"1".to_vec()));
     }
