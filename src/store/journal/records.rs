@@ -100,12 +100,22 @@ impl Records {
         }
     }
 
-    pub fn values(&self) -> impl Iterator<Item = &Record> {
-        self.latest.values()
+    /// Removes `name`'s record if `which` says so: whether it did.
+    pub fn remove_if(&mut self, name: &str, which: impl Fn(&Record) -> bool) -> bool {
+        let key = self.key(name);
+        match self.latest.get(&key) {
+            Some(record) if which(record) => self.latest.remove(&key).is_some(),
+            _ => false,
+        }
     }
 
-    pub fn retain(&mut self, mut keep: impl FnMut(&Record) -> bool) {
-        self.latest.retain(|_, record| keep(record));
+    /// Makes room for `more` records.
+    pub fn reserve(&mut self, more: usize) {
+        self.latest.reserve(more);
+    }
+
+    pub fn values(&self) -> impl Iterator<Item = &Record> {
+        self.latest.values()
     }
 
     pub fn clear(&mut self) {
@@ -133,7 +143,12 @@ mod tests {
         assert!(!records.contains(""), "empty names are skipped");
         assert!(!records.contains("a,"));
         assert_eq!(records.values().count(), 3);
-        records.retain(|r| r.name() != "b");
+        assert!(records.remove_if("b", |r| r.written == 1));
+        assert!(
+            !records.remove_if("a", |r| r.written == 2),
+            "not the one asked for"
+        );
+        assert!(!records.remove_if("b", |_| true), "gone already");
         assert!(!records.contains("b") && records.contains("a"));
     }
 }
