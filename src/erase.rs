@@ -22,7 +22,8 @@ use arrow::datatypes::DataType;
 use chrono::{DateTime, Utc};
 use datafusion::functions::expr_fn::strpos;
 use datafusion::prelude::{Expr, col, lit};
-use deltalake_core::DeltaTable;
+use deltalake_core::kernel::transaction::TransactionError;
+use deltalake_core::{DeltaTable, DeltaTableError};
 
 use crate::config::Config;
 use crate::flow::file::Action;
@@ -31,6 +32,7 @@ use crate::session::{SessionSpec, workspace_session};
 use crate::sql::{QueryError, run_read_only};
 use crate::store::commit::{Always, commit};
 use crate::store::erasures::{Erasure, erasure_batch};
+use crate::store::rewrite::RACE_TRIES;
 use crate::store::{Store, StoreError, TableKind};
 
 /// Who to erase.
@@ -207,36 +209,66 @@ fn mentions(subject: &Subject) -> Expr {
 
 /// Deletes the rows of `table` that `predicate` selects; how many.
 async fn delete(table: &mut DeltaTable, predicate: Expr) -> Result<i64, StoreError> {
-    let url = table.table_url().clone();
-    let (deleted, metrics) = table
-        .clone()
-        .delete()
-        .with_predicate(predicate)
-        .await
-        .map_err(|e| StoreError::delta(&url, e))?;
-    *table = deleted;
-    Ok(metrics.num_deleted_rows.unwrap_or(0) as i64)
+    replanned(table, |table| {
+        let predicate = predicate.clone();
+        async move {
+            let (deleted, metrics) = table.delete().with_predicate(predicate).await?;
+            Ok((deleted, metrics.num_deleted_rows.unwrap_or(0) as i64))
+        }
+    })
+    .await
 }
 
 /// Deliveries to our people keep their id, status and attempts; their
 /// contact becomes `erased` and their payload goes (a pending one is then
 /// refused rather than sent).
 async fn forget_deliveries(ledger: &mut DeltaTable, subject: &Subject) -> Result<i64, StoreError> {
-    let url = ledger.table_url().clone();
-    let contacts = subject.contacts().into_iter().map(lit).collect();
-    let ours = col("kind")
-        .eq(lit("delivery"))
-        .and(col("contact").in_list(contacts, false));
-    let (updated, metrics) = ledger
-        .clone()
-        .update()
-        .with_predicate(ours)
-        .with_update("contact", lit("erased"))
-        .with_update("payload", lit(datafusion::scalar::ScalarValue::Utf8(None)))
-        .await
-        .map_err(|e| StoreError::delta(&url, e))?;
-    *ledger = updated;
-    Ok(metrics.num_updated_rows as i64)
+    let contacts: Vec<Expr> = subject.contacts().into_iter().map(lit).collect();
+    replanned(ledger, |ledger| {
+        let ours = col("kind")
+            .eq(lit("delivery"))
+            .and(col("contact").in_list(contacts.clone(), false));
+        async move {
+            let (updated, metrics) = ledger
+                .update()
+                .with_predicate(ours)
+                .with_update("contact", lit("erased"))
+                .with_update("payload", lit(datafusion::scalar::ScalarValue::Utf8(None)))
+                .await?;
+            Ok((updated, metrics.num_updated_rows as i64))
+        }
+    })
+    .await
+}
+
+/// Runs `change` (a delete or update of `table`, answering the table after
+/// it and how many rows it changed) again on the table as it is now when
+/// another writer's commit conflicts with what it read (another replica's
+/// maintenance merged those files), up to `RACE_TRIES` times: an erasure
+/// is not refused for a compaction it met.
+async fn replanned<F, Fut>(table: &mut DeltaTable, mut change: F) -> Result<i64, StoreError>
+where
+    F: FnMut(DeltaTable) -> Fut,
+    Fut: std::future::Future<Output = Result<(DeltaTable, i64), DeltaTableError>>,
+{
+    let url = table.table_url().clone();
+    let mut tries = 1;
+    loop {
+        match change(table.clone()).await {
+            Ok((changed, count)) => {
+                *table = changed;
+                return Ok(count);
+            }
+            Err(DeltaTableError::Transaction {
+                source: TransactionError::CommitConflict(conflict),
+            }) if tries < RACE_TRIES => {
+                tracing::info!(table = %url, "erasing again on the table as it is now: {conflict}");
+                tries += 1;
+                crate::store::table::refresh(table).await?;
+            }
+            Err(e) => return Err(StoreError::delta(&url, e)),
+        }
+    }
 }
 
 /// Removes the lines about our people from every file a `file` action of
@@ -317,5 +349,79 @@ mod tests {
         let other = r#"{"contact":{"email":"bo@example.com"},"data":{"note":"ann@example.com"}}"#;
         assert!(!is_about(other, &ann()));
         assert!(!is_about("not json", &ann()));
+    }
+
+    /// Rows `ids`, every even one ann's.
+    fn rows_of(ids: std::ops::Range<i64>) -> arrow::array::RecordBatch {
+        use std::sync::Arc;
+
+        use arrow::array::{Int64Array, StringArray};
+        use arrow::datatypes::{Field, Schema};
+        let schema = Arc::new(Schema::new(vec![
+            Field::new("id", DataType::Int64, false),
+            Field::new("email", DataType::Utf8, false),
+        ]));
+        let emails: Vec<&str> = ids
+            .clone()
+            .map(|id| match id % 2 {
+                0 => "ann@example.com",
+                _ => "bo@example.com",
+            })
+            .collect();
+        arrow::array::RecordBatch::try_new(
+            schema,
+            vec![
+                Arc::new(Int64Array::from_iter_values(ids)),
+                Arc::new(StringArray::from(emails)),
+            ],
+        )
+        .unwrap()
+    }
+
+    #[tokio::test]
+    async fn an_erasure_that_meets_another_writers_compaction_erases_on_the_table_as_it_is_now() {
+        use crate::store::files::live_files;
+        use crate::store::rewrite::{Race, arrow_schema, read_rows, replace, write_files};
+
+        let dir = tempfile::tempdir().unwrap();
+        let url = url::Url::from_directory_path(dir.path()).unwrap();
+        let mut table = DeltaTable::try_from_url(url.clone()).await.unwrap();
+        for ids in [0..10, 10..20, 20..30] {
+            table = table.write([rows_of(ids)]).await.unwrap();
+        }
+        // The erasure read this version; another replica then merged two files.
+        let mut erasing = DeltaTable::try_from_url(url.clone()).await.unwrap();
+        let mut other = DeltaTable::try_from_url(url.clone()).await.unwrap();
+        let mut files = live_files(&other).unwrap();
+        files.sort_by(|a, b| a.path.cmp(&b.path));
+        let schema = arrow_schema(&other).unwrap();
+        let mut merged = Vec::new();
+        for file in &files[..2] {
+            merged.extend(read_rows(&other, file, &schema).await.unwrap());
+        }
+        let new = write_files(&other, merged).await.unwrap();
+        let replaced = replace(&mut other, &files[..2], new, Vec::new(), Race::Retry).await;
+        assert!(replaced.unwrap().is_some());
+
+        let ann = col("email").eq(lit("ann@example.com"));
+        let deleted = delete(&mut erasing, ann).await.unwrap();
+        assert_eq!(deleted, 15);
+        let schema = arrow_schema(&erasing).unwrap();
+        let mut left = Vec::new();
+        for file in live_files(&erasing).unwrap() {
+            left.extend(read_rows(&erasing, &file, &schema).await.unwrap());
+        }
+        let emails: Vec<String> = left
+            .iter()
+            .flat_map(|b| {
+                let column = b.column_by_name("email").unwrap().as_string::<i32>();
+                column
+                    .iter()
+                    .map(|e| e.unwrap().to_string())
+                    .collect::<Vec<_>>()
+            })
+            .collect();
+        assert_eq!(emails.len(), 15, "no row twice");
+        assert!(emails.iter().all(|e| e == "bo@example.com"), "{emails:?}");
     }
 }
