@@ -381,7 +381,8 @@ mod tests {
     #[tokio::test]
     async fn an_erasure_that_meets_another_writers_compaction_erases_on_the_table_as_it_is_now() {
         use crate::store::files::live_files;
-        use crate::store::rewrite::{Race, arrow_schema, read_rows, replace, write_files};
+        use crate::store::rewrite::tests::merge_first_two;
+        use crate::store::rewrite::{arrow_schema, read_files};
 
         let dir = tempfile::tempdir().unwrap();
         let url = url::Url::from_directory_path(dir.path()).unwrap();
@@ -392,25 +393,14 @@ mod tests {
         // The erasure read this version; another replica then merged two files.
         let mut erasing = DeltaTable::try_from_url(url.clone()).await.unwrap();
         let mut other = DeltaTable::try_from_url(url.clone()).await.unwrap();
-        let mut files = live_files(&other).unwrap();
-        files.sort_by(|a, b| a.path.cmp(&b.path));
-        let schema = arrow_schema(&other).unwrap();
-        let mut merged = Vec::new();
-        for file in &files[..2] {
-            merged.extend(read_rows(&other, file, &schema).await.unwrap());
-        }
-        let new = write_files(&other, merged).await.unwrap();
-        let replaced = replace(&mut other, &files[..2], new, Vec::new(), Race::Retry).await;
-        assert!(replaced.unwrap().is_some());
+        assert!(merge_first_two(&mut other).await.unwrap().is_some());
 
         let ann = col("email").eq(lit("ann@example.com"));
         let deleted = delete(&mut erasing, ann).await.unwrap();
         assert_eq!(deleted, 15);
         let schema = arrow_schema(&erasing).unwrap();
-        let mut left = Vec::new();
-        for file in live_files(&erasing).unwrap() {
-            left.extend(read_rows(&erasing, &file, &schema).await.unwrap());
-        }
+        let files = live_files(&erasing).unwrap();
+        let left = read_files(&erasing, &files, &schema).await.unwrap();
         let emails: Vec<String> = left
             .iter()
             .flat_map(|b| {

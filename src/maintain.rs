@@ -17,17 +17,13 @@ use std::time::Duration;
 use chrono::{DateTime, Utc};
 use datafusion::prelude::{col, lit};
 use deltalake_core::DeltaTable;
-use deltalake_core::kernel::Add;
 use deltalake_core::operations::vacuum::VacuumMode;
-use object_store::ObjectStoreExt as _;
 use tokio::sync::watch;
 
 use crate::config::Config;
 use crate::store::files::{LiveFile, live_files};
 use crate::store::layout::in_runs;
-use crate::store::rewrite::{
-    Race, any_live, arrow_schema, read_rows, replace, write_files_in_groups,
-};
+use crate::store::rewrite::{Race, arrow_schema, read_files, replace, write_files_in_groups};
 use crate::store::stamp::stamp_unstamped;
 use crate::store::table::ROW_GROUP_ROWS;
 use crate::store::{Store, StoreError, TableKind};
@@ -272,46 +268,15 @@ async fn compact_events(table: &mut DeltaTable, cursors: &[i64]) -> Result<(), S
     let schema = arrow_schema(table)?;
     for group in groups {
         let url = table.table_url().clone();
-        let mut batches = Vec::new();
-        for file in &group {
-            batches.extend(read_rows(table, file, &schema).await?);
-        }
+        let batches = read_files(table, &group, &schema).await?;
         let (merged, row_group_rows) = in_runs(&batches, compaction_runs(), ROW_GROUP_ROWS)
             .map_err(|e| StoreError::delta(&url, e))?;
         let new = write_files_in_groups(table, merged, row_group_rows).await?;
-        merge(table, &group, new).await?;
+        // Another writer (a replica's maintenance) may have merged some
+        // first: then this group is left to it.
+        replace(table, &group, new, Vec::new(), Race::Retry).await?;
     }
     Ok(())
-}
-
-/// Commits `group` → `new`, unless another writer (a replica's
-/// maintenance) replaced some of `group` first: then what was written is
-/// tracked by nothing, and deleted.
-async fn merge(
-    table: &mut DeltaTable,
-    group: &[LiveFile],
-    new: Vec<Add>,
-) -> Result<(), StoreError> {
-    let written: Vec<String> = new.iter().map(|add| add.path.clone()).collect();
-    let replaced = replace(table, group, new, Vec::new(), Race::Retry).await?;
-    // Never a file the table holds: checked on the table as it is now.
-    crate::store::table::refresh(table).await?;
-    if replaced.is_none() && !any_live(table, &written)? {
-        delete_written(table, &written).await;
-    }
-    Ok(())
-}
-
-/// Deletes files a rewrite wrote but never committed (best effort: VACUUM
-/// deletes what is left, being tracked by nothing).
-async fn delete_written(table: &DeltaTable, paths: &[String]) {
-    let store = table.log_store().object_store(None);
-    for path in paths {
-        let location = object_store::path::Path::from(path.as_str());
-        if let Err(e) = store.delete(&location).await {
-            tracing::debug!("cannot delete the uncommitted file {path}: {e}");
-        }
-    }
 }
 
 /// Merges the small files of a table with no stamps to keep apart (the
@@ -323,12 +288,9 @@ async fn compact_plain(table: &mut DeltaTable) -> Result<(), StoreError> {
     let groups = plain_groups(&live_files(table)?, TARGET_FILE_BYTES);
     let schema = arrow_schema(table)?;
     for group in groups {
-        let mut batches = Vec::new();
-        for file in &group {
-            batches.extend(read_rows(table, file, &schema).await?);
-        }
+        let batches = read_files(table, &group, &schema).await?;
         let new = write_files_in_groups(table, batches, ROW_GROUP_ROWS).await?;
-        merge(table, &group, new).await?;
+        replace(table, &group, new, Vec::new(), Race::Retry).await?;
     }
     Ok(())
 }

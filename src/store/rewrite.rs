@@ -50,6 +50,19 @@ pub async fn read_rows(
         .collect()
 }
 
+/// The rows of each of `files` in turn ([`read_rows`]).
+pub async fn read_files(
+    table: &DeltaTable,
+    files: &[LiveFile],
+    schema: &SchemaRef,
+) -> Result<Vec<RecordBatch>, StoreError> {
+    let mut batches = Vec::new();
+    for file in files {
+        batches.extend(read_rows(table, file, schema).await?);
+    }
+    Ok(batches)
+}
+
 /// `batch` with exactly `schema`'s columns, in order: missing ones null,
 /// others cast to the table's type.
 fn conform(
@@ -132,6 +145,8 @@ pub const RACE_TRIES: usize = 10;
 /// Commits `old` → `new` (plus `extra` actions, such as a metadata change)
 /// as one commit that changes no data: the version it created, or `None`
 /// when another writer replaced some of `old` first ([`Race::Retry`]).
+/// Whenever it knows its commit did not land, it deletes the files `new`
+/// names (nothing tracks them; VACUUM takes any it could not delete).
 ///
 /// Every commit is made against the version it was checked on: Delta's
 /// own conflict checker lets two commits that both remove a file with
@@ -144,7 +159,6 @@ pub async fn replace(
     extra: Vec<Action>,
     race: Race,
 ) -> Result<Option<i64>, StoreError> {
-    let url = table.table_url().clone();
     let now = chrono::Utc::now().timestamp_millis();
     let written: Vec<String> = new.iter().map(|add| add.path.clone()).collect();
     let mut actions: Vec<Action> = old
@@ -153,48 +167,67 @@ pub async fn replace(
         .collect();
     actions.extend(new.into_iter().map(Action::Add));
     actions.extend(extra);
+    match land(table, old, &written, actions, race).await? {
+        Landing::Landed(version) => Ok(Some(version)),
+        Landing::Superseded => {
+            forget_written(table, &written).await;
+            Ok(None)
+        }
+        Landing::Refused(error) => {
+            forget_written(table, &written).await;
+            Err(error)
+        }
+    }
+}
+
+/// How a replacement's commit came out, when that is known (an error of
+/// [`land`] itself leaves it unknown).
+enum Landing {
+    Landed(i64),
+    /// Another writer replaced some of the old files first.
+    Superseded,
+    /// It did not land, for this reason.
+    Refused(StoreError),
+}
+
+/// Tries to commit `actions` replacing `old` as [`replace`] says.
+async fn land(
+    table: &mut DeltaTable,
+    old: &[LiveFile],
+    written: &[String],
+    actions: Vec<Action>,
+    race: Race,
+) -> Result<Landing, StoreError> {
+    let url = table.table_url().clone();
     let tries = match race {
         Race::Retry => RACE_TRIES,
         Race::FailOnAnyCommit => 1,
     };
     for _ in 0..tries {
-        if !all_live(table, old)? {
-            return Ok(None);
+        let live = live_paths(table)?;
+        if !old.iter().all(|f| live.contains(&f.path)) {
+            return Ok(Landing::Superseded);
         }
         let checked_on = table.version();
         let failed = match commit_on_checked_version(table, actions.clone()).await {
-            Ok(version) => return Ok(Some(version)),
-            Err(e) => e,
+            Ok(version) => return Ok(Landing::Landed(version)),
+            Err(e) => StoreError::delta(&url, e),
         };
-        if race == Race::FailOnAnyCommit {
-            return Err(StoreError::delta(&url, failed));
-        }
         super::table::refresh(table).await?;
         // The commit may have landed and a step after it failed (the
         // checkpoint or log cleanup its commit runs, the reload).
-        if any_live(table, &written)? {
-            return Ok(table.version().map(|v| v as i64));
+        let live = live_paths(table)?;
+        if written.iter().any(|path| live.contains(path)) {
+            return Ok(Landing::Landed(table.version().map_or(-1, |v| v as i64)));
         }
-        if table.version() == checked_on {
-            return Err(StoreError::delta(&url, failed));
+        if race == Race::FailOnAnyCommit || table.version() == checked_on {
+            return Ok(Landing::Refused(failed));
         }
     }
-    Err(StoreError::delta(
+    Ok(Landing::Refused(StoreError::delta(
         &url,
         format!("other writers committed first {tries} times in a row; nothing replaced"),
-    ))
-}
-
-/// Whether every file of `files` is live in `table`'s snapshot.
-fn all_live(table: &DeltaTable, files: &[LiveFile]) -> Result<bool, StoreError> {
-    let live = live_paths(table)?;
-    Ok(files.iter().all(|f| live.contains(&f.path)))
-}
-
-/// Whether any of `paths` is live in `table`'s snapshot.
-pub fn any_live(table: &DeltaTable, paths: &[String]) -> Result<bool, StoreError> {
-    let live = live_paths(table)?;
-    Ok(paths.iter().any(|path| live.contains(path)))
+    )))
 }
 
 fn live_paths(table: &DeltaTable) -> Result<std::collections::HashSet<String>, StoreError> {
@@ -202,6 +235,17 @@ fn live_paths(table: &DeltaTable) -> Result<std::collections::HashSet<String>, S
         .into_iter()
         .map(|f| f.path)
         .collect())
+}
+
+/// Deletes files a replacement wrote and did not commit (best effort:
+/// VACUUM deletes what is left, being tracked by nothing).
+async fn forget_written(table: &DeltaTable, paths: &[String]) {
+    let store = table.log_store().object_store(None);
+    for path in paths {
+        if let Err(e) = store.delete(&ObjectPath::from(path.as_str())).await {
+            tracing::debug!("cannot delete the uncommitted file {path}: {e}");
+        }
+    }
 }
 
 /// Commits `actions` as the version after `table`'s, failing if another
@@ -231,7 +275,7 @@ pub fn arrow_schema(table: &DeltaTable) -> Result<SchemaRef, StoreError> {
 }
 
 #[cfg(test)]
-mod tests {
+pub(crate) mod tests {
     use std::sync::Arc;
 
     use arrow::array::Int64Array;
@@ -249,23 +293,17 @@ mod tests {
     /// Every row of `table` now.
     async fn rows(table: &DeltaTable) -> usize {
         let schema = arrow_schema(table).unwrap();
-        let mut count = 0;
-        for file in live_files(table).unwrap() {
-            let batches = read_rows(table, &file, &schema).await.unwrap();
-            count += batches.iter().map(RecordBatch::num_rows).sum::<usize>();
-        }
-        count
+        let batches = read_files(table, &live_files(table).unwrap(), &schema).await;
+        batches.unwrap().iter().map(RecordBatch::num_rows).sum()
     }
 
-    /// Merges `table`'s first two files (by path) into one.
-    async fn merge_first_two(table: &mut DeltaTable) -> Result<Option<i64>, StoreError> {
+    /// Merges `table`'s first two files (by path) into one, as another
+    /// replica's maintenance would.
+    pub(crate) async fn merge_first_two(table: &mut DeltaTable) -> Result<Option<i64>, StoreError> {
         let mut files = live_files(table).unwrap();
         files.sort_by(|a, b| a.path.cmp(&b.path));
         let schema = arrow_schema(table).unwrap();
-        let mut merged = Vec::new();
-        for file in &files[..2] {
-            merged.extend(read_rows(table, file, &schema).await.unwrap());
-        }
+        let merged = read_files(table, &files[..2], &schema).await.unwrap();
         let new = write_files(table, merged).await.unwrap();
         replace(table, &files[..2], new, Vec::new(), Race::Retry).await
     }
