@@ -98,16 +98,16 @@ impl Journal {
         check_value(value)?;
         names.iter().try_for_each(|name| check_name(name))?;
         self.locked(|held| {
-            let mut fresh = HashSet::new();
+            let (mut seen, mut fresh) = (HashSet::new(), Vec::new());
             let created: Vec<bool> = names
                 .iter()
-                .map(|name| !held.records.contains(name) && fresh.insert(name.as_str()))
-                .collect();
-            let fresh: Vec<&str> = names
-                .iter()
-                .zip(&created)
-                .filter(|(_, created)| **created)
-                .map(|(name, _)| name.as_str())
+                .map(|name| {
+                    let free = !held.records.contains(name) && seen.insert(name.as_str());
+                    if free {
+                        fresh.push(name.as_str());
+                    }
+                    free
+                })
                 .collect();
             self.append(held, &fresh, value)?;
             Ok(created)
@@ -136,11 +136,11 @@ impl Journal {
         pick: impl Fn(&str, DateTime<Utc>) -> Option<T>,
     ) -> io::Result<Vec<T>> {
         self.locked(|held| {
-            let aged = held.aged(cutoff.timestamp_micros());
+            let aged = held.aged_through(cutoff.timestamp_micros());
             Ok(held
                 .records
                 .values()
-                .filter(|record| aged.contains(&record.segment))
+                .filter(|record| aged.is_some_and(|through| record.segment <= through))
                 .filter_map(|record| pick(record.name(), micros_to_time(record.written)))
                 .collect())
         })
@@ -151,15 +151,15 @@ impl Journal {
     /// of `drop`, in order, whether its record went with them.
     pub fn retire(&self, cutoff: DateTime<Utc>, drop: &[String]) -> io::Result<Vec<bool>> {
         self.locked(|held| {
-            let aged = held.aged(cutoff.timestamp_micros());
-            let in_aged = |record: &Record| aged.contains(&record.segment);
+            let aged = held.aged_through(cutoff.timestamp_micros());
+            let in_aged = |record: &Record| aged.is_some_and(|through| record.segment <= through);
             let dropped: Vec<bool> = drop
                 .iter()
                 .map(|name| held.records.remove_if(name, in_aged))
                 .collect();
-            if aged.is_empty() {
+            let Some(through) = aged else {
                 return Ok(dropped);
-            }
+            };
             let moving: Vec<String> = held
                 .records
                 .values()
@@ -168,13 +168,13 @@ impl Journal {
                 .collect();
             self.move_to_new_segment(held, &moving)?;
             // Oldest first: a sweep cut short leaves a run from the oldest.
-            for number in &aged {
-                match std::fs::remove_file(self.segment_path(*number)) {
+            for segment in held.segments.iter().take_while(|s| s.number <= through) {
+                match std::fs::remove_file(self.segment_path(segment.number)) {
                     Err(e) if e.kind() != io::ErrorKind::NotFound => return Err(e),
                     _ => {}
                 }
             }
-            held.segments.retain(|s| !aged.contains(&s.number));
+            held.segments.retain(|s| s.number > through);
             Ok(dropped)
         })
     }
@@ -328,16 +328,17 @@ impl Journal {
 }
 
 impl Held {
-    /// The numbers of the oldest segments, up to the first one written to
-    /// after `cutoff` (µs). Only a run from the oldest: a later segment
-    /// dropped before an earlier one (one written to in the future by a
-    /// clock that jumped) would bring back the earlier records of its names.
-    fn aged(&self, cutoff: i64) -> Vec<u64> {
+    /// The segments aged at `cutoff` (µs): the oldest ones up to the first
+    /// written to after it, as the number of the newest among them. Only a
+    /// run from the oldest: a later segment dropped before an earlier one
+    /// (one written to in the future by a clock that jumped) would bring
+    /// back the earlier records of its names.
+    fn aged_through(&self, cutoff: i64) -> Option<u64> {
         self.segments
             .iter()
             .take_while(|s| s.last_written <= cutoff)
+            .last()
             .map(|s| s.number)
-            .collect()
     }
 
     /// Reads segment `at` from where it was last read to its last whole
