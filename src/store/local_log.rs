@@ -81,11 +81,7 @@ fn names_after(folder: &Path, offset: &Path) -> Option<Vec<Path>> {
     }
     let offset_name = offset.filename()?;
     let dir = std::path::PathBuf::from(format!("/{folder}"));
-    let names = match log_version(offset_name) {
-        Some(version) => log_files_from(&dir, version),
-        None => None,
-    };
-    let mut names = match names {
+    let mut names = match log_version(offset_name).and_then(|v| log_files_from(&dir, v)) {
         Some(names) => names,
         None => folder_names_after(&dir, offset_name)?,
     };
