@@ -381,15 +381,11 @@ mod tests {
     #[tokio::test]
     async fn an_erasure_that_meets_another_writers_compaction_erases_on_the_table_as_it_is_now() {
         use crate::store::files::live_files;
-        use crate::store::rewrite::tests::merge_first_two;
+        use crate::store::rewrite::tests::{merge_first_two, three_files};
         use crate::store::rewrite::{arrow_schema, read_files};
 
         let dir = tempfile::tempdir().unwrap();
-        let url = url::Url::from_directory_path(dir.path()).unwrap();
-        let mut table = DeltaTable::try_from_url(url.clone()).await.unwrap();
-        for ids in [0..10, 10..20, 20..30] {
-            table = table.write([rows_of(ids)]).await.unwrap();
-        }
+        let url = three_files(dir.path(), rows_of).await;
         // The erasure read this version; another replica then merged two files.
         let mut erasing = DeltaTable::try_from_url(url.clone()).await.unwrap();
         let mut other = DeltaTable::try_from_url(url.clone()).await.unwrap();

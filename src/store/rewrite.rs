@@ -308,14 +308,24 @@ pub(crate) mod tests {
         replace(table, &files[..2], new, Vec::new(), Race::Retry).await
     }
 
+    /// A table in `dir` of three files, of rows 0..10, 10..20 and 20..30 as
+    /// `rows` makes them: its URL.
+    pub(crate) async fn three_files(
+        dir: &std::path::Path,
+        rows: impl Fn(std::ops::Range<i64>) -> RecordBatch,
+    ) -> url::Url {
+        let url = url::Url::from_directory_path(dir).unwrap();
+        let mut table = DeltaTable::try_from_url(url.clone()).await.unwrap();
+        for ids in [0..10, 10..20, 20..30] {
+            table = table.write([rows(ids)]).await.unwrap();
+        }
+        url
+    }
+
     #[tokio::test]
     async fn a_merge_of_files_another_writer_merged_first_commits_nothing() {
         let dir = tempfile::tempdir().unwrap();
-        let url = url::Url::from_directory_path(dir.path()).unwrap();
-        let mut table = DeltaTable::try_from_url(url.clone()).await.unwrap();
-        for ids in [0..10, 10..20, 20..30] {
-            table = table.write([batch(ids)]).await.unwrap();
-        }
+        let url = three_files(dir.path(), batch).await;
         // Two replicas read the same version; both merge the same files.
         let mut first = DeltaTable::try_from_url(url.clone()).await.unwrap();
         let mut second = DeltaTable::try_from_url(url.clone()).await.unwrap();
