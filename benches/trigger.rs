@@ -497,7 +497,7 @@ fn aged_store(
     commits: u64,
 ) -> Result<PathBuf> {
     let dir = bench_data().join(format!(
-        "trigger-aged-v10-{shape}-{history}-{window}-{commits}"
+        "trigger-aged-v11-{shape}-{history}-{window}-{commits}"
     ));
     let ready = dir.join("READY");
     let store = dir.join("store");
@@ -1111,7 +1111,7 @@ fn duckdb_command(
 /// The store of `shape` for `history` events plus a `window`, built once
 /// and kept.
 fn cached_store(shape: &str, history: u64, window: u64) -> Result<PathBuf> {
-    let dir = bench_data().join(format!("trigger-store-v8-{shape}-{history}-{window}"));
+    let dir = bench_data().join(format!("trigger-store-v9-{shape}-{history}-{window}"));
     let ready = dir.join("READY");
     let store = dir.join("store");
     if ready.exists() {
