@@ -22,8 +22,7 @@ use arrow::datatypes::DataType;
 use chrono::{DateTime, Utc};
 use datafusion::functions::expr_fn::strpos;
 use datafusion::prelude::{Expr, col, lit};
-use deltalake_core::kernel::transaction::TransactionError;
-use deltalake_core::{DeltaTable, DeltaTableError};
+use deltalake_core::DeltaTable;
 
 use crate::config::Config;
 use crate::flow::file::Action;
@@ -32,7 +31,7 @@ use crate::session::{SessionSpec, workspace_session};
 use crate::sql::{QueryError, run_read_only};
 use crate::store::commit::{Always, commit};
 use crate::store::erasures::{Erasure, erasure_batch};
-use crate::store::rewrite::RACE_TRIES;
+use crate::store::replan::replanned;
 use crate::store::{Store, StoreError, TableKind};
 
 /// Who to erase.
@@ -239,36 +238,6 @@ async fn forget_deliveries(ledger: &mut DeltaTable, subject: &Subject) -> Result
         }
     })
     .await
-}
-
-/// Runs `change` (a delete or update of `table`, answering the table after
-/// it and how many rows it changed) again on the table as it is now when
-/// another writer's commit conflicts with what it read (another replica's
-/// maintenance merged those files), up to `RACE_TRIES` times: an erasure
-/// is not refused for a compaction it met.
-async fn replanned<F, Fut>(table: &mut DeltaTable, mut change: F) -> Result<i64, StoreError>
-where
-    F: FnMut(DeltaTable) -> Fut,
-    Fut: std::future::Future<Output = Result<(DeltaTable, i64), DeltaTableError>>,
-{
-    let url = table.table_url().clone();
-    let mut tries = 1;
-    loop {
-        match change(table.clone()).await {
-            Ok((changed, count)) => {
-                *table = changed;
-                return Ok(count);
-            }
-            Err(DeltaTableError::Transaction {
-                source: TransactionError::CommitConflict(conflict),
-            }) if tries < RACE_TRIES => {
-                tracing::info!(table = %url, "erasing again on the table as it is now: {conflict}");
-                tries += 1;
-                crate::store::table::refresh(table).await?;
-            }
-            Err(e) => return Err(StoreError::delta(&url, e)),
-        }
-    }
 }
 
 /// Removes the lines about our people from every file a `file` action of

@@ -23,6 +23,7 @@ use tokio::sync::watch;
 use crate::config::Config;
 use crate::store::files::{LiveFile, live_files};
 use crate::store::layout::in_runs;
+use crate::store::replan::replanned;
 use crate::store::rewrite::{Race, arrow_schema, read_files, replace, write_files_in_groups};
 use crate::store::stamp::stamp_unstamped;
 use crate::store::table::ROW_GROUP_ROWS;
@@ -319,13 +320,13 @@ pub fn plain_groups(files: &[LiveFile], target: i64) -> Vec<Vec<LiveFile>> {
 }
 
 /// Deletes events sent more than `retention` before `now` (a Delta delete:
-/// the survivors keep their stamps, nothing fires again).
+/// the survivors keep their stamps, nothing fires again), again on the
+/// table as it is now when another replica's compaction came first.
 async fn expire(
     table: &mut DeltaTable,
     now: DateTime<Utc>,
     retention: Duration,
 ) -> Result<usize, StoreError> {
-    let url = table.table_url().clone();
     let span = chrono::Duration::from_std(retention).unwrap_or(chrono::Duration::MAX);
     let Some(cutoff) = now.checked_sub_signed(span) else {
         return Ok(0);
@@ -334,14 +335,16 @@ async fn expire(
         Some(cutoff.timestamp_micros()),
         Some(Arc::from("UTC")),
     ));
-    let (deleted, metrics) = table
-        .clone()
-        .delete()
-        .with_predicate(col("sent_at").lt(cutoff))
-        .await
-        .map_err(|e| StoreError::delta(&url, e))?;
-    *table = deleted;
-    Ok(metrics.num_deleted_rows.unwrap_or(0))
+    let expired = col("sent_at").lt(cutoff);
+    let deleted = replanned(table, |table| {
+        let expired = expired.clone();
+        async move {
+            let (deleted, metrics) = table.delete().with_predicate(expired).await?;
+            Ok((deleted, metrics.num_deleted_rows.unwrap_or(0) as i64))
+        }
+    })
+    .await?;
+    Ok(deleted as usize)
 }
 
 /// Deletes the log files a checkpoint covers that are older than the
@@ -412,6 +415,65 @@ pub async fn run_maintenance_loop(config: Arc<Config>, mut shutdown: watch::Rece
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    /// Rows `ids`, each sent on day `id` of 2026.
+    fn sent_on_days(ids: std::ops::Range<i64>) -> arrow::array::RecordBatch {
+        use arrow::array::{Int64Array, TimestampMicrosecondArray};
+        use arrow::datatypes::{DataType, Field, Schema, TimeUnit};
+        let day = |id: i64| {
+            let start = chrono::NaiveDate::from_ymd_opt(2026, 1, 1).unwrap();
+            let date = start + chrono::Days::new(id as u64);
+            date.and_hms_opt(0, 0, 0)
+                .unwrap()
+                .and_utc()
+                .timestamp_micros()
+        };
+        let utc = DataType::Timestamp(TimeUnit::Microsecond, Some("UTC".into()));
+        let schema = Arc::new(Schema::new(vec![
+            Field::new("id", DataType::Int64, false),
+            Field::new("sent_at", utc, false),
+        ]));
+        let sent = TimestampMicrosecondArray::from_iter_values(ids.clone().map(day));
+        let columns: Vec<arrow::array::ArrayRef> = vec![
+            Arc::new(Int64Array::from_iter_values(ids)),
+            Arc::new(sent.with_timezone("UTC")),
+        ];
+        arrow::array::RecordBatch::try_new(schema, columns).unwrap()
+    }
+
+    #[tokio::test]
+    async fn retention_that_meets_another_replicas_compaction_deletes_on_the_table_as_it_is_now() {
+        use crate::store::rewrite::tests::{merge_first_two, three_files};
+        use arrow::array::AsArray;
+        use arrow::datatypes::Int64Type;
+
+        let dir = tempfile::tempdir().unwrap();
+        let url = three_files(dir.path(), sent_on_days).await;
+        // Retention read this version; another replica then merged two files.
+        let mut expiring = DeltaTable::try_from_url(url.clone()).await.unwrap();
+        let mut other = DeltaTable::try_from_url(url.clone()).await.unwrap();
+        assert!(merge_first_two(&mut other).await.unwrap().is_some());
+
+        // Kept 15 days on 2026-01-31, from 2026-01-16 (day 15): days 0 to 14 go.
+        let now = "2026-01-31T00:00:00Z".parse().unwrap();
+        let deleted = expire(&mut expiring, now, Duration::from_secs(15 * 86_400)).await;
+        assert_eq!(deleted.unwrap(), 15);
+        let schema = arrow_schema(&expiring).unwrap();
+        let files = live_files(&expiring).unwrap();
+        let left = read_files(&expiring, &files, &schema).await.unwrap();
+        let mut ids: Vec<i64> = left
+            .iter()
+            .flat_map(|b| {
+                b.column_by_name("id")
+                    .unwrap()
+                    .as_primitive::<Int64Type>()
+                    .values()
+                    .to_vec()
+            })
+            .collect();
+        ids.sort_unstable();
+        assert_eq!(ids, (15..30).collect::<Vec<_>>(), "each later row once");
+    }
 
     fn file(name: &str, low: i64, high: i64, size: i64) -> LiveFile {
         LiveFile {

@@ -31,6 +31,7 @@ pub mod log_reads;
 pub mod objects;
 pub mod probe;
 pub mod quarantine;
+pub mod replan;
 pub mod rewrite;
 pub mod seq;
 pub mod stamp;
