@@ -286,6 +286,7 @@ pub async fn run(cli: Cli) -> Result<(), Error> {
                 strict,
             };
             warn_unchecked_secrets(&config);
+            crate::import::allocator::keep_freed_memory();
             let progress = Progress::on_stderr();
             let report = import(&config, &options, &progress).await?;
             println!("{}", report.summary());

@@ -66,23 +66,81 @@ pub struct EventBatchBuilder {
     lines: Vec<u64>,
 }
 
+/// The text columns of [`EventBatchBuilder`], in [`Footprint`]'s order.
+const TEXT_COLUMNS: usize = 9;
+
+/// What a builder's rows took: rows, and bytes of each text column
+/// (`event_id`, `type`, `event_name`, `client_id`, `user_id`, `email`,
+/// `properties`, `traits`, `envelope`). A builder started at the footprint
+/// of rows like the ones it will hold does not grow: growing copies all it
+/// holds to new memory, which is faulted in page by page.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Footprint {
+    pub rows: usize,
+    pub text_bytes: [usize; TEXT_COLUMNS],
+}
+
+impl Footprint {
+    /// A guess for `rows` events never seen: 128 bytes of properties and 16
+    /// of every other text.
+    pub fn guessed(rows: usize) -> Footprint {
+        let mut text_bytes = [rows * 16; TEXT_COLUMNS];
+        text_bytes[6] = rows * 128;
+        Footprint { rows, text_bytes }
+    }
+
+    /// This footprint with a quarter more room, for rows that vary.
+    pub fn with_headroom(&self) -> Footprint {
+        let more = |n: usize| n + n / 4;
+        Footprint {
+            rows: more(self.rows),
+            text_bytes: self.text_bytes.map(more),
+        }
+    }
+}
+
 impl EventBatchBuilder {
     pub fn with_capacity(rows: usize) -> EventBatchBuilder {
-        let text = || StringBuilder::with_capacity(rows, rows * 16);
+        EventBatchBuilder::with_footprint(&Footprint::guessed(rows))
+    }
+
+    /// A builder with room for `footprint`.
+    pub fn with_footprint(footprint: &Footprint) -> EventBatchBuilder {
+        let rows = footprint.rows;
+        let text = |column: usize| StringBuilder::with_capacity(rows, footprint.text_bytes[column]);
         EventBatchBuilder {
-            event_id: text(),
-            kind: text(),
-            event_name: text(),
-            client_id: text(),
-            user_id: text(),
-            email: text(),
+            event_id: text(0),
+            kind: text(1),
+            event_name: text(2),
+            client_id: text(3),
+            user_id: text(4),
+            email: text(5),
             sent_at: TimestampMicrosecondBuilder::with_capacity(rows),
             received_at: TimestampMicrosecondBuilder::with_capacity(rows),
-            properties: StringBuilder::with_capacity(rows, rows * 128),
-            traits: text(),
+            properties: text(6),
+            traits: text(7),
             requires_identity: BooleanBuilder::with_capacity(rows),
-            envelope: text(),
+            envelope: text(8),
             lines: Vec::with_capacity(rows),
+        }
+    }
+
+    /// What the rows appended so far take.
+    pub fn footprint(&self) -> Footprint {
+        let texts = [
+            &self.event_id,
+            &self.kind,
+            &self.event_name,
+            &self.client_id,
+            &self.user_id,
+            &self.email,
+            &self.properties,
+            &self.traits,
+            &self.envelope,
+        ];
+        Footprint {
+            rows: self.len(),
+            text_bytes: texts.map(|builder| builder.values_slice().len()),
         }
     }
 

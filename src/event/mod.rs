@@ -25,7 +25,7 @@ use std::borrow::Cow;
 
 use chrono::{DateTime, NaiveDate, NaiveDateTime, NaiveTime, Utc};
 
-pub use batch::{EventBatchBuilder, events_schema};
+pub use batch::{EventBatchBuilder, Footprint, events_schema};
 
 /// `track` or `identify`: the two kinds of event tripwire stores.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]

@@ -11,7 +11,7 @@ use arrow::array::{AsArray, Int64Array, RecordBatch};
 use arrow::compute::filter_record_batch;
 use arrow::datatypes::Int64Type;
 
-use crate::event::{EventBatchBuilder, ParsedEvent};
+use crate::event::{EventBatchBuilder, Footprint, ParsedEvent};
 use crate::store::layout::in_file_order;
 
 /// The events' arrival order column.
@@ -33,10 +33,10 @@ struct NameRows {
 }
 
 impl NameRows {
-    fn new(rows: usize) -> NameRows {
+    fn new(footprint: &Footprint) -> NameRows {
         NameRows {
-            builder: EventBatchBuilder::with_capacity(rows),
-            positions: Vec::with_capacity(rows),
+            builder: EventBatchBuilder::with_footprint(footprint),
+            positions: Vec::with_capacity(footprint.rows),
         }
     }
 
@@ -45,6 +45,16 @@ impl NameRows {
         self.builder.append(event, line, received_at);
         self.positions.push(position);
     }
+}
+
+/// What each group of a chunk's events took ([`Footprint`]): a parser
+/// starts the next chunk's builders at these sizes (with some headroom),
+/// since one file's chunks are much alike.
+#[derive(Debug, Default, Clone)]
+pub struct Footprints {
+    unnamed: Option<Footprint>,
+    named: HashMap<String, Footprint>,
+    others: Option<Footprint>,
 }
 
 /// Events as they are parsed, grouped by name.
@@ -59,13 +69,36 @@ pub struct ByName {
     arrival_lines: Vec<i64>,
     /// Rows the chunk is expected to hold, to size the builders.
     rows_hint: usize,
+    /// What the groups took in an earlier chunk, to size their builders.
+    earlier: Footprints,
 }
 
 impl ByName {
     pub fn new(rows_hint: usize) -> ByName {
+        ByName::after(rows_hint, Footprints::default())
+    }
+
+    /// A grouping whose builders start at what each group took in an
+    /// `earlier` chunk (a group new to it, at a guess from `rows_hint`).
+    pub fn after(rows_hint: usize, earlier: Footprints) -> ByName {
         ByName {
             rows_hint,
+            earlier,
             ..ByName::default()
+        }
+    }
+
+    /// What each group's rows take so far.
+    pub fn footprints(&self) -> Footprints {
+        let of = |rows: &NameRows| rows.builder.footprint();
+        Footprints {
+            unnamed: self.unnamed.as_ref().map(of),
+            named: self
+                .named
+                .iter()
+                .map(|(name, rows)| (name.clone(), of(rows)))
+                .collect(),
+            others: self.others.as_ref().map(of),
         }
     }
 
@@ -81,17 +114,27 @@ impl ByName {
     pub fn append(&mut self, event: &ParsedEvent, line: u64, received_at: i64) {
         let position = self.arrival_lines.len() as i64;
         self.arrival_lines.push(line as i64);
-        let first_rows = self.rows_hint.min(FIRST_ROWS);
-        let new = || NameRows::new(first_rows);
+        let guess = Footprint::guessed(self.rows_hint.min(FIRST_ROWS));
+        let earlier = &self.earlier;
+        let new = |footprint: Option<&Footprint>| {
+            NameRows::new(&footprint.map_or(guess, Footprint::with_headroom))
+        };
         let rows = match event.event_name.as_deref() {
-            None => self.unnamed.get_or_insert_with(new),
+            None => self
+                .unnamed
+                .get_or_insert_with(|| new(earlier.unnamed.as_ref())),
             Some(name) => {
                 if let Some(rows) = self.named.get_mut(name) {
                     return rows.push(event, line, received_at, position);
                 }
                 match self.named.len() < MAX_NAMES_APART {
-                    true => self.named.entry(name.to_string()).or_insert_with(new),
-                    false => self.others.get_or_insert_with(new),
+                    true => {
+                        let rows = new(earlier.named.get(name));
+                        self.named.entry(name.to_string()).or_insert(rows)
+                    }
+                    false => self
+                        .others
+                        .get_or_insert_with(|| new(earlier.others.as_ref())),
                 }
             }
         };
@@ -250,6 +293,33 @@ mod tests {
             ]
         );
         assert_eq!(seqs(&batches), [101, 104, 102, 100, 103]);
+    }
+
+    #[test]
+    fn footprints_hold_each_groups_rows_and_bytes_and_size_the_next_chunk_alike() {
+        let arrivals = [Some("view"), None, Some("cart"), Some("view")];
+        let fill = |by_name: &mut ByName| {
+            for (i, name) in arrivals.iter().enumerate() {
+                let mut event = event(*name);
+                event.event_id = Some(format!("id-{i}").into());
+                event.properties = Some(r#"{"k":1}"#.into());
+                by_name.append(&event, i as u64, 0);
+            }
+        };
+        let mut first = ByName::new(4);
+        fill(&mut first);
+        let footprints = first.footprints();
+        let view = footprints.named["view"];
+        assert_eq!(view.rows, 2);
+        assert_eq!(view.text_bytes[0], "id-0id-3".len(), "event_id");
+        assert_eq!(view.text_bytes[2], "viewview".len(), "event_name");
+        assert_eq!(view.text_bytes[6], 2 * r#"{"k":1}"#.len(), "properties");
+        assert_eq!(footprints.unnamed.map(|f| f.rows), Some(1));
+        assert_eq!(footprints.others, None);
+        // A chunk whose builders start from them builds the same batches.
+        let mut next = ByName::after(4, footprints);
+        fill(&mut next);
+        assert_eq!(next.finish().numbered(0), first.finish().numbered(0));
     }
 
     #[test]

@@ -4,10 +4,11 @@
 //! already in the events' file order ([`OrderedEvents`], built so by
 //! [`ByName`]).
 
-use std::collections::BTreeMap;
+use std::cell::RefCell;
+use std::collections::{BTreeMap, HashMap};
 use std::sync::Arc;
 
-use super::by_name::{ByName, OrderedEvents};
+use super::by_name::{ByName, Footprints, OrderedEvents};
 use super::route::Router;
 use crate::event::ParsedEvent;
 use crate::event::redact::without_secrets;
@@ -104,6 +105,9 @@ pub struct ChunkParser {
     pub rows_hint: usize,
     /// Longer NDJSON lines are refused (`max_line_bytes`).
     pub max_line_bytes: usize,
+    /// What each workspace's groups took in the last chunk this parser
+    /// read, to size the next chunk's builders.
+    pub footprints: RefCell<HashMap<String, Footprints>>,
 }
 
 impl ChunkParser {
@@ -148,8 +152,17 @@ impl ChunkParser {
             self.add(&mut chunk, Err(refused.reason), refused.line, || head);
             chunk.last_line = refused.line;
         }
+        self.remember_footprints(&chunk);
         chunk.order_events();
         chunk
+    }
+
+    /// Keeps what `chunk`'s groups took, for the next chunk's builders.
+    fn remember_footprints(&self, chunk: &ParsedChunk) {
+        let mut footprints = self.footprints.borrow_mut();
+        for (workspace, events) in &chunk.events {
+            footprints.insert(workspace.clone(), events.footprints());
+        }
     }
 
     fn parse_line(&self, chunk: &mut ParsedChunk, line: &[u8], line_no: u64) {
@@ -193,7 +206,10 @@ impl ChunkParser {
             Ok((workspace, event)) => chunk
                 .events
                 .entry(workspace)
-                .or_insert_with(|| ByName::new(self.rows_hint))
+                .or_insert_with_key(|workspace| {
+                    let earlier = self.footprints.borrow().get(workspace).cloned();
+                    ByName::after(self.rows_hint, earlier.unwrap_or_default())
+                })
                 .append(&event, line, self.received_at),
             Err(reason) => chunk.rejected.push(Rejected {
                 source: self.source.to_string(),
@@ -225,6 +241,7 @@ pub(crate) mod tests {
             received_at: 0,
             rows_hint: 4,
             max_line_bytes: 1 << 20,
+            footprints: RefCell::default(),
         }
     }
 

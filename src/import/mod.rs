@@ -16,6 +16,7 @@
 //! parser has finished with, so a chunk's memory is faulted in once per
 //! import, not once per chunk.
 
+pub mod allocator;
 pub mod by_name;
 pub mod chunk;
 pub mod commit;
@@ -301,6 +302,7 @@ impl FileJob {
             received_at: crate::event::now_micros(),
             rows_hint: source::CHUNK_ROWS,
             max_line_bytes: self.max_line_bytes,
+            footprints: Default::default(),
         };
         let path = self.path.clone();
         let format = self.format;
