@@ -114,10 +114,10 @@ impl ByName {
     pub fn append(&mut self, event: &ParsedEvent, line: u64, received_at: i64) {
         let position = self.arrival_lines.len() as i64;
         self.arrival_lines.push(line as i64);
-        let guess = Footprint::guessed(self.rows_hint.min(FIRST_ROWS));
-        let earlier = &self.earlier;
+        let (earlier, first_rows) = (&self.earlier, self.rows_hint.min(FIRST_ROWS));
         let new = |footprint: Option<&Footprint>| {
-            NameRows::new(&footprint.map_or(guess, Footprint::with_headroom))
+            let guess = || Footprint::guessed(first_rows);
+            NameRows::new(&footprint.map_or_else(guess, Footprint::with_headroom))
         };
         let rows = match event.event_name.as_deref() {
             None => self
