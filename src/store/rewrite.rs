@@ -203,8 +203,8 @@ async fn land(
         Race::Retry => RACE_TRIES,
         Race::FailOnAnyCommit => 1,
     };
+    let mut live = live_paths(table)?;
     for _ in 0..tries {
-        let live = live_paths(table)?;
         if !old.iter().all(|f| live.contains(&f.path)) {
             return Ok(Landing::Superseded);
         }
@@ -216,9 +216,9 @@ async fn land(
         super::table::refresh(table).await?;
         // The commit may have landed and a step after it failed (the
         // checkpoint or log cleanup its commit runs, the reload).
-        let live = live_paths(table)?;
+        live = live_paths(table)?;
         if written.iter().any(|path| live.contains(path)) {
-            return Ok(Landing::Landed(table.version().map_or(-1, |v| v as i64)));
+            return Ok(Landing::Landed(super::table::version(table)));
         }
         if race == Race::FailOnAnyCommit || table.version() == checked_on {
             return Ok(Landing::Refused(failed));
