@@ -349,23 +349,14 @@ mod tests {
 
     #[tokio::test]
     async fn an_erasure_that_meets_another_writers_compaction_erases_on_the_table_as_it_is_now() {
-        use crate::store::files::live_files;
-        use crate::store::rewrite::tests::{merge_first_two, three_files};
-        use crate::store::rewrite::{arrow_schema, read_files};
+        use crate::store::rewrite::tests::{every_row, read_before_a_merge};
 
         let dir = tempfile::tempdir().unwrap();
-        let url = three_files(dir.path(), rows_of).await;
-        // The erasure read this version; another replica then merged two files.
-        let mut erasing = DeltaTable::try_from_url(url.clone()).await.unwrap();
-        let mut other = DeltaTable::try_from_url(url.clone()).await.unwrap();
-        assert!(merge_first_two(&mut other).await.unwrap().is_some());
-
+        let mut erasing = read_before_a_merge(dir.path(), rows_of).await;
         let ann = col("email").eq(lit("ann@example.com"));
         let deleted = delete(&mut erasing, ann).await.unwrap();
         assert_eq!(deleted, 15);
-        let schema = arrow_schema(&erasing).unwrap();
-        let files = live_files(&erasing).unwrap();
-        let left = read_files(&erasing, &files, &schema).await.unwrap();
+        let left = every_row(&erasing).await;
         let emails: Vec<String> = left
             .iter()
             .flat_map(|b| {

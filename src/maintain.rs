@@ -443,24 +443,17 @@ mod tests {
 
     #[tokio::test]
     async fn retention_that_meets_another_replicas_compaction_deletes_on_the_table_as_it_is_now() {
-        use crate::store::rewrite::tests::{merge_first_two, three_files};
+        use crate::store::rewrite::tests::{every_row, read_before_a_merge};
         use arrow::array::AsArray;
         use arrow::datatypes::Int64Type;
 
         let dir = tempfile::tempdir().unwrap();
-        let url = three_files(dir.path(), sent_on_days).await;
-        // Retention read this version; another replica then merged two files.
-        let mut expiring = DeltaTable::try_from_url(url.clone()).await.unwrap();
-        let mut other = DeltaTable::try_from_url(url.clone()).await.unwrap();
-        assert!(merge_first_two(&mut other).await.unwrap().is_some());
-
+        let mut expiring = read_before_a_merge(dir.path(), sent_on_days).await;
         // Kept 15 days on 2026-01-31, from 2026-01-16 (day 15): days 0 to 14 go.
         let now = "2026-01-31T00:00:00Z".parse().unwrap();
         let deleted = expire(&mut expiring, now, Duration::from_secs(15 * 86_400)).await;
         assert_eq!(deleted.unwrap(), 15);
-        let schema = arrow_schema(&expiring).unwrap();
-        let files = live_files(&expiring).unwrap();
-        let left = read_files(&expiring, &files, &schema).await.unwrap();
+        let left = every_row(&expiring).await;
         let mut ids: Vec<i64> = left
             .iter()
             .flat_map(|b| {

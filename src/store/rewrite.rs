@@ -291,10 +291,19 @@ pub(crate) mod tests {
     }
 
     /// Every row of `table` now.
-    async fn rows(table: &DeltaTable) -> usize {
+    pub(crate) async fn every_row(table: &DeltaTable) -> Vec<RecordBatch> {
         let schema = arrow_schema(table).unwrap();
         let batches = read_files(table, &live_files(table).unwrap(), &schema).await;
-        batches.unwrap().iter().map(RecordBatch::num_rows).sum()
+        batches.unwrap()
+    }
+
+    /// How many rows `table` holds now.
+    async fn rows(table: &DeltaTable) -> usize {
+        every_row(table)
+            .await
+            .iter()
+            .map(RecordBatch::num_rows)
+            .sum()
     }
 
     /// Merges `table`'s first two files (by path) into one, as another
@@ -320,6 +329,19 @@ pub(crate) mod tests {
             table = table.write([rows(ids)]).await.unwrap();
         }
         url
+    }
+
+    /// A handle on a table of [`three_files`] in `dir`, loaded before
+    /// another writer (a replica's maintenance) merged two of its files.
+    pub(crate) async fn read_before_a_merge(
+        dir: &std::path::Path,
+        rows: impl Fn(std::ops::Range<i64>) -> RecordBatch,
+    ) -> DeltaTable {
+        let url = three_files(dir, rows).await;
+        let stale = DeltaTable::try_from_url(url.clone()).await.unwrap();
+        let mut other = DeltaTable::try_from_url(url).await.unwrap();
+        assert!(merge_first_two(&mut other).await.unwrap().is_some());
+        stale
     }
 
     #[tokio::test]
