@@ -207,7 +207,8 @@ impl ChunkParser {
                 .events
                 .entry(workspace)
                 .or_insert_with_key(|workspace| {
-                    let earlier = self.footprints.borrow().get(workspace).cloned();
+                    // This chunk's footprints replace them when it is done.
+                    let earlier = self.footprints.borrow_mut().remove(workspace);
                     ByName::after(self.rows_hint, earlier.unwrap_or_default())
                 })
                 .append(&event, line, self.received_at),
