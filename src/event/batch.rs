@@ -69,6 +69,9 @@ pub struct EventBatchBuilder {
 /// The text columns of [`EventBatchBuilder`], in [`Footprint`]'s order.
 const TEXT_COLUMNS: usize = 9;
 
+/// Where `properties`, the longest text, is among [`Footprint`]'s texts.
+pub const PROPERTIES_TEXT: usize = 6;
+
 /// What a builder's rows took: rows, and bytes of each text column
 /// (`event_id`, `type`, `event_name`, `client_id`, `user_id`, `email`,
 /// `properties`, `traits`, `envelope`). A builder started at the footprint
@@ -85,7 +88,7 @@ impl Footprint {
     /// of every other text.
     pub fn guessed(rows: usize) -> Footprint {
         let mut text_bytes = [rows * 16; TEXT_COLUMNS];
-        text_bytes[6] = rows * 128;
+        text_bytes[PROPERTIES_TEXT] = rows * 128;
         Footprint { rows, text_bytes }
     }
 
@@ -117,7 +120,7 @@ impl EventBatchBuilder {
             email: text(5),
             sent_at: TimestampMicrosecondBuilder::with_capacity(rows),
             received_at: TimestampMicrosecondBuilder::with_capacity(rows),
-            properties: text(6),
+            properties: text(PROPERTIES_TEXT),
             traits: text(7),
             requires_identity: BooleanBuilder::with_capacity(rows),
             envelope: text(8),

@@ -313,7 +313,8 @@ mod tests {
         assert_eq!(view.rows, 2);
         assert_eq!(view.text_bytes[0], "id-0id-3".len(), "event_id");
         assert_eq!(view.text_bytes[2], "viewview".len(), "event_name");
-        assert_eq!(view.text_bytes[6], 2 * r#"{"k":1}"#.len(), "properties");
+        let properties = view.text_bytes[crate::event::batch::PROPERTIES_TEXT];
+        assert_eq!(properties, 2 * r#"{"k":1}"#.len(), "properties");
         assert_eq!(footprints.unnamed.map(|f| f.rows), Some(1));
         assert_eq!(footprints.others, None);
         // A chunk whose builders start from them builds the same batches.
