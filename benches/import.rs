@@ -15,7 +15,16 @@
 //!
 //! - `TRIPWIRE_BENCH_EVENTS` (default 1000000): events per file.
 //! - `TRIPWIRE_BENCH_RUNS` (default 3): runs per shape.
-//! - `TRIPWIRE_BENCH_SHAPES` (default `collect,segment,name_payload`).
+//! - `TRIPWIRE_BENCH_SHAPES` (default `collect,segment,name_payload`; empty:
+//!   none, only the lived log).
+//! - `TRIPWIRE_BENCH_LIVED_COMMITS` (default 86400, a day of commits at one a
+//!   second; 0 skips it): the size of the lived log below.
+//!
+//! Last, a commit on a store that has lived: `tripwire import` of 1,000
+//! events into a store whose events log holds a day of commits (kept for
+//! `delta.logRetentionDuration`, the table checkpointed as maintenance
+//! leaves it), next to the same import into a fresh store. Its cost must
+//! not grow with the log (docs/architecture.md "Commits").
 //!
 //! DuckDB is skipped, with a note, when `python3 -c 'import duckdb'` fails.
 
@@ -34,7 +43,7 @@ fn main() {
     if !duckdb {
         println!("duckdb: `python3 -c 'import duckdb'` fails; tripwire alone");
     }
-    for shape in shapes.split(',').map(str::trim) {
+    for shape in shapes.split(',').map(str::trim).filter(|s| !s.is_empty()) {
         let input = wild_events(shape, events);
         let mb = input.metadata().expect("the events file").len() as f64 / 1e6;
         println!("{shape}: {events} events, {mb:.1} MB ({})", input.display());
@@ -68,6 +77,111 @@ fn main() {
             ratio_text(&ours, theirs.as_ref())
         );
     }
+    let lived_commits = env_number("TRIPWIRE_BENCH_LIVED_COMMITS", 86_400);
+    if lived_commits > 0 {
+        compare_lived_log(&wild_events("collect", events), lived_commits, runs);
+    }
+}
+
+/// Events per import of the lived-log comparison.
+const SMALL_IMPORT: usize = 1_000;
+
+/// A small import into a store whose log holds `commits` commits, against
+/// the same import into a fresh store.
+fn compare_lived_log(events: &Path, commits: u64, runs: u64) {
+    let lived = lived_log_store(events, commits);
+    println!(
+        "lived log: {commits} commits in the events table's log ({})",
+        lived.display()
+    );
+    let (mut on_lived, mut on_fresh) = (Vec::new(), Vec::new());
+    for run in 1..=runs {
+        let file = small_file(events, run as usize);
+        let lived_run = measured(import_command(&file, &lived.join("tripwire.toml"))).0;
+        let fresh_run = import(&file);
+        println!(
+            "  run {run}: {SMALL_IMPORT} events, lived {}, fresh {}",
+            lived_run.describe(),
+            fresh_run.describe()
+        );
+        on_lived.push(lived_run);
+        on_fresh.push(fresh_run);
+    }
+    let (lived_run, fresh_run) = (Measured::median(&on_lived), Measured::median(&on_fresh));
+    println!(
+        "lived log median of {runs}: {SMALL_IMPORT} events, lived {}, fresh {}; lived/fresh time {:.2}",
+        lived_run.describe(),
+        fresh_run.describe(),
+        lived_run.wall / fresh_run.wall
+    );
+}
+
+/// `SMALL_IMPORT` lines of `events`, the `index`th such slice, as a file
+/// of its own under target/tmp (each a new file to the store).
+fn small_file(events: &Path, index: usize) -> PathBuf {
+    let file = std::fs::File::open(events).expect("the events file");
+    let lines: Vec<String> = std::io::BufRead::lines(std::io::BufReader::new(file))
+        .skip(index * SMALL_IMPORT)
+        .take(SMALL_IMPORT)
+        .collect::<Result<_, _>>()
+        .expect("read the events file");
+    let path = Path::new(env!("CARGO_TARGET_TMPDIR")).join(format!("small-{index}.ndjson"));
+    std::fs::write(&path, lines.join("\n") + "\n").expect("write the small file");
+    path
+}
+
+/// A store of one small import whose events log then holds `commits`
+/// commits (commit info only, as a day of quiet flushes would leave),
+/// checkpointed by `tripwire optimize`; built once under target/bench-data.
+fn lived_log_store(events: &Path, commits: u64) -> PathBuf {
+    let dir = Path::new(env!("CARGO_MANIFEST_DIR"))
+        .join("target/bench-data")
+        .join(format!("lived-log-v1-{commits}"));
+    if dir.join("ready").exists() {
+        return dir;
+    }
+    let _ = std::fs::remove_dir_all(&dir);
+    std::fs::create_dir_all(&dir).expect("the lived store's folder");
+    let config = write_config(&dir);
+    measured(import_command(&small_file(events, 0), &config));
+    let log = dir.join("store/shop/events/_delta_log");
+    let first = (0..)
+        .find(|v| !log.join(format!("{v:020}.json")).exists())
+        .expect("a free version");
+    let started = Instant::now();
+    for version in first..first + commits {
+        let info = format!(
+            "{{\"commitInfo\":{{\"timestamp\":{},\"operation\":\"WRITE\",\"operationParameters\":{{\"mode\":\"Append\"}}}}}}\n",
+            1_790_000_000_000 + version
+        );
+        std::fs::write(log.join(format!("{version:020}.json")), info).expect("a commit");
+    }
+    let mut optimize = Command::new(env!("CARGO_BIN_EXE_tripwire"));
+    optimize.arg("optimize").arg("--config").arg(&config);
+    measured(optimize);
+    println!(
+        "lived log: {commits} commits written and checkpointed in {:.1}s",
+        started.elapsed().as_secs_f64()
+    );
+    std::fs::write(dir.join("ready"), "").expect("mark the store ready");
+    dir
+}
+
+/// `dir/tripwire.toml`: one workspace, `shop`, stored in `dir/store`.
+fn write_config(dir: &Path) -> PathBuf {
+    let config = dir.join("tripwire.toml");
+    std::fs::write(
+        &config,
+        "storage = \"./store\"\n[[workspace]]\nid = \"shop\"\n",
+    )
+    .expect("config");
+    config
+}
+
+fn import_command(input: &Path, config: &Path) -> Command {
+    let mut command = Command::new(env!("CARGO_BIN_EXE_tripwire"));
+    command.arg("import").arg(input).arg("--config").arg(config);
+    command
 }
 
 fn ratio_text(ours: &Measured, theirs: Option<&Measured>) -> String {
@@ -157,19 +271,8 @@ fn measured(mut command: Command) -> (Measured, String) {
 /// `tripwire import FILE` into a fresh store under target/tmp.
 fn import(input: &Path) -> Measured {
     let project = tempfile::tempdir_in(env!("CARGO_TARGET_TMPDIR")).expect("temp dir");
-    let config = project.path().join("tripwire.toml");
-    std::fs::write(
-        &config,
-        "storage = \"./store\"\n[[workspace]]\nid = \"shop\"\n",
-    )
-    .expect("config");
-    let mut command = Command::new(env!("CARGO_BIN_EXE_tripwire"));
-    command
-        .arg("import")
-        .arg(input)
-        .arg("--config")
-        .arg(&config);
-    measured(command).0
+    let config = write_config(project.path());
+    measured(import_command(input, &config)).0
 }
 
 /// benches/duckdb_import.py on the same file; its process's costs.

@@ -21,7 +21,7 @@ use std::future::Future;
 use std::sync::Arc;
 
 use arrow::array::{Int64Array, RecordBatch};
-use deltalake_core::kernel::transaction::{CommitBuilder, CommitProperties};
+use deltalake_core::kernel::transaction::CommitBuilder;
 use deltalake_core::kernel::{Action, Transaction};
 use deltalake_core::protocol::{DeltaOperation, SaveMode};
 use deltalake_core::writer::{DeltaWriter, RecordBatchWriter};
@@ -29,7 +29,7 @@ use deltalake_core::{DeltaTable, DeltaTableError};
 
 use super::StoreError;
 use super::layout::{ORDER_AS_ONE_BYTES, in_file_order_within};
-use super::table::{app_progress, refresh, writer_properties};
+use super::table::{app_progress, commit_properties, load_committed, refresh, writer_properties};
 use crate::event::batch::COMMIT_VERSION;
 
 /// How often a writer that keeps losing races is asked again before the
@@ -198,9 +198,7 @@ async fn append_once(table: &mut DeltaTable, append: Append) -> Result<i64, Stor
         writer.write(batch).await.map_err(delta)?;
     }
     let adds = writer.flush().await.map_err(delta)?;
-    let properties = CommitProperties::default()
-        .with_application_transactions(append.txns)
-        .with_max_retries(0);
+    let properties = commit_properties().with_application_transactions(append.txns);
     let operation = DeltaOperation::Write {
         mode: SaveMode::Append,
         partition_by: None,
@@ -216,12 +214,7 @@ async fn append_once(table: &mut DeltaTable, append: Append) -> Result<i64, Stor
         )
         .await
         .map_err(delta)?;
-    let version = committed.version();
-    table
-        .update_incremental(Some(version))
-        .await
-        .map_err(delta)?;
-    Ok(version as i64)
+    Ok(load_committed(table, committed))
 }
 
 #[cfg(test)]

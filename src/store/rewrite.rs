@@ -9,7 +9,7 @@ use std::collections::HashMap;
 
 use arrow::array::{ArrayRef, RecordBatch, new_null_array};
 use arrow::datatypes::SchemaRef;
-use deltalake_core::kernel::transaction::{CommitBuilder, CommitProperties};
+use deltalake_core::kernel::transaction::CommitBuilder;
 use deltalake_core::kernel::{Action, Add, Remove};
 use deltalake_core::protocol::DeltaOperation;
 use deltalake_core::writer::{DeltaWriter, RecordBatchWriter};
@@ -258,13 +258,11 @@ async fn commit_on_checked_version(
         predicate: None,
         target_size: 0,
     };
-    let committed = CommitBuilder::from(CommitProperties::default().with_max_retries(0))
+    let committed = CommitBuilder::from(super::table::commit_properties())
         .with_actions(actions)
         .build(Some(table.snapshot()?), table.log_store(), operation)
         .await?;
-    let version = committed.version();
-    table.update_incremental(Some(version)).await?;
-    Ok(version as i64)
+    Ok(super::table::load_committed(table, committed))
 }
 
 /// The table's Arrow schema as tripwire writes it.

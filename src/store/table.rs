@@ -5,7 +5,7 @@
 use arrow::datatypes::SchemaRef;
 use deltalake_core::kernel::StructType;
 use deltalake_core::kernel::engine::arrow_conversion::TryIntoKernel as _;
-use deltalake_core::kernel::transaction::CommitProperties;
+use deltalake_core::kernel::transaction::{CommitProperties, FinalizedCommit};
 use deltalake_core::protocol::SaveMode;
 use deltalake_core::{DeltaTable, DeltaTableBuilder, DeltaTableError};
 use parquet::basic::{Compression, ZstdLevel};
@@ -40,7 +40,7 @@ pub async fn open_or_create(
         .with_save_mode(SaveMode::Ignore)
         // Version 0 or nothing: a racing creator must not commit a second
         // metadata change on top of the winner's table.
-        .with_commit_properties(CommitProperties::default().with_max_retries(0))
+        .with_commit_properties(commit_properties())
         .await;
     let failure = match created {
         Ok(table) if table.version().is_some() => return Ok(table),
@@ -102,6 +102,27 @@ pub async fn open(url: &Url) -> Result<DeltaTable, StoreError> {
         table.load().await.map_err(delta)?;
     }
     Ok(table)
+}
+
+/// The properties of every commit tripwire makes: Delta's own retries off
+/// (the caller plans again on the table as it is then), and Delta's log
+/// cleanup after the commit off. That cleanup lists and stats the whole
+/// `_delta_log` folder (a day of commits on a store that has lived: 86k
+/// files at a commit a second, ~0.7 s) on every commit; maintenance removes
+/// old log files instead (docs/architecture.md "Table maintenance").
+pub fn commit_properties() -> CommitProperties {
+    CommitProperties::default()
+        .with_max_retries(0)
+        .with_cleanup_expired_logs(Some(false))
+}
+
+/// Loads `table` at the version `committed` made, from the snapshot the
+/// commit itself brought up to date (reading the log again would replay
+/// that commit a second time).
+pub fn load_committed(table: &mut DeltaTable, committed: FinalizedCommit) -> i64 {
+    let version = committed.version() as i64;
+    table.state = Some(committed.snapshot);
+    version
 }
 
 /// Writes a checkpoint of the version `table` is at, unless its log has one

@@ -331,6 +331,29 @@ fn a_lived_store_keeps_a_day_of_log_and_vacuums_files_it_no_longer_tracks() {
     assert_eq!(retention.trim(), "interval 1 days | interval 1 days");
 }
 
+#[test]
+fn commits_leave_old_log_files_to_maintenance() {
+    // Delta's own cleanup after each commit lists and stats the whole log
+    // folder (a day of commits on a lived store): tripwire's commits skip it.
+    let project = Project::new();
+    let mut events = import_small_files(&project, "a", 12, 300);
+    let table = project.events_table("shop");
+    let Lived { old_commits, .. } = lived(&table);
+    events += import_small_files(&project, "b", 12, 400);
+    let kept = old_commits.iter().filter(|p| p.exists()).count();
+    assert_eq!(kept, old_commits.len(), "a commit removed old log files");
+    assert_eq!(project.number("SELECT count(*) FROM events") as u64, events);
+
+    let report = project.ok(&["optimize"]);
+    let remaining = old_commits.iter().filter(|p| p.exists()).count();
+    assert!(
+        remaining < old_commits.len() / 2,
+        "{remaining} of {} left after maintenance: {report}",
+        old_commits.len()
+    );
+    assert_eq!(project.number("SELECT count(*) FROM events") as u64, events);
+}
+
 /// The `add` fields of the table's latest checkpoint, as pyarrow reads it.
 fn checkpoint_add_fields(table: &std::path::Path) -> String {
     let script = "import sys, glob\nimport pyarrow.parquet as pq\n\

@@ -13,7 +13,6 @@
 use arrow::array::RecordBatch;
 use datafusion::prelude::SessionContext;
 use deltalake_core::DeltaTable;
-use deltalake_core::kernel::transaction::CommitProperties;
 use deltalake_core::operations::write::SchemaMode;
 use deltalake_core::protocol::SaveMode;
 
@@ -45,7 +44,7 @@ pub async fn migrate(table: DeltaTable) -> Result<DeltaTable, StoreError> {
         .write(rows)
         .with_save_mode(SaveMode::Overwrite)
         .with_schema_mode(SchemaMode::Overwrite)
-        .with_commit_properties(CommitProperties::default().with_max_retries(0))
+        .with_commit_properties(crate::store::table::commit_properties())
         .await;
     match written {
         Ok(table) => Ok(table),
