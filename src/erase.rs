@@ -211,7 +211,11 @@ async fn delete(table: &mut DeltaTable, predicate: Expr) -> Result<i64, StoreErr
     replanned(table, |table| {
         let predicate = predicate.clone();
         async move {
-            let (deleted, metrics) = table.delete().with_predicate(predicate).await?;
+            let (deleted, metrics) = table
+                .delete()
+                .with_predicate(predicate)
+                .with_commit_properties(crate::store::table::operation_properties())
+                .await?;
             Ok((deleted, metrics.num_deleted_rows.unwrap_or(0) as i64))
         }
     })
@@ -233,6 +237,7 @@ async fn forget_deliveries(ledger: &mut DeltaTable, subject: &Subject) -> Result
                 .with_predicate(ours)
                 .with_update("contact", lit("erased"))
                 .with_update("payload", lit(datafusion::scalar::ScalarValue::Utf8(None)))
+                .with_commit_properties(crate::store::table::operation_properties())
                 .await?;
             Ok((updated, metrics.num_updated_rows as i64))
         }

@@ -339,7 +339,11 @@ async fn expire(
     let deleted = replanned(table, |table| {
         let expired = expired.clone();
         async move {
-            let (deleted, metrics) = table.delete().with_predicate(expired).await?;
+            let (deleted, metrics) = table
+                .delete()
+                .with_predicate(expired)
+                .with_commit_properties(crate::store::table::operation_properties())
+                .await?;
             Ok((deleted, metrics.num_deleted_rows.unwrap_or(0) as i64))
         }
     })

@@ -104,9 +104,9 @@ pub async fn open(url: &Url) -> Result<DeltaTable, StoreError> {
     Ok(table)
 }
 
-/// The properties of every commit tripwire makes: Delta's own retries off
-/// (the caller plans again on the table as it is then), and Delta's log
-/// cleanup after the commit off. That cleanup lists and stats the whole
+/// The properties of a commit tripwire makes itself (`store::commit`,
+/// `store::rewrite`): Delta's own retries off (the caller plans again on
+/// the table as it is then), and Delta's log cleanup after the commit off. That cleanup lists and stats the whole
 /// `_delta_log` folder (a day of commits on a store that has lived: 86k
 /// files at a commit a second, ~0.7 s) on every commit; maintenance removes
 /// old log files instead (docs/architecture.md "Table maintenance").
@@ -114,6 +114,13 @@ pub fn commit_properties() -> CommitProperties {
     CommitProperties::default()
         .with_max_retries(0)
         .with_cleanup_expired_logs(Some(false))
+}
+
+/// The properties of a delete or an update that delta-rs runs itself: its
+/// own retries kept (its conflict check lets an append that raced it
+/// through), the log cleanup off as in [`commit_properties`].
+pub fn operation_properties() -> CommitProperties {
+    CommitProperties::default().with_cleanup_expired_logs(Some(false))
 }
 
 /// Loads `table` at the version `committed` made, from the snapshot the
