@@ -17,7 +17,7 @@ pub struct Fields<'a> {
     pairs: Vec<Member<'a>>,
     /// The members of the object under [`SPLIT_KEY`], when the pass that
     /// read these fields split it too ([`Fields::inner`]).
-    split: Option<Vec<Member<'a>>>,
+    split: Option<Box<Fields<'a>>>,
 }
 
 /// The key whose object the one pass of [`Fields::read`] splits as well:
@@ -45,8 +45,10 @@ impl<'a> Fields<'a> {
     /// object too): `None` when it refuses the text (for a caller with its
     /// own words for why).
     pub fn checked(text: &'a str, limit: usize) -> Option<Fields<'a>> {
-        super::checked::object_and_members(text, limit, SPLIT_KEY)
-            .map(|(pairs, split)| Fields { pairs, split })
+        super::checked::object_and_members(text, limit, SPLIT_KEY).map(|(pairs, split)| Fields {
+            pairs,
+            split: split.map(|members| Box::new(Fields::of_members(members))),
+        })
     }
 
     /// Reads `text` as one JSON object (its syntax only: see [`Fields::read`]).
@@ -113,14 +115,14 @@ impl<'a> Fields<'a> {
     }
 
     /// A field that must be an object, as its fields: split already when
-    /// the pass that read these fields split it, else read now.
-    pub fn inner(&self, key: &str) -> Result<Option<Fields<'a>>, String> {
+    /// the pass that read these fields split it (borrowed), else read now.
+    pub fn inner(&self, key: &str) -> Result<Option<Cow<'_, Fields<'a>>>, String> {
         let Some(text) = self.object(key)? else {
             return Ok(None);
         };
         match (&self.split, key == SPLIT_KEY) {
-            (Some(pairs), true) => Ok(Some(Fields::of_members(pairs.clone()))),
-            _ => Fields::of_checked(text).map(Some),
+            (Some(split), true) => Ok(Some(Cow::Borrowed(split))),
+            _ => Fields::of_checked(text).map(|fields| Some(Cow::Owned(fields))),
         }
     }
 
@@ -168,11 +170,24 @@ impl<'a> Fields<'a> {
     }
 }
 
-/// Whether two keys are equal, looking at their lengths and first bytes
-/// before their bytes (most keys an event is asked for differ in those,
-/// and a call to compare them whole cost more than the rest of a lookup).
+/// Whether two keys are equal. Keys are short: up to 16 bytes they are
+/// compared as two (overlapping) words each, without a call to `memcmp`,
+/// which cost more than the rest of a lookup (a lookup compares its key
+/// with every member's until one matches).
 fn same_key(a: &str, b: &str) -> bool {
-    a.len() == b.len() && a.as_bytes().first() == b.as_bytes().first() && a == b
+    let (a, b) = (a.as_bytes(), b.as_bytes());
+    if a.len() != b.len() {
+        return false;
+    }
+    let n = a.len();
+    let word = |s: &[u8], at: usize| u64::from_le_bytes(s[at..at + 8].try_into().unwrap_or([0; 8]));
+    let half = |s: &[u8], at: usize| u32::from_le_bytes(s[at..at + 4].try_into().unwrap_or([0; 4]));
+    match n {
+        0..4 => a == b,
+        4..8 => half(a, 0) == half(b, 0) && half(a, n - 4) == half(b, n - 4),
+        8..=16 => word(a, 0) == word(b, 0) && word(a, n - 8) == word(b, n - 8),
+        _ => a == b,
+    }
 }
 
 /// A JSON string value, borrowed when it has no escapes; numbers as text.
@@ -257,6 +272,21 @@ impl<'de> Visitor<'de> for KeyVisitor {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn keys_of_every_length_are_equal_only_byte_for_byte() {
+        for n in 0..=20 {
+            let key: String = (0..n).map(|i| (b'a' + i as u8) as char).collect();
+            assert!(same_key(&key, &key.clone()), "{key}");
+            assert!(!same_key(&key, &format!("{key}x")), "{key}");
+            for at in 0..n {
+                let mut other = key.clone().into_bytes();
+                other[at] = b'_';
+                let other = String::from_utf8(other).unwrap();
+                assert!(!same_key(&key, &other), "{key} vs {other}");
+            }
+        }
+    }
 
     #[test]
     fn picks_fields_and_keeps_the_rest() {

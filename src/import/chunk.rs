@@ -194,6 +194,18 @@ impl ChunkParser {
         }
     }
 
+    /// The chunk's events of `workspace`, started at the footprints of the
+    /// last chunk's when it has none yet.
+    fn group<'c>(&self, chunk: &'c mut ParsedChunk, workspace: &str) -> &'c mut ByName {
+        if !chunk.events.contains_key(workspace) {
+            // This chunk's footprints replace them when it is done.
+            let earlier = self.footprints.borrow_mut().remove(workspace);
+            let group = ByName::after(self.rows_hint, earlier.unwrap_or_default());
+            chunk.events.insert(workspace.to_string(), group);
+        }
+        chunk.events.get_mut(workspace).expect("inserted above")
+    }
+
     /// Routes one parsed event (or its parse error) into the chunk.
     pub fn add(
         &self,
@@ -203,15 +215,10 @@ impl ChunkParser {
         raw: impl FnOnce() -> String,
     ) {
         match parsed.and_then(|event| Ok((self.router.route(&event)?, event))) {
-            Ok((workspace, event)) => chunk
-                .events
-                .entry(workspace)
-                .or_insert_with_key(|workspace| {
-                    // This chunk's footprints replace them when it is done.
-                    let earlier = self.footprints.borrow_mut().remove(workspace);
-                    ByName::after(self.rows_hint, earlier.unwrap_or_default())
-                })
-                .append(&event, line, self.received_at),
+            Ok((workspace, event)) => {
+                self.group(chunk, workspace)
+                    .append(&event, line, self.received_at)
+            }
             Err(reason) => chunk.rejected.push(Rejected {
                 source: self.source.to_string(),
                 line,

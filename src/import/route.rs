@@ -46,14 +46,15 @@ impl Router {
         self.default.as_deref()
     }
 
-    /// The workspace `event` is stored in, or why it cannot be.
-    pub fn route(&self, event: &ParsedEvent) -> Result<String, String> {
+    /// The workspace `event` is stored in (its configured id), or why it
+    /// cannot be.
+    pub fn route(&self, event: &ParsedEvent) -> Result<&str, String> {
         let Some(named) = event.workspace.as_deref() else {
-            return self.default.clone().ok_or_else(|| {
+            return self.default.as_deref().ok_or_else(|| {
                 "the event names no workspace (no partnerId) and several are configured: pass --workspace".to_string()
             });
         };
-        let Some(secret) = self.secrets.get(named) else {
+        let Some((id, secret)) = self.secrets.get_key_value(named) else {
             return Err(format!("partnerId {named:?} is not a configured workspace"));
         };
         if self.forced && self.default.as_deref() != Some(named) {
@@ -72,7 +73,7 @@ impl Router {
                 "partnerSecret does not match the secret configured for workspace {named:?}"
             ));
         }
-        Ok(named.to_string())
+        Ok(id)
     }
 }
 
@@ -98,15 +99,15 @@ mod tests {
     #[test]
     fn partner_id_names_the_workspace_and_the_secret_must_match() {
         let r = Router::new(&config(), None).unwrap();
-        assert_eq!(r.route(&event(Some("a"), Some("sa"))), Ok("a".into()));
-        assert_eq!(r.route(&event(Some("a"), Some("sa2"))), Ok("a".into()));
+        assert_eq!(r.route(&event(Some("a"), Some("sa"))), Ok("a"));
+        assert_eq!(r.route(&event(Some("a"), Some("sa2"))), Ok("a"));
         assert!(r.route(&event(Some("a"), None)).is_err());
         assert!(
             r.route(&event(Some("a"), Some("no")))
                 .unwrap_err()
                 .contains("partnerSecret")
         );
-        assert_eq!(r.route(&event(Some("b"), None)), Ok("b".into()));
+        assert_eq!(r.route(&event(Some("b"), None)), Ok("b"));
         assert!(
             r.route(&event(Some("c"), None))
                 .unwrap_err()
@@ -122,7 +123,7 @@ mod tests {
     #[test]
     fn forced_workspace() {
         let r = Router::new(&config(), Some("b")).unwrap();
-        assert_eq!(r.route(&event(None, None)), Ok("b".into()));
+        assert_eq!(r.route(&event(None, None)), Ok("b"));
         assert!(
             r.route(&event(Some("a"), Some("sa")))
                 .unwrap_err()
