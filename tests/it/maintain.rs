@@ -286,6 +286,17 @@ fn lived(table: &std::path::Path) -> Lived {
     }
 }
 
+/// Asserts that maintenance (which printed `report`) removed most of
+/// `old_commits`: those a checkpoint covers.
+fn most_are_gone(old_commits: &[std::path::PathBuf], report: &str) {
+    let remaining = old_commits.iter().filter(|p| p.exists()).count();
+    assert!(
+        remaining < old_commits.len() / 2,
+        "{remaining} of {} left after maintenance: {report}",
+        old_commits.len()
+    );
+}
+
 #[test]
 fn a_lived_store_keeps_a_day_of_log_and_vacuums_files_it_no_longer_tracks() {
     let project = Project::new();
@@ -304,12 +315,7 @@ fn a_lived_store_keeps_a_day_of_log_and_vacuums_files_it_no_longer_tracks() {
     let report = project.ok(&["optimize", "--vacuum"]);
     // The old commits a checkpoint covers are gone; the table reads whole,
     // by tripwire and by another Delta reader, and nothing fires again.
-    let remaining = old_commits.iter().filter(|p| p.exists()).count();
-    assert!(
-        remaining < old_commits.len() / 2,
-        "{remaining} of {} left: {report}",
-        old_commits.len()
-    );
+    most_are_gone(&old_commits, &report);
     assert_eq!(project.number("SELECT count(*) FROM events") as u64, events);
     assert_eq!(live_files(&project, "events"), 1);
     let quiet = project.ok(&["run"]);
@@ -345,12 +351,7 @@ fn commits_leave_old_log_files_to_maintenance() {
     assert_eq!(project.number("SELECT count(*) FROM events") as u64, events);
 
     let report = project.ok(&["optimize"]);
-    let remaining = old_commits.iter().filter(|p| p.exists()).count();
-    assert!(
-        remaining < old_commits.len() / 2,
-        "{remaining} of {} left after maintenance: {report}",
-        old_commits.len()
-    );
+    most_are_gone(&old_commits, &report);
     assert_eq!(project.number("SELECT count(*) FROM events") as u64, events);
 }
 
