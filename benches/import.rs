@@ -34,6 +34,13 @@ use std::path::{Path, PathBuf};
 use std::process::{Command, Stdio};
 use std::time::Instant;
 
+#[path = "support/lived_log.rs"]
+mod lived_log;
+#[path = "support/store_copy.rs"]
+mod store_copy;
+use lived_log::lived_log_store;
+use store_copy::copy_store;
+
 const SHAPES: &str = "collect,segment,name_payload";
 
 fn main() {
@@ -90,8 +97,9 @@ const SMALL_IMPORT: usize = 1_000;
 /// A small import into a store whose log holds `commits` commits, against
 /// the same import into a store of the same data without them.
 fn compare_lived_log(events: &Path, commits: u64, runs: u64) {
-    let lived = lived_log_store(events, commits);
-    let young = lived_log_store(events, 0);
+    let seed = small_file(events, 0);
+    let lived = lived_log_store(&seed, commits);
+    let young = lived_log_store(&seed, 0);
     println!(
         "lived log: {commits} commits in the events table's log ({})",
         lived.display()
@@ -118,17 +126,11 @@ fn compare_lived_log(events: &Path, commits: u64, runs: u64) {
     );
 }
 
-/// `tripwire import FILE` into a copy of the store `template` (hard links:
-/// tripwire never writes a file in place, so the template stays as built).
+/// `tripwire import FILE` into a copy of the store `template`
+/// (`store_copy`: table files linked), so the template stays as built.
 fn import_into_copy(template: &Path, input: &Path) -> Measured {
     let copy = tempfile::tempdir_in(env!("CARGO_TARGET_TMPDIR")).expect("temp dir");
-    let status = Command::new("cp")
-        .arg("-al")
-        .arg(template.join("."))
-        .arg(copy.path())
-        .status()
-        .expect("run cp");
-    assert!(status.success(), "cp -al {} failed", template.display());
+    copy_store(template, copy.path()).expect("copy the store");
     measured(import_command(input, &copy.path().join("tripwire.toml"))).0
 }
 
@@ -144,43 +146,6 @@ fn small_file(events: &Path, index: usize) -> PathBuf {
     let path = Path::new(env!("CARGO_TARGET_TMPDIR")).join(format!("small-{index}.ndjson"));
     std::fs::write(&path, lines.join("\n") + "\n").expect("write the small file");
     path
-}
-
-/// A store of one small import whose events log then holds `commits` more
-/// commits (commit info only, as a day of quiet flushes would leave),
-/// checkpointed by `tripwire optimize`; built once under target/bench-data.
-fn lived_log_store(events: &Path, commits: u64) -> PathBuf {
-    let dir = Path::new(env!("CARGO_MANIFEST_DIR"))
-        .join("target/bench-data")
-        .join(format!("lived-log-v2-{commits}"));
-    if dir.join("ready").exists() {
-        return dir;
-    }
-    let _ = std::fs::remove_dir_all(&dir);
-    std::fs::create_dir_all(&dir).expect("the lived store's folder");
-    let config = write_config(&dir);
-    measured(import_command(&small_file(events, 0), &config));
-    let log = dir.join("store/shop/events/_delta_log");
-    let first = (0..)
-        .find(|v| !log.join(format!("{v:020}.json")).exists())
-        .expect("a free version");
-    let started = Instant::now();
-    for version in first..first + commits {
-        let info = format!(
-            "{{\"commitInfo\":{{\"timestamp\":{},\"operation\":\"WRITE\",\"operationParameters\":{{\"mode\":\"Append\"}}}}}}\n",
-            1_790_000_000_000 + version
-        );
-        std::fs::write(log.join(format!("{version:020}.json")), info).expect("a commit");
-    }
-    let mut optimize = Command::new(env!("CARGO_BIN_EXE_tripwire"));
-    optimize.arg("optimize").arg("--config").arg(&config);
-    measured(optimize);
-    println!(
-        "lived log: {commits} commits written and checkpointed in {:.1}s",
-        started.elapsed().as_secs_f64()
-    );
-    std::fs::write(dir.join("ready"), "").expect("mark the store ready");
-    dir
 }
 
 /// `dir/tripwire.toml`: one workspace, `shop`, stored in `dir/store`.

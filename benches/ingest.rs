@@ -34,6 +34,11 @@
 //! and the 503s the backlog limit (`max_wal_bytes`) answered.
 //! `TRIPWIRE_BENCH_SHAPES` picks shapes (default
 //! `collect,segment,name_payload`).
+//!
+//! The server starts on a store that has lived (`support/lived_log.rs`):
+//! 1,000 collect events, then `TRIPWIRE_BENCH_LIVED_COMMITS` commits in
+//! the events log (default 86400, a day at one a second; 0: a fresh store),
+//! so each flush commits next to a day of log as it would in production.
 
 use std::collections::BTreeMap;
 use std::io::{BufRead, BufReader};
@@ -44,6 +49,13 @@ use std::time::{Duration, Instant};
 
 use base64::Engine as _;
 use reqwest::header::{AUTHORIZATION, CONTENT_TYPE};
+
+#[path = "support/lived_log.rs"]
+mod lived_log;
+#[path = "support/store_copy.rs"]
+mod store_copy;
+use lived_log::lived_log_store;
+use store_copy::copy_store;
 
 const SECRET: &str = "bench-secret";
 const BATCH_EVENTS: usize = 100;
@@ -70,9 +82,11 @@ fn main() {
         })
         .collect();
     let extra = std::env::var("TRIPWIRE_BENCH_INGEST").unwrap_or_default();
-    let server = Server::start(&extra);
+    let lived_commits = env_number("TRIPWIRE_BENCH_LIVED_COMMITS", 86_400);
+    let server = Server::start(&extra, lived_commits);
     println!(
-        "tripwire serve (pid {}) at {}; {seconds} s per scenario; [ingest] {:?}",
+        "tripwire serve (pid {}) at {}; {seconds} s per scenario; [ingest] {:?}; \
+         {lived_commits} commits in the events log before",
         server.child.id(),
         server.base,
         extra
@@ -116,21 +130,7 @@ fn main() {
 /// [`SUSTAINED_BODIES`] `/v1/batch` bodies of [`BATCH_EVENTS`] events of
 /// `shape` from benches/wild_events.py, their ids made slots.
 fn wild_bodies(base: &str, shape: &str) -> Vec<Template> {
-    let events = SUSTAINED_BODIES * BATCH_EVENTS;
-    let dir = Path::new(env!("CARGO_MANIFEST_DIR")).join("target/bench-data");
-    std::fs::create_dir_all(&dir).expect("bench data dir");
-    let path = dir.join(format!("wild-{shape}-{events}.ndjson"));
-    if !path.exists() {
-        let status = Command::new("python3")
-            .arg(Path::new(env!("CARGO_MANIFEST_DIR")).join("benches/wild_events.py"))
-            .args(["--shape", shape, "--events", &events.to_string(), "--out"])
-            .arg(&path)
-            .stdout(Stdio::null())
-            .status()
-            .expect("run benches/wild_events.py");
-        assert!(status.success(), "wild_events.py --shape {shape} failed");
-    }
-    let text = std::fs::read_to_string(&path).expect("the wild events");
+    let text = std::fs::read_to_string(wild_file(shape)).expect("the wild events");
     let items: Vec<String> = text
         .lines()
         .map(|line| {
@@ -153,24 +153,53 @@ fn wild_bodies(base: &str, shape: &str) -> Vec<Template> {
         .collect()
 }
 
+/// [`SUSTAINED_BODIES`] × [`BATCH_EVENTS`] events of `shape` from
+/// benches/wild_events.py, generated once under target/bench-data.
+fn wild_file(shape: &str) -> PathBuf {
+    let events = SUSTAINED_BODIES * BATCH_EVENTS;
+    let dir = Path::new(env!("CARGO_MANIFEST_DIR")).join("target/bench-data");
+    std::fs::create_dir_all(&dir).expect("bench data dir");
+    let path = dir.join(format!("wild-{shape}-{events}.ndjson"));
+    if !path.exists() {
+        let status = Command::new("python3")
+            .arg(Path::new(env!("CARGO_MANIFEST_DIR")).join("benches/wild_events.py"))
+            .args(["--shape", shape, "--events", &events.to_string(), "--out"])
+            .arg(&path)
+            .stdout(Stdio::null())
+            .status()
+            .expect("run benches/wild_events.py");
+        assert!(status.success(), "wild_events.py --shape {shape} failed");
+    }
+    path
+}
+
 fn env_number(name: &str, default: u64) -> u64 {
     std::env::var(name).map_or(default, |v| {
         v.parse().unwrap_or_else(|_| panic!("{name}: a number"))
     })
 }
 
-/// The release `tripwire serve` in a fresh project under target/tmp (a real
-/// disk, so the fsyncs cost what they cost).
+/// The release `tripwire serve` in a project under target/tmp (a real
+/// disk, so the fsyncs cost what they cost), on a copy of a lived store.
 struct Server {
     child: Child,
     base: String,
     config: PathBuf,
+    /// Events the store held before the server started.
+    seeded: u64,
     _project: tempfile::TempDir,
 }
 
 impl Server {
-    fn start(extra_ingest: &str) -> Server {
+    fn start(extra_ingest: &str, lived_commits: u64) -> Server {
         let project = tempfile::tempdir_in(env!("CARGO_TARGET_TMPDIR")).expect("temp dir");
+        let seed = wild_file("collect");
+        let lived = lived_log_store(&seed, lived_commits);
+        copy_store(&lived.join("store"), &project.path().join("store")).expect("copy the store");
+        let seeded = std::fs::read_to_string(&seed)
+            .expect("the seed")
+            .lines()
+            .count() as u64;
         let config = project.path().join("tripwire.toml");
         std::fs::write(
             &config,
@@ -202,6 +231,7 @@ impl Server {
             child,
             base,
             config,
+            seeded,
             _project: project,
         }
     }
@@ -248,13 +278,15 @@ impl Server {
             String::from_utf8_lossy(&out.stderr)
         );
         let row: serde_json::Value = serde_json::from_slice(&out.stdout).expect("a JSON row");
-        let (rows, ids) = (row["n"].as_u64(), row["ids"].as_u64());
+        let stored = |field: &str| row[field].as_u64().and_then(|n| n.checked_sub(self.seeded));
+        let (rows, ids) = (stored("n"), stored("ids"));
         println!(
             "durability: {acknowledged} events acknowledged; after SIGTERM (stopped in {:.1} s) \
-             the events table holds {} rows, {} distinct ids",
+             the events table holds {} rows, {} distinct ids besides the {} it started with",
             stopped.as_secs_f64(),
             rows.unwrap_or(0),
-            ids.unwrap_or(0)
+            ids.unwrap_or(0),
+            self.seeded
         );
         assert_eq!(
             rows,
