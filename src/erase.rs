@@ -31,7 +31,7 @@ use crate::session::{SessionSpec, workspace_session};
 use crate::sql::{QueryError, run_read_only};
 use crate::store::commit::{Always, commit};
 use crate::store::erasures::{Erasure, erasure_batch};
-use crate::store::replan::replanned;
+use crate::store::replan::{delete_rows, replanned};
 use crate::store::{Store, StoreError, TableKind};
 
 /// Who to erase.
@@ -127,19 +127,19 @@ pub async fn erase(
         ..Erasure::default()
     };
     if let Some(mut events) = store.open(workspace, TableKind::Events).await? {
-        erasure.events = delete(&mut events, subject.rows()).await?;
+        erasure.events = delete_rows(&mut events, subject.rows()).await?;
         // Persisted identity index snapshots hold their emails too; the
         // next run rebuilds the index from what is left.
         crate::identity::index::forget_snapshots(store, workspace).await?;
     }
     if let Some(mut quarantine) = store.open(workspace, TableKind::Quarantine).await? {
-        erasure.quarantine = delete(&mut quarantine, mentions(&subject)).await?;
+        erasure.quarantine = delete_rows(&mut quarantine, mentions(&subject)).await?;
     }
     if let Some(mut ledger) = store.open(workspace, TableKind::Ledger).await? {
         // Matches, and rows still waiting for their identity.
         let kinds = vec![lit("match"), lit("pending")];
         let matches = col("kind").in_list(kinds, false).and(subject.rows());
-        erasure.matches = delete(&mut ledger, matches).await?;
+        erasure.matches = delete_rows(&mut ledger, matches).await?;
         erasure.deliveries = forget_deliveries(&mut ledger, &subject).await?;
         // Snapshots of the open deliveries hold payloads too; the delivery
         // worker rebuilds its index from what is left.
@@ -204,22 +204,6 @@ fn mentions(subject: &Subject) -> Expr {
         .map(|v| strpos(col("raw"), lit(v.clone())).gt(lit(0)))
         .reduce(Expr::or)
         .unwrap_or(lit(false))
-}
-
-/// Deletes the rows of `table` that `predicate` selects; how many.
-async fn delete(table: &mut DeltaTable, predicate: Expr) -> Result<i64, StoreError> {
-    replanned(table, |table| {
-        let predicate = predicate.clone();
-        async move {
-            let (deleted, metrics) = table
-                .delete()
-                .with_predicate(predicate)
-                .with_commit_properties(crate::store::table::operation_properties())
-                .await?;
-            Ok((deleted, metrics.num_deleted_rows.unwrap_or(0) as i64))
-        }
-    })
-    .await
 }
 
 /// Deliveries to our people keep their id, status and attempts; their
@@ -359,7 +343,7 @@ mod tests {
         let dir = tempfile::tempdir().unwrap();
         let mut erasing = read_before_a_merge(dir.path(), rows_of).await;
         let ann = col("email").eq(lit("ann@example.com"));
-        let deleted = delete(&mut erasing, ann).await.unwrap();
+        let deleted = delete_rows(&mut erasing, ann).await.unwrap();
         assert_eq!(deleted, 15);
         let left = every_row(&erasing).await;
         let emails: Vec<String> = left

@@ -23,7 +23,7 @@ use tokio::sync::watch;
 use crate::config::Config;
 use crate::store::files::{LiveFile, live_files};
 use crate::store::layout::in_runs;
-use crate::store::replan::replanned;
+use crate::store::replan::delete_rows;
 use crate::store::rewrite::{Race, arrow_schema, read_files, replace, write_files_in_groups};
 use crate::store::stamp::stamp_unstamped;
 use crate::store::table::ROW_GROUP_ROWS;
@@ -335,19 +335,7 @@ async fn expire(
         Some(cutoff.timestamp_micros()),
         Some(Arc::from("UTC")),
     ));
-    let expired = col("sent_at").lt(cutoff);
-    let deleted = replanned(table, |table| {
-        let expired = expired.clone();
-        async move {
-            let (deleted, metrics) = table
-                .delete()
-                .with_predicate(expired)
-                .with_commit_properties(crate::store::table::operation_properties())
-                .await?;
-            Ok((deleted, metrics.num_deleted_rows.unwrap_or(0) as i64))
-        }
-    })
-    .await?;
+    let deleted = delete_rows(table, col("sent_at").lt(cutoff)).await?;
     Ok(deleted as usize)
 }
 

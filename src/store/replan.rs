@@ -8,6 +8,7 @@
 
 use std::future::Future;
 
+use datafusion::prelude::Expr;
 use deltalake_core::kernel::transaction::TransactionError;
 use deltalake_core::{DeltaTable, DeltaTableError};
 
@@ -41,4 +42,21 @@ where
             Err(e) => return Err(StoreError::delta(&url, e)),
         }
     }
+}
+
+/// Deletes the rows of `table` that `predicate` selects, [`replanned`]
+/// when another writer's commit conflicts; how many.
+pub async fn delete_rows(table: &mut DeltaTable, predicate: Expr) -> Result<i64, StoreError> {
+    replanned(table, |table| {
+        let predicate = predicate.clone();
+        async move {
+            let (deleted, metrics) = table
+                .delete()
+                .with_predicate(predicate)
+                .with_commit_properties(super::table::operation_properties())
+                .await?;
+            Ok((deleted, metrics.num_deleted_rows.unwrap_or(0) as i64))
+        }
+    })
+    .await
 }
