@@ -38,8 +38,11 @@ use std::time::Instant;
 mod lived_log;
 #[path = "support/store_copy.rs"]
 mod store_copy;
+#[path = "support/wild_file.rs"]
+mod wild_file;
 use lived_log::lived_log_store;
 use store_copy::copy_store;
+use wild_file::wild_events;
 
 const SHAPES: &str = "collect,segment,name_payload";
 
@@ -271,26 +274,4 @@ fn duckdb_available() -> bool {
         .stderr(Stdio::null())
         .status()
         .is_ok_and(|s| s.success())
-}
-
-/// The wild_events.py file of `shape`, generated once and kept under target/.
-fn wild_events(shape: &str, events: u64) -> PathBuf {
-    let dir = Path::new(env!("CARGO_MANIFEST_DIR"))
-        .join("target")
-        .join("bench-data");
-    std::fs::create_dir_all(&dir).expect("bench data dir");
-    let path = dir.join(format!("wild-{shape}-{events}.ndjson"));
-    if !path.exists() {
-        let partial = path.with_extension("partial");
-        let status = Command::new("python3")
-            .arg(Path::new(env!("CARGO_MANIFEST_DIR")).join("benches/wild_events.py"))
-            .args(["--shape", shape, "--events", &events.to_string(), "--out"])
-            .arg(&partial)
-            .stdout(Stdio::null())
-            .status()
-            .expect("run benches/wild_events.py");
-        assert!(status.success(), "wild_events.py --shape {shape} failed");
-        std::fs::rename(&partial, &path).expect("rename the events file");
-    }
-    path
 }

@@ -54,8 +54,11 @@ use reqwest::header::{AUTHORIZATION, CONTENT_TYPE};
 mod lived_log;
 #[path = "support/store_copy.rs"]
 mod store_copy;
+#[path = "support/wild_file.rs"]
+mod wild_file;
 use lived_log::lived_log_store;
 use store_copy::copy_store;
+use wild_file::wild_events;
 
 const SECRET: &str = "bench-secret";
 const BATCH_EVENTS: usize = 100;
@@ -153,24 +156,9 @@ fn wild_bodies(base: &str, shape: &str) -> Vec<Template> {
         .collect()
 }
 
-/// [`SUSTAINED_BODIES`] × [`BATCH_EVENTS`] events of `shape` from
-/// benches/wild_events.py, generated once under target/bench-data.
+/// [`SUSTAINED_BODIES`] × [`BATCH_EVENTS`] events of `shape`.
 fn wild_file(shape: &str) -> PathBuf {
-    let events = SUSTAINED_BODIES * BATCH_EVENTS;
-    let dir = Path::new(env!("CARGO_MANIFEST_DIR")).join("target/bench-data");
-    std::fs::create_dir_all(&dir).expect("bench data dir");
-    let path = dir.join(format!("wild-{shape}-{events}.ndjson"));
-    if !path.exists() {
-        let status = Command::new("python3")
-            .arg(Path::new(env!("CARGO_MANIFEST_DIR")).join("benches/wild_events.py"))
-            .args(["--shape", shape, "--events", &events.to_string(), "--out"])
-            .arg(&path)
-            .stdout(Stdio::null())
-            .status()
-            .expect("run benches/wild_events.py");
-        assert!(status.success(), "wild_events.py --shape {shape} failed");
-    }
-    path
+    wild_events(shape, (SUSTAINED_BODIES * BATCH_EVENTS) as u64)
 }
 
 fn env_number(name: &str, default: u64) -> u64 {
