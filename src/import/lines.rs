@@ -35,18 +35,33 @@ enum Filled {
     Broken(io::Error),
 }
 
-/// Reads until `buf` holds at least `want` bytes, the input ends, or it
-/// breaks. The input is read straight into `buf`'s spare room: no block in
-/// between to copy from.
-fn fill(input: &mut impl Read, buf: &mut Vec<u8>, want: usize) -> Filled {
-    let missing = want.saturating_sub(buf.len()) as u64;
-    // `read_to_end` retries interrupted reads and keeps what it read before
-    // an error.
-    match input.by_ref().take(missing).read_to_end(buf) {
-        Ok(_) if buf.len() < want => Filled::End,
-        Ok(_) => Filled::More,
-        Err(e) => Filled::Broken(e),
-    }
+/// Reads into `buf` after its first `held` bytes until it is full, the
+/// input ends, or it breaks; `buf` is then cut to the bytes it holds. The
+/// input is read straight into `buf`: no block in between to copy from,
+/// and no zeroing first (`read_to_end` zeroes the room it reads into,
+/// 16 MiB per chunk, each time a buffer is used again).
+fn fill(input: &mut impl Read, buf: &mut Vec<u8>, mut held: usize) -> Filled {
+    let filled = loop {
+        if held == buf.len() {
+            break Filled::More;
+        }
+        match input.read(&mut buf[held..]) {
+            Ok(0) => break Filled::End,
+            Ok(n) => held += n,
+            Err(e) if e.kind() == io::ErrorKind::Interrupted => {}
+            Err(e) => break Filled::Broken(e),
+        }
+    };
+    buf.truncate(held);
+    filled
+}
+
+/// Makes `buf`, a buffer used before (its bytes stale), `len` bytes long
+/// and starting with `carry`. Only the bytes past its old length are
+/// zeroed: a buffer used again is already initialised and in memory.
+fn start_with(buf: &mut Vec<u8>, carry: &[u8], len: usize) {
+    buf.resize(len, 0);
+    buf[..carry.len()].copy_from_slice(carry);
 }
 
 /// Cuts `input` into chunks of whole lines of about [`CHUNK_BYTES`] and hands
@@ -104,12 +119,9 @@ impl<R: Read, P: FnMut() -> Vec<u8>, S: FnMut(RawChunk) -> bool> Cutter<'_, R, P
         let mut clean = 0;
         loop {
             let mut buf = (self.spare)();
-            buf.clear();
-            buf.extend_from_slice(&carry);
+            start_with(&mut buf, &carry, CHUNK_BYTES.max(carry.len() + READ_BLOCK));
             let searched = clean;
-            let want = CHUNK_BYTES.max(buf.len() + READ_BLOCK);
-            buf.reserve(want - buf.len());
-            let filled = fill(&mut self.input, &mut buf, want);
+            let filled = fill(&mut self.input, &mut buf, carry.len());
             let cut = buf[searched..]
                 .iter()
                 .rposition(|b| *b == b'\n')
@@ -290,6 +302,37 @@ mod tests {
             expected_line += data.matches('\n').count() as u64;
         }
         assert_eq!(expected_line, 40_001);
+    }
+
+    #[test]
+    fn buffers_used_again_give_the_chunks_fresh_ones_give() {
+        let line = format!("{}\n", "x".repeat(999));
+        let input = format!("{}tail", line.repeat(40_000));
+        let fresh = chunks(input.as_bytes(), 1 << 20);
+        // Stale bytes of every kind: newlines (a cut searching them would
+        // end a chunk early), a buffer longer than a chunk, a short one.
+        let mut stale = vec![
+            vec![b'\n'; CHUNK_BYTES + 5],
+            vec![b'y'; 100],
+            vec![b'\n'; 3 * READ_BLOCK],
+        ]
+        .into_iter()
+        .cycle();
+        let mut reused = Vec::new();
+        read_ndjson_chunks_into(
+            input.as_bytes(),
+            &AtomicU64::new(0),
+            1 << 20,
+            || stale.next().unwrap_or_default(),
+            |c| {
+                let refused = c.refused.map(|r| (r.line, r.reason));
+                reused.push((c.first_line, String::from_utf8(c.data).unwrap(), refused));
+                true
+            },
+        )
+        .unwrap();
+        assert!(fresh.len() > 2);
+        assert_eq!(reused, fresh);
     }
 
     #[test]
