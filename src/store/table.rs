@@ -105,8 +105,9 @@ pub async fn open(url: &Url) -> Result<DeltaTable, StoreError> {
 }
 
 /// The properties of a commit tripwire makes itself (`store::commit`,
-/// `store::rewrite`): Delta's own retries off (the caller plans again on
-/// the table as it is then), and Delta's log cleanup after the commit off.
+/// `store::rewrite`, a table's creation, the ledger's migration): Delta's
+/// own retries off (the caller plans again, or reads the winner's table),
+/// and Delta's log cleanup after the commit off.
 /// That cleanup lists and stats the whole `_delta_log` folder (a day of
 /// commits on a store that has lived: 86k files at a commit a second,
 /// ~0.7 s) on every commit; maintenance removes old log files instead
